@@ -1,0 +1,424 @@
+//! JWS request authentication, RFC 8555 §6.2 and §6.4, and RFC 7638 JWK thumbprints.
+//!
+//! Rules enforced here (pebble's `wfe/jose.go` and Boulder's `wfe2/verify.go` are the models):
+//! flattened JSON serialization only (no `signatures`, no unprotected `header`); an `alg` from a
+//! fixed allow-list (never `none`, never a MAC); exactly one of `jwk` and `kid`; `url` present.
+//! The caller checks `url` against the request URL, redeems the nonce and looks up `kid`.
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use josekit::jwk::Jwk;
+use josekit::jws::JwsVerifier;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::problem::Problem;
+
+/// Signature algorithms accepted for account keys.
+pub const ALLOWED_ALGS: &[&str] = &["ES256", "ES384", "RS256", "EdDSA"];
+
+/// Smallest RSA modulus accepted for an account key, in bits.
+const MIN_RSA_BITS: usize = 2048;
+
+/// How the request names its key.
+#[derive(Debug, Clone)]
+pub enum KeyRef {
+    /// An embedded public key (newAccount, revokeCert by certificate key).
+    Jwk(Map<String, Value>),
+    /// An account URL.
+    Kid(String),
+}
+
+/// A parsed, not yet verified, flattened JWS.
+#[derive(Debug, Clone)]
+pub struct Jws {
+    pub alg: String,
+    pub key: KeyRef,
+    pub nonce: Option<String>,
+    pub url: Option<String>,
+    /// The whole protected header, for extension checks (keyChange, EAB).
+    pub header: Map<String, Value>,
+    /// Decoded payload; empty for POST-as-GET.
+    pub payload: Vec<u8>,
+    signing_input: Vec<u8>,
+    signature: Vec<u8>,
+}
+
+fn b64(field: &str, value: &Value) -> Result<Vec<u8>, Problem> {
+    let s = value
+        .as_str()
+        .ok_or_else(|| Problem::malformed(format!("JWS member {field:?} must be a string")))?;
+    if s.contains('=') {
+        return Err(Problem::malformed(format!(
+            "JWS member {field:?} must be base64url without padding"
+        )));
+    }
+    URL_SAFE_NO_PAD
+        .decode(s)
+        .map_err(|_| Problem::malformed(format!("JWS member {field:?} is not valid base64url")))
+}
+
+impl Jws {
+    /// Parse a flattened JWS JSON serialization (RFC 7515 §7.2.2).
+    pub fn parse(body: &[u8]) -> Result<Jws, Problem> {
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|e| Problem::malformed(format!("request body is not JSON: {e}")))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| Problem::malformed("request body must be a flattened JWS object"))?;
+        if obj.contains_key("signatures") {
+            return Err(Problem::malformed(
+                "JWS general serialization is not allowed; use the flattened form",
+            ));
+        }
+        if obj.contains_key("header") {
+            return Err(Problem::malformed("JWS unprotected header is not allowed"));
+        }
+        for key in obj.keys() {
+            if !matches!(key.as_str(), "protected" | "payload" | "signature") {
+                return Err(Problem::malformed(format!("unexpected JWS member {key:?}")));
+            }
+        }
+        let (Some(protected_v), Some(payload_v), Some(signature_v)) = (
+            obj.get("protected"),
+            obj.get("payload"),
+            obj.get("signature"),
+        ) else {
+            return Err(Problem::malformed(
+                "JWS must have protected, payload and signature",
+            ));
+        };
+        let protected_raw = b64("protected", protected_v)?;
+        let payload = b64("payload", payload_v)?;
+        let signature = b64("signature", signature_v)?;
+        if signature.is_empty() {
+            return Err(Problem::malformed("JWS signature is empty"));
+        }
+        let header: Map<String, Value> = serde_json::from_slice(&protected_raw)
+            .map_err(|_| Problem::malformed("JWS protected header is not a JSON object"))?;
+
+        let alg = header
+            .get("alg")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Problem::malformed("JWS protected header has no alg"))?
+            .to_string();
+        if !ALLOWED_ALGS.contains(&alg.as_str()) {
+            return Err(Problem::bad_signature_algorithm(format!(
+                "JWS algorithm {alg:?} is not accepted; use one of {}",
+                ALLOWED_ALGS.join(", ")
+            ))
+            .with_algorithms(ALLOWED_ALGS));
+        }
+        let key = match (header.get("jwk"), header.get("kid")) {
+            (Some(_), Some(_)) => {
+                return Err(Problem::malformed(
+                    "JWS protected header must not have both jwk and kid",
+                ))
+            }
+            (None, None) => {
+                return Err(Problem::malformed(
+                    "JWS protected header must have jwk or kid",
+                ))
+            }
+            (Some(jwk), None) => KeyRef::Jwk(
+                jwk.as_object()
+                    .ok_or_else(|| Problem::malformed("JWS jwk must be a JSON object"))?
+                    .clone(),
+            ),
+            (None, Some(kid)) => KeyRef::Kid(
+                kid.as_str()
+                    .ok_or_else(|| Problem::malformed("JWS kid must be a string"))?
+                    .to_string(),
+            ),
+        };
+        let nonce = match header.get("nonce") {
+            None => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => return Err(Problem::bad_nonce("JWS nonce must be a string")),
+        };
+        let url = match header.get("url") {
+            None => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => return Err(Problem::malformed("JWS url must be a string")),
+        };
+
+        let mut signing_input = Vec::with_capacity(protected_raw.len() * 2 + payload.len() * 2);
+        signing_input.extend_from_slice(str_of(protected_v).as_bytes());
+        signing_input.push(b'.');
+        signing_input.extend_from_slice(str_of(payload_v).as_bytes());
+
+        Ok(Jws {
+            alg,
+            key,
+            nonce,
+            url,
+            header,
+            payload,
+            signing_input,
+            signature,
+        })
+    }
+
+    /// Verify the signature with `jwk` (the embedded key or the account's stored key).
+    pub fn verify(&self, jwk: &Map<String, Value>) -> Result<(), Problem> {
+        check_public_key(jwk)?;
+        let key = Jwk::from_map(jwk.clone())
+            .map_err(|e| Problem::bad_public_key(format!("unusable JWK: {e}")))?;
+        let bad_key = |e: josekit::JoseError| {
+            Problem::bad_public_key(format!("JWK does not fit algorithm {}: {e}", self.alg))
+        };
+        let result = match self.alg.as_str() {
+            "ES256" => josekit::jws::ES256
+                .verifier_from_jwk(&key)
+                .map_err(bad_key)?
+                .verify(&self.signing_input, &self.signature),
+            "ES384" => josekit::jws::ES384
+                .verifier_from_jwk(&key)
+                .map_err(bad_key)?
+                .verify(&self.signing_input, &self.signature),
+            "RS256" => josekit::jws::RS256
+                .verifier_from_jwk(&key)
+                .map_err(bad_key)?
+                .verify(&self.signing_input, &self.signature),
+            "EdDSA" => josekit::jws::EdDSA
+                .verifier_from_jwk(&key)
+                .map_err(bad_key)?
+                .verify(&self.signing_input, &self.signature),
+            other => {
+                return Err(Problem::bad_signature_algorithm(format!(
+                    "JWS algorithm {other:?} is not accepted"
+                )))
+            }
+        };
+        result.map_err(|_| Problem::malformed("JWS signature verification failed"))
+    }
+
+    /// The payload as JSON; POST-as-GET (empty payload) is refused here.
+    pub fn json_payload<T: serde::de::DeserializeOwned>(&self) -> Result<T, Problem> {
+        if self.payload.is_empty() {
+            return Err(Problem::malformed(
+                "this resource needs a JSON payload, not POST-as-GET",
+            ));
+        }
+        serde_json::from_slice(&self.payload)
+            .map_err(|e| Problem::malformed(format!("request payload is not valid: {e}")))
+    }
+
+    pub fn is_post_as_get(&self) -> bool {
+        self.payload.is_empty()
+    }
+}
+
+fn str_of(v: &Value) -> &str {
+    v.as_str().unwrap_or_default()
+}
+
+/// Refuse private keys, unknown key types and weak RSA keys before they reach a verifier.
+pub fn check_public_key(jwk: &Map<String, Value>) -> Result<(), Problem> {
+    for private in ["d", "p", "q", "dp", "dq", "qi", "k"] {
+        if jwk.contains_key(private) {
+            return Err(Problem::bad_public_key("JWK contains private key material"));
+        }
+    }
+    match jwk.get("kty").and_then(Value::as_str) {
+        Some("EC") => match jwk.get("crv").and_then(Value::as_str) {
+            Some("P-256") | Some("P-384") => Ok(()),
+            other => Err(Problem::bad_public_key(format!(
+                "unsupported EC curve {other:?}"
+            ))),
+        },
+        Some("OKP") => match jwk.get("crv").and_then(Value::as_str) {
+            Some("Ed25519") => Ok(()),
+            other => Err(Problem::bad_public_key(format!(
+                "unsupported OKP curve {other:?}"
+            ))),
+        },
+        Some("RSA") => {
+            let n = jwk.get("n").and_then(Value::as_str).unwrap_or_default();
+            let n = URL_SAFE_NO_PAD
+                .decode(n)
+                .map_err(|_| Problem::bad_public_key("RSA modulus is not base64url"))?;
+            let bits = n.iter().skip_while(|b| **b == 0).count() * 8;
+            if bits < MIN_RSA_BITS {
+                return Err(Problem::bad_public_key(format!(
+                    "RSA key of about {bits} bits is too small; at least {MIN_RSA_BITS} bits are required"
+                )));
+            }
+            Ok(())
+        }
+        other => Err(Problem::bad_public_key(format!(
+            "unsupported JWK key type {other:?}"
+        ))),
+    }
+}
+
+/// RFC 7638 thumbprint: SHA-256 over the canonical JSON of the required members, base64url.
+pub fn thumbprint(jwk: &Map<String, Value>) -> Result<String, Problem> {
+    let required: &[&str] = match jwk.get("kty").and_then(Value::as_str) {
+        Some("EC") => &["crv", "kty", "x", "y"],
+        Some("RSA") => &["e", "kty", "n"],
+        Some("OKP") => &["crv", "kty", "x"],
+        other => {
+            return Err(Problem::bad_public_key(format!(
+                "unsupported JWK key type {other:?}"
+            )))
+        }
+    };
+    let mut canonical = BTreeMap::new();
+    for member in required {
+        let v = jwk
+            .get(*member)
+            .and_then(Value::as_str)
+            .ok_or_else(|| Problem::bad_public_key(format!("JWK lacks member {member:?}")))?;
+        canonical.insert(*member, v);
+    }
+    let json = serde_json::to_string(&canonical)
+        .map_err(|_| Problem::bad_public_key("JWK cannot be serialized"))?;
+    Ok(URL_SAFE_NO_PAD.encode(Sha256::digest(json.as_bytes())))
+}
+
+/// The public members only, in a stable form for storage.
+pub fn public_jwk(jwk: &Map<String, Value>) -> Map<String, Value> {
+    let keep = ["kty", "crv", "x", "y", "n", "e"];
+    jwk.iter()
+        .filter(|(k, _)| keep.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use serde_json::json;
+
+    /// RFC 7638 §3.1 example key and thumbprint.
+    #[test]
+    fn rfc7638_test_vector() {
+        let jwk = json!({
+            "kty": "RSA",
+            "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
+            "e": "AQAB",
+            "alg": "RS256",
+            "kid": "2011-04-29"
+        });
+        let map = jwk.as_object().unwrap();
+        assert_eq!(
+            thumbprint(map).unwrap(),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
+    }
+
+    fn flattened(header: Value, payload: &[u8]) -> Vec<u8> {
+        let p = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap());
+        let body = URL_SAFE_NO_PAD.encode(payload);
+        serde_json::to_vec(&json!({"protected": p, "payload": body, "signature": "AAAA"})).unwrap()
+    }
+
+    #[test]
+    fn rejects_general_serialization_and_unprotected_header() {
+        let e = Jws::parse(br#"{"payload":"","signatures":[]}"#).unwrap_err();
+        assert_eq!(e.short_type(), "malformed");
+        let mut body: Value = serde_json::from_slice(&flattened(
+            json!({"alg":"ES256","kid":"k","nonce":"n","url":"u"}),
+            b"",
+        ))
+        .unwrap();
+        body["header"] = json!({"kid": "x"});
+        let e = Jws::parse(&serde_json::to_vec(&body).unwrap()).unwrap_err();
+        assert_eq!(e.short_type(), "malformed");
+    }
+
+    #[test]
+    fn rejects_none_and_mac_algorithms() {
+        for alg in ["none", "HS256", "ES512", "PS256"] {
+            let e = Jws::parse(&flattened(
+                json!({"alg": alg, "kid": "k", "nonce": "n", "url": "u"}),
+                b"",
+            ))
+            .unwrap_err();
+            assert_eq!(e.short_type(), "badSignatureAlgorithm", "{alg}");
+            assert_eq!(e.to_json()["algorithms"], json!(ALLOWED_ALGS));
+        }
+    }
+
+    #[test]
+    fn requires_exactly_one_of_jwk_and_kid() {
+        let jwk = json!({"kty":"EC","crv":"P-256","x":"a","y":"b"});
+        let e = Jws::parse(&flattened(
+            json!({"alg":"ES256","kid":"k","jwk":jwk,"nonce":"n","url":"u"}),
+            b"",
+        ))
+        .unwrap_err();
+        assert_eq!(e.short_type(), "malformed");
+        let e = Jws::parse(&flattened(
+            json!({"alg":"ES256","nonce":"n","url":"u"}),
+            b"",
+        ))
+        .unwrap_err();
+        assert_eq!(e.short_type(), "malformed");
+    }
+
+    #[test]
+    fn rejects_padding_and_non_json() {
+        assert_eq!(
+            Jws::parse(b"not json").unwrap_err().short_type(),
+            "malformed"
+        );
+        let e = Jws::parse(br#"{"protected":"e30=","payload":"","signature":"AAAA"}"#).unwrap_err();
+        assert_eq!(e.short_type(), "malformed");
+    }
+
+    #[test]
+    fn weak_and_private_keys_are_bad_public_keys() {
+        let small = json!({"kty":"RSA","e":"AQAB","n": URL_SAFE_NO_PAD.encode([0xffu8; 128])});
+        assert_eq!(
+            check_public_key(small.as_object().unwrap())
+                .unwrap_err()
+                .short_type(),
+            "badPublicKey"
+        );
+        let private = json!({"kty":"EC","crv":"P-256","x":"a","y":"b","d":"c"});
+        assert_eq!(
+            check_public_key(private.as_object().unwrap())
+                .unwrap_err()
+                .short_type(),
+            "badPublicKey"
+        );
+        let curve = json!({"kty":"EC","crv":"P-521","x":"a","y":"b"});
+        assert_eq!(
+            check_public_key(curve.as_object().unwrap())
+                .unwrap_err()
+                .short_type(),
+            "badPublicKey"
+        );
+    }
+
+    #[test]
+    fn verifies_a_real_es256_signature_and_rejects_a_forged_one() {
+        let key = josekit::jws::ES256.generate_key_pair().unwrap();
+        let jwk = key.to_jwk_public_key();
+        let header = json!({"alg":"ES256","jwk": jwk.as_ref(),"nonce":"n","url":"https://x/acme/new-account"});
+        let p = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap());
+        let payload = URL_SAFE_NO_PAD.encode(br#"{"termsOfServiceAgreed":true}"#);
+        let signer = josekit::jws::ES256
+            .signer_from_der(key.to_der_private_key())
+            .unwrap();
+        use josekit::jws::JwsSigner;
+        let sig = signer.sign(format!("{p}.{payload}").as_bytes()).unwrap();
+        let body =
+            json!({"protected": p, "payload": payload, "signature": URL_SAFE_NO_PAD.encode(&sig)});
+        let jws = Jws::parse(&serde_json::to_vec(&body).unwrap()).unwrap();
+        let KeyRef::Jwk(map) = &jws.key else {
+            panic!("expected jwk")
+        };
+        jws.verify(map).unwrap();
+
+        let mut forged = body.clone();
+        forged["payload"] = json!(URL_SAFE_NO_PAD.encode(br#"{"termsOfServiceAgreed":false}"#));
+        let jws = Jws::parse(&serde_json::to_vec(&forged).unwrap()).unwrap();
+        assert_eq!(jws.verify(map).unwrap_err().short_type(), "malformed");
+    }
+}

@@ -1,0 +1,996 @@
+//! ACME server, RFC 8555: directory (§7.1.1), nonces (§7.2), accounts (§7.3), orders (§7.4),
+//! authorizations and challenges (§7.5, §8), certificate download (§7.4.2).
+//!
+//! Every response — errors included — carries a fresh `Replay-Nonce` and `Link: rel="index"`.
+
+pub mod jws;
+pub mod links;
+pub mod nonce;
+pub mod problem;
+mod wire;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use rand::RngCore;
+use serde_json::{json, Map, Value};
+
+use crate::ca::{Ca, Profile};
+use crate::csr::{check_csr, CsrError, Ident};
+use crate::store::{
+    now, AccountRow, AuthzRow, ChallengeRow, NewAuthz, OrderAuthz, OrderRow, Store,
+};
+use crate::va::Validator;
+use jws::{Jws, KeyRef};
+use links::Links;
+use nonce::NonceService;
+use problem::{Identifier, Problem};
+pub use wire::rfc3339;
+
+/// An HTTP answer of the ACME surface, before the transport turns it into a hyper response.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: Vec<(HeaderName, String)>,
+    pub content_type: &'static str,
+    pub body: Bytes,
+}
+
+impl Reply {
+    fn json(status: StatusCode, value: &Value) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            content_type: "application/json",
+            body: Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
+        }
+    }
+
+    fn empty(status: StatusCode) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            content_type: "",
+            body: Bytes::new(),
+        }
+    }
+
+    fn header(mut self, name: HeaderName, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn problem(p: &Problem) -> Reply {
+        let mut r = Reply {
+            status: p.status_code(),
+            headers: p.headers.clone(),
+            content_type: "application/problem+json",
+            body: Bytes::from(serde_json::to_vec(&p.to_json()).unwrap_or_default()),
+        };
+        if p.status_code() == StatusCode::METHOD_NOT_ALLOWED {
+            r.headers
+                .push((http::header::ALLOW, "GET, HEAD, POST".into()));
+        }
+        r
+    }
+}
+
+type AcmeResult = Result<Reply, Problem>;
+
+pub struct AcmeSettings {
+    pub order_lifetime_secs: i64,
+    pub authz_reuse_secs: i64,
+    pub terms_of_service: Option<String>,
+    pub default_profile: Profile,
+}
+
+pub struct AcmeServer {
+    store: Store,
+    nonces: NonceService,
+    validator: Arc<Validator>,
+    ca: Arc<Ca>,
+    settings: AcmeSettings,
+}
+
+/// A request that passed JWS authentication.
+struct Authenticated {
+    jws: Jws,
+    /// Set when the request was signed with an account's `kid`.
+    account: Option<AccountRow>,
+}
+
+fn random_id(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut b);
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+impl AcmeServer {
+    pub fn new(
+        store: Store,
+        nonces: NonceService,
+        validator: Arc<Validator>,
+        ca: Arc<Ca>,
+        settings: AcmeSettings,
+    ) -> AcmeServer {
+        AcmeServer {
+            store,
+            nonces,
+            validator,
+            ca,
+            settings,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Serve one request under `/acme/`. `origin` is `https://host[:port]` as the client addressed us.
+    pub async fn handle(
+        self: &Arc<Self>,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+        origin: &str,
+    ) -> Reply {
+        let links = Links::new(origin);
+        let result = self.route(method, path, headers, body, &links).await;
+        let mut reply = match result {
+            Ok(r) => r,
+            Err(p) => {
+                if p.status_code().is_server_error() {
+                    tracing::error!(problem = %p, "acme request failed");
+                } else {
+                    tracing::info!(problem = %p, "acme request refused");
+                }
+                Reply::problem(&p)
+            }
+        };
+        reply
+            .headers
+            .push((HeaderName::from_static("replay-nonce"), self.nonces.issue()));
+        reply.headers.push((
+            http::header::LINK,
+            format!("<{}>;rel=\"index\"", links.directory()),
+        ));
+        reply
+            .headers
+            .push((http::header::CACHE_CONTROL, "no-store".into()));
+        reply
+    }
+
+    async fn route(
+        self: &Arc<Self>,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+        links: &Links,
+    ) -> AcmeResult {
+        let rest = path.strip_prefix("/acme/").unwrap_or("");
+        let segments: Vec<&str> = rest.split('/').collect();
+        match (method, segments.as_slice()) {
+            (&Method::GET, ["directory"]) => Ok(self.directory(links)),
+            (&Method::HEAD, ["new-nonce"]) => Ok(Reply::empty(StatusCode::OK)),
+            (&Method::GET, ["new-nonce"]) => Ok(Reply::empty(StatusCode::NO_CONTENT)),
+            (&Method::POST, _) => {
+                let url = format!("{}{}", links.base().trim_end_matches("/acme"), path);
+                let auth = self
+                    .authenticate(headers, &body, &url, links, segments.as_slice())
+                    .await?;
+                self.dispatch(segments.as_slice(), auth, links).await
+            }
+            (_, ["directory"]) | (_, ["new-nonce"]) => Err(Problem::method_not_allowed(format!(
+                "{method} is not allowed here"
+            ))),
+            (&Method::GET, _) => Err(Problem::method_not_allowed(
+                "ACME resources are fetched with POST-as-GET (RFC 8555 §6.3)",
+            )),
+            _ => Err(Problem::method_not_allowed(format!(
+                "{method} is not allowed here"
+            ))),
+        }
+    }
+
+    fn directory(&self, links: &Links) -> Reply {
+        let mut meta = Map::new();
+        if let Some(tos) = &self.settings.terms_of_service {
+            meta.insert("termsOfService".into(), json!(tos));
+        }
+        meta.insert("externalAccountRequired".into(), json!(false));
+        let dir = json!({
+            "newNonce": links.new_nonce(),
+            "newAccount": links.new_account(),
+            "newOrder": links.new_order(),
+            "revokeCert": links.revoke_cert(),
+            "keyChange": links.key_change(),
+            "meta": meta,
+        });
+        // The directory itself carries no nonce requirement, but a nonce does no harm.
+        Reply::json(StatusCode::OK, &dir)
+    }
+
+    /// RFC 8555 §6.2–§6.5: media type, JWS shape, url, key, signature, then the nonce.
+    async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        url: &str,
+        links: &Links,
+        segments: &[&str],
+    ) -> Result<Authenticated, Problem> {
+        let content_type = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if content_type.split(';').next().map(str::trim) != Some("application/jose+json") {
+            return Err(Problem::unsupported_media_type(
+                "POST requests must have Content-Type application/jose+json",
+            ));
+        }
+        let jws = Jws::parse(body)?;
+        let nonce = jws
+            .nonce
+            .clone()
+            .ok_or_else(|| Problem::bad_nonce("JWS has no anti-replay nonce"))?;
+        // Cheap check before any database work; redeemed only after the signature verifies.
+        self.nonces.check(&nonce)?;
+        match &jws.url {
+            None => return Err(Problem::malformed("JWS protected header has no url")),
+            Some(u) if u != url => {
+                return Err(Problem::unauthorized(format!(
+                    "JWS url {u:?} is not the request URL {url:?}"
+                )))
+            }
+            Some(_) => {}
+        }
+        let jwk_allowed = matches!(segments, ["new-account"] | ["revoke-cert"]);
+        let (key, account) = match &jws.key {
+            KeyRef::Jwk(jwk) => {
+                if !jwk_allowed {
+                    return Err(Problem::malformed(
+                        "this resource needs a kid (account URL), not a jwk",
+                    ));
+                }
+                (jwk.clone(), None)
+            }
+            KeyRef::Kid(kid) => {
+                if matches!(segments, ["new-account"]) {
+                    return Err(Problem::malformed(
+                        "newAccount must be signed with a jwk, not a kid",
+                    ));
+                }
+                let id = links.account_id_of(kid).ok_or_else(|| {
+                    Problem::account_does_not_exist(format!(
+                        "kid {kid:?} is not an account URL of this server"
+                    ))
+                })?;
+                let account = self.store.account(id).await?.ok_or_else(|| {
+                    Problem::account_does_not_exist(format!("account {kid} does not exist"))
+                })?;
+                let jwk: Map<String, Value> = serde_json::from_str(&account.jwk)
+                    .map_err(|_| Problem::server_internal("stored account key is unreadable"))?;
+                (jwk, Some(account))
+            }
+        };
+        jws.verify(&key)?;
+        self.nonces.redeem(&self.store, &nonce).await?;
+        if let Some(a) = &account {
+            if a.status != "valid" {
+                return Err(Problem::unauthorized(format!("account is {}", a.status)));
+            }
+        }
+        Ok(Authenticated { jws, account })
+    }
+
+    async fn dispatch(
+        self: &Arc<Self>,
+        segments: &[&str],
+        auth: Authenticated,
+        links: &Links,
+    ) -> AcmeResult {
+        match segments {
+            ["new-account"] => self.new_account(auth, links).await,
+            ["acct", id] => self.update_account(id, auth, links).await,
+            ["acct", id, "orders"] => self.account_orders(id, auth, links).await,
+            ["new-order"] => self.new_order(auth, links).await,
+            ["order", id] => {
+                let account = require_account(&auth)?;
+                let order = self.owned_order(id, account).await?;
+                self.order_reply(&order, links, StatusCode::OK).await
+            }
+            ["order", id, "finalize"] => self.finalize(id, auth, links).await,
+            ["authz", id] => self.authorization(id, auth, links).await,
+            ["chall", id] => self.challenge(id, auth, links).await,
+            ["cert", serial] => self.certificate(serial, auth).await,
+            ["revoke-cert"] => self.revoke_certificate(auth).await,
+            ["key-change"] => Err(Problem::malformed(
+                "key rollover is not available on this server yet",
+            )),
+            _ => Err(Problem::not_found("no such ACME resource")),
+        }
+    }
+
+    // ---- accounts, §7.3 ----
+
+    async fn new_account(&self, auth: Authenticated, links: &Links) -> AcmeResult {
+        let KeyRef::Jwk(jwk) = &auth.jws.key else {
+            return Err(Problem::malformed("newAccount must be signed with a jwk"));
+        };
+        let req: wire::NewAccount = auth.jws.json_payload()?;
+        let thumbprint = jws::thumbprint(jwk)?;
+        if let Some(existing) = self.store.account_by_thumbprint(&thumbprint).await? {
+            if existing.status != "valid" {
+                return Err(Problem::unauthorized(format!(
+                    "the account of this key is {}",
+                    existing.status
+                )));
+            }
+            return Ok(
+                Reply::json(StatusCode::OK, &wire::account_json(&existing, links))
+                    .header(http::header::LOCATION, links.account(&existing.id)),
+            );
+        }
+        if req.external_account_binding.is_some() {
+            return Err(Problem::malformed(
+                "externalAccountBinding is not enabled on this directory",
+            ));
+        }
+        if req.only_return_existing {
+            return Err(Problem::account_does_not_exist(
+                "no account exists for this key",
+            ));
+        }
+        if self.settings.terms_of_service.is_some() && !req.terms_of_service_agreed {
+            return Err(Problem::user_action_required(
+                "the terms of service must be agreed to (termsOfServiceAgreed)",
+            ));
+        }
+        let contact = wire::check_contacts(req.contact.as_deref().unwrap_or(&[]))?;
+        let account = AccountRow {
+            id: random_id(12),
+            thumbprint: thumbprint.clone(),
+            jwk: Value::Object(jws::public_jwk(jwk)).to_string(),
+            status: "valid".into(),
+            contact: json!(contact).to_string(),
+            created_at: now(),
+        };
+        if !self.store.insert_account(&account).await? {
+            // Another request registered this key at the same moment: return that account.
+            let existing = self
+                .store
+                .account_by_thumbprint(&thumbprint)
+                .await?
+                .ok_or_else(|| Problem::server_internal("account vanished during registration"))?;
+            return Ok(
+                Reply::json(StatusCode::OK, &wire::account_json(&existing, links))
+                    .header(http::header::LOCATION, links.account(&existing.id)),
+            );
+        }
+        tracing::info!(account = %account.id, "account created");
+        Ok(
+            Reply::json(StatusCode::CREATED, &wire::account_json(&account, links))
+                .header(http::header::LOCATION, links.account(&account.id)),
+        )
+    }
+
+    async fn update_account(&self, id: &str, auth: Authenticated, links: &Links) -> AcmeResult {
+        let account = require_account(&auth)?;
+        if account.id != id {
+            return Err(Problem::unauthorized(
+                "the request's kid does not match the account URL",
+            ));
+        }
+        if !auth.jws.is_post_as_get() {
+            let req: wire::AccountUpdate = auth.jws.json_payload()?;
+            if let Some(status) = req.status.as_deref() {
+                if status != "deactivated" {
+                    return Err(Problem::malformed(
+                        "an account's status can only be set to \"deactivated\"",
+                    ));
+                }
+                self.store.deactivate_account(id).await?;
+                tracing::info!(account = %id, "account deactivated");
+            } else if let Some(contact) = req.contact {
+                let contact = wire::check_contacts(&contact)?;
+                self.store
+                    .update_account_contact(id, &json!(contact).to_string())
+                    .await?;
+            }
+        }
+        let account = self
+            .store
+            .account(id)
+            .await?
+            .ok_or_else(|| Problem::account_does_not_exist("account vanished"))?;
+        Ok(
+            Reply::json(StatusCode::OK, &wire::account_json(&account, links))
+                .header(http::header::LOCATION, links.account(id)),
+        )
+    }
+
+    async fn account_orders(&self, id: &str, auth: Authenticated, links: &Links) -> AcmeResult {
+        const PAGE: i64 = 100;
+        let account = require_account(&auth)?;
+        if account.id != id {
+            return Err(Problem::unauthorized(
+                "an account can only list its own orders",
+            ));
+        }
+        let orders = self.store.orders_of_account(id, PAGE + 1, 0).await?;
+        let urls: Vec<String> = orders
+            .iter()
+            .take(PAGE as usize)
+            .map(|o| links.order(&o.id))
+            .collect();
+        Ok(Reply::json(StatusCode::OK, &json!({ "orders": urls })))
+    }
+
+    // ---- orders, §7.4 ----
+
+    async fn new_order(&self, auth: Authenticated, links: &Links) -> AcmeResult {
+        let account = require_account(&auth)?;
+        let req: wire::NewOrder = auth.jws.json_payload()?;
+        if req.not_before.is_some() || req.not_after.is_some() {
+            return Err(Problem::malformed(
+                "notBefore and notAfter are not supported; the profile sets the validity",
+            ));
+        }
+        let idents = wire::check_identifiers(&req.identifiers)?;
+        let created = now();
+        let expires = created + self.settings.order_lifetime_secs;
+        let mut authzs = Vec::with_capacity(idents.len());
+        for ident in &idents {
+            let reuse = self
+                .store
+                .reusable_authz(
+                    &account.id,
+                    ident.kind(),
+                    &ident.value(),
+                    false,
+                    created + 86400,
+                )
+                .await?;
+            authzs.push(match reuse {
+                Some(id) => OrderAuthz::Reuse(id),
+                None => OrderAuthz::New(NewAuthz {
+                    id: random_id(12),
+                    id_type: ident.kind().into(),
+                    id_value: ident.value(),
+                    wildcard: false,
+                    expires,
+                    challenges: vec![(random_id(12), "http-01".into(), random_id(32))],
+                }),
+            });
+        }
+        let order = OrderRow {
+            id: random_id(12),
+            account_id: account.id.clone(),
+            status: "pending".into(),
+            expires,
+            identifiers: serde_json::to_string(&wire::identifiers_json(&idents))
+                .unwrap_or_default(),
+            not_before: None,
+            not_after: None,
+            error: None,
+            profile: None,
+            certificate_serial: None,
+            processing_since: None,
+            created_at: created,
+        };
+        self.store.insert_order(&order, &authzs).await?;
+        tracing::info!(order = %order.id, account = %account.id, identifiers = %order.identifiers, "order created");
+        self.order_reply(&order, links, StatusCode::CREATED).await
+    }
+
+    async fn owned_order(&self, id: &str, account: &AccountRow) -> Result<OrderRow, Problem> {
+        let order = self
+            .store
+            .order(id)
+            .await?
+            .ok_or_else(|| Problem::not_found("no such order"))?;
+        if order.account_id != account.id {
+            return Err(Problem::unauthorized(
+                "this order belongs to another account",
+            ));
+        }
+        Ok(order)
+    }
+
+    /// The order's status as RFC 8555 §7.1.6 defines it, derived from its authorizations while
+    /// it has not been finalized.
+    fn order_status(order: &OrderRow, authzs: &[AuthzRow], at: i64) -> &'static str {
+        match order.status.as_str() {
+            "valid" => "valid",
+            "processing" => "processing",
+            "invalid" => "invalid",
+            _ if order.expires <= at => "invalid",
+            _ => {
+                let statuses: Vec<&str> =
+                    authzs.iter().map(|a| wire::authz_status(a, at)).collect();
+                if statuses.iter().any(|s| *s != "valid" && *s != "pending") {
+                    "invalid"
+                } else if !statuses.is_empty() && statuses.iter().all(|s| *s == "valid") {
+                    "ready"
+                } else {
+                    "pending"
+                }
+            }
+        }
+    }
+
+    async fn order_reply(&self, order: &OrderRow, links: &Links, status: StatusCode) -> AcmeResult {
+        let authzs = self.store.authzs_of_order(&order.id).await?;
+        let order_status = Self::order_status(order, &authzs, now());
+        let mut body = json!({
+            "status": order_status,
+            "expires": rfc3339(order.expires),
+            "identifiers": serde_json::from_str::<Value>(&order.identifiers).unwrap_or(Value::Null),
+            "authorizations": authzs.iter().map(|a| links.authz(&a.id)).collect::<Vec<_>>(),
+            "finalize": links.finalize(&order.id),
+        });
+        if let Some(serial) = &order.certificate_serial {
+            body["certificate"] = json!(links.certificate(serial));
+        }
+        if let Some(err) = &order.error {
+            body["error"] = serde_json::from_str(err).unwrap_or(Value::Null);
+        }
+        let mut reply =
+            Reply::json(status, &body).header(http::header::LOCATION, links.order(&order.id));
+        if order_status == "processing" {
+            reply = reply.header(http::header::RETRY_AFTER, "1");
+        }
+        Ok(reply)
+    }
+
+    async fn finalize(&self, id: &str, auth: Authenticated, links: &Links) -> AcmeResult {
+        let account = require_account(&auth)?;
+        let order = self.owned_order(id, account).await?;
+        let req: wire::Finalize = auth.jws.json_payload()?;
+        let authzs = self.store.authzs_of_order(&order.id).await?;
+        let status = Self::order_status(&order, &authzs, now());
+        if status != "ready" {
+            return Err(Problem::order_not_ready(format!(
+                "order is {status}, not ready"
+            )));
+        }
+        let csr_der = URL_SAFE_NO_PAD
+            .decode(req.csr.trim_end_matches('='))
+            .map_err(|_| Problem::bad_csr("csr is not base64url"))?;
+        let csr = check_csr(&csr_der).map_err(|e| match e {
+            CsrError::Bad(m) => Problem::bad_csr(m),
+            CsrError::WeakKey(m) => Problem::bad_public_key(m),
+        })?;
+        let wanted: BTreeSet<Ident> = authzs.iter().filter_map(wire::authz_ident).collect();
+        if csr.identifiers != wanted {
+            return Err(Problem::bad_csr(format!(
+                "the CSR names {:?}, the order {:?}",
+                csr.identifiers.iter().map(Ident::value).collect::<Vec<_>>(),
+                wanted.iter().map(Ident::value).collect::<Vec<_>>()
+            )));
+        }
+        let profile = self.settings.default_profile.clone();
+        let snapshot = serde_json::to_string(&profile).unwrap_or_default();
+        if !self
+            .store
+            .begin_processing(&order.id, &snapshot, &csr_der, now())
+            .await?
+        {
+            return Err(Problem::order_not_ready("order is already being finalized"));
+        }
+        match self
+            .ca
+            .issue(&csr, &profile, Some(&order.id), Some(&account.id))
+            .await
+        {
+            Ok(issued) => {
+                tracing::info!(order = %order.id, serial = %issued.serial, "certificate issued");
+            }
+            Err(crate::ca::IssueError::Pending) => {}
+            Err(e) => {
+                tracing::error!(order = %order.id, error = %e, "issuance failed");
+                let problem = Problem::server_internal("the certificate could not be issued");
+                self.store
+                    .fail_order(&order.id, &problem.to_json().to_string())
+                    .await?;
+            }
+        }
+        let order = self
+            .store
+            .order(id)
+            .await?
+            .ok_or_else(|| Problem::not_found("no such order"))?;
+        self.order_reply(&order, links, StatusCode::OK).await
+    }
+
+    /// Orders left `processing` past `cutoff` (a crash, a kill -9, a stalled backend): finish
+    /// them from what the store recorded, or issue again with a fresh serial, or fail them.
+    pub async fn recover_stale_orders(
+        &self,
+        cutoff: i64,
+    ) -> Result<usize, crate::store::StoreError> {
+        let stale = self.store.stale_processing_orders(cutoff).await?;
+        let mut recovered = 0;
+        for order in stale {
+            let Some(since) = order.processing_since else {
+                continue;
+            };
+            if !self
+                .store
+                .claim_stale_order(&order.id, since, now())
+                .await?
+            {
+                continue; // another replica took it
+            }
+            recovered += 1;
+            if let Some(cert) = self.store.certificate_of_order(&order.id).await? {
+                self.store.mark_order_valid(&order.id, &cert.serial).await?;
+                tracing::info!(order = %order.id, serial = %cert.serial, "recovered: certificate was stored before the stop");
+                continue;
+            }
+            let abandoned = self.store.abandon_tbs_of_order(&order.id).await?;
+            let csr = self
+                .store
+                .order_csr(&order.id)
+                .await?
+                .and_then(|der| check_csr(&der).ok());
+            let profile: Option<Profile> = order
+                .profile
+                .as_deref()
+                .and_then(|p| serde_json::from_str(p).ok());
+            let (Some(csr), Some(profile)) = (csr, profile) else {
+                let problem =
+                    Problem::server_internal("issuance was interrupted and cannot be resumed");
+                self.store
+                    .fail_order(&order.id, &problem.to_json().to_string())
+                    .await?;
+                continue;
+            };
+            match self
+                .ca
+                .issue(&csr, &profile, Some(&order.id), Some(&order.account_id))
+                .await
+            {
+                Ok(issued) => {
+                    tracing::info!(order = %order.id, serial = %issued.serial, abandoned, "recovered: issued again with a fresh serial")
+                }
+                Err(e) => {
+                    tracing::error!(order = %order.id, error = %e, "recovery issuance failed");
+                    let problem = Problem::server_internal("the certificate could not be issued");
+                    self.store
+                        .fail_order(&order.id, &problem.to_json().to_string())
+                        .await?;
+                }
+            }
+        }
+        Ok(recovered)
+    }
+
+    // ---- authorizations and challenges, §7.5 ----
+
+    async fn owned_authz(&self, id: &str, account: &AccountRow) -> Result<AuthzRow, Problem> {
+        let authz = self
+            .store
+            .authz(id)
+            .await?
+            .ok_or_else(|| Problem::not_found("no such authorization"))?;
+        if authz.account_id != account.id {
+            return Err(Problem::unauthorized(
+                "this authorization belongs to another account",
+            ));
+        }
+        Ok(authz)
+    }
+
+    async fn authorization(&self, id: &str, auth: Authenticated, links: &Links) -> AcmeResult {
+        let account = require_account(&auth)?;
+        let mut authz = self.owned_authz(id, account).await?;
+        if !auth.jws.is_post_as_get() {
+            let req: wire::AuthzUpdate = auth.jws.json_payload()?;
+            if req.status.as_deref() != Some("deactivated") {
+                return Err(Problem::malformed(
+                    "an authorization's status can only be set to \"deactivated\"",
+                ));
+            }
+            self.store.deactivate_authz(id).await?;
+            authz = self.owned_authz(id, account).await?;
+        }
+        let challenges = self.store.challenges_of_authz(id).await?;
+        let body = wire::authz_json(&authz, &challenges, links, now());
+        let mut reply = Reply::json(StatusCode::OK, &body);
+        if challenges.iter().any(|c| c.status == "processing") {
+            reply = reply.header(http::header::RETRY_AFTER, "1");
+        }
+        Ok(reply)
+    }
+
+    async fn challenge(
+        self: &Arc<Self>,
+        id: &str,
+        auth: Authenticated,
+        links: &Links,
+    ) -> AcmeResult {
+        let account = require_account(&auth)?.clone();
+        let chall = self
+            .store
+            .challenge(id)
+            .await?
+            .ok_or_else(|| Problem::not_found("no such challenge"))?;
+        let authz = self.owned_authz(&chall.authz_id, &account).await?;
+        let mut chall = chall;
+        if !auth.jws.is_post_as_get() {
+            // The payload is `{}` (RFC 8555 §7.5.1); anything else JSON is ignored as the RFC allows.
+            let _: Value = auth.jws.json_payload()?;
+            let authz_status = wire::authz_status(&authz, now());
+            if authz_status != "pending" {
+                if chall.status == "pending" {
+                    return Err(Problem::malformed(format!(
+                        "the authorization is {authz_status}"
+                    )));
+                }
+            } else if self.store.start_challenge(&chall.id).await? {
+                chall.status = "processing".into();
+                let ident = wire::authz_ident(&authz)
+                    .ok_or_else(|| Problem::server_internal("bad stored identifier"))?;
+                let thumbprint = serde_json::from_str::<Map<String, Value>>(&account.jwk)
+                    .map_err(|_| Problem::server_internal("stored account key is unreadable"))
+                    .and_then(|jwk| jws::thumbprint(&jwk))?;
+                let this = self.clone();
+                let chall_row = chall.clone();
+                tokio::spawn(
+                    async move { this.run_validation(chall_row, ident, thumbprint).await },
+                );
+            }
+        }
+        let mut reply = Reply::json(StatusCode::OK, &wire::challenge_json(&chall, links)).header(
+            http::header::LINK,
+            format!("<{}>;rel=\"up\"", links.authz(&authz.id)),
+        );
+        if chall.status == "processing" {
+            reply = reply.header(http::header::RETRY_AFTER, "1");
+        }
+        Ok(reply)
+    }
+
+    async fn run_validation(&self, chall: ChallengeRow, ident: Ident, thumbprint: String) {
+        let key_authorization = format!("{}.{}", chall.token, thumbprint);
+        let outcome = self
+            .validator
+            .validate(&chall.kind, &ident, &chall.token, &key_authorization)
+            .await;
+        let (valid, error) = match &outcome {
+            Ok(()) => (true, None),
+            Err(p) => {
+                let mut p = p.clone();
+                p.status = p.status_code().as_u16();
+                (false, Some(p.to_json().to_string()))
+            }
+        };
+        tracing::info!(challenge = %chall.id, identifier = %ident.value(), valid, error = ?outcome.as_ref().err().map(|p| p.detail.clone()), "validation finished");
+        let authz_expires = now() + self.settings.authz_reuse_secs;
+        if let Err(e) = self
+            .store
+            .finish_challenge(
+                &chall.id,
+                &chall.authz_id,
+                valid,
+                error.as_deref(),
+                authz_expires,
+            )
+            .await
+        {
+            tracing::error!(challenge = %chall.id, error = %e, "could not record the validation outcome");
+        }
+    }
+
+    // ---- certificates, §7.4.2 ----
+
+    async fn certificate(&self, serial: &str, auth: Authenticated) -> AcmeResult {
+        let account = require_account(&auth)?;
+        let cert = self
+            .store
+            .certificate(serial)
+            .await?
+            .ok_or_else(|| Problem::not_found("no such certificate"))?;
+        if cert.account_id.as_deref() != Some(account.id.as_str()) {
+            return Err(Problem::unauthorized(
+                "this certificate belongs to another account",
+            ));
+        }
+        let Some(chain) = cert.chain_pem.filter(|_| cert.status == "issued") else {
+            return Err(Problem::not_found("no such certificate"));
+        };
+        Ok(Reply {
+            status: StatusCode::OK,
+            headers: Vec::new(),
+            content_type: "application/pem-certificate-chain",
+            body: Bytes::from(chain),
+        })
+    }
+}
+
+impl AcmeServer {
+    /// RFC 8555 §7.6: by the account that holds the certificate, or signed by the certificate's key.
+    async fn revoke_certificate(&self, auth: Authenticated) -> AcmeResult {
+        let req: wire::Revocation = auth.jws.json_payload()?;
+        let der = URL_SAFE_NO_PAD
+            .decode(req.certificate.trim_end_matches('='))
+            .map_err(|_| Problem::malformed("certificate is not base64url DER"))?;
+        let reason = req.reason.unwrap_or(0);
+        let reason_code = u8::try_from(reason)
+            .ok()
+            .filter(|r| *r != 7)
+            .and_then(pkid_backends::RevocationReason::from_code)
+            .ok_or_else(|| {
+                Problem::bad_revocation_reason(format!(
+                    "reason {reason} is not an RFC 5280 reason code pkid accepts (0-10, not 7)"
+                ))
+            })?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|_| Problem::malformed("certificate is not a valid X.509 certificate"))?;
+        let serial = hex::encode(cert.raw_serial());
+        let stored = self.store.certificate(&serial).await?;
+        let Some(stored) = stored.filter(|c| c.der.as_deref() == Some(der.as_slice())) else {
+            return Err(Problem::not_found(
+                "this server did not issue that certificate",
+            ));
+        };
+        match (&auth.account, &auth.jws.key) {
+            (Some(account), _) => {
+                if stored.account_id.as_deref() != Some(account.id.as_str()) {
+                    return Err(Problem::unauthorized(
+                        "this account does not hold that certificate",
+                    ));
+                }
+            }
+            (None, KeyRef::Jwk(jwk)) => {
+                let signer = jws::thumbprint(jwk)?;
+                if wire::spki_thumbprint(cert.public_key().raw).as_deref() != Some(signer.as_str())
+                {
+                    return Err(Problem::unauthorized(
+                        "the request is not signed by the certificate's key",
+                    ));
+                }
+            }
+            (None, KeyRef::Kid(_)) => return Err(Problem::unauthorized("unknown account")),
+        }
+        if stored.revoked_at.is_some() {
+            return Err(Problem::already_revoked(
+                "the certificate is revoked already",
+            ));
+        }
+        self.ca
+            .backend
+            .revoke(
+                &pkid_backends::Serial::from_hex(&serial)
+                    .unwrap_or(pkid_backends::Serial(cert.raw_serial().to_vec())),
+                &der,
+                reason_code,
+            )
+            .await
+            .map_err(|e| {
+                tracing::error!(serial = %serial, error = %e, "backend revocation failed");
+                Problem::server_internal("the revocation could not be completed; retry later")
+            })?;
+        if !self
+            .store
+            .revoke_certificate(&serial, i64::from(reason), now())
+            .await?
+        {
+            return Err(Problem::already_revoked(
+                "the certificate is revoked already",
+            ));
+        }
+        tracing::info!(serial = %serial, reason, "certificate revoked");
+        Ok(Reply::empty(StatusCode::OK))
+    }
+}
+
+fn require_account(auth: &Authenticated) -> Result<&AccountRow, Problem> {
+    auth.account
+        .as_ref()
+        .ok_or_else(|| Problem::malformed("this request must be signed with an account kid"))
+}
+
+/// `Identifier` in the wire form of problems' subproblems.
+pub fn identifier(kind: &str, value: &str) -> Identifier {
+    Identifier {
+        kind: kind.into(),
+        value: value.into(),
+    }
+}
+
+pub fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(status: &str, expires: i64) -> OrderRow {
+        OrderRow {
+            id: "o".into(),
+            account_id: "a".into(),
+            status: status.into(),
+            expires,
+            identifiers: "[]".into(),
+            not_before: None,
+            not_after: None,
+            error: None,
+            profile: None,
+            certificate_serial: None,
+            processing_since: None,
+            created_at: 0,
+        }
+    }
+
+    fn authz(status: &str, expires: i64) -> AuthzRow {
+        AuthzRow {
+            id: "z".into(),
+            account_id: "a".into(),
+            id_type: "dns".into(),
+            id_value: "a.test".into(),
+            wildcard: false,
+            status: status.into(),
+            expires,
+        }
+    }
+
+    /// RFC 8555 §7.1.6: pending → ready → processing → valid, invalid on any failed,
+    /// deactivated or expired authorization, or when the order itself expires.
+    #[test]
+    fn order_state_transitions() {
+        let at = 100;
+        let pending = order("pending", 200);
+        assert_eq!(
+            AcmeServer::order_status(&pending, &[authz("pending", 200)], at),
+            "pending"
+        );
+        assert_eq!(
+            AcmeServer::order_status(&pending, &[authz("valid", 200), authz("pending", 200)], at),
+            "pending"
+        );
+        assert_eq!(
+            AcmeServer::order_status(&pending, &[authz("valid", 200), authz("valid", 300)], at),
+            "ready"
+        );
+        assert_eq!(
+            AcmeServer::order_status(&pending, &[authz("valid", 200), authz("invalid", 200)], at),
+            "invalid"
+        );
+        assert_eq!(
+            AcmeServer::order_status(&pending, &[authz("deactivated", 200)], at),
+            "invalid"
+        );
+        assert_eq!(
+            AcmeServer::order_status(&pending, &[authz("valid", 50)], at),
+            "invalid",
+            "expired authorization"
+        );
+        assert_eq!(
+            AcmeServer::order_status(&order("pending", 50), &[authz("valid", 200)], at),
+            "invalid",
+            "expired order"
+        );
+        assert_eq!(AcmeServer::order_status(&pending, &[], at), "pending");
+        assert_eq!(
+            AcmeServer::order_status(&order("processing", 200), &[authz("valid", 200)], at),
+            "processing"
+        );
+        assert_eq!(
+            AcmeServer::order_status(&order("valid", 50), &[authz("valid", 50)], at),
+            "valid",
+            "valid stays valid"
+        );
+        assert_eq!(
+            AcmeServer::order_status(&order("invalid", 200), &[authz("valid", 200)], at),
+            "invalid"
+        );
+    }
+}

@@ -1,0 +1,172 @@
+//! RFC 7807 problem documents with the ACME error types of RFC 8555 §6.7.
+//!
+//! One constructor per problem type fixes the type URN and the HTTP status together (pebble's
+//! `problems.go`), so a handler cannot pair `badNonce` with the wrong status.
+
+use http::StatusCode;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Identifier {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub detail: String,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub subproblems: Vec<Subproblem>,
+    /// For `badSignatureAlgorithm`: the algorithms the server accepts (RFC 8555 §6.2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub algorithms: Option<Vec<String>>,
+    /// Extra headers some problems carry (`Location` for an existing key, `Retry-After`).
+    #[serde(skip)]
+    pub headers: Vec<(http::HeaderName, String)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Subproblem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub detail: String,
+    pub identifier: Identifier,
+}
+
+const PREFIX: &str = "urn:ietf:params:acme:error:";
+
+macro_rules! problems {
+    ($($fn:ident => $name:literal, $status:expr;)*) => {
+        impl Problem {
+            $(
+                pub fn $fn(detail: impl Into<String>) -> Problem {
+                    Problem::new($name, $status, detail)
+                }
+            )*
+        }
+    };
+}
+
+problems! {
+    account_does_not_exist => "accountDoesNotExist", StatusCode::BAD_REQUEST;
+    already_revoked => "alreadyRevoked", StatusCode::BAD_REQUEST;
+    bad_csr => "badCSR", StatusCode::BAD_REQUEST;
+    bad_nonce => "badNonce", StatusCode::BAD_REQUEST;
+    bad_public_key => "badPublicKey", StatusCode::BAD_REQUEST;
+    bad_revocation_reason => "badRevocationReason", StatusCode::BAD_REQUEST;
+    bad_signature_algorithm => "badSignatureAlgorithm", StatusCode::BAD_REQUEST;
+    caa => "caa", StatusCode::FORBIDDEN;
+    connection => "connection", StatusCode::BAD_REQUEST;
+    dns => "dns", StatusCode::BAD_REQUEST;
+    external_account_required => "externalAccountRequired", StatusCode::UNAUTHORIZED;
+    incorrect_response => "incorrectResponse", StatusCode::FORBIDDEN;
+    invalid_contact => "invalidContact", StatusCode::BAD_REQUEST;
+    invalid_profile => "invalidProfile", StatusCode::BAD_REQUEST;
+    malformed => "malformed", StatusCode::BAD_REQUEST;
+    order_not_ready => "orderNotReady", StatusCode::FORBIDDEN;
+    rate_limited => "rateLimited", StatusCode::TOO_MANY_REQUESTS;
+    rejected_identifier => "rejectedIdentifier", StatusCode::BAD_REQUEST;
+    server_internal => "serverInternal", StatusCode::INTERNAL_SERVER_ERROR;
+    tls => "tls", StatusCode::BAD_REQUEST;
+    unauthorized => "unauthorized", StatusCode::FORBIDDEN;
+    unsupported_contact => "unsupportedContact", StatusCode::BAD_REQUEST;
+    unsupported_identifier => "unsupportedIdentifier", StatusCode::BAD_REQUEST;
+    user_action_required => "userActionRequired", StatusCode::FORBIDDEN;
+}
+
+impl Problem {
+    fn new(name: &str, status: StatusCode, detail: impl Into<String>) -> Problem {
+        Problem {
+            kind: format!("{PREFIX}{name}"),
+            detail: detail.into(),
+            status: status.as_u16(),
+            subproblems: Vec::new(),
+            algorithms: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Not an ACME type: 404 for a resource that does not exist.
+    pub fn not_found(detail: impl Into<String>) -> Problem {
+        Problem::new("malformed", StatusCode::NOT_FOUND, detail)
+    }
+
+    /// 405 for a method the resource does not serve.
+    pub fn method_not_allowed(detail: impl Into<String>) -> Problem {
+        Problem::new("malformed", StatusCode::METHOD_NOT_ALLOWED, detail)
+    }
+
+    /// 415 for a POST without `Content-Type: application/jose+json` (RFC 8555 §6.2).
+    pub fn unsupported_media_type(detail: impl Into<String>) -> Problem {
+        Problem::new("malformed", StatusCode::UNSUPPORTED_MEDIA_TYPE, detail)
+    }
+
+    /// 413 for a body over the configured limit.
+    pub fn payload_too_large(detail: impl Into<String>) -> Problem {
+        Problem::new("malformed", StatusCode::PAYLOAD_TOO_LARGE, detail)
+    }
+
+    /// 409 with a `Location` header: used when a key is already bound to another account.
+    pub fn conflict(detail: impl Into<String>, location: String) -> Problem {
+        let mut p = Problem::new("malformed", StatusCode::CONFLICT, detail);
+        p.headers.push((http::header::LOCATION, location));
+        p
+    }
+
+    pub fn with_status(mut self, status: StatusCode) -> Problem {
+        self.status = status.as_u16();
+        self
+    }
+
+    pub fn with_retry_after(mut self, secs: u64) -> Problem {
+        self.headers
+            .push((http::header::RETRY_AFTER, secs.to_string()));
+        self
+    }
+
+    pub fn with_algorithms(mut self, algs: &[&str]) -> Problem {
+        self.algorithms = Some(algs.iter().map(|a| a.to_string()).collect());
+        self
+    }
+
+    pub fn with_subproblems(mut self, subproblems: Vec<Subproblem>) -> Problem {
+        self.subproblems = subproblems;
+        self
+    }
+
+    /// The short type name, e.g. `badNonce`.
+    pub fn short_type(&self) -> &str {
+        self.kind.strip_prefix(PREFIX).unwrap_or(&self.kind)
+    }
+
+    pub fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_else(|_| serde_json::json!({"type": self.kind}))
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}): {}",
+            self.short_type(),
+            self.status,
+            self.detail
+        )
+    }
+}
+
+impl From<crate::store::StoreError> for Problem {
+    fn from(e: crate::store::StoreError) -> Problem {
+        tracing::error!(code = "PKID-STORE", error = %e, "database error");
+        Problem::server_internal("the server could not complete the request; it is safe to retry")
+    }
+}

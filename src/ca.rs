@@ -1,0 +1,263 @@
+//! Certificate authority: the issuance cycle, driven by the RA, signing through a backend.
+//!
+//! The cycle (Boulder's `docs/ISSUANCE-CYCLE.md`, each step crash-safe):
+//! 1. pick a random serial (≥ 64 bits of entropy, positive) and build the profile's certificate;
+//! 2. the backend hands the to-be-signed bytes to the journal, which stores serial + TBS
+//!    (`certificates.status = 'tbs'`) **before** any signature exists;
+//! 3. the backend signs and checks the signed TBS equals the stored one;
+//! 4. we check the leaf carries the CSR's key and exactly the requested names;
+//! 5. one transaction stores the certificate and marks the order `valid`.
+//!
+//! A crash between 2 and 5 leaves a `tbs` row: the serial is never reused, and start-up
+//! recovery re-runs the order with a fresh serial (see `Ra::recover`).
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use pkid_backends::{
+    BackendError, CertProfile, ExtKeyUsage, Issuance, IssuanceJournal, IssueRequest, KeyUsageBit,
+    Serial, SigningBackend,
+};
+use serde::{Deserialize, Serialize};
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::csr::{CheckedCsr, Ident};
+use crate::store::Store;
+
+/// What an order is issued under, snapshotted into the order at finalize.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Profile {
+    pub name: String,
+    pub validity_secs: i64,
+    pub server_auth: bool,
+    pub client_auth: bool,
+}
+
+impl Profile {
+    pub fn default_tls(validity_days: u32) -> Profile {
+        Profile {
+            name: "tls-server".into(),
+            validity_secs: i64::from(validity_days.max(1)) * 86400,
+            server_auth: true,
+            client_auth: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error("backend: {0}")]
+    Backend(#[from] BackendError),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("the issued certificate does not match the request: {0}")]
+    Mismatch(String),
+    #[error("the backend has not issued yet")]
+    Pending,
+}
+
+pub struct IssuedCert {
+    pub serial: String,
+    pub der: Vec<u8>,
+    pub chain_pem: String,
+}
+
+pub struct Ca {
+    pub name: String,
+    pub backend: Arc<dyn SigningBackend>,
+    store: Store,
+    backdate_secs: i64,
+}
+
+struct StoreJournal<'a> {
+    store: &'a Store,
+    issuer: &'a str,
+    order_id: Option<&'a str>,
+    account_id: Option<&'a str>,
+    not_before: i64,
+    not_after: i64,
+}
+
+#[async_trait::async_trait]
+impl IssuanceJournal for StoreJournal<'_> {
+    async fn record_tbs(&self, serial: &Serial, tbs_der: &[u8]) -> Result<(), BackendError> {
+        self.store
+            .record_tbs(
+                &serial.to_hex(),
+                self.issuer,
+                self.order_id,
+                self.account_id,
+                tbs_der,
+                self.not_before,
+                self.not_after,
+            )
+            .await
+            .map_err(|e| BackendError::Io(format!("recording the to-be-signed certificate: {e}")))
+    }
+}
+
+pub fn to_pem(tag: &str, der: &[u8]) -> String {
+    pem::encode_config(
+        &pem::Pem::new(tag, der.to_vec()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
+impl Ca {
+    pub fn new(
+        name: String,
+        backend: Arc<dyn SigningBackend>,
+        store: Store,
+        backdate_secs: u64,
+    ) -> Ca {
+        Ca {
+            name,
+            backend,
+            store,
+            backdate_secs: i64::try_from(backdate_secs).unwrap_or(60),
+        }
+    }
+
+    /// Run the issuance cycle for a checked CSR.
+    pub async fn issue(
+        &self,
+        csr: &CheckedCsr,
+        profile: &Profile,
+        order_id: Option<&str>,
+        account_id: Option<&str>,
+    ) -> Result<IssuedCert, IssueError> {
+        let now = time::OffsetDateTime::now_utc();
+        let not_before = now - time::Duration::seconds(self.backdate_secs);
+        let not_after = not_before + time::Duration::seconds(profile.validity_secs);
+        let serial = Serial::random();
+        let serial_hex = serial.to_hex();
+
+        let mut dns_names = Vec::new();
+        let mut ip_addresses = Vec::new();
+        for ident in &csr.identifiers {
+            match ident {
+                Ident::Dns(d) => dns_names.push(d.clone()),
+                Ident::Ip(ip) => ip_addresses.push(*ip),
+            }
+        }
+        let mut ext_key_usage = Vec::new();
+        if profile.server_auth {
+            ext_key_usage.push(ExtKeyUsage::ServerAuth);
+        }
+        if profile.client_auth {
+            ext_key_usage.push(ExtKeyUsage::ClientAuth);
+        }
+        let mut key_usage = vec![KeyUsageBit::DigitalSignature];
+        if is_rsa(&csr.public_key) {
+            key_usage.push(KeyUsageBit::KeyEncipherment);
+        }
+        let request = IssueRequest {
+            csr_der: csr.der.clone(),
+            subject_public_key_der: csr.public_key.clone(),
+            // Subject left empty (names live in the SAN), as CA/B Forum BRs recommend.
+            common_name: None,
+            dns_names,
+            ip_addresses,
+            serial,
+            not_before,
+            not_after,
+            profile: CertProfile {
+                key_usage,
+                ext_key_usage,
+                crl_distribution_points: Vec::new(),
+                ocsp_urls: Vec::new(),
+                ca_issuers_urls: Vec::new(),
+                must_staple: false,
+            },
+        };
+        let journal = StoreJournal {
+            store: &self.store,
+            issuer: &self.name,
+            order_id,
+            account_id,
+            not_before: not_before.unix_timestamp(),
+            not_after: not_after.unix_timestamp(),
+        };
+        let chain = match self.backend.issue(request, &journal).await {
+            Ok(Issuance::Issued { chain }) => chain,
+            Ok(Issuance::Pending { .. }) => return Err(IssueError::Pending),
+            Err(e) => {
+                self.store.abandon_tbs(&serial_hex).await?;
+                return Err(e.into());
+            }
+        };
+        let Some(leaf) = chain.first() else {
+            self.store.abandon_tbs(&serial_hex).await?;
+            return Err(IssueError::Mismatch(
+                "the backend returned an empty chain".into(),
+            ));
+        };
+        if let Err(e) = check_leaf(leaf, csr) {
+            self.store.abandon_tbs(&serial_hex).await?;
+            return Err(e);
+        }
+        let chain_pem: String = chain.iter().map(|der| to_pem("CERTIFICATE", der)).collect();
+        self.store
+            .complete_issuance(&serial_hex, leaf, &chain_pem, order_id)
+            .await?;
+        Ok(IssuedCert {
+            serial: serial_hex,
+            der: leaf.clone(),
+            chain_pem,
+        })
+    }
+}
+
+fn is_rsa(spki_der: &[u8]) -> bool {
+    x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der)
+        .map(|(_, spki)| {
+            spki.algorithm.algorithm == x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION
+        })
+        .unwrap_or(false)
+}
+
+/// The certificate must carry the CSR's key and exactly the CSR's names: a mismatched
+/// certificate (a faulty upstream, say) is never served.
+fn check_leaf(der: &[u8], csr: &CheckedCsr) -> Result<(), IssueError> {
+    let (_, cert) = X509Certificate::from_der(der)
+        .map_err(|e| IssueError::Mismatch(format!("unparseable certificate: {e}")))?;
+    if cert.public_key().raw != csr.public_key.as_slice() {
+        return Err(IssueError::Mismatch(
+            "the certificate's public key is not the CSR's".into(),
+        ));
+    }
+    let mut names = BTreeSet::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(d) => {
+                    names.insert(Ident::Dns(d.to_ascii_lowercase()));
+                }
+                GeneralName::IPAddress(b) if b.len() == 4 => {
+                    if let Ok(a) = <[u8; 4]>::try_from(*b) {
+                        names.insert(Ident::Ip(IpAddr::from(a)));
+                    }
+                }
+                GeneralName::IPAddress(b) if b.len() == 16 => {
+                    if let Ok(a) = <[u8; 16]>::try_from(*b) {
+                        names.insert(Ident::Ip(IpAddr::from(a)));
+                    }
+                }
+                _ => {
+                    return Err(IssueError::Mismatch(
+                        "the certificate has an unexpected name type".into(),
+                    ))
+                }
+            }
+        }
+    }
+    if names != csr.identifiers {
+        return Err(IssueError::Mismatch(format!(
+            "the certificate names {names:?}, the request {:?}",
+            csr.identifiers
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,235 @@
+//! The one configuration struct, loaded once at start-up.
+//!
+//! Layers, later wins: built-in defaults ← `config.toml` (working directory, or `--config PATH`)
+//! ← `PKID_*` environment variables, `__` separating nested keys
+//! (`PKID_SERVER__LISTEN=127.0.0.1:9443`). The shipped `config.toml` documents every key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Folder for the SQLite database, the software CA and `root.pem`.
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub ca: CaConfig,
+    pub acme: AcmeConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the HTTPS listener binds.
+    pub listen: SocketAddr,
+    /// Base URL clients use to reach pkid (every absolute URL pkid emits starts with it).
+    /// Empty: `https://localhost:<listen port>`.
+    pub base_url: String,
+    /// Extra names (DNS or IP) for the server's own TLS certificate, besides localhost/127.0.0.1/::1.
+    pub tls_names: Vec<String>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Seconds a client has to send its request headers.
+    pub header_timeout_secs: u64,
+    /// Most connections served at once.
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// sqlx URL. Empty: the SQLite file `<data_dir>/pkid.db`.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaConfig {
+    /// base64 of 32 bytes sealing private keys at rest. Empty: read from `<data_dir>/kek`,
+    /// created (mode 0600) on first start. Prefer setting `PKID_CA__KEY_ENCRYPTION_KEY`.
+    pub key_encryption_key: String,
+    /// Default leaf validity, in days.
+    pub leaf_validity_days: u32,
+    /// Seconds certificates are back-dated to absorb clock skew.
+    pub backdate_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AcmeConfig {
+    /// TCP port the http-01 validator connects to (80 in production; tests use another).
+    pub http01_port: u16,
+    /// DNS server (`ip:port`) used to resolve identifiers. Empty: the system resolver.
+    pub dns_resolver: String,
+    /// Seconds a nonce stays redeemable.
+    pub nonce_lifetime_secs: u64,
+    /// Seconds an order (and its pending authorizations) stays usable.
+    pub order_lifetime_secs: u64,
+    /// Seconds a valid authorization can be reused for new orders of the same account.
+    pub authz_reuse_secs: u64,
+    /// Timeout of one validation attempt, in seconds.
+    pub validation_timeout_secs: u64,
+    /// Terms of service URL published in the directory (empty: none).
+    pub terms_of_service: String,
+    /// Seconds an order may stay `processing` before it is considered failed.
+    pub processing_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// tracing filter, e.g. `info`, `pkid=debug`.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("data"),
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            ca: CaConfig::default(),
+            acme: AcmeConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            base_url: String::new(),
+            tls_names: Vec::new(),
+            max_body_bytes: 64 * 1024,
+            header_timeout_secs: 10,
+            max_connections: 4096,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: String::new(),
+            max_connections: 8,
+        }
+    }
+}
+
+impl Default for CaConfig {
+    fn default() -> Self {
+        CaConfig {
+            key_encryption_key: String::new(),
+            leaf_validity_days: 90,
+            backdate_secs: 60,
+        }
+    }
+}
+
+impl Default for AcmeConfig {
+    fn default() -> Self {
+        AcmeConfig {
+            http01_port: 80,
+            dns_resolver: String::new(),
+            nonce_lifetime_secs: 3600,
+            order_lifetime_secs: 7 * 24 * 3600,
+            authz_reuse_secs: 30 * 24 * 3600,
+            validation_timeout_secs: 10,
+            terms_of_service: String::new(),
+            processing_timeout_secs: 300,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults ← the TOML file (if it exists) ← `PKID_*` environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, Box<figment::Error>> {
+        let file = path
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("config.toml"));
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if path.is_some() || file.exists() {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment
+            .merge(Env::prefixed("PKID_").split("__"))
+            .extract()
+            .map_err(Box::new)
+    }
+
+    pub fn base_url(&self) -> String {
+        if self.server.base_url.is_empty() {
+            format!("https://localhost:{}", self.server.listen.port())
+        } else {
+            self.server.base_url.trim_end_matches('/').to_string()
+        }
+    }
+
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("pkid.db").display()
+            )
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    pub fn validation_timeout(&self) -> Duration {
+        Duration::from_secs(self.acme.validation_timeout_secs.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn shipped_config_toml_is_the_default() {
+        let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml");
+        let cfg: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file_exact(shipped))
+            .extract()
+            .unwrap();
+        let default = Config::default();
+        assert_eq!(
+            serde_json::to_value(&cfg).unwrap(),
+            serde_json::to_value(&default).unwrap()
+        );
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PKID_SERVER__LISTEN", "127.0.0.1:9443");
+            jail.set_env("PKID_ACME__HTTP01_PORT", "5002");
+            let cfg = Config::load(None).unwrap();
+            assert_eq!(cfg.server.listen.port(), 9443);
+            assert_eq!(cfg.acme.http01_port, 5002);
+            assert_eq!(cfg.base_url(), "https://localhost:9443");
+            Ok(())
+        });
+    }
+}

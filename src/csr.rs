@@ -1,0 +1,226 @@
+//! Certificate signing requests: parse and verify with x509-parser, refuse weak keys, and read
+//! the identifiers the CSR asks for (RFC 8555 §7.4: they must equal the order's).
+//!
+//! Only identifiers and the public key are taken from a CSR; every extension of the issued
+//! certificate comes from the order and the profile.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::oid_registry::{
+    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
+    OID_SIG_ED25519,
+};
+use x509_parser::prelude::{FromDer, X509CertificationRequest};
+use x509_parser::public_key::PublicKey;
+
+/// Identifiers in a canonical, comparable form: DNS names lower-case, IPs as parsed addresses.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Ident {
+    Dns(String),
+    Ip(IpAddr),
+}
+
+impl Ident {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Ident::Dns(_) => "dns",
+            Ident::Ip(_) => "ip",
+        }
+    }
+
+    pub fn value(&self) -> String {
+        match self {
+            Ident::Dns(d) => d.clone(),
+            Ident::Ip(ip) => ip.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CsrError {
+    /// Not a CSR, or its signature does not verify (`badCSR`).
+    Bad(String),
+    /// The key is of a kind or size pkid does not certify (`badPublicKey`).
+    WeakKey(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckedCsr {
+    pub der: Vec<u8>,
+    /// SubjectPublicKeyInfo DER.
+    pub public_key: Vec<u8>,
+    pub common_name: Option<String>,
+    pub identifiers: BTreeSet<Ident>,
+}
+
+/// Parse, verify the self-signature, check the key, collect identifiers (CN and SANs).
+pub fn check_csr(der: &[u8]) -> Result<CheckedCsr, CsrError> {
+    let (rest, csr) = X509CertificationRequest::from_der(der)
+        .map_err(|e| CsrError::Bad(format!("CSR is not valid DER: {e}")))?;
+    if !rest.is_empty() {
+        return Err(CsrError::Bad("CSR has trailing data".into()));
+    }
+    let info = &csr.certification_request_info;
+    let spki = &info.subject_pki;
+    check_key(spki)?;
+    csr.verify_signature()
+        .map_err(|_| CsrError::Bad("CSR signature does not verify".into()))?;
+
+    let mut identifiers = BTreeSet::new();
+    let mut common_name = None;
+    for cn in info.subject.iter_common_name() {
+        let cn = cn
+            .as_str()
+            .map_err(|_| CsrError::Bad("CSR common name is not a string".into()))?;
+        if common_name.is_some() {
+            return Err(CsrError::Bad("CSR has more than one common name".into()));
+        }
+        common_name = Some(cn.to_string());
+        identifiers.insert(parse_ident(cn));
+    }
+    if let Some(exts) = csr.requested_extensions() {
+        for ext in exts {
+            if let ParsedExtension::SubjectAlternativeName(san) = ext {
+                for name in &san.general_names {
+                    match name {
+                        GeneralName::DNSName(d) => {
+                            identifiers.insert(Ident::Dns(d.to_ascii_lowercase()));
+                        }
+                        GeneralName::IPAddress(bytes) => {
+                            let ip = match bytes.len() {
+                                4 => IpAddr::from(
+                                    <[u8; 4]>::try_from(*bytes)
+                                        .map_err(|_| CsrError::Bad("bad IP SAN".into()))?,
+                                ),
+                                16 => IpAddr::from(
+                                    <[u8; 16]>::try_from(*bytes)
+                                        .map_err(|_| CsrError::Bad("bad IP SAN".into()))?,
+                                ),
+                                _ => {
+                                    return Err(CsrError::Bad(
+                                        "CSR IP address SAN has a bad length".into(),
+                                    ))
+                                }
+                            };
+                            identifiers.insert(Ident::Ip(ip));
+                        }
+                        other => {
+                            return Err(CsrError::Bad(format!(
+                                "CSR asks for an unsupported name type: {other}"
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if identifiers.is_empty() {
+        return Err(CsrError::Bad("CSR names no identifier".into()));
+    }
+    Ok(CheckedCsr {
+        der: der.to_vec(),
+        public_key: spki.raw.to_vec(),
+        common_name,
+        identifiers,
+    })
+}
+
+fn parse_ident(s: &str) -> Ident {
+    match s.parse::<IpAddr>() {
+        Ok(ip) => Ident::Ip(ip),
+        Err(_) => Ident::Dns(s.to_ascii_lowercase()),
+    }
+}
+
+/// RSA 2048–8192 bits, EC P-256/P-384, Ed25519; nothing else.
+fn check_key(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Result<(), CsrError> {
+    let alg = &spki.algorithm.algorithm;
+    if *alg == OID_PKCS1_RSAENCRYPTION {
+        let Ok(PublicKey::RSA(rsa)) = spki.parsed() else {
+            return Err(CsrError::WeakKey("RSA public key cannot be parsed".into()));
+        };
+        let bits = rsa.key_size();
+        if !(2048..=8192).contains(&bits) {
+            return Err(CsrError::WeakKey(format!(
+                "RSA key of {bits} bits; 2048 to 8192 bits are accepted"
+            )));
+        }
+        let exponent = rsa
+            .exponent
+            .iter()
+            .skip_while(|b| **b == 0)
+            .fold(0u64, |acc, b| {
+                acc.saturating_mul(256).saturating_add(u64::from(*b))
+            });
+        if exponent < 3 || exponent % 2 == 0 {
+            return Err(CsrError::WeakKey("RSA public exponent is unsafe".into()));
+        }
+        Ok(())
+    } else if *alg == OID_KEY_TYPE_EC_PUBLIC_KEY {
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok())
+            .ok_or_else(|| CsrError::WeakKey("EC key without a named curve".into()))?;
+        if curve == OID_EC_P256 || curve == OID_NIST_EC_P384 {
+            Ok(())
+        } else {
+            Err(CsrError::WeakKey(format!(
+                "EC curve {curve} is not accepted; use P-256 or P-384"
+            )))
+        }
+    } else if *alg == OID_SIG_ED25519 {
+        Ok(())
+    } else {
+        Err(CsrError::WeakKey(format!(
+            "public key algorithm {alg} is not accepted"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn csr_for(names: &[&str], alg: &'static rcgen::SignatureAlgorithm) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate_for(alg).unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.serialize_request(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn reads_names_of_a_good_csr() {
+        let der = csr_for(
+            &["Example.test", "127.0.0.1"],
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+        );
+        let c = check_csr(&der).unwrap();
+        assert!(c.identifiers.contains(&Ident::Dns("example.test".into())));
+        assert!(c
+            .identifiers
+            .contains(&Ident::Ip("127.0.0.1".parse().unwrap())));
+        assert_eq!(c.identifiers.len(), 2);
+    }
+
+    #[test]
+    fn refuses_a_tampered_csr() {
+        let mut der = csr_for(&["a.test"], &rcgen::PKCS_ECDSA_P256_SHA256);
+        let i = der.len() / 2;
+        der[i] ^= 0x01;
+        assert!(matches!(check_csr(&der), Err(CsrError::Bad(_))));
+        assert!(matches!(check_csr(b"garbage"), Err(CsrError::Bad(_))));
+    }
+
+    #[test]
+    fn accepts_p384_and_ed25519() {
+        check_csr(&csr_for(&["a.test"], &rcgen::PKCS_ECDSA_P384_SHA384)).unwrap();
+        check_csr(&csr_for(&["a.test"], &rcgen::PKCS_ED25519)).unwrap();
+    }
+}

@@ -1,0 +1,258 @@
+//! Start-up wiring (pebble's `cmd/pebble/main.go` style: everything explicit, no globals):
+//! config → logging → data dir → key-encryption key → store → CA → TLS → HTTP.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use pkid_backends::sealed::KeyEncryptionKey;
+use pkid_backends::software::SoftwareBackend;
+use pkid_backends::KeyAlgorithm;
+use rand::RngCore;
+
+use crate::acme::nonce::NonceService;
+use crate::acme::{AcmeServer, AcmeSettings};
+use crate::ca::{Ca, Profile};
+use crate::config::Config;
+use crate::csr::check_csr;
+use crate::http::{App, HttpSettings};
+use crate::store::Store;
+use crate::va::Validator;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if cfg.log.format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Write a file atomically (temp file, fsync, rename) with owner-only permissions.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// The key sealing private keys at rest: from config/env, else `<data_dir>/kek` (created once).
+fn key_encryption_key(cfg: &Config) -> Result<KeyEncryptionKey, BoxError> {
+    if !cfg.ca.key_encryption_key.is_empty() {
+        return KeyEncryptionKey::from_base64(&cfg.ca.key_encryption_key)
+            .map_err(|e| format!("ca.key_encryption_key is unusable: {e}").into());
+    }
+    let path = cfg.data_dir.join("kek");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        return KeyEncryptionKey::from_base64(text.trim())
+            .map_err(|e| format!("{} is unusable: {e}", path.display()).into());
+    }
+    let kek = KeyEncryptionKey::generate();
+    write_private(&path, kek.to_base64().as_bytes())
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    tracing::warn!(path = %path.display(), "created a key-encryption key file; set PKID_CA__KEY_ENCRYPTION_KEY in production");
+    Ok(kek)
+}
+
+/// The server's own TLS certificate, issued by the CA through the same issuance cycle.
+async fn server_tls(cfg: &Config, ca: &Ca) -> Result<Arc<rustls::ServerConfig>, BoxError> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    for n in &cfg.server.tls_names {
+        if !names.contains(n) {
+            names.push(n.clone());
+        }
+    }
+    let ip = cfg.server.listen.ip();
+    if !ip.is_unspecified() && !names.contains(&ip.to_string()) {
+        names.push(ip.to_string());
+    }
+    let mut params = rcgen::CertificateParams::new(names)?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    let csr_der = params.serialize_request(&key)?.der().to_vec();
+    let csr = check_csr(&csr_der).map_err(|e| format!("server CSR: {e:?}"))?;
+    let profile = Profile {
+        name: "pkid-server".into(),
+        validity_secs: 30 * 86400,
+        server_auth: true,
+        client_auth: false,
+    };
+    let issued = ca.issue(&csr, &profile, None, None).await?;
+    let mut chain = vec![rustls_pki_types::CertificateDer::from(issued.der.clone())];
+    for der in ca.backend.ca_chain().into_iter().take(1) {
+        chain.push(rustls_pki_types::CertificateDer::from(der));
+    }
+    let key_der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let mut tls = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)?;
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(tls))
+}
+
+pub async fn run(cfg: Config) -> Result<(), BoxError> {
+    let started = std::time::Instant::now();
+    init_logging(&cfg);
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| format!("creating {}: {e}", cfg.data_dir.display()))?;
+    let kek = key_encryption_key(&cfg)?;
+    let store = Store::connect(&cfg.database_url(), cfg.database.max_connections)
+        .await
+        .map_err(|e| format!("opening the database: {e}"))?;
+
+    let ca_dir = cfg.data_dir.join("ca");
+    let (backend, created) =
+        SoftwareBackend::open_or_create("default", &ca_dir, &kek, KeyAlgorithm::EcdsaP256)
+            .map_err(|e| format!("software CA in {}: {e}", ca_dir.display()))?;
+    let root_path: PathBuf = cfg.data_dir.join("root.pem");
+    let root_pem = crate::ca::to_pem("CERTIFICATE", backend.root_der());
+    if std::fs::read_to_string(&root_path).ok().as_deref() != Some(root_pem.as_str()) {
+        std::fs::write(&root_path, &root_pem)
+            .map_err(|e| format!("writing {}: {e}", root_path.display()))?;
+    }
+    if created {
+        tracing::info!(dir = %ca_dir.display(), "created a new software CA (root and intermediate, ECDSA P-256)");
+    }
+    let ca = Arc::new(Ca::new(
+        "default".into(),
+        Arc::new(backend),
+        store.clone(),
+        cfg.ca.backdate_secs,
+    ));
+
+    // Nonces must verify on every replica: their key lives in the shared database.
+    let mut fresh = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut fresh);
+    let nonce_secret = store
+        .setting_or_insert(
+            "nonce_key",
+            &base64::engine::general_purpose::STANDARD.encode(fresh),
+        )
+        .await?;
+    let nonce_secret = base64::engine::general_purpose::STANDARD.decode(nonce_secret)?;
+    let nonces = NonceService::new(&nonce_secret, cfg.acme.nonce_lifetime_secs);
+
+    let requeued = store.requeue_stuck_challenges().await?;
+    if requeued > 0 {
+        tracing::info!(
+            requeued,
+            "challenges interrupted by a stop are pending again"
+        );
+    }
+
+    let validator = Arc::new(Validator::new(
+        cfg.acme.http01_port,
+        &cfg.acme.dns_resolver,
+        cfg.validation_timeout(),
+    )?);
+    let settings = AcmeSettings {
+        order_lifetime_secs: i64::try_from(cfg.acme.order_lifetime_secs).unwrap_or(604800),
+        authz_reuse_secs: i64::try_from(cfg.acme.authz_reuse_secs).unwrap_or(0),
+        terms_of_service: Some(cfg.acme.terms_of_service.clone()).filter(|s| !s.is_empty()),
+        default_profile: Profile::default_tls(cfg.ca.leaf_validity_days),
+    };
+    let acme = Arc::new(AcmeServer::new(
+        store.clone(),
+        nonces,
+        validator,
+        ca.clone(),
+        settings,
+    ));
+    let tls = server_tls(&cfg, &ca).await?;
+
+    let listener = tokio::net::TcpListener::bind(cfg.server.listen)
+        .await
+        .map_err(|e| format!("binding {}: {e}", cfg.server.listen))?;
+    let local = listener.local_addr()?;
+    let http_settings = HttpSettings {
+        base_url: Some(cfg.server.base_url.clone())
+            .filter(|s| !s.is_empty())
+            .map(|s| s.trim_end_matches('/').to_string()),
+        default_origin: format!("https://localhost:{}", local.port()),
+        max_body_bytes: cfg.server.max_body_bytes,
+        header_timeout: Duration::from_secs(cfg.server.header_timeout_secs.max(1)),
+        max_connections: cfg.server.max_connections,
+    };
+    let app = Arc::new(App::new(acme.clone(), http_settings));
+
+    spawn_housekeeping(
+        store.clone(),
+        acme.clone(),
+        cfg.acme.processing_timeout_secs,
+    );
+
+    println!("pkid: root certificate: {}", root_path.display());
+    println!("pkid: ACME directory: https://{local}/acme/directory");
+    tracing::info!(listen = %local, startup_ms = started.elapsed().as_millis() as u64, "pkid is serving");
+    crate::http::serve(app, listener, tls, shutdown_signal()).await?;
+    tracing::info!("pkid stopped");
+    Ok(())
+}
+
+/// Periodic work: prune redeemed nonces; recover orders stuck in `processing`.
+fn spawn_housekeeping(store: Store, acme: Arc<AcmeServer>, processing_timeout_secs: u64) {
+    let timeout = i64::try_from(processing_timeout_secs).unwrap_or(300).max(1);
+    let period = Duration::from_secs(u64::try_from((timeout / 2).clamp(1, 60)).unwrap_or(30));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        let mut rounds: u64 = 0;
+        loop {
+            tick.tick().await;
+            rounds += 1;
+            let at = crate::store::now();
+            if let Err(e) = acme.recover_stale_orders(at - timeout).await {
+                tracing::warn!(error = %e, "recovering stale orders failed");
+            }
+            if rounds % 10 == 1 {
+                if let Err(e) = store.prune_nonces(at).await {
+                    tracing::warn!(error = %e, "pruning redeemed nonces failed");
+                }
+            }
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = tokio::signal::ctrl_c() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutdown requested: draining connections");
+}

@@ -1,0 +1,736 @@
+//! Storage: one sqlx `Any` pool over SQLite (embedded default) or PostgreSQL (replicas sharing
+//! one database), with the same SQL on both.
+//!
+//! Every state transition that must happen once is a conditional `UPDATE … WHERE status = …`
+//! whose `rows_affected()` decides the winner; nothing is selected and then updated.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    pub backend: Backend,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccountRow {
+    pub id: String,
+    pub thumbprint: String,
+    pub jwk: String,
+    pub status: String,
+    pub contact: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct OrderRow {
+    pub id: String,
+    pub account_id: String,
+    pub status: String,
+    pub expires: i64,
+    pub identifiers: String,
+    pub not_before: Option<i64>,
+    pub not_after: Option<i64>,
+    pub error: Option<String>,
+    pub profile: Option<String>,
+    pub certificate_serial: Option<String>,
+    pub processing_since: Option<i64>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthzRow {
+    pub id: String,
+    pub account_id: String,
+    pub id_type: String,
+    pub id_value: String,
+    pub wildcard: bool,
+    pub status: String,
+    pub expires: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChallengeRow {
+    pub id: String,
+    pub authz_id: String,
+    pub kind: String,
+    pub token: String,
+    pub status: String,
+    pub validated: Option<i64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CertificateRow {
+    pub serial: String,
+    pub issuer: String,
+    pub order_id: Option<String>,
+    pub account_id: Option<String>,
+    pub status: String,
+    pub der: Option<Vec<u8>>,
+    pub chain_pem: Option<String>,
+    pub not_after: i64,
+    pub revoked_at: Option<i64>,
+    pub revocation_reason: Option<i64>,
+}
+
+/// A new authorization and its challenges, written with its order.
+pub struct NewAuthz {
+    pub id: String,
+    pub id_type: String,
+    pub id_value: String,
+    pub wildcard: bool,
+    pub expires: i64,
+    pub challenges: Vec<(String, String, String)>, // (id, kind, token)
+}
+
+/// What a new order links to: an authorization to create, or an existing one to reuse.
+pub enum OrderAuthz {
+    New(NewAuthz),
+    Reuse(String),
+}
+
+fn order_from(r: &AnyRow) -> std::result::Result<OrderRow, sqlx::Error> {
+    Ok(OrderRow {
+        id: r.try_get("id")?,
+        account_id: r.try_get("account_id")?,
+        status: r.try_get("status")?,
+        expires: r.try_get("expires")?,
+        identifiers: r.try_get("identifiers")?,
+        not_before: r.try_get("not_before")?,
+        not_after: r.try_get("not_after")?,
+        error: r.try_get("error")?,
+        profile: r.try_get("profile")?,
+        certificate_serial: r.try_get("certificate_serial")?,
+        processing_since: r.try_get("processing_since")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn authz_from(r: &AnyRow) -> std::result::Result<AuthzRow, sqlx::Error> {
+    Ok(AuthzRow {
+        id: r.try_get("id")?,
+        account_id: r.try_get("account_id")?,
+        id_type: r.try_get("id_type")?,
+        id_value: r.try_get("id_value")?,
+        wildcard: r.try_get::<i64, _>("wildcard")? != 0,
+        status: r.try_get("status")?,
+        expires: r.try_get("expires")?,
+    })
+}
+
+fn challenge_from(r: &AnyRow) -> std::result::Result<ChallengeRow, sqlx::Error> {
+    Ok(ChallengeRow {
+        id: r.try_get("id")?,
+        authz_id: r.try_get("authz_id")?,
+        kind: r.try_get("kind")?,
+        token: r.try_get("token")?,
+        status: r.try_get("status")?,
+        validated: r.try_get("validated")?,
+        error: r.try_get("error")?,
+    })
+}
+
+fn account_from(r: &AnyRow) -> std::result::Result<AccountRow, sqlx::Error> {
+    Ok(AccountRow {
+        id: r.try_get("id")?,
+        thumbprint: r.try_get("thumbprint")?,
+        jwk: r.try_get("jwk")?,
+        status: r.try_get("status")?,
+        contact: r.try_get("contact")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn certificate_from(r: &AnyRow) -> std::result::Result<CertificateRow, sqlx::Error> {
+    Ok(CertificateRow {
+        serial: r.try_get("serial")?,
+        issuer: r.try_get("issuer")?,
+        order_id: r.try_get("order_id")?,
+        account_id: r.try_get("account_id")?,
+        status: r.try_get("status")?,
+        der: r.try_get("der")?,
+        chain_pem: r.try_get("chain_pem")?,
+        not_after: r.try_get("not_after")?,
+        revoked_at: r.try_get("revoked_at")?,
+        revocation_reason: r.try_get("revocation_reason")?,
+    })
+}
+
+const ORDER_COLS: &str =
+    "id, account_id, status, expires, identifiers, not_before, not_after, error, \
+    profile, certificate_serial, processing_since, created_at";
+const AUTHZ_COLS: &str = "id, account_id, id_type, id_value, wildcard, status, expires";
+const CHALLENGE_COLS: &str = "id, authz_id, kind, token, status, validated, error";
+const CERT_COLS: &str = "serial, issuer, order_id, account_id, status, der, chain_pem, not_after, \
+    revoked_at, revocation_reason";
+
+impl Store {
+    /// Connect, apply pending migrations, and set SQLite to durable WAL mode.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        };
+        let options = AnyConnectOptions::from_str(url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // FULL: a certificate is acknowledged only after its row reached the disk.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = FULL").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
+        }
+        Ok(Store { pool, backend })
+    }
+
+    /// A setting created once (first writer wins across replicas) and read back.
+    pub async fn setting_or_insert(&self, name: &str, fresh: &str) -> Result<String> {
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(fresh)
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query("SELECT value FROM settings WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("value")?)
+    }
+
+    // ---- nonces ----
+
+    /// Record a nonce as redeemed. `false`: it was redeemed before (here or on another replica).
+    pub async fn redeem_nonce(&self, nonce: &str, expires: i64) -> Result<bool> {
+        let r = sqlx::query("INSERT INTO redeemed_nonces (nonce, expires) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING")
+            .bind(nonce)
+            .bind(expires)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn prune_nonces(&self, now: i64) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM redeemed_nonces WHERE expires < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    // ---- accounts ----
+
+    pub async fn insert_account(&self, a: &AccountRow) -> Result<bool> {
+        let r = sqlx::query(
+            "INSERT INTO accounts (id, thumbprint, jwk, status, contact, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (thumbprint) DO NOTHING",
+        )
+        .bind(&a.id)
+        .bind(&a.thumbprint)
+        .bind(&a.jwk)
+        .bind(&a.status)
+        .bind(&a.contact)
+        .bind(a.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn account_by_thumbprint(&self, thumbprint: &str) -> Result<Option<AccountRow>> {
+        let row = sqlx::query("SELECT id, thumbprint, jwk, status, contact, created_at FROM accounts WHERE thumbprint = $1")
+            .bind(thumbprint)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| account_from(&r)).transpose()?)
+    }
+
+    pub async fn account(&self, id: &str) -> Result<Option<AccountRow>> {
+        let row = sqlx::query(
+            "SELECT id, thumbprint, jwk, status, contact, created_at FROM accounts WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| account_from(&r)).transpose()?)
+    }
+
+    pub async fn update_account_contact(&self, id: &str, contact: &str) -> Result<()> {
+        sqlx::query("UPDATE accounts SET contact = $1 WHERE id = $2 AND status = 'valid'")
+            .bind(contact)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Deactivate an account and, with it, its pending and valid authorizations (RFC 8555 §7.3.6).
+    pub async fn deactivate_account(&self, id: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(
+            "UPDATE accounts SET status = 'deactivated' WHERE id = $1 AND status = 'valid'",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE authorizations SET status = 'deactivated' WHERE account_id = $1 AND status IN ('pending', 'valid')")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    // ---- orders and authorizations ----
+
+    /// Write an order with its new authorizations and challenges in one transaction.
+    pub async fn insert_order(&self, order: &OrderRow, authzs: &[OrderAuthz]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO orders (id, account_id, status, expires, identifiers, not_before, not_after, profile, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&order.id)
+        .bind(&order.account_id)
+        .bind(&order.status)
+        .bind(order.expires)
+        .bind(&order.identifiers)
+        .bind(order.not_before)
+        .bind(order.not_after)
+        .bind(&order.profile)
+        .bind(order.created_at)
+        .execute(&mut *tx)
+        .await?;
+        for (position, authz) in authzs.iter().enumerate() {
+            let authz_id = match authz {
+                OrderAuthz::Reuse(id) => id.clone(),
+                OrderAuthz::New(a) => {
+                    sqlx::query(
+                        "INSERT INTO authorizations (id, account_id, id_type, id_value, wildcard, status, expires, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)",
+                    )
+                    .bind(&a.id)
+                    .bind(&order.account_id)
+                    .bind(&a.id_type)
+                    .bind(&a.id_value)
+                    .bind(i64::from(a.wildcard))
+                    .bind(a.expires)
+                    .bind(order.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    for (cid, kind, token) in &a.challenges {
+                        sqlx::query("INSERT INTO challenges (id, authz_id, kind, token, status) VALUES ($1, $2, $3, $4, 'pending')")
+                            .bind(cid)
+                            .bind(&a.id)
+                            .bind(kind)
+                            .bind(token)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    a.id.clone()
+                }
+            };
+            sqlx::query("INSERT INTO order_authorizations (order_id, authz_id, position) VALUES ($1, $2, $3)")
+                .bind(&order.id)
+                .bind(&authz_id)
+                .bind(position as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn order(&self, id: &str) -> Result<Option<OrderRow>> {
+        let row = sqlx::query(&format!("SELECT {ORDER_COLS} FROM orders WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| order_from(&r)).transpose()?)
+    }
+
+    /// An account's orders, newest first, `limit` from `offset`.
+    pub async fn orders_of_account(
+        &self,
+        account_id: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<OrderRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ORDER_COLS} FROM orders WHERE account_id = $1 ORDER BY created_at DESC, id LIMIT $2 OFFSET $3"
+        ))
+        .bind(account_id)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(order_from)
+            .collect::<std::result::Result<_, _>>()?)
+    }
+
+    pub async fn authzs_of_order(&self, order_id: &str) -> Result<Vec<AuthzRow>> {
+        let rows =
+            sqlx::query(&format!(
+            "SELECT {} FROM authorizations a JOIN order_authorizations oa ON oa.authz_id = a.id \
+             WHERE oa.order_id = $1 ORDER BY oa.position",
+            AUTHZ_COLS.split(", ").map(|c| format!("a.{c}")).collect::<Vec<_>>().join(", ")
+        ))
+            .bind(order_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(authz_from)
+            .collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// A valid, unexpired authorization of this account for the identifier, to reuse.
+    pub async fn reusable_authz(
+        &self,
+        account_id: &str,
+        id_type: &str,
+        id_value: &str,
+        wildcard: bool,
+        valid_until: i64,
+    ) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT id FROM authorizations WHERE account_id = $1 AND id_type = $2 AND id_value = $3 \
+             AND wildcard = $4 AND status = 'valid' AND expires > $5 ORDER BY expires DESC LIMIT 1",
+        )
+        .bind(account_id)
+        .bind(id_type)
+        .bind(id_value)
+        .bind(i64::from(wildcard))
+        .bind(valid_until)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get("id")).transpose()?)
+    }
+
+    pub async fn authz(&self, id: &str) -> Result<Option<AuthzRow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {AUTHZ_COLS} FROM authorizations WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| authz_from(&r)).transpose()?)
+    }
+
+    pub async fn challenges_of_authz(&self, authz_id: &str) -> Result<Vec<ChallengeRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CHALLENGE_COLS} FROM challenges WHERE authz_id = $1 ORDER BY kind"
+        ))
+        .bind(authz_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(challenge_from)
+            .collect::<std::result::Result<_, _>>()?)
+    }
+
+    pub async fn challenge(&self, id: &str) -> Result<Option<ChallengeRow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {CHALLENGE_COLS} FROM challenges WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| challenge_from(&r)).transpose()?)
+    }
+
+    /// pending → processing, once. `false`: another request started it already.
+    pub async fn start_challenge(&self, id: &str) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE challenges SET status = 'processing' WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Record a validation outcome on the challenge and its authorization together.
+    pub async fn finish_challenge(
+        &self,
+        challenge_id: &str,
+        authz_id: &str,
+        valid: bool,
+        error: Option<&str>,
+        authz_expires: i64,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let status = if valid { "valid" } else { "invalid" };
+        sqlx::query("UPDATE challenges SET status = $1, validated = $2, error = $3 WHERE id = $4 AND status = 'processing'")
+            .bind(status)
+            .bind(valid.then(now))
+            .bind(error)
+            .bind(challenge_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE authorizations SET status = $1, expires = CASE WHEN $2 > 0 THEN $2 ELSE expires END WHERE id = $3 AND status = 'pending'")
+            .bind(status)
+            .bind(if valid { authz_expires } else { 0 })
+            .bind(authz_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Challenges left `processing` by a crash: back to `pending` so validation can run again.
+    pub async fn requeue_stuck_challenges(&self) -> Result<u64> {
+        let r = sqlx::query("UPDATE challenges SET status = 'pending' WHERE status = 'processing'")
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    pub async fn deactivate_authz(&self, id: &str) -> Result<bool> {
+        let r = sqlx::query("UPDATE authorizations SET status = 'deactivated' WHERE id = $1 AND status IN ('pending', 'valid')")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// ready → processing, exactly once: the finalize that gets `true` issues; all others don't.
+    pub async fn begin_processing(
+        &self,
+        order_id: &str,
+        profile_snapshot: &str,
+        csr: &[u8],
+        now: i64,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE orders SET status = 'processing', processing_since = $1, profile = $2, csr = $3 WHERE id = $4 AND status = 'pending'",
+        )
+        .bind(now)
+        .bind(profile_snapshot)
+        .bind(csr)
+        .bind(order_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn fail_order(&self, order_id: &str, error_json: &str) -> Result<()> {
+        sqlx::query("UPDATE orders SET status = 'invalid', error = $1 WHERE id = $2 AND status IN ('pending', 'processing')")
+            .bind(error_json)
+            .bind(order_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn order_csr(&self, order_id: &str) -> Result<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT csr FROM orders WHERE id = $1")
+            .bind(order_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| r.try_get::<Option<Vec<u8>>, _>("csr"))
+            .transpose()?
+            .flatten())
+    }
+
+    /// Orders `processing` since before `cutoff` (a crash or a stalled backend).
+    pub async fn stale_processing_orders(&self, cutoff: i64) -> Result<Vec<OrderRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ORDER_COLS} FROM orders WHERE status = 'processing' AND processing_since < $1"
+        ))
+        .bind(cutoff)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(order_from)
+            .collect::<std::result::Result<_, _>>()?)
+    }
+
+    // ---- certificates (the issuance cycle) ----
+
+    /// Step 1 of the issuance cycle: the serial and the to-be-signed bytes, before the signature.
+    pub async fn record_tbs(
+        &self,
+        serial: &str,
+        issuer: &str,
+        order_id: Option<&str>,
+        account_id: Option<&str>,
+        tbs: &[u8],
+        not_before: i64,
+        not_after: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO certificates (serial, issuer, order_id, account_id, status, tbs, not_before, not_after, created_at) \
+             VALUES ($1, $2, $3, $4, 'tbs', $5, $6, $7, $8)",
+        )
+        .bind(serial)
+        .bind(issuer)
+        .bind(order_id)
+        .bind(account_id)
+        .bind(tbs)
+        .bind(not_before)
+        .bind(not_after)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Final step: store the certificate and mark the order valid, in one transaction.
+    pub async fn complete_issuance(
+        &self,
+        serial: &str,
+        der: &[u8],
+        chain_pem: &str,
+        order_id: Option<&str>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE certificates SET status = 'issued', der = $1, chain_pem = $2 WHERE serial = $3 AND status = 'tbs'")
+            .bind(der)
+            .bind(chain_pem)
+            .bind(serial)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(order_id) = order_id {
+            sqlx::query("UPDATE orders SET status = 'valid', certificate_serial = $1 WHERE id = $2 AND status = 'processing'")
+                .bind(serial)
+                .bind(order_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Claim a stale `processing` order for recovery, once across replicas.
+    pub async fn claim_stale_order(
+        &self,
+        order_id: &str,
+        seen_since: i64,
+        now: i64,
+    ) -> Result<bool> {
+        let r = sqlx::query("UPDATE orders SET processing_since = $1 WHERE id = $2 AND status = 'processing' AND processing_since = $3")
+            .bind(now)
+            .bind(order_id)
+            .bind(seen_since)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Serials of an order left at the `tbs` step by a crash: never reused, marked abandoned.
+    pub async fn abandon_tbs_of_order(&self, order_id: &str) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE certificates SET status = 'abandoned' WHERE order_id = $1 AND status = 'tbs'",
+        )
+        .bind(order_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// The order's certificate exists: make the order say so (recovery after a crash).
+    pub async fn mark_order_valid(&self, order_id: &str, serial: &str) -> Result<()> {
+        sqlx::query("UPDATE orders SET status = 'valid', certificate_serial = $1 WHERE id = $2 AND status = 'processing'")
+            .bind(serial)
+            .bind(order_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A signature was never made (or could not be checked): the serial stays recorded, unused.
+    pub async fn abandon_tbs(&self, serial: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE certificates SET status = 'abandoned' WHERE serial = $1 AND status = 'tbs'",
+        )
+        .bind(serial)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn certificate(&self, serial: &str) -> Result<Option<CertificateRow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {CERT_COLS} FROM certificates WHERE serial = $1"
+        ))
+        .bind(serial)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| certificate_from(&r)).transpose()?)
+    }
+
+    pub async fn certificate_of_order(&self, order_id: &str) -> Result<Option<CertificateRow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {CERT_COLS} FROM certificates WHERE order_id = $1 AND status = 'issued'"
+        ))
+        .bind(order_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| certificate_from(&r)).transpose()?)
+    }
+
+    /// Mark a certificate revoked, once. `false`: it was revoked already (or does not exist).
+    pub async fn revoke_certificate(&self, serial: &str, reason: i64, at: i64) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 WHERE serial = $3 AND status = 'issued' AND revoked_at IS NULL",
+        )
+        .bind(at)
+        .bind(reason)
+        .bind(serial)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}
