@@ -69,6 +69,8 @@ impl Validator {
         dns_resolver: &str,
         timeout: Duration,
     ) -> Result<Validator, String> {
+        // reqwest's rustls needs a process-wide provider; a no-op if one is installed already.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let resolver = Arc::new(build_resolver(dns_resolver)?);
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))

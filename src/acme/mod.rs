@@ -910,6 +910,9 @@ pub fn header_value(s: &str) -> HeaderValue {
 }
 
 #[cfg(test)]
+mod request_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
