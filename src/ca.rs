@@ -24,7 +24,7 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::csr::{CheckedCsr, Ident};
-use crate::store::Store;
+use crate::store::{PendingCertificate, Store};
 
 /// What an order is issued under, snapshotted into the order at finalize.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,26 +73,14 @@ pub struct Ca {
 
 struct StoreJournal<'a> {
     store: &'a Store,
-    issuer: &'a str,
-    order_id: Option<&'a str>,
-    account_id: Option<&'a str>,
-    not_before: i64,
-    not_after: i64,
+    pending: PendingCertificate<'a>,
 }
 
 #[async_trait::async_trait]
 impl IssuanceJournal for StoreJournal<'_> {
     async fn record_tbs(&self, serial: &Serial, tbs_der: &[u8]) -> Result<(), BackendError> {
         self.store
-            .record_tbs(
-                &serial.to_hex(),
-                self.issuer,
-                self.order_id,
-                self.account_id,
-                tbs_der,
-                self.not_before,
-                self.not_after,
-            )
+            .record_tbs(&self.pending, &serial.to_hex(), tbs_der)
             .await
             .map_err(|e| BackendError::Io(format!("recording the to-be-signed certificate: {e}")))
     }
@@ -174,11 +162,13 @@ impl Ca {
         };
         let journal = StoreJournal {
             store: &self.store,
-            issuer: &self.name,
-            order_id,
-            account_id,
-            not_before: not_before.unix_timestamp(),
-            not_after: not_after.unix_timestamp(),
+            pending: PendingCertificate {
+                issuer: &self.name,
+                order_id,
+                account_id,
+                not_before: not_before.unix_timestamp(),
+                not_after: not_after.unix_timestamp(),
+            },
         };
         let chain = match self.backend.issue(request, &journal).await {
             Ok(Issuance::Issued { chain }) => chain,

@@ -100,6 +100,16 @@ pub struct CertificateRow {
     pub revocation_reason: Option<i64>,
 }
 
+/// What the issuance cycle knows of a certificate before it is signed.
+#[derive(Debug, Clone)]
+pub struct PendingCertificate<'a> {
+    pub issuer: &'a str,
+    pub order_id: Option<&'a str>,
+    pub account_id: Option<&'a str>,
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
 /// A new authorization and its challenges, written with its order.
 pub struct NewAuthz {
     pub id: String,
@@ -598,25 +608,21 @@ impl Store {
     /// Step 1 of the issuance cycle: the serial and the to-be-signed bytes, before the signature.
     pub async fn record_tbs(
         &self,
+        pending: &PendingCertificate<'_>,
         serial: &str,
-        issuer: &str,
-        order_id: Option<&str>,
-        account_id: Option<&str>,
         tbs: &[u8],
-        not_before: i64,
-        not_after: i64,
     ) -> Result<()> {
         sqlx::query(
             "INSERT INTO certificates (serial, issuer, order_id, account_id, status, tbs, not_before, not_after, created_at) \
              VALUES ($1, $2, $3, $4, 'tbs', $5, $6, $7, $8)",
         )
         .bind(serial)
-        .bind(issuer)
-        .bind(order_id)
-        .bind(account_id)
+        .bind(pending.issuer)
+        .bind(pending.order_id)
+        .bind(pending.account_id)
         .bind(tbs)
-        .bind(not_before)
-        .bind(not_after)
+        .bind(pending.not_before)
+        .bind(pending.not_after)
         .bind(now())
         .execute(&self.pool)
         .await?;

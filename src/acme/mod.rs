@@ -66,7 +66,7 @@ impl Reply {
     pub fn problem(p: &Problem) -> Reply {
         let mut r = Reply {
             status: p.status_code(),
-            headers: p.headers.clone(),
+            headers: p.headers().to_vec(),
             content_type: "application/problem+json",
             body: Bytes::from(serde_json::to_vec(&p.to_json()).unwrap_or_default()),
         };
@@ -879,7 +879,7 @@ impl AcmeServer {
             })?;
         if !self
             .store
-            .revoke_certificate(&serial, i64::from(reason), now())
+            .revoke_certificate(&serial, reason, now())
             .await?
         {
             return Err(Problem::already_revoked(

@@ -13,20 +13,43 @@ pub struct Identifier {
     pub value: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// An ACME problem document. Small on purpose (it travels in every `Result`): the rarely
+/// used members live behind one box.
+#[derive(Debug, Clone)]
 pub struct Problem {
-    #[serde(rename = "type")]
-    pub kind: String,
+    /// Short type name, e.g. `badNonce`; serialized with the `urn:ietf:params:acme:error:` prefix.
+    pub name: &'static str,
     pub detail: String,
     pub status: u16,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub subproblems: Vec<Subproblem>,
+    extra: Option<Box<Extra>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Extra {
+    subproblems: Vec<Subproblem>,
     /// For `badSignatureAlgorithm`: the algorithms the server accepts (RFC 8555 §6.2).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub algorithms: Option<Vec<String>>,
+    algorithms: Option<Vec<String>>,
     /// Extra headers some problems carry (`Location` for an existing key, `Retry-After`).
-    #[serde(skip)]
-    pub headers: Vec<(http::HeaderName, String)>,
+    headers: Vec<(http::HeaderName, String)>,
+}
+
+impl Serialize for Problem {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("type", &format!("{PREFIX}{}", self.name))?;
+        map.serialize_entry("detail", &self.detail)?;
+        map.serialize_entry("status", &self.status)?;
+        if let Some(extra) = &self.extra {
+            if !extra.subproblems.is_empty() {
+                map.serialize_entry("subproblems", &extra.subproblems)?;
+            }
+            if let Some(algs) = &extra.algorithms {
+                map.serialize_entry("algorithms", algs)?;
+            }
+        }
+        map.end()
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -79,15 +102,25 @@ problems! {
 }
 
 impl Problem {
-    fn new(name: &str, status: StatusCode, detail: impl Into<String>) -> Problem {
+    fn new(name: &'static str, status: StatusCode, detail: impl Into<String>) -> Problem {
         Problem {
-            kind: format!("{PREFIX}{name}"),
+            name,
             detail: detail.into(),
             status: status.as_u16(),
-            subproblems: Vec::new(),
-            algorithms: None,
-            headers: Vec::new(),
+            extra: None,
         }
+    }
+
+    fn extra_mut(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
+    /// Headers the HTTP reply must carry with this problem.
+    pub fn headers(&self) -> &[(http::HeaderName, String)] {
+        self.extra
+            .as_ref()
+            .map(|e| e.headers.as_slice())
+            .unwrap_or(&[])
     }
 
     /// Not an ACME type: 404 for a resource that does not exist.
@@ -113,7 +146,9 @@ impl Problem {
     /// 409 with a `Location` header: used when a key is already bound to another account.
     pub fn conflict(detail: impl Into<String>, location: String) -> Problem {
         let mut p = Problem::new("malformed", StatusCode::CONFLICT, detail);
-        p.headers.push((http::header::LOCATION, location));
+        p.extra_mut()
+            .headers
+            .push((http::header::LOCATION, location));
         p
     }
 
@@ -123,24 +158,25 @@ impl Problem {
     }
 
     pub fn with_retry_after(mut self, secs: u64) -> Problem {
-        self.headers
+        self.extra_mut()
+            .headers
             .push((http::header::RETRY_AFTER, secs.to_string()));
         self
     }
 
     pub fn with_algorithms(mut self, algs: &[&str]) -> Problem {
-        self.algorithms = Some(algs.iter().map(|a| a.to_string()).collect());
+        self.extra_mut().algorithms = Some(algs.iter().map(|a| a.to_string()).collect());
         self
     }
 
     pub fn with_subproblems(mut self, subproblems: Vec<Subproblem>) -> Problem {
-        self.subproblems = subproblems;
+        self.extra_mut().subproblems = subproblems;
         self
     }
 
     /// The short type name, e.g. `badNonce`.
     pub fn short_type(&self) -> &str {
-        self.kind.strip_prefix(PREFIX).unwrap_or(&self.kind)
+        self.name
     }
 
     pub fn status_code(&self) -> StatusCode {
@@ -148,7 +184,8 @@ impl Problem {
     }
 
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or_else(|_| serde_json::json!({"type": self.kind}))
+        serde_json::to_value(self)
+            .unwrap_or_else(|_| serde_json::json!({"type": format!("{PREFIX}{}", self.name)}))
     }
 }
 

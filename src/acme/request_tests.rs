@@ -40,15 +40,26 @@ async fn harness() -> Harness {
     )
     .unwrap();
     let ca = Arc::new(Ca::new("test".into(), Arc::new(backend), store.clone(), 60));
-    let validator = Arc::new(Validator::new(80, "127.0.0.1:9", std::time::Duration::from_secs(1)).unwrap());
+    let validator =
+        Arc::new(Validator::new(80, "127.0.0.1:9", std::time::Duration::from_secs(1)).unwrap());
     let settings = AcmeSettings {
         order_lifetime_secs: 3600,
         authz_reuse_secs: 3600,
         terms_of_service: None,
         default_profile: Profile::default_tls(90),
     };
-    let acme = Arc::new(AcmeServer::new(store, NonceService::new(b"k", 60), validator, ca, settings));
-    Harness { acme, checker: NonceService::new(b"k", 60), _dir: dir }
+    let acme = Arc::new(AcmeServer::new(
+        store,
+        NonceService::new(b"k", 60),
+        validator,
+        ca,
+        settings,
+    ));
+    Harness {
+        acme,
+        checker: NonceService::new(b"k", 60),
+        _dir: dir,
+    }
 }
 
 #[derive(Clone)]
@@ -60,7 +71,10 @@ struct Key {
 fn key() -> Key {
     let pair = josekit::jws::ES256.generate_key_pair().unwrap();
     let jwk = serde_json::to_value(pair.to_jwk_public_key().as_ref()).unwrap();
-    Key { der: pair.to_der_private_key(), jwk }
+    Key {
+        der: pair.to_der_private_key(),
+        jwk,
+    }
 }
 
 fn sign(key: &Key, header: Value, payload: &[u8]) -> Vec<u8> {
@@ -68,33 +82,65 @@ fn sign(key: &Key, header: Value, payload: &[u8]) -> Vec<u8> {
     let b = URL_SAFE_NO_PAD.encode(payload);
     let signer = josekit::jws::ES256.signer_from_der(&key.der).unwrap();
     let sig = signer.sign(format!("{p}.{b}").as_bytes()).unwrap();
-    serde_json::to_vec(&json!({"protected": p, "payload": b, "signature": URL_SAFE_NO_PAD.encode(sig)})).unwrap()
+    serde_json::to_vec(
+        &json!({"protected": p, "payload": b, "signature": URL_SAFE_NO_PAD.encode(sig)}),
+    )
+    .unwrap()
 }
 
 fn jose_headers() -> HeaderMap {
     let mut h = HeaderMap::new();
-    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/jose+json"));
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/jose+json"),
+    );
     h
 }
 
 impl Harness {
     async fn nonce(&self) -> String {
-        let r = self.acme.handle(&Method::HEAD, "/acme/new-nonce", &HeaderMap::new(), Bytes::new(), ORIGIN).await;
+        let r = self
+            .acme
+            .handle(
+                &Method::HEAD,
+                "/acme/new-nonce",
+                &HeaderMap::new(),
+                Bytes::new(),
+                ORIGIN,
+            )
+            .await;
         reply_nonce(&r)
     }
 
     async fn post(&self, path: &str, body: Vec<u8>) -> Reply {
-        self.acme.handle(&Method::POST, path, &jose_headers(), Bytes::from(body), ORIGIN).await
+        self.acme
+            .handle(
+                &Method::POST,
+                path,
+                &jose_headers(),
+                Bytes::from(body),
+                ORIGIN,
+            )
+            .await
     }
 
     async fn count(&self, table: &str) -> i64 {
-        let row = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}")).fetch_one(self.acme.store().pool()).await.unwrap();
+        let row = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
+            .fetch_one(self.acme.store().pool())
+            .await
+            .unwrap();
         row.try_get("n").unwrap()
     }
 
     async fn snapshot(&self) -> Vec<i64> {
         let mut v = Vec::new();
-        for t in ["accounts", "orders", "authorizations", "challenges", "certificates"] {
+        for t in [
+            "accounts",
+            "orders",
+            "authorizations",
+            "challenges",
+            "certificates",
+        ] {
             v.push(self.count(t).await);
         }
         v
@@ -104,22 +150,40 @@ impl Harness {
     async fn account(&self) -> (Key, String) {
         let k = key();
         let n = self.nonce().await;
-        let body = sign(&k, json!({"alg":"ES256","jwk":k.jwk,"nonce":n,"url":format!("{ORIGIN}/acme/new-account")}), b"{}");
+        let body = sign(
+            &k,
+            json!({"alg":"ES256","jwk":k.jwk,"nonce":n,"url":format!("{ORIGIN}/acme/new-account")}),
+            b"{}",
+        );
         let r = self.post("/acme/new-account", body).await;
         assert_eq!(r.status, StatusCode::CREATED);
-        let kid = r.headers.iter().find(|(n, _)| n == http::header::LOCATION).unwrap().1.clone();
+        let kid = r
+            .headers
+            .iter()
+            .find(|(n, _)| n == http::header::LOCATION)
+            .unwrap()
+            .1
+            .clone();
         (k, kid)
     }
 }
 
 fn reply_nonce(r: &Reply) -> String {
-    r.headers.iter().find(|(n, _)| n.as_str() == "replay-nonce").map(|(_, v)| v.clone()).expect("Replay-Nonce on every response")
+    r.headers
+        .iter()
+        .find(|(n, _)| n.as_str() == "replay-nonce")
+        .map(|(_, v)| v.clone())
+        .expect("Replay-Nonce on every response")
 }
 
 fn problem_type(r: &Reply) -> String {
     assert_eq!(r.content_type, "application/problem+json");
     let v: Value = serde_json::from_slice(&r.body).unwrap();
-    v["type"].as_str().unwrap().trim_start_matches("urn:ietf:params:acme:error:").to_string()
+    v["type"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("urn:ietf:params:acme:error:")
+        .to_string()
 }
 
 #[tokio::test]
@@ -134,127 +198,410 @@ async fn every_jws_rule_is_enforced_with_a_fresh_nonce_and_no_write() {
     // (name, path, body builder with a fresh nonce, expected type, expected status)
     type Build = Box<dyn Fn(&str) -> Vec<u8>>;
     let cases: Vec<(&str, &str, Build, &str, u16)> = vec![
-        ("not JSON", "/acme/new-order", Box::new(|_| b"{".to_vec()), "malformed", 400),
-        ("general serialization", "/acme/new-order", Box::new(|_| br#"{"payload":"","signatures":[{"protected":"e30","signature":"AA"}]}"#.to_vec()), "malformed", 400),
-        ("unprotected header", "/acme/new-order", {
-            let (k, kid, url) = (key(), kid.clone(), new_order.clone());
-            Box::new(move |n| {
-                let mut v: Value = serde_json::from_slice(&sign(&k, json!({"alg":"ES256","kid":kid,"nonce":n,"url":url}), b"{}")).unwrap();
-                v["header"] = json!({"kid": "x"});
-                serde_json::to_vec(&v).unwrap()
-            })
-        }, "malformed", 400),
-        ("alg none", "/acme/new-order", {
-            let (kid, url) = (kid.clone(), new_order.clone());
-            Box::new(move |n| {
-                let p = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&json!({"alg":"none","kid":kid,"nonce":n,"url":url})).unwrap());
-                serde_json::to_vec(&json!({"protected": p, "payload": "", "signature": "AA"})).unwrap()
-            })
-        }, "badSignatureAlgorithm", 400),
-        ("alg HS256", "/acme/new-order", {
-            let (kid, url) = (kid.clone(), new_order.clone());
-            Box::new(move |n| {
-                let p = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&json!({"alg":"HS256","kid":kid,"nonce":n,"url":url})).unwrap());
-                serde_json::to_vec(&json!({"protected": p, "payload": "", "signature": "AAAA"})).unwrap()
-            })
-        }, "badSignatureAlgorithm", 400),
-        ("jwk and kid", "/acme/new-order", {
-            let (kid, url) = (kid.clone(), new_order.clone());
-            let k = key();
-            Box::new(move |n| sign(&k, json!({"alg":"ES256","kid":kid,"jwk":k.jwk,"nonce":n,"url":url}), order_payload))
-        }, "malformed", 400),
-        ("neither jwk nor kid", "/acme/new-order", {
-            let url = new_order.clone();
-            let k = key();
-            Box::new(move |n| sign(&k, json!({"alg":"ES256","nonce":n,"url":url}), order_payload))
-        }, "malformed", 400),
-        ("no nonce", "/acme/new-order", {
-            let (kid, url) = (kid.clone(), new_order.clone());
-            let k = key();
-            Box::new(move |_| sign(&k, json!({"alg":"ES256","kid":kid,"url":url}), order_payload))
-        }, "badNonce", 400),
-        ("forged nonce", "/acme/new-order", {
-            let (kid, url) = (kid.clone(), new_order.clone());
-            let k = key();
-            Box::new(move |_| sign(&k, json!({"alg":"ES256","kid":kid,"nonce":"AAAAAGsDrOOmnUQ7JA9CtNymY2seCF1AM-THL_Ay0L3mxxyr","url":url}), order_payload))
-        }, "badNonce", 400),
-        ("no url", "/acme/new-order", {
-            let kid = kid.clone();
-            let k = key();
-            Box::new(move |n| sign(&k, json!({"alg":"ES256","kid":kid,"nonce":n}), order_payload))
-        }, "malformed", 400),
-        ("url of another resource", "/acme/new-order", {
-            let (kid, url) = (kid.clone(), new_account.clone());
-            let k = key();
-            Box::new(move |n| sign(&k, json!({"alg":"ES256","kid":kid,"nonce":n,"url":url}), order_payload))
-        }, "unauthorized", 403),
-        ("kid of no account", "/acme/new-order", {
-            let url = new_order.clone();
-            let k = key();
-            Box::new(move |n| sign(&k, json!({"alg":"ES256","kid":format!("{ORIGIN}/acme/acct/nobody"),"nonce":n,"url":url}), order_payload))
-        }, "accountDoesNotExist", 400),
-        ("signed by another key", "/acme/new-order", {
-            let (kid, url) = (kid.clone(), new_order.clone());
-            Box::new(move |n| sign(&stranger, json!({"alg":"ES256","kid":kid,"nonce":n,"url":url}), order_payload))
-        }, "malformed", 400),
-        ("jwk where kid is needed", "/acme/new-order", {
-            let url = new_order.clone();
-            let k = key();
-            Box::new(move |n| sign(&k, json!({"alg":"ES256","jwk":k.jwk,"nonce":n,"url":url}), order_payload))
-        }, "malformed", 400),
-        ("kid on newAccount", "/acme/new-account", {
-            let (kid, url) = (kid.clone(), new_account.clone());
-            let k = acct_key.clone();
-            Box::new(move |n| sign(&k, json!({"alg":"ES256","kid":kid,"nonce":n,"url":url}), b"{}"))
-        }, "malformed", 400),
-        ("private key in jwk", "/acme/new-account", {
-            let url = new_account.clone();
-            let k = key();
-            Box::new(move |n| {
-                let mut jwk = k.jwk.clone();
-                jwk["d"] = json!("AAAA");
-                sign(&k, json!({"alg":"ES256","jwk":jwk,"nonce":n,"url":url}), b"{}")
-            })
-        }, "badPublicKey", 400),
-        ("payload not JSON", "/acme/new-account", {
-            let url = new_account.clone();
-            let k = key();
-            Box::new(move |n| sign(&k, json!({"alg":"ES256","jwk":k.jwk,"nonce":n,"url":url}), b"[1,"))
-        }, "malformed", 400),
-        ("onlyReturnExisting for a new key", "/acme/new-account", {
-            let url = new_account.clone();
-            let k = key();
-            Box::new(move |n| sign(&k, json!({"alg":"ES256","jwk":k.jwk,"nonce":n,"url":url}), br#"{"onlyReturnExisting":true}"#))
-        }, "accountDoesNotExist", 400),
-        ("contact not mailto", "/acme/new-account", {
-            let url = new_account.clone();
-            let k = key();
-            Box::new(move |n| sign(&k, json!({"alg":"ES256","jwk":k.jwk,"nonce":n,"url":url}), br#"{"contact":["tel:+1555"]}"#))
-        }, "unsupportedContact", 400),
-        ("unsupported identifier type", "/acme/new-order", {
-            let (k, kid, url) = (acct_key.clone(), kid.clone(), new_order.clone());
-            Box::new(move |n| sign(&k, json!({"alg":"ES256","kid":kid,"nonce":n,"url":url}), br#"{"identifiers":[{"type":"email","value":"a@b.test"}]}"#))
-        }, "unsupportedIdentifier", 400),
-        ("invalid DNS name", "/acme/new-order", {
-            let (k, kid, url) = (acct_key.clone(), kid.clone(), new_order.clone());
-            Box::new(move |n| sign(&k, json!({"alg":"ES256","kid":kid,"nonce":n,"url":url}), br#"{"identifiers":[{"type":"dns","value":"bad_name..test"}]}"#))
-        }, "rejectedIdentifier", 400),
-        ("no identifiers", "/acme/new-order", {
-            let (k, kid, url) = (acct_key.clone(), kid.clone(), new_order.clone());
-            Box::new(move |n| sign(&k, json!({"alg":"ES256","kid":kid,"nonce":n,"url":url}), br#"{"identifiers":[]}"#))
-        }, "malformed", 400),
-        ("POST-as-GET to newOrder", "/acme/new-order", {
-            let (k, kid, url) = (acct_key.clone(), kid.clone(), new_order.clone());
-            Box::new(move |n| sign(&k, json!({"alg":"ES256","kid":kid,"nonce":n,"url":url}), b""))
-        }, "malformed", 400),
-        ("order of another account", "/acme/order/nope", {
-            let (k, kid) = (acct_key.clone(), kid.clone());
-            Box::new(move |n| sign(&k, json!({"alg":"ES256","kid":kid,"nonce":n,"url":format!("{ORIGIN}/acme/order/nope")}), b""))
-        }, "malformed", 404),
-        ("unknown resource", "/acme/nothing-here", {
-            let (k, kid) = (acct_key.clone(), kid.clone());
-            Box::new(move |n| sign(&k, json!({"alg":"ES256","kid":kid,"nonce":n,"url":format!("{ORIGIN}/acme/nothing-here")}), b""))
-        }, "malformed", 404),
+        (
+            "not JSON",
+            "/acme/new-order",
+            Box::new(|_| b"{".to_vec()),
+            "malformed",
+            400,
+        ),
+        (
+            "general serialization",
+            "/acme/new-order",
+            Box::new(|_| {
+                br#"{"payload":"","signatures":[{"protected":"e30","signature":"AA"}]}"#.to_vec()
+            }),
+            "malformed",
+            400,
+        ),
+        (
+            "unprotected header",
+            "/acme/new-order",
+            {
+                let (k, kid, url) = (key(), kid.clone(), new_order.clone());
+                Box::new(move |n| {
+                    let mut v: Value = serde_json::from_slice(&sign(
+                        &k,
+                        json!({"alg":"ES256","kid":kid,"nonce":n,"url":url}),
+                        b"{}",
+                    ))
+                    .unwrap();
+                    v["header"] = json!({"kid": "x"});
+                    serde_json::to_vec(&v).unwrap()
+                })
+            },
+            "malformed",
+            400,
+        ),
+        (
+            "alg none",
+            "/acme/new-order",
+            {
+                let (kid, url) = (kid.clone(), new_order.clone());
+                Box::new(move |n| {
+                    let p = URL_SAFE_NO_PAD.encode(
+                        serde_json::to_vec(&json!({"alg":"none","kid":kid,"nonce":n,"url":url}))
+                            .unwrap(),
+                    );
+                    serde_json::to_vec(&json!({"protected": p, "payload": "", "signature": "AA"}))
+                        .unwrap()
+                })
+            },
+            "badSignatureAlgorithm",
+            400,
+        ),
+        (
+            "alg HS256",
+            "/acme/new-order",
+            {
+                let (kid, url) = (kid.clone(), new_order.clone());
+                Box::new(move |n| {
+                    let p = URL_SAFE_NO_PAD.encode(
+                        serde_json::to_vec(&json!({"alg":"HS256","kid":kid,"nonce":n,"url":url}))
+                            .unwrap(),
+                    );
+                    serde_json::to_vec(&json!({"protected": p, "payload": "", "signature": "AAAA"}))
+                        .unwrap()
+                })
+            },
+            "badSignatureAlgorithm",
+            400,
+        ),
+        (
+            "jwk and kid",
+            "/acme/new-order",
+            {
+                let (kid, url) = (kid.clone(), new_order.clone());
+                let k = key();
+                Box::new(move |n| {
+                    sign(
+                        &k,
+                        json!({"alg":"ES256","kid":kid,"jwk":k.jwk,"nonce":n,"url":url}),
+                        order_payload,
+                    )
+                })
+            },
+            "malformed",
+            400,
+        ),
+        (
+            "neither jwk nor kid",
+            "/acme/new-order",
+            {
+                let url = new_order.clone();
+                let k = key();
+                Box::new(move |n| {
+                    sign(
+                        &k,
+                        json!({"alg":"ES256","nonce":n,"url":url}),
+                        order_payload,
+                    )
+                })
+            },
+            "malformed",
+            400,
+        ),
+        (
+            "no nonce",
+            "/acme/new-order",
+            {
+                let (kid, url) = (kid.clone(), new_order.clone());
+                let k = key();
+                Box::new(move |_| {
+                    sign(
+                        &k,
+                        json!({"alg":"ES256","kid":kid,"url":url}),
+                        order_payload,
+                    )
+                })
+            },
+            "badNonce",
+            400,
+        ),
+        (
+            "forged nonce",
+            "/acme/new-order",
+            {
+                let (kid, url) = (kid.clone(), new_order.clone());
+                let k = key();
+                Box::new(move |_| {
+                    sign(
+                        &k,
+                        json!({"alg":"ES256","kid":kid,"nonce":"AAAAAGsDrOOmnUQ7JA9CtNymY2seCF1AM-THL_Ay0L3mxxyr","url":url}),
+                        order_payload,
+                    )
+                })
+            },
+            "badNonce",
+            400,
+        ),
+        (
+            "no url",
+            "/acme/new-order",
+            {
+                let kid = kid.clone();
+                let k = key();
+                Box::new(move |n| {
+                    sign(
+                        &k,
+                        json!({"alg":"ES256","kid":kid,"nonce":n}),
+                        order_payload,
+                    )
+                })
+            },
+            "malformed",
+            400,
+        ),
+        (
+            "url of another resource",
+            "/acme/new-order",
+            {
+                let (kid, url) = (kid.clone(), new_account.clone());
+                let k = key();
+                Box::new(move |n| {
+                    sign(
+                        &k,
+                        json!({"alg":"ES256","kid":kid,"nonce":n,"url":url}),
+                        order_payload,
+                    )
+                })
+            },
+            "unauthorized",
+            403,
+        ),
+        (
+            "kid of no account",
+            "/acme/new-order",
+            {
+                let url = new_order.clone();
+                let k = key();
+                Box::new(move |n| {
+                    sign(
+                        &k,
+                        json!({"alg":"ES256","kid":format!("{ORIGIN}/acme/acct/nobody"),"nonce":n,"url":url}),
+                        order_payload,
+                    )
+                })
+            },
+            "accountDoesNotExist",
+            400,
+        ),
+        (
+            "signed by another key",
+            "/acme/new-order",
+            {
+                let (kid, url) = (kid.clone(), new_order.clone());
+                Box::new(move |n| {
+                    sign(
+                        &stranger,
+                        json!({"alg":"ES256","kid":kid,"nonce":n,"url":url}),
+                        order_payload,
+                    )
+                })
+            },
+            "malformed",
+            400,
+        ),
+        (
+            "jwk where kid is needed",
+            "/acme/new-order",
+            {
+                let url = new_order.clone();
+                let k = key();
+                Box::new(move |n| {
+                    sign(
+                        &k,
+                        json!({"alg":"ES256","jwk":k.jwk,"nonce":n,"url":url}),
+                        order_payload,
+                    )
+                })
+            },
+            "malformed",
+            400,
+        ),
+        (
+            "kid on newAccount",
+            "/acme/new-account",
+            {
+                let (kid, url) = (kid.clone(), new_account.clone());
+                let k = acct_key.clone();
+                Box::new(move |n| {
+                    sign(
+                        &k,
+                        json!({"alg":"ES256","kid":kid,"nonce":n,"url":url}),
+                        b"{}",
+                    )
+                })
+            },
+            "malformed",
+            400,
+        ),
+        (
+            "private key in jwk",
+            "/acme/new-account",
+            {
+                let url = new_account.clone();
+                let k = key();
+                Box::new(move |n| {
+                    let mut jwk = k.jwk.clone();
+                    jwk["d"] = json!("AAAA");
+                    sign(
+                        &k,
+                        json!({"alg":"ES256","jwk":jwk,"nonce":n,"url":url}),
+                        b"{}",
+                    )
+                })
+            },
+            "badPublicKey",
+            400,
+        ),
+        (
+            "payload not JSON",
+            "/acme/new-account",
+            {
+                let url = new_account.clone();
+                let k = key();
+                Box::new(move |n| {
+                    sign(
+                        &k,
+                        json!({"alg":"ES256","jwk":k.jwk,"nonce":n,"url":url}),
+                        b"[1,",
+                    )
+                })
+            },
+            "malformed",
+            400,
+        ),
+        (
+            "onlyReturnExisting for a new key",
+            "/acme/new-account",
+            {
+                let url = new_account.clone();
+                let k = key();
+                Box::new(move |n| {
+                    sign(
+                        &k,
+                        json!({"alg":"ES256","jwk":k.jwk,"nonce":n,"url":url}),
+                        br#"{"onlyReturnExisting":true}"#,
+                    )
+                })
+            },
+            "accountDoesNotExist",
+            400,
+        ),
+        (
+            "contact not mailto",
+            "/acme/new-account",
+            {
+                let url = new_account.clone();
+                let k = key();
+                Box::new(move |n| {
+                    sign(
+                        &k,
+                        json!({"alg":"ES256","jwk":k.jwk,"nonce":n,"url":url}),
+                        br#"{"contact":["tel:+1555"]}"#,
+                    )
+                })
+            },
+            "unsupportedContact",
+            400,
+        ),
+        (
+            "unsupported identifier type",
+            "/acme/new-order",
+            {
+                let (k, kid, url) = (acct_key.clone(), kid.clone(), new_order.clone());
+                Box::new(move |n| {
+                    sign(
+                        &k,
+                        json!({"alg":"ES256","kid":kid,"nonce":n,"url":url}),
+                        br#"{"identifiers":[{"type":"email","value":"a@b.test"}]}"#,
+                    )
+                })
+            },
+            "unsupportedIdentifier",
+            400,
+        ),
+        (
+            "invalid DNS name",
+            "/acme/new-order",
+            {
+                let (k, kid, url) = (acct_key.clone(), kid.clone(), new_order.clone());
+                Box::new(move |n| {
+                    sign(
+                        &k,
+                        json!({"alg":"ES256","kid":kid,"nonce":n,"url":url}),
+                        br#"{"identifiers":[{"type":"dns","value":"bad_name..test"}]}"#,
+                    )
+                })
+            },
+            "rejectedIdentifier",
+            400,
+        ),
+        (
+            "no identifiers",
+            "/acme/new-order",
+            {
+                let (k, kid, url) = (acct_key.clone(), kid.clone(), new_order.clone());
+                Box::new(move |n| {
+                    sign(
+                        &k,
+                        json!({"alg":"ES256","kid":kid,"nonce":n,"url":url}),
+                        br#"{"identifiers":[]}"#,
+                    )
+                })
+            },
+            "malformed",
+            400,
+        ),
+        (
+            "POST-as-GET to newOrder",
+            "/acme/new-order",
+            {
+                let (k, kid, url) = (acct_key.clone(), kid.clone(), new_order.clone());
+                Box::new(move |n| {
+                    sign(
+                        &k,
+                        json!({"alg":"ES256","kid":kid,"nonce":n,"url":url}),
+                        b"",
+                    )
+                })
+            },
+            "malformed",
+            400,
+        ),
+        (
+            "order of another account",
+            "/acme/order/nope",
+            {
+                let (k, kid) = (acct_key.clone(), kid.clone());
+                Box::new(move |n| {
+                    sign(
+                        &k,
+                        json!({"alg":"ES256","kid":kid,"nonce":n,"url":format!("{ORIGIN}/acme/order/nope")}),
+                        b"",
+                    )
+                })
+            },
+            "malformed",
+            404,
+        ),
+        (
+            "unknown resource",
+            "/acme/nothing-here",
+            {
+                let (k, kid) = (acct_key.clone(), kid.clone());
+                Box::new(move |n| {
+                    sign(
+                        &k,
+                        json!({"alg":"ES256","kid":kid,"nonce":n,"url":format!("{ORIGIN}/acme/nothing-here")}),
+                        b"",
+                    )
+                })
+            },
+            "malformed",
+            404,
+        ),
     ];
     let before = h.snapshot().await;
     for (name, path, build, want_type, want_status) in &cases {
@@ -263,7 +610,10 @@ async fn every_jws_rule_is_enforced_with_a_fresh_nonce_and_no_write() {
         assert_eq!(problem_type(&r), *want_type, "{name}");
         assert_eq!(r.status.as_u16(), *want_status, "{name}");
         let fresh = reply_nonce(&r);
-        assert!(h.checker.check(&fresh).is_ok(), "{name}: the error carries a usable nonce");
+        assert!(
+            h.checker.check(&fresh).is_ok(),
+            "{name}: the error carries a usable nonce"
+        );
         assert_eq!(h.snapshot().await, before, "{name}: nothing written");
     }
 }
@@ -271,7 +621,16 @@ async fn every_jws_rule_is_enforced_with_a_fresh_nonce_and_no_write() {
 #[tokio::test]
 async fn wrong_content_type_is_415_with_a_nonce() {
     let h = harness().await;
-    let r = h.acme.handle(&Method::POST, "/acme/new-account", &HeaderMap::new(), Bytes::from_static(b"{}"), ORIGIN).await;
+    let r = h
+        .acme
+        .handle(
+            &Method::POST,
+            "/acme/new-account",
+            &HeaderMap::new(),
+            Bytes::from_static(b"{}"),
+            ORIGIN,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(problem_type(&r), "malformed");
     assert!(h.checker.check(&reply_nonce(&r)).is_ok());
@@ -282,8 +641,15 @@ async fn a_nonce_is_accepted_once() {
     let h = harness().await;
     let k = key();
     let n = h.nonce().await;
-    let body = sign(&k, json!({"alg":"ES256","jwk":k.jwk,"nonce":n,"url":format!("{ORIGIN}/acme/new-account")}), b"{}");
-    assert_eq!(h.post("/acme/new-account", body.clone()).await.status, StatusCode::CREATED);
+    let body = sign(
+        &k,
+        json!({"alg":"ES256","jwk":k.jwk,"nonce":n,"url":format!("{ORIGIN}/acme/new-account")}),
+        b"{}",
+    );
+    assert_eq!(
+        h.post("/acme/new-account", body.clone()).await.status,
+        StatusCode::CREATED
+    );
     let replay = h.post("/acme/new-account", body).await;
     assert_eq!(problem_type(&replay), "badNonce");
     assert_eq!(replay.status, StatusCode::BAD_REQUEST);
@@ -292,7 +658,16 @@ async fn a_nonce_is_accepted_once() {
 #[tokio::test]
 async fn get_on_a_post_resource_is_405() {
     let h = harness().await;
-    let r = h.acme.handle(&Method::GET, "/acme/new-order", &HeaderMap::new(), Bytes::new(), ORIGIN).await;
+    let r = h
+        .acme
+        .handle(
+            &Method::GET,
+            "/acme/new-order",
+            &HeaderMap::new(),
+            Bytes::new(),
+            ORIGIN,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
     assert!(h.checker.check(&reply_nonce(&r)).is_ok());
 }

@@ -1,0 +1,593 @@
+//! The certificate and CRL builder shared by every local backend, over a [`KeySigner`].
+//!
+//! Each certificate goes through Boulder's issuance cycle (`docs/ISSUANCE-CYCLE.md`):
+//! 1. build the to-be-signed structure (RFC 5280 §4.1 `TBSCertificate`, §5.1 `TBSCertList`);
+//! 2. hand those exact bytes to the [`IssuanceJournal`] (leaves only), which may refuse;
+//! 3. sign them with the issuer's [`KeySigner`];
+//! 4. assemble `SEQUENCE { tbs, signatureAlgorithm, BIT STRING signature }`;
+//! 5. parse the result, check its TBS is byte-for-byte the recorded one and its signature
+//!    verifies under the issuer's public key, else [`BackendError::Mismatch`].
+//!
+//! rcgen lays out the TBS: it is driven with a *capturing* key that records the message rcgen
+//! asks it to sign (exactly the TBS DER) and returns a placeholder, so the real key signs once,
+//! after the journal has the bytes. Leaf content comes from the request and its profile only,
+//! never from CSR extensions.
+
+use std::cell::RefCell;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use rcgen::string::Ia5String;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CrlDistributionPoint,
+    CustomExtension, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod,
+    KeyUsagePurpose, PublicKeyData, RevokedCertParams, SanType, SerialNumber, SignatureAlgorithm,
+    SigningKey,
+};
+use rustls_pki_types::CertificateDer;
+use time::OffsetDateTime;
+use x509_parser::extensions::ParsedExtension;
+use x509_parser::prelude::{CertificateRevocationList, FromDer, X509Certificate};
+use x509_parser::x509::SubjectPublicKeyInfo;
+
+use crate::der;
+use crate::keys::KeySigner;
+use crate::{
+    BackendError, CrlRequest, ExtKeyUsage, IssuanceJournal, IssueRequest, KeyAlgorithm,
+    KeyUsageBit, RevocationReason, Serial,
+};
+
+/// id-pe-authorityInfoAccess (RFC 5280 §4.2.2.1).
+const OID_AUTHORITY_INFO_ACCESS: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 1, 1];
+/// id-ad-ocsp and id-ad-caIssuers (RFC 5280 §4.2.2.1).
+const OID_AD_OCSP: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 48, 1];
+const OID_AD_CA_ISSUERS: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 48, 2];
+/// id-pe-tlsfeature (RFC 7633 §6).
+pub const OID_TLS_FEATURE: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 1, 24];
+/// `Features ::= SEQUENCE OF INTEGER` holding status_request (5): OCSP must-staple.
+const MUST_STAPLE_VALUE: &[u8] = &[0x30, 0x03, 0x02, 0x01, 0x05];
+/// RFC 5280 §4.1.2.2: at most 20 octets.
+const MAX_SERIAL_OCTETS: usize = 20;
+
+/// The issuing CA: its certificate and the key that signs for it.
+#[derive(Clone)]
+pub struct IssuerInfo {
+    pub cert_der: Vec<u8>,
+    pub key: Arc<dyn KeySigner>,
+}
+
+impl std::fmt::Debug for IssuerInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuerInfo")
+            .field("algorithm", &self.key.algorithm())
+            .finish_non_exhaustive()
+    }
+}
+
+impl IssuerInfo {
+    /// Pairs a CA certificate with its key, checking the key is the certificate's.
+    pub fn new(cert_der: Vec<u8>, key: Arc<dyn KeySigner>) -> Result<Self, BackendError> {
+        let (_, cert) = parse_certificate(&cert_der)?;
+        if cert.public_key().raw != key.public_key_der() {
+            return Err(BackendError::Mismatch(
+                "the key does not belong to the CA certificate".into(),
+            ));
+        }
+        Ok(IssuerInfo { cert_der, key })
+    }
+
+    /// The issuer's subjectKeyIdentifier, or the RFC 7093 method 1 identifier of its key when
+    /// the certificate has none.
+    fn key_identifier(&self) -> Result<Vec<u8>, BackendError> {
+        let (_, cert) = parse_certificate(&self.cert_der)?;
+        for ext in cert.extensions() {
+            if let ParsedExtension::SubjectKeyIdentifier(id) = ext.parsed_extension() {
+                return Ok(id.0.to_vec());
+            }
+        }
+        let digest =
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, self.key.public_key_der());
+        Ok(digest.as_ref()[..20].to_vec())
+    }
+}
+
+fn parse_certificate(der: &[u8]) -> Result<(&[u8], X509Certificate<'_>), BackendError> {
+    X509Certificate::from_der(der)
+        .map_err(|e| BackendError::Build(format!("cannot parse a CA certificate: {e}")))
+}
+
+/// Stands in for the issuer's key while rcgen lays out a TBS: it has the issuer's public key
+/// and algorithm, and keeps the bytes rcgen asks it to sign.
+struct CapturingKey {
+    algorithm: &'static SignatureAlgorithm,
+    /// The subjectPublicKey BIT STRING contents, as rcgen's `PublicKeyData` wants them.
+    public_key: Vec<u8>,
+    captured: RefCell<Option<Vec<u8>>>,
+}
+
+impl CapturingKey {
+    fn new(key: &dyn KeySigner) -> Result<Self, BackendError> {
+        let (_, spki) = SubjectPublicKeyInfo::from_der(key.public_key_der()).map_err(|e| {
+            BackendError::Key(format!("the signing key's public key does not parse: {e}"))
+        })?;
+        Ok(CapturingKey {
+            algorithm: rcgen_algorithm(key.algorithm()),
+            public_key: spki.subject_public_key.data.to_vec(),
+            captured: RefCell::new(None),
+        })
+    }
+
+    fn take(&self) -> Result<Vec<u8>, BackendError> {
+        self.captured
+            .borrow_mut()
+            .take()
+            .ok_or_else(|| BackendError::Build("rcgen produced no to-be-signed structure".into()))
+    }
+}
+
+impl PublicKeyData for CapturingKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.public_key
+    }
+
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        self.algorithm
+    }
+}
+
+impl SigningKey for CapturingKey {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        *self.captured.borrow_mut() = Some(msg.to_vec());
+        Ok(vec![0])
+    }
+}
+
+fn rcgen_algorithm(alg: KeyAlgorithm) -> &'static SignatureAlgorithm {
+    match alg {
+        KeyAlgorithm::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+        KeyAlgorithm::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+        KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => {
+            &rcgen::PKCS_RSA_SHA256
+        }
+        KeyAlgorithm::Ed25519 => &rcgen::PKCS_ED25519,
+    }
+}
+
+/// The DER `AlgorithmIdentifier` of the signatures `alg` makes (RFC 5758 §3.2, RFC 4055 §5,
+/// RFC 8410 §3): ECDSA and Ed25519 without parameters, RSA with NULL.
+pub fn signature_algorithm_der(alg: KeyAlgorithm) -> Vec<u8> {
+    match alg {
+        KeyAlgorithm::EcdsaP256 => der::sequence(&[&der::oid(&[1, 2, 840, 10045, 4, 3, 2])]),
+        KeyAlgorithm::EcdsaP384 => der::sequence(&[&der::oid(&[1, 2, 840, 10045, 4, 3, 3])]),
+        KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => {
+            der::sequence(&[&der::oid(&[1, 2, 840, 113549, 1, 1, 11]), &[0x05, 0x00]])
+        }
+        KeyAlgorithm::Ed25519 => der::sequence(&[&der::oid(&[1, 3, 101, 112])]),
+    }
+}
+
+/// `SEQUENCE { tbs, signatureAlgorithm, BIT STRING signature }`: the shape of both a
+/// Certificate (RFC 5280 §4.1) and a CertificateList (§5.1).
+pub fn assemble(tbs: &[u8], alg: KeyAlgorithm, signature: &[u8]) -> Vec<u8> {
+    der::sequence(&[
+        tbs,
+        &signature_algorithm_der(alg),
+        &der::bit_string(signature),
+    ])
+}
+
+/// Signs `tbs` with `key` and assembles the signed structure. Blocking.
+pub fn sign_tbs(tbs: &[u8], key: &dyn KeySigner) -> Result<Vec<u8>, BackendError> {
+    let signature = key.sign(tbs)?;
+    Ok(assemble(tbs, key.algorithm(), &signature))
+}
+
+/// Checks a signed certificate: it parses, its TBS is exactly `expected_tbs`, its two algorithm
+/// fields agree, and its signature verifies under `issuer_spki`.
+pub fn check_certificate(
+    cert_der: &[u8],
+    expected_tbs: &[u8],
+    issuer_spki: &[u8],
+) -> Result<(), BackendError> {
+    let (rest, cert) = X509Certificate::from_der(cert_der).map_err(|e| {
+        BackendError::Mismatch(format!("the signed certificate does not parse: {e}"))
+    })?;
+    if !rest.is_empty() {
+        return Err(BackendError::Mismatch(
+            "trailing bytes after the signed certificate".into(),
+        ));
+    }
+    if cert.tbs_certificate.as_ref() != expected_tbs {
+        return Err(BackendError::Mismatch(
+            "the signed certificate's TBS differs from the recorded one".into(),
+        ));
+    }
+    if cert.signature_algorithm != cert.tbs_certificate.signature {
+        return Err(BackendError::Mismatch(
+            "the certificate's signature algorithm fields disagree".into(),
+        ));
+    }
+    let spki = parse_spki(issuer_spki)?;
+    cert.verify_signature(Some(&spki)).map_err(|e| {
+        BackendError::Mismatch(format!("the certificate's signature does not verify: {e}"))
+    })
+}
+
+/// Checks a signed CRL the way [`check_certificate`] checks a certificate.
+pub fn check_crl(
+    crl_der: &[u8],
+    expected_tbs: &[u8],
+    issuer_spki: &[u8],
+) -> Result<(), BackendError> {
+    let (rest, crl) = CertificateRevocationList::from_der(crl_der)
+        .map_err(|e| BackendError::Mismatch(format!("the signed CRL does not parse: {e}")))?;
+    if !rest.is_empty() {
+        return Err(BackendError::Mismatch(
+            "trailing bytes after the signed CRL".into(),
+        ));
+    }
+    if crl.tbs_cert_list.as_ref() != expected_tbs {
+        return Err(BackendError::Mismatch(
+            "the signed CRL's TBS differs from the built one".into(),
+        ));
+    }
+    if crl.signature_algorithm != crl.tbs_cert_list.signature {
+        return Err(BackendError::Mismatch(
+            "the CRL's signature algorithm fields disagree".into(),
+        ));
+    }
+    let spki = parse_spki(issuer_spki)?;
+    crl.verify_signature(&spki)
+        .map_err(|e| BackendError::Mismatch(format!("the CRL's signature does not verify: {e}")))
+}
+
+fn parse_spki(der: &[u8]) -> Result<SubjectPublicKeyInfo<'_>, BackendError> {
+    SubjectPublicKeyInfo::from_der(der)
+        .map(|(_, spki)| spki)
+        .map_err(|e| BackendError::Key(format!("the issuer public key does not parse: {e}")))
+}
+
+/// The whole cycle for a leaf: build the TBS, journal it, sign it on a blocking thread, assemble
+/// and check. Returns the leaf DER.
+pub async fn issue_leaf(
+    req: &IssueRequest,
+    issuer: &IssuerInfo,
+    journal: &dyn IssuanceJournal,
+) -> Result<Vec<u8>, BackendError> {
+    let tbs = build_leaf_tbs(req, issuer)?;
+    journal.record_tbs(&req.serial, &tbs).await?;
+    let key = Arc::clone(&issuer.key);
+    tokio::task::spawn_blocking(move || {
+        let cert = sign_tbs(&tbs, key.as_ref())?;
+        check_certificate(&cert, &tbs, key.public_key_der())?;
+        Ok(cert)
+    })
+    .await
+    .map_err(|e| BackendError::Sign(format!("the signing task did not finish: {e}")))?
+}
+
+/// The TBSCertificate of a leaf, from the request and its profile only.
+///
+/// Subject: empty, or `CN=<common_name>`. SAN: the DNS names and IP addresses, critical when the
+/// subject is empty (RFC 5280 §4.2.1.6). basicConstraints `CA:FALSE` critical, keyUsage critical,
+/// extKeyUsage, AKI, SKI, CRL distribution points, AIA (OCSP, caIssuers), TLS feature.
+pub fn build_leaf_tbs(req: &IssueRequest, issuer: &IssuerInfo) -> Result<Vec<u8>, BackendError> {
+    check_serial(&req.serial)?;
+    check_validity(req.not_before, req.not_after)?;
+    if req.dns_names.is_empty() && req.ip_addresses.is_empty() && req.common_name.is_none() {
+        return Err(BackendError::Build(
+            "a certificate needs a common name or a subject alternative name".into(),
+        ));
+    }
+
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    if let Some(cn) = &req.common_name {
+        if cn.is_empty() {
+            return Err(BackendError::Build("the common name is empty".into()));
+        }
+        params
+            .distinguished_name
+            .push(DnType::CommonName, cn.as_str());
+    }
+    params.subject_alt_names = subject_alt_names(&req.dns_names, &req.ip_addresses)?;
+    params.serial_number = Some(SerialNumber::from_slice(req.serial.normalized()));
+    params.not_before = req.not_before;
+    params.not_after = req.not_after;
+    // ExplicitNoCa writes basicConstraints CA:FALSE (critical) and the subjectKeyIdentifier.
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = req
+        .profile
+        .key_usage
+        .iter()
+        .map(|ku| key_usage(*ku))
+        .collect();
+    params.extended_key_usages = req
+        .profile
+        .ext_key_usage
+        .iter()
+        .map(|eku| ext_key_usage(*eku))
+        .collect();
+    if !req.profile.crl_distribution_points.is_empty() {
+        params.crl_distribution_points = vec![CrlDistributionPoint {
+            uris: req.profile.crl_distribution_points.clone(),
+        }];
+    }
+    params.use_authority_key_identifier_extension = true;
+    params.key_identifier_method = KeyIdMethod::Sha256;
+    if let Some(aia) = authority_info_access(&req.profile.ocsp_urls, &req.profile.ca_issuers_urls) {
+        params.custom_extensions.push(aia);
+    }
+    if req.profile.must_staple {
+        params
+            .custom_extensions
+            .push(CustomExtension::from_oid_content(
+                OID_TLS_FEATURE,
+                MUST_STAPLE_VALUE.to_vec(),
+            ));
+    }
+
+    let subject_key = rcgen::SubjectPublicKeyInfo::from_der(&req.subject_public_key_der)
+        .map_err(|e| BackendError::Build(format!("unsupported subject public key: {e}")))?;
+    let tbs = capture_signed_by(&params, &subject_key, issuer)?;
+    check_tbs_public_key(&tbs, &req.subject_public_key_der)?;
+    Ok(tbs)
+}
+
+/// A self-signed root CA certificate: basicConstraints CA:TRUE (critical, no path length),
+/// keyUsage keyCertSign + cRLSign + digitalSignature (critical), SKI, AKI, random serial.
+pub fn self_signed_root(
+    key: &dyn KeySigner,
+    common_name: &str,
+    organization: Option<&str>,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<Vec<u8>, BackendError> {
+    let params = ca_params(common_name, organization, None, not_before, not_after)?;
+    let capture = CapturingKey::new(key)?;
+    params
+        .self_signed(&capture)
+        .map_err(|e| BackendError::Build(format!("building the root certificate: {e}")))?;
+    let tbs = capture.take()?;
+    check_tbs_public_key(&tbs, key.public_key_der())?;
+    let cert = sign_tbs(&tbs, key)?;
+    check_certificate(&cert, &tbs, key.public_key_der())?;
+    Ok(cert)
+}
+
+/// An intermediate CA certificate for `subject_spki`, signed by `issuer`: like a root, plus
+/// `pathLenConstraint` when `path_len` is set. Blocking (signs in place).
+pub fn intermediate(
+    subject_spki: &[u8],
+    issuer: &IssuerInfo,
+    common_name: &str,
+    organization: Option<&str>,
+    path_len: Option<u8>,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<Vec<u8>, BackendError> {
+    let params = ca_params(
+        common_name,
+        organization,
+        Some(path_len),
+        not_before,
+        not_after,
+    )?;
+    let subject_key = rcgen::SubjectPublicKeyInfo::from_der(subject_spki)
+        .map_err(|e| BackendError::Build(format!("unsupported subject public key: {e}")))?;
+    let tbs = capture_signed_by(&params, &subject_key, issuer)?;
+    check_tbs_public_key(&tbs, subject_spki)?;
+    let cert = sign_tbs(&tbs, issuer.key.as_ref())?;
+    check_certificate(&cert, &tbs, issuer.key.public_key_der())?;
+    Ok(cert)
+}
+
+/// `path_len`: `None` for a root (unconstrained), `Some(limit)` for an intermediate.
+fn ca_params(
+    common_name: &str,
+    organization: Option<&str>,
+    path_len: Option<Option<u8>>,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<CertificateParams, BackendError> {
+    check_validity(not_before, not_after)?;
+    if common_name.is_empty() {
+        return Err(BackendError::Build(
+            "a CA certificate needs a common name".into(),
+        ));
+    }
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    if let Some(org) = organization {
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, org);
+    }
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.serial_number = Some(SerialNumber::from_slice(&Serial::random().0));
+    params.not_before = not_before;
+    params.not_after = not_after;
+    params.is_ca = IsCa::Ca(match path_len.flatten() {
+        Some(limit) => BasicConstraints::Constrained(limit),
+        None => BasicConstraints::Unconstrained,
+    });
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    params.key_identifier_method = KeyIdMethod::Sha256;
+    Ok(params)
+}
+
+/// Lays out `params` for `subject_key` under `issuer`, returning the TBS rcgen would have signed.
+fn capture_signed_by(
+    params: &CertificateParams,
+    subject_key: &impl PublicKeyData,
+    issuer: &IssuerInfo,
+) -> Result<Vec<u8>, BackendError> {
+    let capture = CapturingKey::new(issuer.key.as_ref())?;
+    let ca_cert = CertificateDer::from_slice(&issuer.cert_der);
+    let rcgen_issuer = Issuer::from_ca_cert_der(&ca_cert, &capture)
+        .map_err(|e| BackendError::Build(format!("reading the issuing CA certificate: {e}")))?;
+    params
+        .signed_by(subject_key, &rcgen_issuer)
+        .map_err(|e| BackendError::Build(format!("building the certificate: {e}")))?;
+    capture.take()
+}
+
+/// rcgen re-encodes the subject key; make sure it wrote the key the caller verified.
+fn check_tbs_public_key(tbs: &[u8], expected_spki: &[u8]) -> Result<(), BackendError> {
+    let (_, parsed) = x509_parser::certificate::TbsCertificate::from_der(tbs)
+        .map_err(|e| BackendError::Build(format!("the built TBS does not parse: {e}")))?;
+    if parsed.subject_pki.raw != expected_spki {
+        return Err(BackendError::Mismatch(
+            "the built certificate does not carry the requested public key".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_serial(serial: &Serial) -> Result<(), BackendError> {
+    let bytes = serial.normalized();
+    if bytes.is_empty() {
+        return Err(BackendError::Build(
+            "the serial number must be positive".into(),
+        ));
+    }
+    let encoded_len = bytes.len() + usize::from(bytes[0] >= 0x80);
+    if encoded_len > MAX_SERIAL_OCTETS {
+        return Err(BackendError::Build(format!(
+            "the serial number is {encoded_len} octets, at most 20 allowed"
+        )));
+    }
+    Ok(())
+}
+
+fn check_validity(
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<(), BackendError> {
+    if not_after <= not_before {
+        return Err(BackendError::Build(
+            "notAfter must be later than notBefore".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn subject_alt_names(dns_names: &[String], ips: &[IpAddr]) -> Result<Vec<SanType>, BackendError> {
+    let mut names = Vec::with_capacity(dns_names.len() + ips.len());
+    for name in dns_names {
+        let ia5 = Ia5String::try_from(name.as_str())
+            .map_err(|_| BackendError::Build(format!("DNS name {name:?} is not ASCII")))?;
+        names.push(SanType::DnsName(ia5));
+    }
+    names.extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
+    Ok(names)
+}
+
+fn key_usage(bit: KeyUsageBit) -> KeyUsagePurpose {
+    match bit {
+        KeyUsageBit::DigitalSignature => KeyUsagePurpose::DigitalSignature,
+        KeyUsageBit::ContentCommitment => KeyUsagePurpose::ContentCommitment,
+        KeyUsageBit::KeyEncipherment => KeyUsagePurpose::KeyEncipherment,
+        KeyUsageBit::DataEncipherment => KeyUsagePurpose::DataEncipherment,
+        KeyUsageBit::KeyAgreement => KeyUsagePurpose::KeyAgreement,
+        KeyUsageBit::KeyCertSign => KeyUsagePurpose::KeyCertSign,
+        KeyUsageBit::CrlSign => KeyUsagePurpose::CrlSign,
+        KeyUsageBit::EncipherOnly => KeyUsagePurpose::EncipherOnly,
+        KeyUsageBit::DecipherOnly => KeyUsagePurpose::DecipherOnly,
+    }
+}
+
+fn ext_key_usage(eku: ExtKeyUsage) -> ExtendedKeyUsagePurpose {
+    match eku {
+        ExtKeyUsage::ServerAuth => ExtendedKeyUsagePurpose::ServerAuth,
+        ExtKeyUsage::ClientAuth => ExtendedKeyUsagePurpose::ClientAuth,
+        ExtKeyUsage::CodeSigning => ExtendedKeyUsagePurpose::CodeSigning,
+        ExtKeyUsage::EmailProtection => ExtendedKeyUsagePurpose::EmailProtection,
+        ExtKeyUsage::OcspSigning => ExtendedKeyUsagePurpose::OcspSigning,
+    }
+}
+
+/// `AuthorityInfoAccessSyntax ::= SEQUENCE OF AccessDescription` (RFC 5280 §4.2.2.1), OCSP
+/// responders first; `None` when there is nothing to say.
+fn authority_info_access(
+    ocsp_urls: &[String],
+    ca_issuers_urls: &[String],
+) -> Option<CustomExtension> {
+    if ocsp_urls.is_empty() && ca_issuers_urls.is_empty() {
+        return None;
+    }
+    let ocsp = der::oid(OID_AD_OCSP);
+    let ca_issuers = der::oid(OID_AD_CA_ISSUERS);
+    let descriptions: Vec<u8> = ocsp_urls
+        .iter()
+        .map(|url| (&ocsp, url))
+        .chain(ca_issuers_urls.iter().map(|url| (&ca_issuers, url)))
+        .flat_map(|(method, url)| der::sequence(&[method, &der::tlv(der::URI, url.as_bytes())]))
+        .collect();
+    Some(CustomExtension::from_oid_content(
+        OID_AUTHORITY_INFO_ACCESS,
+        der::tlv(der::SEQUENCE, &descriptions),
+    ))
+}
+
+/// The TBSCertList of a CRL (RFC 5280 §5): version 2, AKI, CRL number, one entry per revoked
+/// serial with its reason code (left out when unspecified) and invalidity date.
+pub fn build_crl_tbs(req: &CrlRequest, issuer: &IssuerInfo) -> Result<Vec<u8>, BackendError> {
+    check_validity(req.this_update, req.next_update)?;
+    let mut revoked_certs = Vec::with_capacity(req.entries.len());
+    for entry in &req.entries {
+        check_serial(&entry.serial)?;
+        revoked_certs.push(RevokedCertParams {
+            serial_number: SerialNumber::from_slice(entry.serial.normalized()),
+            revocation_time: entry.revoked_at,
+            reason_code: entry.reason.map(crl_reason),
+            invalidity_date: entry.invalidity_date,
+        });
+    }
+    let params = CertificateRevocationListParams {
+        this_update: req.this_update,
+        next_update: req.next_update,
+        crl_number: SerialNumber::from(req.crl_number),
+        issuing_distribution_point: None,
+        revoked_certs,
+        key_identifier_method: KeyIdMethod::PreSpecified(issuer.key_identifier()?),
+    };
+    let capture = CapturingKey::new(issuer.key.as_ref())?;
+    let ca_cert = CertificateDer::from_slice(&issuer.cert_der);
+    let rcgen_issuer = Issuer::from_ca_cert_der(&ca_cert, &capture)
+        .map_err(|e| BackendError::Build(format!("reading the issuing CA certificate: {e}")))?;
+    params
+        .signed_by(&rcgen_issuer)
+        .map_err(|e| BackendError::Build(format!("building the CRL: {e}")))?;
+    capture.take()
+}
+
+/// A signed, checked DER CRL. Blocking (signs in place).
+pub fn build_crl(req: &CrlRequest, issuer: &IssuerInfo) -> Result<Vec<u8>, BackendError> {
+    let tbs = build_crl_tbs(req, issuer)?;
+    let crl = sign_tbs(&tbs, issuer.key.as_ref())?;
+    check_crl(&crl, &tbs, issuer.key.public_key_der())?;
+    Ok(crl)
+}
+
+fn crl_reason(reason: RevocationReason) -> rcgen::RevocationReason {
+    match reason {
+        RevocationReason::Unspecified => rcgen::RevocationReason::Unspecified,
+        RevocationReason::KeyCompromise => rcgen::RevocationReason::KeyCompromise,
+        RevocationReason::CaCompromise => rcgen::RevocationReason::CaCompromise,
+        RevocationReason::AffiliationChanged => rcgen::RevocationReason::AffiliationChanged,
+        RevocationReason::Superseded => rcgen::RevocationReason::Superseded,
+        RevocationReason::CessationOfOperation => rcgen::RevocationReason::CessationOfOperation,
+        RevocationReason::CertificateHold => rcgen::RevocationReason::CertificateHold,
+        RevocationReason::RemoveFromCrl => rcgen::RevocationReason::RemoveFromCrl,
+        RevocationReason::PrivilegeWithdrawn => rcgen::RevocationReason::PrivilegeWithdrawn,
+        RevocationReason::AaCompromise => rcgen::RevocationReason::AaCompromise,
+    }
+}

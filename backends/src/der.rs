@@ -1,0 +1,93 @@
+//! A tiny DER (X.690 §10) writer: just enough to assemble a signed certificate or CRL around a
+//! to-be-signed structure and to encode the few extensions rcgen does not know.
+
+pub(crate) const SEQUENCE: u8 = 0x30;
+pub(crate) const BIT_STRING: u8 = 0x03;
+pub(crate) const OID: u8 = 0x06;
+/// `[6] IMPLICIT IA5String`: a GeneralName uniformResourceIdentifier.
+pub(crate) const URI: u8 = 0x86;
+
+/// Appends a definite-form length.
+fn push_len(out: &mut Vec<u8>, len: usize) {
+    if len < 0x80 {
+        out.push(len as u8);
+        return;
+    }
+    let bytes = len.to_be_bytes();
+    let skip = bytes.iter().take_while(|b| **b == 0).count();
+    let significant = &bytes[skip..];
+    out.push(0x80 | significant.len() as u8);
+    out.extend_from_slice(significant);
+}
+
+/// One tag-length-value.
+pub(crate) fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(content.len() + 6);
+    out.push(tag);
+    push_len(&mut out, content.len());
+    out.extend_from_slice(content);
+    out
+}
+
+/// A SEQUENCE of already-encoded elements.
+pub(crate) fn sequence(parts: &[&[u8]]) -> Vec<u8> {
+    tlv(SEQUENCE, &parts.concat())
+}
+
+/// A BIT STRING with no unused bits.
+pub(crate) fn bit_string(bytes: &[u8]) -> Vec<u8> {
+    let mut content = Vec::with_capacity(bytes.len() + 1);
+    content.push(0);
+    content.extend_from_slice(bytes);
+    tlv(BIT_STRING, &content)
+}
+
+/// An OBJECT IDENTIFIER from its arcs (the first two must be 0..=2 and 0..=39, as all ours are).
+pub(crate) fn oid(arcs: &[u64]) -> Vec<u8> {
+    let mut content = Vec::new();
+    if let [first, second, rest @ ..] = arcs {
+        push_base128(&mut content, first * 40 + second);
+        for arc in rest {
+            push_base128(&mut content, *arc);
+        }
+    }
+    tlv(OID, &content)
+}
+
+fn push_base128(out: &mut Vec<u8>, mut value: u64) {
+    let mut groups = vec![(value & 0x7f) as u8];
+    value >>= 7;
+    while value > 0 {
+        groups.push(0x80 | (value & 0x7f) as u8);
+        value >>= 7;
+    }
+    out.extend(groups.iter().rev());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lengths_use_the_shortest_form() {
+        assert_eq!(tlv(0x04, &[]), vec![0x04, 0x00]);
+        assert_eq!(tlv(0x04, &[0; 127])[..2], [0x04, 0x7f]);
+        assert_eq!(tlv(0x04, &[0; 128])[..3], [0x04, 0x81, 0x80]);
+        assert_eq!(tlv(0x04, &[0; 256])[..4], [0x04, 0x82, 0x01, 0x00]);
+        assert_eq!(tlv(0x04, &[0; 70000])[..5], [0x04, 0x83, 0x01, 0x11, 0x70]);
+    }
+
+    #[test]
+    fn oids_encode_like_openssl() {
+        // id-pe-tlsfeature 1.3.6.1.5.5.7.1.24
+        assert_eq!(
+            oid(&[1, 3, 6, 1, 5, 5, 7, 1, 24]),
+            vec![0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x01, 0x18]
+        );
+        // ecdsa-with-SHA256 1.2.840.10045.4.3.2
+        assert_eq!(
+            oid(&[1, 2, 840, 10045, 4, 3, 2]),
+            vec![0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]
+        );
+    }
+}
