@@ -69,6 +69,8 @@ pub struct Ca {
     pub backend: Arc<dyn SigningBackend>,
     store: Store,
     backdate_secs: i64,
+    /// CRL distribution point and OCSP URL for this issuer's certificates.
+    revocation_urls: Option<(String, String)>,
 }
 
 struct StoreJournal<'a> {
@@ -105,7 +107,18 @@ impl Ca {
             backend,
             store,
             backdate_secs: i64::try_from(backdate_secs).unwrap_or(60),
+            revocation_urls: None,
         }
+    }
+
+    /// Point this issuer's certificates at `BASE/crl/NAME.crl` and `BASE/ocsp`, when the backend
+    /// publishes revocation itself (local keys; upstream CAs publish their own).
+    pub fn with_revocation_base(mut self, base: Option<&str>) -> Ca {
+        let caps = self.backend.capabilities();
+        self.revocation_urls = base
+            .filter(|_| caps.crl)
+            .map(|b| (format!("{b}/crl/{}.crl", self.name), format!("{b}/ocsp")));
+        self
     }
 
     /// Run the issuance cycle for a checked CSR.
@@ -154,8 +167,16 @@ impl Ca {
             profile: CertProfile {
                 key_usage,
                 ext_key_usage,
-                crl_distribution_points: Vec::new(),
-                ocsp_urls: Vec::new(),
+                crl_distribution_points: self
+                    .revocation_urls
+                    .iter()
+                    .map(|(crl, _)| crl.clone())
+                    .collect(),
+                ocsp_urls: self
+                    .revocation_urls
+                    .iter()
+                    .map(|(_, ocsp)| ocsp.clone())
+                    .collect(),
                 ca_issuers_urls: Vec::new(),
                 must_staple: false,
             },

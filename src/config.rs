@@ -34,6 +34,8 @@ pub struct ServerConfig {
     pub base_url: String,
     /// Extra names (DNS or IP) for the server's own TLS certificate, besides localhost/127.0.0.1/::1.
     pub tls_names: Vec<String>,
+    /// Plain-HTTP listener for CRLs and OCSP only (`/crl/…`, `/ocsp`); empty: none.
+    pub http_listen: String,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// Seconds a client has to send its request headers.
@@ -60,6 +62,13 @@ pub struct CaConfig {
     pub leaf_validity_days: u32,
     /// Seconds certificates are back-dated to absorb clock skew.
     pub backdate_secs: u64,
+    /// Base of the CRL distribution point and OCSP URLs put in certificates. Empty:
+    /// `http://<server.http_listen>` (no revocation URLs if that is empty too).
+    pub revocation_base_url: String,
+    /// Seconds between a CRL's thisUpdate and nextUpdate.
+    pub crl_lifetime_secs: u64,
+    /// Seconds an OCSP response is valid.
+    pub ocsp_lifetime_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,6 +120,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             base_url: String::new(),
             tls_names: Vec::new(),
+            http_listen: "127.0.0.1:8080".into(),
             max_body_bytes: 64 * 1024,
             header_timeout_secs: 10,
             max_connections: 4096,
@@ -133,6 +143,9 @@ impl Default for CaConfig {
             key_encryption_key: String::new(),
             leaf_validity_days: 90,
             backdate_secs: 60,
+            revocation_base_url: String::new(),
+            crl_lifetime_secs: 86400,
+            ocsp_lifetime_secs: 86400,
         }
     }
 }
@@ -194,6 +207,25 @@ impl Config {
         } else {
             self.database.url.clone()
         }
+    }
+
+    /// Where certificates point relying parties for CRLs and OCSP, if anywhere.
+    pub fn revocation_base_url(&self) -> Option<String> {
+        if !self.ca.revocation_base_url.is_empty() {
+            return Some(
+                self.ca
+                    .revocation_base_url
+                    .trim_end_matches('/')
+                    .to_string(),
+            );
+        }
+        let listen: SocketAddr = self.server.http_listen.parse().ok()?;
+        let host = if listen.ip().is_unspecified() {
+            "localhost".to_string()
+        } else {
+            listen.ip().to_string()
+        };
+        Some(format!("http://{host}:{}", listen.port()))
     }
 
     pub fn validation_timeout(&self) -> Duration {

@@ -9,6 +9,7 @@ pub mod ca;
 pub mod config;
 pub mod csr;
 pub mod http;
+pub mod revocation;
 pub mod server;
 pub mod store;
 pub mod va;

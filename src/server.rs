@@ -17,7 +17,8 @@ use crate::acme::{AcmeServer, AcmeSettings};
 use crate::ca::{Ca, Profile};
 use crate::config::Config;
 use crate::csr::check_csr;
-use crate::http::{App, HttpSettings};
+use crate::http::{App, HttpSettings, Surface};
+use crate::revocation::{Revocation, RevocationSettings};
 use crate::store::Store;
 use crate::va::Validator;
 
@@ -135,11 +136,27 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
     if created {
         tracing::info!(dir = %ca_dir.display(), "created a new software CA (root and intermediate, ECDSA P-256)");
     }
-    let ca = Arc::new(Ca::new(
-        "default".into(),
-        Arc::new(backend),
+    let revocation_base = cfg.revocation_base_url();
+    let ca = Arc::new(
+        Ca::new(
+            "default".into(),
+            Arc::new(backend),
+            store.clone(),
+            cfg.ca.backdate_secs,
+        )
+        .with_revocation_base(revocation_base.as_deref()),
+    );
+    let revocation = Arc::new(Revocation::new(
         store.clone(),
-        cfg.ca.backdate_secs,
+        std::slice::from_ref(&ca),
+        RevocationSettings {
+            crl_lifetime_secs: i64::try_from(cfg.ca.crl_lifetime_secs)
+                .unwrap_or(86400)
+                .max(60),
+            ocsp_lifetime_secs: i64::try_from(cfg.ca.ocsp_lifetime_secs)
+                .unwrap_or(86400)
+                .max(60),
+        },
     ));
 
     // Nonces must verify on every replica: their key lives in the shared database.
@@ -195,18 +212,46 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         header_timeout: Duration::from_secs(cfg.server.header_timeout_secs.max(1)),
         max_connections: cfg.server.max_connections,
     };
-    let app = Arc::new(App::new(acme.clone(), http_settings));
+    let app = Arc::new(App::new(acme.clone(), revocation.clone(), http_settings));
 
     spawn_housekeeping(
         store.clone(),
         acme.clone(),
         cfg.acme.processing_timeout_secs,
     );
+    spawn_crl_refresh(revocation.clone(), cfg.ca.crl_lifetime_secs);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut plain_server = None;
+    if !cfg.server.http_listen.is_empty() {
+        let addr: std::net::SocketAddr = cfg.server.http_listen.parse().map_err(|_| {
+            format!(
+                "server.http_listen {:?} is not an ip:port address",
+                cfg.server.http_listen
+            )
+        })?;
+        let plain = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("binding {addr}: {e}"))?;
+        println!(
+            "pkid: CRLs and OCSP over http: http://{}",
+            plain.local_addr()?
+        );
+        let mut rx = stop_rx.clone();
+        let stop = async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let serve = crate::http::serve(app.clone(), plain, None, Surface::RevocationOnly, stop);
+        plain_server = Some(tokio::spawn(serve));
+    }
 
     println!("pkid: root certificate: {}", root_path.display());
     println!("pkid: ACME directory: https://{local}/acme/directory");
     tracing::info!(listen = %local, startup_ms = started.elapsed().as_millis() as u64, "pkid is serving");
-    crate::http::serve(app, listener, tls, shutdown_signal()).await?;
+    crate::http::serve(app, listener, Some(tls), Surface::All, shutdown_signal()).await?;
+    let _ = stop_tx.send(true);
+    if let Some(plain) = plain_server {
+        let _ = plain.await;
+    }
     tracing::info!("pkid stopped");
     Ok(())
 }
@@ -230,6 +275,18 @@ fn spawn_housekeeping(store: Store, acme: Arc<AcmeServer>, processing_timeout_se
                     tracing::warn!(error = %e, "pruning redeemed nonces failed");
                 }
             }
+        }
+    });
+}
+
+/// Keep every issuer's CRL fresh: regenerate at a third of its lifetime.
+fn spawn_crl_refresh(revocation: Arc<Revocation>, crl_lifetime_secs: u64) {
+    let period = Duration::from_secs((crl_lifetime_secs / 3).clamp(10, 3600));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tick.tick().await;
+            revocation.refresh_all().await;
         }
     });
 }

@@ -100,6 +100,23 @@ pub struct CertificateRow {
     pub revocation_reason: Option<i64>,
 }
 
+#[derive(Debug, Clone)]
+pub struct RevokedRow {
+    pub serial: String,
+    pub revoked_at: i64,
+    pub reason: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CrlRow {
+    pub issuer: String,
+    pub number: i64,
+    pub generated_at: i64,
+    pub this_update: i64,
+    pub next_update: i64,
+    pub der: Vec<u8>,
+}
+
 /// What the issuance cycle knows of a certificate before it is signed.
 #[derive(Debug, Clone)]
 pub struct PendingCertificate<'a> {
@@ -734,6 +751,92 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)
+    }
+
+    // ---- revocation ----
+
+    /// Revoked certificates of an issuer that have not expired at `at`: the CRL's entries.
+    pub async fn revoked_unexpired(&self, issuer: &str, at: i64) -> Result<Vec<RevokedRow>> {
+        let rows = sqlx::query(
+            "SELECT serial, revoked_at, revocation_reason FROM certificates \
+             WHERE issuer = $1 AND revoked_at IS NOT NULL AND not_after > $2 ORDER BY serial",
+        )
+        .bind(issuer)
+        .bind(at)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RevokedRow {
+                    serial: r.try_get("serial")?,
+                    revoked_at: r
+                        .try_get::<Option<i64>, _>("revoked_at")?
+                        .unwrap_or_default(),
+                    reason: r.try_get("revocation_reason")?,
+                })
+            })
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// When the issuer's newest revocation happened (0 if none).
+    pub async fn last_revocation(&self, issuer: &str) -> Result<i64> {
+        let row = sqlx::query("SELECT MAX(revoked_at) AS t FROM certificates WHERE issuer = $1")
+            .bind(issuer)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>("t")?.unwrap_or(0))
+    }
+
+    pub async fn insert_crl(&self, crl: &CrlRow) -> Result<bool> {
+        let r = sqlx::query(
+            "INSERT INTO crls (issuer, number, generated_at, this_update, next_update, der) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (issuer, number) DO NOTHING",
+        )
+        .bind(&crl.issuer)
+        .bind(crl.number)
+        .bind(crl.generated_at)
+        .bind(crl.this_update)
+        .bind(crl.next_update)
+        .bind(&crl.der)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn latest_crl(&self, issuer: &str) -> Result<Option<CrlRow>> {
+        let row = sqlx::query(
+            "SELECT issuer, number, generated_at, this_update, next_update, der FROM crls \
+             WHERE issuer = $1 ORDER BY number DESC LIMIT 1",
+        )
+        .bind(issuer)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(CrlRow {
+                issuer: r.try_get("issuer")?,
+                number: r.try_get("number")?,
+                generated_at: r.try_get("generated_at")?,
+                this_update: r.try_get("this_update")?,
+                next_update: r.try_get("next_update")?,
+                der: r.try_get("der")?,
+            })
+        })
+        .transpose()
+        .map_err(|e: sqlx::Error| StoreError::from(e))
+    }
+
+    /// Keep the newest `keep` CRLs of an issuer.
+    pub async fn prune_crls(&self, issuer: &str, keep: i64) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM crls WHERE issuer = $1 AND number NOT IN \
+             (SELECT number FROM crls WHERE issuer = $1 ORDER BY number DESC LIMIT $2)",
+        )
+        .bind(issuer)
+        .bind(keep)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     pub fn pool(&self) -> &AnyPool {

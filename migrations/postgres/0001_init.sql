@@ -89,3 +89,15 @@ CREATE TABLE redeemed_nonces (
     expires  BIGINT NOT NULL
 );
 CREATE INDEX redeemed_nonces_expires ON redeemed_nonces(expires);
+
+-- Signed CRLs, newest last per issuer; every replica serves the same bytes. CRL numbers are
+-- microsecond timestamps: increasing without coordination between replicas.
+CREATE TABLE crls (
+    issuer        TEXT NOT NULL,
+    number        BIGINT NOT NULL,
+    generated_at  BIGINT NOT NULL,
+    this_update   BIGINT NOT NULL,
+    next_update   BIGINT NOT NULL,
+    der           BYTEA NOT NULL,
+    PRIMARY KEY (issuer, number)
+);

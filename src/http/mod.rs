@@ -21,6 +21,8 @@ use tracing::Instrument;
 
 use crate::acme::problem::Problem;
 use crate::acme::{header_value, AcmeServer, Reply};
+use crate::revocation::Revocation;
+use base64::Engine;
 
 pub struct HttpSettings {
     /// Fixed origin for absolute URLs; `None`: taken from the request's Host header.
@@ -33,14 +35,25 @@ pub struct HttpSettings {
 
 pub struct App {
     pub acme: Arc<AcmeServer>,
+    pub revocation: Arc<Revocation>,
     pub settings: HttpSettings,
     request_counter: AtomicU64,
 }
 
+/// Which resources a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// The HTTPS listener: everything.
+    All,
+    /// The plain-HTTP listener: CRLs and OCSP only.
+    RevocationOnly,
+}
+
 impl App {
-    pub fn new(acme: Arc<AcmeServer>, settings: HttpSettings) -> App {
+    pub fn new(acme: Arc<AcmeServer>, revocation: Arc<Revocation>, settings: HttpSettings) -> App {
         App {
             acme,
+            revocation,
             settings,
             request_counter: AtomicU64::new(0),
         }
@@ -71,6 +84,7 @@ impl App {
         self: Arc<Self>,
         req: Request<Incoming>,
         peer: SocketAddr,
+        surface: Surface,
     ) -> Response<Full<Bytes>> {
         let id = self.request_counter.fetch_add(1, Ordering::Relaxed);
         let method = req.method().clone();
@@ -78,7 +92,7 @@ impl App {
         let span = tracing::info_span!("request", id, %method, path = %path, %peer);
         async move {
             let started = std::time::Instant::now();
-            let response = self.route(req).await;
+            let response = self.route(req, surface).await;
             tracing::debug!(
                 status = response.status().as_u16(),
                 elapsed_ms = started.elapsed().as_millis() as u64,
@@ -90,8 +104,14 @@ impl App {
         .await
     }
 
-    async fn route(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn route(&self, req: Request<Incoming>, surface: Surface) -> Response<Full<Bytes>> {
         let path = req.uri().path().to_string();
+        if path.starts_with("/crl/") || path == "/ocsp" || path.starts_with("/ocsp/") {
+            return self.revocation_route(req, &path).await;
+        }
+        if surface == Surface::RevocationOnly {
+            return plain(StatusCode::NOT_FOUND, "not found\n");
+        }
         if path == "/acme" || path.starts_with("/acme/") {
             let origin = self.origin(&req);
             let (parts, body) = req.into_parts();
@@ -114,6 +134,106 @@ impl App {
             _ => plain(StatusCode::NOT_FOUND, "not found\n"),
         }
     }
+}
+
+impl App {
+    /// RFC 5280 CRLs (DER and PEM) and RFC 6960 OCSP (POST, and GET with base64 in the path).
+    async fn revocation_route(&self, req: Request<Incoming>, path: &str) -> Response<Full<Bytes>> {
+        let method = req.method().clone();
+        if let Some(file) = path.strip_prefix("/crl/") {
+            if method != http::Method::GET && method != http::Method::HEAD {
+                return plain(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
+            }
+            let (name, pem) = match (file.strip_suffix(".crl"), file.strip_suffix(".pem")) {
+                (Some(n), _) => (n, false),
+                (_, Some(n)) => (n, true),
+                _ => return plain(StatusCode::NOT_FOUND, "not found\n"),
+            };
+            return match self.revocation.current_crl(name).await {
+                Ok(crl) if pem => bytes_response(
+                    "application/x-pem-file",
+                    crate::ca::to_pem("X509 CRL", &crl.der).into_bytes(),
+                ),
+                Ok(crl) => bytes_response("application/pkix-crl", crl.der),
+                Err(crate::revocation::RevocationError::UnknownIssuer(_)) => {
+                    plain(StatusCode::NOT_FOUND, "no such issuer\n")
+                }
+                Err(e) => {
+                    tracing::error!(code = "PKID-CRL", error = %e, "CRL unavailable");
+                    plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "CRL temporarily unavailable\n",
+                    )
+                }
+            };
+        }
+        let request_der = match (&method, path.strip_prefix("/ocsp/")) {
+            (&http::Method::GET, Some(encoded)) => {
+                let decoded = percent_decode(encoded);
+                match base64::engine::general_purpose::STANDARD
+                    .decode(decoded.trim_end_matches('\n'))
+                {
+                    Ok(der) => der,
+                    Err(_) => {
+                        return bytes_response(
+                            "application/ocsp-response",
+                            pkid_backends::ocsp::error_response(
+                                pkid_backends::ocsp::OcspError::MalformedRequest,
+                            ),
+                        )
+                    }
+                }
+            }
+            (&http::Method::POST, None) => match read_body(req.into_body(), 16 * 1024).await {
+                Ok(b) => b.to_vec(),
+                Err(_) => {
+                    return bytes_response(
+                        "application/ocsp-response",
+                        pkid_backends::ocsp::error_response(
+                            pkid_backends::ocsp::OcspError::MalformedRequest,
+                        ),
+                    )
+                }
+            },
+            _ => {
+                return plain(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "use POST /ocsp or GET /ocsp/{base64}\n",
+                )
+            }
+        };
+        bytes_response(
+            "application/ocsp-response",
+            self.revocation.answer_ocsp(&request_der).await,
+        )
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn bytes_response(content_type: &'static str, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    r
 }
 
 async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, Problem> {
@@ -156,14 +276,16 @@ fn to_response(reply: Reply) -> Response<Full<Bytes>> {
     r
 }
 
-/// Accept TLS connections until `shutdown` resolves, then drain in-flight requests (bounded).
+/// Accept connections (TLS when `tls` is set) until `shutdown` resolves, then drain in-flight
+/// requests (bounded).
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    surface: Surface,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let acceptor = TlsAcceptor::from(tls);
+    let acceptor = tls.map(TlsAcceptor::from);
     let limit = Arc::new(Semaphore::new(app.settings.max_connections.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let header_timeout = app.settings.header_timeout;
@@ -190,35 +312,41 @@ pub async fn serve(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
-            let tls = match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
+            match acceptor {
+                Some(acceptor) => {
+                    let tls = match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await
+                    {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    serve_connection(
+                        app,
+                        TokioIo::new(tls),
+                        peer,
+                        surface,
+                        watcher,
+                        header_timeout,
+                    )
+                    .await
                 }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
+                None => {
+                    serve_connection(
+                        app,
+                        TokioIo::new(tcp),
+                        peer,
+                        surface,
+                        watcher,
+                        header_timeout,
+                    )
+                    .await
                 }
-            };
-            let service = service_fn(move |req| {
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(app.serve_request(req, peer).await) }
-            });
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .max_buf_size(64 * 1024);
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .max_concurrent_streams(128);
-            let conn = builder.serve_connection(TokioIo::new(tls), service);
-            let conn = watcher.watch(conn.into_owned());
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
     }
@@ -228,4 +356,35 @@ pub async fn serve(
         _ = tokio::time::sleep(Duration::from_secs(10)) => tracing::warn!("shutdown: connections still open after 10 s, closing"),
     }
     Ok(())
+}
+
+async fn serve_connection<IO>(
+    app: Arc<App>,
+    io: IO,
+    peer: SocketAddr,
+    surface: Surface,
+    watcher: hyper_util::server::graceful::Watcher,
+    header_timeout: Duration,
+) where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let app = app.clone();
+        async move { Ok::<_, Infallible>(app.serve_request(req, peer, surface).await) }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(64 * 1024);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(128);
+    let conn = builder.serve_connection(io, service);
+    let conn = watcher.watch(conn.into_owned());
+    if let Err(e) = conn.await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
 }
