@@ -20,6 +20,7 @@ use time::OffsetDateTime;
 pub mod builder;
 mod der;
 pub mod keys;
+pub mod ocsp;
 pub mod sealed;
 pub mod software;
 #[cfg(test)]
@@ -352,4 +353,9 @@ pub trait SigningBackend: Send + Sync {
     ) -> Result<(), BackendError>;
     /// A DER CRL over `req.entries`.
     async fn sign_crl(&self, req: CrlRequest) -> Result<Vec<u8>, BackendError>;
+    /// Sign an OCSP response for certificates of this issuer (local backends).
+    async fn sign_ocsp(&self, req: ocsp::OcspResponseRequest) -> Result<Vec<u8>, BackendError> {
+        let _ = req;
+        Err(BackendError::Unsupported("this backend does not sign OCSP responses"))
+    }
 }

@@ -289,6 +289,16 @@ impl SigningBackend for SoftwareBackend {
             .await
             .map_err(|e| BackendError::Sign(format!("the CRL signing task did not finish: {e}")))?
     }
+
+    async fn sign_ocsp(
+        &self,
+        req: crate::ocsp::OcspResponseRequest,
+    ) -> Result<Vec<u8>, BackendError> {
+        let issuer = self.issuer.clone();
+        tokio::task::spawn_blocking(move || crate::ocsp::build_ocsp_response_by_issuer(&req, &issuer))
+            .await
+            .map_err(|e| BackendError::Sign(format!("the OCSP signing task did not finish: {e}")))?
+    }
 }
 
 fn cert_pem(der: &[u8]) -> String {
