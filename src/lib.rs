@@ -6,6 +6,7 @@
 
 pub mod acme;
 pub mod ca;
+pub mod cli;
 pub mod config;
 pub mod csr;
 pub mod http;

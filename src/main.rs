@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use pkid::config::Config;
+use pkid::server::BoxError;
 
 #[derive(Parser)]
 #[command(
@@ -12,6 +14,9 @@ use clap::{Parser, Subcommand};
     about = "Certificate Authority and Registration Authority server"
 )]
 struct Cli {
+    /// Configuration file (default: ./config.toml if present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -19,41 +24,99 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (creates the data directory and software CA on first start).
-    Serve {
-        /// Configuration file (default: ./config.toml if present).
-        #[arg(long)]
-        config: Option<PathBuf>,
+    Serve,
+    /// Revoke a certificate by serial (hex); the CRL and OCSP reflect it at once.
+    Revoke {
+        serial: String,
+        /// RFC 5280 reason code: 0 unspecified, 1 keyCompromise, 4 superseded, 5 cessationOfOperation …
+        #[arg(long, default_value_t = 0)]
+        reason: u8,
     },
+    /// CRL operations.
+    Crl {
+        #[command(subcommand)]
+        command: CrlCommand,
+    },
+    /// Certificate authorities.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+    /// Signing backends.
+    Backend {
+        #[command(subcommand)]
+        command: BackendCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CrlCommand {
+    /// Sign a fresh CRL for an issuer (default: the ACME issuer) and print it as PEM.
+    Generate {
+        issuer: Option<String>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// List the configured issuers.
+    List,
+}
+
+#[derive(Subcommand)]
+enum BackendCommand {
+    /// A signing round-trip through the named backend.
+    Check { name: String },
+}
+
+async fn dispatch(cfg: Config, command: Command) -> Result<(), BoxError> {
+    match command {
+        Command::Serve => pkid::server::run(cfg).await,
+        Command::Revoke { serial, reason } => pkid::cli::revoke(&cfg, &serial, reason).await,
+        Command::Crl {
+            command: CrlCommand::Generate { issuer, out },
+        } => pkid::cli::crl_generate(&cfg, issuer.as_deref(), out).await,
+        Command::Ca {
+            command: CaCommand::List,
+        } => pkid::cli::ca_list(&cfg).await,
+        Command::Backend {
+            command: BackendCommand::Check { name },
+        } => pkid::cli::backend_check(&cfg, &name).await,
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Serve { config } => {
-            let cfg = match pkid::config::Config::load(config.as_deref()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("pkid: configuration error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("pkid: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(pkid::server::run(cfg)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("pkid: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+    let cfg = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("pkid: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !matches!(cli.command, Command::Serve) {
+        // Commands log warnings and errors only; their output is for the operator.
+        let mut quiet = cfg.clone();
+        quiet.log.level = "warn".into();
+        pkid::server::init_logging(&quiet);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pkid: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cfg, cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pkid: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -53,9 +53,27 @@ struct CachedResponse {
     der: Vec<u8>,
 }
 
+/// Why a revocation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum RevokeError {
+    #[error("no issued certificate has serial {0}")]
+    NotFound(String),
+    #[error("certificate {0} is revoked already")]
+    AlreadyRevoked(String),
+    #[error("the issuer's backend refused or failed: {0}")]
+    Backend(pkid_backends::BackendError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
 pub struct Revocation {
     store: Store,
+    /// Every issuer by name, local or upstream: revocations go to its backend.
+    cas: HashMap<String, Arc<Ca>>,
+    /// Local issuers, which publish CRLs and OCSP.
     issuers: Vec<IssuerHashes>,
+    /// Woken by each revocation: a debounced CRL regeneration follows.
+    pub revoked: tokio::sync::Notify,
     settings: RevocationSettings,
     cache: Mutex<HashMap<(usize, String), Arc<CachedResponse>>>,
     /// One CRL generation per issuer at a time in this process.
@@ -83,7 +101,7 @@ impl Revocation {
     pub fn new(store: Store, cas: &[Arc<Ca>], settings: RevocationSettings) -> Revocation {
         let mut issuers = Vec::new();
         let mut crl_locks = HashMap::new();
-        for ca in cas {
+        for ca in cas.iter().filter(|ca| ca.backend.capabilities().crl) {
             let chain = ca.backend.ca_chain();
             let Some(issuing) = chain.first() else {
                 continue;
@@ -104,11 +122,51 @@ impl Revocation {
         }
         Revocation {
             store,
+            cas: cas.iter().map(|ca| (ca.name.clone(), ca.clone())).collect(),
             issuers,
+            revoked: tokio::sync::Notify::new(),
             settings,
             cache: Mutex::new(HashMap::new()),
             crl_locks,
         }
+    }
+
+    /// Revoke an issued certificate, whatever surface asked: the issuer's backend first
+    /// (upstream CAs must agree), then the one record every CRL and OCSP answer comes from.
+    pub async fn revoke(
+        &self,
+        serial_hex: &str,
+        reason: RevocationReason,
+    ) -> Result<(), RevokeError> {
+        let serial_hex = serial_hex.to_ascii_lowercase();
+        let cert = self
+            .store
+            .certificate(&serial_hex)
+            .await?
+            .filter(|c| c.status == "issued")
+            .ok_or_else(|| RevokeError::NotFound(serial_hex.clone()))?;
+        if cert.revoked_at.is_some() {
+            return Err(RevokeError::AlreadyRevoked(serial_hex));
+        }
+        let der = cert.der.clone().unwrap_or_default();
+        if let Some(ca) = self.cas.get(&cert.issuer) {
+            let serial = Serial::from_hex(&serial_hex).map_err(RevokeError::Backend)?;
+            ca.backend
+                .revoke(&serial, &der, reason)
+                .await
+                .map_err(RevokeError::Backend)?;
+        }
+        let code = i64::from(reason.code());
+        if !self
+            .store
+            .revoke_certificate(&serial_hex, code, now())
+            .await?
+        {
+            return Err(RevokeError::AlreadyRevoked(serial_hex));
+        }
+        tracing::info!(serial = %serial_hex, issuer = %cert.issuer, reason = code, "certificate revoked");
+        self.revoked.notify_one();
+        Ok(())
     }
 
     pub fn issuer_names(&self) -> Vec<String> {

@@ -24,7 +24,7 @@ use crate::va::Validator;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-fn init_logging(cfg: &Config) {
+pub fn init_logging(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -111,14 +111,22 @@ async fn server_tls(cfg: &Config, ca: &Ca) -> Result<Arc<rustls::ServerConfig>, 
     Ok(Arc::new(tls))
 }
 
-pub async fn run(cfg: Config) -> Result<(), BoxError> {
-    let started = std::time::Instant::now();
-    init_logging(&cfg);
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+/// The store and every issuer, opened (and on first start created) from the configuration.
+pub struct Authorities {
+    pub store: Store,
+    pub cas: Vec<Arc<Ca>>,
+    /// The issuer ACME uses.
+    pub default_ca: Arc<Ca>,
+    pub revocation: Arc<Revocation>,
+    /// `root.pem`, written for clients to trust.
+    pub root_path: PathBuf,
+}
 
+pub async fn open_authorities(cfg: &Config) -> Result<Authorities, BoxError> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| format!("creating {}: {e}", cfg.data_dir.display()))?;
-    let kek = key_encryption_key(&cfg)?;
+    let kek = key_encryption_key(cfg)?;
     let store = Store::connect(&cfg.database_url(), cfg.database.max_connections)
         .await
         .map_err(|e| format!("opening the database: {e}"))?;
@@ -146,9 +154,10 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         )
         .with_revocation_base(revocation_base.as_deref()),
     );
+    let cas = vec![ca.clone()];
     let revocation = Arc::new(Revocation::new(
         store.clone(),
-        std::slice::from_ref(&ca),
+        &cas,
         RevocationSettings {
             crl_lifetime_secs: i64::try_from(cfg.ca.crl_lifetime_secs)
                 .unwrap_or(86400)
@@ -158,6 +167,26 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
                 .max(60),
         },
     ));
+    Ok(Authorities {
+        store,
+        cas,
+        default_ca: ca,
+        revocation,
+        root_path,
+    })
+}
+
+pub async fn run(cfg: Config) -> Result<(), BoxError> {
+    let started = std::time::Instant::now();
+    init_logging(&cfg);
+
+    let Authorities {
+        store,
+        default_ca: ca,
+        revocation,
+        root_path,
+        ..
+    } = open_authorities(&cfg).await?;
 
     // Nonces must verify on every replica: their key lives in the shared database.
     let mut fresh = [0u8; 32];
@@ -195,6 +224,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         nonces,
         validator,
         ca.clone(),
+        revocation.clone(),
         settings,
     ));
     let tls = server_tls(&cfg, &ca).await?;
@@ -285,7 +315,11 @@ fn spawn_crl_refresh(revocation: Arc<Revocation>, crl_lifetime_secs: u64) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(period);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                // Debounce: a burst of revocations yields one new CRL.
+                _ = revocation.revoked.notified() => tokio::time::sleep(Duration::from_secs(2)).await,
+            }
             revocation.refresh_all().await;
         }
     });

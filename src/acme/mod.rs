@@ -21,6 +21,7 @@ use serde_json::{json, Map, Value};
 
 use crate::ca::{Ca, Profile};
 use crate::csr::{check_csr, CsrError, Ident};
+use crate::revocation::{Revocation, RevokeError};
 use crate::store::{
     now, AccountRow, AuthzRow, ChallengeRow, NewAuthz, OrderAuthz, OrderRow, Store,
 };
@@ -92,6 +93,7 @@ pub struct AcmeServer {
     nonces: NonceService,
     validator: Arc<Validator>,
     ca: Arc<Ca>,
+    revocation: Arc<Revocation>,
     settings: AcmeSettings,
 }
 
@@ -114,6 +116,7 @@ impl AcmeServer {
         nonces: NonceService,
         validator: Arc<Validator>,
         ca: Arc<Ca>,
+        revocation: Arc<Revocation>,
         settings: AcmeSettings,
     ) -> AcmeServer {
         AcmeServer {
@@ -121,6 +124,7 @@ impl AcmeServer {
             nonces,
             validator,
             ca,
+            revocation,
             settings,
         }
     }
@@ -859,34 +863,26 @@ impl AcmeServer {
             }
             (None, KeyRef::Kid(_)) => return Err(Problem::unauthorized("unknown account")),
         }
-        if stored.revoked_at.is_some() {
-            return Err(Problem::already_revoked(
-                "the certificate is revoked already",
-            ));
-        }
-        self.ca
-            .backend
-            .revoke(
-                &pkid_backends::Serial::from_hex(&serial)
-                    .unwrap_or(pkid_backends::Serial(cert.raw_serial().to_vec())),
-                &der,
-                reason_code,
-            )
-            .await
-            .map_err(|e| {
+        match self.revocation.revoke(&serial, reason_code).await {
+            Ok(()) => {}
+            Err(RevokeError::AlreadyRevoked(_)) => {
+                return Err(Problem::already_revoked(
+                    "the certificate is revoked already",
+                ))
+            }
+            Err(RevokeError::NotFound(_)) => {
+                return Err(Problem::not_found(
+                    "this server did not issue that certificate",
+                ))
+            }
+            Err(RevokeError::Store(e)) => return Err(e.into()),
+            Err(RevokeError::Backend(e)) => {
                 tracing::error!(serial = %serial, error = %e, "backend revocation failed");
-                Problem::server_internal("the revocation could not be completed; retry later")
-            })?;
-        if !self
-            .store
-            .revoke_certificate(&serial, reason, now())
-            .await?
-        {
-            return Err(Problem::already_revoked(
-                "the certificate is revoked already",
-            ));
+                return Err(Problem::server_internal(
+                    "the revocation could not be completed; retry later",
+                ));
+            }
         }
-        tracing::info!(serial = %serial, reason, "certificate revoked");
         Ok(Reply::empty(StatusCode::OK))
     }
 }

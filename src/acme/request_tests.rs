@@ -48,11 +48,20 @@ async fn harness() -> Harness {
         terms_of_service: None,
         default_profile: Profile::default_tls(90),
     };
+    let revocation = Arc::new(crate::revocation::Revocation::new(
+        store.clone(),
+        std::slice::from_ref(&ca),
+        crate::revocation::RevocationSettings {
+            crl_lifetime_secs: 3600,
+            ocsp_lifetime_secs: 3600,
+        },
+    ));
     let acme = Arc::new(AcmeServer::new(
         store,
         NonceService::new(b"k", 60),
         validator,
-        ca,
+        ca.clone(),
+        revocation,
         settings,
     ));
     Harness {

@@ -1,0 +1,116 @@
+//! Operator commands beside `serve`: revocation, CRLs, CA inventory, backend checks.
+//! They open the same store and issuers as the server (a running server sees their effects).
+
+use std::path::PathBuf;
+
+use pkid_backends::RevocationReason;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::config::Config;
+use crate::server::{open_authorities, BoxError};
+
+/// `pkid revoke SERIAL --reason R`.
+pub async fn revoke(cfg: &Config, serial: &str, reason: u8) -> Result<(), BoxError> {
+    let reason = RevocationReason::from_code(reason)
+        .ok_or_else(|| format!("reason {reason} is not an RFC 5280 reason code (0-10, not 7)"))?;
+    let serial = serial.trim().trim_start_matches("0x").replace(':', "");
+    let authorities = open_authorities(cfg).await?;
+    authorities.revocation.revoke(&serial, reason).await?;
+    // Publish now rather than at the next fetch.
+    let issuer = authorities
+        .store
+        .certificate(&serial.to_ascii_lowercase())
+        .await?
+        .map(|c| c.issuer);
+    if let Some(issuer) = issuer {
+        if authorities.revocation.issuer_names().contains(&issuer) {
+            authorities.revocation.generate_crl(&issuer).await?;
+        }
+    }
+    println!("revoked {serial} (reason {})", reason.code());
+    Ok(())
+}
+
+/// `pkid crl generate [ISSUER] [--out FILE]`: sign a fresh CRL now; PEM to stdout or a file.
+pub async fn crl_generate(
+    cfg: &Config,
+    issuer: Option<&str>,
+    out: Option<PathBuf>,
+) -> Result<(), BoxError> {
+    let authorities = open_authorities(cfg).await?;
+    let issuer = issuer
+        .unwrap_or(authorities.default_ca.name.as_str())
+        .to_string();
+    let crl = authorities.revocation.generate_crl(&issuer).await?;
+    let pem = crate::ca::to_pem("X509 CRL", &crl.der);
+    match out {
+        Some(path) => {
+            std::fs::write(&path, &pem).map_err(|e| format!("writing {}: {e}", path.display()))?;
+            eprintln!(
+                "CRL number {} for {issuer} written to {}",
+                crl.number,
+                path.display()
+            );
+        }
+        None => print!("{pem}"),
+    }
+    Ok(())
+}
+
+/// `pkid ca list`: every configured issuer with its certificate.
+pub async fn ca_list(cfg: &Config) -> Result<(), BoxError> {
+    let authorities = open_authorities(cfg).await?;
+    for ca in &authorities.cas {
+        let caps = ca.backend.capabilities();
+        let chain = ca.backend.ca_chain();
+        let described = chain
+            .first()
+            .and_then(|der| X509Certificate::from_der(der).ok())
+            .map(|(_, c)| format!("{} (valid until {})", c.subject(), c.validity().not_after))
+            .unwrap_or_else(|| "issuer certificate not known yet".into());
+        println!(
+            "{}\tissue={} revoke={} crl={} ocsp={}\t{described}",
+            ca.name, caps.issue, caps.revoke, caps.crl, caps.ocsp
+        );
+    }
+    Ok(())
+}
+
+/// `pkid backend check NAME`: a signing round-trip through the backend — a short-lived
+/// certificate for a throwaway key, checked against the backend's chain.
+pub async fn backend_check(cfg: &Config, name: &str) -> Result<(), BoxError> {
+    let authorities = open_authorities(cfg).await?;
+    let ca = authorities
+        .cas
+        .iter()
+        .find(|c| c.name == name)
+        .ok_or_else(|| format!("no backend named {name:?}"))?;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = rcgen::CertificateParams::new(vec!["backend-check.pkid.invalid".to_string()])?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    let csr_der = params.serialize_request(&key)?.der().to_vec();
+    let csr = crate::csr::check_csr(&csr_der).map_err(|e| format!("test CSR: {e:?}"))?;
+    let profile = crate::ca::Profile {
+        name: "backend-check".into(),
+        validity_secs: 300,
+        server_auth: true,
+        client_auth: false,
+    };
+    let started = std::time::Instant::now();
+    let issued = ca.issue(&csr, &profile, None, None).await?;
+    let elapsed = started.elapsed();
+    let chain = ca.backend.ca_chain();
+    let issuer_der = chain
+        .first()
+        .ok_or("the backend has no issuer certificate")?;
+    let (_, issuer) = X509Certificate::from_der(issuer_der).map_err(|e| format!("issuer: {e}"))?;
+    let (_, leaf) = X509Certificate::from_der(&issued.der).map_err(|e| format!("leaf: {e}"))?;
+    leaf.verify_signature(Some(issuer.public_key()))
+        .map_err(|e| format!("the signature does not verify with the issuer key: {e}"))?;
+    println!(
+        "backend {name}: OK, signed serial {} in {} ms",
+        issued.serial,
+        elapsed.as_millis()
+    );
+    Ok(())
+}
