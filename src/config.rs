@@ -76,6 +76,8 @@ pub struct CaConfig {
 pub struct AcmeConfig {
     /// TCP port the http-01 validator connects to (80 in production; tests use another).
     pub http01_port: u16,
+    /// TCP port the tls-alpn-01 validator connects to (443 in production).
+    pub tls_alpn01_port: u16,
     /// DNS server (`ip:port`) used to resolve identifiers. Empty: the system resolver.
     pub dns_resolver: String,
     /// Seconds a nonce stays redeemable.
@@ -154,6 +156,7 @@ impl Default for AcmeConfig {
     fn default() -> Self {
         AcmeConfig {
             http01_port: 80,
+            tls_alpn01_port: 443,
             dns_resolver: String::new(),
             nonce_lifetime_secs: 3600,
             order_lifetime_secs: 7 * 24 * 3600,

@@ -20,7 +20,7 @@ use crate::csr::check_csr;
 use crate::http::{App, HttpSettings, Surface};
 use crate::revocation::{Revocation, RevocationSettings};
 use crate::store::Store;
-use crate::va::Validator;
+use crate::va::{Validator, ValidatorSettings};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -208,11 +208,12 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         );
     }
 
-    let validator = Arc::new(Validator::new(
-        cfg.acme.http01_port,
-        &cfg.acme.dns_resolver,
-        cfg.validation_timeout(),
-    )?);
+    let validator = Arc::new(Validator::new(ValidatorSettings {
+        http01_port: cfg.acme.http01_port,
+        tls_alpn01_port: cfg.acme.tls_alpn01_port,
+        dns_resolver: &cfg.acme.dns_resolver,
+        timeout: cfg.validation_timeout(),
+    })?);
     let settings = AcmeSettings {
         order_lifetime_secs: i64::try_from(cfg.acme.order_lifetime_secs).unwrap_or(604800),
         authz_reuse_secs: i64::try_from(cfg.acme.authz_reuse_secs).unwrap_or(0),

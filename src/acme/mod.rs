@@ -450,25 +450,31 @@ impl AcmeServer {
         let expires = created + self.settings.order_lifetime_secs;
         let mut authzs = Vec::with_capacity(idents.len());
         for ident in &idents {
+            let (value, wildcard) = match ident {
+                Ident::Dns(d) if d.starts_with("*.") => (d[2..].to_string(), true),
+                other => (other.value(), false),
+            };
             let reuse = self
                 .store
-                .reusable_authz(
-                    &account.id,
-                    ident.kind(),
-                    &ident.value(),
-                    false,
-                    created + 86400,
-                )
+                .reusable_authz(&account.id, ident.kind(), &value, wildcard, created + 86400)
                 .await?;
+            let kinds: &[&str] = match ident {
+                _ if wildcard => &["dns-01"],
+                Ident::Dns(_) => &["http-01", "dns-01", "tls-alpn-01"],
+                Ident::Ip(_) => &["http-01", "tls-alpn-01"],
+            };
             authzs.push(match reuse {
                 Some(id) => OrderAuthz::Reuse(id),
                 None => OrderAuthz::New(NewAuthz {
                     id: random_id(12),
                     id_type: ident.kind().into(),
-                    id_value: ident.value(),
-                    wildcard: false,
+                    id_value: value,
+                    wildcard,
                     expires,
-                    challenges: vec![(random_id(12), "http-01".into(), random_id(32))],
+                    challenges: kinds
+                        .iter()
+                        .map(|k| (random_id(12), k.to_string(), random_id(32)))
+                        .collect(),
                 }),
             });
         }
@@ -739,7 +745,12 @@ impl AcmeServer {
                 }
             } else if self.store.start_challenge(&chall.id).await? {
                 chall.status = "processing".into();
+                // A wildcard authorization is validated for its base name.
                 let ident = wire::authz_ident(&authz)
+                    .map(|i| match i {
+                        Ident::Dns(d) => Ident::Dns(d.trim_start_matches("*.").to_string()),
+                        ip => ip,
+                    })
                     .ok_or_else(|| Problem::server_internal("bad stored identifier"))?;
                 let thumbprint = serde_json::from_str::<Map<String, Value>>(&account.jwk)
                     .map_err(|_| Problem::server_internal("stored account key is unreadable"))

@@ -40,8 +40,15 @@ async fn harness() -> Harness {
     )
     .unwrap();
     let ca = Arc::new(Ca::new("test".into(), Arc::new(backend), store.clone(), 60));
-    let validator =
-        Arc::new(Validator::new(80, "127.0.0.1:9", std::time::Duration::from_secs(1)).unwrap());
+    let validator = Arc::new(
+        Validator::new(crate::va::ValidatorSettings {
+            http01_port: 80,
+            tls_alpn01_port: 443,
+            dns_resolver: "127.0.0.1:9",
+            timeout: std::time::Duration::from_secs(1),
+        })
+        .unwrap(),
+    );
     let settings = AcmeSettings {
         order_lifetime_secs: 3600,
         authz_reuse_secs: 3600,

@@ -188,13 +188,9 @@ pub fn check_identifiers(ids: &[WireIdentifier]) -> Result<Vec<Ident>, Problem> 
         match id.kind.as_str() {
             "dns" => {
                 let name = id.value.to_ascii_lowercase();
-                if name.starts_with("*.") {
-                    return Err(Problem::rejected_identifier(format!(
-                        "{}: wildcard identifiers need dns-01, which this directory does not offer",
-                        id.value
-                    )));
-                }
-                if !is_dns_name(&name) {
+                // RFC 8555 §7.1.3: a wildcard is "*." and a name, nothing more.
+                let base = name.strip_prefix("*.").unwrap_or(&name);
+                if base.contains('*') || !is_dns_name(base) {
                     return Err(Problem::rejected_identifier(format!(
                         "{:?} is not a valid DNS name",
                         id.value
@@ -226,8 +222,11 @@ pub fn identifiers_json(ids: &[Ident]) -> Value {
     )
 }
 
+/// The identifier an authorization stands for in the order and the CSR (`*.name` for a
+/// wildcard authorization, whose own identifier is the base name, RFC 8555 §7.1.4).
 pub fn authz_ident(a: &AuthzRow) -> Option<Ident> {
     match a.id_type.as_str() {
+        "dns" if a.wildcard => Some(Ident::Dns(format!("*.{}", a.id_value))),
         "dns" => Some(Ident::Dns(a.id_value.clone())),
         "ip" => a.id_value.parse().ok().map(Ident::Ip),
         _ => None,
