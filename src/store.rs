@@ -22,6 +22,13 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+impl StoreError {
+    /// A UNIQUE constraint refused the write (the row exists already).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, StoreError::Db(sqlx::Error::Database(e)) if e.is_unique_violation())
+    }
+}
+
 pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -322,6 +329,27 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|r| account_from(&r)).transpose()?)
+    }
+
+    /// Replace an account's key, once: `false` if the old key changed meanwhile. A new key that
+    /// another account holds fails with a unique violation (`is_unique_violation`).
+    pub async fn update_account_key(
+        &self,
+        id: &str,
+        old_thumbprint: &str,
+        new_thumbprint: &str,
+        new_jwk: &str,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE accounts SET thumbprint = $1, jwk = $2 WHERE id = $3 AND thumbprint = $4 AND status = 'valid'",
+        )
+        .bind(new_thumbprint)
+        .bind(new_jwk)
+        .bind(id)
+        .bind(old_thumbprint)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
     }
 
     pub async fn update_account_contact(&self, id: &str, contact: &str) -> Result<()> {

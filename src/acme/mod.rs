@@ -313,9 +313,7 @@ impl AcmeServer {
             ["chall", id] => self.challenge(id, auth, links).await,
             ["cert", serial] => self.certificate(serial, auth).await,
             ["revoke-cert"] => self.revoke_certificate(auth).await,
-            ["key-change"] => Err(Problem::malformed(
-                "key rollover is not available on this server yet",
-            )),
+            ["key-change"] => self.key_change(auth, links).await,
             _ => Err(Problem::not_found("no such ACME resource")),
         }
     }
@@ -830,6 +828,67 @@ impl AcmeServer {
 }
 
 impl AcmeServer {
+    /// RFC 8555 §7.3.5: the outer JWS is signed by the account's key (checked already), the
+    /// inner one by the new key, and names the account and its old key.
+    async fn key_change(&self, auth: Authenticated, links: &Links) -> AcmeResult {
+        let account = require_account(&auth)?;
+        let outer_url = auth.jws.url.clone().unwrap_or_default();
+        let inner = Jws::parse(&auth.jws.payload)
+            .map_err(|p| Problem::malformed(format!("inner JWS: {}", p.detail)))?;
+        let KeyRef::Jwk(new_key) = &inner.key else {
+            return Err(Problem::malformed("the inner JWS must carry the new key as jwk"));
+        };
+        if inner.nonce.is_some() {
+            return Err(Problem::malformed("the inner JWS must not have a nonce"));
+        }
+        if inner.url.as_deref() != Some(outer_url.as_str()) {
+            return Err(Problem::malformed("the inner JWS url must equal the outer url"));
+        }
+        inner.verify(new_key)?;
+        let req: wire::KeyChange = inner.json_payload()?;
+        let account_url = links.account(&account.id);
+        if req.account != account_url {
+            return Err(Problem::malformed("the inner payload's account is not the signer's"));
+        }
+        let old_thumbprint = jws::thumbprint(&req.old_key)?;
+        if old_thumbprint != account.thumbprint {
+            return Err(Problem::malformed("oldKey is not the account's current key"));
+        }
+        let new_thumbprint = jws::thumbprint(new_key)?;
+        if new_thumbprint == account.thumbprint {
+            return Err(Problem::malformed("the new key is the current key"));
+        }
+        if let Some(other) = self.store.account_by_thumbprint(&new_thumbprint).await? {
+            return Err(Problem::conflict(
+                "the new key belongs to another account",
+                links.account(&other.id),
+            ));
+        }
+        let new_jwk = Value::Object(jws::public_jwk(new_key)).to_string();
+        match self
+            .store
+            .update_account_key(&account.id, &old_thumbprint, &new_thumbprint, &new_jwk)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return Err(Problem::malformed("the account's key changed meanwhile; retry")),
+            Err(e) if e.is_unique_violation() => {
+                let other = self.store.account_by_thumbprint(&new_thumbprint).await?;
+                let location = other.map(|o| links.account(&o.id)).unwrap_or_default();
+                return Err(Problem::conflict("the new key belongs to another account", location));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(account = %account.id, "account key rolled over");
+        let account = self
+            .store
+            .account(&account.id)
+            .await?
+            .ok_or_else(|| Problem::account_does_not_exist("account vanished"))?;
+        Ok(Reply::json(StatusCode::OK, &wire::account_json(&account, links))
+            .header(http::header::LOCATION, account_url))
+    }
+
     /// RFC 8555 §7.6: by the account that holds the certificate, or signed by the certificate's key.
     async fn revoke_certificate(&self, auth: Authenticated) -> AcmeResult {
         let req: wire::Revocation = auth.jws.json_payload()?;

@@ -687,3 +687,52 @@ async fn get_on_a_post_resource_is_405() {
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
     assert!(h.checker.check(&reply_nonce(&r)).is_ok());
 }
+
+fn key_change_body(h_kid: &str, old: &Key, new: &Key, nonce: &str) -> Vec<u8> {
+    let url = format!("{ORIGIN}/acme/key-change");
+    let inner_payload = serde_json::to_vec(&json!({"account": h_kid, "oldKey": old.jwk})).unwrap();
+    let inner = sign(new, json!({"alg":"ES256","jwk":new.jwk,"url":url}), &inner_payload);
+    sign(old, json!({"alg":"ES256","kid":h_kid,"nonce":nonce,"url":url}), &inner)
+}
+
+async fn lookup(h: &Harness, k: &Key) -> Reply {
+    let n = h.nonce().await;
+    let body = sign(
+        k,
+        json!({"alg":"ES256","jwk":k.jwk,"nonce":n,"url":format!("{ORIGIN}/acme/new-account")}),
+        br#"{"onlyReturnExisting":true}"#,
+    );
+    h.post("/acme/new-account", body).await
+}
+
+/// RFC 8555 §7.3.5: the account moves to the new key; the old key no longer finds it; a key
+/// held by another account is a 409 with that account's URL.
+#[tokio::test]
+async fn key_change_rolls_the_account_key_over() {
+    let h = harness().await;
+    let (old, kid) = h.account().await;
+    let (other_key, other_kid) = h.account().await;
+
+    let n = h.nonce().await;
+    let r = h.post("/acme/key-change", key_change_body(&kid, &old, &other_key, &n)).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    let location = r.headers.iter().find(|(n, _)| n == http::header::LOCATION).unwrap();
+    assert_eq!(location.1, other_kid);
+
+    let new = key();
+    let n = h.nonce().await;
+    let r = h.post("/acme/key-change", key_change_body(&kid, &old, &new, &n)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
+
+    let found = lookup(&h, &new).await;
+    assert_eq!(found.status, StatusCode::OK);
+    let location = found.headers.iter().find(|(n, _)| n == http::header::LOCATION).unwrap();
+    assert_eq!(location.1, kid);
+    assert_eq!(problem_type(&lookup(&h, &old).await), "accountDoesNotExist");
+
+    // The old key can no longer sign for the account.
+    let n = h.nonce().await;
+    let body = sign(&old, json!({"alg":"ES256","kid":kid,"nonce":n,"url":format!("{ORIGIN}/acme/new-order")}),
+        br#"{"identifiers":[{"type":"dns","value":"a.pkid.test"}]}"#);
+    assert_eq!(problem_type(&h.post("/acme/new-order", body).await), "malformed");
+}

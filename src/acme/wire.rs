@@ -58,6 +58,13 @@ pub struct Finalize {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyChange {
+    pub account: String,
+    pub old_key: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Deserialize)]
 pub struct Revocation {
     pub certificate: String,
     #[serde(default)]
