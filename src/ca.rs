@@ -33,16 +33,29 @@ pub struct Profile {
     pub validity_secs: i64,
     pub server_auth: bool,
     pub client_auth: bool,
+    /// Shown in the ACME directory's `meta.profiles`.
+    #[serde(default)]
+    pub description: String,
+    /// Identifier types an order under this profile may name (`dns`, `ip`); empty: any.
+    #[serde(default)]
+    pub identifier_types: Vec<String>,
 }
 
 impl Profile {
-    pub fn default_tls(validity_days: u32) -> Profile {
+    /// A TLS server profile for any identifier type.
+    pub fn tls_server(name: &str, validity_secs: i64) -> Profile {
         Profile {
-            name: "tls-server".into(),
-            validity_secs: i64::from(validity_days.max(1)) * 86400,
+            name: name.into(),
+            validity_secs: validity_secs.max(60),
             server_auth: true,
             client_auth: false,
+            description: String::new(),
+            identifier_types: Vec::new(),
         }
+    }
+
+    pub fn allows(&self, identifier_type: &str) -> bool {
+        self.identifier_types.is_empty() || self.identifier_types.iter().any(|t| t == identifier_type)
     }
 }
 
@@ -229,6 +242,29 @@ fn is_rsa(spki_der: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
+/// The identifiers a certificate's SAN names (other name types are left out).
+pub fn certificate_idents(cert: &X509Certificate<'_>) -> BTreeSet<Ident> {
+    let mut names = BTreeSet::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(d) => {
+                    names.insert(Ident::Dns(d.to_ascii_lowercase()));
+                }
+                GeneralName::IPAddress(b) => {
+                    if let Ok(a) = <[u8; 4]>::try_from(*b) {
+                        names.insert(Ident::Ip(IpAddr::from(a)));
+                    } else if let Ok(a) = <[u8; 16]>::try_from(*b) {
+                        names.insert(Ident::Ip(IpAddr::from(a)));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    names
+}
+
 /// The certificate must carry the CSR's key and exactly the CSR's names: a mismatched
 /// certificate (a faulty upstream, say) is never served.
 fn check_leaf(der: &[u8], csr: &CheckedCsr) -> Result<(), IssueError> {
@@ -239,32 +275,13 @@ fn check_leaf(der: &[u8], csr: &CheckedCsr) -> Result<(), IssueError> {
             "the certificate's public key is not the CSR's".into(),
         ));
     }
-    let mut names = BTreeSet::new();
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for name in &san.value.general_names {
-            match name {
-                GeneralName::DNSName(d) => {
-                    names.insert(Ident::Dns(d.to_ascii_lowercase()));
-                }
-                GeneralName::IPAddress(b) if b.len() == 4 => {
-                    if let Ok(a) = <[u8; 4]>::try_from(*b) {
-                        names.insert(Ident::Ip(IpAddr::from(a)));
-                    }
-                }
-                GeneralName::IPAddress(b) if b.len() == 16 => {
-                    if let Ok(a) = <[u8; 16]>::try_from(*b) {
-                        names.insert(Ident::Ip(IpAddr::from(a)));
-                    }
-                }
-                _ => {
-                    return Err(IssueError::Mismatch(
-                        "the certificate has an unexpected name type".into(),
-                    ))
-                }
-            }
-        }
-    }
-    if names != csr.identifiers {
+    let names = certificate_idents(&cert);
+    let san_entries = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map_or(0, |san| san.value.general_names.len());
+    if names != csr.identifiers || san_entries != names.len() {
         return Err(IssueError::Mismatch(format!(
             "the certificate names {names:?}, the request {:?}",
             csr.identifiers

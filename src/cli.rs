@@ -90,12 +90,7 @@ pub async fn backend_check(cfg: &Config, name: &str) -> Result<(), BoxError> {
     params.distinguished_name = rcgen::DistinguishedName::new();
     let csr_der = params.serialize_request(&key)?.der().to_vec();
     let csr = crate::csr::check_csr(&csr_der).map_err(|e| format!("test CSR: {e:?}"))?;
-    let profile = crate::ca::Profile {
-        name: "backend-check".into(),
-        validity_secs: 300,
-        server_auth: true,
-        client_auth: false,
-    };
+    let profile = crate::ca::Profile::tls_server("backend-check", 300);
     let started = std::time::Instant::now();
     let issued = ca.issue(&csr, &profile, None, None).await?;
     let elapsed = started.elapsed();

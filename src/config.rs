@@ -4,6 +4,7 @@
 //! ← `PKID_*` environment variables, `__` separating nested keys
 //! (`PKID_SERVER__LISTEN=127.0.0.1:9443`). The shipped `config.toml` documents every key.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -58,8 +59,6 @@ pub struct CaConfig {
     /// base64 of 32 bytes sealing private keys at rest. Empty: read from `<data_dir>/kek`,
     /// created (mode 0600) on first start. Prefer setting `PKID_CA__KEY_ENCRYPTION_KEY`.
     pub key_encryption_key: String,
-    /// Default leaf validity, in days.
-    pub leaf_validity_days: u32,
     /// Seconds certificates are back-dated to absorb clock skew.
     pub backdate_secs: u64,
     /// Base of the CRL distribution point and OCSP URLs put in certificates. Empty:
@@ -92,6 +91,34 @@ pub struct AcmeConfig {
     pub terms_of_service: String,
     /// Seconds an order may stay `processing` before it is considered failed.
     pub processing_timeout_secs: u64,
+    /// Allow newAuthz pre-authorization (RFC 8555 §7.4.1).
+    pub pre_authorization: bool,
+    /// The profile an order gets when it names none.
+    pub default_profile: String,
+    /// Certificate profiles offered in the directory's `meta.profiles`.
+    pub profiles: BTreeMap<String, ProfileConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProfileConfig {
+    pub description: String,
+    pub validity_days: u32,
+    /// Add the clientAuth EKU besides serverAuth.
+    pub client_auth: bool,
+    /// Identifier types allowed (`dns`, `ip`); empty: all.
+    pub identifier_types: Vec<String>,
+}
+
+impl Default for ProfileConfig {
+    fn default() -> Self {
+        ProfileConfig {
+            description: String::new(),
+            validity_days: 90,
+            client_auth: false,
+            identifier_types: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -143,7 +170,6 @@ impl Default for CaConfig {
     fn default() -> Self {
         CaConfig {
             key_encryption_key: String::new(),
-            leaf_validity_days: 90,
             backdate_secs: 60,
             revocation_base_url: String::new(),
             crl_lifetime_secs: 86400,
@@ -164,6 +190,28 @@ impl Default for AcmeConfig {
             validation_timeout_secs: 10,
             terms_of_service: String::new(),
             processing_timeout_secs: 300,
+            pre_authorization: true,
+            default_profile: "tls-server".into(),
+            profiles: BTreeMap::from([
+                (
+                    "tls-server".to_string(),
+                    ProfileConfig {
+                        description: "TLS server certificate for DNS names and IP addresses, valid 90 days".into(),
+                        validity_days: 90,
+                        client_auth: false,
+                        identifier_types: vec!["dns".into(), "ip".into()],
+                    },
+                ),
+                (
+                    "short-lived".to_string(),
+                    ProfileConfig {
+                        description: "TLS server certificate for DNS names, valid 7 days".into(),
+                        validity_days: 7,
+                        client_auth: false,
+                        identifier_types: vec!["dns".into()],
+                    },
+                ),
+            ]),
         }
     }
 }

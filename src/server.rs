@@ -92,12 +92,7 @@ async fn server_tls(cfg: &Config, ca: &Ca) -> Result<Arc<rustls::ServerConfig>, 
     params.distinguished_name = rcgen::DistinguishedName::new();
     let csr_der = params.serialize_request(&key)?.der().to_vec();
     let csr = check_csr(&csr_der).map_err(|e| format!("server CSR: {e:?}"))?;
-    let profile = Profile {
-        name: "pkid-server".into(),
-        validity_secs: 30 * 86400,
-        server_auth: true,
-        client_auth: false,
-    };
+    let profile = Profile::tls_server("pkid-server", 30 * 86400);
     let issued = ca.issue(&csr, &profile, None, None).await?;
     let mut chain = vec![rustls_pki_types::CertificateDer::from(issued.der.clone())];
     for der in ca.backend.ca_chain().into_iter().take(1) {
@@ -218,7 +213,20 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         order_lifetime_secs: i64::try_from(cfg.acme.order_lifetime_secs).unwrap_or(604800),
         authz_reuse_secs: i64::try_from(cfg.acme.authz_reuse_secs).unwrap_or(0),
         terms_of_service: Some(cfg.acme.terms_of_service.clone()).filter(|s| !s.is_empty()),
-        default_profile: Profile::default_tls(cfg.ca.leaf_validity_days),
+        profiles: cfg
+            .acme
+            .profiles
+            .iter()
+            .map(|(name, p)| {
+                let mut profile = Profile::tls_server(name, i64::from(p.validity_days.max(1)) * 86400);
+                profile.client_auth = p.client_auth;
+                profile.description = p.description.clone();
+                profile.identifier_types = p.identifier_types.clone();
+                (name.clone(), profile)
+            })
+            .collect(),
+        default_profile: cfg.acme.default_profile.clone(),
+        pre_authorization: cfg.acme.pre_authorization,
     };
     let acme = Arc::new(AcmeServer::new(
         store.clone(),

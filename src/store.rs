@@ -65,6 +65,11 @@ pub struct OrderRow {
     pub not_before: Option<i64>,
     pub not_after: Option<i64>,
     pub error: Option<String>,
+    /// The profile chosen at newOrder (its name).
+    pub profile_name: Option<String>,
+    /// RFC 9773 `replaces`: the ARI certID of the certificate this order replaces.
+    pub replaces: Option<String>,
+    /// The profile snapshot taken at finalize (JSON).
     pub profile: Option<String>,
     pub certificate_serial: Option<String>,
     pub processing_since: Option<i64>,
@@ -160,6 +165,8 @@ fn order_from(r: &AnyRow) -> std::result::Result<OrderRow, sqlx::Error> {
         not_before: r.try_get("not_before")?,
         not_after: r.try_get("not_after")?,
         error: r.try_get("error")?,
+        profile_name: r.try_get("profile_name")?,
+        replaces: r.try_get("replaces")?,
         profile: r.try_get("profile")?,
         certificate_serial: r.try_get("certificate_serial")?,
         processing_since: r.try_get("processing_since")?,
@@ -219,7 +226,7 @@ fn certificate_from(r: &AnyRow) -> std::result::Result<CertificateRow, sqlx::Err
 
 const ORDER_COLS: &str =
     "id, account_id, status, expires, identifiers, not_before, not_after, error, \
-    profile, certificate_serial, processing_since, created_at";
+    profile_name, replaces, profile, certificate_serial, processing_since, created_at";
 const AUTHZ_COLS: &str = "id, account_id, id_type, id_value, wildcard, status, expires";
 const CHALLENGE_COLS: &str = "id, authz_id, kind, token, status, validated, error";
 const CERT_COLS: &str = "serial, issuer, order_id, account_id, status, der, chain_pem, not_after, \
@@ -384,8 +391,8 @@ impl Store {
     pub async fn insert_order(&self, order: &OrderRow, authzs: &[OrderAuthz]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO orders (id, account_id, status, expires, identifiers, not_before, not_after, profile, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO orders (id, account_id, status, expires, identifiers, not_before, not_after, profile_name, replaces, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&order.id)
         .bind(&order.account_id)
@@ -394,7 +401,8 @@ impl Store {
         .bind(&order.identifiers)
         .bind(order.not_before)
         .bind(order.not_after)
-        .bind(&order.profile)
+        .bind(&order.profile_name)
+        .bind(&order.replaces)
         .bind(order.created_at)
         .execute(&mut *tx)
         .await?;
@@ -481,6 +489,44 @@ impl Store {
             .iter()
             .map(authz_from)
             .collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// An order (not invalid) that already replaces the certificate `cert_id` (RFC 9773).
+    pub async fn order_replacing(&self, cert_id: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT id FROM orders WHERE replaces = $1 AND status <> 'invalid' LIMIT 1")
+            .bind(cert_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("id")).transpose()?)
+    }
+
+    /// A pre-authorization (RFC 8555 §7.4.1): an authorization with its challenges, no order.
+    pub async fn insert_authz(&self, account_id: &str, a: &NewAuthz, created: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO authorizations (id, account_id, id_type, id_value, wildcard, status, expires, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)",
+        )
+        .bind(&a.id)
+        .bind(account_id)
+        .bind(&a.id_type)
+        .bind(&a.id_value)
+        .bind(i64::from(a.wildcard))
+        .bind(a.expires)
+        .bind(created)
+        .execute(&mut *tx)
+        .await?;
+        for (cid, kind, token) in &a.challenges {
+            sqlx::query("INSERT INTO challenges (id, authz_id, kind, token, status) VALUES ($1, $2, $3, $4, 'pending')")
+                .bind(cid)
+                .bind(&a.id)
+                .bind(kind)
+                .bind(token)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// A valid, unexpired authorization of this account for the identifier, to reuse.

@@ -24,6 +24,8 @@ CREATE TABLE orders (
     not_before        BIGINT,
     not_after         BIGINT,
     error             TEXT,
+    profile_name      TEXT,
+    replaces          TEXT,
     profile           TEXT,
     csr               BYTEA,
     certificate_serial TEXT,

@@ -27,6 +27,12 @@ impl Links {
     pub fn new_order(&self) -> String {
         format!("{}/new-order", self.base)
     }
+    pub fn new_authz(&self) -> String {
+        format!("{}/new-authz", self.base)
+    }
+    pub fn renewal_info(&self) -> String {
+        format!("{}/renewal-info", self.base)
+    }
     pub fn revoke_cert(&self) -> String {
         format!("{}/revoke-cert", self.base)
     }

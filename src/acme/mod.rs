@@ -85,7 +85,11 @@ pub struct AcmeSettings {
     pub order_lifetime_secs: i64,
     pub authz_reuse_secs: i64,
     pub terms_of_service: Option<String>,
-    pub default_profile: Profile,
+    /// Profiles by name (the Let's Encrypt `profiles` extension).
+    pub profiles: std::collections::BTreeMap<String, Profile>,
+    pub default_profile: String,
+    /// newAuthz pre-authorization (RFC 8555 §7.4.1).
+    pub pre_authorization: bool,
 }
 
 pub struct AcmeServer {
@@ -180,6 +184,7 @@ impl AcmeServer {
         let segments: Vec<&str> = rest.split('/').collect();
         match (method, segments.as_slice()) {
             (&Method::GET, ["directory"]) => Ok(self.directory(links)),
+            (&Method::GET, ["renewal-info", cert_id]) => self.renewal_info(cert_id).await,
             (&Method::HEAD, ["new-nonce"]) => Ok(Reply::empty(StatusCode::OK)),
             (&Method::GET, ["new-nonce"]) => Ok(Reply::empty(StatusCode::NO_CONTENT)),
             (&Method::POST, _) => {
@@ -207,14 +212,25 @@ impl AcmeServer {
             meta.insert("termsOfService".into(), json!(tos));
         }
         meta.insert("externalAccountRequired".into(), json!(false));
-        let dir = json!({
+        let profiles: Map<String, Value> = self
+            .settings
+            .profiles
+            .iter()
+            .map(|(name, p)| (name.clone(), json!(p.description)))
+            .collect();
+        meta.insert("profiles".into(), Value::Object(profiles));
+        let mut dir = json!({
             "newNonce": links.new_nonce(),
             "newAccount": links.new_account(),
             "newOrder": links.new_order(),
             "revokeCert": links.revoke_cert(),
             "keyChange": links.key_change(),
+            "renewalInfo": links.renewal_info(),
             "meta": meta,
         });
+        if self.settings.pre_authorization {
+            dir["newAuthz"] = json!(links.new_authz());
+        }
         // The directory itself carries no nonce requirement, but a nonce does no harm.
         Reply::json(StatusCode::OK, &dir)
     }
@@ -301,8 +317,13 @@ impl AcmeServer {
         match segments {
             ["new-account"] => self.new_account(auth, links).await,
             ["acct", id] => self.update_account(id, auth, links).await,
-            ["acct", id, "orders"] => self.account_orders(id, auth, links).await,
+            ["acct", id, "orders"] => self.account_orders(id, 0, auth, links).await,
+            ["acct", id, "orders", page] => {
+                let page = page.parse().map_err(|_| Problem::not_found("no such page"))?;
+                self.account_orders(id, page, auth, links).await
+            }
             ["new-order"] => self.new_order(auth, links).await,
+            ["new-authz"] if self.settings.pre_authorization => self.new_authz(auth, links).await,
             ["order", id] => {
                 let account = require_account(&auth)?;
                 let order = self.owned_order(id, account).await?;
@@ -416,21 +437,111 @@ impl AcmeServer {
         )
     }
 
-    async fn account_orders(&self, id: &str, auth: Authenticated, links: &Links) -> AcmeResult {
+    /// RFC 8555 §7.1.2.1: the account's orders, newest first, 100 a page, `Link: rel="next"`.
+    async fn account_orders(&self, id: &str, page: i64, auth: Authenticated, links: &Links) -> AcmeResult {
         const PAGE: i64 = 100;
         let account = require_account(&auth)?;
         if account.id != id {
-            return Err(Problem::unauthorized(
-                "an account can only list its own orders",
-            ));
+            return Err(Problem::unauthorized("an account can only list its own orders"));
         }
-        let orders = self.store.orders_of_account(id, PAGE + 1, 0).await?;
-        let urls: Vec<String> = orders
-            .iter()
-            .take(PAGE as usize)
-            .map(|o| links.order(&o.id))
-            .collect();
-        Ok(Reply::json(StatusCode::OK, &json!({ "orders": urls })))
+        let orders = self.store.orders_of_account(id, PAGE + 1, page.max(0) * PAGE).await?;
+        let urls: Vec<String> =
+            orders.iter().take(PAGE as usize).map(|o| links.order(&o.id)).collect();
+        let mut reply = Reply::json(StatusCode::OK, &json!({ "orders": urls }));
+        if orders.len() as i64 > PAGE {
+            let next = format!("{}/{}", links.account_orders(id), page.max(0) + 1);
+            reply = reply.header(http::header::LINK, format!("<{next}>;rel=\"next\""));
+        }
+        Ok(reply)
+    }
+
+    /// RFC 8555 §7.4.1: an authorization before any order (not for wildcards).
+    async fn new_authz(&self, auth: Authenticated, links: &Links) -> AcmeResult {
+        let account = require_account(&auth)?;
+        let req: wire::NewAuthz = auth.jws.json_payload()?;
+        let idents = wire::check_identifiers(std::slice::from_ref(&req.identifier))?;
+        let Some(ident) = idents.first() else {
+            return Err(Problem::malformed("an identifier is required"));
+        };
+        if matches!(ident, Ident::Dns(d) if d.starts_with("*.")) {
+            return Err(Problem::rejected_identifier("wildcard identifiers cannot be pre-authorized"));
+        }
+        let kinds: &[&str] = match ident {
+            Ident::Dns(_) => &["http-01", "dns-01", "tls-alpn-01"],
+            Ident::Ip(_) => &["http-01", "tls-alpn-01"],
+        };
+        let created = now();
+        let authz = NewAuthz {
+            id: random_id(12),
+            id_type: ident.kind().into(),
+            id_value: ident.value(),
+            wildcard: false,
+            expires: created + self.settings.order_lifetime_secs,
+            challenges: kinds.iter().map(|k| (random_id(12), k.to_string(), random_id(32))).collect(),
+        };
+        self.store.insert_authz(&account.id, &authz, created).await?;
+        let row = self.owned_authz(&authz.id, account).await?;
+        let challenges = self.store.challenges_of_authz(&authz.id).await?;
+        Ok(Reply::json(StatusCode::CREATED, &wire::authz_json(&row, &challenges, links, created))
+            .header(http::header::LOCATION, links.authz(&authz.id)))
+    }
+
+    /// RFC 9773 §4: the suggested renewal window of a certificate, by ARI certID.
+    async fn renewal_info(&self, cert_id: &str) -> AcmeResult {
+        let (_, serial) = wire::parse_ari_cert_id(cert_id)?;
+        let cert = self
+            .store
+            .certificate(&serial)
+            .await?
+            .filter(|c| c.status == "issued")
+            .ok_or_else(|| Problem::not_found("no certificate with that serial"))?;
+        let der = cert.der.clone().unwrap_or_default();
+        let (_, parsed) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|_| Problem::server_internal("stored certificate is unreadable"))?;
+        if wire::ari_cert_id(&parsed).as_deref() != Some(cert_id) {
+            return Err(Problem::not_found("no certificate with that certID"));
+        }
+        let not_before = parsed.validity().not_before.timestamp();
+        let not_after = parsed.validity().not_after.timestamp();
+        let (start, end) = match cert.revoked_at {
+            // Revoked: renew now (a window already open).
+            Some(_) => (now() - 3600, now() - 60),
+            None => {
+                let lifetime = (not_after - not_before).max(1);
+                (not_before + lifetime * 2 / 3, not_before + lifetime * 5 / 6)
+            }
+        };
+        Ok(Reply::json(
+            StatusCode::OK,
+            &json!({"suggestedWindow": {"start": rfc3339(start), "end": rfc3339(end)}}),
+        )
+        .header(http::header::RETRY_AFTER, "21600"))
+    }
+
+    /// RFC 9773 §5: `replaces` names a certificate of this account, shares an identifier with
+    /// the new order, and is not replaced by another order already.
+    async fn check_replaces(&self, cert_id: &str, account: &AccountRow, idents: &[Ident]) -> Result<(), Problem> {
+        let (_, serial) = wire::parse_ari_cert_id(cert_id)?;
+        let cert = self
+            .store
+            .certificate(&serial)
+            .await?
+            .filter(|c| c.status == "issued" && c.account_id.as_deref() == Some(account.id.as_str()))
+            .ok_or_else(|| Problem::malformed("replaces names no certificate of this account"))?;
+        let der = cert.der.clone().unwrap_or_default();
+        let (_, parsed) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|_| Problem::server_internal("stored certificate is unreadable"))?;
+        if wire::ari_cert_id(&parsed).as_deref() != Some(cert_id) {
+            return Err(Problem::malformed("replaces names no certificate of this account"));
+        }
+        let names = crate::ca::certificate_idents(&parsed);
+        if !idents.iter().any(|i| names.contains(i)) {
+            return Err(Problem::malformed("the replaced certificate shares no identifier with this order"));
+        }
+        if self.store.order_replacing(cert_id).await?.is_some() {
+            return Err(Problem::already_replaced("that certificate has been replaced by another order already"));
+        }
+        Ok(())
     }
 
     // ---- orders, §7.4 ----
@@ -444,6 +555,21 @@ impl AcmeServer {
             ));
         }
         let idents = wire::check_identifiers(&req.identifiers)?;
+        let profile_name = req.profile.clone().unwrap_or_else(|| self.settings.default_profile.clone());
+        let profile = self.settings.profiles.get(&profile_name).ok_or_else(|| {
+            Problem::invalid_profile(format!(
+                "profile {profile_name:?} is not offered; see the directory's meta.profiles"
+            ))
+        })?;
+        if let Some(ident) = idents.iter().find(|i| !profile.allows(i.kind())) {
+            return Err(Problem::rejected_identifier(format!(
+                "profile {profile_name:?} does not allow {} identifiers",
+                ident.kind()
+            )));
+        }
+        if let Some(cert_id) = &req.replaces {
+            self.check_replaces(cert_id, account, &idents).await?;
+        }
         let created = now();
         let expires = created + self.settings.order_lifetime_secs;
         let mut authzs = Vec::with_capacity(idents.len());
@@ -486,6 +612,8 @@ impl AcmeServer {
             not_before: None,
             not_after: None,
             error: None,
+            profile_name: Some(profile_name),
+            replaces: req.replaces.clone(),
             profile: None,
             certificate_serial: None,
             processing_since: None,
@@ -545,6 +673,12 @@ impl AcmeServer {
         if let Some(serial) = &order.certificate_serial {
             body["certificate"] = json!(links.certificate(serial));
         }
+        if let Some(profile) = &order.profile_name {
+            body["profile"] = json!(profile);
+        }
+        if let Some(replaces) = &order.replaces {
+            body["replaces"] = json!(replaces);
+        }
         if let Some(err) = &order.error {
             body["error"] = serde_json::from_str(err).unwrap_or(Value::Null);
         }
@@ -582,7 +716,13 @@ impl AcmeServer {
                 wanted.iter().map(Ident::value).collect::<Vec<_>>()
             )));
         }
-        let profile = self.settings.default_profile.clone();
+        let profile_name = order.profile_name.as_deref().unwrap_or(&self.settings.default_profile);
+        let profile = self
+            .settings
+            .profiles
+            .get(profile_name)
+            .cloned()
+            .ok_or_else(|| Problem::invalid_profile(format!("profile {profile_name:?} is no longer offered")))?;
         let snapshot = serde_json::to_string(&profile).unwrap_or_default();
         if !self
             .store
@@ -992,6 +1132,8 @@ mod tests {
             not_before: None,
             not_after: None,
             error: None,
+            profile_name: None,
+            replaces: None,
             profile: None,
             certificate_serial: None,
             processing_since: None,

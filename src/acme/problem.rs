@@ -76,6 +76,7 @@ macro_rules! problems {
 
 problems! {
     account_does_not_exist => "accountDoesNotExist", StatusCode::BAD_REQUEST;
+    already_replaced => "alreadyReplaced", StatusCode::CONFLICT;
     already_revoked => "alreadyRevoked", StatusCode::BAD_REQUEST;
     bad_csr => "badCSR", StatusCode::BAD_REQUEST;
     bad_nonce => "badNonce", StatusCode::BAD_REQUEST;

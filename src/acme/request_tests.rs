@@ -53,7 +53,14 @@ async fn harness() -> Harness {
         order_lifetime_secs: 3600,
         authz_reuse_secs: 3600,
         terms_of_service: None,
-        default_profile: Profile::default_tls(90),
+        profiles: [
+            ("tls-server".to_string(), Profile::tls_server("tls-server", 90 * 86400)),
+            ("short-lived".to_string(), Profile::tls_server("short-lived", 7 * 86400)),
+        ]
+        .into_iter()
+        .collect(),
+        default_profile: "tls-server".into(),
+        pre_authorization: true,
     };
     let revocation = Arc::new(crate::revocation::Revocation::new(
         store.clone(),

@@ -46,10 +46,47 @@ pub struct WireIdentifier {
 #[serde(rename_all = "camelCase")]
 pub struct NewOrder {
     pub identifiers: Vec<WireIdentifier>,
+    /// The Let's Encrypt `profiles` extension.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// RFC 9773 §5: the ARI certID of the certificate this order replaces.
+    #[serde(default)]
+    pub replaces: Option<String>,
     #[serde(default)]
     pub not_before: Option<String>,
     #[serde(default)]
     pub not_after: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewAuthz {
+    pub identifier: WireIdentifier,
+}
+
+/// RFC 9773 §4.1: `base64url(AKI keyIdentifier) "." base64url(serial DER content)`.
+pub fn ari_cert_id(cert: &x509_parser::certificate::X509Certificate<'_>) -> Option<String> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use x509_parser::extensions::ParsedExtension;
+    let aki = cert.extensions().iter().find_map(|e| match e.parsed_extension() {
+        ParsedExtension::AuthorityKeyIdentifier(aki) => aki.key_identifier.as_ref().map(|k| k.0.to_vec()),
+        _ => None,
+    })?;
+    Some(format!("{}.{}", URL_SAFE_NO_PAD.encode(aki), URL_SAFE_NO_PAD.encode(cert.raw_serial())))
+}
+
+/// Split an ARI certID into (AKI key identifier, serial as lowercase hex).
+pub fn parse_ari_cert_id(cert_id: &str) -> Result<(Vec<u8>, String), Problem> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let bad = || Problem::malformed("not an ARI certID (base64url AKI \".\" base64url serial)");
+    let (aki, serial) = cert_id.split_once('.').ok_or_else(bad)?;
+    let aki = URL_SAFE_NO_PAD.decode(aki).map_err(|_| bad())?;
+    let serial = URL_SAFE_NO_PAD.decode(serial).map_err(|_| bad())?;
+    if aki.is_empty() || serial.is_empty() || serial.len() > 21 {
+        return Err(bad());
+    }
+    Ok((aki, hex::encode(serial)))
 }
 
 #[derive(Debug, Deserialize)]
