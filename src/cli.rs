@@ -109,3 +109,35 @@ pub async fn backend_check(cfg: &Config, name: &str) -> Result<(), BoxError> {
     );
     Ok(())
 }
+
+/// `pkid eab create [--note N]`: a fresh single-use external account binding key for the
+/// default directory. The HMAC key is printed once (it is freshly generated) and stored sealed.
+pub async fn eab_create(cfg: &Config, note: &str) -> Result<(), BoxError> {
+    use base64::Engine;
+    use rand::RngCore;
+    let authorities = open_authorities(cfg).await?;
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    rand::thread_rng().fill_bytes(key.as_mut());
+    let mut kid_bytes = [0u8; 12];
+    rand::thread_rng().fill_bytes(&mut kid_bytes);
+    let kid = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(kid_bytes);
+    let sealed = authorities.kek.seal_pem(key.as_ref(), crate::acme::eab::SEALED_AAD)?;
+    authorities.store.insert_eab_key(&kid, &sealed, "default", note).await?;
+    let key_b64 = zeroize::Zeroizing::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.as_ref()));
+    println!("kid: {kid}");
+    println!("hmac_key: {}", key_b64.as_str());
+    Ok(())
+}
+
+/// `pkid eab list`: key ids and whether an account is bound to them (never the keys).
+pub async fn eab_list(cfg: &Config) -> Result<(), BoxError> {
+    let authorities = open_authorities(cfg).await?;
+    for (kid, directory, note, created_at, bound) in authorities.store.eab_keys().await? {
+        println!(
+            "{kid}\tdirectory={directory}\tcreated={}\tbound={}\t{note}",
+            crate::acme::rfc3339(created_at),
+            bound.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(())
+}

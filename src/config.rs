@@ -93,6 +93,8 @@ pub struct AcmeConfig {
     pub processing_timeout_secs: u64,
     /// Allow newAuthz pre-authorization (RFC 8555 §7.4.1).
     pub pre_authorization: bool,
+    /// External account binding: `not-required`, `new-account-required`, `always-required`.
+    pub external_account_binding: crate::acme::eab::EabPolicy,
     /// The profile an order gets when it names none.
     pub default_profile: String,
     /// Certificate profiles offered in the directory's `meta.profiles`.
@@ -191,6 +193,7 @@ impl Default for AcmeConfig {
             terms_of_service: String::new(),
             processing_timeout_secs: 300,
             pre_authorization: true,
+            external_account_binding: crate::acme::eab::EabPolicy::NotRequired,
             default_profile: "tls-server".into(),
             profiles: BTreeMap::from([
                 (

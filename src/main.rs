@@ -47,6 +47,22 @@ enum Command {
         #[command(subcommand)]
         command: BackendCommand,
     },
+    /// External account binding keys (RFC 8555 §7.3.4).
+    Eab {
+        #[command(subcommand)]
+        command: EabCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EabCommand {
+    /// Create a single-use key; prints its kid and HMAC key once.
+    Create {
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// List key ids and their bound accounts.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -81,6 +97,12 @@ async fn dispatch(cfg: Config, command: Command) -> Result<(), BoxError> {
         Command::Ca {
             command: CaCommand::List,
         } => pkid::cli::ca_list(&cfg).await,
+        Command::Eab {
+            command: EabCommand::Create { note },
+        } => pkid::cli::eab_create(&cfg, &note).await,
+        Command::Eab {
+            command: EabCommand::List,
+        } => pkid::cli::eab_list(&cfg).await,
         Command::Backend {
             command: BackendCommand::Check { name },
         } => pkid::cli::backend_check(&cfg, &name).await,

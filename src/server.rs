@@ -115,6 +115,8 @@ pub struct Authorities {
     pub revocation: Arc<Revocation>,
     /// `root.pem`, written for clients to trust.
     pub root_path: PathBuf,
+    /// Seals secrets at rest (CA keys, EAB keys).
+    pub kek: Arc<KeyEncryptionKey>,
 }
 
 pub async fn open_authorities(cfg: &Config) -> Result<Authorities, BoxError> {
@@ -168,6 +170,7 @@ pub async fn open_authorities(cfg: &Config) -> Result<Authorities, BoxError> {
         default_ca: ca,
         revocation,
         root_path,
+        kek: Arc::new(kek),
     })
 }
 
@@ -180,6 +183,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         default_ca: ca,
         revocation,
         root_path,
+        kek,
         ..
     } = open_authorities(&cfg).await?;
 
@@ -227,6 +231,9 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
             .collect(),
         default_profile: cfg.acme.default_profile.clone(),
         pre_authorization: cfg.acme.pre_authorization,
+        directory: "default".into(),
+        eab_policy: cfg.acme.external_account_binding,
+        kek,
     };
     let acme = Arc::new(AcmeServer::new(
         store.clone(),

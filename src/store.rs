@@ -129,6 +129,15 @@ pub struct CrlRow {
     pub der: Vec<u8>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewAccountOutcome {
+    Created,
+    /// An account with this key exists (a concurrent registration won).
+    KeyExists,
+    /// The EAB key was bound to another account meanwhile; nothing was written.
+    EabUsed,
+}
+
 /// What the issuance cycle knows of a certificate before it is signed.
 #[derive(Debug, Clone)]
 pub struct PendingCertificate<'a> {
@@ -304,9 +313,12 @@ impl Store {
 
     // ---- accounts ----
 
-    pub async fn insert_account(&self, a: &AccountRow) -> Result<bool> {
+    /// Create an account; with `eab_kid`, bind (and so use up) that EAB key in the same
+    /// transaction. Outcome: created, the key existed already, or the EAB key was used already.
+    pub async fn insert_account(&self, a: &AccountRow, eab_kid: Option<&str>) -> Result<NewAccountOutcome> {
+        let mut tx = self.pool.begin().await?;
         let r = sqlx::query(
-            "INSERT INTO accounts (id, thumbprint, jwk, status, contact, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+            "INSERT INTO accounts (id, thumbprint, jwk, status, contact, eab_kid, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (thumbprint) DO NOTHING",
         )
         .bind(&a.id)
@@ -314,10 +326,72 @@ impl Store {
         .bind(&a.jwk)
         .bind(&a.status)
         .bind(&a.contact)
+        .bind(eab_kid)
         .bind(a.created_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(r.rows_affected() == 1)
+        if r.rows_affected() != 1 {
+            return Ok(NewAccountOutcome::KeyExists);
+        }
+        if let Some(kid) = eab_kid {
+            let bound = sqlx::query(
+                "UPDATE eab_keys SET bound_account = $1, bound_at = $2 WHERE kid = $3 AND bound_account IS NULL",
+            )
+            .bind(&a.id)
+            .bind(a.created_at)
+            .bind(kid)
+            .execute(&mut *tx)
+            .await?;
+            if bound.rows_affected() != 1 {
+                return Ok(NewAccountOutcome::EabUsed);
+            }
+        }
+        tx.commit().await?;
+        Ok(NewAccountOutcome::Created)
+    }
+
+    pub async fn insert_eab_key(&self, kid: &str, sealed_key: &str, directory: &str, note: &str) -> Result<()> {
+        sqlx::query("INSERT INTO eab_keys (kid, sealed_key, directory, note, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(kid)
+            .bind(sealed_key)
+            .bind(directory)
+            .bind(note)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// (sealed key, directory, bound account) of an EAB key id.
+    pub async fn eab_key(&self, kid: &str) -> Result<Option<(String, String, Option<String>)>> {
+        let row = sqlx::query("SELECT sealed_key, directory, bound_account FROM eab_keys WHERE kid = $1")
+            .bind(kid)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| -> std::result::Result<_, sqlx::Error> {
+                Ok((r.try_get("sealed_key")?, r.try_get("directory")?, r.try_get("bound_account")?))
+            })
+            .transpose()?)
+    }
+
+    /// (kid, directory, note, created_at, bound account) of every EAB key.
+    pub async fn eab_keys(&self) -> Result<Vec<(String, String, String, i64, Option<String>)>> {
+        let rows = sqlx::query("SELECT kid, directory, note, created_at, bound_account FROM eab_keys ORDER BY created_at")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| -> std::result::Result<_, sqlx::Error> {
+                Ok((
+                    r.try_get("kid")?,
+                    r.try_get("directory")?,
+                    r.try_get("note")?,
+                    r.try_get("created_at")?,
+                    r.try_get("bound_account")?,
+                ))
+            })
+            .collect::<std::result::Result<_, _>>()?)
     }
 
     pub async fn account_by_thumbprint(&self, thumbprint: &str) -> Result<Option<AccountRow>> {

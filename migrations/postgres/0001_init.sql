@@ -12,7 +12,20 @@ CREATE TABLE accounts (
     jwk         TEXT NOT NULL,
     status      TEXT NOT NULL,
     contact     TEXT NOT NULL,
+    eab_kid     TEXT,
     created_at  BIGINT NOT NULL
+);
+
+-- External account binding keys (RFC 8555 §7.3.4): the HMAC key sealed with the KEK,
+-- single-use (bound_account set once, by a conditional update).
+CREATE TABLE eab_keys (
+    kid            TEXT PRIMARY KEY,
+    sealed_key     TEXT NOT NULL,
+    directory      TEXT NOT NULL,
+    note           TEXT NOT NULL,
+    created_at     BIGINT NOT NULL,
+    bound_account  TEXT,
+    bound_at       BIGINT
 );
 
 CREATE TABLE orders (

@@ -3,6 +3,7 @@
 //!
 //! Every response — errors included — carries a fresh `Replay-Nonce` and `Link: rel="index"`.
 
+pub mod eab;
 pub mod jws;
 pub mod links;
 pub mod nonce;
@@ -90,6 +91,11 @@ pub struct AcmeSettings {
     pub default_profile: String,
     /// newAuthz pre-authorization (RFC 8555 §7.4.1).
     pub pre_authorization: bool,
+    /// This directory's name (EAB keys are bound to one).
+    pub directory: String,
+    pub eab_policy: eab::EabPolicy,
+    /// Unseals EAB HMAC keys.
+    pub kek: Arc<pkid_backends::KeyEncryptionKey>,
 }
 
 pub struct AcmeServer {
@@ -211,7 +217,10 @@ impl AcmeServer {
         if let Some(tos) = &self.settings.terms_of_service {
             meta.insert("termsOfService".into(), json!(tos));
         }
-        meta.insert("externalAccountRequired".into(), json!(false));
+        meta.insert(
+            "externalAccountRequired".into(),
+            json!(self.settings.eab_policy != eab::EabPolicy::NotRequired),
+        );
         let profiles: Map<String, Value> = self
             .settings
             .profiles
@@ -347,6 +356,15 @@ impl AcmeServer {
         };
         let req: wire::NewAccount = auth.jws.json_payload()?;
         let thumbprint = jws::thumbprint(jwk)?;
+        let binding = match &req.external_account_binding {
+            Some(eab) => Some(self.check_binding(eab, jwk, links).await?),
+            None if self.settings.eab_policy == eab::EabPolicy::AlwaysRequired => {
+                return Err(Problem::external_account_required(
+                    "this directory requires an external account binding",
+                ))
+            }
+            None => None,
+        };
         if let Some(existing) = self.store.account_by_thumbprint(&thumbprint).await? {
             if existing.status != "valid" {
                 return Err(Problem::unauthorized(format!(
@@ -359,11 +377,6 @@ impl AcmeServer {
                     .header(http::header::LOCATION, links.account(&existing.id)),
             );
         }
-        if req.external_account_binding.is_some() {
-            return Err(Problem::malformed(
-                "externalAccountBinding is not enabled on this directory",
-            ));
-        }
         if req.only_return_existing {
             return Err(Problem::account_does_not_exist(
                 "no account exists for this key",
@@ -372,6 +385,11 @@ impl AcmeServer {
         if self.settings.terms_of_service.is_some() && !req.terms_of_service_agreed {
             return Err(Problem::user_action_required(
                 "the terms of service must be agreed to (termsOfServiceAgreed)",
+            ));
+        }
+        if binding.is_none() && self.settings.eab_policy == eab::EabPolicy::NewAccountRequired {
+            return Err(Problem::external_account_required(
+                "this directory requires an external account binding for new accounts",
             ));
         }
         let contact = wire::check_contacts(req.contact.as_deref().unwrap_or(&[]))?;
@@ -383,7 +401,11 @@ impl AcmeServer {
             contact: json!(contact).to_string(),
             created_at: now(),
         };
-        if !self.store.insert_account(&account).await? {
+        let outcome = self.store.insert_account(&account, binding.as_deref()).await?;
+        if outcome == crate::store::NewAccountOutcome::EabUsed {
+            return Err(Problem::unauthorized("this external account binding key was used already"));
+        }
+        if outcome == crate::store::NewAccountOutcome::KeyExists {
             // Another request registered this key at the same moment: return that account.
             let existing = self
                 .store
@@ -400,6 +422,29 @@ impl AcmeServer {
             Reply::json(StatusCode::CREATED, &wire::account_json(&account, links))
                 .header(http::header::LOCATION, links.account(&account.id)),
         )
+    }
+
+    /// Verify an external account binding; returns its key id.
+    async fn check_binding(&self, eab: &Value, jwk: &Map<String, Value>, links: &Links) -> Result<String, Problem> {
+        let binding = eab::parse(eab, &links.new_account(), jwk)?;
+        let (sealed, directory, bound) = self
+            .store
+            .eab_key(&binding.kid)
+            .await?
+            .ok_or_else(|| Problem::unauthorized("unknown external account binding key id"))?;
+        if directory != self.settings.directory {
+            return Err(Problem::unauthorized("this external account binding key is for another directory"));
+        }
+        let key = self
+            .settings
+            .kek
+            .open_pem(&sealed, eab::SEALED_AAD)
+            .map_err(|_| Problem::server_internal("the external account binding key cannot be unsealed"))?;
+        binding.verify(&key)?;
+        if bound.is_some() {
+            return Err(Problem::unauthorized("this external account binding key was used already"));
+        }
+        Ok(binding.kid)
     }
 
     async fn update_account(&self, id: &str, auth: Authenticated, links: &Links) -> AcmeResult {

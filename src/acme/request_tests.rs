@@ -31,7 +31,7 @@ async fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
     let store = Store::connect(&url, 2).await.unwrap();
-    let kek = pkid_backends::KeyEncryptionKey::generate();
+    let kek = Arc::new(pkid_backends::KeyEncryptionKey::generate());
     let (backend, _) = pkid_backends::SoftwareBackend::open_or_create(
         "test",
         &dir.path().join("ca"),
@@ -61,6 +61,9 @@ async fn harness() -> Harness {
         .collect(),
         default_profile: "tls-server".into(),
         pre_authorization: true,
+        directory: "default".into(),
+        eab_policy: super::eab::EabPolicy::NotRequired,
+        kek: kek.clone(),
     };
     let revocation = Arc::new(crate::revocation::Revocation::new(
         store.clone(),
