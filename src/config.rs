@@ -95,6 +95,12 @@ pub struct AcmeConfig {
     pub pre_authorization: bool,
     /// External account binding: `not-required`, `new-account-required`, `always-required`.
     pub external_account_binding: crate::acme::eab::EabPolicy,
+    /// Which identifiers this directory issues for.
+    pub policy: crate::acme::policy::IdentifierPolicy,
+    /// Hourly limits (429 rateLimited past them).
+    pub rate_limits: crate::acme::policy::RateLimits,
+    /// For ACME client authors; off by default.
+    pub test_mode: crate::acme::policy::TestMode,
     /// The profile an order gets when it names none.
     pub default_profile: String,
     /// Certificate profiles offered in the directory's `meta.profiles`.
@@ -194,6 +200,9 @@ impl Default for AcmeConfig {
             processing_timeout_secs: 300,
             pre_authorization: true,
             external_account_binding: crate::acme::eab::EabPolicy::NotRequired,
+            policy: Default::default(),
+            rate_limits: Default::default(),
+            test_mode: Default::default(),
             default_profile: "tls-server".into(),
             profiles: BTreeMap::from([
                 (

@@ -233,6 +233,9 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         pre_authorization: cfg.acme.pre_authorization,
         directory: "default".into(),
         eab_policy: cfg.acme.external_account_binding,
+        identifier_policy: cfg.acme.policy.clone(),
+        rate_limits: cfg.acme.rate_limits.clone(),
+        test_mode: cfg.acme.test_mode.clone(),
         kek,
     };
     let acme = Arc::new(AcmeServer::new(

@@ -565,6 +565,40 @@ impl Store {
             .collect::<std::result::Result<_, _>>()?)
     }
 
+    /// Orders an account created since `since`.
+    pub async fn orders_since(&self, account_id: &str, since: i64) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM orders WHERE account_id = $1 AND created_at > $2")
+            .bind(account_id)
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Seconds until the oldest order in the window leaves it.
+    pub async fn retry_after_orders(&self, account_id: &str, since: i64) -> Result<u64> {
+        let row = sqlx::query("SELECT MIN(created_at) AS t FROM orders WHERE account_id = $1 AND created_at > $2")
+            .bind(account_id)
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await?;
+        let oldest: Option<i64> = row.try_get("t")?;
+        Ok(oldest.map_or(60, |t| u64::try_from(t - since).unwrap_or(60).max(1)))
+    }
+
+    /// Authorizations created for an identifier since `since`, all accounts.
+    pub async fn authzs_since(&self, id_type: &str, id_value: &str, since: i64) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM authorizations WHERE id_type = $1 AND id_value = $2 AND created_at > $3",
+        )
+        .bind(id_type)
+        .bind(id_value)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("n")?)
+    }
+
     /// An order (not invalid) that already replaces the certificate `cert_id` (RFC 9773).
     pub async fn order_replacing(&self, cert_id: &str) -> Result<Option<String>> {
         let row = sqlx::query("SELECT id FROM orders WHERE replaces = $1 AND status <> 'invalid' LIMIT 1")

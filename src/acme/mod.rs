@@ -7,6 +7,7 @@ pub mod eab;
 pub mod jws;
 pub mod links;
 pub mod nonce;
+pub mod policy;
 pub mod problem;
 mod wire;
 
@@ -96,6 +97,9 @@ pub struct AcmeSettings {
     pub eab_policy: eab::EabPolicy,
     /// Unseals EAB HMAC keys.
     pub kek: Arc<pkid_backends::KeyEncryptionKey>,
+    pub identifier_policy: policy::IdentifierPolicy,
+    pub rate_limits: policy::RateLimits,
+    pub test_mode: policy::TestMode,
 }
 
 pub struct AcmeServer {
@@ -269,6 +273,9 @@ impl AcmeServer {
             .ok_or_else(|| Problem::bad_nonce("JWS has no anti-replay nonce"))?;
         // Cheap check before any database work; redeemed only after the signature verifies.
         self.nonces.check(&nonce)?;
+        if self.settings.test_mode.rejects_this_nonce() {
+            return Err(Problem::bad_nonce("test mode: this valid nonce was refused on purpose"));
+        }
         match &jws.url {
             None => return Err(Problem::malformed("JWS protected header has no url")),
             Some(u) if u != url => {
@@ -511,6 +518,8 @@ impl AcmeServer {
         if matches!(ident, Ident::Dns(d) if d.starts_with("*.")) {
             return Err(Problem::rejected_identifier("wildcard identifiers cannot be pre-authorized"));
         }
+        self.settings.identifier_policy.check(ident)?;
+        self.check_rate_limits(account, std::slice::from_ref(ident)).await?;
         let kinds: &[&str] = match ident {
             Ident::Dns(_) => &["http-01", "dns-01", "tls-alpn-01"],
             Ident::Ip(_) => &["http-01", "tls-alpn-01"],
@@ -529,6 +538,37 @@ impl AcmeServer {
         let challenges = self.store.challenges_of_authz(&authz.id).await?;
         Ok(Reply::json(StatusCode::CREATED, &wire::authz_json(&row, &challenges, links, created))
             .header(http::header::LOCATION, links.authz(&authz.id)))
+    }
+
+    /// `rateLimited` (429, with Retry-After) past the configured hourly limits.
+    async fn check_rate_limits(&self, account: &AccountRow, idents: &[Ident]) -> Result<(), Problem> {
+        let limits = &self.settings.rate_limits;
+        let since = now() - 3600;
+        if limits.orders_per_account_per_hour > 0 {
+            let n = self.store.orders_since(&account.id, since).await?;
+            if n >= i64::from(limits.orders_per_account_per_hour) {
+                return Err(Problem::rate_limited(format!(
+                    "this account created {n} orders in the last hour; the limit is {}",
+                    limits.orders_per_account_per_hour
+                ))
+                .with_retry_after(self.store.retry_after_orders(&account.id, since).await?));
+            }
+        }
+        if limits.authorizations_per_identifier_per_hour > 0 {
+            for ident in idents {
+                let value = ident.value();
+                let value = value.trim_start_matches("*.");
+                let n = self.store.authzs_since(ident.kind(), value, since).await?;
+                if n >= i64::from(limits.authorizations_per_identifier_per_hour) {
+                    return Err(Problem::rate_limited(format!(
+                        "{value} had {n} authorizations in the last hour; the limit is {}",
+                        limits.authorizations_per_identifier_per_hour
+                    ))
+                    .with_retry_after(600));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// RFC 9773 §4: the suggested renewal window of a certificate, by ARI certID.
@@ -612,6 +652,10 @@ impl AcmeServer {
                 ident.kind()
             )));
         }
+        for ident in &idents {
+            self.settings.identifier_policy.check(ident)?;
+        }
+        self.check_rate_limits(account, &idents).await?;
         if let Some(cert_id) = &req.replaces {
             self.check_replaces(cert_id, account, &idents).await?;
         }
@@ -957,10 +1001,15 @@ impl AcmeServer {
 
     async fn run_validation(&self, chall: ChallengeRow, ident: Ident, thumbprint: String) {
         let key_authorization = format!("{}.{}", chall.token, thumbprint);
-        let outcome = self
-            .validator
-            .validate(&chall.kind, &ident, &chall.token, &key_authorization)
-            .await;
+        let test_mode = &self.settings.test_mode;
+        tokio::time::sleep(test_mode.validation_delay()).await;
+        let outcome = if test_mode.enabled && test_mode.always_valid {
+            Ok(())
+        } else {
+            self.validator
+                .validate(&chall.kind, &ident, &chall.token, &key_authorization)
+                .await
+        };
         let (valid, error) = match &outcome {
             Ok(()) => (true, None),
             Err(p) => {

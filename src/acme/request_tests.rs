@@ -63,6 +63,9 @@ async fn harness() -> Harness {
         pre_authorization: true,
         directory: "default".into(),
         eab_policy: super::eab::EabPolicy::NotRequired,
+        identifier_policy: Default::default(),
+        rate_limits: Default::default(),
+        test_mode: Default::default(),
         kek: kek.clone(),
     };
     let revocation = Arc::new(crate::revocation::Revocation::new(
