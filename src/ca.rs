@@ -55,7 +55,8 @@ impl Profile {
     }
 
     pub fn allows(&self, identifier_type: &str) -> bool {
-        self.identifier_types.is_empty() || self.identifier_types.iter().any(|t| t == identifier_type)
+        self.identifier_types.is_empty()
+            || self.identifier_types.iter().any(|t| t == identifier_type)
     }
 }
 

@@ -121,9 +121,16 @@ pub async fn eab_create(cfg: &Config, note: &str) -> Result<(), BoxError> {
     let mut kid_bytes = [0u8; 12];
     rand::thread_rng().fill_bytes(&mut kid_bytes);
     let kid = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(kid_bytes);
-    let sealed = authorities.kek.seal_pem(key.as_ref(), crate::acme::eab::SEALED_AAD)?;
-    authorities.store.insert_eab_key(&kid, &sealed, "default", note).await?;
-    let key_b64 = zeroize::Zeroizing::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.as_ref()));
+    let sealed = authorities
+        .kek
+        .seal_pem(key.as_ref(), crate::acme::eab::SEALED_AAD)?;
+    authorities
+        .store
+        .insert_eab_key(&kid, &sealed, "default", note)
+        .await?;
+    let key_b64 = zeroize::Zeroizing::new(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.as_ref()),
+    );
     println!("kid: {kid}");
     println!("hmac_key: {}", key_b64.as_str());
     Ok(())

@@ -101,6 +101,11 @@ pub struct AcmeConfig {
     pub rate_limits: crate::acme::policy::RateLimits,
     /// For ACME client authors; off by default.
     pub test_mode: crate::acme::policy::TestMode,
+    /// Issuer domain names of this CA in CAA records (RFC 8659). A name with CAA `issue`
+    /// records naming none of these is refused.
+    pub caa_identities: Vec<String>,
+    /// Seconds after which CAA is checked again at finalize.
+    pub caa_recheck_secs: u64,
     /// The profile an order gets when it names none.
     pub default_profile: String,
     /// Certificate profiles offered in the directory's `meta.profiles`.
@@ -203,12 +208,16 @@ impl Default for AcmeConfig {
             policy: Default::default(),
             rate_limits: Default::default(),
             test_mode: Default::default(),
+            caa_identities: vec!["pkid.invalid".into()],
+            caa_recheck_secs: 8 * 3600,
             default_profile: "tls-server".into(),
             profiles: BTreeMap::from([
                 (
                     "tls-server".to_string(),
                     ProfileConfig {
-                        description: "TLS server certificate for DNS names and IP addresses, valid 90 days".into(),
+                        description:
+                            "TLS server certificate for DNS names and IP addresses, valid 90 days"
+                                .into(),
                         validity_days: 90,
                         client_auth: false,
                         identifier_types: vec!["dns".into(), "ip".into()],

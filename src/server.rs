@@ -222,7 +222,8 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
             .profiles
             .iter()
             .map(|(name, p)| {
-                let mut profile = Profile::tls_server(name, i64::from(p.validity_days.max(1)) * 86400);
+                let mut profile =
+                    Profile::tls_server(name, i64::from(p.validity_days.max(1)) * 86400);
                 profile.client_auth = p.client_auth;
                 profile.description = p.description.clone();
                 profile.identifier_types = p.identifier_types.clone();
@@ -236,6 +237,8 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         identifier_policy: cfg.acme.policy.clone(),
         rate_limits: cfg.acme.rate_limits.clone(),
         test_mode: cfg.acme.test_mode.clone(),
+        caa_identities: cfg.acme.caa_identities.clone(),
+        caa_recheck_secs: i64::try_from(cfg.acme.caa_recheck_secs).unwrap_or(28800),
         kek,
     };
     let acme = Arc::new(AcmeServer::new(

@@ -315,7 +315,11 @@ impl Store {
 
     /// Create an account; with `eab_kid`, bind (and so use up) that EAB key in the same
     /// transaction. Outcome: created, the key existed already, or the EAB key was used already.
-    pub async fn insert_account(&self, a: &AccountRow, eab_kid: Option<&str>) -> Result<NewAccountOutcome> {
+    pub async fn insert_account(
+        &self,
+        a: &AccountRow,
+        eab_kid: Option<&str>,
+    ) -> Result<NewAccountOutcome> {
         let mut tx = self.pool.begin().await?;
         let r = sqlx::query(
             "INSERT INTO accounts (id, thumbprint, jwk, status, contact, eab_kid, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
@@ -350,7 +354,13 @@ impl Store {
         Ok(NewAccountOutcome::Created)
     }
 
-    pub async fn insert_eab_key(&self, kid: &str, sealed_key: &str, directory: &str, note: &str) -> Result<()> {
+    pub async fn insert_eab_key(
+        &self,
+        kid: &str,
+        sealed_key: &str,
+        directory: &str,
+        note: &str,
+    ) -> Result<()> {
         sqlx::query("INSERT INTO eab_keys (kid, sealed_key, directory, note, created_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(kid)
             .bind(sealed_key)
@@ -364,13 +374,18 @@ impl Store {
 
     /// (sealed key, directory, bound account) of an EAB key id.
     pub async fn eab_key(&self, kid: &str) -> Result<Option<(String, String, Option<String>)>> {
-        let row = sqlx::query("SELECT sealed_key, directory, bound_account FROM eab_keys WHERE kid = $1")
-            .bind(kid)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT sealed_key, directory, bound_account FROM eab_keys WHERE kid = $1")
+                .bind(kid)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(row
             .map(|r| -> std::result::Result<_, sqlx::Error> {
-                Ok((r.try_get("sealed_key")?, r.try_get("directory")?, r.try_get("bound_account")?))
+                Ok((
+                    r.try_get("sealed_key")?,
+                    r.try_get("directory")?,
+                    r.try_get("bound_account")?,
+                ))
             })
             .transpose()?)
     }
@@ -567,21 +582,25 @@ impl Store {
 
     /// Orders an account created since `since`.
     pub async fn orders_since(&self, account_id: &str, since: i64) -> Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM orders WHERE account_id = $1 AND created_at > $2")
-            .bind(account_id)
-            .bind(since)
-            .fetch_one(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM orders WHERE account_id = $1 AND created_at > $2",
+        )
+        .bind(account_id)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
         Ok(row.try_get("n")?)
     }
 
     /// Seconds until the oldest order in the window leaves it.
     pub async fn retry_after_orders(&self, account_id: &str, since: i64) -> Result<u64> {
-        let row = sqlx::query("SELECT MIN(created_at) AS t FROM orders WHERE account_id = $1 AND created_at > $2")
-            .bind(account_id)
-            .bind(since)
-            .fetch_one(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT MIN(created_at) AS t FROM orders WHERE account_id = $1 AND created_at > $2",
+        )
+        .bind(account_id)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
         let oldest: Option<i64> = row.try_get("t")?;
         Ok(oldest.map_or(60, |t| u64::try_from(t - since).unwrap_or(60).max(1)))
     }
@@ -601,10 +620,12 @@ impl Store {
 
     /// An order (not invalid) that already replaces the certificate `cert_id` (RFC 9773).
     pub async fn order_replacing(&self, cert_id: &str) -> Result<Option<String>> {
-        let row = sqlx::query("SELECT id FROM orders WHERE replaces = $1 AND status <> 'invalid' LIMIT 1")
-            .bind(cert_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT id FROM orders WHERE replaces = $1 AND status <> 'invalid' LIMIT 1",
+        )
+        .bind(cert_id)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(|r| r.try_get("id")).transpose()?)
     }
 

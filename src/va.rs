@@ -40,6 +40,16 @@ pub struct ValidatorSettings<'a> {
     pub timeout: Duration,
 }
 
+/// What a CAA check is about (RFC 8659, RFC 8657).
+pub struct CaaQuery<'a> {
+    /// The base name (no `*.`).
+    pub domain: &'a str,
+    pub wildcard: bool,
+    pub account_uri: &'a str,
+    /// The challenge type that validated (`http-01`, …).
+    pub method: &'a str,
+}
+
 /// RFC 8737 §3: id-pe-acmeIdentifier, 1.3.6.1.5.5.7.1.31.
 const OID_ACME_IDENTIFIER: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 1, 31];
 
@@ -149,6 +159,79 @@ impl Validator {
                 ident.value()
             )))
         })
+    }
+
+    /// RFC 8659 §3: the relevant CAA RRset is the first one found walking from the name to the
+    /// top; issuance is allowed when there is none, or when an `issue`/`issuewild` record names
+    /// one of `identities` with matching RFC 8657 `accounturi`/`validationmethods`. A lookup
+    /// failure (SERVFAIL, timeout) never counts as permission.
+    pub async fn check_caa(
+        &self,
+        query: &CaaQuery<'_>,
+        identities: &[String],
+    ) -> Result<(), Problem> {
+        use hickory_resolver::proto::rr::rdata::caa::Property;
+        use hickory_resolver::proto::rr::{RData, RecordType};
+        let labels: Vec<&str> = query.domain.trim_end_matches('.').split('.').collect();
+        for start in 0..labels.len() {
+            let name = format!("{}.", labels[start..].join("."));
+            let records = match self.resolver.lookup(name.as_str(), RecordType::CAA).await {
+                Ok(lookup) => lookup
+                    .record_iter()
+                    .filter_map(|r| match r.data() {
+                        RData::CAA(caa) => Some(caa.clone()),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>(),
+                Err(e) if e.is_no_records_found() || e.is_nx_domain() => Vec::new(),
+                Err(e) => return Err(Problem::caa(format!(
+                    "CAA lookup of {name} failed ({e}); issuance is not allowed without an answer"
+                ))),
+            };
+            if records.is_empty() {
+                continue;
+            }
+            if records
+                .iter()
+                .any(|r| r.issuer_critical() && matches!(r.tag(), Property::Unknown(_)))
+            {
+                return Err(Problem::caa(format!(
+                    "{name} has a critical CAA property pkid does not know"
+                )));
+            }
+            let wild: Vec<_> = records.iter().filter(|r| r.tag().is_issuewild()).collect();
+            let relevant: Vec<_> = if query.wildcard && !wild.is_empty() {
+                wild
+            } else {
+                records.iter().filter(|r| r.tag().is_issue()).collect()
+            };
+            if relevant.is_empty() {
+                return Ok(());
+            }
+            let permitted = relevant.iter().any(|r| {
+                let Ok((Some(issuer), params)) = r.value_as_issue() else {
+                    return false;
+                };
+                let issuer = issuer.to_ascii().trim_end_matches('.').to_ascii_lowercase();
+                identities.iter().any(|id| id.eq_ignore_ascii_case(&issuer))
+                    && params.iter().all(|kv| match kv.key() {
+                        "accounturi" => kv.value() == query.account_uri,
+                        "validationmethods" => {
+                            kv.value().split(',').any(|m| m.trim() == query.method)
+                        }
+                        _ => true,
+                    })
+            });
+            return if permitted {
+                Ok(())
+            } else {
+                Err(Problem::caa(format!(
+                    "CAA records at {name} do not allow this CA to issue for {}",
+                    query.domain
+                )))
+            };
+        }
+        Ok(())
     }
 
     /// RFC 8555 §8.4.

@@ -47,15 +47,21 @@ fn decode(name: &str, s: &str) -> Result<Vec<u8>, Problem> {
 
 /// Check the binding's shape: HS256/384/512, a kid, the newAccount URL, no nonce, and the
 /// account's own public key as payload.
-pub fn parse(eab: &Value, new_account_url: &str, account_jwk: &Map<String, Value>) -> Result<Binding, Problem> {
+pub fn parse(
+    eab: &Value,
+    new_account_url: &str,
+    account_jwk: &Map<String, Value>,
+) -> Result<Binding, Problem> {
     let obj = eab
         .as_object()
         .ok_or_else(|| Problem::malformed("externalAccountBinding must be a flattened JWS"))?;
     let protected_b64 = field(obj, "protected")?;
     let payload_b64 = field(obj, "payload")?;
     let mac = decode("signature", field(obj, "signature")?)?;
-    let protected: Map<String, Value> = serde_json::from_slice(&decode("protected", protected_b64)?)
-        .map_err(|_| Problem::malformed("externalAccountBinding protected header is not JSON"))?;
+    let protected: Map<String, Value> =
+        serde_json::from_slice(&decode("protected", protected_b64)?).map_err(|_| {
+            Problem::malformed("externalAccountBinding protected header is not JSON")
+        })?;
     let alg = field(&protected, "alg")?.to_string();
     if !matches!(alg.as_str(), "HS256" | "HS384" | "HS512") {
         return Err(Problem::bad_signature_algorithm(format!(
@@ -64,18 +70,29 @@ pub fn parse(eab: &Value, new_account_url: &str, account_jwk: &Map<String, Value
         .with_algorithms(&["HS256", "HS384", "HS512"]));
     }
     if protected.contains_key("nonce") {
-        return Err(Problem::malformed("externalAccountBinding must not carry a nonce"));
+        return Err(Problem::malformed(
+            "externalAccountBinding must not carry a nonce",
+        ));
     }
     if field(&protected, "url")? != new_account_url {
-        return Err(Problem::malformed("externalAccountBinding url is not the newAccount URL"));
+        return Err(Problem::malformed(
+            "externalAccountBinding url is not the newAccount URL",
+        ));
     }
     let kid = field(&protected, "kid")?.to_string();
     let payload: Map<String, Value> = serde_json::from_slice(&decode("payload", payload_b64)?)
         .map_err(|_| Problem::malformed("externalAccountBinding payload is not a JWK"))?;
     if super::jws::thumbprint(&payload)? != super::jws::thumbprint(account_jwk)? {
-        return Err(Problem::unauthorized("externalAccountBinding binds another key than the account's"));
+        return Err(Problem::unauthorized(
+            "externalAccountBinding binds another key than the account's",
+        ));
     }
-    Ok(Binding { kid, alg, signing_input: format!("{protected_b64}.{payload_b64}").into_bytes(), mac })
+    Ok(Binding {
+        kid,
+        alg,
+        signing_input: format!("{protected_b64}.{payload_b64}").into_bytes(),
+        mac,
+    })
 }
 
 impl Binding {
@@ -87,7 +104,11 @@ impl Binding {
             "HS384" => hmac::HMAC_SHA384,
             _ => hmac::HMAC_SHA512,
         };
-        hmac::verify(&hmac::Key::new(alg, hmac_key), &self.signing_input, &self.mac)
-            .map_err(|_| Problem::unauthorized("externalAccountBinding MAC does not verify"))
+        hmac::verify(
+            &hmac::Key::new(alg, hmac_key),
+            &self.signing_input,
+            &self.mac,
+        )
+        .map_err(|_| Problem::unauthorized("externalAccountBinding MAC does not verify"))
     }
 }

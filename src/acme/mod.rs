@@ -100,6 +100,10 @@ pub struct AcmeSettings {
     pub identifier_policy: policy::IdentifierPolicy,
     pub rate_limits: policy::RateLimits,
     pub test_mode: policy::TestMode,
+    /// Issuer domain names this CA answers to in CAA `issue`/`issuewild` records.
+    pub caa_identities: Vec<String>,
+    /// CAA is checked again at finalize when the validation is older than this.
+    pub caa_recheck_secs: i64,
 }
 
 pub struct AcmeServer {
@@ -109,6 +113,12 @@ pub struct AcmeServer {
     ca: Arc<Ca>,
     revocation: Arc<Revocation>,
     settings: AcmeSettings,
+}
+
+/// What CAA needs to know beyond the name (RFC 8657 parameters).
+struct CaaContext {
+    account_uri: String,
+    wildcard: bool,
 }
 
 /// A request that passed JWS authentication.
@@ -274,7 +284,9 @@ impl AcmeServer {
         // Cheap check before any database work; redeemed only after the signature verifies.
         self.nonces.check(&nonce)?;
         if self.settings.test_mode.rejects_this_nonce() {
-            return Err(Problem::bad_nonce("test mode: this valid nonce was refused on purpose"));
+            return Err(Problem::bad_nonce(
+                "test mode: this valid nonce was refused on purpose",
+            ));
         }
         match &jws.url {
             None => return Err(Problem::malformed("JWS protected header has no url")),
@@ -335,7 +347,9 @@ impl AcmeServer {
             ["acct", id] => self.update_account(id, auth, links).await,
             ["acct", id, "orders"] => self.account_orders(id, 0, auth, links).await,
             ["acct", id, "orders", page] => {
-                let page = page.parse().map_err(|_| Problem::not_found("no such page"))?;
+                let page = page
+                    .parse()
+                    .map_err(|_| Problem::not_found("no such page"))?;
                 self.account_orders(id, page, auth, links).await
             }
             ["new-order"] => self.new_order(auth, links).await,
@@ -408,9 +422,14 @@ impl AcmeServer {
             contact: json!(contact).to_string(),
             created_at: now(),
         };
-        let outcome = self.store.insert_account(&account, binding.as_deref()).await?;
+        let outcome = self
+            .store
+            .insert_account(&account, binding.as_deref())
+            .await?;
         if outcome == crate::store::NewAccountOutcome::EabUsed {
-            return Err(Problem::unauthorized("this external account binding key was used already"));
+            return Err(Problem::unauthorized(
+                "this external account binding key was used already",
+            ));
         }
         if outcome == crate::store::NewAccountOutcome::KeyExists {
             // Another request registered this key at the same moment: return that account.
@@ -432,7 +451,12 @@ impl AcmeServer {
     }
 
     /// Verify an external account binding; returns its key id.
-    async fn check_binding(&self, eab: &Value, jwk: &Map<String, Value>, links: &Links) -> Result<String, Problem> {
+    async fn check_binding(
+        &self,
+        eab: &Value,
+        jwk: &Map<String, Value>,
+        links: &Links,
+    ) -> Result<String, Problem> {
         let binding = eab::parse(eab, &links.new_account(), jwk)?;
         let (sealed, directory, bound) = self
             .store
@@ -440,16 +464,22 @@ impl AcmeServer {
             .await?
             .ok_or_else(|| Problem::unauthorized("unknown external account binding key id"))?;
         if directory != self.settings.directory {
-            return Err(Problem::unauthorized("this external account binding key is for another directory"));
+            return Err(Problem::unauthorized(
+                "this external account binding key is for another directory",
+            ));
         }
         let key = self
             .settings
             .kek
             .open_pem(&sealed, eab::SEALED_AAD)
-            .map_err(|_| Problem::server_internal("the external account binding key cannot be unsealed"))?;
+            .map_err(|_| {
+                Problem::server_internal("the external account binding key cannot be unsealed")
+            })?;
         binding.verify(&key)?;
         if bound.is_some() {
-            return Err(Problem::unauthorized("this external account binding key was used already"));
+            return Err(Problem::unauthorized(
+                "this external account binding key was used already",
+            ));
         }
         Ok(binding.kid)
     }
@@ -490,15 +520,29 @@ impl AcmeServer {
     }
 
     /// RFC 8555 §7.1.2.1: the account's orders, newest first, 100 a page, `Link: rel="next"`.
-    async fn account_orders(&self, id: &str, page: i64, auth: Authenticated, links: &Links) -> AcmeResult {
+    async fn account_orders(
+        &self,
+        id: &str,
+        page: i64,
+        auth: Authenticated,
+        links: &Links,
+    ) -> AcmeResult {
         const PAGE: i64 = 100;
         let account = require_account(&auth)?;
         if account.id != id {
-            return Err(Problem::unauthorized("an account can only list its own orders"));
+            return Err(Problem::unauthorized(
+                "an account can only list its own orders",
+            ));
         }
-        let orders = self.store.orders_of_account(id, PAGE + 1, page.max(0) * PAGE).await?;
-        let urls: Vec<String> =
-            orders.iter().take(PAGE as usize).map(|o| links.order(&o.id)).collect();
+        let orders = self
+            .store
+            .orders_of_account(id, PAGE + 1, page.max(0) * PAGE)
+            .await?;
+        let urls: Vec<String> = orders
+            .iter()
+            .take(PAGE as usize)
+            .map(|o| links.order(&o.id))
+            .collect();
         let mut reply = Reply::json(StatusCode::OK, &json!({ "orders": urls }));
         if orders.len() as i64 > PAGE {
             let next = format!("{}/{}", links.account_orders(id), page.max(0) + 1);
@@ -516,10 +560,13 @@ impl AcmeServer {
             return Err(Problem::malformed("an identifier is required"));
         };
         if matches!(ident, Ident::Dns(d) if d.starts_with("*.")) {
-            return Err(Problem::rejected_identifier("wildcard identifiers cannot be pre-authorized"));
+            return Err(Problem::rejected_identifier(
+                "wildcard identifiers cannot be pre-authorized",
+            ));
         }
         self.settings.identifier_policy.check(ident)?;
-        self.check_rate_limits(account, std::slice::from_ref(ident)).await?;
+        self.check_rate_limits(account, std::slice::from_ref(ident))
+            .await?;
         let kinds: &[&str] = match ident {
             Ident::Dns(_) => &["http-01", "dns-01", "tls-alpn-01"],
             Ident::Ip(_) => &["http-01", "tls-alpn-01"],
@@ -531,17 +578,62 @@ impl AcmeServer {
             id_value: ident.value(),
             wildcard: false,
             expires: created + self.settings.order_lifetime_secs,
-            challenges: kinds.iter().map(|k| (random_id(12), k.to_string(), random_id(32))).collect(),
+            challenges: kinds
+                .iter()
+                .map(|k| (random_id(12), k.to_string(), random_id(32)))
+                .collect(),
         };
-        self.store.insert_authz(&account.id, &authz, created).await?;
+        self.store
+            .insert_authz(&account.id, &authz, created)
+            .await?;
         let row = self.owned_authz(&authz.id, account).await?;
         let challenges = self.store.challenges_of_authz(&authz.id).await?;
-        Ok(Reply::json(StatusCode::CREATED, &wire::authz_json(&row, &challenges, links, created))
-            .header(http::header::LOCATION, links.authz(&authz.id)))
+        Ok(Reply::json(
+            StatusCode::CREATED,
+            &wire::authz_json(&row, &challenges, links, created),
+        )
+        .header(http::header::LOCATION, links.authz(&authz.id)))
+    }
+
+    async fn check_caa(&self, domain: &str, caa: &CaaContext, method: &str) -> Result<(), Problem> {
+        let query = crate::va::CaaQuery {
+            domain,
+            wildcard: caa.wildcard,
+            account_uri: &caa.account_uri,
+            method,
+        };
+        self.validator
+            .check_caa(&query, &self.settings.caa_identities)
+            .await
+    }
+
+    /// RFC 8659 at finalize: CAA is checked again for DNS authorizations validated longer ago
+    /// than `caa_recheck_secs`.
+    async fn recheck_caa(&self, authzs: &[AuthzRow], links: &Links) -> Result<(), Problem> {
+        let at = now();
+        for authz in authzs.iter().filter(|a| a.id_type == "dns") {
+            let challenges = self.store.challenges_of_authz(&authz.id).await?;
+            let Some(chall) = challenges.iter().find(|c| c.status == "valid") else {
+                continue;
+            };
+            if at - chall.validated.unwrap_or(0) <= self.settings.caa_recheck_secs {
+                continue;
+            }
+            let caa = CaaContext {
+                account_uri: links.account(&authz.account_id),
+                wildcard: authz.wildcard,
+            };
+            self.check_caa(&authz.id_value, &caa, &chall.kind).await?;
+        }
+        Ok(())
     }
 
     /// `rateLimited` (429, with Retry-After) past the configured hourly limits.
-    async fn check_rate_limits(&self, account: &AccountRow, idents: &[Ident]) -> Result<(), Problem> {
+    async fn check_rate_limits(
+        &self,
+        account: &AccountRow,
+        idents: &[Ident],
+    ) -> Result<(), Problem> {
         let limits = &self.settings.rate_limits;
         let since = now() - 3600;
         if limits.orders_per_account_per_hour > 0 {
@@ -605,26 +697,39 @@ impl AcmeServer {
 
     /// RFC 9773 §5: `replaces` names a certificate of this account, shares an identifier with
     /// the new order, and is not replaced by another order already.
-    async fn check_replaces(&self, cert_id: &str, account: &AccountRow, idents: &[Ident]) -> Result<(), Problem> {
+    async fn check_replaces(
+        &self,
+        cert_id: &str,
+        account: &AccountRow,
+        idents: &[Ident],
+    ) -> Result<(), Problem> {
         let (_, serial) = wire::parse_ari_cert_id(cert_id)?;
         let cert = self
             .store
             .certificate(&serial)
             .await?
-            .filter(|c| c.status == "issued" && c.account_id.as_deref() == Some(account.id.as_str()))
+            .filter(|c| {
+                c.status == "issued" && c.account_id.as_deref() == Some(account.id.as_str())
+            })
             .ok_or_else(|| Problem::malformed("replaces names no certificate of this account"))?;
         let der = cert.der.clone().unwrap_or_default();
         let (_, parsed) = x509_parser::parse_x509_certificate(&der)
             .map_err(|_| Problem::server_internal("stored certificate is unreadable"))?;
         if wire::ari_cert_id(&parsed).as_deref() != Some(cert_id) {
-            return Err(Problem::malformed("replaces names no certificate of this account"));
+            return Err(Problem::malformed(
+                "replaces names no certificate of this account",
+            ));
         }
         let names = crate::ca::certificate_idents(&parsed);
         if !idents.iter().any(|i| names.contains(i)) {
-            return Err(Problem::malformed("the replaced certificate shares no identifier with this order"));
+            return Err(Problem::malformed(
+                "the replaced certificate shares no identifier with this order",
+            ));
         }
         if self.store.order_replacing(cert_id).await?.is_some() {
-            return Err(Problem::already_replaced("that certificate has been replaced by another order already"));
+            return Err(Problem::already_replaced(
+                "that certificate has been replaced by another order already",
+            ));
         }
         Ok(())
     }
@@ -640,7 +745,10 @@ impl AcmeServer {
             ));
         }
         let idents = wire::check_identifiers(&req.identifiers)?;
-        let profile_name = req.profile.clone().unwrap_or_else(|| self.settings.default_profile.clone());
+        let profile_name = req
+            .profile
+            .clone()
+            .unwrap_or_else(|| self.settings.default_profile.clone());
         let profile = self.settings.profiles.get(&profile_name).ok_or_else(|| {
             Problem::invalid_profile(format!(
                 "profile {profile_name:?} is not offered; see the directory's meta.profiles"
@@ -805,13 +913,19 @@ impl AcmeServer {
                 wanted.iter().map(Ident::value).collect::<Vec<_>>()
             )));
         }
-        let profile_name = order.profile_name.as_deref().unwrap_or(&self.settings.default_profile);
+        self.recheck_caa(&authzs, links).await?;
+        let profile_name = order
+            .profile_name
+            .as_deref()
+            .unwrap_or(&self.settings.default_profile);
         let profile = self
             .settings
             .profiles
             .get(profile_name)
             .cloned()
-            .ok_or_else(|| Problem::invalid_profile(format!("profile {profile_name:?} is no longer offered")))?;
+            .ok_or_else(|| {
+                Problem::invalid_profile(format!("profile {profile_name:?} is no longer offered"))
+            })?;
         let snapshot = serde_json::to_string(&profile).unwrap_or_default();
         if !self
             .store
@@ -984,9 +1098,13 @@ impl AcmeServer {
                     .and_then(|jwk| jws::thumbprint(&jwk))?;
                 let this = self.clone();
                 let chall_row = chall.clone();
-                tokio::spawn(
-                    async move { this.run_validation(chall_row, ident, thumbprint).await },
-                );
+                let caa = CaaContext {
+                    account_uri: links.account(&account.id),
+                    wildcard: authz.wildcard,
+                };
+                tokio::spawn(async move {
+                    this.run_validation(chall_row, ident, thumbprint, caa).await
+                });
             }
         }
         let mut reply = Reply::json(StatusCode::OK, &wire::challenge_json(&chall, links)).header(
@@ -999,16 +1117,27 @@ impl AcmeServer {
         Ok(reply)
     }
 
-    async fn run_validation(&self, chall: ChallengeRow, ident: Ident, thumbprint: String) {
+    async fn run_validation(
+        &self,
+        chall: ChallengeRow,
+        ident: Ident,
+        thumbprint: String,
+        caa: CaaContext,
+    ) {
         let key_authorization = format!("{}.{}", chall.token, thumbprint);
         let test_mode = &self.settings.test_mode;
         tokio::time::sleep(test_mode.validation_delay()).await;
         let outcome = if test_mode.enabled && test_mode.always_valid {
             Ok(())
         } else {
-            self.validator
+            let proven = self
+                .validator
                 .validate(&chall.kind, &ident, &chall.token, &key_authorization)
-                .await
+                .await;
+            match (&proven, &ident) {
+                (Ok(()), Ident::Dns(domain)) => self.check_caa(domain, &caa, &chall.kind).await,
+                _ => proven,
+            }
         };
         let (valid, error) = match &outcome {
             Ok(()) => (true, None),
@@ -1070,23 +1199,31 @@ impl AcmeServer {
         let inner = Jws::parse(&auth.jws.payload)
             .map_err(|p| Problem::malformed(format!("inner JWS: {}", p.detail)))?;
         let KeyRef::Jwk(new_key) = &inner.key else {
-            return Err(Problem::malformed("the inner JWS must carry the new key as jwk"));
+            return Err(Problem::malformed(
+                "the inner JWS must carry the new key as jwk",
+            ));
         };
         if inner.nonce.is_some() {
             return Err(Problem::malformed("the inner JWS must not have a nonce"));
         }
         if inner.url.as_deref() != Some(outer_url.as_str()) {
-            return Err(Problem::malformed("the inner JWS url must equal the outer url"));
+            return Err(Problem::malformed(
+                "the inner JWS url must equal the outer url",
+            ));
         }
         inner.verify(new_key)?;
         let req: wire::KeyChange = inner.json_payload()?;
         let account_url = links.account(&account.id);
         if req.account != account_url {
-            return Err(Problem::malformed("the inner payload's account is not the signer's"));
+            return Err(Problem::malformed(
+                "the inner payload's account is not the signer's",
+            ));
         }
         let old_thumbprint = jws::thumbprint(&req.old_key)?;
         if old_thumbprint != account.thumbprint {
-            return Err(Problem::malformed("oldKey is not the account's current key"));
+            return Err(Problem::malformed(
+                "oldKey is not the account's current key",
+            ));
         }
         let new_thumbprint = jws::thumbprint(new_key)?;
         if new_thumbprint == account.thumbprint {
@@ -1105,11 +1242,18 @@ impl AcmeServer {
             .await
         {
             Ok(true) => {}
-            Ok(false) => return Err(Problem::malformed("the account's key changed meanwhile; retry")),
+            Ok(false) => {
+                return Err(Problem::malformed(
+                    "the account's key changed meanwhile; retry",
+                ))
+            }
             Err(e) if e.is_unique_violation() => {
                 let other = self.store.account_by_thumbprint(&new_thumbprint).await?;
                 let location = other.map(|o| links.account(&o.id)).unwrap_or_default();
-                return Err(Problem::conflict("the new key belongs to another account", location));
+                return Err(Problem::conflict(
+                    "the new key belongs to another account",
+                    location,
+                ));
             }
             Err(e) => return Err(e.into()),
         }
@@ -1119,8 +1263,10 @@ impl AcmeServer {
             .account(&account.id)
             .await?
             .ok_or_else(|| Problem::account_does_not_exist("account vanished"))?;
-        Ok(Reply::json(StatusCode::OK, &wire::account_json(&account, links))
-            .header(http::header::LOCATION, account_url))
+        Ok(
+            Reply::json(StatusCode::OK, &wire::account_json(&account, links))
+                .header(http::header::LOCATION, account_url),
+        )
     }
 
     /// RFC 8555 §7.6: by the account that holds the certificate, or signed by the certificate's key.

@@ -57,12 +57,17 @@ impl TestMode {
         if !self.enabled || self.validation_delay_max_ms == 0 {
             return std::time::Duration::ZERO;
         }
-        std::time::Duration::from_millis(rand::thread_rng().gen_range(0..=self.validation_delay_max_ms))
+        std::time::Duration::from_millis(
+            rand::thread_rng().gen_range(0..=self.validation_delay_max_ms),
+        )
     }
 }
 
 fn suffix_matches(name: &str, suffix: &str) -> bool {
-    let suffix = suffix.trim_start_matches("*.").trim_start_matches('.').to_ascii_lowercase();
+    let suffix = suffix
+        .trim_start_matches("*.")
+        .trim_start_matches('.')
+        .to_ascii_lowercase();
     name == suffix || name.ends_with(&format!(".{suffix}"))
 }
 
@@ -72,16 +77,26 @@ pub fn in_range(ip: &IpAddr, cidr: &str) -> bool {
         Some((n, b)) => (n, b.parse::<u32>().ok()),
         None => (cidr, None),
     };
-    let Ok(net) = net.parse::<IpAddr>() else { return false };
+    let Ok(net) = net.parse::<IpAddr>() else {
+        return false;
+    };
     match (ip, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) => {
             let bits = bits.unwrap_or(32).min(32);
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
             u32::from(*a) & mask == u32::from(n) & mask
         }
         (IpAddr::V6(a), IpAddr::V6(n)) => {
             let bits = bits.unwrap_or(128).min(128);
-            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
             u128::from(*a) & mask == u128::from(n) & mask
         }
         _ => false,
@@ -94,9 +109,15 @@ impl IdentifierPolicy {
         let allowed = match ident {
             Ident::Dns(d) => {
                 let name = d.trim_start_matches("*.");
-                !self.denied_dns_suffixes.iter().any(|s| suffix_matches(name, s))
+                !self
+                    .denied_dns_suffixes
+                    .iter()
+                    .any(|s| suffix_matches(name, s))
                     && (self.allowed_dns_suffixes.is_empty()
-                        || self.allowed_dns_suffixes.iter().any(|s| suffix_matches(name, s)))
+                        || self
+                            .allowed_dns_suffixes
+                            .iter()
+                            .any(|s| suffix_matches(name, s)))
             }
             Ident::Ip(ip) => {
                 !self.denied_ip_ranges.iter().any(|r| in_range(ip, r))
@@ -137,6 +158,8 @@ mod tests {
         assert!(p.check(&Ident::Ip("127.0.0.2".parse().unwrap())).is_err());
         assert!(p.check(&Ident::Ip("10.0.0.1".parse().unwrap())).is_err());
         assert!(p.check(&Ident::Ip("::1".parse().unwrap())).is_ok());
-        assert!(IdentifierPolicy::default().check(&Ident::Dns("any.test".into())).is_ok());
+        assert!(IdentifierPolicy::default()
+            .check(&Ident::Dns("any.test".into()))
+            .is_ok());
     }
 }

@@ -54,8 +54,14 @@ async fn harness() -> Harness {
         authz_reuse_secs: 3600,
         terms_of_service: None,
         profiles: [
-            ("tls-server".to_string(), Profile::tls_server("tls-server", 90 * 86400)),
-            ("short-lived".to_string(), Profile::tls_server("short-lived", 7 * 86400)),
+            (
+                "tls-server".to_string(),
+                Profile::tls_server("tls-server", 90 * 86400),
+            ),
+            (
+                "short-lived".to_string(),
+                Profile::tls_server("short-lived", 7 * 86400),
+            ),
         ]
         .into_iter()
         .collect(),
@@ -66,6 +72,8 @@ async fn harness() -> Harness {
         identifier_policy: Default::default(),
         rate_limits: Default::default(),
         test_mode: Default::default(),
+        caa_identities: vec!["pkid.invalid".into()],
+        caa_recheck_secs: 28800,
         kek: kek.clone(),
     };
     let revocation = Arc::new(crate::revocation::Revocation::new(
@@ -704,8 +712,16 @@ async fn get_on_a_post_resource_is_405() {
 fn key_change_body(h_kid: &str, old: &Key, new: &Key, nonce: &str) -> Vec<u8> {
     let url = format!("{ORIGIN}/acme/key-change");
     let inner_payload = serde_json::to_vec(&json!({"account": h_kid, "oldKey": old.jwk})).unwrap();
-    let inner = sign(new, json!({"alg":"ES256","jwk":new.jwk,"url":url}), &inner_payload);
-    sign(old, json!({"alg":"ES256","kid":h_kid,"nonce":nonce,"url":url}), &inner)
+    let inner = sign(
+        new,
+        json!({"alg":"ES256","jwk":new.jwk,"url":url}),
+        &inner_payload,
+    );
+    sign(
+        old,
+        json!({"alg":"ES256","kid":h_kid,"nonce":nonce,"url":url}),
+        &inner,
+    )
 }
 
 async fn lookup(h: &Harness, k: &Key) -> Reply {
@@ -727,25 +743,51 @@ async fn key_change_rolls_the_account_key_over() {
     let (other_key, other_kid) = h.account().await;
 
     let n = h.nonce().await;
-    let r = h.post("/acme/key-change", key_change_body(&kid, &old, &other_key, &n)).await;
+    let r = h
+        .post(
+            "/acme/key-change",
+            key_change_body(&kid, &old, &other_key, &n),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
-    let location = r.headers.iter().find(|(n, _)| n == http::header::LOCATION).unwrap();
+    let location = r
+        .headers
+        .iter()
+        .find(|(n, _)| n == http::header::LOCATION)
+        .unwrap();
     assert_eq!(location.1, other_kid);
 
     let new = key();
     let n = h.nonce().await;
-    let r = h.post("/acme/key-change", key_change_body(&kid, &old, &new, &n)).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
+    let r = h
+        .post("/acme/key-change", key_change_body(&kid, &old, &new, &n))
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
 
     let found = lookup(&h, &new).await;
     assert_eq!(found.status, StatusCode::OK);
-    let location = found.headers.iter().find(|(n, _)| n == http::header::LOCATION).unwrap();
+    let location = found
+        .headers
+        .iter()
+        .find(|(n, _)| n == http::header::LOCATION)
+        .unwrap();
     assert_eq!(location.1, kid);
     assert_eq!(problem_type(&lookup(&h, &old).await), "accountDoesNotExist");
 
     // The old key can no longer sign for the account.
     let n = h.nonce().await;
-    let body = sign(&old, json!({"alg":"ES256","kid":kid,"nonce":n,"url":format!("{ORIGIN}/acme/new-order")}),
-        br#"{"identifiers":[{"type":"dns","value":"a.pkid.test"}]}"#);
-    assert_eq!(problem_type(&h.post("/acme/new-order", body).await), "malformed");
+    let body = sign(
+        &old,
+        json!({"alg":"ES256","kid":kid,"nonce":n,"url":format!("{ORIGIN}/acme/new-order")}),
+        br#"{"identifiers":[{"type":"dns","value":"a.pkid.test"}]}"#,
+    );
+    assert_eq!(
+        problem_type(&h.post("/acme/new-order", body).await),
+        "malformed"
+    );
 }

@@ -68,11 +68,20 @@ pub fn ari_cert_id(cert: &x509_parser::certificate::X509Certificate<'_>) -> Opti
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
     use x509_parser::extensions::ParsedExtension;
-    let aki = cert.extensions().iter().find_map(|e| match e.parsed_extension() {
-        ParsedExtension::AuthorityKeyIdentifier(aki) => aki.key_identifier.as_ref().map(|k| k.0.to_vec()),
-        _ => None,
-    })?;
-    Some(format!("{}.{}", URL_SAFE_NO_PAD.encode(aki), URL_SAFE_NO_PAD.encode(cert.raw_serial())))
+    let aki = cert
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                aki.key_identifier.as_ref().map(|k| k.0.to_vec())
+            }
+            _ => None,
+        })?;
+    Some(format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(aki),
+        URL_SAFE_NO_PAD.encode(cert.raw_serial())
+    ))
 }
 
 /// Split an ARI certID into (AKI key identifier, serial as lowercase hex).

@@ -1,0 +1,179 @@
+//! Issuance safety, driven by the test client: one order issues at most one certificate however
+//! its finalization races (RFC 8555 §7.4: finalize only from `ready`, else `orderNotReady`), and an
+//! order survives a server stop (SIGTERM) or crash (SIGKILL) between authorization and
+//! finalization.
+
+use std::time::Duration;
+
+use crate::certs::{check_issued, pem_chain};
+use crate::client::{csr_der, finalize_payload, AcmeClient, Http01Responder, Response};
+use crate::env::{within, Environment};
+
+const TEST_BOUND: Duration = Duration::from_secs(120);
+
+/// Two finalize requests for one ready order, each with its own fresh nonce, sent at once.
+/// Acceptable: each answer is 200 with the order (processing or valid) or 403 `orderNotReady`;
+/// at least one is 200; every certificate URL seen is the same one; it is stable on re-fetch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_finalize_issues_one_certificate() {
+    let env = Environment::start().await;
+    within(TEST_BOUND, async {
+        let responder = Http01Responder::bind(env.http01_port).await;
+        let mut client = AcmeClient::new(&env.pkid.directory_url(), &env.pkid.root_pem()).await;
+        let names = ["d.pkid.test"];
+        let order = client.ready_order(&names, &responder).await;
+
+        let csr = csr_der(&names);
+        let payload = finalize_payload(&csr);
+        let url = order.finalize_url();
+        let first = client.jws(&url, Some(&payload), &client.new_nonce().await);
+        let second = client.jws(&url, Some(&payload), &client.new_nonce().await);
+        let (first, second) = tokio::join!(
+            client.post_raw(&url, &first, None),
+            client.post_raw(&url, &second, None)
+        );
+
+        // Shown with --nocapture: which way the race went.
+        eprintln!(
+            "concurrent finalize answers:\n  {}\n  {}",
+            first.describe(),
+            second.describe()
+        );
+        let mut certificate_urls = Vec::new();
+        let mut accepted = 0;
+        for answer in [&first, &second] {
+            match answer.status {
+                200 => {
+                    accepted += 1;
+                    check_finalize_accepted(answer, &order.url);
+                    certificate_urls
+                        .extend(answer.json()["certificate"].as_str().map(str::to_owned));
+                }
+                403 => assert_eq!(
+                    answer.problem_type().as_deref(),
+                    Some("urn:ietf:params:acme:error:orderNotReady"),
+                    "a refused concurrent finalize: {}",
+                    answer.describe()
+                ),
+                _ => panic!("unexpected finalize answer: {}", answer.describe()),
+            }
+        }
+        assert!(
+            accepted >= 1,
+            "neither finalize was accepted:\n{}\n{}",
+            first.describe(),
+            second.describe()
+        );
+
+        let issued = client.wait_valid(&order).await;
+        let certificate_url = issued
+            .certificate_url()
+            .unwrap_or_else(|| panic!("valid order without certificate: {}", issued.body));
+        for seen in &certificate_urls {
+            assert_eq!(seen, &certificate_url, "two certificate URLs for one order");
+        }
+        for _ in 0..2 {
+            let again = client.fetch_order(&order.url).await;
+            assert_eq!(
+                again.certificate_url().as_deref(),
+                Some(certificate_url.as_str()),
+                "certificate URL changed on re-fetch: {}",
+                again.body
+            );
+        }
+
+        let chain = client.download_certificate(&certificate_url).await;
+        let again = client.download_certificate(&certificate_url).await;
+        assert_eq!(
+            pem_chain(&chain)[0],
+            pem_chain(&again)[0],
+            "same leaf on re-download"
+        );
+        check_issued(
+            &env.pkid.root_pem_path(),
+            &chain,
+            &names,
+            &env.subdir("checks"),
+        );
+    })
+    .await;
+}
+
+/// A 200 answer to finalize: the order, processing or already valid, at the order's URL.
+fn check_finalize_accepted(answer: &Response, order_url: &str) {
+    let body = answer.json();
+    let status = body["status"].as_str().unwrap_or("");
+    assert!(
+        status == "processing" || status == "valid",
+        "finalize answered 200 with an order that is {status}: {body}"
+    );
+    if let Some(location) = answer.location() {
+        assert_eq!(location, order_url, "finalize Location is the order");
+    }
+}
+
+/// How pkid goes down between authorization and finalization.
+enum Interruption {
+    /// SIGTERM: a graceful stop.
+    Stop,
+    /// SIGKILL: a crash.
+    Kill9,
+}
+
+/// newAccount, newOrder and a valid http-01 challenge; pkid is stopped (SIGTERM) and started again
+/// on the same data folder and port; the same account then finalizes, and the certificate verifies
+/// against a root that did not change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_between_new_order_and_finalize() {
+    finalize_after_interruption(Interruption::Stop, &["e.pkid.test", "f.pkid.test"]).await;
+}
+
+/// As above, but pkid is killed with SIGKILL: committed state must survive a crash too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_between_new_order_and_finalize() {
+    finalize_after_interruption(Interruption::Kill9, &["g.pkid.test"]).await;
+}
+
+async fn finalize_after_interruption(interruption: Interruption, names: &[&str]) {
+    let mut env = Environment::start().await;
+    let root_before = env.pkid.root_pem();
+    let responder = Http01Responder::bind(env.http01_port).await;
+    let mut client = AcmeClient::new(&env.pkid.directory_url(), &root_before).await;
+    let order = within(TEST_BOUND, client.ready_order(names, &responder)).await;
+
+    match interruption {
+        Interruption::Stop => env.pkid.stop(),
+        Interruption::Kill9 => env.pkid.kill9(),
+    }
+    env.pkid.restart().await;
+    let root_after = env.pkid.root_pem();
+    assert!(
+        root_after == root_before,
+        "root.pem changed across a restart:\nbefore:\n{}\nafter:\n{}",
+        String::from_utf8_lossy(&root_before),
+        String::from_utf8_lossy(&root_after)
+    );
+    client.reconnect(&root_before);
+
+    within(TEST_BOUND, async {
+        let answer = client.finalize(&order, &csr_der(names)).await;
+        assert_eq!(
+            answer.status,
+            200,
+            "finalize after restart: {}",
+            answer.describe()
+        );
+        let issued = client.wait_valid(&order).await;
+        let certificate_url = issued
+            .certificate_url()
+            .unwrap_or_else(|| panic!("valid order without certificate: {}", issued.body));
+        let chain = client.download_certificate(&certificate_url).await;
+        check_issued(
+            &env.pkid.root_pem_path(),
+            &chain,
+            names,
+            &env.subdir("checks"),
+        );
+    })
+    .await;
+}

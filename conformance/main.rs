@@ -1,0 +1,15 @@
+//! pkid's conformance suite: the project's one integration-test binary. Real third-party clients
+//! (lego, certbot) and a small Rust ACME client drive a real `pkid serve` process on loopback, and
+//! the results are checked with the tools a user would use (`openssl verify`, x509-parser).
+//!
+//! Run everything, installing what is missing, with `./conformance/run`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod certs;
+mod client;
+mod env;
+mod issuance;
+mod jws;
+mod pkid;
+mod third_party;

@@ -1,0 +1,190 @@
+//! The pkid process under test, as an RAII guard: spawned with its configuration in the
+//! environment, ready once its ACME directory answers 200, stopped, killed and restarted by PID on
+//! the same data folder and port. Its output goes to files that are printed when a test fails.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::client::https_client;
+use crate::env::{free_port, read_log, ChildGuard, Dns};
+
+/// How long pkid may take from spawn to a 200 on its directory.
+const READY_BOUND: Duration = Duration::from_secs(20);
+/// How long pkid may take to exit after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// The pkid binary: `PKID_BIN` if set, else the one cargo built for this test binary.
+fn pkid_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("PKID_BIN") {
+        return PathBuf::from(bin);
+    }
+    match option_env!("CARGO_BIN_EXE_pkid") {
+        Some(bin) => PathBuf::from(bin),
+        None => panic!(
+            "no pkid binary: set PKID_BIN or run through `cargo test --test conformance`, \
+             which builds it"
+        ),
+    }
+}
+
+pub struct Pkid {
+    bin: PathBuf,
+    /// The working directory pkid runs in (a fresh folder per test).
+    work_dir: PathBuf,
+    data_dir: PathBuf,
+    port: u16,
+    /// The plain-HTTP listener (CRLs, OCSP).
+    http_port: u16,
+    http01_port: u16,
+    dns_addr: String,
+    /// One (stdout, stderr) pair of log files per start.
+    logs: Vec<(PathBuf, PathBuf)>,
+    child: Option<ChildGuard>,
+}
+
+impl Pkid {
+    /// Spawns `pkid serve` in `<dir>/pkid` and waits until it is ready.
+    pub async fn start(dir: &Path, dns: &Dns, http01_port: u16) -> Pkid {
+        let work_dir = dir.join("pkid");
+        std::fs::create_dir_all(&work_dir).expect("create pkid's working folder");
+        let mut pkid = Pkid {
+            bin: pkid_bin(),
+            data_dir: work_dir.join("data"),
+            work_dir,
+            port: free_port(),
+            http_port: free_port(),
+            http01_port,
+            dns_addr: dns.addr.clone(),
+            logs: Vec::new(),
+            child: None,
+        };
+        pkid.spawn_and_wait().await;
+        pkid
+    }
+
+    pub fn directory_url(&self) -> String {
+        format!("https://127.0.0.1:{}/acme/directory", self.port)
+    }
+
+    /// The plain-HTTP listener (CRLs, OCSP); certificates carry its URLs.
+    fn http_listen(&self) -> String {
+        format!("127.0.0.1:{}", self.http_port)
+    }
+
+    /// The CA root pkid wrote; it issues pkid's own TLS certificate and every leaf.
+    pub fn root_pem_path(&self) -> PathBuf {
+        self.data_dir.join("root.pem")
+    }
+
+    pub fn root_pem(&self) -> Vec<u8> {
+        std::fs::read(self.root_pem_path())
+            .unwrap_or_else(|err| panic!("read {}: {err}", self.root_pem_path().display()))
+    }
+
+    /// SIGTERM by PID, then SIGKILL if pkid has not exited within the grace period.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if child.terminate(STOP_GRACE).is_none() {
+                eprintln!("pkid did not exit within {STOP_GRACE:?} of SIGTERM: killed");
+            }
+        }
+    }
+
+    /// SIGKILL by PID: a crash, with no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill();
+        }
+    }
+
+    /// Stops pkid if it runs, then starts it again on the same data folder and port.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn_and_wait().await;
+    }
+
+    /// Everything pkid printed, every start in order.
+    pub fn logs(&self) -> String {
+        let mut text = String::new();
+        for (run, (stdout, stderr)) in self.logs.iter().enumerate() {
+            text.push_str(&format!("--- pkid run {run} stderr ---\n"));
+            text.push_str(&read_log(stderr));
+            text.push_str(&format!("--- pkid run {run} stdout ---\n"));
+            text.push_str(&read_log(stdout));
+        }
+        text
+    }
+
+    async fn spawn_and_wait(&mut self) {
+        let run = self.logs.len();
+        let stdout_log = self.work_dir.join(format!("pkid-{run}.stdout"));
+        let stderr_log = self.work_dir.join(format!("pkid-{run}.stderr"));
+        let stdout = File::create(&stdout_log).expect("create pkid's stdout log");
+        let stderr = File::create(&stderr_log).expect("create pkid's stderr log");
+        self.logs.push((stdout_log, stderr_log));
+
+        let mut command = Command::new(&self.bin);
+        command
+            .arg("serve")
+            .current_dir(&self.work_dir)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
+        // Only this test's configuration: nothing inherited from the developer's shell.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("PKID_") {
+                command.env_remove(key);
+            }
+        }
+        command
+            .env("PKID_DATA_DIR", &self.data_dir)
+            .env("PKID_SERVER__LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("PKID_SERVER__HTTP_LISTEN", self.http_listen())
+            .env("PKID_ACME__HTTP01_PORT", self.http01_port.to_string())
+            .env("PKID_ACME__DNS_RESOLVER", &self.dns_addr)
+            .env("PKID_LOG__LEVEL", "debug");
+        self.child = Some(ChildGuard::spawn("pkid", &mut command));
+        self.wait_ready().await;
+    }
+
+    /// Polls the directory until it answers 200; panics with pkid's output if pkid exits or the
+    /// bound passes.
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + READY_BOUND;
+        let mut last_error = String::from("root.pem not written yet");
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().and_then(ChildGuard::try_exit_status) {
+                // The guard's Drop prints pkid's output.
+                panic!("pkid exited during start-up with {status}");
+            }
+            if let Ok(root) = std::fs::read(self.root_pem_path()) {
+                match https_client(&root) {
+                    Ok(http) => match http.get(self.directory_url()).send().await {
+                        Ok(response) if response.status().as_u16() == 200 => return,
+                        Ok(response) => last_error = format!("status {}", response.status()),
+                        Err(err) => last_error = format!("{err:?}"),
+                    },
+                    Err(err) => last_error = err,
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "pkid not ready within {READY_BOUND:?} at {} (last: {last_error})",
+            self.directory_url()
+        );
+    }
+}
+
+impl Drop for Pkid {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill();
+        }
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+    }
+}
