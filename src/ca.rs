@@ -24,7 +24,7 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::csr::{CheckedCsr, Ident};
-use crate::store::{PendingCertificate, Store};
+use crate::store::{IssuedRecord, PendingCertificate, Store};
 
 /// What an order is issued under, snapshotted into the order at finalize.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -205,33 +205,58 @@ impl Ca {
                 not_after: not_after.unix_timestamp(),
             },
         };
-        let chain = match self.backend.issue(request, &journal).await {
-            Ok(Issuance::Issued { chain }) => chain,
-            Ok(Issuance::Pending { .. }) => return Err(IssueError::Pending),
+        let first = self.backend.issue(request, &journal).await;
+        let chain = match self.finish_pending(first).await {
+            Ok(chain) => chain,
             Err(e) => {
                 self.store.abandon_tbs(&serial_hex).await?;
-                return Err(e.into());
+                return Err(e);
             }
         };
         let Some(leaf) = chain.first() else {
             self.store.abandon_tbs(&serial_hex).await?;
-            return Err(IssueError::Mismatch(
-                "the backend returned an empty chain".into(),
-            ));
+            return Err(IssueError::Mismatch("the backend returned an empty chain".into()));
         };
         if let Err(e) = check_leaf(leaf, csr) {
             self.store.abandon_tbs(&serial_hex).await?;
             return Err(e);
         }
+        let (_, parsed) = X509Certificate::from_der(leaf)
+            .map_err(|e| IssueError::Mismatch(format!("unparseable certificate: {e}")))?;
+        let leaf_serial = hex::encode(parsed.raw_serial());
+        if leaf_serial != serial_hex {
+            // An upstream CA picked its own serial; ours stays recorded as unused.
+            self.store.abandon_tbs(&serial_hex).await?;
+        }
         let chain_pem: String = chain.iter().map(|der| to_pem("CERTIFICATE", der)).collect();
-        self.store
-            .complete_issuance(&serial_hex, leaf, &chain_pem, order_id)
-            .await?;
-        Ok(IssuedCert {
-            serial: serial_hex,
-            der: leaf.clone(),
-            chain_pem,
-        })
+        let record = IssuedRecord {
+            serial: &leaf_serial,
+            tbs: parsed.tbs_certificate.as_ref(),
+            der: leaf,
+            chain_pem: &chain_pem,
+        };
+        self.store.complete_issuance(&record, &journal.pending).await?;
+        Ok(IssuedCert { serial: leaf_serial, der: leaf.clone(), chain_pem })
+    }
+
+    /// A backend that answered `Pending` (a slow upstream) is polled, within a bound.
+    async fn finish_pending(&self, first: Result<Issuance, BackendError>) -> Result<Vec<Vec<u8>>, IssueError> {
+        const POLL_BOUND: std::time::Duration = std::time::Duration::from_secs(120);
+        let started = std::time::Instant::now();
+        let mut outcome = first?;
+        loop {
+            match outcome {
+                Issuance::Issued { chain } => return Ok(chain),
+                Issuance::Pending { upstream_ref, retry_after } => {
+                    if started.elapsed() >= POLL_BOUND {
+                        return Err(IssueError::Pending);
+                    }
+                    let wait = retry_after.clamp(std::time::Duration::from_millis(200), std::time::Duration::from_secs(10));
+                    tokio::time::sleep(wait).await;
+                    outcome = self.backend.poll(&upstream_ref).await?;
+                }
+            }
+        }
     }
 }
 

@@ -148,3 +148,27 @@ pub async fn eab_list(cfg: &Config) -> Result<(), BoxError> {
     }
     Ok(())
 }
+
+/// `pkid ca create NAME`: create the CA material of a configured backend now (a software
+/// hierarchy, or a PKCS#11 key and its certificate) instead of at the first start, and show it.
+/// Existing material is kept: this never replaces a CA.
+pub async fn ca_create(cfg: &Config, name: &str) -> Result<(), BoxError> {
+    if !cfg.backends.contains_key(name) {
+        return Err(format!("no backend named {name:?} in the configuration ([backends.{name}])").into());
+    }
+    let authorities = open_authorities(cfg).await?;
+    let ca = authorities
+        .cas
+        .iter()
+        .find(|c| c.name == name)
+        .ok_or_else(|| format!("backend {name:?} did not open"))?;
+    let chain = ca.backend.ca_chain();
+    if chain.is_empty() {
+        println!("{name}: an upstream CA; its chain is known after the first issuance");
+    }
+    for der in chain {
+        let (_, cert) = X509Certificate::from_der(&der).map_err(|e| format!("CA certificate: {e}"))?;
+        println!("{name}: {} issued by {} until {}", cert.subject(), cert.issuer(), cert.validity().not_after);
+    }
+    Ok(())
+}

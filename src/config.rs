@@ -23,6 +23,31 @@ pub struct Config {
     pub ca: CaConfig,
     pub acme: AcmeConfig,
     pub log: LogConfig,
+    /// Signing backends by name. `default`, a software CA, always exists: it issues pkid's own
+    /// TLS certificate and its root is `root.pem`.
+    pub backends: BTreeMap<String, BackendSpec>,
+}
+
+fn default_algorithm() -> pkid_backends::KeyAlgorithm {
+    pkid_backends::KeyAlgorithm::EcdsaP256
+}
+
+/// One named signing backend: who issues, and who holds the key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum BackendSpec {
+    /// A root + intermediate hierarchy created on first start in `<data_dir>/ca` (`default`)
+    /// or `<data_dir>/ca-<name>`, keys sealed with the key-encryption key.
+    Software {
+        #[serde(default = "default_algorithm")]
+        algorithm: pkid_backends::KeyAlgorithm,
+    },
+    /// An issuing key inside a PKCS#11 token (see the backends crate for the keys).
+    Pkcs11(serde_json::Map<String, serde_json::Value>),
+    /// An upstream ACME CA; pkid is its RA front-end.
+    Acme(serde_json::Map<String, serde_json::Value>),
+    /// A `cfssl serve` remote signer.
+    Cfssl(serde_json::Map<String, serde_json::Value>),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -106,6 +131,8 @@ pub struct AcmeConfig {
     pub caa_identities: Vec<String>,
     /// Seconds after which CAA is checked again at finalize.
     pub caa_recheck_secs: u64,
+    /// The backend (a name under `[backends]`) ACME orders are issued through.
+    pub backend: String,
     /// The profile an order gets when it names none.
     pub default_profile: String,
     /// Certificate profiles offered in the directory's `meta.profiles`.
@@ -152,6 +179,10 @@ impl Default for Config {
             ca: CaConfig::default(),
             acme: AcmeConfig::default(),
             log: LogConfig::default(),
+            backends: BTreeMap::from([(
+                "default".to_string(),
+                BackendSpec::Software { algorithm: pkid_backends::KeyAlgorithm::EcdsaP256 },
+            )]),
         }
     }
 }
@@ -210,6 +241,7 @@ impl Default for AcmeConfig {
             test_mode: Default::default(),
             caa_identities: vec!["pkid.invalid".into()],
             caa_recheck_secs: 8 * 3600,
+            backend: "default".into(),
             default_profile: "tls-server".into(),
             profiles: BTreeMap::from([
                 (

@@ -79,6 +79,8 @@ enum CrlCommand {
 enum CaCommand {
     /// List the configured issuers.
     List,
+    /// Create a configured backend's CA material now (kept if it exists) and show it.
+    Create { name: String },
 }
 
 #[derive(Subcommand)]
@@ -97,6 +99,9 @@ async fn dispatch(cfg: Config, command: Command) -> Result<(), BoxError> {
         Command::Ca {
             command: CaCommand::List,
         } => pkid::cli::ca_list(&cfg).await,
+        Command::Ca {
+            command: CaCommand::Create { name },
+        } => pkid::cli::ca_create(&cfg, &name).await,
         Command::Eab {
             command: EabCommand::Create { note },
         } => pkid::cli::eab_create(&cfg, &note).await,

@@ -9,13 +9,13 @@ use std::time::Duration;
 use base64::Engine;
 use pkid_backends::sealed::KeyEncryptionKey;
 use pkid_backends::software::SoftwareBackend;
-use pkid_backends::KeyAlgorithm;
+use pkid_backends::SigningBackend;
 use rand::RngCore;
 
 use crate::acme::nonce::NonceService;
 use crate::acme::{AcmeServer, AcmeSettings};
 use crate::ca::{Ca, Profile};
-use crate::config::Config;
+use crate::config::{BackendSpec, Config};
 use crate::csr::check_csr;
 use crate::http::{App, HttpSettings, Surface};
 use crate::revocation::{Revocation, RevocationSettings};
@@ -110,8 +110,10 @@ async fn server_tls(cfg: &Config, ca: &Ca) -> Result<Arc<rustls::ServerConfig>, 
 pub struct Authorities {
     pub store: Store,
     pub cas: Vec<Arc<Ca>>,
-    /// The issuer ACME uses.
+    /// The `default` software CA: pkid's own TLS certificate and `root.pem`.
     pub default_ca: Arc<Ca>,
+    /// The issuer ACME uses (`acme.backend`).
+    pub acme_ca: Arc<Ca>,
     pub revocation: Arc<Revocation>,
     /// `root.pem`, written for clients to trust.
     pub root_path: PathBuf,
@@ -128,30 +130,20 @@ pub async fn open_authorities(cfg: &Config) -> Result<Authorities, BoxError> {
         .await
         .map_err(|e| format!("opening the database: {e}"))?;
 
-    let ca_dir = cfg.data_dir.join("ca");
-    let (backend, created) =
-        SoftwareBackend::open_or_create("default", &ca_dir, &kek, KeyAlgorithm::EcdsaP256)
-            .map_err(|e| format!("software CA in {}: {e}", ca_dir.display()))?;
-    let root_path: PathBuf = cfg.data_dir.join("root.pem");
-    let root_pem = crate::ca::to_pem("CERTIFICATE", backend.root_der());
-    if std::fs::read_to_string(&root_path).ok().as_deref() != Some(root_pem.as_str()) {
-        std::fs::write(&root_path, &root_pem)
-            .map_err(|e| format!("writing {}: {e}", root_path.display()))?;
-    }
-    if created {
-        tracing::info!(dir = %ca_dir.display(), "created a new software CA (root and intermediate, ECDSA P-256)");
-    }
+    let kek = Arc::new(kek);
     let revocation_base = cfg.revocation_base_url();
-    let ca = Arc::new(
-        Ca::new(
-            "default".into(),
-            Arc::new(backend),
-            store.clone(),
-            cfg.ca.backdate_secs,
-        )
-        .with_revocation_base(revocation_base.as_deref()),
-    );
-    let cas = vec![ca.clone()];
+    let mut cas = Vec::new();
+    let root_path = cfg.data_dir.join("root.pem");
+    for (name, spec) in &cfg.backends {
+        let backend = open_backend(cfg, name, spec, &kek, &root_path).await?;
+        let ca = Ca::new(name.clone(), backend, store.clone(), cfg.ca.backdate_secs)
+            .with_revocation_base(revocation_base.as_deref());
+        cas.push(Arc::new(ca));
+    }
+    let find = |name: &str| cas.iter().find(|c| c.name == name).cloned();
+    let ca = find("default").ok_or("backends.default must be configured (a software CA)")?;
+    let acme_ca = find(&cfg.acme.backend)
+        .ok_or_else(|| format!("acme.backend {:?} names no configured backend", cfg.acme.backend))?;
     let revocation = Arc::new(Revocation::new(
         store.clone(),
         &cas,
@@ -168,10 +160,119 @@ pub async fn open_authorities(cfg: &Config) -> Result<Authorities, BoxError> {
         store,
         cas,
         default_ca: ca,
+        acme_ca,
         revocation,
         root_path,
-        kek: Arc::new(kek),
+        kek,
     })
+}
+
+/// A PKCS#11 backend: the issuing key lives in the token (generated there, non-extractable, on
+/// first start); its certificate chain is kept in `<data_dir>/ca-<name>/chain.pem`. `issuer`
+/// names the software backend whose root certifies it, or `self` for a self-signed token root.
+async fn open_pkcs11(
+    cfg: &Config,
+    name: &str,
+    map: &serde_json::Map<String, serde_json::Value>,
+    kek: &Arc<KeyEncryptionKey>,
+) -> Result<Arc<dyn SigningBackend>, BoxError> {
+    use pkid_backends::{Pkcs11Backend, Pkcs11Config, Pkcs11Key};
+    let mut map = map.clone();
+    let issuer = match map.remove("issuer") {
+        None => "default".to_string(),
+        Some(serde_json::Value::String(s)) => s,
+        Some(_) => return Err(format!("backends.{name}.issuer must be a string").into()),
+    };
+    let config: Pkcs11Config = serde_json::from_value(serde_json::Value::Object(map))
+        .map_err(|e| format!("backends.{name} (pkcs11): {e}"))?;
+    let dir = cfg.data_dir.join(format!("ca-{name}"));
+    let chain_path = dir.join("chain.pem");
+    let root_dir = if issuer == "default" { cfg.data_dir.join("ca") } else { cfg.data_dir.join(format!("ca-{issuer}")) };
+    let kek = kek.clone();
+    let name = name.to_string();
+    let backend = tokio::task::spawn_blocking(move || -> Result<Pkcs11Backend, BoxError> {
+        let (key, generated) = Pkcs11Key::open_or_generate(&config)?;
+        if generated {
+            tracing::info!(backend = %name, token = %config.token_label, key = %config.key_label, "generated the issuing key inside the token");
+        }
+        let key = Arc::new(key);
+        if chain_path.exists() {
+            let text = std::fs::read_to_string(&chain_path)?;
+            let chain: Vec<Vec<u8>> = pem::parse_many(text.as_bytes())?
+                .into_iter()
+                .map(|p| p.into_contents())
+                .collect();
+            return Ok(Pkcs11Backend::new(&name, key, chain)?);
+        }
+        let backend = if issuer == "self" {
+            Pkcs11Backend::create_root(&name, key, &format!("pkid {name} Root CA"))?
+        } else {
+            let root = SoftwareBackend::load_root(&root_dir, &kek)
+                .map_err(|e| format!("backends.{name}: the issuer {issuer:?} root: {e}"))?;
+            Pkcs11Backend::create_intermediate(&name, key, &root, &format!("pkid {name} Intermediate CA"))?
+        };
+        std::fs::create_dir_all(&dir)?;
+        let pem: String = backend.ca_chain().iter().map(|der| crate::ca::to_pem("CERTIFICATE", der)).collect();
+        write_private(&chain_path, pem.as_bytes())?;
+        tracing::info!(backend = %name, "certified the token key as a CA");
+        Ok(backend)
+    })
+    .await
+    .map_err(|e| format!("opening the PKCS#11 backend: {e}"))??;
+    Ok(Arc::new(backend))
+}
+
+/// Open (on first start, create) one configured backend.
+async fn open_backend(
+    cfg: &Config,
+    name: &str,
+    spec: &BackendSpec,
+    kek: &Arc<KeyEncryptionKey>,
+    root_path: &Path,
+) -> Result<Arc<dyn SigningBackend>, BoxError> {
+    let typed = |map: &serde_json::Map<String, serde_json::Value>| serde_json::Value::Object(map.clone());
+    match spec {
+        BackendSpec::Software { algorithm } => {
+            let dir = if name == "default" {
+                cfg.data_dir.join("ca")
+            } else {
+                cfg.data_dir.join(format!("ca-{name}"))
+            };
+            let (backend, created) = SoftwareBackend::open_or_create(name, &dir, kek, *algorithm)
+                .map_err(|e| format!("software CA {name:?} in {}: {e}", dir.display()))?;
+            if created {
+                tracing::info!(backend = name, dir = %dir.display(), algorithm = %algorithm, "created a software CA (root and intermediate)");
+            }
+            if name == "default" {
+                let root_pem = crate::ca::to_pem("CERTIFICATE", backend.root_der());
+                if std::fs::read_to_string(root_path).ok().as_deref() != Some(root_pem.as_str()) {
+                    std::fs::write(root_path, &root_pem)
+                        .map_err(|e| format!("writing {}: {e}", root_path.display()))?;
+                }
+            } else {
+                let path = cfg.data_dir.join(format!("root-{name}.pem"));
+                std::fs::write(&path, crate::ca::to_pem("CERTIFICATE", backend.root_der()))
+                    .map_err(|e| format!("writing {}: {e}", path.display()))?;
+            }
+            Ok(Arc::new(backend))
+        }
+        BackendSpec::Acme(map) => {
+            let config: pkid_backends::UpstreamAcmeConfig = serde_json::from_value(typed(map))
+                .map_err(|e| format!("backends.{name} (acme): {e}"))?;
+            let backend = pkid_backends::UpstreamAcmeBackend::new(name, config, kek.clone())
+                .await
+                .map_err(|e| format!("backends.{name} (acme): {e}"))?;
+            Ok(Arc::new(backend))
+        }
+        BackendSpec::Cfssl(map) => {
+            let config: pkid_backends::UpstreamCfsslConfig = serde_json::from_value(typed(map))
+                .map_err(|e| format!("backends.{name} (cfssl): {e}"))?;
+            let backend = pkid_backends::UpstreamCfsslBackend::new(name, config)
+                .map_err(|e| format!("backends.{name} (cfssl): {e}"))?;
+            Ok(Arc::new(backend))
+        }
+        BackendSpec::Pkcs11(map) => open_pkcs11(cfg, name, map, kek).await,
+    }
 }
 
 pub async fn run(cfg: Config) -> Result<(), BoxError> {
@@ -181,6 +282,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
     let Authorities {
         store,
         default_ca: ca,
+        acme_ca,
         revocation,
         root_path,
         kek,
@@ -245,7 +347,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         store.clone(),
         nonces,
         validator,
-        ca.clone(),
+        acme_ca,
         revocation.clone(),
         settings,
     ));

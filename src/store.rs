@@ -138,6 +138,15 @@ pub enum NewAccountOutcome {
     EabUsed,
 }
 
+/// A signed certificate, ready to store.
+pub struct IssuedRecord<'a> {
+    /// Lowercase hex of the certificate's serial.
+    pub serial: &'a str,
+    pub tbs: &'a [u8],
+    pub der: &'a [u8],
+    pub chain_pem: &'a str,
+}
+
 /// What the issuance cycle knows of a certificate before it is signed.
 #[derive(Debug, Clone)]
 pub struct PendingCertificate<'a> {
@@ -852,21 +861,38 @@ impl Store {
     /// Final step: store the certificate and mark the order valid, in one transaction.
     pub async fn complete_issuance(
         &self,
-        serial: &str,
-        der: &[u8],
-        chain_pem: &str,
-        order_id: Option<&str>,
+        issued: &IssuedRecord<'_>,
+        pending: &PendingCertificate<'_>,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE certificates SET status = 'issued', der = $1, chain_pem = $2 WHERE serial = $3 AND status = 'tbs'")
-            .bind(der)
-            .bind(chain_pem)
-            .bind(serial)
+        let updated = sqlx::query("UPDATE certificates SET status = 'issued', der = $1, chain_pem = $2 WHERE serial = $3 AND status = 'tbs'")
+            .bind(issued.der)
+            .bind(issued.chain_pem)
+            .bind(issued.serial)
             .execute(&mut *tx)
             .await?;
-        if let Some(order_id) = order_id {
+        if updated.rows_affected() == 0 {
+            // An upstream CA chose the serial and signed out of our sight: record its certificate.
+            sqlx::query(
+                "INSERT INTO certificates (serial, issuer, order_id, account_id, status, tbs, der, chain_pem, not_before, not_after, created_at) \
+                 VALUES ($1, $2, $3, $4, 'issued', $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(issued.serial)
+            .bind(pending.issuer)
+            .bind(pending.order_id)
+            .bind(pending.account_id)
+            .bind(issued.tbs)
+            .bind(issued.der)
+            .bind(issued.chain_pem)
+            .bind(pending.not_before)
+            .bind(pending.not_after)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(order_id) = pending.order_id {
             sqlx::query("UPDATE orders SET status = 'valid', certificate_serial = $1 WHERE id = $2 AND status = 'processing'")
-                .bind(serial)
+                .bind(issued.serial)
                 .bind(order_id)
                 .execute(&mut *tx)
                 .await?;

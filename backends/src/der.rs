@@ -2,6 +2,7 @@
 //! to-be-signed structure and to encode the few extensions rcgen does not know.
 
 pub(crate) const SEQUENCE: u8 = 0x30;
+pub(crate) const INTEGER: u8 = 0x02;
 pub(crate) const BIT_STRING: u8 = 0x03;
 pub(crate) const OID: u8 = 0x06;
 /// `[6] IMPLICIT IA5String`: a GeneralName uniformResourceIdentifier.
@@ -32,6 +33,22 @@ pub(crate) fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
 /// A SEQUENCE of already-encoded elements.
 pub(crate) fn sequence(parts: &[&[u8]]) -> Vec<u8> {
     tlv(SEQUENCE, &parts.concat())
+}
+
+/// A non-negative INTEGER from big-endian magnitude bytes: leading zeros stripped, one 0x00
+/// prepended when the high bit is set (X.690 §8.3 minimal two's complement).
+pub(crate) fn unsigned_integer(magnitude: &[u8]) -> Vec<u8> {
+    let start = magnitude
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(magnitude.len());
+    let significant = &magnitude[start..];
+    let mut content = Vec::with_capacity(significant.len() + 1);
+    if significant.first().is_none_or(|b| *b >= 0x80) {
+        content.push(0);
+    }
+    content.extend_from_slice(significant);
+    tlv(INTEGER, &content)
 }
 
 /// A BIT STRING with no unused bits.
@@ -75,6 +92,18 @@ mod tests {
         assert_eq!(tlv(0x04, &[0; 128])[..3], [0x04, 0x81, 0x80]);
         assert_eq!(tlv(0x04, &[0; 256])[..4], [0x04, 0x82, 0x01, 0x00]);
         assert_eq!(tlv(0x04, &[0; 70000])[..5], [0x04, 0x83, 0x01, 0x11, 0x70]);
+    }
+
+    #[test]
+    fn unsigned_integers_are_minimal_and_positive() {
+        assert_eq!(unsigned_integer(&[]), vec![0x02, 0x01, 0x00]);
+        assert_eq!(unsigned_integer(&[0, 0]), vec![0x02, 0x01, 0x00]);
+        assert_eq!(unsigned_integer(&[0x00, 0x7f]), vec![0x02, 0x01, 0x7f]);
+        assert_eq!(unsigned_integer(&[0x80]), vec![0x02, 0x02, 0x00, 0x80]);
+        assert_eq!(
+            unsigned_integer(&[0x00, 0x00, 0x01, 0x00, 0x01]),
+            vec![0x02, 0x03, 0x01, 0x00, 0x01]
+        );
     }
 
     #[test]

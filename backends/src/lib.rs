@@ -21,16 +21,26 @@ pub mod builder;
 mod der;
 pub mod keys;
 pub mod ocsp;
+pub mod pkcs11;
 pub mod sealed;
 pub mod software;
+mod upstream;
+pub mod upstream_acme;
+pub mod upstream_cfssl;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod upstream_tests;
 
 pub use builder::IssuerInfo;
 pub use keys::{KeySigner, SoftwareKey};
+pub use pkcs11::{Pin, Pkcs11Backend, Pkcs11Config, Pkcs11Key};
 pub use sealed::KeyEncryptionKey;
 pub use software::SoftwareBackend;
+pub use upstream_acme::{UpstreamAcmeBackend, UpstreamAcmeConfig};
+pub use upstream_cfssl::{UpstreamCfsslBackend, UpstreamCfsslConfig};
 
 /// The key algorithms pkid can generate and sign with.
 ///

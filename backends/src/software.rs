@@ -31,11 +31,11 @@ const INTERMEDIATE_AAD: &[u8] = b"pkid intermediate CA key";
 
 pub const ROOT_COMMON_NAME: &str = "pkid Root CA";
 pub const INTERMEDIATE_COMMON_NAME: &str = "pkid Intermediate CA";
-const ORGANIZATION: &str = "pkid";
-const ROOT_VALIDITY: Duration = Duration::days(3652);
-const INTERMEDIATE_VALIDITY: Duration = Duration::days(1826);
+pub(crate) const ORGANIZATION: &str = "pkid";
+pub(crate) const ROOT_VALIDITY: Duration = Duration::days(3652);
+pub(crate) const INTERMEDIATE_VALIDITY: Duration = Duration::days(1826);
 /// CA certificates are backdated a little so clocks slightly behind still accept them.
-const CA_BACKDATE: Duration = Duration::hours(1);
+pub(crate) const CA_BACKDATE: Duration = Duration::hours(1);
 
 /// Where a software CA hierarchy lives on disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -214,6 +214,16 @@ impl SoftwareBackend {
         Self::new(name, inter_key, vec![inter_der, root_der]).map_err(|e| {
             BackendError::Mismatch(format!("{}: {e}", files.intermediate_key().display()))
         })
+    }
+
+    /// The root CA of the hierarchy in `dir`, with its key: to certify another issuing CA
+    /// (a PKCS#11 token key, say) as a sibling of this intermediate.
+    pub fn load_root(dir: &Path, kek: &KeyEncryptionKey) -> Result<IssuerInfo, BackendError> {
+        let files = SoftwareCaFiles { dir: dir.to_path_buf() };
+        let root_der = read_cert(&files.root_cert())?;
+        let root_key = read_sealed_key(&files.root_key(), kek, ROOT_AAD)?;
+        IssuerInfo::new(root_der, Arc::new(root_key))
+            .map_err(|e| BackendError::Mismatch(format!("{}: {e}", files.root_key().display())))
     }
 
     /// The root CA certificate, DER.

@@ -27,7 +27,7 @@ fn openssl(dir: &Path, args: &[&str]) -> std::process::Output {
     }
 }
 
-fn assert_openssl_ok(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn assert_openssl_ok(dir: &Path, args: &[&str]) -> String {
     let out = openssl(dir, args);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -38,7 +38,7 @@ fn assert_openssl_ok(dir: &Path, args: &[&str]) -> String {
     stdout + &stderr
 }
 
-fn write_pem(dir: &Path, name: &str, label: &str, ders: &[&[u8]]) {
+pub(crate) fn write_pem(dir: &Path, name: &str, label: &str, ders: &[&[u8]]) {
     let text: String = ders
         .iter()
         .map(|der| pem::encode(&pem::Pem::new(label, der.to_vec())))
@@ -92,7 +92,7 @@ impl KeySigner for WatchedSigner {
     }
 }
 
-fn now() -> OffsetDateTime {
+pub(crate) fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
@@ -137,7 +137,7 @@ impl Hierarchy {
     }
 }
 
-fn leaf_request(profile: CertProfile) -> IssueRequest {
+pub(crate) fn leaf_request(profile: CertProfile) -> IssueRequest {
     let subject = SoftwareKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
     IssueRequest {
         csr_der: vec![0x30, 0x00],
@@ -155,7 +155,7 @@ fn leaf_request(profile: CertProfile) -> IssueRequest {
     }
 }
 
-fn tls_profile() -> CertProfile {
+pub(crate) fn tls_profile() -> CertProfile {
     CertProfile {
         key_usage: vec![KeyUsageBit::DigitalSignature],
         ext_key_usage: vec![ExtKeyUsage::ServerAuth, ExtKeyUsage::ClientAuth],
