@@ -133,10 +133,25 @@ pub struct AcmeConfig {
     pub caa_recheck_secs: u64,
     /// The backend (a name under `[backends]`) ACME orders are issued through.
     pub backend: String,
+    /// More ACME directories, served at `/acme/NAME/directory`, each overriding some settings.
+    pub directories: BTreeMap<String, DirectoryConfig>,
     /// The profile an order gets when it names none.
     pub default_profile: String,
     /// Certificate profiles offered in the directory's `meta.profiles`.
     pub profiles: BTreeMap<String, ProfileConfig>,
+}
+
+/// A named ACME directory; unset keys inherit `[acme]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DirectoryConfig {
+    /// The backend this directory issues through.
+    pub backend: Option<String>,
+    /// Names of the profiles offered (of `[acme.profiles]`); empty: all.
+    pub profiles: Vec<String>,
+    pub default_profile: Option<String>,
+    pub external_account_binding: Option<crate::acme::eab::EabPolicy>,
+    pub pre_authorization: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -242,6 +257,7 @@ impl Default for AcmeConfig {
             caa_identities: vec!["pkid.invalid".into()],
             caa_recheck_secs: 8 * 3600,
             backend: "default".into(),
+            directories: BTreeMap::new(),
             default_profile: "tls-server".into(),
             profiles: BTreeMap::from([
                 (

@@ -281,8 +281,8 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
 
     let Authorities {
         store,
+        cas,
         default_ca: ca,
-        acme_ca,
         revocation,
         root_path,
         kek,
@@ -299,7 +299,6 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         )
         .await?;
     let nonce_secret = base64::engine::general_purpose::STANDARD.decode(nonce_secret)?;
-    let nonces = NonceService::new(&nonce_secret, cfg.acme.nonce_lifetime_secs);
 
     let requeued = store.requeue_stuck_challenges().await?;
     if requeued > 0 {
@@ -315,42 +314,78 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         dns_resolver: &cfg.acme.dns_resolver,
         timeout: cfg.validation_timeout(),
     })?);
-    let settings = AcmeSettings {
-        order_lifetime_secs: i64::try_from(cfg.acme.order_lifetime_secs).unwrap_or(604800),
-        authz_reuse_secs: i64::try_from(cfg.acme.authz_reuse_secs).unwrap_or(0),
-        terms_of_service: Some(cfg.acme.terms_of_service.clone()).filter(|s| !s.is_empty()),
-        profiles: cfg
-            .acme
-            .profiles
+    let profiles: std::collections::BTreeMap<String, Profile> = cfg
+        .acme
+        .profiles
+        .iter()
+        .map(|(name, p)| {
+            let mut profile = Profile::tls_server(name, i64::from(p.validity_days.max(1)) * 86400);
+            profile.client_auth = p.client_auth;
+            profile.description = p.description.clone();
+            profile.identifier_types = p.identifier_types.clone();
+            (name.clone(), profile)
+        })
+        .collect();
+    // The default directory at /acme, then each named one at /acme/NAME, overriding
+    // backend, profiles, EAB policy and pre-authorization.
+    let mut directories = Vec::new();
+    let named = cfg.acme.directories.iter().map(|(n, d)| (Some(n.as_str()), d.clone()));
+    for (name, dir) in std::iter::once((None, crate::config::DirectoryConfig::default())).chain(named) {
+        if let Some(n) = name {
+            const RESERVED: &[&str] = &[
+                "directory", "new-nonce", "new-account", "new-order", "new-authz", "revoke-cert",
+                "key-change", "renewal-info", "acct", "order", "authz", "chall", "cert",
+            ];
+            let well_formed = !n.is_empty()
+                && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !well_formed || RESERVED.contains(&n) || n == "default" {
+                return Err(format!("acme.directories.{n}: a directory name is lowercase letters, digits and '-', and not an ACME resource name").into());
+            }
+        }
+        let backend = dir.backend.clone().unwrap_or_else(|| cfg.acme.backend.clone());
+        let ca = cas
             .iter()
-            .map(|(name, p)| {
-                let mut profile =
-                    Profile::tls_server(name, i64::from(p.validity_days.max(1)) * 86400);
-                profile.client_auth = p.client_auth;
-                profile.description = p.description.clone();
-                profile.identifier_types = p.identifier_types.clone();
-                (name.clone(), profile)
-            })
-            .collect(),
-        default_profile: cfg.acme.default_profile.clone(),
-        pre_authorization: cfg.acme.pre_authorization,
-        directory: "default".into(),
-        eab_policy: cfg.acme.external_account_binding,
-        identifier_policy: cfg.acme.policy.clone(),
-        rate_limits: cfg.acme.rate_limits.clone(),
-        test_mode: cfg.acme.test_mode.clone(),
-        caa_identities: cfg.acme.caa_identities.clone(),
-        caa_recheck_secs: i64::try_from(cfg.acme.caa_recheck_secs).unwrap_or(28800),
-        kek,
-    };
-    let acme = Arc::new(AcmeServer::new(
-        store.clone(),
-        nonces,
-        validator,
-        acme_ca,
-        revocation.clone(),
-        settings,
-    ));
+            .find(|c| c.name == backend)
+            .cloned()
+            .ok_or_else(|| format!("ACME directory {name:?}: backend {backend:?} is not configured"))?;
+        let offered: std::collections::BTreeMap<String, Profile> = profiles
+            .iter()
+            .filter(|(p, _)| dir.profiles.is_empty() || dir.profiles.contains(p))
+            .map(|(p, v)| (p.clone(), v.clone()))
+            .collect();
+        let default_profile = dir.default_profile.clone().unwrap_or_else(|| cfg.acme.default_profile.clone());
+        if !offered.contains_key(&default_profile) {
+            return Err(format!("ACME directory {name:?}: default profile {default_profile:?} is not offered").into());
+        }
+        let settings = AcmeSettings {
+            order_lifetime_secs: i64::try_from(cfg.acme.order_lifetime_secs).unwrap_or(604800),
+            authz_reuse_secs: i64::try_from(cfg.acme.authz_reuse_secs).unwrap_or(0),
+            terms_of_service: Some(cfg.acme.terms_of_service.clone()).filter(|s| !s.is_empty()),
+            profiles: offered,
+            default_profile,
+            pre_authorization: dir.pre_authorization.unwrap_or(cfg.acme.pre_authorization),
+            directory: name.unwrap_or("default").to_string(),
+            eab_policy: dir.external_account_binding.unwrap_or(cfg.acme.external_account_binding),
+            identifier_policy: cfg.acme.policy.clone(),
+            rate_limits: cfg.acme.rate_limits.clone(),
+            test_mode: cfg.acme.test_mode.clone(),
+            caa_identities: cfg.acme.caa_identities.clone(),
+            caa_recheck_secs: i64::try_from(cfg.acme.caa_recheck_secs).unwrap_or(28800),
+            kek: kek.clone(),
+        };
+        let server = AcmeServer::new(
+            store.clone(),
+            NonceService::new(&nonce_secret, cfg.acme.nonce_lifetime_secs),
+            validator.clone(),
+            ca,
+            revocation.clone(),
+            settings,
+        );
+        directories.push(Arc::new(match name {
+            Some(n) => server.with_name(n),
+            None => server,
+        }));
+    }
     let tls = server_tls(&cfg, &ca).await?;
 
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
@@ -366,13 +401,9 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         header_timeout: Duration::from_secs(cfg.server.header_timeout_secs.max(1)),
         max_connections: cfg.server.max_connections,
     };
-    let app = Arc::new(App::new(acme.clone(), revocation.clone(), http_settings));
+    let app = Arc::new(App::new(directories.clone(), revocation.clone(), http_settings));
 
-    spawn_housekeeping(
-        store.clone(),
-        acme.clone(),
-        cfg.acme.processing_timeout_secs,
-    );
+    spawn_housekeeping(store.clone(), directories, cfg.acme.processing_timeout_secs);
     spawn_crl_refresh(revocation.clone(), cfg.ca.crl_lifetime_secs);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut plain_server = None;
@@ -411,7 +442,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
 }
 
 /// Periodic work: prune redeemed nonces; recover orders stuck in `processing`.
-fn spawn_housekeeping(store: Store, acme: Arc<AcmeServer>, processing_timeout_secs: u64) {
+fn spawn_housekeeping(store: Store, directories: Vec<Arc<AcmeServer>>, processing_timeout_secs: u64) {
     let timeout = i64::try_from(processing_timeout_secs).unwrap_or(300).max(1);
     let period = Duration::from_secs(u64::try_from((timeout / 2).clamp(1, 60)).unwrap_or(30));
     tokio::spawn(async move {
@@ -421,8 +452,10 @@ fn spawn_housekeeping(store: Store, acme: Arc<AcmeServer>, processing_timeout_se
             tick.tick().await;
             rounds += 1;
             let at = crate::store::now();
-            if let Err(e) = acme.recover_stale_orders(at - timeout).await {
-                tracing::warn!(error = %e, "recovering stale orders failed");
+            for acme in &directories {
+                if let Err(e) = acme.recover_stale_orders(at - timeout).await {
+                    tracing::warn!(error = %e, "recovering stale orders failed");
+                }
             }
             if rounds % 10 == 1 {
                 if let Err(e) = store.prune_nonces(at).await {

@@ -59,6 +59,8 @@ pub struct AccountRow {
 pub struct OrderRow {
     pub id: String,
     pub account_id: String,
+    /// The ACME directory the order was placed in (`default` or a configured name).
+    pub directory: String,
     pub status: String,
     pub expires: i64,
     pub identifiers: String,
@@ -177,6 +179,7 @@ fn order_from(r: &AnyRow) -> std::result::Result<OrderRow, sqlx::Error> {
     Ok(OrderRow {
         id: r.try_get("id")?,
         account_id: r.try_get("account_id")?,
+        directory: r.try_get("directory")?,
         status: r.try_get("status")?,
         expires: r.try_get("expires")?,
         identifiers: r.try_get("identifiers")?,
@@ -243,7 +246,7 @@ fn certificate_from(r: &AnyRow) -> std::result::Result<CertificateRow, sqlx::Err
 }
 
 const ORDER_COLS: &str =
-    "id, account_id, status, expires, identifiers, not_before, not_after, error, \
+    "id, account_id, directory, status, expires, identifiers, not_before, not_after, error, \
     profile_name, replaces, profile, certificate_serial, processing_since, created_at";
 const AUTHZ_COLS: &str = "id, account_id, id_type, id_value, wildcard, status, expires";
 const CHALLENGE_COLS: &str = "id, authz_id, kind, token, status, validated, error";
@@ -489,8 +492,8 @@ impl Store {
     pub async fn insert_order(&self, order: &OrderRow, authzs: &[OrderAuthz]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO orders (id, account_id, status, expires, identifiers, not_before, not_after, profile_name, replaces, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO orders (id, account_id, status, expires, identifiers, not_before, not_after, profile_name, replaces, created_at, directory) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&order.id)
         .bind(&order.account_id)
@@ -502,6 +505,7 @@ impl Store {
         .bind(&order.profile_name)
         .bind(&order.replaces)
         .bind(order.created_at)
+        .bind(&order.directory)
         .execute(&mut *tx)
         .await?;
         for (position, authz) in authzs.iter().enumerate() {
@@ -819,11 +823,12 @@ impl Store {
     }
 
     /// Orders `processing` since before `cutoff` (a crash or a stalled backend).
-    pub async fn stale_processing_orders(&self, cutoff: i64) -> Result<Vec<OrderRow>> {
+    pub async fn stale_processing_orders(&self, directory: &str, cutoff: i64) -> Result<Vec<OrderRow>> {
         let rows = sqlx::query(&format!(
-            "SELECT {ORDER_COLS} FROM orders WHERE status = 'processing' AND processing_since < $1"
+            "SELECT {ORDER_COLS} FROM orders WHERE status = 'processing' AND processing_since < $1 AND directory = $2"
         ))
         .bind(cutoff)
+        .bind(directory)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows

@@ -31,6 +31,7 @@ CREATE TABLE eab_keys (
 CREATE TABLE orders (
     id                TEXT PRIMARY KEY,
     account_id        TEXT NOT NULL REFERENCES accounts(id),
+    directory         TEXT NOT NULL,
     status            TEXT NOT NULL,
     expires           BIGINT NOT NULL,
     identifiers       TEXT NOT NULL,

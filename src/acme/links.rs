@@ -2,15 +2,21 @@
 
 #[derive(Debug, Clone)]
 pub struct Links {
-    /// `https://host:port/acme`, no trailing slash.
+    /// `https://host:port`, no trailing slash.
+    origin: String,
+    /// `https://host:port/acme` (or `/acme/NAME` for a named directory), no trailing slash.
     base: String,
 }
 
 impl Links {
-    pub fn new(origin: &str) -> Links {
-        Links {
-            base: format!("{}/acme", origin.trim_end_matches('/')),
-        }
+    /// `prefix`: the directory's path prefix, `/acme` or `/acme/NAME`.
+    pub fn new(origin: &str, prefix: &str) -> Links {
+        let origin = origin.trim_end_matches('/').to_string();
+        Links { base: format!("{origin}{prefix}"), origin }
+    }
+    /// The absolute URL of a request path (what a JWS `url` must equal).
+    pub fn url_of(&self, path: &str) -> String {
+        format!("{}{path}", self.origin)
     }
     pub fn base(&self) -> &str {
         &self.base

@@ -107,6 +107,8 @@ pub struct AcmeSettings {
 }
 
 pub struct AcmeServer {
+    /// This directory's path prefix: `/acme`, or `/acme/NAME` for a named directory.
+    prefix: String,
     store: Store,
     nonces: NonceService,
     validator: Arc<Validator>,
@@ -144,6 +146,7 @@ impl AcmeServer {
         settings: AcmeSettings,
     ) -> AcmeServer {
         AcmeServer {
+            prefix: "/acme".into(),
             store,
             nonces,
             validator,
@@ -151,6 +154,16 @@ impl AcmeServer {
             revocation,
             settings,
         }
+    }
+
+    /// Serve this directory under `/acme/NAME` instead of `/acme`.
+    pub fn with_name(mut self, name: &str) -> AcmeServer {
+        self.prefix = format!("/acme/{name}");
+        self
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     pub fn store(&self) -> &Store {
@@ -166,7 +179,7 @@ impl AcmeServer {
         body: Bytes,
         origin: &str,
     ) -> Reply {
-        let links = Links::new(origin);
+        let links = Links::new(origin, &self.prefix);
         let result = self.route(method, path, headers, body, &links).await;
         let mut reply = match result {
             Ok(r) => r,
@@ -200,7 +213,10 @@ impl AcmeServer {
         body: Bytes,
         links: &Links,
     ) -> AcmeResult {
-        let rest = path.strip_prefix("/acme/").unwrap_or("");
+        let rest = path
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|r| r.strip_prefix('/'))
+            .unwrap_or("");
         let segments: Vec<&str> = rest.split('/').collect();
         match (method, segments.as_slice()) {
             (&Method::GET, ["directory"]) => Ok(self.directory(links)),
@@ -208,7 +224,7 @@ impl AcmeServer {
             (&Method::HEAD, ["new-nonce"]) => Ok(Reply::empty(StatusCode::OK)),
             (&Method::GET, ["new-nonce"]) => Ok(Reply::empty(StatusCode::NO_CONTENT)),
             (&Method::POST, _) => {
-                let url = format!("{}{}", links.base().trim_end_matches("/acme"), path);
+                let url = links.url_of(path);
                 let auth = self
                     .authenticate(headers, &body, &url, links, segments.as_slice())
                     .await?;
@@ -802,6 +818,7 @@ impl AcmeServer {
         let order = OrderRow {
             id: random_id(12),
             account_id: account.id.clone(),
+            directory: self.settings.directory.clone(),
             status: "pending".into(),
             expires,
             identifiers: serde_json::to_string(&wire::identifiers_json(&idents))
@@ -965,7 +982,7 @@ impl AcmeServer {
         &self,
         cutoff: i64,
     ) -> Result<usize, crate::store::StoreError> {
-        let stale = self.store.stale_processing_orders(cutoff).await?;
+        let stale = self.store.stale_processing_orders(&self.settings.directory, cutoff).await?;
         let mut recovered = 0;
         for order in stale {
             let Some(since) = order.processing_since else {
@@ -1366,6 +1383,7 @@ mod tests {
         OrderRow {
             id: "o".into(),
             account_id: "a".into(),
+            directory: "default".into(),
             status: status.into(),
             expires,
             identifiers: "[]".into(),

@@ -34,7 +34,8 @@ pub struct HttpSettings {
 }
 
 pub struct App {
-    pub acme: Arc<AcmeServer>,
+    /// ACME directories: named ones (`/acme/NAME/…`) and the default (`/acme/…`).
+    pub acme: Vec<Arc<AcmeServer>>,
     pub revocation: Arc<Revocation>,
     pub settings: HttpSettings,
     request_counter: AtomicU64,
@@ -50,7 +51,11 @@ pub enum Surface {
 }
 
 impl App {
-    pub fn new(acme: Arc<AcmeServer>, revocation: Arc<Revocation>, settings: HttpSettings) -> App {
+    pub fn new(
+        acme: Vec<Arc<AcmeServer>>,
+        revocation: Arc<Revocation>,
+        settings: HttpSettings,
+    ) -> App {
         App {
             acme,
             revocation,
@@ -122,8 +127,16 @@ impl App {
                     return to_response(reply);
                 }
             };
-            let reply = self
+            // The longest matching prefix wins: `/acme/NAME/…` before `/acme/…`.
+            let directory = self
                 .acme
+                .iter()
+                .filter(|d| path.strip_prefix(d.prefix()).is_some_and(|r| r.is_empty() || r.starts_with('/')))
+                .max_by_key(|d| d.prefix().len());
+            let Some(directory) = directory else {
+                return plain(StatusCode::NOT_FOUND, "no such ACME directory\n");
+            };
+            let reply = directory
                 .handle(&parts.method, &path, &parts.headers, body, &origin)
                 .await;
             return to_response(reply);
