@@ -24,12 +24,12 @@ pub mod ocsp;
 pub mod pkcs11;
 pub mod sealed;
 pub mod software;
-mod upstream;
-pub mod upstream_acme;
-pub mod upstream_cfssl;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests;
+mod upstream;
+pub mod upstream_acme;
+pub mod upstream_cfssl;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod upstream_tests;
@@ -366,6 +366,8 @@ pub trait SigningBackend: Send + Sync {
     /// Sign an OCSP response for certificates of this issuer (local backends).
     async fn sign_ocsp(&self, req: ocsp::OcspResponseRequest) -> Result<Vec<u8>, BackendError> {
         let _ = req;
-        Err(BackendError::Unsupported("this backend does not sign OCSP responses"))
+        Err(BackendError::Unsupported(
+            "this backend does not sign OCSP responses",
+        ))
     }
 }

@@ -22,7 +22,10 @@ const OID_OCSP_NONCE: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 48, 1, 2];
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OcspCertStatus {
     Good,
-    Revoked { at: OffsetDateTime, reason: Option<RevocationReason> },
+    Revoked {
+        at: OffsetDateTime,
+        reason: Option<RevocationReason>,
+    },
     Unknown,
 }
 
@@ -153,7 +156,12 @@ pub fn build_ocsp_response(
 ) -> Result<Vec<u8>, BackendError> {
     let tbs = build_response_data(req, signer.public_key_der())?;
     let signature = signer.sign(&tbs)?;
-    check_signature(&tbs, signer.algorithm(), &signature, signer.public_key_der())?;
+    check_signature(
+        &tbs,
+        signer.algorithm(),
+        &signature,
+        signer.public_key_der(),
+    )?;
     let mut basic = tbs;
     basic.extend(signature_algorithm_der(signer.algorithm()));
     basic.extend(der::bit_string(&signature));
@@ -162,7 +170,10 @@ pub fn build_ocsp_response(
     }
     let basic = der::tlv(der::SEQUENCE, &basic);
     let response_bytes = der::sequence(&[&der::oid(OID_OCSP_BASIC), &der::tlv(0x04, &basic)]);
-    Ok(der::sequence(&[&der::tlv(0x0a, &[0]), &der::tlv(0xa0, &response_bytes)]))
+    Ok(der::sequence(&[
+        &der::tlv(0x0a, &[0]),
+        &der::tlv(0xa0, &response_bytes),
+    ]))
 }
 
 /// Sign for an issuer with its own key (no delegated responder certificate).

@@ -219,7 +219,9 @@ impl SoftwareBackend {
     /// The root CA of the hierarchy in `dir`, with its key: to certify another issuing CA
     /// (a PKCS#11 token key, say) as a sibling of this intermediate.
     pub fn load_root(dir: &Path, kek: &KeyEncryptionKey) -> Result<IssuerInfo, BackendError> {
-        let files = SoftwareCaFiles { dir: dir.to_path_buf() };
+        let files = SoftwareCaFiles {
+            dir: dir.to_path_buf(),
+        };
         let root_der = read_cert(&files.root_cert())?;
         let root_key = read_sealed_key(&files.root_key(), kek, ROOT_AAD)?;
         IssuerInfo::new(root_der, Arc::new(root_key))
@@ -305,9 +307,11 @@ impl SigningBackend for SoftwareBackend {
         req: crate::ocsp::OcspResponseRequest,
     ) -> Result<Vec<u8>, BackendError> {
         let issuer = self.issuer.clone();
-        tokio::task::spawn_blocking(move || crate::ocsp::build_ocsp_response_by_issuer(&req, &issuer))
-            .await
-            .map_err(|e| BackendError::Sign(format!("the OCSP signing task did not finish: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            crate::ocsp::build_ocsp_response_by_issuer(&req, &issuer)
+        })
+        .await
+        .map_err(|e| BackendError::Sign(format!("the OCSP signing task did not finish: {e}")))?
     }
 }
 

@@ -504,10 +504,12 @@ impl UpstreamAcmeBackend {
             .map_err(self.acme_error("fetching the order"))?;
         match order.state().status {
             OrderStatus::Processing | OrderStatus::Valid => {}
-            other => return Err(BackendError::Upstream(format!(
+            other => {
+                return Err(BackendError::Upstream(format!(
                 "{}: order {order_url} is {other:?}, so there is nothing to collect; issue again",
                 self.upstream_name()
-            ))),
+            )))
+            }
         }
         let give_up = Instant::now() + Duration::from_secs(self.config.pending_after_secs);
         match self.wait_for_chain(&mut order, give_up).await? {
