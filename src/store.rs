@@ -253,6 +253,38 @@ const CHALLENGE_COLS: &str = "id, authz_id, kind, token, status, validated, erro
 const CERT_COLS: &str = "serial, issuer, order_id, account_id, status, der, chain_pem, not_after, \
     revoked_at, revocation_reason";
 
+/// An authorization and its challenges, inside the caller's transaction.
+async fn insert_authz_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    account_id: &str,
+    a: &NewAuthz,
+    created: i64,
+) -> std::result::Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO authorizations (id, account_id, id_type, id_value, wildcard, status, expires, created_at) \
+         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)",
+    )
+    .bind(&a.id)
+    .bind(account_id)
+    .bind(&a.id_type)
+    .bind(&a.id_value)
+    .bind(i64::from(a.wildcard))
+    .bind(a.expires)
+    .bind(created)
+    .execute(&mut **tx)
+    .await?;
+    for (cid, kind, token) in &a.challenges {
+        sqlx::query("INSERT INTO challenges (id, authz_id, kind, token, status) VALUES ($1, $2, $3, $4, 'pending')")
+            .bind(cid)
+            .bind(&a.id)
+            .bind(kind)
+            .bind(token)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Connect, apply pending migrations, and set SQLite to durable WAL mode.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store> {
@@ -512,28 +544,7 @@ impl Store {
             let authz_id = match authz {
                 OrderAuthz::Reuse(id) => id.clone(),
                 OrderAuthz::New(a) => {
-                    sqlx::query(
-                        "INSERT INTO authorizations (id, account_id, id_type, id_value, wildcard, status, expires, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)",
-                    )
-                    .bind(&a.id)
-                    .bind(&order.account_id)
-                    .bind(&a.id_type)
-                    .bind(&a.id_value)
-                    .bind(i64::from(a.wildcard))
-                    .bind(a.expires)
-                    .bind(order.created_at)
-                    .execute(&mut *tx)
-                    .await?;
-                    for (cid, kind, token) in &a.challenges {
-                        sqlx::query("INSERT INTO challenges (id, authz_id, kind, token, status) VALUES ($1, $2, $3, $4, 'pending')")
-                            .bind(cid)
-                            .bind(&a.id)
-                            .bind(kind)
-                            .bind(token)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
+                    insert_authz_in(&mut tx, &order.account_id, a, order.created_at).await?;
                     a.id.clone()
                 }
             };
@@ -645,28 +656,7 @@ impl Store {
     /// A pre-authorization (RFC 8555 §7.4.1): an authorization with its challenges, no order.
     pub async fn insert_authz(&self, account_id: &str, a: &NewAuthz, created: i64) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO authorizations (id, account_id, id_type, id_value, wildcard, status, expires, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)",
-        )
-        .bind(&a.id)
-        .bind(account_id)
-        .bind(&a.id_type)
-        .bind(&a.id_value)
-        .bind(i64::from(a.wildcard))
-        .bind(a.expires)
-        .bind(created)
-        .execute(&mut *tx)
-        .await?;
-        for (cid, kind, token) in &a.challenges {
-            sqlx::query("INSERT INTO challenges (id, authz_id, kind, token, status) VALUES ($1, $2, $3, $4, 'pending')")
-                .bind(cid)
-                .bind(&a.id)
-                .bind(kind)
-                .bind(token)
-                .execute(&mut *tx)
-                .await?;
-        }
+        insert_authz_in(&mut tx, account_id, a, created).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -823,7 +813,11 @@ impl Store {
     }
 
     /// Orders `processing` since before `cutoff` (a crash or a stalled backend).
-    pub async fn stale_processing_orders(&self, directory: &str, cutoff: i64) -> Result<Vec<OrderRow>> {
+    pub async fn stale_processing_orders(
+        &self,
+        directory: &str,
+        cutoff: i64,
+    ) -> Result<Vec<OrderRow>> {
         let rows = sqlx::query(&format!(
             "SELECT {ORDER_COLS} FROM orders WHERE status = 'processing' AND processing_since < $1 AND directory = $2"
         ))

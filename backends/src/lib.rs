@@ -20,6 +20,7 @@ use time::OffsetDateTime;
 pub mod builder;
 mod der;
 pub mod keys;
+mod local;
 pub mod ocsp;
 pub mod pkcs11;
 pub mod sealed;

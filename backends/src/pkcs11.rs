@@ -48,10 +48,7 @@ use crate::builder::{self, IssuerInfo};
 use crate::der;
 use crate::keys::KeySigner;
 use crate::software::{CA_BACKDATE, INTERMEDIATE_VALIDITY, ORGANIZATION, ROOT_VALIDITY};
-use crate::{
-    BackendError, Capabilities, CrlRequest, Issuance, IssuanceJournal, IssueRequest, KeyAlgorithm,
-    RevocationReason, Serial, SigningBackend,
-};
+use crate::{BackendError, KeyAlgorithm};
 
 /// Where Debian's `softhsm2` package puts its module.
 pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
@@ -1163,81 +1160,7 @@ impl Pkcs11Backend {
     }
 }
 
-#[async_trait::async_trait]
-impl SigningBackend for Pkcs11Backend {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            issue: true,
-            revoke: true,
-            crl: true,
-            ocsp: true,
-            pending: false,
-            key_generation: true,
-        }
-    }
-
-    fn ca_chain(&self) -> Vec<Vec<u8>> {
-        self.chain.clone()
-    }
-
-    async fn issue(
-        &self,
-        req: IssueRequest,
-        journal: &dyn IssuanceJournal,
-    ) -> Result<Issuance, BackendError> {
-        let leaf = builder::issue_leaf(&req, &self.issuer, journal).await?;
-        let mut chain = Vec::with_capacity(self.chain.len());
-        chain.push(leaf);
-        // Intermediates only: the root is excluded.
-        chain.extend(
-            self.chain
-                .iter()
-                .take(self.chain.len().saturating_sub(1))
-                .cloned(),
-        );
-        Ok(Issuance::Issued { chain })
-    }
-
-    async fn poll(&self, _upstream_ref: &str) -> Result<Issuance, BackendError> {
-        Err(BackendError::Unsupported(
-            "the PKCS#11 backend issues immediately; there is nothing to poll",
-        ))
-    }
-
-    /// Revocation status lives in the caller's store and reaches relying parties through the
-    /// CRL and OCSP this backend signs; there is nothing to forward.
-    async fn revoke(
-        &self,
-        _serial: &Serial,
-        _cert_der: &[u8],
-        _reason: RevocationReason,
-    ) -> Result<(), BackendError> {
-        Ok(())
-    }
-
-    async fn sign_crl(&self, req: CrlRequest) -> Result<Vec<u8>, BackendError> {
-        let issuer = self.issuer.clone();
-        tokio::task::spawn_blocking(move || builder::build_crl(&req, &issuer))
-            .await
-            .map_err(|e| BackendError::Sign(format!("the CRL signing task did not finish: {e}")))?
-    }
-
-    async fn sign_ocsp(
-        &self,
-        req: crate::ocsp::OcspResponseRequest,
-    ) -> Result<Vec<u8>, BackendError> {
-        let issuer = self.issuer.clone();
-        tokio::task::spawn_blocking(move || {
-            crate::ocsp::build_ocsp_response_by_issuer(&req, &issuer)
-        })
-        .await
-        .map_err(|e| BackendError::Sign(format!("the OCSP signing task did not finish: {e}")))?
-    }
-}
+crate::local::local_signing_backend!(Pkcs11Backend, "PKCS#11");
 
 #[cfg(test)]
 impl Module {

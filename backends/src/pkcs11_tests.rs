@@ -26,7 +26,9 @@ use x509_parser::x509::SubjectPublicKeyInfo;
 use super::*;
 use crate::keys::SoftwareKey;
 use crate::tests::{assert_openssl_ok, leaf_request, now, tls_profile, write_pem};
-use crate::{NoJournal, RevokedEntry};
+use crate::{
+    CrlRequest, Issuance, NoJournal, RevocationReason, RevokedEntry, Serial, SigningBackend,
+};
 
 const USER_PIN: &str = "4321";
 const SO_PIN: &str = "87654321";

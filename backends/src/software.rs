@@ -16,10 +16,7 @@ use x509_parser::prelude::FromDer;
 use crate::builder::{self, IssuerInfo};
 use crate::keys::{KeySigner, SoftwareKey};
 use crate::sealed::KeyEncryptionKey;
-use crate::{
-    BackendError, Capabilities, CrlRequest, Issuance, IssuanceJournal, IssueRequest, KeyAlgorithm,
-    RevocationReason, Serial, SigningBackend,
-};
+use crate::{BackendError, KeyAlgorithm};
 
 const ROOT_CERT: &str = "root.pem";
 const ROOT_KEY: &str = "root.key.sealed";
@@ -239,81 +236,7 @@ impl SoftwareBackend {
     }
 }
 
-#[async_trait::async_trait]
-impl SigningBackend for SoftwareBackend {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            issue: true,
-            revoke: true,
-            crl: true,
-            ocsp: true,
-            pending: false,
-            key_generation: true,
-        }
-    }
-
-    fn ca_chain(&self) -> Vec<Vec<u8>> {
-        self.chain.clone()
-    }
-
-    async fn issue(
-        &self,
-        req: IssueRequest,
-        journal: &dyn IssuanceJournal,
-    ) -> Result<Issuance, BackendError> {
-        let leaf = builder::issue_leaf(&req, &self.issuer, journal).await?;
-        let mut chain = Vec::with_capacity(self.chain.len());
-        chain.push(leaf);
-        // Intermediates only: the root is excluded.
-        chain.extend(
-            self.chain
-                .iter()
-                .take(self.chain.len().saturating_sub(1))
-                .cloned(),
-        );
-        Ok(Issuance::Issued { chain })
-    }
-
-    async fn poll(&self, _upstream_ref: &str) -> Result<Issuance, BackendError> {
-        Err(BackendError::Unsupported(
-            "the software backend issues immediately; there is nothing to poll",
-        ))
-    }
-
-    /// Revocation status lives in the caller's store and reaches relying parties through the
-    /// CRL and OCSP this backend signs; there is nothing to forward.
-    async fn revoke(
-        &self,
-        _serial: &Serial,
-        _cert_der: &[u8],
-        _reason: RevocationReason,
-    ) -> Result<(), BackendError> {
-        Ok(())
-    }
-
-    async fn sign_crl(&self, req: CrlRequest) -> Result<Vec<u8>, BackendError> {
-        let issuer = self.issuer.clone();
-        tokio::task::spawn_blocking(move || builder::build_crl(&req, &issuer))
-            .await
-            .map_err(|e| BackendError::Sign(format!("the CRL signing task did not finish: {e}")))?
-    }
-
-    async fn sign_ocsp(
-        &self,
-        req: crate::ocsp::OcspResponseRequest,
-    ) -> Result<Vec<u8>, BackendError> {
-        let issuer = self.issuer.clone();
-        tokio::task::spawn_blocking(move || {
-            crate::ocsp::build_ocsp_response_by_issuer(&req, &issuer)
-        })
-        .await
-        .map_err(|e| BackendError::Sign(format!("the OCSP signing task did not finish: {e}")))?
-    }
-}
+crate::local::local_signing_backend!(SoftwareBackend, "software");
 
 fn cert_pem(der: &[u8]) -> String {
     pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()))

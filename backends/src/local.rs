@@ -1,0 +1,116 @@
+//! What the local backends (software keys, PKCS#11 tokens) share: they differ only in who
+//! holds the issuing key (a [`crate::KeySigner`]); issuing, CRL and OCSP signing are the same
+//! code over the issuer's [`IssuerInfo`].
+
+use crate::builder::{self, IssuerInfo};
+use crate::{BackendError, Capabilities, CrlRequest, Issuance, IssuanceJournal, IssueRequest};
+
+pub(crate) fn capabilities() -> Capabilities {
+    Capabilities {
+        issue: true,
+        revoke: true,
+        crl: true,
+        ocsp: true,
+        pending: false,
+        key_generation: true,
+    }
+}
+
+/// The leaf, then the chain's intermediates (the root, last in `chain`, is left out).
+pub(crate) async fn issue(
+    issuer: &IssuerInfo,
+    chain: &[Vec<u8>],
+    req: IssueRequest,
+    journal: &dyn IssuanceJournal,
+) -> Result<Issuance, BackendError> {
+    let leaf = builder::issue_leaf(&req, issuer, journal).await?;
+    let mut issued = Vec::with_capacity(chain.len());
+    issued.push(leaf);
+    issued.extend(chain.iter().take(chain.len().saturating_sub(1)).cloned());
+    Ok(Issuance::Issued { chain: issued })
+}
+
+pub(crate) async fn sign_crl(
+    issuer: &IssuerInfo,
+    req: CrlRequest,
+) -> Result<Vec<u8>, BackendError> {
+    let issuer = issuer.clone();
+    tokio::task::spawn_blocking(move || builder::build_crl(&req, &issuer))
+        .await
+        .map_err(|e| BackendError::Sign(format!("the CRL signing task did not finish: {e}")))?
+}
+
+pub(crate) async fn sign_ocsp(
+    issuer: &IssuerInfo,
+    req: crate::ocsp::OcspResponseRequest,
+) -> Result<Vec<u8>, BackendError> {
+    let issuer = issuer.clone();
+    tokio::task::spawn_blocking(move || crate::ocsp::build_ocsp_response_by_issuer(&req, &issuer))
+        .await
+        .map_err(|e| BackendError::Sign(format!("the OCSP signing task did not finish: {e}")))?
+}
+
+/// `SigningBackend` for a local backend type with `name`, `issuer` and `chain` fields.
+macro_rules! local_signing_backend {
+    ($backend:ty, $what:literal) => {
+        #[async_trait::async_trait]
+        impl $crate::SigningBackend for $backend {
+            fn name(&self) -> &str {
+                &self.name
+            }
+
+            fn capabilities(&self) -> $crate::Capabilities {
+                $crate::local::capabilities()
+            }
+
+            fn ca_chain(&self) -> Vec<Vec<u8>> {
+                self.chain.clone()
+            }
+
+            async fn issue(
+                &self,
+                req: $crate::IssueRequest,
+                journal: &dyn $crate::IssuanceJournal,
+            ) -> Result<$crate::Issuance, $crate::BackendError> {
+                $crate::local::issue(&self.issuer, &self.chain, req, journal).await
+            }
+
+            async fn poll(
+                &self,
+                _upstream_ref: &str,
+            ) -> Result<$crate::Issuance, $crate::BackendError> {
+                Err($crate::BackendError::Unsupported(concat!(
+                    "the ",
+                    $what,
+                    " backend issues immediately; there is nothing to poll"
+                )))
+            }
+
+            /// Revocation status lives in the caller's store and reaches relying parties
+            /// through the CRL and OCSP this backend signs; there is nothing to forward.
+            async fn revoke(
+                &self,
+                _serial: &$crate::Serial,
+                _cert_der: &[u8],
+                _reason: $crate::RevocationReason,
+            ) -> Result<(), $crate::BackendError> {
+                Ok(())
+            }
+
+            async fn sign_crl(
+                &self,
+                req: $crate::CrlRequest,
+            ) -> Result<Vec<u8>, $crate::BackendError> {
+                $crate::local::sign_crl(&self.issuer, req).await
+            }
+
+            async fn sign_ocsp(
+                &self,
+                req: $crate::ocsp::OcspResponseRequest,
+            ) -> Result<Vec<u8>, $crate::BackendError> {
+                $crate::local::sign_ocsp(&self.issuer, req).await
+            }
+        }
+    };
+}
+pub(crate) use local_signing_backend;
