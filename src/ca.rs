@@ -215,7 +215,9 @@ impl Ca {
         };
         let Some(leaf) = chain.first() else {
             self.store.abandon_tbs(&serial_hex).await?;
-            return Err(IssueError::Mismatch("the backend returned an empty chain".into()));
+            return Err(IssueError::Mismatch(
+                "the backend returned an empty chain".into(),
+            ));
         };
         if let Err(e) = check_leaf(leaf, csr) {
             self.store.abandon_tbs(&serial_hex).await?;
@@ -235,23 +237,38 @@ impl Ca {
             der: leaf,
             chain_pem: &chain_pem,
         };
-        self.store.complete_issuance(&record, &journal.pending).await?;
-        Ok(IssuedCert { serial: leaf_serial, der: leaf.clone(), chain_pem })
+        self.store
+            .complete_issuance(&record, &journal.pending)
+            .await?;
+        Ok(IssuedCert {
+            serial: leaf_serial,
+            der: leaf.clone(),
+            chain_pem,
+        })
     }
 
     /// A backend that answered `Pending` (a slow upstream) is polled, within a bound.
-    async fn finish_pending(&self, first: Result<Issuance, BackendError>) -> Result<Vec<Vec<u8>>, IssueError> {
+    async fn finish_pending(
+        &self,
+        first: Result<Issuance, BackendError>,
+    ) -> Result<Vec<Vec<u8>>, IssueError> {
         const POLL_BOUND: std::time::Duration = std::time::Duration::from_secs(120);
         let started = std::time::Instant::now();
         let mut outcome = first?;
         loop {
             match outcome {
                 Issuance::Issued { chain } => return Ok(chain),
-                Issuance::Pending { upstream_ref, retry_after } => {
+                Issuance::Pending {
+                    upstream_ref,
+                    retry_after,
+                } => {
                     if started.elapsed() >= POLL_BOUND {
                         return Err(IssueError::Pending);
                     }
-                    let wait = retry_after.clamp(std::time::Duration::from_millis(200), std::time::Duration::from_secs(10));
+                    let wait = retry_after.clamp(
+                        std::time::Duration::from_millis(200),
+                        std::time::Duration::from_secs(10),
+                    );
                     tokio::time::sleep(wait).await;
                     outcome = self.backend.poll(&upstream_ref).await?;
                 }

@@ -154,7 +154,9 @@ pub async fn eab_list(cfg: &Config) -> Result<(), BoxError> {
 /// Existing material is kept: this never replaces a CA.
 pub async fn ca_create(cfg: &Config, name: &str) -> Result<(), BoxError> {
     if !cfg.backends.contains_key(name) {
-        return Err(format!("no backend named {name:?} in the configuration ([backends.{name}])").into());
+        return Err(
+            format!("no backend named {name:?} in the configuration ([backends.{name}])").into(),
+        );
     }
     let authorities = open_authorities(cfg).await?;
     let ca = authorities
@@ -167,8 +169,14 @@ pub async fn ca_create(cfg: &Config, name: &str) -> Result<(), BoxError> {
         println!("{name}: an upstream CA; its chain is known after the first issuance");
     }
     for der in chain {
-        let (_, cert) = X509Certificate::from_der(&der).map_err(|e| format!("CA certificate: {e}"))?;
-        println!("{name}: {} issued by {} until {}", cert.subject(), cert.issuer(), cert.validity().not_after);
+        let (_, cert) =
+            X509Certificate::from_der(&der).map_err(|e| format!("CA certificate: {e}"))?;
+        println!(
+            "{name}: {} issued by {} until {}",
+            cert.subject(),
+            cert.issuer(),
+            cert.validity().not_after
+        );
     }
     Ok(())
 }

@@ -196,7 +196,9 @@ impl Default for Config {
             log: LogConfig::default(),
             backends: BTreeMap::from([(
                 "default".to_string(),
-                BackendSpec::Software { algorithm: pkid_backends::KeyAlgorithm::EcdsaP256 },
+                BackendSpec::Software {
+                    algorithm: pkid_backends::KeyAlgorithm::EcdsaP256,
+                },
             )]),
         }
     }

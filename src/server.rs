@@ -142,8 +142,12 @@ pub async fn open_authorities(cfg: &Config) -> Result<Authorities, BoxError> {
     }
     let find = |name: &str| cas.iter().find(|c| c.name == name).cloned();
     let ca = find("default").ok_or("backends.default must be configured (a software CA)")?;
-    let acme_ca = find(&cfg.acme.backend)
-        .ok_or_else(|| format!("acme.backend {:?} names no configured backend", cfg.acme.backend))?;
+    let acme_ca = find(&cfg.acme.backend).ok_or_else(|| {
+        format!(
+            "acme.backend {:?} names no configured backend",
+            cfg.acme.backend
+        )
+    })?;
     let revocation = Arc::new(Revocation::new(
         store.clone(),
         &cas,
@@ -187,7 +191,11 @@ async fn open_pkcs11(
         .map_err(|e| format!("backends.{name} (pkcs11): {e}"))?;
     let dir = cfg.data_dir.join(format!("ca-{name}"));
     let chain_path = dir.join("chain.pem");
-    let root_dir = if issuer == "default" { cfg.data_dir.join("ca") } else { cfg.data_dir.join(format!("ca-{issuer}")) };
+    let root_dir = if issuer == "default" {
+        cfg.data_dir.join("ca")
+    } else {
+        cfg.data_dir.join(format!("ca-{issuer}"))
+    };
     let kek = kek.clone();
     let name = name.to_string();
     let backend = tokio::task::spawn_blocking(move || -> Result<Pkcs11Backend, BoxError> {
@@ -230,7 +238,8 @@ async fn open_backend(
     kek: &Arc<KeyEncryptionKey>,
     root_path: &Path,
 ) -> Result<Arc<dyn SigningBackend>, BoxError> {
-    let typed = |map: &serde_json::Map<String, serde_json::Value>| serde_json::Value::Object(map.clone());
+    let typed =
+        |map: &serde_json::Map<String, serde_json::Value>| serde_json::Value::Object(map.clone());
     match spec {
         BackendSpec::Software { algorithm } => {
             let dir = if name == "default" {
@@ -238,8 +247,9 @@ async fn open_backend(
             } else {
                 cfg.data_dir.join(format!("ca-{name}"))
             };
-            let (backend, created) = SoftwareBackend::open_or_create(name, &dir, kek, *algorithm)
-                .map_err(|e| format!("software CA {name:?} in {}: {e}", dir.display()))?;
+            let (backend, created) =
+                SoftwareBackend::open_or_create(name, &dir, kek, *algorithm)
+                    .map_err(|e| format!("software CA {name:?} in {}: {e}", dir.display()))?;
             if created {
                 tracing::info!(backend = name, dir = %dir.display(), algorithm = %algorithm, "created a software CA (root and intermediate)");
             }
@@ -329,33 +339,62 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
     // The default directory at /acme, then each named one at /acme/NAME, overriding
     // backend, profiles, EAB policy and pre-authorization.
     let mut directories = Vec::new();
-    let named = cfg.acme.directories.iter().map(|(n, d)| (Some(n.as_str()), d.clone()));
-    for (name, dir) in std::iter::once((None, crate::config::DirectoryConfig::default())).chain(named) {
+    let named = cfg
+        .acme
+        .directories
+        .iter()
+        .map(|(n, d)| (Some(n.as_str()), d.clone()));
+    for (name, dir) in
+        std::iter::once((None, crate::config::DirectoryConfig::default())).chain(named)
+    {
         if let Some(n) = name {
             const RESERVED: &[&str] = &[
-                "directory", "new-nonce", "new-account", "new-order", "new-authz", "revoke-cert",
-                "key-change", "renewal-info", "acct", "order", "authz", "chall", "cert",
+                "directory",
+                "new-nonce",
+                "new-account",
+                "new-order",
+                "new-authz",
+                "revoke-cert",
+                "key-change",
+                "renewal-info",
+                "acct",
+                "order",
+                "authz",
+                "chall",
+                "cert",
             ];
             let well_formed = !n.is_empty()
-                && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                && n.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
             if !well_formed || RESERVED.contains(&n) || n == "default" {
                 return Err(format!("acme.directories.{n}: a directory name is lowercase letters, digits and '-', and not an ACME resource name").into());
             }
         }
-        let backend = dir.backend.clone().unwrap_or_else(|| cfg.acme.backend.clone());
+        let backend = dir
+            .backend
+            .clone()
+            .unwrap_or_else(|| cfg.acme.backend.clone());
         let ca = cas
             .iter()
             .find(|c| c.name == backend)
             .cloned()
-            .ok_or_else(|| format!("ACME directory {name:?}: backend {backend:?} is not configured"))?;
+            .ok_or_else(|| {
+                format!("ACME directory {name:?}: backend {backend:?} is not configured")
+            })?;
         let offered: std::collections::BTreeMap<String, Profile> = profiles
             .iter()
             .filter(|(p, _)| dir.profiles.is_empty() || dir.profiles.contains(p))
             .map(|(p, v)| (p.clone(), v.clone()))
             .collect();
-        let default_profile = dir.default_profile.clone().unwrap_or_else(|| cfg.acme.default_profile.clone());
+        let default_profile = dir
+            .default_profile
+            .clone()
+            .unwrap_or_else(|| cfg.acme.default_profile.clone());
         if !offered.contains_key(&default_profile) {
-            return Err(format!("ACME directory {name:?}: default profile {default_profile:?} is not offered").into());
+            return Err(format!(
+                "ACME directory {name:?}: default profile {default_profile:?} is not offered"
+            )
+            .into());
         }
         let settings = AcmeSettings {
             order_lifetime_secs: i64::try_from(cfg.acme.order_lifetime_secs).unwrap_or(604800),
@@ -365,7 +404,9 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
             default_profile,
             pre_authorization: dir.pre_authorization.unwrap_or(cfg.acme.pre_authorization),
             directory: name.unwrap_or("default").to_string(),
-            eab_policy: dir.external_account_binding.unwrap_or(cfg.acme.external_account_binding),
+            eab_policy: dir
+                .external_account_binding
+                .unwrap_or(cfg.acme.external_account_binding),
             identifier_policy: cfg.acme.policy.clone(),
             rate_limits: cfg.acme.rate_limits.clone(),
             test_mode: cfg.acme.test_mode.clone(),
@@ -401,7 +442,11 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         header_timeout: Duration::from_secs(cfg.server.header_timeout_secs.max(1)),
         max_connections: cfg.server.max_connections,
     };
-    let app = Arc::new(App::new(directories.clone(), revocation.clone(), http_settings));
+    let app = Arc::new(App::new(
+        directories.clone(),
+        revocation.clone(),
+        http_settings,
+    ));
 
     spawn_housekeeping(store.clone(), directories, cfg.acme.processing_timeout_secs);
     spawn_crl_refresh(revocation.clone(), cfg.ca.crl_lifetime_secs);
@@ -442,7 +487,11 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
 }
 
 /// Periodic work: prune redeemed nonces; recover orders stuck in `processing`.
-fn spawn_housekeeping(store: Store, directories: Vec<Arc<AcmeServer>>, processing_timeout_secs: u64) {
+fn spawn_housekeeping(
+    store: Store,
+    directories: Vec<Arc<AcmeServer>>,
+    processing_timeout_secs: u64,
+) {
     let timeout = i64::try_from(processing_timeout_secs).unwrap_or(300).max(1);
     let period = Duration::from_secs(u64::try_from((timeout / 2).clamp(1, 60)).unwrap_or(30));
     tokio::spawn(async move {

@@ -642,6 +642,31 @@ impl Store {
         Ok(row.try_get("n")?)
     }
 
+    /// Unexpired, not yet finalized orders of an account for exactly these identifiers and
+    /// profile, newest first (candidates for reuse).
+    pub async fn reusable_orders(
+        &self,
+        account_id: &str,
+        directory: &str,
+        identifiers: &str,
+        profile_name: &str,
+        at: i64,
+    ) -> Result<Vec<OrderRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ORDER_COLS} FROM orders WHERE account_id = $1 AND directory = $2 AND identifiers = $3 \
+             AND profile_name = $4 AND status = 'pending' AND replaces IS NULL AND expires > $5 \
+             ORDER BY created_at DESC LIMIT 3"
+        ))
+        .bind(account_id)
+        .bind(directory)
+        .bind(identifiers)
+        .bind(profile_name)
+        .bind(at + 3600)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(order_from).collect::<std::result::Result<_, _>>()?)
+    }
+
     /// An order (not invalid) that already replaces the certificate `cert_id` (RFC 9773).
     pub async fn order_replacing(&self, cert_id: &str) -> Result<Option<String>> {
         let row = sqlx::query(

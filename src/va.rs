@@ -184,9 +184,11 @@ impl Validator {
                     })
                     .collect::<Vec<_>>(),
                 Err(e) if e.is_no_records_found() || e.is_nx_domain() => Vec::new(),
-                Err(e) => return Err(Problem::caa(format!(
+                Err(e) => {
+                    return Err(Problem::caa(format!(
                     "CAA lookup of {name} failed ({e}); issuance is not allowed without an answer"
-                ))),
+                )))
+                }
             };
             if records.is_empty() {
                 continue;

@@ -12,7 +12,10 @@ impl Links {
     /// `prefix`: the directory's path prefix, `/acme` or `/acme/NAME`.
     pub fn new(origin: &str, prefix: &str) -> Links {
         let origin = origin.trim_end_matches('/').to_string();
-        Links { base: format!("{origin}{prefix}"), origin }
+        Links {
+            base: format!("{origin}{prefix}"),
+            origin,
+        }
     }
     /// The absolute URL of a request path (what a JWS `url` must equal).
     pub fn url_of(&self, path: &str) -> String {

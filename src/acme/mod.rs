@@ -784,6 +784,21 @@ impl AcmeServer {
             self.check_replaces(cert_id, account, &idents).await?;
         }
         let created = now();
+        let identifiers_json = serde_json::to_string(&wire::identifiers_json(&idents)).unwrap_or_default();
+        // RFC 8555 §7.4 lets a server hand back an existing order: a pending or ready order of
+        // this account for the same identifiers and profile is reused rather than duplicated.
+        if req.replaces.is_none() {
+            let candidates = self
+                .store
+                .reusable_orders(&account.id, &self.settings.directory, &identifiers_json, &profile_name, created)
+                .await?;
+            for existing in candidates {
+                let authzs = self.store.authzs_of_order(&existing.id).await?;
+                if matches!(Self::order_status(&existing, &authzs, created), "pending" | "ready") {
+                    return self.order_reply(&existing, links, StatusCode::CREATED).await;
+                }
+            }
+        }
         let expires = created + self.settings.order_lifetime_secs;
         let mut authzs = Vec::with_capacity(idents.len());
         for ident in &idents {
@@ -821,8 +836,7 @@ impl AcmeServer {
             directory: self.settings.directory.clone(),
             status: "pending".into(),
             expires,
-            identifiers: serde_json::to_string(&wire::identifiers_json(&idents))
-                .unwrap_or_default(),
+            identifiers: identifiers_json,
             not_before: None,
             not_after: None,
             error: None,
@@ -982,7 +996,10 @@ impl AcmeServer {
         &self,
         cutoff: i64,
     ) -> Result<usize, crate::store::StoreError> {
-        let stale = self.store.stale_processing_orders(&self.settings.directory, cutoff).await?;
+        let stale = self
+            .store
+            .stale_processing_orders(&self.settings.directory, cutoff)
+            .await?;
         let mut recovered = 0;
         for order in stale {
             let Some(since) = order.processing_since else {

@@ -131,7 +131,10 @@ impl App {
             let directory = self
                 .acme
                 .iter()
-                .filter(|d| path.strip_prefix(d.prefix()).is_some_and(|r| r.is_empty() || r.starts_with('/')))
+                .filter(|d| {
+                    path.strip_prefix(d.prefix())
+                        .is_some_and(|r| r.is_empty() || r.starts_with('/'))
+                })
                 .max_by_key(|d| d.prefix().len());
             let Some(directory) = directory else {
                 return plain(StatusCode::NOT_FOUND, "no such ACME directory\n");
