@@ -664,7 +664,10 @@ impl Store {
         .bind(at + 3600)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(order_from).collect::<std::result::Result<_, _>>()?)
+        Ok(rows
+            .iter()
+            .map(order_from)
+            .collect::<std::result::Result<_, _>>()?)
     }
 
     /// An order (not invalid) that already replaces the certificate `cert_id` (RFC 9773).

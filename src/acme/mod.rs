@@ -784,18 +784,30 @@ impl AcmeServer {
             self.check_replaces(cert_id, account, &idents).await?;
         }
         let created = now();
-        let identifiers_json = serde_json::to_string(&wire::identifiers_json(&idents)).unwrap_or_default();
+        let identifiers_json =
+            serde_json::to_string(&wire::identifiers_json(&idents)).unwrap_or_default();
         // RFC 8555 §7.4 lets a server hand back an existing order: a pending or ready order of
         // this account for the same identifiers and profile is reused rather than duplicated.
         if req.replaces.is_none() {
             let candidates = self
                 .store
-                .reusable_orders(&account.id, &self.settings.directory, &identifiers_json, &profile_name, created)
+                .reusable_orders(
+                    &account.id,
+                    &self.settings.directory,
+                    &identifiers_json,
+                    &profile_name,
+                    created,
+                )
                 .await?;
             for existing in candidates {
                 let authzs = self.store.authzs_of_order(&existing.id).await?;
-                if matches!(Self::order_status(&existing, &authzs, created), "pending" | "ready") {
-                    return self.order_reply(&existing, links, StatusCode::CREATED).await;
+                if matches!(
+                    Self::order_status(&existing, &authzs, created),
+                    "pending" | "ready"
+                ) {
+                    return self
+                        .order_reply(&existing, links, StatusCode::CREATED)
+                        .await;
                 }
             }
         }
