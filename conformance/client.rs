@@ -9,6 +9,7 @@
 //!   POST-as-GET (§6.3), certificate download (§7.4.2).
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,7 @@ use crate::env::ensure_crypto_provider;
 /// How long a test waits for an authorization or an order to reach a wanted state.
 pub const POLL_BOUND: Duration = Duration::from_secs(30);
 
-fn b64(bytes: impl AsRef<[u8]>) -> String {
+pub fn b64(bytes: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
@@ -285,6 +286,37 @@ impl AcmeClient {
         }
     }
 
+    /// Any request, exactly as given (method, content type, body bytes): for what no client
+    /// would send. Does not touch the nonce cache.
+    pub async fn send_raw(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Response {
+        let mut request = self.http.request(method.clone(), url).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("{method} {url}: {err:?}"));
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response
+            .bytes()
+            .await
+            .unwrap_or_else(|err| panic!("read the answer to {method} {url}: {err:?}"))
+            .to_vec();
+        Response {
+            status,
+            headers,
+            body,
+        }
+    }
+
     /// One signed POST with the given nonce: no retry, whatever the answer.
     pub async fn post_with_nonce(
         &self,
@@ -508,22 +540,62 @@ pub fn csr_der(names: &[&str]) -> Vec<u8> {
 }
 
 /// A tiny HTTP/1.1 server answering `GET /.well-known/acme-challenge/<token>` with the key
-/// authorization registered for the token, 404 otherwise. Stops when dropped.
+/// authorization registered for the token (or, for a webroot, the file certbot wrote under
+/// `<webroot>/.well-known/acme-challenge/`), 404 otherwise. Stops when dropped.
 pub struct Http01Responder {
     tokens: Arc<Mutex<HashMap<String, String>>>,
     task: JoinHandle<()>,
 }
 
+/// Where the responder finds key authorizations.
+#[derive(Clone)]
+enum Http01Source {
+    Tokens(Arc<Mutex<HashMap<String, String>>>),
+    Webroot(PathBuf),
+}
+
+impl Http01Source {
+    fn key_authorization(&self, token: &str) -> Option<String> {
+        match self {
+            Http01Source::Tokens(tokens) => tokens.lock().expect("token map").get(token).cloned(),
+            Http01Source::Webroot(root) => {
+                // Tokens are base64url: no path separators, nothing to escape from the root.
+                if token.is_empty()
+                    || !token
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    return None;
+                }
+                std::fs::read_to_string(root.join(".well-known/acme-challenge").join(token)).ok()
+            }
+        }
+    }
+}
+
 impl Http01Responder {
     pub async fn bind(port: u16) -> Http01Responder {
+        let tokens = Arc::new(Mutex::new(HashMap::new()));
+        Http01Responder::start(port, tokens.clone(), Http01Source::Tokens(tokens)).await
+    }
+
+    /// Serves the files a webroot client (`certbot --webroot`) writes under `webroot`.
+    pub async fn webroot(port: u16, webroot: &Path) -> Http01Responder {
+        let tokens = Arc::new(Mutex::new(HashMap::new()));
+        Http01Responder::start(port, tokens, Http01Source::Webroot(webroot.to_owned())).await
+    }
+
+    async fn start(
+        port: u16,
+        tokens: Arc<Mutex<HashMap<String, String>>>,
+        source: Http01Source,
+    ) -> Http01Responder {
         let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .unwrap_or_else(|err| panic!("bind the http-01 responder on 127.0.0.1:{port}: {err}"));
-        let tokens = Arc::new(Mutex::new(HashMap::new()));
-        let shared = Arc::clone(&tokens);
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(answer_http01(stream, Arc::clone(&shared)));
+                tokio::spawn(answer_http01(stream, source.clone()));
             }
         });
         Http01Responder { tokens, task }
@@ -543,7 +615,7 @@ impl Drop for Http01Responder {
     }
 }
 
-async fn answer_http01(mut stream: TcpStream, tokens: Arc<Mutex<HashMap<String, String>>>) {
+async fn answer_http01(mut stream: TcpStream, source: Http01Source) {
     let mut request = Vec::new();
     let mut buf = [0u8; 1024];
     let read_head = async {
@@ -569,7 +641,7 @@ async fn answer_http01(mut stream: TcpStream, tokens: Arc<Mutex<HashMap<String, 
         .unwrap_or("");
     let key_authorization = path
         .strip_prefix("/.well-known/acme-challenge/")
-        .and_then(|token| tokens.lock().expect("token map").get(token).cloned());
+        .and_then(|token| source.key_authorization(token));
     let reply = match key_authorization {
         Some(body) => format!(
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -24,8 +24,8 @@ use crate::pkid::Pkid;
 /// Fields drop in declaration order: the processes go before the folder they write to.
 pub struct Environment {
     pub pkid: Pkid,
-    /// Kept alive for pkid's lookups; tests do not talk to it.
-    _dns: Dns,
+    /// pkid's resolver; tests add TXT and CAA records through its management API.
+    pub dns: Dns,
     /// The port pkid's http-01 validator connects to; the test's client listens on it.
     pub http01_port: u16,
     pub tmp: TempDir,
@@ -34,6 +34,12 @@ pub struct Environment {
 impl Environment {
     /// Starts the DNS server and pkid; panics with pkid's output if pkid never becomes ready.
     pub async fn start() -> Environment {
+        Environment::start_with(&[]).await
+    }
+
+    /// As [`Environment::start`], with extra `PKID_*` settings for pkid (later pairs win over the
+    /// suite's defaults).
+    pub async fn start_with(settings: &[(&str, &str)]) -> Environment {
         ensure_crypto_provider();
         let tmp = tempfile::Builder::new()
             .prefix("pkid-conformance-")
@@ -41,10 +47,10 @@ impl Environment {
             .expect("create a temporary folder");
         let dns = Dns::start(tmp.path());
         let http01_port = free_port();
-        let pkid = Pkid::start(tmp.path(), &dns, http01_port).await;
+        let pkid = Pkid::start(tmp.path(), &dns, http01_port, settings).await;
         Environment {
             pkid,
-            _dns: dns,
+            dns,
             http01_port,
             tmp,
         }
@@ -180,6 +186,8 @@ pub fn read_log(path: &Path) -> String {
 /// `pebble-challtestsrv` as a DNS server on loopback: every A query answers 127.0.0.1, AAAA nothing.
 pub struct Dns {
     pub addr: String,
+    /// The management API (`-management`): add and clear TXT, CAA … records.
+    pub management_url: String,
     log: PathBuf,
     child: ChildGuard,
 }
@@ -205,9 +213,47 @@ impl Dns {
                 .stdout(out)
                 .stderr(err),
         );
-        let mut dns = Dns { addr, log, child };
+        let mut dns = Dns {
+            addr,
+            management_url: format!("http://{management_addr}"),
+            log,
+            child,
+        };
         dns.wait_ready();
         dns
+    }
+
+    /// POSTs `body` to a management endpoint (`/set-txt`, `/add-caa` …); panics unless it
+    /// answers 200.
+    pub async fn manage(&self, endpoint: &str, body: serde_json::Value) {
+        let url = format!("{}{endpoint}", self.management_url);
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("HTTP client");
+        let response = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("POST {url}: {err:?}"));
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        assert_eq!(status, 200, "POST {url} {body}: {text}");
+    }
+
+    /// CAA records for `host` (RFC 8659): `(tag, value)` pairs, flag 0.
+    pub async fn add_caa(&self, host: &str, records: &[(&str, &str)]) {
+        let policies: Vec<serde_json::Value> = records
+            .iter()
+            .map(|(tag, value)| serde_json::json!({"tag": tag, "value": value}))
+            .collect();
+        self.manage(
+            "/add-caa",
+            serde_json::json!({"host": fqdn(host), "policies": policies}),
+        )
+        .await;
     }
 
     /// Polls with a real A query until the server answers (bounded to 10 s).
@@ -241,6 +287,15 @@ impl Dns {
             self.child.pid(),
             read_log(&self.log)
         );
+    }
+}
+
+/// `name` with the trailing dot the management API expects.
+fn fqdn(name: &str) -> String {
+    if name.ends_with('.') {
+        name.to_owned()
+    } else {
+        format!("{name}.")
     }
 }
 

@@ -6,10 +6,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod badinput;
+mod caa;
 mod certs;
 mod client;
 mod env;
 mod issuance;
 mod jws;
 mod pkid;
+mod revocation;
+mod rfc_features;
 mod third_party;

@@ -39,14 +39,17 @@ pub struct Pkid {
     http_port: u16,
     http01_port: u16,
     dns_addr: String,
+    /// Extra `PKID_*` settings of this test, applied after the suite's defaults.
+    settings: Vec<(String, String)>,
     /// One (stdout, stderr) pair of log files per start.
     logs: Vec<(PathBuf, PathBuf)>,
     child: Option<ChildGuard>,
 }
 
 impl Pkid {
-    /// Spawns `pkid serve` in `<dir>/pkid` and waits until it is ready.
-    pub async fn start(dir: &Path, dns: &Dns, http01_port: u16) -> Pkid {
+    /// Spawns `pkid serve` in `<dir>/pkid` with the suite's settings plus `settings`, and waits
+    /// until it is ready.
+    pub async fn start(dir: &Path, dns: &Dns, http01_port: u16, settings: &[(&str, &str)]) -> Pkid {
         let work_dir = dir.join("pkid");
         std::fs::create_dir_all(&work_dir).expect("create pkid's working folder");
         let mut pkid = Pkid {
@@ -57,6 +60,10 @@ impl Pkid {
             http_port: free_port(),
             http01_port,
             dns_addr: dns.addr.clone(),
+            settings: settings
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+                .collect(),
             logs: Vec::new(),
             child: None,
         };
@@ -71,6 +78,64 @@ impl Pkid {
     /// The plain-HTTP listener (CRLs, OCSP); certificates carry its URLs.
     fn http_listen(&self) -> String {
         format!("127.0.0.1:{}", self.http_port)
+    }
+
+    /// The SQLite database pkid keeps in its data folder.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("pkid.db")
+    }
+
+    /// Runs `pkid ARGS` (the CLI: `eab create`, `revoke`, `crl generate` …) in pkid's working
+    /// folder with pkid's configuration, so it opens the same database; bounded to 30 s.
+    /// Returns (success, stdout, stderr).
+    pub async fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let mut command = tokio::process::Command::new(&self.bin);
+        command
+            .args(args)
+            .current_dir(&self.work_dir)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        // Only this test's configuration, as for the server.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("PKID_") {
+                command.env_remove(key);
+            }
+        }
+        for (key, value) in self.environment() {
+            command.env(key, value);
+        }
+        let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+            .await
+            .unwrap_or_else(|_| panic!("pkid {args:?} did not finish within 30 s"))
+            .unwrap_or_else(|err| panic!("run pkid {args:?}: {err}"));
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// Every `PKID_*` variable pkid runs with: the suite's defaults, then the test's settings.
+    fn environment(&self) -> Vec<(String, String)> {
+        let mut vars = vec![
+            (
+                "PKID_DATA_DIR".to_owned(),
+                self.data_dir.display().to_string(),
+            ),
+            (
+                "PKID_SERVER__LISTEN".to_owned(),
+                format!("127.0.0.1:{}", self.port),
+            ),
+            ("PKID_SERVER__HTTP_LISTEN".to_owned(), self.http_listen()),
+            (
+                "PKID_ACME__HTTP01_PORT".to_owned(),
+                self.http01_port.to_string(),
+            ),
+            ("PKID_ACME__DNS_RESOLVER".to_owned(), self.dns_addr.clone()),
+            ("PKID_LOG__LEVEL".to_owned(), "debug".to_owned()),
+        ];
+        vars.extend(self.settings.iter().cloned());
+        vars
     }
 
     /// The CA root pkid wrote; it issues pkid's own TLS certificate and every leaf.
@@ -138,13 +203,9 @@ impl Pkid {
                 command.env_remove(key);
             }
         }
-        command
-            .env("PKID_DATA_DIR", &self.data_dir)
-            .env("PKID_SERVER__LISTEN", format!("127.0.0.1:{}", self.port))
-            .env("PKID_SERVER__HTTP_LISTEN", self.http_listen())
-            .env("PKID_ACME__HTTP01_PORT", self.http01_port.to_string())
-            .env("PKID_ACME__DNS_RESOLVER", &self.dns_addr)
-            .env("PKID_LOG__LEVEL", "debug");
+        for (key, value) in self.environment() {
+            command.env(key, value);
+        }
         self.child = Some(ChildGuard::spawn("pkid", &mut command));
         self.wait_ready().await;
     }

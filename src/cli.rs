@@ -13,13 +13,13 @@ use crate::server::{open_authorities, BoxError};
 pub async fn revoke(cfg: &Config, serial: &str, reason: u8) -> Result<(), BoxError> {
     let reason = RevocationReason::from_code(reason)
         .ok_or_else(|| format!("reason {reason} is not an RFC 5280 reason code (0-10, not 7)"))?;
-    let serial = serial.trim().trim_start_matches("0x").replace(':', "");
+    let serial = crate::revocation::canonical_serial_hex(serial);
     let authorities = open_authorities(cfg).await?;
     authorities.revocation.revoke(&serial, reason).await?;
     // Publish now rather than at the next fetch.
     let issuer = authorities
         .store
-        .certificate(&serial.to_ascii_lowercase())
+        .certificate(&serial)
         .await?
         .map(|c| c.issuer);
     if let Some(issuer) = issuer {

@@ -138,7 +138,7 @@ impl Revocation {
         serial_hex: &str,
         reason: RevocationReason,
     ) -> Result<(), RevokeError> {
-        let serial_hex = serial_hex.to_ascii_lowercase();
+        let serial_hex = canonical_serial_hex(serial_hex);
         let cert = self
             .store
             .certificate(&serial_hex)
@@ -392,6 +392,35 @@ impl Revocation {
     }
 }
 
+/// A serial as printed by any tool (`8EA8…`, `08:ea:8c…`, `0x8ea8…`) in the form certificates
+/// are stored under: lowercase hex of the DER INTEGER's content octets.
+pub fn canonical_serial_hex(input: &str) -> String {
+    let digits: String = input
+        .trim()
+        .trim_start_matches("0x")
+        .trim_start_matches("0X")
+        .chars()
+        .filter(|c| *c != ':')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let mut digits = digits.trim_start_matches('0').to_string();
+    if digits.is_empty() {
+        return "00".into();
+    }
+    if digits.len() % 2 == 1 {
+        digits.insert(0, '0');
+    }
+    // A leading byte with the high bit set is preceded by 00 in DER (positive INTEGER).
+    if digits
+        .as_bytes()
+        .first()
+        .is_some_and(|c| matches!(c, b'8'..=b'9' | b'a'..=b'f'))
+    {
+        digits.insert_str(0, "00");
+    }
+    digits
+}
+
 // ---- OCSP request parsing (RFC 6960 §4.1.1), a small strict DER reader ----
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -553,6 +582,19 @@ fn parse_ocsp_request(der: &[u8]) -> Result<OcspRequest, String> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn serials_in_every_printed_form_find_the_stored_one() {
+        assert_eq!(canonical_serial_hex("8EA8CE24"), "008ea8ce24");
+        // 31 digits, as big-integer printers write a 16-byte serial starting 0x08.
+        assert_eq!(
+            canonical_serial_hex("8ea8ce24af8b31fed4e82fa8b9b2bbf"),
+            "08ea8ce24af8b31fed4e82fa8b9b2bbf"
+        );
+        assert_eq!(canonical_serial_hex("08:EA:8C"), "08ea8c");
+        assert_eq!(canonical_serial_hex("0x7f01"), "7f01");
+        assert_eq!(canonical_serial_hex("8ea8c"), "08ea8c");
+    }
 
     #[test]
     fn garbage_is_malformed_not_a_panic() {

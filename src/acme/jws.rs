@@ -93,9 +93,6 @@ impl Jws {
         let protected_raw = b64("protected", protected_v)?;
         let payload = b64("payload", payload_v)?;
         let signature = b64("signature", signature_v)?;
-        if signature.is_empty() {
-            return Err(Problem::malformed("JWS signature is empty"));
-        }
         let header: Map<String, Value> = serde_json::from_slice(&protected_raw)
             .map_err(|_| Problem::malformed("JWS protected header is not a JSON object"))?;
 
@@ -110,6 +107,9 @@ impl Jws {
                 ALLOWED_ALGS.join(", ")
             ))
             .with_algorithms(ALLOWED_ALGS));
+        }
+        if signature.is_empty() {
+            return Err(Problem::malformed("JWS signature is empty"));
         }
         let key = match (header.get("jwk"), header.get("kid")) {
             (Some(_), Some(_)) => {

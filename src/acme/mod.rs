@@ -181,7 +181,7 @@ impl AcmeServer {
     ) -> Reply {
         let links = Links::new(origin, &self.prefix);
         let result = self.route(method, path, headers, body, &links).await;
-        let mut reply = match result {
+        let reply = match result {
             Ok(r) => r,
             Err(p) => {
                 if p.status_code().is_server_error() {
@@ -192,6 +192,18 @@ impl AcmeServer {
                 Reply::problem(&p)
             }
         };
+        self.finish(reply, &links)
+    }
+
+    /// A problem raised before the request reached this directory's handlers (an oversized
+    /// body, say), answered like every other ACME error.
+    pub fn error_reply(&self, problem: &Problem, origin: &str) -> Reply {
+        tracing::info!(problem = %problem, "acme request refused");
+        self.finish(Reply::problem(problem), &Links::new(origin, &self.prefix))
+    }
+
+    /// Headers every ACME response carries: a fresh nonce, the index link, no caching.
+    fn finish(&self, mut reply: Reply, links: &Links) -> Reply {
         reply
             .headers
             .push((HeaderName::from_static("replay-nonce"), self.nonces.issue()));

@@ -120,13 +120,6 @@ impl App {
         if path == "/acme" || path.starts_with("/acme/") {
             let origin = self.origin(&req);
             let (parts, body) = req.into_parts();
-            let body = match read_body(body, self.settings.max_body_bytes).await {
-                Ok(b) => b,
-                Err(p) => {
-                    let reply = Reply::problem(&p);
-                    return to_response(reply);
-                }
-            };
             // The longest matching prefix wins: `/acme/NAME/…` before `/acme/…`.
             let directory = self
                 .acme
@@ -138,6 +131,11 @@ impl App {
                 .max_by_key(|d| d.prefix().len());
             let Some(directory) = directory else {
                 return plain(StatusCode::NOT_FOUND, "no such ACME directory\n");
+            };
+            let body = match read_body(body, self.settings.max_body_bytes).await {
+                Ok(b) => b,
+                // Still an ACME error: problem document, fresh nonce, index link.
+                Err(p) => return to_response(directory.error_reply(&p, &origin)),
             };
             let reply = directory
                 .handle(&parts.method, &path, &parts.headers, body, &origin)
