@@ -112,7 +112,11 @@ pub async fn backend_check(cfg: &Config, name: &str) -> Result<(), BoxError> {
 
 /// `pkid eab create [--note N]`: a fresh single-use external account binding key for the
 /// default directory. The HMAC key is printed once (it is freshly generated) and stored sealed.
-pub async fn eab_create(cfg: &Config, note: &str) -> Result<(), BoxError> {
+pub async fn eab_create(
+    cfg: &Config,
+    note: &str,
+    policy: &crate::acme::eab::BindingPolicy,
+) -> Result<(), BoxError> {
     use base64::Engine;
     use rand::RngCore;
     let authorities = open_authorities(cfg).await?;
@@ -126,7 +130,15 @@ pub async fn eab_create(cfg: &Config, note: &str) -> Result<(), BoxError> {
         .seal_pem(key.as_ref(), crate::acme::eab::SEALED_AAD)?;
     authorities
         .store
-        .insert_eab_key(&kid, &sealed, "default", note)
+        .insert_eab_key(
+            &kid,
+            &sealed,
+            "default",
+            note,
+            (policy != &crate::acme::eab::BindingPolicy::default())
+                .then(|| serde_json::to_string(policy).unwrap_or_default())
+                .as_deref(),
+        )
         .await?;
     let key_b64 = zeroize::Zeroizing::new(
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.as_ref()),

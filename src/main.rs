@@ -60,6 +60,15 @@ enum EabCommand {
     Create {
         #[arg(long, default_value = "")]
         note: String,
+        /// The bound account may order only names under this DNS suffix (repeatable).
+        #[arg(long = "allow-dns-suffix")]
+        allow_dns_suffixes: Vec<String>,
+        /// The bound account may order only IPs in this CIDR range (repeatable).
+        #[arg(long = "allow-ip-range")]
+        allow_ip_ranges: Vec<String>,
+        /// The bound account may order only this profile (repeatable).
+        #[arg(long = "profile")]
+        profiles: Vec<String>,
     },
     /// List key ids and their bound accounts.
     List,
@@ -103,8 +112,24 @@ async fn dispatch(cfg: Config, command: Command) -> Result<(), BoxError> {
             command: CaCommand::Create { name },
         } => pkid::cli::ca_create(&cfg, &name).await,
         Command::Eab {
-            command: EabCommand::Create { note },
-        } => pkid::cli::eab_create(&cfg, &note).await,
+            command:
+                EabCommand::Create {
+                    note,
+                    allow_dns_suffixes,
+                    allow_ip_ranges,
+                    profiles,
+                },
+        } => {
+            let policy = pkid::acme::eab::BindingPolicy {
+                identifiers: pkid::acme::policy::IdentifierPolicy {
+                    allowed_dns_suffixes: allow_dns_suffixes,
+                    allowed_ip_ranges: allow_ip_ranges,
+                    ..Default::default()
+                },
+                profiles,
+            };
+            pkid::cli::eab_create(&cfg, &note, &policy).await
+        }
         Command::Eab {
             command: EabCommand::List,
         } => pkid::cli::eab_list(&cfg).await,

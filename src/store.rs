@@ -52,6 +52,8 @@ pub struct AccountRow {
     pub jwk: String,
     pub status: String,
     pub contact: String,
+    /// The external account binding key the account was created with, if any.
+    pub eab_kid: Option<String>,
     pub created_at: i64,
 }
 
@@ -226,6 +228,7 @@ fn account_from(r: &AnyRow) -> std::result::Result<AccountRow, sqlx::Error> {
         jwk: r.try_get("jwk")?,
         status: r.try_get("status")?,
         contact: r.try_get("contact")?,
+        eab_kid: r.try_get("eab_kid")?,
         created_at: r.try_get("created_at")?,
     })
 }
@@ -404,16 +407,30 @@ impl Store {
         sealed_key: &str,
         directory: &str,
         note: &str,
+        policy: Option<&str>,
     ) -> Result<()> {
-        sqlx::query("INSERT INTO eab_keys (kid, sealed_key, directory, note, created_at) VALUES ($1, $2, $3, $4, $5)")
+        sqlx::query("INSERT INTO eab_keys (kid, sealed_key, directory, note, policy, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(kid)
             .bind(sealed_key)
             .bind(directory)
             .bind(note)
+            .bind(policy)
             .bind(now())
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// The RA policy (JSON) an EAB key carries, if any.
+    pub async fn eab_policy(&self, kid: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT policy FROM eab_keys WHERE kid = $1")
+            .bind(kid)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| r.try_get::<Option<String>, _>("policy"))
+            .transpose()?
+            .flatten())
     }
 
     /// (sealed key, directory, bound account) of an EAB key id.
@@ -454,7 +471,7 @@ impl Store {
     }
 
     pub async fn account_by_thumbprint(&self, thumbprint: &str) -> Result<Option<AccountRow>> {
-        let row = sqlx::query("SELECT id, thumbprint, jwk, status, contact, created_at FROM accounts WHERE thumbprint = $1")
+        let row = sqlx::query("SELECT id, thumbprint, jwk, status, contact, eab_kid, created_at FROM accounts WHERE thumbprint = $1")
             .bind(thumbprint)
             .fetch_optional(&self.pool)
             .await?;
@@ -463,7 +480,7 @@ impl Store {
 
     pub async fn account(&self, id: &str) -> Result<Option<AccountRow>> {
         let row = sqlx::query(
-            "SELECT id, thumbprint, jwk, status, contact, created_at FROM accounts WHERE id = $1",
+            "SELECT id, thumbprint, jwk, status, contact, eab_kid, created_at FROM accounts WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)

@@ -23,6 +23,7 @@ CREATE TABLE eab_keys (
     sealed_key     TEXT NOT NULL,
     directory      TEXT NOT NULL,
     note           TEXT NOT NULL,
+    policy         TEXT,
     created_at     BIGINT NOT NULL,
     bound_account  TEXT,
     bound_at       BIGINT

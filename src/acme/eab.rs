@@ -22,6 +22,35 @@ pub enum EabPolicy {
     AlwaysRequired,
 }
 
+/// RA policy an EAB key carries to the account it creates: which identifiers and profiles
+/// that account may order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BindingPolicy {
+    pub identifiers: super::policy::IdentifierPolicy,
+    /// Profiles the account may order; empty: all the directory offers.
+    pub profiles: Vec<String>,
+}
+
+impl BindingPolicy {
+    pub fn check(&self, idents: &[crate::csr::Ident], profile: &str) -> Result<(), Problem> {
+        for ident in idents {
+            self.identifiers.check(ident).map_err(|_| {
+                Problem::rejected_identifier(format!(
+                    "this account's external account binding does not allow {}",
+                    ident.value()
+                ))
+            })?;
+        }
+        if !self.profiles.is_empty() && !self.profiles.iter().any(|p| p == profile) {
+            return Err(Problem::invalid_profile(format!(
+                "this account's external account binding does not allow profile {profile:?}"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// AAD binding sealed EAB keys to their purpose.
 pub const SEALED_AAD: &[u8] = b"pkid eab hmac key";
 

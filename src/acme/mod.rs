@@ -448,6 +448,7 @@ impl AcmeServer {
             jwk: Value::Object(jws::public_jwk(jwk)).to_string(),
             status: "valid".into(),
             contact: json!(contact).to_string(),
+            eab_kid: binding.clone(),
             created_at: now(),
         };
         let outcome = self
@@ -790,6 +791,14 @@ impl AcmeServer {
         }
         for ident in &idents {
             self.settings.identifier_policy.check(ident)?;
+        }
+        if let Some(kid) = &account.eab_kid {
+            if let Some(policy) = self.store.eab_policy(kid).await? {
+                let policy: eab::BindingPolicy = serde_json::from_str(&policy).map_err(|_| {
+                    Problem::server_internal("the binding's stored policy is unreadable")
+                })?;
+                policy.check(&idents, &profile_name)?;
+            }
         }
         self.check_rate_limits(account, &idents).await?;
         if let Some(cert_id) = &req.replaces {

@@ -791,3 +791,87 @@ async fn key_change_rolls_the_account_key_over() {
         "malformed"
     );
 }
+
+/// An account created with an EAB key that carries RA policy may order only what it allows.
+#[tokio::test]
+async fn an_eab_key_carries_ra_policy_to_its_account() {
+    use aws_lc_rs::hmac;
+    let h = harness().await;
+    let hmac_key = [7u8; 32];
+    let sealed = h
+        .acme
+        .settings
+        .kek
+        .seal_pem(&hmac_key, super::eab::SEALED_AAD)
+        .unwrap();
+    let policy = super::eab::BindingPolicy {
+        identifiers: super::policy::IdentifierPolicy {
+            allowed_dns_suffixes: vec!["ok.test".into()],
+            ..Default::default()
+        },
+        profiles: vec!["tls-server".into()],
+    };
+    h.acme
+        .store()
+        .insert_eab_key(
+            "kid-1",
+            &sealed,
+            "default",
+            "test",
+            Some(&serde_json::to_string(&policy).unwrap()),
+        )
+        .await
+        .unwrap();
+
+    let k = key();
+    let url = format!("{ORIGIN}/acme/new-account");
+    let eab_protected = URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&json!({"alg":"HS256","kid":"kid-1","url":url})).unwrap());
+    let eab_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&k.jwk).unwrap());
+    let mac = hmac::sign(
+        &hmac::Key::new(hmac::HMAC_SHA256, &hmac_key),
+        format!("{eab_protected}.{eab_payload}").as_bytes(),
+    );
+    let payload = json!({"externalAccountBinding": {"protected": eab_protected, "payload": eab_payload, "signature": URL_SAFE_NO_PAD.encode(mac.as_ref())}});
+    let n = h.nonce().await;
+    let r = h
+        .post(
+            "/acme/new-account",
+            sign(
+                &k,
+                json!({"alg":"ES256","jwk":k.jwk,"nonce":n,"url":url}),
+                &serde_json::to_vec(&payload).unwrap(),
+            ),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let kid = r
+        .headers
+        .iter()
+        .find(|(n, _)| n == http::header::LOCATION)
+        .unwrap()
+        .1
+        .clone();
+
+    let h = &h;
+    let order = |body: &'static [u8]| {
+        let (k, kid) = (k.clone(), kid.clone());
+        async move {
+            let n = h.nonce().await;
+            h.post("/acme/new-order", sign(&k, json!({"alg":"ES256","kid":kid,"nonce":n,"url":format!("{ORIGIN}/acme/new-order")}), body)).await
+        }
+    };
+    let allowed = order(br#"{"identifiers":[{"type":"dns","value":"a.ok.test"}]}"#).await;
+    assert_eq!(allowed.status, StatusCode::CREATED);
+    let other = order(br#"{"identifiers":[{"type":"dns","value":"a.other.test"}]}"#).await;
+    assert_eq!(problem_type(&other), "rejectedIdentifier");
+    let profile =
+        order(br#"{"identifiers":[{"type":"dns","value":"b.ok.test"}],"profile":"short-lived"}"#)
+            .await;
+    assert_eq!(problem_type(&profile), "invalidProfile");
+}
