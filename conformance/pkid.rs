@@ -164,6 +164,12 @@ impl Pkid {
         }
     }
 
+    /// Sets (or replaces) a `PKID_*` setting for the next start.
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.settings.retain(|(k, _)| k != key);
+        self.settings.push((key.to_owned(), value.to_owned()));
+    }
+
     /// Stops pkid if it runs, then starts it again on the same data folder and port.
     pub async fn restart(&mut self) {
         self.stop();

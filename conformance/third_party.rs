@@ -557,3 +557,107 @@ async fn lego_and_certbot_retry_refused_nonces() {
     })
     .await;
 }
+
+/// Alternate chains (RFC 8555 §7.4.2): an operator adds a cross-signed certificate of pkid's
+/// intermediate (same subject, key and key identifier, issued by another root); pkid offers the
+/// chain through it with `Link: rel="alternate"`. lego's `--preferred-chain` picks it, and that
+/// chain verifies against the other root; the default chain still verifies against root.pem.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lego_picks_an_alternate_chain_through_a_cross_signed_intermediate() {
+    require_tool("lego");
+    require_tool("openssl");
+    let mut env = Environment::start().await;
+    let work = env.subdir("cross");
+    let data = env.pkid.root_pem_path().parent().unwrap().to_path_buf();
+    let intermediate = data.join("ca").join("intermediate.pem");
+    let path = |name: &str| work.join(name).into_os_string();
+    let run = |args: &[std::ffi::OsString]| {
+        let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        let (ok, output) = crate::certs::openssl(&refs);
+        assert!(ok, "openssl {args:?} failed:\n{output}");
+        output
+    };
+    let s = |v: &str| std::ffi::OsString::from(v);
+    run(&[
+        s("ecparam"),
+        s("-genkey"),
+        s("-name"),
+        s("prime256v1"),
+        s("-out"),
+        path("other.key"),
+    ]);
+    run(&[
+        s("req"),
+        s("-x509"),
+        s("-new"),
+        s("-key"),
+        path("other.key"),
+        s("-subj"),
+        s("/CN=Other Root"),
+        s("-days"),
+        s("30"),
+        s("-out"),
+        path("other.pem"),
+    ]);
+    run(&[
+        s("x509"),
+        s("-in"),
+        intermediate.clone().into_os_string(),
+        s("-pubkey"),
+        s("-noout"),
+        s("-out"),
+        path("intermediate.pub"),
+    ]);
+    let ski = run(&[
+        s("x509"),
+        s("-in"),
+        intermediate.into_os_string(),
+        s("-noout"),
+        s("-ext"),
+        s("subjectKeyIdentifier"),
+    ]);
+    let ski = ski.lines().last().unwrap().trim().to_string();
+    std::fs::write(
+        work.join("ext.cnf"),
+        format!(
+            "[v3]\nbasicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign,digitalSignature\nsubjectKeyIdentifier={ski}\nauthorityKeyIdentifier=keyid\n"
+        ),
+    )
+    .unwrap();
+    run(&[
+        s("x509"),
+        s("-new"),
+        s("-subj"),
+        s("/O=pkid/CN=pkid Intermediate CA"),
+        s("-force_pubkey"),
+        path("intermediate.pub"),
+        s("-CA"),
+        path("other.pem"),
+        s("-CAkey"),
+        path("other.key"),
+        s("-days"),
+        s("30"),
+        s("-extfile"),
+        path("ext.cnf"),
+        s("-extensions"),
+        s("v3"),
+        s("-out"),
+        path("cross.pem"),
+    ]);
+    let setting = format!("{{default=[\"{}\"]}}", work.join("cross.pem").display());
+    env.pkid.set("PKID_CA__ALTERNATE_CHAINS", &setting);
+    env.pkid.restart().await;
+
+    within(TEST_BOUND, async {
+        let names = ["alt.pkid.test"];
+        let preferred = Lego::new(&env, "lego-alt", &names, Challenge::Http01);
+        let output = preferred
+            .run(&["run", "--preferred-chain", "Other Root"])
+            .await;
+        let chain = preferred.chain(&output);
+        crate::certs::openssl_verify(&work.join("other.pem"), &chain, &work.join("verify-alt"));
+        let default = Lego::new(&env, "lego-default", &names, Challenge::Http01);
+        default.obtain_and_check().await;
+    })
+    .await;
+}

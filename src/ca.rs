@@ -85,6 +85,8 @@ pub struct Ca {
     backdate_secs: i64,
     /// CRL distribution point and OCSP URL for this issuer's certificates.
     revocation_urls: Option<(String, String)>,
+    /// Other chains (DER, issuing CA first) the issued certificates also verify under.
+    alternate_chains: Vec<Vec<Vec<u8>>>,
 }
 
 struct StoreJournal<'a> {
@@ -122,7 +124,34 @@ impl Ca {
             store,
             backdate_secs: i64::try_from(backdate_secs).unwrap_or(60),
             revocation_urls: None,
+            alternate_chains: Vec::new(),
         }
+    }
+
+    /// Offer other chains for this issuer; each must start with a certificate of the same
+    /// subject and key as the issuing CA, so every leaf verifies under it.
+    pub fn with_alternate_chains(mut self, chains: Vec<Vec<Vec<u8>>>) -> Result<Ca, String> {
+        let main = self.backend.ca_chain();
+        let issuing = main.first().ok_or("an upstream backend's chain is not known in advance")?;
+        let (_, issuing) = X509Certificate::from_der(issuing).map_err(|e| format!("issuing CA: {e}"))?;
+        for (i, chain) in chains.iter().enumerate() {
+            let first = chain.first().ok_or(format!("alternate chain {i} is empty"))?;
+            let (_, alt) = X509Certificate::from_der(first).map_err(|e| format!("alternate chain {i}: {e}"))?;
+            if alt.subject().as_raw() != issuing.subject().as_raw()
+                || alt.public_key().raw != issuing.public_key().raw
+                || subject_key_id(&alt) != subject_key_id(&issuing)
+            {
+                return Err(format!(
+                    "alternate chain {i} does not start with the issuing CA's subject, key and key identifier"
+                ));
+            }
+        }
+        self.alternate_chains = chains;
+        Ok(self)
+    }
+
+    pub fn alternate_chains(&self) -> &[Vec<Vec<u8>>] {
+        &self.alternate_chains
     }
 
     /// Point this issuer's certificates at `BASE/crl/NAME.crl` and `BASE/ocsp`, when the backend
@@ -283,6 +312,14 @@ fn is_rsa(spki_der: &[u8]) -> bool {
             spki.algorithm.algorithm == x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION
         })
         .unwrap_or(false)
+}
+
+/// The subjectKeyIdentifier, which leaves' authorityKeyIdentifier must find in every chain.
+fn subject_key_id(cert: &X509Certificate<'_>) -> Option<Vec<u8>> {
+    cert.extensions().iter().find_map(|e| match e.parsed_extension() {
+        x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+        _ => None,
+    })
 }
 
 /// The identifiers a certificate's SAN names (other name types are left out).

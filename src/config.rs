@@ -93,6 +93,10 @@ pub struct CaConfig {
     pub crl_lifetime_secs: u64,
     /// Seconds an OCSP response is valid.
     pub ocsp_lifetime_secs: u64,
+    /// Other chains for a backend's issuing CA (e.g. through a cross-signed intermediate), by
+    /// backend name: PEM files, each the issuing CA's alternate certificate first. ACME offers
+    /// them with `Link: rel="alternate"` (RFC 8555 §7.4.2).
+    pub alternate_chains: BTreeMap<String, Vec<PathBuf>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -235,6 +239,7 @@ impl Default for CaConfig {
             revocation_base_url: String::new(),
             crl_lifetime_secs: 86400,
             ocsp_lifetime_secs: 86400,
+            alternate_chains: BTreeMap::new(),
         }
     }
 }

@@ -136,8 +136,24 @@ pub async fn open_authorities(cfg: &Config) -> Result<Authorities, BoxError> {
     let root_path = cfg.data_dir.join("root.pem");
     for (name, spec) in &cfg.backends {
         let backend = open_backend(cfg, name, spec, &kek, &root_path).await?;
-        let ca = Ca::new(name.clone(), backend, store.clone(), cfg.ca.backdate_secs)
+        let mut ca = Ca::new(name.clone(), backend, store.clone(), cfg.ca.backdate_secs)
             .with_revocation_base(revocation_base.as_deref());
+        if let Some(files) = cfg.ca.alternate_chains.get(name) {
+            let mut chains = Vec::new();
+            for file in files {
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| format!("ca.alternate_chains.{name}: {}: {e}", file.display()))?;
+                let chain: Vec<Vec<u8>> = pem::parse_many(text.as_bytes())
+                    .map_err(|e| format!("ca.alternate_chains.{name}: {}: {e}", file.display()))?
+                    .into_iter()
+                    .map(pem::Pem::into_contents)
+                    .collect();
+                chains.push(chain);
+            }
+            ca = ca
+                .with_alternate_chains(chains)
+                .map_err(|e| format!("ca.alternate_chains.{name}: {e}"))?;
+        }
         cas.push(Arc::new(ca));
     }
     let find = |name: &str| cas.iter().find(|c| c.name == name).cloned();

@@ -390,7 +390,15 @@ impl AcmeServer {
             ["order", id, "finalize"] => self.finalize(id, auth, links).await,
             ["authz", id] => self.authorization(id, auth, links).await,
             ["chall", id] => self.challenge(id, auth, links).await,
-            ["cert", serial] => self.certificate(serial, auth).await,
+            ["cert", serial] => self.certificate(serial, 0, auth, links).await,
+            ["cert", serial, alternate] => {
+                let n = alternate
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| Problem::not_found("no such certificate chain"))?;
+                self.certificate(serial, n, auth, links).await
+            }
             ["revoke-cert"] => self.revoke_certificate(auth).await,
             ["key-change"] => self.key_change(auth, links).await,
             _ => Err(Problem::not_found("no such ACME resource")),
@@ -1233,7 +1241,9 @@ impl AcmeServer {
 
     // ---- certificates, §7.4.2 ----
 
-    async fn certificate(&self, serial: &str, auth: Authenticated) -> AcmeResult {
+    /// RFC 8555 §7.4.2: the chain (`alternate` 0) or one of the issuer's alternate chains, with
+    /// `Link: rel="alternate"` to the others.
+    async fn certificate(&self, serial: &str, alternate: usize, auth: Authenticated, links: &Links) -> AcmeResult {
         let account = require_account(&auth)?;
         let cert = self
             .store
@@ -1245,14 +1255,33 @@ impl AcmeServer {
                 "this certificate belongs to another account",
             ));
         }
-        let Some(chain) = cert.chain_pem.filter(|_| cert.status == "issued") else {
+        let Some(chain) = cert.chain_pem.clone().filter(|_| cert.status == "issued") else {
             return Err(Problem::not_found("no such certificate"));
         };
+        let alternates: &[Vec<Vec<u8>>] =
+            if cert.issuer == self.ca.name { self.ca.alternate_chains() } else { &[] };
+        let body = match alternate {
+            0 => chain,
+            n => {
+                let alt = alternates.get(n - 1).ok_or_else(|| Problem::not_found("no such certificate chain"))?;
+                let leaf = cert.der.as_deref().unwrap_or_default();
+                std::iter::once(leaf)
+                    .chain(alt.iter().map(Vec::as_slice))
+                    .map(|der| crate::ca::to_pem("CERTIFICATE", der))
+                    .collect()
+            }
+        };
+        let base = links.certificate(serial);
+        let mut headers = Vec::new();
+        for n in (0..=alternates.len()).filter(|n| *n != alternate) {
+            let url = if n == 0 { base.clone() } else { format!("{base}/{n}") };
+            headers.push((http::header::LINK, format!("<{url}>;rel=\"alternate\"")));
+        }
         Ok(Reply {
             status: StatusCode::OK,
-            headers: Vec::new(),
+            headers,
             content_type: "application/pem-certificate-chain",
-            body: Bytes::from(chain),
+            body: Bytes::from(body),
         })
     }
 }
