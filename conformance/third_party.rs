@@ -661,3 +661,155 @@ async fn lego_picks_an_alternate_chain_through_a_cross_signed_intermediate() {
     })
     .await;
 }
+
+/// The admin REST surface manages EAB keys: only with an operator bearer token (made by
+/// `pkid admin token create`); a key made over REST lets lego register (and carries its RA
+/// policy); a bound key cannot be deleted, an unused one can; errors are `{"error": …}`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_rest_manages_eab_keys_that_lego_uses() {
+    require_tool("lego");
+    let env = Environment::start_with(&[(
+        "PKID_ACME__EXTERNAL_ACCOUNT_BINDING",
+        "new-account-required",
+    )])
+    .await;
+    within(TEST_BOUND, async {
+        let (ok, stdout, stderr) = env
+            .pkid
+            .cli(&["admin", "token", "create", "--note", "test"])
+            .await;
+        assert!(ok, "pkid admin token create:\n{stdout}\n{stderr}");
+        let token = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("token:"))
+            .map(|t| t.trim().to_owned())
+            .expect("a token line");
+        let http = crate::client::https_client(&env.pkid.root_pem()).unwrap();
+        let base = env
+            .pkid
+            .directory_url()
+            .replace("/acme/directory", "/admin/eab-keys");
+
+        let anonymous = http.get(&base).send().await.unwrap();
+        assert_eq!(anonymous.status(), 401);
+        let body: serde_json::Value = anonymous
+            .bytes()
+            .await
+            .map(|b| serde_json::from_slice::<serde_json::Value>(&b).unwrap())
+            .unwrap();
+        assert!(body["error"].is_string(), "{body}");
+        let wrong = http
+            .get(&base)
+            .bearer_auth("pkid_not-a-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), 401);
+
+        let create = |policy: serde_json::Value| {
+            let (http, base, token) = (http.clone(), base.clone(), token.clone());
+            async move {
+                let r = http
+                    .post(&base)
+                    .bearer_auth(&token)
+                    .body(serde_json::to_vec(&json!({"note": "rest", "policy": policy})).unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 201);
+                let v: serde_json::Value = r
+                    .bytes()
+                    .await
+                    .map(|b| serde_json::from_slice::<serde_json::Value>(&b).unwrap())
+                    .unwrap();
+                (
+                    v["result"]["kid"].as_str().unwrap().to_owned(),
+                    v["result"]["hmac_key"].as_str().unwrap().to_owned(),
+                )
+            }
+        };
+        let (kid, hmac) =
+            create(json!({"identifiers": {"allowed_dns_suffixes": ["rest.pkid.test"]}})).await;
+        let bad = http
+            .post(&base)
+            .bearer_auth(&token)
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bad.status(), 400);
+
+        let names = ["a.rest.pkid.test"];
+        let mut lego = Lego::new(&env, "lego-rest-eab", &names, Challenge::Http01);
+        lego.options = vec![
+            "--eab".into(),
+            "--kid".into(),
+            kid.clone(),
+            "--hmac".into(),
+            hmac,
+        ];
+        lego.obtain_and_check().await;
+
+        // The key's policy travels with the account: a name outside it is refused.
+        let outside = ["b.elsewhere.pkid.test"];
+        let mut refused = Lego::new(&env, "lego-rest-eab", &outside, Challenge::Http01);
+        refused.options = lego.options.clone();
+        let (status, output) = refused.try_run(&["run"]).await;
+        assert!(
+            !status.success(),
+            "an order outside the binding's policy succeeded:\n{output}"
+        );
+        assert!(output.contains("rejectedIdentifier"), "{output}");
+
+        let list: serde_json::Value = http
+            .get(&base)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .map(|b| serde_json::from_slice::<serde_json::Value>(&b).unwrap())
+            .unwrap();
+        let entry = list["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kid"] == kid.as_str())
+            .unwrap()
+            .clone();
+        assert!(entry["bound_account"].is_string(), "{entry}");
+        let delete_bound = http
+            .delete(format!("{base}/{kid}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(delete_bound.status(), 409);
+
+        let (unused, _) = create(json!(null)).await;
+        let deleted = http
+            .delete(format!("{base}/{unused}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(deleted.status(), 200);
+        let list: serde_json::Value = http
+            .get(&base)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .map(|b| serde_json::from_slice::<serde_json::Value>(&b).unwrap())
+            .unwrap();
+        assert!(!list["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kid"] == unused.as_str()));
+    })
+    .await;
+}

@@ -132,11 +132,17 @@ impl Ca {
     /// subject and key as the issuing CA, so every leaf verifies under it.
     pub fn with_alternate_chains(mut self, chains: Vec<Vec<Vec<u8>>>) -> Result<Ca, String> {
         let main = self.backend.ca_chain();
-        let issuing = main.first().ok_or("an upstream backend's chain is not known in advance")?;
-        let (_, issuing) = X509Certificate::from_der(issuing).map_err(|e| format!("issuing CA: {e}"))?;
+        let issuing = main
+            .first()
+            .ok_or("an upstream backend's chain is not known in advance")?;
+        let (_, issuing) =
+            X509Certificate::from_der(issuing).map_err(|e| format!("issuing CA: {e}"))?;
         for (i, chain) in chains.iter().enumerate() {
-            let first = chain.first().ok_or(format!("alternate chain {i} is empty"))?;
-            let (_, alt) = X509Certificate::from_der(first).map_err(|e| format!("alternate chain {i}: {e}"))?;
+            let first = chain
+                .first()
+                .ok_or(format!("alternate chain {i} is empty"))?;
+            let (_, alt) = X509Certificate::from_der(first)
+                .map_err(|e| format!("alternate chain {i}: {e}"))?;
             if alt.subject().as_raw() != issuing.subject().as_raw()
                 || alt.public_key().raw != issuing.public_key().raw
                 || subject_key_id(&alt) != subject_key_id(&issuing)
@@ -316,10 +322,14 @@ fn is_rsa(spki_der: &[u8]) -> bool {
 
 /// The subjectKeyIdentifier, which leaves' authorityKeyIdentifier must find in every chain.
 fn subject_key_id(cert: &X509Certificate<'_>) -> Option<Vec<u8>> {
-    cert.extensions().iter().find_map(|e| match e.parsed_extension() {
-        x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
-        _ => None,
-    })
+    cert.extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(id) => {
+                Some(id.0.to_vec())
+            }
+            _ => None,
+        })
 }
 
 /// The identifiers a certificate's SAN names (other name types are left out).

@@ -117,34 +117,17 @@ pub async fn eab_create(
     note: &str,
     policy: &crate::acme::eab::BindingPolicy,
 ) -> Result<(), BoxError> {
-    use base64::Engine;
-    use rand::RngCore;
     let authorities = open_authorities(cfg).await?;
-    let mut key = zeroize::Zeroizing::new([0u8; 32]);
-    rand::thread_rng().fill_bytes(key.as_mut());
-    let mut kid_bytes = [0u8; 12];
-    rand::thread_rng().fill_bytes(&mut kid_bytes);
-    let kid = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(kid_bytes);
-    let sealed = authorities
-        .kek
-        .seal_pem(key.as_ref(), crate::acme::eab::SEALED_AAD)?;
-    authorities
-        .store
-        .insert_eab_key(
-            &kid,
-            &sealed,
-            "default",
-            note,
-            (policy != &crate::acme::eab::BindingPolicy::default())
-                .then(|| serde_json::to_string(policy).unwrap_or_default())
-                .as_deref(),
-        )
-        .await?;
-    let key_b64 = zeroize::Zeroizing::new(
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.as_ref()),
-    );
+    let (kid, hmac_key) = crate::http::admin::mint_eab_key(
+        &authorities.store,
+        &authorities.kek,
+        "default",
+        note,
+        policy,
+    )
+    .await?;
     println!("kid: {kid}");
-    println!("hmac_key: {}", key_b64.as_str());
+    println!("hmac_key: {}", hmac_key.as_str());
     Ok(())
 }
 
@@ -190,5 +173,21 @@ pub async fn ca_create(cfg: &Config, name: &str) -> Result<(), BoxError> {
             cert.validity().not_after
         );
     }
+    Ok(())
+}
+
+/// `pkid admin token create [--note N]`: an operator bearer token for `/admin/…`, printed once;
+/// only its SHA-256 is stored.
+pub async fn admin_token_create(cfg: &Config, note: &str) -> Result<(), BoxError> {
+    let authorities = open_authorities(cfg).await?;
+    let token = crate::http::admin::random_secret(32);
+    let token = zeroize::Zeroizing::new(format!("pkid_{}", token.as_str()));
+    let id = crate::http::admin::random_secret(9).to_string();
+    authorities
+        .store
+        .insert_admin_token(&id, &crate::http::admin::token_hash(&token), note)
+        .await?;
+    println!("id: {id}");
+    println!("token: {}", token.as_str());
     Ok(())
 }

@@ -47,10 +47,33 @@ enum Command {
         #[command(subcommand)]
         command: BackendCommand,
     },
+    /// The admin REST surface.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// External account binding keys (RFC 8555 §7.3.4).
     Eab {
         #[command(subcommand)]
         command: EabCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Admin bearer tokens for the /admin REST surface.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token; it is printed once.
+    Create {
+        #[arg(long, default_value = "")]
+        note: String,
     },
 }
 
@@ -111,6 +134,12 @@ async fn dispatch(cfg: Config, command: Command) -> Result<(), BoxError> {
         Command::Ca {
             command: CaCommand::Create { name },
         } => pkid::cli::ca_create(&cfg, &name).await,
+        Command::Admin {
+            command:
+                AdminCommand::Token {
+                    command: TokenCommand::Create { note },
+                },
+        } => pkid::cli::admin_token_create(&cfg, &note).await,
         Command::Eab {
             command:
                 EabCommand::Create {

@@ -458,9 +458,14 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         header_timeout: Duration::from_secs(cfg.server.header_timeout_secs.max(1)),
         max_connections: cfg.server.max_connections,
     };
+    let directory_names = std::iter::once("default".to_string())
+        .chain(cfg.acme.directories.keys().cloned())
+        .collect();
+    let admin = crate::http::admin::AdminApi::new(store.clone(), kek.clone(), directory_names);
     let app = Arc::new(App::new(
         directories.clone(),
         revocation.clone(),
+        admin,
         http_settings,
     ));
 

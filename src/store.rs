@@ -421,6 +421,37 @@ impl Store {
         Ok(())
     }
 
+    pub async fn delete_unbound_eab_key(&self, kid: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM eab_keys WHERE kid = $1 AND bound_account IS NULL")
+            .bind(kid)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn insert_admin_token(&self, id: &str, token_hash: &str, note: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO admin_tokens (id, token_hash, note, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(token_hash)
+        .bind(note)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The id of a live admin token with this SHA-256.
+    pub async fn admin_token(&self, token_hash: &str) -> Result<Option<String>> {
+        let row =
+            sqlx::query("SELECT id FROM admin_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|r| r.try_get("id")).transpose()?)
+    }
+
     /// The RA policy (JSON) an EAB key carries, if any.
     pub async fn eab_policy(&self, kid: &str) -> Result<Option<String>> {
         let row = sqlx::query("SELECT policy FROM eab_keys WHERE kid = $1")

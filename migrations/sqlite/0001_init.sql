@@ -118,3 +118,12 @@ CREATE TABLE crls (
     der           BLOB NOT NULL,
     PRIMARY KEY (issuer, number)
 );
+
+-- Operator bearer tokens for the admin REST surface: only their SHA-256 is stored.
+CREATE TABLE admin_tokens (
+    id          TEXT PRIMARY KEY,
+    token_hash  TEXT NOT NULL UNIQUE,
+    note        TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    revoked_at  BIGINT
+);

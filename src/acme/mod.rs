@@ -1243,7 +1243,13 @@ impl AcmeServer {
 
     /// RFC 8555 §7.4.2: the chain (`alternate` 0) or one of the issuer's alternate chains, with
     /// `Link: rel="alternate"` to the others.
-    async fn certificate(&self, serial: &str, alternate: usize, auth: Authenticated, links: &Links) -> AcmeResult {
+    async fn certificate(
+        &self,
+        serial: &str,
+        alternate: usize,
+        auth: Authenticated,
+        links: &Links,
+    ) -> AcmeResult {
         let account = require_account(&auth)?;
         let cert = self
             .store
@@ -1258,12 +1264,17 @@ impl AcmeServer {
         let Some(chain) = cert.chain_pem.clone().filter(|_| cert.status == "issued") else {
             return Err(Problem::not_found("no such certificate"));
         };
-        let alternates: &[Vec<Vec<u8>>] =
-            if cert.issuer == self.ca.name { self.ca.alternate_chains() } else { &[] };
+        let alternates: &[Vec<Vec<u8>>] = if cert.issuer == self.ca.name {
+            self.ca.alternate_chains()
+        } else {
+            &[]
+        };
         let body = match alternate {
             0 => chain,
             n => {
-                let alt = alternates.get(n - 1).ok_or_else(|| Problem::not_found("no such certificate chain"))?;
+                let alt = alternates
+                    .get(n - 1)
+                    .ok_or_else(|| Problem::not_found("no such certificate chain"))?;
                 let leaf = cert.der.as_deref().unwrap_or_default();
                 std::iter::once(leaf)
                     .chain(alt.iter().map(Vec::as_slice))
@@ -1274,7 +1285,11 @@ impl AcmeServer {
         let base = links.certificate(serial);
         let mut headers = Vec::new();
         for n in (0..=alternates.len()).filter(|n| *n != alternate) {
-            let url = if n == 0 { base.clone() } else { format!("{base}/{n}") };
+            let url = if n == 0 {
+                base.clone()
+            } else {
+                format!("{base}/{n}")
+            };
             headers.push((http::header::LINK, format!("<{url}>;rel=\"alternate\"")));
         }
         Ok(Reply {

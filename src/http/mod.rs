@@ -1,6 +1,8 @@
 //! HTTPS transport: rustls + hyper (no framework). Routing to the API surfaces, body limits,
 //! header-read timeouts, a connection limit, request ids, graceful shutdown.
 
+pub mod admin;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +39,7 @@ pub struct App {
     /// ACME directories: named ones (`/acme/NAME/…`) and the default (`/acme/…`).
     pub acme: Vec<Arc<AcmeServer>>,
     pub revocation: Arc<Revocation>,
+    pub admin: admin::AdminApi,
     pub settings: HttpSettings,
     request_counter: AtomicU64,
 }
@@ -54,11 +57,13 @@ impl App {
     pub fn new(
         acme: Vec<Arc<AcmeServer>>,
         revocation: Arc<Revocation>,
+        admin: admin::AdminApi,
         settings: HttpSettings,
     ) -> App {
         App {
             acme,
             revocation,
+            admin,
             settings,
             request_counter: AtomicU64::new(0),
         }
@@ -116,6 +121,33 @@ impl App {
         }
         if surface == Surface::RevocationOnly {
             return plain(StatusCode::NOT_FOUND, "not found\n");
+        }
+        if path.starts_with("/admin/") {
+            let (parts, body) = req.into_parts();
+            let reply = match read_body(body, self.settings.max_body_bytes).await {
+                Ok(body) => {
+                    self.admin
+                        .handle(&parts.method, &path, &parts.headers, body)
+                        .await
+                }
+                Err(_) => admin::AdminReply {
+                    status: StatusCode::PAYLOAD_TOO_LARGE,
+                    body: serde_json::json!({"error": "request body is too large"}),
+                },
+            };
+            let mut r = Response::new(Full::new(Bytes::from(
+                serde_json::to_vec(&reply.body).unwrap_or_default(),
+            )));
+            *r.status_mut() = reply.status;
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            r.headers_mut().insert(
+                http::header::CACHE_CONTROL,
+                http::HeaderValue::from_static("no-store"),
+            );
+            return r;
         }
         if path == "/acme" || path.starts_with("/acme/") {
             let origin = self.origin(&req);
