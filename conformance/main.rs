@@ -14,6 +14,7 @@ mod env;
 mod issuance;
 mod jws;
 mod pkid;
+mod replicas;
 mod revocation;
 mod rfc_features;
 mod third_party;
