@@ -11,7 +11,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
-use x509_parser::oid_registry::OID_PKIX_ACCESS_DESCRIPTOR_OCSP;
+use x509_parser::oid_registry::{
+    OID_PKIX_ACCESS_DESCRIPTOR_CA_ISSUERS, OID_PKIX_ACCESS_DESCRIPTOR_OCSP,
+};
 use x509_parser::prelude::{CertificateRevocationList, FromDer, X509Certificate};
 use x509_parser::x509::ReasonCode;
 
@@ -116,8 +118,44 @@ pub fn leaf_serial_hex(chain_pem: &str) -> String {
     format!("{:x}", leaf.tbs_certificate.serial)
 }
 
-/// `lint_pkix_cert lint -s ERROR` (pkilint, RFC 5280) reports nothing for any certificate of the
-/// chain nor for the root.
+/// One pkilint run over one certificate file at severity ERROR and up: the findings (each
+/// "Validator @ path\n    code (SEVERITY): message") not matched by `tolerated`, or the whole
+/// output when the run failed or printed on stderr.
+fn pkilint(
+    tool: &str,
+    args: &[&str],
+    file: &Path,
+    tolerated: &dyn Fn(&str) -> bool,
+) -> Option<String> {
+    let output = Command::new(tool)
+        .arg("lint")
+        .args(args)
+        .args(["-s", "ERROR"])
+        .arg(file)
+        .output()
+        .unwrap_or_else(|e| panic!("run {tool}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Findings are pairs of lines: "Validator @ path", then "    code (SEVERITY): message".
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    let remaining = lines
+        .chunks(2)
+        .filter(|finding| !(finding.len() == 2 && tolerated(finding[1].trim())))
+        .count();
+    // pkilint exits non-zero exactly when it reports findings; tolerated ones are still findings.
+    let exit_ok = output.status.success() || !lines.is_empty();
+    if remaining == 0 && exit_ok && stderr.trim().is_empty() {
+        None
+    } else {
+        Some(format!("{tool} ({}):\n{stdout}{stderr}", output.status))
+    }
+}
+
+/// `lint_pkix_cert` (pkilint, RFC 5280) reports no error for any certificate of the chain nor for
+/// the root.
 ///
 /// One finding is tolerated, and only for a wildcard name that was asked for: RFC 5280 knows no
 /// wildcards, so pkilint's PKIX linter calls `*.example` an invalid domain name; the wildcard's
@@ -140,40 +178,45 @@ pub fn pkilint_pkix(root_pem: &Path, chain_pem: &str, work: &Path, wildcards: &[
     for (index, der) in certs.iter().enumerate() {
         let file = work.join(format!("lint-{index}.pem"));
         std::fs::write(&file, to_pem(der)).expect("write a certificate to lint");
-        let output = Command::new("lint_pkix_cert")
-            .args(["lint", "-s", "ERROR"])
-            .arg(&file)
-            .output()
-            .expect("run lint_pkix_cert");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        // Findings are pairs of lines: "Validator @ path", then "    code (SEVERITY): message".
-        let lines: Vec<&str> = stdout
-            .lines()
-            .filter(|line| !line.trim().is_empty())
-            .collect();
-        let remaining: Vec<String> = lines
-            .chunks(2)
-            .filter(|finding| {
-                !(finding.len() == 2 && tolerated.iter().any(|t| finding[1].trim() == t))
-            })
-            .map(|finding| finding.join("\n"))
-            .collect();
-        let tolerated_only = remaining.is_empty() && lines.len() % 2 == 0;
-        let clean = output.status.success() && lines.is_empty();
-        if !(clean || tolerated_only) || !stderr.trim().is_empty() {
-            findings.push_str(&format!(
-                "certificate {index} ({}):\n{stdout}{stderr}\n{}\n",
-                output.status,
-                to_pem(der)
-            ));
+        let is_tolerated = |finding: &str| tolerated.iter().any(|t| finding == t);
+        if let Some(report) = pkilint("lint_pkix_cert", &[], &file, &is_tolerated) {
+            findings.push_str(&format!("certificate {index}: {report}\n{}\n", to_pem(der)));
         }
     }
     assert!(findings.is_empty(), "pkilint findings:\n{findings}");
 }
 
+/// `lint_cabf_serverauth_cert -t DV-FINAL-CERTIFICATE` (pkilint, CA/Browser Forum TLS BRs) reports
+/// no error for the leaf: pkid's TLS profiles are domain-validated subscriber certificates.
+///
+/// Tolerated, as facts of the loopback test world rather than of pkid: names and addresses that the
+/// BRs call internal (`*.test` names, 127.0.0.1 in the SAN and in the CRL and OCSP URLs, which
+/// point at the test's pkid on loopback).
+pub fn pkilint_cabf_leaf(chain_pem: &str, work: &Path) {
+    require_tool("lint_cabf_serverauth_cert");
+    std::fs::create_dir_all(work).expect("create the lint folder");
+    let leaf = pem_chain(chain_pem)
+        .into_iter()
+        .next()
+        .expect("a leaf certificate");
+    let file = work.join("leaf-cabf.pem");
+    std::fs::write(&file, to_pem(&leaf)).expect("write the leaf to lint");
+    let internal = |finding: &str| {
+        finding.starts_with("cabf.internal_domain_name (ERROR)")
+            || finding.starts_with("cabf.internal_ip_address (ERROR)")
+    };
+    let args = ["-t", "DV-FINAL-CERTIFICATE"];
+    if let Some(report) = pkilint("lint_cabf_serverauth_cert", &args, &file, &internal) {
+        panic!(
+            "pkilint CA/B Forum findings for the leaf: {report}\n{}",
+            to_pem(&leaf)
+        );
+    }
+}
+
 /// Everything a user checks on what was issued for `names`: the chain verifies against the root,
-/// the leaf names exactly `names`, and pkilint finds no RFC 5280 error.
+/// the leaf names exactly `names`, and pkilint finds no RFC 5280 error in the chain and no CA/B
+/// Forum error in the leaf.
 pub fn check_issued(root_pem: &Path, chain_pem: &str, names: &[&str], work: &Path) {
     openssl_verify(root_pem, chain_pem, &work.join("verify"));
     assert_sans(chain_pem, names);
@@ -183,6 +226,7 @@ pub fn check_issued(root_pem: &Path, chain_pem: &str, names: &[&str], work: &Pat
         .filter(|name| name.starts_with("*."))
         .collect();
     pkilint_pkix(root_pem, chain_pem, &work.join("lint"), &wildcards);
+    pkilint_cabf_leaf(chain_pem, &work.join("lint"));
 }
 
 /// The leaf's CRL distribution point URIs and OCSP responder URIs (authorityInfoAccess).
@@ -190,30 +234,65 @@ pub fn revocation_urls(chain_pem: &str) -> (Vec<String>, Vec<String>) {
     let certs = pem_chain(chain_pem);
     let (_, leaf) = X509Certificate::from_der(&certs[0]).expect("parse the leaf certificate");
     let mut crl = Vec::new();
-    let mut ocsp = Vec::new();
     for extension in leaf.extensions() {
-        match extension.parsed_extension() {
-            ParsedExtension::CRLDistributionPoints(points) => {
-                for point in points.iter() {
-                    if let Some(DistributionPointName::FullName(names)) = &point.distribution_point
-                    {
-                        crl.extend(names.iter().filter_map(uri));
-                    }
+        if let ParsedExtension::CRLDistributionPoints(points) = extension.parsed_extension() {
+            for point in points.iter() {
+                if let Some(DistributionPointName::FullName(names)) = &point.distribution_point {
+                    crl.extend(names.iter().filter_map(uri));
                 }
             }
-            ParsedExtension::AuthorityInfoAccess(access) => {
-                ocsp.extend(
-                    access
-                        .accessdescs
-                        .iter()
-                        .filter(|desc| desc.access_method == OID_PKIX_ACCESS_DESCRIPTOR_OCSP)
-                        .filter_map(|desc| uri(&desc.access_location)),
-                );
-            }
-            _ => {}
         }
     }
-    (crl, ocsp)
+    (crl, aia_uris(&leaf, &OID_PKIX_ACCESS_DESCRIPTOR_OCSP))
+}
+
+/// The leaf's authorityInfoAccess URIs for one access method (RFC 5280 §4.2.2.1).
+fn aia_uris(
+    leaf: &X509Certificate<'_>,
+    method: &x509_parser::oid_registry::Oid<'_>,
+) -> Vec<String> {
+    leaf.extensions()
+        .iter()
+        .filter_map(|extension| match extension.parsed_extension() {
+            ParsedExtension::AuthorityInfoAccess(access) => Some(access),
+            _ => None,
+        })
+        .flat_map(|access| access.accessdescs.iter())
+        .filter(|desc| desc.access_method == *method)
+        .filter_map(|desc| uri(&desc.access_location))
+        .collect()
+}
+
+/// The leaf's AIA caIssuers URL serves its issuing CA certificate, in DER as
+/// `application/pkix-cert` (RFC 5280 §4.2.2.1), byte for byte the chain's second certificate.
+pub async fn check_ca_issuers(chain_pem: &str) {
+    let certs = pem_chain(chain_pem);
+    let (_, leaf) = X509Certificate::from_der(&certs[0]).expect("parse the leaf certificate");
+    let urls = aia_uris(&leaf, &OID_PKIX_ACCESS_DESCRIPTOR_CA_ISSUERS);
+    let url = urls
+        .first()
+        .unwrap_or_else(|| panic!("the leaf names no caIssuers URL:\n{chain_pem}"));
+    let response = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("HTTP client")
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("GET {url}: {err:?}"));
+    assert_eq!(response.status().as_u16(), 200, "GET {url}");
+    let content_type = response.headers().get("content-type").cloned();
+    assert_eq!(
+        content_type.as_ref().and_then(|v| v.to_str().ok()),
+        Some("application/pkix-cert"),
+        "GET {url}"
+    );
+    let der = response.bytes().await.expect("read the issuer certificate");
+    assert_eq!(
+        der.as_ref(),
+        certs[1].as_slice(),
+        "GET {url}: not the chain's issuer"
+    );
 }
 
 fn uri(name: &GeneralName) -> Option<String> {

@@ -15,8 +15,8 @@ use serde_json::json;
 use x509_parser::x509::ReasonCode;
 
 use crate::certs::{
-    check_issued, crl_listing, ocsp_status, openssl_crl_verify, pem_chain, revocation_endpoints,
-    write_chain_files, OcspSubject,
+    check_ca_issuers, check_issued, crl_listing, ocsp_status, openssl_crl_verify, pem_chain,
+    revocation_endpoints, write_chain_files, OcspSubject,
 };
 use crate::client::{AcmeClient, Http01Responder};
 use crate::env::{free_port, require_tool, run_bounded, within, Environment};
@@ -146,9 +146,10 @@ async fn lego_http01() {
     let env = Environment::start().await;
     within(TEST_BOUND, async {
         let names = ["a.pkid.test", "b.pkid.test"];
-        Lego::new(&env, "lego", &names, Challenge::Http01)
+        let chain = Lego::new(&env, "lego", &names, Challenge::Http01)
             .obtain_and_check()
             .await;
+        check_ca_issuers(&chain).await;
     })
     .await;
 }

@@ -39,6 +39,9 @@ pub struct Profile {
     /// Identifier types an order under this profile may name (`dns`, `ip`); empty: any.
     #[serde(default)]
     pub identifier_types: Vec<String>,
+    /// Certificate policy OIDs written into the certificate (dotted form).
+    #[serde(default)]
+    pub certificate_policies: Vec<String>,
 }
 
 impl Profile {
@@ -51,6 +54,7 @@ impl Profile {
             client_auth: false,
             description: String::new(),
             identifier_types: Vec::new(),
+            certificate_policies: Vec::new(),
         }
     }
 
@@ -85,6 +89,8 @@ pub struct Ca {
     backdate_secs: i64,
     /// CRL distribution point and OCSP URL for this issuer's certificates.
     revocation_urls: Option<(String, String)>,
+    /// Where relying parties fetch the issuing CA certificate (AIA caIssuers).
+    ca_issuers_url: Option<String>,
     /// Other chains (DER, issuing CA first) the issued certificates also verify under.
     alternate_chains: Vec<Vec<Vec<u8>>>,
 }
@@ -124,6 +130,7 @@ impl Ca {
             store,
             backdate_secs: i64::try_from(backdate_secs).unwrap_or(60),
             revocation_urls: None,
+            ca_issuers_url: None,
             alternate_chains: Vec::new(),
         }
     }
@@ -160,13 +167,15 @@ impl Ca {
         &self.alternate_chains
     }
 
-    /// Point this issuer's certificates at `BASE/crl/NAME.crl` and `BASE/ocsp`, when the backend
-    /// publishes revocation itself (local keys; upstream CAs publish their own).
+    /// Point this issuer's certificates at `BASE/crl/NAME.crl`, `BASE/ocsp` and the issuing CA
+    /// certificate `BASE/ca/NAME.der` (AIA caIssuers), when the backend publishes revocation itself
+    /// (local keys; upstream CAs publish their own).
     pub fn with_revocation_base(mut self, base: Option<&str>) -> Ca {
         let caps = self.backend.capabilities();
-        self.revocation_urls = base
-            .filter(|_| caps.crl)
-            .map(|b| (format!("{b}/crl/{}.crl", self.name), format!("{b}/ocsp")));
+        let base = base.filter(|_| caps.crl);
+        self.revocation_urls =
+            base.map(|b| (format!("{b}/crl/{}.crl", self.name), format!("{b}/ocsp")));
+        self.ca_issuers_url = base.map(|b| format!("{b}/ca/{}.der", self.name));
         self
     }
 
@@ -226,8 +235,9 @@ impl Ca {
                     .iter()
                     .map(|(_, ocsp)| ocsp.clone())
                     .collect(),
-                ca_issuers_urls: Vec::new(),
+                ca_issuers_urls: self.ca_issuers_url.iter().cloned().collect(),
                 must_staple: false,
+                certificate_policies: profile.certificate_policies.clone(),
             },
         };
         let journal = StoreJournal {

@@ -167,7 +167,12 @@ pub struct ProfileConfig {
     pub client_auth: bool,
     /// Identifier types allowed (`dns`, `ip`); empty: all.
     pub identifier_types: Vec<String>,
+    /// Certificate policy OIDs (dotted) written into each certificate.
+    pub certificate_policies: Vec<String>,
 }
+
+/// The CA/Browser Forum's domain-validated policy (BRs §7.1.6.1): what ACME validation proves.
+const DOMAIN_VALIDATED: &str = "2.23.140.1.2.1";
 
 impl Default for ProfileConfig {
     fn default() -> Self {
@@ -176,6 +181,7 @@ impl Default for ProfileConfig {
             validity_days: 90,
             client_auth: false,
             identifier_types: Vec::new(),
+            certificate_policies: Vec::new(),
         }
     }
 }
@@ -276,6 +282,7 @@ impl Default for AcmeConfig {
                         validity_days: 90,
                         client_auth: false,
                         identifier_types: vec!["dns".into(), "ip".into()],
+                        certificate_policies: vec![DOMAIN_VALIDATED.into()],
                     },
                 ),
                 (
@@ -285,6 +292,7 @@ impl Default for AcmeConfig {
                         validity_days: 7,
                         client_auth: false,
                         identifier_types: vec!["dns".into()],
+                        certificate_policies: vec![DOMAIN_VALIDATED.into()],
                     },
                 ),
             ]),

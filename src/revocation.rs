@@ -169,6 +169,12 @@ impl Revocation {
         Ok(())
     }
 
+    /// The issuing CA certificate (DER) of a local issuer, published for AIA caIssuers.
+    pub fn issuer_certificate(&self, name: &str) -> Option<Vec<u8>> {
+        let issuer = self.issuers.iter().find(|i| i.ca.name == name)?;
+        issuer.ca.backend.ca_chain().into_iter().next()
+    }
+
     pub fn issuer_names(&self) -> Vec<String> {
         self.issuers.iter().map(|i| i.ca.name.clone()).collect()
     }

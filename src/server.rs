@@ -340,6 +340,10 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         dns_resolver: &cfg.acme.dns_resolver,
         timeout: cfg.validation_timeout(),
     })?);
+    for (name, p) in &cfg.acme.profiles {
+        pkid_backends::builder::check_certificate_policies(&p.certificate_policies)
+            .map_err(|e| format!("acme.profiles.{name}.certificate_policies: {e}"))?;
+    }
     let profiles: std::collections::BTreeMap<String, Profile> = cfg
         .acme
         .profiles
@@ -349,6 +353,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
             profile.client_auth = p.client_auth;
             profile.description = p.description.clone();
             profile.identifier_types = p.identifier_types.clone();
+            profile.certificate_policies = p.certificate_policies.clone();
             (name.clone(), profile)
         })
         .collect();

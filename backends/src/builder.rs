@@ -39,6 +39,8 @@ use crate::{
 
 /// id-pe-authorityInfoAccess (RFC 5280 §4.2.2.1).
 const OID_AUTHORITY_INFO_ACCESS: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 1, 1];
+/// id-ce-certificatePolicies (RFC 5280 §4.2.1.4).
+const OID_CERTIFICATE_POLICIES: &[u64] = &[2, 5, 29, 32];
 /// id-ad-ocsp and id-ad-caIssuers (RFC 5280 §4.2.2.1).
 const OID_AD_OCSP: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 48, 1];
 const OID_AD_CA_ISSUERS: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 48, 2];
@@ -318,6 +320,9 @@ pub fn build_leaf_tbs(req: &IssueRequest, issuer: &IssuerInfo) -> Result<Vec<u8>
     if let Some(aia) = authority_info_access(&req.profile.ocsp_urls, &req.profile.ca_issuers_urls) {
         params.custom_extensions.push(aia);
     }
+    if let Some(policies) = certificate_policies(&req.profile.certificate_policies)? {
+        params.custom_extensions.push(policies);
+    }
     if req.profile.must_staple {
         params
             .custom_extensions
@@ -512,6 +517,30 @@ fn ext_key_usage(eku: ExtKeyUsage) -> ExtendedKeyUsagePurpose {
         ExtKeyUsage::EmailProtection => ExtendedKeyUsagePurpose::EmailProtection,
         ExtKeyUsage::OcspSigning => ExtendedKeyUsagePurpose::OcspSigning,
     }
+}
+
+/// Checks policy OIDs from configuration before any certificate is built with them.
+pub fn check_certificate_policies(dotted: &[String]) -> Result<(), BackendError> {
+    certificate_policies(dotted).map(|_| ())
+}
+
+/// `certificatePolicies ::= SEQUENCE OF PolicyInformation` (RFC 5280 §4.2.1.4), non-critical,
+/// identifiers only (no qualifiers, as the CA/Browser Forum BRs recommend); `None` for no policy.
+fn certificate_policies(dotted: &[String]) -> Result<Option<CustomExtension>, BackendError> {
+    if dotted.is_empty() {
+        return Ok(None);
+    }
+    let mut infos = Vec::new();
+    for policy in dotted {
+        let arcs = der::parse_dotted_oid(policy).ok_or_else(|| {
+            BackendError::Build(format!("certificate policy {policy:?} is not a dotted OID"))
+        })?;
+        infos.extend(der::sequence(&[&der::oid(&arcs)]));
+    }
+    Ok(Some(CustomExtension::from_oid_content(
+        OID_CERTIFICATE_POLICIES,
+        der::tlv(der::SEQUENCE, &infos),
+    )))
 }
 
 /// `AuthorityInfoAccessSyntax ::= SEQUENCE OF AccessDescription` (RFC 5280 §4.2.2.1), OCSP

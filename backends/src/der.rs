@@ -71,6 +71,27 @@ pub(crate) fn oid(arcs: &[u64]) -> Vec<u8> {
     tlv(OID, &content)
 }
 
+/// The arcs of a dotted OID ("2.23.140.1.2.1"); `None` unless it has at least two arcs, the first
+/// 0..=2 and, under 0 and 1, the second 0..=39 (X.660).
+pub(crate) fn parse_dotted_oid(dotted: &str) -> Option<Vec<u64>> {
+    let arcs = dotted
+        .split('.')
+        .map(|arc| {
+            if arc.is_empty() || !arc.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            arc.parse::<u64>().ok()
+        })
+        .collect::<Option<Vec<u64>>>()?;
+    let well_formed = match arcs.as_slice() {
+        [0 | 1, second, ..] => *second <= 39,
+        // The first two arcs share one subidentifier, 2 * 40 + second.
+        [2, second, ..] => *second <= u64::MAX - 80,
+        _ => false,
+    };
+    well_formed.then_some(arcs)
+}
+
 fn push_base128(out: &mut Vec<u8>, mut value: u64) {
     let mut groups = vec![(value & 0x7f) as u8];
     value >>= 7;
@@ -104,6 +125,32 @@ mod tests {
             unsigned_integer(&[0x00, 0x00, 0x01, 0x00, 0x01]),
             vec![0x02, 0x03, 0x01, 0x00, 0x01]
         );
+    }
+
+    #[test]
+    fn dotted_oids_parse_only_when_well_formed() {
+        assert_eq!(
+            parse_dotted_oid("2.23.140.1.2.1"),
+            Some(vec![2, 23, 140, 1, 2, 1])
+        );
+        assert_eq!(
+            parse_dotted_oid("1.3.6.1.4.1.99999.1"),
+            Some(vec![1, 3, 6, 1, 4, 1, 99999, 1])
+        );
+        for bad in [
+            "",
+            "2",
+            "3.1",
+            "1.40",
+            "1..2",
+            "1.2.",
+            "1.2.x",
+            "+1.2",
+            "1.2.-3",
+            "1.2.99999999999999999999",
+        ] {
+            assert_eq!(parse_dotted_oid(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -235,6 +235,10 @@ pub struct CertProfile {
     pub ca_issuers_urls: Vec<String>,
     /// Adds the RFC 7633 TLS feature extension with status_request (OCSP must-staple).
     pub must_staple: bool,
+    /// Certificate policy OIDs in dotted form (RFC 5280 §4.2.1.4), e.g. the CA/Browser Forum's
+    /// domain-validated `2.23.140.1.2.1`; none: no certificatePolicies extension.
+    #[serde(default)]
+    pub certificate_policies: Vec<String>,
 }
 
 /// One certificate to issue. Local backends build it from these fields only; upstream backends

@@ -163,6 +163,7 @@ pub(crate) fn tls_profile() -> CertProfile {
         ocsp_urls: vec!["http://ca.example.test/ocsp".into()],
         ca_issuers_urls: vec!["http://ca.example.test/intermediate.der".into()],
         must_staple: false,
+        certificate_policies: vec!["2.23.140.1.2.1".into(), "1.3.6.1.4.1.99999.1".into()],
     }
 }
 
@@ -433,6 +434,7 @@ const SKI: &str = "2.5.29.14";
 const BC: &str = "2.5.29.19";
 const AIA: &str = "1.3.6.1.5.5.7.1.1";
 const TLS_FEATURE: &str = "1.3.6.1.5.5.7.1.24";
+const POLICIES: &str = "2.5.29.32";
 
 #[tokio::test]
 async fn leaf_extensions_are_exactly_what_the_profile_says() {
@@ -476,7 +478,41 @@ async fn leaf_extensions_are_exactly_what_the_profile_says() {
     let (_, cert) = X509Certificate::from_der(&full).unwrap();
     assert_eq!(
         extension_oids(&cert),
-        vec![AKI, SAN, KU, EKU, CRL_DP, SKI, BC, AIA, TLS_FEATURE]
+        vec![
+            AKI,
+            SAN,
+            KU,
+            EKU,
+            CRL_DP,
+            SKI,
+            BC,
+            AIA,
+            POLICIES,
+            TLS_FEATURE
+        ]
+    );
+    let policies = cert
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::CertificatePolicies(p) => Some(
+                p.iter()
+                    .map(|info| {
+                        (
+                            info.policy_id.to_id_string(),
+                            info.policy_qualifiers.is_none(),
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        });
+    assert_eq!(
+        policies,
+        Some(vec![
+            ("2.23.140.1.2.1".to_string(), true),
+            ("1.3.6.1.4.1.99999.1".to_string(), true)
+        ])
     );
     let tls_feature = cert
         .extensions()
@@ -600,6 +636,14 @@ fn bad_requests_are_refused_before_signing() {
     garbage_key.subject_public_key_der = vec![0x30, 0x00];
     assert!(matches!(
         builder::build_leaf_tbs(&garbage_key, &issuer),
+        Err(BackendError::Build(_))
+    ));
+    let bad_policy = leaf_request(CertProfile {
+        certificate_policies: vec!["2.23.140.1.2.1".into(), "dv".into()],
+        ..CertProfile::default()
+    });
+    assert!(matches!(
+        builder::build_leaf_tbs(&bad_policy, &issuer),
         Err(BackendError::Build(_))
     ));
 }

@@ -119,6 +119,9 @@ impl App {
         if path.starts_with("/crl/") || path == "/ocsp" || path.starts_with("/ocsp/") {
             return self.revocation_route(req, &path).await;
         }
+        if let Some(file) = path.strip_prefix("/ca/") {
+            return self.issuer_certificate(req.method(), file);
+        }
         if surface == Surface::RevocationOnly {
             return plain(StatusCode::NOT_FOUND, "not found\n");
         }
@@ -183,6 +186,25 @@ impl App {
 }
 
 impl App {
+    /// The issuing CA certificate a leaf's AIA caIssuers names (RFC 5280 §4.2.2.1): DER as
+    /// `application/pkix-cert` at `/ca/NAME.der`, PEM at `/ca/NAME.pem`.
+    fn issuer_certificate(&self, method: &http::Method, file: &str) -> Response<Full<Bytes>> {
+        if method != http::Method::GET && method != http::Method::HEAD {
+            return plain(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
+        }
+        let Some((name, pem)) = der_or_pem(file, ".der") else {
+            return plain(StatusCode::NOT_FOUND, "not found\n");
+        };
+        match self.revocation.issuer_certificate(name) {
+            Some(der) if pem => bytes_response(
+                "application/x-pem-file",
+                crate::ca::to_pem("CERTIFICATE", &der).into_bytes(),
+            ),
+            Some(der) => bytes_response("application/pkix-cert", der),
+            None => plain(StatusCode::NOT_FOUND, "no such issuer\n"),
+        }
+    }
+
     /// RFC 5280 CRLs (DER and PEM) and RFC 6960 OCSP (POST, and GET with base64 in the path).
     async fn revocation_route(&self, req: Request<Incoming>, path: &str) -> Response<Full<Bytes>> {
         let method = req.method().clone();
@@ -190,10 +212,8 @@ impl App {
             if method != http::Method::GET && method != http::Method::HEAD {
                 return plain(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
             }
-            let (name, pem) = match (file.strip_suffix(".crl"), file.strip_suffix(".pem")) {
-                (Some(n), _) => (n, false),
-                (_, Some(n)) => (n, true),
-                _ => return plain(StatusCode::NOT_FOUND, "not found\n"),
+            let Some((name, pem)) = der_or_pem(file, ".crl") else {
+                return plain(StatusCode::NOT_FOUND, "not found\n");
             };
             return match self.revocation.current_crl(name).await {
                 Ok(crl) if pem => bytes_response(
@@ -252,6 +272,16 @@ impl App {
             "application/ocsp-response",
             self.revocation.answer_ocsp(&request_der).await,
         )
+    }
+}
+
+/// `NAME<der_suffix>` → (NAME, false), `NAME.pem` → (NAME, true): a published document's name
+/// and whether it is asked for in PEM.
+fn der_or_pem<'a>(file: &'a str, der_suffix: &str) -> Option<(&'a str, bool)> {
+    match (file.strip_suffix(der_suffix), file.strip_suffix(".pem")) {
+        (Some(name), _) => Some((name, false)),
+        (_, Some(name)) => Some((name, true)),
+        _ => None,
     }
 }
 
