@@ -2,7 +2,7 @@
 //! DNS server: an `issue` record naming another CA makes the authorization invalid with
 //! `urn:ietf:params:acme:error:caa`; one naming pkid (`acme.caa_identities`, default
 //! `pkid.invalid`) lets it issue; `accounturi` binds the permission to one ACME account and
-//! `validationmethods` to the listed challenge types.
+//! `validationmethods` to the listed challenge types; a failed CAA lookup (SERVFAIL) refuses.
 
 use std::time::Duration;
 
@@ -93,6 +93,14 @@ async fn caa_issue_records_decide_authorization() {
             .await;
         let (_, authz) = validate(&client, &responder, "caa-dns-only.pkid.test").await;
         assert_caa_refusal("caa-dns-only.pkid.test", &authz);
+
+        // A CAA lookup that fails (SERVFAIL at the parent the RFC 8659 §3 walk climbs to) is
+        // never permission, though the name itself resolves and answers http-01.
+        env.dns
+            .manage("/set-servfail", json!({"host": "caa-broken.pkid.test"}))
+            .await;
+        let (_, authz) = validate(&client, &responder, "www.caa-broken.pkid.test").await;
+        assert_caa_refusal("www.caa-broken.pkid.test", &authz);
 
         // pkid, bound to this account: issues.
         let bound_here = format!("pkid.invalid; accounturi={account}");

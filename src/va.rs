@@ -183,7 +183,7 @@ impl Validator {
                         _ => None,
                     })
                     .collect::<Vec<_>>(),
-                Err(e) if e.is_no_records_found() || e.is_nx_domain() => Vec::new(),
+                Err(e) if is_empty_answer(&e) => Vec::new(),
                 Err(e) => {
                     return Err(Problem::caa(format!(
                     "CAA lookup of {name} failed ({e}); issuance is not allowed without an answer"
@@ -414,6 +414,20 @@ pub fn reverse_dns_name(ip: &IpAddr) -> String {
             labels.join(".")
         }
     }
+}
+
+/// A lookup that definitely found nothing: NOERROR with no records, or NXDOMAIN. hickory also
+/// reports SERVFAIL and REFUSED as "no records found"; those are failures, never an empty answer.
+fn is_empty_answer(e: &hickory_resolver::ResolveError) -> bool {
+    use hickory_resolver::proto::op::ResponseCode;
+    use hickory_resolver::proto::ProtoErrorKind;
+    matches!(
+        e.proto().map(|p| p.kind()),
+        Some(ProtoErrorKind::NoRecordsFound {
+            response_code: ResponseCode::NoError | ResponseCode::NXDomain,
+            ..
+        })
+    )
 }
 
 /// RFC 8737 §3: exactly one SAN, equal to the identifier, and a critical acmeIdentifier
