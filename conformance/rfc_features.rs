@@ -7,7 +7,9 @@
 //!   `invalidProfile`;
 //! - renewal information (RFC 9773): `renewal_info` and `NewOrder::replaces`, `alreadyReplaced`;
 //! - pre-authorization (RFC 8555 §7.4.1): instant-acme has no newAuthz, so `client.rs`;
-//! - IP identifiers (RFC 8738) over http-01: `Identifier::Ip`;
+//! - IP identifiers (RFC 8738) over http-01 and over tls-alpn-01 (RFC 8737), where the
+//!   validator's SNI is the address's reverse-DNS name (RFC 8738 §6) and the test answers with
+//!   its own acme-tls/1 server;
 //! - the account's orders list (§7.1.2.1) and its paging (§7.4.2.1 `Link: rel="next"`): not in
 //!   instant-acme, so `client.rs`.
 
@@ -318,6 +320,138 @@ async fn ip_identifier_over_http01() {
             .await
             .unwrap_or_else(|err| panic!("newOrder for 127.0.0.1: {err}"));
         let chain = complete(&mut order, &responder).await;
+        check_issued(
+            &env.pkid.root_pem_path(),
+            &chain,
+            &["127.0.0.1"],
+            &env.subdir("checks"),
+        );
+    })
+    .await;
+}
+
+/// The SNI names a tls-alpn-01 responder was asked for.
+type SeenNames = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// An RFC 8737 responder on 127.0.0.1:`port` for one IP identifier: offers only `acme-tls/1`,
+/// and presents a self-signed certificate whose only SAN is `ip` and whose critical acmeIdentifier
+/// extension holds SHA-256 of `key_authorization`. Records the SNI of every handshake.
+async fn serve_tls_alpn01(
+    port: u16,
+    ip: std::net::IpAddr,
+    key_authorization: &str,
+) -> (tokio::task::JoinHandle<()>, SeenNames) {
+    use rustls::server::{ClientHello, ResolvesServerCert};
+    use rustls::sign::CertifiedKey;
+
+    #[derive(Debug)]
+    struct Recording(std::sync::Arc<CertifiedKey>, SeenNames);
+    impl ResolvesServerCert for Recording {
+        fn resolve(&self, hello: ClientHello<'_>) -> Option<std::sync::Arc<CertifiedKey>> {
+            let sni = hello.server_name().unwrap_or_default().to_owned();
+            self.1.lock().expect("SNI log").push(sni);
+            Some(self.0.clone())
+        }
+    }
+
+    let digest =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key_authorization.as_bytes());
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("a key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.subject_alt_names = vec![rcgen::SanType::IpAddress(ip)];
+    params
+        .custom_extensions
+        .push(rcgen::CustomExtension::new_acme_identifier(digest.as_ref()));
+    let cert = params.self_signed(&key).expect("the challenge certificate");
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let signing_key = provider
+        .key_provider
+        .load_private_key(PrivateKeyDer::Pkcs8(key.serialize_der().into()))
+        .expect("load the challenge key");
+    let certified = CertifiedKey::new(vec![cert.der().clone()], signing_key);
+    let seen = SeenNames::default();
+    let mut tls = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_cert_resolver(std::sync::Arc::new(Recording(
+            std::sync::Arc::new(certified),
+            seen.clone(),
+        )));
+    tls.alpn_protocols = vec![b"acme-tls/1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind the tls-alpn-01 port");
+    let task = tokio::spawn(async move {
+        // Bounded: the validator connects once per attempt; the task is aborted after the test.
+        for _ in 0..64 {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // The validator closes once it has the certificate; errors are its business.
+                let _ = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await;
+            });
+        }
+    });
+    (task, seen)
+}
+
+/// An IP identifier validated over tls-alpn-01 (RFC 8738 §6): pkid connects to the address,
+/// sends the reverse-DNS name `1.0.0.127.in-addr.arpa` as SNI, and accepts a certificate naming the
+/// address as its only iPAddress SAN; the leaf holds the address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ip_identifier_over_tls_alpn01() {
+    let tls_port = crate::env::free_port();
+    let port_setting = tls_port.to_string();
+    let env = Environment::start_with(&[("PKID_ACME__TLS_ALPN01_PORT", &port_setting)]).await;
+    within(TEST_BOUND, async {
+        let ip: std::net::IpAddr = "127.0.0.1".parse().expect("an IP address");
+        let (account, _) = new_account(&env).await;
+        let mut order = account
+            .new_order(&NewOrder::new(&[Identifier::Ip(ip)]))
+            .await
+            .unwrap_or_else(|err| panic!("newOrder for 127.0.0.1: {err}"));
+        let mut authorizations = order.authorizations();
+        let mut authz = authorizations
+            .next()
+            .await
+            .expect("one authorization")
+            .unwrap_or_else(|err| panic!("fetch the authorization: {err}"));
+        let mut challenge = authz
+            .challenge(ChallengeType::TlsAlpn01)
+            .unwrap_or_else(|| panic!("no tls-alpn-01 challenge for an IP identifier"));
+        let key_authorization = challenge.key_authorization();
+        let (responder, seen) = serve_tls_alpn01(tls_port, ip, key_authorization.as_str()).await;
+        challenge
+            .set_ready()
+            .await
+            .unwrap_or_else(|err| panic!("challenge ready: {err}"));
+        drop(authorizations);
+        let status = order
+            .poll_ready(&retries())
+            .await
+            .unwrap_or_else(|err| panic!("order never became ready: {err}"));
+        assert_eq!(status, OrderStatus::Ready, "order status");
+        let names = seen.lock().expect("SNI log").clone();
+        responder.abort();
+        assert!(
+            !names.is_empty(),
+            "pkid never connected to the tls-alpn-01 responder"
+        );
+        assert!(
+            names.iter().all(|n| n == "1.0.0.127.in-addr.arpa"),
+            "SNI must be the reverse-DNS name (RFC 8738 §6), got {names:?}"
+        );
+        order
+            .finalize()
+            .await
+            .unwrap_or_else(|err| panic!("finalize: {err}"));
+        let chain = order
+            .poll_certificate(&retries())
+            .await
+            .unwrap_or_else(|err| panic!("certificate: {err}"));
         check_issued(
             &env.pkid.root_pem_path(),
             &chain,
