@@ -428,7 +428,6 @@ async fn ip_identifier_over_tls_alpn01() {
             .set_ready()
             .await
             .unwrap_or_else(|err| panic!("challenge ready: {err}"));
-        drop(authorizations);
         let status = order
             .poll_ready(&retries())
             .await
