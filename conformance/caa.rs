@@ -65,6 +65,13 @@ async fn caa_issue_records_decide_authorization() {
     within(TEST_BOUND, async {
         let responder = Http01Responder::bind(env.http01_port).await;
         let mut client = AcmeClient::new(&env.pkid.directory_url(), &env.pkid.root_pem()).await;
+        // The directory tells clients what their CAA records must name (RFC 8555 §7.1.1).
+        assert_eq!(
+            client.directory["meta"]["caaIdentities"],
+            json!(["pkid.invalid"]),
+            "directory meta: {}",
+            client.directory
+        );
         let account = client.register().await;
         let mut other = AcmeClient::new(&env.pkid.directory_url(), &env.pkid.root_pem()).await;
         let other_account = other.register().await;

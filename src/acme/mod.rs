@@ -263,6 +263,10 @@ impl AcmeServer {
             "externalAccountRequired".into(),
             json!(self.settings.eab_policy != eab::EabPolicy::NotRequired),
         );
+        // RFC 8555 §7.1.1: the names CAA issue records must carry for this CA to issue.
+        if !self.settings.caa_identities.is_empty() {
+            meta.insert("caaIdentities".into(), json!(self.settings.caa_identities));
+        }
         let profiles: Map<String, Value> = self
             .settings
             .profiles
