@@ -1147,3 +1147,38 @@ impl Store {
         &self.pool
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// Every pooled SQLite connection runs in WAL mode with `synchronous = FULL`: a commit (and
+    /// so a certificate answered after it) has reached the disk, not only the page cache.
+    #[tokio::test]
+    async fn every_sqlite_connection_is_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("pkid.db").display());
+        let store = Store::connect(&url, 3).await.unwrap();
+        // Three connections at once: each one went through `after_connect`.
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let mut conn = store.pool().acquire().await.unwrap();
+            let synchronous: i64 = sqlx::query("PRAGMA synchronous")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap()
+                .try_get(0)
+                .unwrap();
+            let journal: String = sqlx::query("PRAGMA journal_mode")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap()
+                .try_get(0)
+                .unwrap();
+            assert_eq!((synchronous, journal.as_str()), (2, "wal"), "2 is FULL");
+            held.push(conn);
+        }
+    }
+}
