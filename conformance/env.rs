@@ -140,23 +140,47 @@ impl ChildGuard {
             self.child = None;
             return Some(status);
         }
+        self.signal("TERM");
+        match self.wait_exit(grace) {
+            Some(status) => Some(status),
+            None => {
+                self.kill();
+                None
+            }
+        }
+    }
+
+    /// Sends `SIG<name>` (`TERM`, `INT` …) to this child's PID, if it still runs.
+    pub fn signal(&mut self, name: &str) {
+        let Some(child) = self.child.as_mut() else {
+            return;
+        };
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
         let pid = child.id().to_string();
         // std has no SIGTERM and the workspace forbids unsafe code: kill(1) by PID.
         let _ = Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([&format!("-{name}"), &pid])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
+    }
+
+    /// Waits up to `bound` for the child to exit; `None` if it still runs (it is left running).
+    pub fn wait_exit(&mut self, bound: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + bound;
+        loop {
             if let Ok(Some(status)) = child.try_wait() {
                 self.child = None;
                 return Some(status);
             }
-            std::thread::sleep(Duration::from_millis(50));
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        self.kill();
-        None
     }
 
     /// SIGKILL this child by PID and reap it.

@@ -164,6 +164,42 @@ impl Pkid {
         }
     }
 
+    /// The running process's PID (0 when none runs).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(ChildGuard::pid).unwrap_or(0)
+    }
+
+    /// The HTTPS port; it stays the same across restarts.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The plain-HTTP port (CRLs, OCSP).
+    pub fn http_port(&self) -> u16 {
+        self.http_port
+    }
+
+    /// Sends `SIG<name>` to pkid's PID without waiting (see [`Pkid::wait_exit`]).
+    pub fn signal(&mut self, name: &str) {
+        if let Some(child) = self.child.as_mut() {
+            child.signal(name);
+        }
+    }
+
+    /// `Some(status)` once pkid has exited, waiting up to `bound`; `None` while it runs.
+    pub async fn wait_exit(&mut self, bound: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + bound;
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(ChildGuard::try_exit_status) {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Sets (or replaces) a `PKID_*` setting for the next start.
     pub fn set(&mut self, key: &str, value: &str) {
         self.settings.retain(|(k, _)| k != key);

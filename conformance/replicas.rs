@@ -15,9 +15,13 @@ use crate::pkid::Pkid;
 const TEST_BOUND: Duration = Duration::from_secs(180);
 
 /// A throwaway PostgreSQL cluster owned by the `postgres` user, stopped by its PID on drop.
-struct Postgres {
-    _server: ChildGuard,
-    url: String,
+pub(crate) struct Postgres {
+    server: ChildGuard,
+    /// The cluster's folder (`-D`) and the folder of its Unix socket (`-k`).
+    data: PathBuf,
+    socket_dir: PathBuf,
+    port: u16,
+    pub(crate) url: String,
 }
 
 fn postgres_bin(tool: &str) -> PathBuf {
@@ -48,7 +52,7 @@ fn as_postgres(program: &Path) -> Command {
 }
 
 impl Postgres {
-    fn start(dir: &Path) -> Postgres {
+    pub(crate) fn start(dir: &Path) -> Postgres {
         use std::os::unix::fs::PermissionsExt;
         let uid = Command::new("id")
             .args(["-u", "postgres"])
@@ -82,37 +86,7 @@ impl Postgres {
             String::from_utf8_lossy(&init.stderr)
         );
         let port = free_port();
-        let mut command = as_postgres(&postgres_bin("postgres"));
-        command
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-p",
-                &port.to_string(),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-            ])
-            .arg("-k")
-            .arg(dir);
-        let server = ChildGuard::spawn("postgres", &mut command);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = Command::new(postgres_bin("pg_isready"))
-                .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-                .output()
-                .map(|o| o.status.success())
-                .unwrap_or(false);
-            if ready {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "PostgreSQL did not start within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        let server = Postgres::spawn_server(&data, dir, port);
         let created = Command::new(postgres_bin("psql"))
             .args([
                 "-h",
@@ -133,9 +107,60 @@ impl Postgres {
             String::from_utf8_lossy(&created.stderr)
         );
         Postgres {
-            _server: server,
+            server,
+            data,
+            socket_dir: dir.to_path_buf(),
+            port,
             url: format!("postgres://pkid@127.0.0.1:{port}/pkid"),
         }
+    }
+
+    /// Runs `postgres` on the cluster and waits (≤ 30 s) until it accepts connections.
+    fn spawn_server(data: &Path, socket_dir: &Path, port: u16) -> ChildGuard {
+        let mut command = as_postgres(&postgres_bin("postgres"));
+        command
+            .arg("-D")
+            .arg(data)
+            .args([
+                "-p",
+                &port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+            ])
+            .arg("-k")
+            .arg(socket_dir);
+        let server = ChildGuard::spawn("postgres", &mut command);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = Command::new(postgres_bin("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            if ready {
+                return server;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "PostgreSQL did not start within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// A fast shutdown (SIGINT to the postmaster's PID: sessions are cut, as when the database
+    /// restarts under a running server), `down` without a server, then the same cluster again
+    /// on the same port.
+    pub(crate) fn restart(&mut self, down: Duration) {
+        self.server.signal("INT");
+        assert!(
+            self.server.wait_exit(Duration::from_secs(30)).is_some(),
+            "PostgreSQL did not stop within 30 s of SIGINT"
+        );
+        std::thread::sleep(down);
+        self.server = Postgres::spawn_server(&self.data, &self.socket_dir, self.port);
     }
 }
 

@@ -282,9 +282,17 @@ impl Ca {
             der: leaf,
             chain_pem: &chain_pem,
         };
-        self.store
+        if let Err(e) = self
+            .store
             .complete_issuance(&record, &journal.pending)
-            .await?;
+            .await
+        {
+            if matches!(e, crate::store::StoreError::OrderSettled(_)) {
+                // Signed but never served: the serial stays recorded, unused.
+                self.store.abandon_tbs(&leaf_serial).await?;
+            }
+            return Err(e.into());
+        }
         Ok(IssuedCert {
             serial: leaf_serial,
             der: leaf.clone(),

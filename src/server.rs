@@ -304,6 +304,8 @@ async fn open_backend(
 pub async fn run(cfg: Config) -> Result<(), BoxError> {
     let started = std::time::Instant::now();
     init_logging(&cfg);
+    // From here on SIGTERM stops pkid cleanly, even during start-up.
+    let signal = shutdown_signal();
 
     let Authorities {
         store,
@@ -503,8 +505,16 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
     println!("pkid: root certificate: {}", root_path.display());
     println!("pkid: ACME directory: https://{local}/acme/directory");
     tracing::info!(listen = %local, startup_ms = started.elapsed().as_millis() as u64, "pkid is serving");
-    crate::http::serve(app, listener, Some(tls), Surface::All, shutdown_signal()).await?;
-    let _ = stop_tx.send(true);
+    // One signal stops both listeners at once; each then drains its own connections.
+    tokio::spawn(async move {
+        signal.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut rx = stop_rx.clone();
+    let stop = async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    crate::http::serve(app, listener, Some(tls), Surface::All, stop).await?;
     if let Some(plain) = plain_server {
         let _ = plain.await;
     }
@@ -557,25 +567,28 @@ fn spawn_crl_refresh(revocation: Arc<Revocation>, crl_lifetime_secs: u64) {
     });
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or Ctrl-C. The SIGTERM handler is installed at the call, not at the
+/// first poll, so a signal that arrives early is not lost to the default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        #[cfg(unix)]
+        match term {
+            Some(mut term) => {
                 tokio::select! {
                     _ = term.recv() => {},
                     _ = tokio::signal::ctrl_c() => {},
                 }
             }
-            Err(_) => {
+            None => {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutdown requested: draining connections");
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("shutdown requested: draining connections");
 }

@@ -18,6 +18,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The order left `processing` while its certificate was being signed (another issuance
+    /// for it completed first, or it failed): this certificate is not stored as issued.
+    #[error("order {0} is no longer processing")]
+    OrderSettled(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -78,6 +82,30 @@ pub struct OrderRow {
     pub certificate_serial: Option<String>,
     pub processing_since: Option<i64>,
     pub created_at: i64,
+}
+
+#[cfg(test)]
+impl OrderRow {
+    /// A bare order (no identifiers, no profile) for unit tests.
+    pub fn for_tests(id: &str, account_id: &str, status: &str, expires: i64) -> OrderRow {
+        OrderRow {
+            id: id.into(),
+            account_id: account_id.into(),
+            directory: "default".into(),
+            status: status.into(),
+            expires,
+            identifiers: "[]".into(),
+            not_before: None,
+            not_after: None,
+            error: None,
+            profile_name: None,
+            replaces: None,
+            profile: None,
+            certificate_serial: None,
+            processing_since: None,
+            created_at: 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -933,13 +961,27 @@ impl Store {
         Ok(())
     }
 
-    /// Final step: store the certificate and mark the order valid, in one transaction.
+    /// Final step: store the certificate and mark the order valid, in one transaction. An order
+    /// that is no longer `processing` keeps what it has: nothing is written, `OrderSettled`.
     pub async fn complete_issuance(
         &self,
         issued: &IssuedRecord<'_>,
         pending: &PendingCertificate<'_>,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
+        // The order first: of two issuances for one order (a recovery that took over a slow
+        // one), exactly one stores its certificate.
+        if let Some(order_id) = pending.order_id {
+            let settled = sqlx::query("UPDATE orders SET status = 'valid', certificate_serial = $1 WHERE id = $2 AND status = 'processing'")
+                .bind(issued.serial)
+                .bind(order_id)
+                .execute(&mut *tx)
+                .await?;
+            if settled.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Err(StoreError::OrderSettled(order_id.to_owned()));
+            }
+        }
         let updated = sqlx::query("UPDATE certificates SET status = 'issued', der = $1, chain_pem = $2 WHERE serial = $3 AND status = 'tbs'")
             .bind(issued.der)
             .bind(issued.chain_pem)
@@ -964,13 +1006,6 @@ impl Store {
             .bind(now())
             .execute(&mut *tx)
             .await?;
-        }
-        if let Some(order_id) = pending.order_id {
-            sqlx::query("UPDATE orders SET status = 'valid', certificate_serial = $1 WHERE id = $2 AND status = 'processing'")
-                .bind(issued.serial)
-                .bind(order_id)
-                .execute(&mut *tx)
-                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -1145,5 +1180,102 @@ impl Store {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// Every pooled SQLite connection runs in WAL mode with `synchronous = FULL`: a commit (and
+    /// so a certificate answered after it) has reached the disk, not only the page cache.
+    #[tokio::test]
+    async fn every_sqlite_connection_is_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("pkid.db").display());
+        let store = Store::connect(&url, 3).await.unwrap();
+        // Three connections at once: each one went through `after_connect`.
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let mut conn = store.pool().acquire().await.unwrap();
+            let synchronous: i64 = sqlx::query("PRAGMA synchronous")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap()
+                .try_get(0)
+                .unwrap();
+            let journal: String = sqlx::query("PRAGMA journal_mode")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap()
+                .try_get(0)
+                .unwrap();
+            assert_eq!((synchronous, journal.as_str()), (2, "wal"), "2 is FULL");
+            held.push(conn);
+        }
+    }
+
+    /// A recovery that took over a slow issuance, and the slow one, both finish: the order keeps
+    /// the first certificate stored, the second is refused and left for the CA to abandon.
+    #[tokio::test]
+    async fn of_two_issuances_for_one_order_only_the_first_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("pkid.db").display());
+        let store = Store::connect(&url, 2).await.unwrap();
+        let t = now();
+        let account = AccountRow {
+            id: "acct".into(),
+            thumbprint: "thumbprint".into(),
+            jwk: "{}".into(),
+            status: "valid".into(),
+            contact: "[]".into(),
+            eab_kid: None,
+            created_at: t,
+        };
+        store.insert_account(&account, None).await.unwrap();
+        let order = OrderRow::for_tests("order", "acct", "pending", t + 3600);
+        store.insert_order(&order, &[]).await.unwrap();
+        assert!(store
+            .begin_processing("order", "{}", b"csr", t)
+            .await
+            .unwrap());
+        let pending = PendingCertificate {
+            issuer: "default",
+            order_id: Some("order"),
+            account_id: Some("acct"),
+            not_before: t,
+            not_after: t + 86400,
+        };
+        let record = |serial: &'static str| IssuedRecord {
+            serial,
+            tbs: b"tbs",
+            der: serial.as_bytes(),
+            chain_pem: "",
+        };
+        for serial in ["01aa", "02bb"] {
+            store.record_tbs(&pending, serial, b"tbs").await.unwrap();
+        }
+
+        store
+            .complete_issuance(&record("01aa"), &pending)
+            .await
+            .unwrap();
+        let late = store.complete_issuance(&record("02bb"), &pending).await;
+        assert!(
+            matches!(late, Err(StoreError::OrderSettled(ref id)) if id == "order"),
+            "{late:?}"
+        );
+
+        let order = store.order("order").await.unwrap().unwrap();
+        assert_eq!(
+            (order.status.as_str(), order.certificate_serial.as_deref()),
+            ("valid", Some("01aa"))
+        );
+        let served = store.certificate_of_order("order").await.unwrap().unwrap();
+        assert_eq!(served.serial, "01aa");
+        let refused = store.certificate("02bb").await.unwrap().unwrap();
+        assert_eq!((refused.status.as_str(), refused.der), ("tbs", None));
     }
 }

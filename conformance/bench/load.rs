@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -37,6 +37,8 @@ pub struct LoadConfig {
     pub poll_min: Duration,
     pub poll_max: Duration,
     pub server_pid: Option<u32>,
+    /// Where each downloaded chain is written, as `<leaf serial hex>.pem`.
+    pub certs_out: Option<PathBuf>,
 }
 
 /// The timed steps of one issuance, in order; `Flow` is the whole of it.
@@ -327,13 +329,33 @@ async fn issue(
         Step::Download,
         AcmeError::Protocol("valid order without certificate URL".into()),
     ))?;
-    timed(limit, client.certificate(account, &certificate_url))
+    let chain = timed(limit, client.certificate(account, &certificate_url))
         .await
         .map_err(|e| (Step::Download, e))?;
     outcome.record(Step::Download, started.elapsed());
+    if let Some(dir) = &config.certs_out {
+        write_chain(dir, &chain).map_err(|e| (Step::Download, e))?;
+    }
 
     outcome.record(Step::Flow, flow_started.elapsed());
     Ok(())
+}
+
+/// Writes a downloaded chain to `dir/<leaf serial hex>.pem` (the serial's DER bytes, in hex).
+fn write_chain(dir: &Path, chain_pem: &str) -> Result<(), AcmeError> {
+    let fail = |what: String| AcmeError::Protocol(format!("--certs-out: {what}"));
+    let leaf = pem::parse_many(chain_pem.as_bytes())
+        .map_err(|e| fail(format!("the chain is not PEM: {e}")))?
+        .into_iter()
+        .find(|block| block.tag() == "CERTIFICATE")
+        .ok_or_else(|| fail("no CERTIFICATE block".into()))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.contents())
+        .map_err(|e| fail(format!("the leaf does not parse: {e}")))?;
+    let path = dir.join(format!(
+        "{}.pem",
+        hex::encode(cert.tbs_certificate.raw_serial())
+    ));
+    std::fs::write(&path, chain_pem).map_err(|e| fail(format!("{}: {e}", path.display())))
 }
 
 /// Finalizes (waiting for `ready` first if the server is not there yet) and polls until `valid`.

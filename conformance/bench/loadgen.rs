@@ -66,6 +66,9 @@ struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Write each downloaded chain to `DIR/<leaf serial hex>.pem` as soon as it arrives.
+    #[arg(long, value_name = "DIR")]
+    certs_out: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -105,6 +108,9 @@ async fn run(args: Args) -> Result<(), String> {
         );
     }
     let step_timeout = Duration::from_secs(args.step_timeout);
+    if let Some(dir) = &args.certs_out {
+        std::fs::create_dir_all(dir).map_err(|e| format!("--certs-out {}: {e}", dir.display()))?;
+    }
     let http = http_client(&args.root, step_timeout)?;
     let client = acme_client::Client::connect(http, &args.directory)
         .await
@@ -121,6 +127,7 @@ async fn run(args: Args) -> Result<(), String> {
         poll_min: Duration::from_millis(args.poll_min_ms),
         poll_max: Duration::from_millis(args.poll_max_ms),
         server_pid: args.server_pid,
+        certs_out: args.certs_out,
     };
     let report = load::run(client, &args.directory, tokens, config).await;
     responder.abort();

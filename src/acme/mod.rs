@@ -1019,6 +1019,9 @@ impl AcmeServer {
                 tracing::info!(order = %order.id, serial = %issued.serial, "certificate issued");
             }
             Err(crate::ca::IssueError::Pending) => {}
+            Err(crate::ca::IssueError::Store(crate::store::StoreError::OrderSettled(_))) => {
+                tracing::info!(order = %order.id, "another issuance settled the order first; this certificate is not served");
+            }
             Err(e) => {
                 tracing::error!(order = %order.id, error = %e, "issuance failed");
                 let problem = Problem::server_internal("the certificate could not be issued");
@@ -1088,6 +1091,9 @@ impl AcmeServer {
             {
                 Ok(issued) => {
                     tracing::info!(order = %order.id, serial = %issued.serial, abandoned, "recovered: issued again with a fresh serial")
+                }
+                Err(crate::ca::IssueError::Store(crate::store::StoreError::OrderSettled(_))) => {
+                    tracing::info!(order = %order.id, "recovery: the interrupted issuance settled the order first");
                 }
                 Err(e) => {
                     tracing::error!(order = %order.id, error = %e, "recovery issuance failed");
@@ -1478,23 +1484,7 @@ mod tests {
     use super::*;
 
     fn order(status: &str, expires: i64) -> OrderRow {
-        OrderRow {
-            id: "o".into(),
-            account_id: "a".into(),
-            directory: "default".into(),
-            status: status.into(),
-            expires,
-            identifiers: "[]".into(),
-            not_before: None,
-            not_after: None,
-            error: None,
-            profile_name: None,
-            replaces: None,
-            profile: None,
-            certificate_serial: None,
-            processing_since: None,
-            created_at: 0,
-        }
+        OrderRow::for_tests("o", "a", status, expires)
     }
 
     fn authz(status: &str, expires: i64) -> AuthzRow {

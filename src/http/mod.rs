@@ -402,26 +402,28 @@ pub async fn serve(
                             return;
                         }
                     };
-                    serve_connection(
-                        app,
-                        TokioIo::new(tls),
+                    // ALPN decided the protocol: no sniffing, so a silent client meets the
+                    // header timeout instead of waiting forever for a first byte.
+                    let protocol = match tls.get_ref().1.alpn_protocol() {
+                        Some(b"h2") => Protocol::Http2,
+                        _ => Protocol::Http1,
+                    };
+                    let connection = Connection {
                         peer,
                         surface,
-                        watcher,
+                        protocol,
                         header_timeout,
-                    )
-                    .await
+                    };
+                    serve_connection(app, TokioIo::new(tls), connection, watcher).await
                 }
                 None => {
-                    serve_connection(
-                        app,
-                        TokioIo::new(tcp),
+                    let connection = Connection {
                         peer,
                         surface,
-                        watcher,
+                        protocol: Protocol::Http1,
                         header_timeout,
-                    )
-                    .await
+                    };
+                    serve_connection(app, TokioIo::new(tcp), connection, watcher).await
                 }
             }
         });
@@ -434,33 +436,77 @@ pub async fn serve(
     Ok(())
 }
 
+/// The HTTP protocol of a connection, fixed before the first request byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// What one accepted connection is served with.
+struct Connection {
+    peer: SocketAddr,
+    surface: Surface,
+    protocol: Protocol,
+    header_timeout: Duration,
+}
+
 async fn serve_connection<IO>(
     app: Arc<App>,
     io: IO,
-    peer: SocketAddr,
-    surface: Surface,
+    connection: Connection,
     watcher: hyper_util::server::graceful::Watcher,
-    header_timeout: Duration,
 ) where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let Connection {
+        peer,
+        surface,
+        protocol,
+        header_timeout,
+    } = connection;
+    // Set by the first request: until then the connection lives at most `header_timeout`.
+    let requested = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = requested.clone();
     let service = service_fn(move |req| {
+        seen.store(true, Ordering::Relaxed);
         let app = app.clone();
         async move { Ok::<_, Infallible>(app.serve_request(req, peer, surface).await) }
     });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = match protocol {
+        Protocol::Http1 => builder.http1_only(),
+        Protocol::Http2 => builder.http2_only(),
+    };
+    // HTTP/1.1: the header timeout also bounds an idle keep-alive connection.
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .max_buf_size(64 * 1024);
+    // HTTP/2: a peer that stops answering pings is dropped after the same bound.
     builder
         .http2()
         .timer(TokioTimer::new())
+        .keep_alive_interval(header_timeout)
+        .keep_alive_timeout(header_timeout)
         .max_concurrent_streams(128);
     let conn = builder.serve_connection(io, service);
     let conn = watcher.watch(conn.into_owned());
-    if let Err(e) = conn.await {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    // hyper bounds HTTP/1.1 headers itself, but an HTTP/2 peer that never completes its preface
+    // and first request would hold a connection slot forever.
+    let first_request_due = async {
+        tokio::time::sleep(header_timeout).await;
+        if requested.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        ended = conn => {
+            if let Err(e) = ended {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        }
+        _ = first_request_due => tracing::debug!(%peer, "no request within the header timeout: closed"),
     }
 }

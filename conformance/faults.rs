@@ -1,0 +1,814 @@
+//! Faults: pkid killed with SIGKILL under load, its PostgreSQL restarted under load, a graceful
+//! stop (SIGTERM) with requests in flight, and the connection limits (a slowloris is cut off after
+//! the header timeout; more clients than `server.max_connections` wait instead of failing).
+//!
+//! The load is `pkid-loadgen` (full http-01 issuances); the truth is pkid's database, read
+//! directly after the fault: every certificate the load generator received is stored with the
+//! same DER, each order ends `valid` (with exactly one issued certificate, the one it names),
+//! `invalid` or `pending`, and no serial is left at the `tbs` step.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sqlx::Row;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::certs::pem_chain;
+use crate::client::AcmeClient;
+use crate::env::{read_log, within, Environment};
+use crate::pkid::Pkid;
+use crate::replicas::Postgres;
+
+/// The load generator cargo built beside the test binary.
+const LOADGEN: &str = env!("CARGO_BIN_EXE_pkid-loadgen");
+/// Short, so that orders interrupted by a kill are recovered within seconds.
+const PROCESSING_TIMEOUT_SECS: &str = "2";
+/// How long a recovery may take once pkid runs again: the processing timeout, the housekeeping
+/// period and the re-issuance, with room for a loaded machine.
+const RECOVERY_BOUND: Duration = Duration::from_secs(20);
+
+/// `pkid-loadgen` as a child process, killed by PID if the test ends first.
+struct Loadgen {
+    name: String,
+    child: tokio::process::Child,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Loadgen {
+    /// Full issuances against `pkid` at concurrency 8, writing each received chain to
+    /// `certs_out`; `until` is `--duration S` or `--orders N`.
+    fn spawn(
+        pkid: &Pkid,
+        http01_port: u16,
+        certs_out: &Path,
+        until: &[&str],
+        name: &str,
+    ) -> Loadgen {
+        let dir = certs_out.parent().unwrap_or(certs_out);
+        let stdout = dir.join(format!("{name}.stdout"));
+        let stderr = dir.join(format!("{name}.stderr"));
+        let child = tokio::process::Command::new(LOADGEN)
+            .args(["--directory", &pkid.directory_url()])
+            .arg("--root")
+            .arg(pkid.root_pem_path())
+            .args(["--http01-port", &http01_port.to_string()])
+            .args(["--concurrency", "8", "--step-timeout", "10"])
+            .args(["--poll-min-ms", "20", "--poll-max-ms", "200", "--json"])
+            .arg("--certs-out")
+            .arg(certs_out)
+            .args(until)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).expect("create the loadgen's stdout log"))
+            .stderr(std::fs::File::create(&stderr).expect("create the loadgen's stderr log"))
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|err| panic!("start {LOADGEN}: {err}"));
+        Loadgen {
+            name: name.to_owned(),
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Waits (bounded) for the run to end and returns its JSON report.
+    async fn report(mut self, bound: Duration) -> Value {
+        let status = match tokio::time::timeout(bound, self.child.wait()).await {
+            Ok(status) => status.expect("wait for pkid-loadgen"),
+            Err(_) => {
+                let _ = self.child.kill().await;
+                panic!(
+                    "{} did not finish within {bound:?}:\n{}",
+                    self.name,
+                    read_log(&self.stderr)
+                );
+            }
+        };
+        assert!(
+            status.success(),
+            "{} failed with {status}:\n{}",
+            self.name,
+            read_log(&self.stderr)
+        );
+        let report: Value = serde_json::from_str(&read_log(&self.stdout)).unwrap_or_else(|err| {
+            panic!(
+                "{}: the report is not JSON ({err}):\n{}",
+                self.name,
+                read_log(&self.stdout)
+            )
+        });
+        eprintln!(
+            "{}: issued {}, errors {} {}",
+            self.name, report["issued"], report["error_total"], report["errors"]
+        );
+        report
+    }
+}
+
+fn issued(report: &Value) -> u64 {
+    report["issued"].as_u64().expect("`issued` in the report")
+}
+
+/// One certificate the load generator received: its file and leaf.
+struct Delivered {
+    file: PathBuf,
+    serial: String,
+    leaf_der: Vec<u8>,
+}
+
+/// Every chain the load generator wrote into `dirs`, checked to be named by its leaf's serial.
+fn delivered(dirs: &[PathBuf]) -> Vec<Delivered> {
+    let mut found = Vec::new();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let file = entry.path();
+            let text = std::fs::read_to_string(&file).expect("read a delivered chain");
+            let leaf_der = pem_chain(&text)
+                .into_iter()
+                .next()
+                .expect("a leaf in the chain");
+            let (_, leaf) = X509Certificate::from_der(&leaf_der).expect("parse a delivered leaf");
+            let serial = hex::encode(leaf.tbs_certificate.raw_serial());
+            assert_eq!(
+                file.file_stem().and_then(|s| s.to_str()),
+                Some(serial.as_str()),
+                "--certs-out names each file by its leaf's serial"
+            );
+            found.push(Delivered {
+                file,
+                serial,
+                leaf_der,
+            });
+        }
+    }
+    found
+}
+
+/// pkid's database, opened beside (or after) the server: SQLite read-only, or PostgreSQL.
+async fn open_database(url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .unwrap_or_else(|err| panic!("open {url}: {err}"))
+}
+
+fn sqlite_url(pkid: &Pkid) -> String {
+    format!("sqlite://{}?mode=ro", pkid.database_path().display())
+}
+
+struct OrderRecord {
+    status: String,
+    certificate_serial: Option<String>,
+}
+
+struct CertificateRecord {
+    issuer: String,
+    order_id: Option<String>,
+    status: String,
+    der: Option<Vec<u8>>,
+}
+
+async fn orders(db: &sqlx::AnyPool) -> BTreeMap<String, OrderRecord> {
+    sqlx::query("SELECT id, status, certificate_serial FROM orders")
+        .fetch_all(db)
+        .await
+        .expect("read the orders")
+        .iter()
+        .map(|r| {
+            (
+                r.get("id"),
+                OrderRecord {
+                    status: r.get("status"),
+                    certificate_serial: r.get("certificate_serial"),
+                },
+            )
+        })
+        .collect()
+}
+
+async fn certificates(db: &sqlx::AnyPool) -> BTreeMap<String, CertificateRecord> {
+    sqlx::query("SELECT serial, issuer, order_id, status, der FROM certificates")
+        .fetch_all(db)
+        .await
+        .expect("read the certificates")
+        .iter()
+        .map(|r| {
+            (
+                r.get("serial"),
+                CertificateRecord {
+                    issuer: r.get("issuer"),
+                    order_id: r.get("order_id"),
+                    status: r.get("status"),
+                    der: r.get("der"),
+                },
+            )
+        })
+        .collect()
+}
+
+/// Waits until no order is `processing` (pkid's recovery finished them), at most `bound`.
+async fn wait_no_processing(db_url: &str, bound: Duration) {
+    let deadline = Instant::now() + bound;
+    loop {
+        let db = open_database(db_url).await;
+        let processing: Vec<String> = orders(&db)
+            .await
+            .into_iter()
+            .filter(|(_, o)| o.status == "processing")
+            .map(|(id, _)| id)
+            .collect();
+        db.close().await;
+        if processing.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "orders still processing {bound:?} after the fault: {processing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The invariants of the issuance cycle after a fault, read from the database; returns counts
+/// by status for the test's log.
+async fn check_invariants(db_url: &str, delivered: &[Delivered]) -> BTreeMap<String, usize> {
+    let db = open_database(db_url).await;
+    let orders = orders(&db).await;
+    let certificates = certificates(&db).await;
+    db.close().await;
+
+    let mut counts = BTreeMap::new();
+    for order in orders.values() {
+        *counts
+            .entry(format!("orders/{}", order.status))
+            .or_insert(0) += 1;
+    }
+    for cert in certificates.values() {
+        *counts
+            .entry(format!("certificates/{}", cert.status))
+            .or_insert(0) += 1;
+    }
+
+    // Every stored certificate is the one its row names: its DER carries the row's serial, and
+    // no serial appears twice for one issuer.
+    let mut serials_per_issuer: BTreeSet<(String, String)> = BTreeSet::new();
+    for (serial, cert) in &certificates {
+        assert!(
+            ["tbs", "issued", "abandoned"].contains(&cert.status.as_str()),
+            "certificate {serial} has an unknown status {}",
+            cert.status
+        );
+        assert!(
+            serials_per_issuer.insert((cert.issuer.clone(), serial.to_lowercase())),
+            "serial {serial} twice for issuer {}",
+            cert.issuer
+        );
+        if cert.status == "issued" {
+            let der = cert
+                .der
+                .as_deref()
+                .unwrap_or_else(|| panic!("issued certificate {serial} without DER"));
+            let (_, parsed) = X509Certificate::from_der(der)
+                .unwrap_or_else(|err| panic!("issued certificate {serial} does not parse: {err}"));
+            assert_eq!(
+                hex::encode(parsed.tbs_certificate.raw_serial()),
+                *serial,
+                "the stored DER carries another serial than its row"
+            );
+        }
+        // A serial at the `tbs` step belongs to an issuance still running: after recovery there
+        // is none.
+        assert_ne!(
+            cert.status, "tbs",
+            "certificate {serial} (order {:?}) left at the tbs step after recovery",
+            cert.order_id
+        );
+    }
+
+    // Each order ends valid with exactly one issued certificate (the one it names), or invalid,
+    // or still pending (the load generator gave up on it); none is left processing.
+    for (id, order) in &orders {
+        let issued: Vec<&String> = certificates
+            .iter()
+            .filter(|(_, c)| c.order_id.as_deref() == Some(id) && c.status == "issued")
+            .map(|(serial, _)| serial)
+            .collect();
+        match order.status.as_str() {
+            "valid" => {
+                let named = order
+                    .certificate_serial
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("valid order {id} names no certificate"));
+                assert_eq!(
+                    issued,
+                    vec![named],
+                    "valid order {id}: its issued certificates are not exactly the one it names"
+                );
+            }
+            "invalid" | "pending" => assert!(
+                issued.is_empty(),
+                "{} order {id} has issued certificates {issued:?}",
+                order.status
+            ),
+            other => panic!("order {id} is {other} after recovery"),
+        }
+    }
+
+    // Every certificate a client received is stored, with the same DER, as its order's.
+    for cert in delivered {
+        let stored = certificates.get(&cert.serial).unwrap_or_else(|| {
+            panic!(
+                "delivered certificate {} ({}) is not in the database",
+                cert.serial,
+                cert.file.display()
+            )
+        });
+        assert_eq!(
+            stored.status, "issued",
+            "delivered certificate {}",
+            cert.serial
+        );
+        assert!(
+            stored.der.as_deref() == Some(cert.leaf_der.as_slice()),
+            "delivered certificate {} differs from the stored DER",
+            cert.serial
+        );
+        let order_id = stored
+            .order_id
+            .as_ref()
+            .expect("an ACME certificate has an order");
+        assert_eq!(
+            orders[order_id].certificate_serial.as_deref(),
+            Some(cert.serial.as_str()),
+            "order {order_id} names another certificate than the one delivered"
+        );
+    }
+    counts.insert("delivered".into(), delivered.len());
+    counts
+}
+
+/// pkid on SQLite under load is killed with SIGKILL at three moments of a run and restarted on
+/// its data folder each time; afterwards every delivered certificate is stored, interrupted
+/// orders were recovered, and the issuance cycle's invariants hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_under_load_loses_no_certificate() {
+    let mut env = Environment::start_with(&[(
+        "PKID_ACME__PROCESSING_TIMEOUT_SECS",
+        PROCESSING_TIMEOUT_SECS,
+    )])
+    .await;
+    let http01_port = env.http01_port;
+    let mut dirs = Vec::new();
+    within(Duration::from_secs(150), async {
+        for (round, kill_after_ms) in [700u64, 1500, 2300].into_iter().enumerate() {
+            let certs_out = env.subdir(&format!("round-{round}")).join("certs");
+            dirs.push(certs_out.clone());
+            let load = Loadgen::spawn(
+                &env.pkid,
+                http01_port,
+                &certs_out,
+                &["--duration", "3"],
+                &format!("loadgen-round-{round}"),
+            );
+            tokio::time::sleep(Duration::from_millis(kill_after_ms)).await;
+            let before = delivered(&dirs).len();
+            let pid = env.pkid.pid();
+            env.pkid.kill9();
+            eprintln!(
+                "round {round}: killed pkid {pid} after {kill_after_ms} ms; \
+                 {before} certificates delivered so far"
+            );
+            env.pkid.restart().await;
+            let report = load.report(Duration::from_secs(90)).await;
+            assert!(
+                issued(&report) > 0,
+                "round {round}: no issuance at all: {report}"
+            );
+        }
+        let url = sqlite_url(&env.pkid);
+        wait_no_processing(&url, RECOVERY_BOUND).await;
+        let counts = check_invariants(&url, &delivered(&dirs)).await;
+        eprintln!("after three kills: {counts:?}");
+        assert!(
+            counts["delivered"] > 0,
+            "the load generator received no certificate"
+        );
+    })
+    .await;
+    assert!(
+        !env.pkid.logs().contains("panicked"),
+        "pkid panicked:\n{}",
+        env.pkid.logs()
+    );
+}
+
+/// pkid on PostgreSQL under load; PostgreSQL is shut down fast (sessions cut), stays down 2 s
+/// and comes back on the same port. The same pkid process (never restarted) serves a fresh run
+/// afterwards without a single error, and the invariants hold in the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restart_under_load_is_survived() {
+    let scratch = tempfile::Builder::new()
+        .prefix("pkid-pg-faults-")
+        .tempdir()
+        .unwrap();
+    let mut postgres = Postgres::start(&scratch.path().join("pg"));
+    let mut env = Environment::start_with(&[
+        ("PKID_DATABASE__URL", &postgres.url),
+        (
+            "PKID_ACME__PROCESSING_TIMEOUT_SECS",
+            PROCESSING_TIMEOUT_SECS,
+        ),
+    ])
+    .await;
+    let http01_port = env.http01_port;
+    let pid = env.pkid.pid();
+    within(Duration::from_secs(150), async {
+        let during = env.subdir("during").join("certs");
+        let load = Loadgen::spawn(
+            &env.pkid,
+            http01_port,
+            &during,
+            &["--duration", "4"],
+            "loadgen-during",
+        );
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let down = Instant::now();
+        tokio::task::block_in_place(|| postgres.restart(Duration::from_secs(2)));
+        eprintln!("PostgreSQL was down for {:?}", down.elapsed());
+        let report = load.report(Duration::from_secs(90)).await;
+        assert!(
+            issued(&report) > 0,
+            "no issuance around the restart: {report}"
+        );
+        // Requests caught by the shutdown get a problem document (ACME clients retry on it);
+        // those during the outage wait for the pool. None hangs or loses its connection.
+        let errors = report["errors"]
+            .as_object()
+            .expect("`errors` in the report");
+        assert!(
+            errors
+                .keys()
+                .all(|kind| kind.ends_with(": 500 serverInternal")),
+            "errors other than serverInternal around the restart: {report}"
+        );
+        assert_eq!(
+            env.pkid.wait_exit(Duration::ZERO).await,
+            None,
+            "pkid exited while PostgreSQL restarted"
+        );
+        assert_eq!(env.pkid.pid(), pid, "pkid is the same process");
+
+        // Orders cut off by the outage are recovered; then a fresh run has no error at all.
+        wait_no_processing(&postgres.url, RECOVERY_BOUND).await;
+        let after = env.subdir("after").join("certs");
+        let load = Loadgen::spawn(
+            &env.pkid,
+            http01_port,
+            &after,
+            &["--orders", "24"],
+            "loadgen-after",
+        );
+        let report = load.report(Duration::from_secs(90)).await;
+        assert_eq!(
+            (issued(&report), report["error_total"].as_u64()),
+            (24, Some(0)),
+            "the run after PostgreSQL came back: {report}"
+        );
+        wait_no_processing(&postgres.url, RECOVERY_BOUND).await;
+        let counts = check_invariants(&postgres.url, &delivered(&[during, after])).await;
+        eprintln!("after the PostgreSQL restart: {counts:?}");
+    })
+    .await;
+}
+
+// ---- graceful stop and connection limits: raw HTTP/1.1 over TLS ----
+
+type Tls = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// A TLS connection to pkid offering only `alpn` (`http/1.1`, `h2`), trusting pkid's root.
+async fn connect_tls(pkid: &Pkid, alpn: &[u8]) -> Tls {
+    let mut roots = rustls::RootCertStore::empty();
+    for der in pem_chain(&String::from_utf8_lossy(&pkid.root_pem())) {
+        roots.add(der.into()).expect("pkid's root");
+    }
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = TcpStream::connect(("127.0.0.1", pkid.port()))
+        .await
+        .expect("connect to pkid");
+    let name = rustls_pki_types::ServerName::try_from("localhost").expect("a server name");
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake with pkid")
+}
+
+/// Reads until the server closes the connection (bounded); a TLS close without close_notify
+/// counts as a close.
+async fn read_to_close(tls: &mut Tls, bound: Duration) -> Result<Vec<u8>, String> {
+    let mut received = Vec::new();
+    let deadline = tokio::time::Instant::now() + bound;
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(deadline, tls.read(&mut buf)).await {
+            Err(_) => return Err(format!("still open after {bound:?}")),
+            Ok(Ok(0)) => return Ok(received),
+            Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(received),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(received),
+            Ok(Err(e)) => return Err(format!("read failed: {e}")),
+        }
+    }
+}
+
+/// Panics unless connecting to `port` is refused within 3 s (a listener being closed).
+async fn assert_refused_soon(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        match TcpStream::connect(("127.0.0.1", port)).await {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return,
+            other => assert!(
+                Instant::now() < deadline,
+                "port {port} still accepts connections after SIGTERM: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Reads one response head (through the empty line), byte by byte so nothing after it is taken.
+async fn read_head(tls: &mut Tls, bound: Duration) -> String {
+    let mut head = Vec::new();
+    let reading = async {
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(tls.read_u8().await.expect("read a response head"));
+        }
+    };
+    tokio::time::timeout(bound, reading)
+        .await
+        .unwrap_or_else(|_| panic!("no response head within {bound:?}"));
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// A complete HTTP/1.1 response: (status, lowercase headers, body), the body exactly as long as
+/// Content-Length says.
+fn parse_response(raw: &[u8]) -> (u16, BTreeMap<String, String>, Vec<u8>) {
+    let text = String::from_utf8_lossy(raw);
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of headers in {text:?}"));
+    let head = String::from_utf8_lossy(&raw[..end]);
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers: BTreeMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned()))
+        .collect();
+    let body = raw[end + 4..].to_vec();
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no Content-Length in {head:?}"));
+    assert_eq!(body.len(), length, "a truncated body: {text:?}");
+    (status, headers, body)
+}
+
+/// SIGTERM while requests are in flight (their headers arrived, their bodies not yet): each gets
+/// its complete answer and its account is stored; an idle keep-alive connection is closed; new
+/// connections are refused; pkid exits 0 once the answers are out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_requests_in_flight() {
+    let mut env = Environment::start().await;
+    within(Duration::from_secs(60), async {
+        let port = env.pkid.port();
+        // Four newAccount requests, each cut after half of its body. `Expect: 100-continue`
+        // makes pkid say when its handler is reading the body: the request is then in flight.
+        let mut in_flight = Vec::new();
+        for _ in 0..4 {
+            let client = AcmeClient::new(&env.pkid.directory_url(), &env.pkid.root_pem()).await;
+            let url = client.resource("newAccount");
+            let nonce = client.new_nonce().await;
+            let payload = json!({"termsOfServiceAgreed": true});
+            let body = serde_json::to_vec(&client.jws(&url, Some(&payload), &nonce)).unwrap();
+            let mut tls = connect_tls(&env.pkid, b"http/1.1").await;
+            let head = format!(
+                "POST /acme/new-account HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+                 Content-Type: application/jose+json\r\nContent-Length: {}\r\n\
+                 Expect: 100-continue\r\n\r\n",
+                body.len()
+            );
+            tls.write_all(head.as_bytes()).await.unwrap();
+            tls.flush().await.unwrap();
+            let interim = read_head(&mut tls, Duration::from_secs(10)).await;
+            assert!(
+                interim.starts_with("HTTP/1.1 100"),
+                "pkid's interim answer: {interim:?}"
+            );
+            let (first, rest) = body.split_at(body.len() / 2);
+            tls.write_all(first).await.unwrap();
+            tls.flush().await.unwrap();
+            in_flight.push((tls, rest.to_vec()));
+        }
+        // A keep-alive connection that was served once and is now idle.
+        let mut idle = connect_tls(&env.pkid, b"http/1.1").await;
+        let healthz = format!("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+        idle.write_all(healthz.as_bytes()).await.unwrap();
+        idle.flush().await.unwrap();
+        let answer = read_head(&mut idle, Duration::from_secs(10)).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "GET /healthz on the idle connection: {answer:?}"
+        );
+        // The body of that answer ("ok\n").
+        let mut body = [0u8; 3];
+        idle.read_exact(&mut body).await.unwrap();
+
+        env.pkid.signal("TERM");
+        let closed = read_to_close(&mut idle, Duration::from_secs(3)).await;
+        assert_eq!(
+            closed,
+            Ok(Vec::new()),
+            "the idle keep-alive connection after SIGTERM"
+        );
+        // Both listeners, HTTPS and plain HTTP (CRLs, OCSP), stop accepting at once.
+        for listener in [port, env.pkid.http_port()] {
+            assert_refused_soon(listener).await;
+        }
+        assert_eq!(
+            env.pkid.wait_exit(Duration::ZERO).await,
+            None,
+            "pkid waits for the requests in flight"
+        );
+
+        for (index, (mut tls, rest)) in in_flight.into_iter().enumerate() {
+            tls.write_all(&rest).await.unwrap();
+            tls.flush().await.unwrap();
+            let raw = read_to_close(&mut tls, Duration::from_secs(5))
+                .await
+                .unwrap_or_else(|e| panic!("request {index} in flight: {e}"));
+            let (status, headers, body) = parse_response(&raw);
+            assert_eq!(
+                status,
+                201,
+                "request {index}: {}",
+                String::from_utf8_lossy(&raw)
+            );
+            assert!(
+                headers.contains_key("location"),
+                "request {index}: an account URL"
+            );
+            let account: Value = serde_json::from_slice(&body).expect("the account is JSON");
+            assert_eq!(account["status"], "valid", "request {index}: {account}");
+        }
+        let status = env
+            .pkid
+            .wait_exit(Duration::from_secs(10))
+            .await
+            .expect("pkid exits within 10 s of its last answer");
+        assert!(
+            status.success(),
+            "pkid's exit status after SIGTERM: {status}"
+        );
+
+        let db = open_database(&sqlite_url(&env.pkid)).await;
+        let accounts: i64 = sqlx::query("SELECT COUNT(*) AS n FROM accounts")
+            .fetch_one(&db)
+            .await
+            .unwrap()
+            .get("n");
+        assert_eq!(
+            accounts, 4,
+            "every account answered during the drain is stored"
+        );
+        db.close().await;
+    })
+    .await;
+}
+
+/// `server.max_connections = 3`, `server.header_timeout_secs = 2`: three slowloris connections
+/// (silent after the TLS handshake over HTTP/1.1 and over HTTP/2, and one trickling header
+/// bytes) fill the limit and are cut off after the header timeout; meanwhile eight more clients
+/// wait in the accept queue, are not served before a slot frees, and are all served then; pkid
+/// keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_is_cut_off_and_clients_over_the_limit_wait() {
+    const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+    let mut env = Environment::start_with(&[
+        ("PKID_SERVER__MAX_CONNECTIONS", "3"),
+        ("PKID_SERVER__HEADER_TIMEOUT_SECS", "2"),
+    ])
+    .await;
+    within(Duration::from_secs(60), async {
+        let port = env.pkid.port();
+        // Give pkid time to drop the readiness probe's connection.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let opened = Instant::now();
+        let mut silent_h1 = connect_tls(&env.pkid, b"http/1.1").await;
+        let mut silent_h2 = connect_tls(&env.pkid, b"h2").await;
+        let mut trickle = connect_tls(&env.pkid, b"http/1.1").await;
+        let trickling = async {
+            let start = format!("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n");
+            trickle.write_all(start.as_bytes()).await.unwrap();
+            // One header byte every 200 ms, for at most 10 s: never a complete header block.
+            for _ in 0..50 {
+                if trickle.write_all(b"x").await.is_err() || trickle.flush().await.is_err() {
+                    break;
+                }
+                let mut probe = [0u8; 64];
+                let answer =
+                    tokio::time::timeout(Duration::from_millis(200), trickle.read(&mut probe));
+                match answer.await {
+                    Ok(Ok(0)) | Ok(Err(_)) => break,
+                    Ok(Ok(_)) | Err(_) => {}
+                }
+            }
+            opened.elapsed()
+        };
+        let root = env.pkid.root_pem();
+        let waiting = async {
+            // Each client its own connection, all started while the slots are taken.
+            let clients: Vec<_> = (0..8)
+                .map(|_| {
+                    let http = crate::client::https_client(&root).unwrap();
+                    let url = format!("https://127.0.0.1:{port}/healthz");
+                    tokio::spawn(async move {
+                        let response = http.get(&url).send().await;
+                        let status = response
+                            .map(|r| r.status().as_u16())
+                            .map_err(|e| format!("{e:?}"));
+                        (status, opened.elapsed())
+                    })
+                })
+                .collect();
+            let mut served = Vec::new();
+            for client in clients {
+                served.push(client.await.expect("a client task"));
+            }
+            served
+        };
+        let closed_h1 = async {
+            let result = read_to_close(&mut silent_h1, Duration::from_secs(10)).await;
+            (result.map(|bytes| bytes.len()), opened.elapsed())
+        };
+        let closed_h2 = async {
+            // The server's own HTTP/2 preface (SETTINGS) may arrive before the close.
+            let result = read_to_close(&mut silent_h2, Duration::from_secs(10)).await;
+            (result.map(|_| 0), opened.elapsed())
+        };
+        let (h1, h2, trickle_at, served) = tokio::join!(closed_h1, closed_h2, trickling, waiting);
+        eprintln!(
+            "silent HTTP/1.1 closed after {:?}, silent HTTP/2 after {:?}, \
+             trickle after {trickle_at:?}",
+            h1.1, h2.1
+        );
+        let bound = HEADER_TIMEOUT + Duration::from_secs(3);
+        for (what, (result, at)) in [("HTTP/1.1", h1), ("HTTP/2", h2)] {
+            assert!(
+                result == Ok(0) && at < bound,
+                "the silent {what} connection: {result:?} after {at:?}"
+            );
+        }
+        assert!(
+            trickle_at < bound,
+            "the trickling connection was open for {trickle_at:?}"
+        );
+        for (index, (status, at)) in served.iter().enumerate() {
+            assert_eq!(
+                status,
+                &Ok(200),
+                "client {index} over the limit (after {at:?})"
+            );
+            // No slot was free before the first slowloris was cut off.
+            assert!(
+                *at >= HEADER_TIMEOUT - Duration::from_millis(100),
+                "client {index} was served after {at:?}, while the limit was taken"
+            );
+        }
+        assert_eq!(
+            env.pkid.wait_exit(Duration::ZERO).await,
+            None,
+            "pkid still runs"
+        );
+    })
+    .await;
+}
