@@ -255,14 +255,25 @@ impl App {
     }
 }
 
+/// `%XX` escapes decoded byte by byte (a path may hold any UTF-8 after a `%`).
 fn percent_decode(s: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    }
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
+        if bytes[i] == b'%' {
+            let pair = bytes
+                .get(i + 1)
+                .copied()
+                .and_then(hex)
+                .zip(bytes.get(i + 2).copied().and_then(hex));
+            if let Some((high, low)) = pair {
+                out.push(high << 4 | low);
                 i += 3;
                 continue;
             }
@@ -432,5 +443,19 @@ async fn serve_connection<IO>(
     let conn = watcher.watch(conn.into_owned());
     if let Err(e) = conn.await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn percent_decoding_survives_multibyte_text_after_a_percent() {
+        assert_eq!(percent_decode("MFQw%2BTjA%3D"), "MFQw+TjA=");
+        assert_eq!(percent_decode("%4"), "%4");
+        // A '%' followed by one hex digit and a two-byte character once sliced a char in half.
+        assert_eq!(percent_decode("%aé"), "%aé");
+        assert_eq!(percent_decode("%é%"), "%é%");
     }
 }
