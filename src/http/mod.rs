@@ -124,15 +124,21 @@ impl App {
         }
         if path.starts_with("/admin/") {
             let (parts, body) = req.into_parts();
-            let reply = match read_body(body, self.settings.max_body_bytes).await {
+            let reply = match read_body(
+                body,
+                self.settings.max_body_bytes,
+                self.settings.header_timeout,
+            )
+            .await
+            {
                 Ok(body) => {
                     self.admin
                         .handle(&parts.method, &path, &parts.headers, body)
                         .await
                 }
-                Err(_) => admin::AdminReply {
-                    status: StatusCode::PAYLOAD_TOO_LARGE,
-                    body: serde_json::json!({"error": "request body is too large"}),
+                Err(p) => admin::AdminReply {
+                    status: p.status_code(),
+                    body: serde_json::json!({"error": p.detail}),
                 },
             };
             let mut r = Response::new(Full::new(Bytes::from(
@@ -164,7 +170,13 @@ impl App {
             let Some(directory) = directory else {
                 return plain(StatusCode::NOT_FOUND, "no such ACME directory\n");
             };
-            let body = match read_body(body, self.settings.max_body_bytes).await {
+            let body = match read_body(
+                body,
+                self.settings.max_body_bytes,
+                self.settings.header_timeout,
+            )
+            .await
+            {
                 Ok(b) => b,
                 // Still an ACME error: problem document, fresh nonce, index link.
                 Err(p) => return to_response(directory.error_reply(&p, &origin)),
@@ -230,17 +242,19 @@ impl App {
                     }
                 }
             }
-            (&http::Method::POST, None) => match read_body(req.into_body(), 16 * 1024).await {
-                Ok(b) => b.to_vec(),
-                Err(_) => {
-                    return bytes_response(
-                        "application/ocsp-response",
-                        pkid_backends::ocsp::error_response(
-                            pkid_backends::ocsp::OcspError::MalformedRequest,
-                        ),
-                    )
+            (&http::Method::POST, None) => {
+                match read_body(req.into_body(), 16 * 1024, self.settings.header_timeout).await {
+                    Ok(b) => b.to_vec(),
+                    Err(_) => {
+                        return bytes_response(
+                            "application/ocsp-response",
+                            pkid_backends::ocsp::error_response(
+                                pkid_backends::ocsp::OcspError::MalformedRequest,
+                            ),
+                        )
+                    }
                 }
-            },
+            }
             _ => {
                 return plain(
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -293,10 +307,12 @@ fn bytes_response(content_type: &'static str, body: Vec<u8>) -> Response<Full<By
     r
 }
 
-async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, Problem> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e)
+/// The whole body, at most `limit` bytes, within `deadline` (a client trickling its body holds a
+/// connection and a task: it gets 408 instead of holding them for ever).
+async fn read_body(body: Incoming, limit: usize, deadline: Duration) -> Result<Bytes, Problem> {
+    match tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e))
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
@@ -304,7 +320,12 @@ async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, Problem> {
                 "request body exceeds {limit} bytes"
             )))
         }
-        Err(_) => Err(Problem::malformed("request body could not be read")),
+        Ok(Err(_)) => Err(Problem::malformed("request body could not be read")),
+        Err(_) => Err(Problem::malformed(format!(
+            "request body was not received within {} s",
+            deadline.as_secs()
+        ))
+        .with_status(StatusCode::REQUEST_TIMEOUT)),
     }
 }
 
@@ -415,6 +436,61 @@ pub async fn serve(
     Ok(())
 }
 
+/// What a connection is doing: requests in flight, and since when it has been idle.
+struct Activity {
+    in_flight: std::sync::atomic::AtomicUsize,
+    /// Milliseconds from `start` to the end of the last request (or to the accept).
+    idle_since_ms: AtomicU64,
+    start: tokio::time::Instant,
+}
+
+impl Activity {
+    fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(0),
+            start: tokio::time::Instant::now(),
+        })
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(self.clone())
+    }
+
+    /// When the connection became idle; `None` while a request is in flight.
+    fn idle_since(&self) -> Option<tokio::time::Instant> {
+        (self.in_flight.load(Ordering::SeqCst) == 0)
+            .then(|| self.start + Duration::from_millis(self.idle_since_ms.load(Ordering::SeqCst)))
+    }
+}
+
+/// One request in flight; marks the connection idle again when dropped.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let elapsed = u64::try_from(self.0.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.idle_since_ms.store(elapsed, Ordering::SeqCst);
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Resolves once the connection has had no request in flight for `idle_timeout`.
+async fn idle_for(activity: &Activity, idle_timeout: Duration) {
+    loop {
+        match activity.idle_since() {
+            Some(since) if since.elapsed() >= idle_timeout => return,
+            Some(since) => tokio::time::sleep_until(since + idle_timeout).await,
+            None => tokio::time::sleep(idle_timeout).await,
+        }
+    }
+}
+
+/// Serve one connection until the client closes it, or until it has carried no request for
+/// `header_timeout`. hyper's own header timeout covers HTTP/1 request heads only: without this
+/// a client that never sends its first bytes (the HTTP/2 preface, or anything), or an idle
+/// HTTP/2 connection, would hold a connection slot for ever.
 async fn serve_connection<IO>(
     app: Arc<App>,
     io: IO,
@@ -425,9 +501,16 @@ async fn serve_connection<IO>(
 ) where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let activity = Activity::new();
+    let requests = activity.clone();
     let service = service_fn(move |req| {
         let app = app.clone();
-        async move { Ok::<_, Infallible>(app.serve_request(req, peer, surface).await) }
+        let in_flight = requests.begin();
+        async move {
+            let response = app.serve_request(req, peer, surface).await;
+            drop(in_flight);
+            Ok::<_, Infallible>(response)
+        }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -441,8 +524,15 @@ async fn serve_connection<IO>(
         .max_concurrent_streams(128);
     let conn = builder.serve_connection(io, service);
     let conn = watcher.watch(conn.into_owned());
-    if let Err(e) = conn.await {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    tokio::select! {
+        ended = conn => {
+            if let Err(e) = ended {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        }
+        () = idle_for(&activity, header_timeout) => {
+            tracing::debug!(%peer, "idle connection closed");
+        }
     }
 }
 
