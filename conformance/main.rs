@@ -11,6 +11,7 @@ mod caa;
 mod certs;
 mod client;
 mod env;
+mod hostile;
 mod issuance;
 mod jws;
 mod pkid;
