@@ -609,7 +609,7 @@ impl Setup {
 }
 
 /// pkid's SQLite file, opened read-only beside the running server.
-async fn open_read_only(path: &Path) -> SqlitePool {
+pub(crate) async fn open_read_only(path: &Path) -> SqlitePool {
     SqlitePoolOptions::new()
         .max_connections(1)
         .connect_with(SqliteConnectOptions::new().filename(path).read_only(true))
@@ -618,7 +618,7 @@ async fn open_read_only(path: &Path) -> SqlitePool {
 }
 
 /// Rows per table and status, plus revoked certificates: what a bad request must not change.
-async fn snapshot(db: &SqlitePool) -> BTreeMap<String, i64> {
+pub(crate) async fn snapshot(db: &SqlitePool) -> BTreeMap<String, i64> {
     let mut counts = BTreeMap::new();
     for table in [
         "accounts",
@@ -649,7 +649,7 @@ async fn snapshot(db: &SqlitePool) -> BTreeMap<String, i64> {
 
 /// Issues a certificate for `names`, checks it like every issued certificate; returns the
 /// leaf's DER.
-async fn issue(
+pub(crate) async fn issue(
     env: &Environment,
     client: &mut AcmeClient,
     responder: &Http01Responder,

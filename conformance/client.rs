@@ -82,8 +82,13 @@ impl AccountKey {
 
     /// The flattened JWS of `payload` (already serialized; empty for POST-as-GET).
     pub fn sign(&self, protected: &Value, payload: &str) -> Value {
+        self.sign_bytes(protected, payload.as_bytes())
+    }
+
+    /// As [`AccountKey::sign`], for a payload that need not be text.
+    pub fn sign_bytes(&self, protected: &Value, payload: &[u8]) -> Value {
         let protected = b64(serde_json::to_vec(protected).expect("serialize the header"));
-        let payload = b64(payload.as_bytes());
+        let payload = b64(payload);
         let signing_input = format!("{protected}.{payload}");
         let signature = self
             .pair

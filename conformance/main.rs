@@ -12,6 +12,7 @@ mod certs;
 mod client;
 mod env;
 mod faults;
+mod hostile;
 mod issuance;
 mod jws;
 mod pkid;

@@ -75,6 +75,21 @@ impl Pkid {
         format!("https://127.0.0.1:{}/acme/directory", self.port)
     }
 
+    /// The HTTPS listener's address.
+    pub fn https_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The plain-HTTP listener's address.
+    pub fn http_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.http_port))
+    }
+
+    /// The running server's PID (0 when stopped).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(ChildGuard::pid).unwrap_or(0)
+    }
+
     /// The plain-HTTP listener (CRLs, OCSP); certificates carry its URLs.
     fn http_listen(&self) -> String {
         format!("127.0.0.1:{}", self.http_port)
@@ -113,6 +128,19 @@ impl Pkid {
             String::from_utf8_lossy(&output.stdout).into_owned(),
             String::from_utf8_lossy(&output.stderr).into_owned(),
         )
+    }
+
+    /// A fresh operator bearer token for the admin REST surface (`pkid admin token create`).
+    pub async fn admin_token(&self, note: &str) -> String {
+        let (ok, stdout, stderr) = self
+            .cli(&["admin", "token", "create", "--note", note])
+            .await;
+        assert!(ok, "pkid admin token create:\n{stdout}\n{stderr}");
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("token:"))
+            .map(|t| t.trim().to_owned())
+            .unwrap_or_else(|| panic!("no token line in:\n{stdout}"))
     }
 
     /// Every `PKID_*` variable pkid runs with: the suite's defaults, then the test's settings.
@@ -162,11 +190,6 @@ impl Pkid {
         if let Some(mut child) = self.child.take() {
             child.kill();
         }
-    }
-
-    /// The running process's PID (0 when none runs).
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(ChildGuard::pid).unwrap_or(0)
     }
 
     /// The HTTPS port; it stays the same across restarts.

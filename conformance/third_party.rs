@@ -675,16 +675,7 @@ async fn admin_rest_manages_eab_keys_that_lego_uses() {
     )])
     .await;
     within(TEST_BOUND, async {
-        let (ok, stdout, stderr) = env
-            .pkid
-            .cli(&["admin", "token", "create", "--note", "test"])
-            .await;
-        assert!(ok, "pkid admin token create:\n{stdout}\n{stderr}");
-        let token = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("token:"))
-            .map(|t| t.trim().to_owned())
-            .expect("a token line");
+        let token = env.pkid.admin_token("test").await;
         let http = crate::client::https_client(&env.pkid.root_pem()).unwrap();
         let base = env
             .pkid

@@ -444,8 +444,9 @@ struct CertId {
     serial: Vec<u8>,
 }
 
+/// What pkid reads of an RFC 6960 OCSPRequest: its CertIDs (one issuer, at most 20) and nonce.
 #[derive(Debug, Clone)]
-struct OcspRequest {
+pub struct OcspRequest {
     cert_ids: Vec<CertId>,
     nonce: Option<Vec<u8>>,
 }
@@ -505,7 +506,8 @@ fn expect(input: &[u8], tag: u8) -> Result<(Tlv<'_>, &[u8]), String> {
     Ok((tlv, rest))
 }
 
-fn parse_ocsp_request(der: &[u8]) -> Result<OcspRequest, String> {
+/// Parse a DER OCSPRequest (RFC 6960 §4.1.1); any error is answered `malformedRequest`.
+pub fn parse_ocsp_request(der: &[u8]) -> Result<OcspRequest, String> {
     let (request, trailing) = expect(der, 0x30)?;
     if !trailing.is_empty() {
         return Err("trailing data".into());

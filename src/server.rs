@@ -143,11 +143,8 @@ pub async fn open_authorities(cfg: &Config) -> Result<Authorities, BoxError> {
             for file in files {
                 let text = std::fs::read_to_string(file)
                     .map_err(|e| format!("ca.alternate_chains.{name}: {}: {e}", file.display()))?;
-                let chain: Vec<Vec<u8>> = pem::parse_many(text.as_bytes())
-                    .map_err(|e| format!("ca.alternate_chains.{name}: {}: {e}", file.display()))?
-                    .into_iter()
-                    .map(pem::Pem::into_contents)
-                    .collect();
+                let chain = pkid_backends::pem_certificates(&text)
+                    .map_err(|e| format!("ca.alternate_chains.{name}: {}: {e}", file.display()))?;
                 chains.push(chain);
             }
             ca = ca
@@ -222,10 +219,7 @@ async fn open_pkcs11(
         let key = Arc::new(key);
         if chain_path.exists() {
             let text = std::fs::read_to_string(&chain_path)?;
-            let chain: Vec<Vec<u8>> = pem::parse_many(text.as_bytes())?
-                .into_iter()
-                .map(|p| p.into_contents())
-                .collect();
+            let chain = pkid_backends::pem_certificates(&text)?;
             return Ok(Pkcs11Backend::new(&name, key, chain)?);
         }
         let backend = if issuer == "self" {

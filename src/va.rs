@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
 use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::rr::rdata::CAA;
 use hickory_resolver::TokioResolver;
 
 use crate::acme::problem::Problem;
@@ -170,7 +171,6 @@ impl Validator {
         query: &CaaQuery<'_>,
         identities: &[String],
     ) -> Result<(), Problem> {
-        use hickory_resolver::proto::rr::rdata::caa::Property;
         use hickory_resolver::proto::rr::{RData, RecordType};
         let labels: Vec<&str> = query.domain.trim_end_matches('.').split('.').collect();
         for start in 0..labels.len() {
@@ -193,45 +193,7 @@ impl Validator {
             if records.is_empty() {
                 continue;
             }
-            if records
-                .iter()
-                .any(|r| r.issuer_critical() && matches!(r.tag(), Property::Unknown(_)))
-            {
-                return Err(Problem::caa(format!(
-                    "{name} has a critical CAA property pkid does not know"
-                )));
-            }
-            let wild: Vec<_> = records.iter().filter(|r| r.tag().is_issuewild()).collect();
-            let relevant: Vec<_> = if query.wildcard && !wild.is_empty() {
-                wild
-            } else {
-                records.iter().filter(|r| r.tag().is_issue()).collect()
-            };
-            if relevant.is_empty() {
-                return Ok(());
-            }
-            let permitted = relevant.iter().any(|r| {
-                let Ok((Some(issuer), params)) = r.value_as_issue() else {
-                    return false;
-                };
-                let issuer = issuer.to_ascii().trim_end_matches('.').to_ascii_lowercase();
-                identities.iter().any(|id| id.eq_ignore_ascii_case(&issuer))
-                    && params.iter().all(|kv| match kv.key() {
-                        "accounturi" => kv.value() == query.account_uri,
-                        "validationmethods" => {
-                            kv.value().split(',').any(|m| m.trim() == query.method)
-                        }
-                        _ => true,
-                    })
-            });
-            return if permitted {
-                Ok(())
-            } else {
-                Err(Problem::caa(format!(
-                    "CAA records at {name} do not allow this CA to issue for {}",
-                    query.domain
-                )))
-            };
+            return caa_permits(&name, &records, query, identities);
         }
         Ok(())
     }
@@ -365,6 +327,68 @@ impl Validator {
                 "{url}: the key authorization does not match; expected {key_authorization:?}, got {shown:?}"
             )))
         }
+    }
+}
+
+/// RFC 8659 §4 and RFC 8657 over the relevant (non-empty) CAA RRset found at `name`: may a CA
+/// answering to one of `identities` issue for `query`? An unknown critical property forbids;
+/// a set with no applicable `issue`/`issuewild` property permits.
+pub fn caa_permits(
+    name: &str,
+    records: &[CAA],
+    query: &CaaQuery<'_>,
+    identities: &[String],
+) -> Result<(), Problem> {
+    use hickory_resolver::proto::rr::rdata::caa::Property;
+    if records
+        .iter()
+        .any(|r| r.issuer_critical() && matches!(r.tag(), Property::Unknown(_)))
+    {
+        return Err(Problem::caa(format!(
+            "{name} has a critical CAA property pkid does not know"
+        )));
+    }
+    let wild: Vec<_> = records.iter().filter(|r| r.tag().is_issuewild()).collect();
+    let relevant: Vec<_> = if query.wildcard && !wild.is_empty() {
+        wild
+    } else {
+        records.iter().filter(|r| r.tag().is_issue()).collect()
+    };
+    if relevant.is_empty() {
+        return Ok(());
+    }
+    let permitted = relevant.iter().any(|r| {
+        let Ok((Some(issuer), params)) = r.value_as_issue() else {
+            return false;
+        };
+        let issuer = issuer.to_ascii().trim_end_matches('.').to_ascii_lowercase();
+        identities.iter().any(|id| id.eq_ignore_ascii_case(&issuer))
+            && params.iter().all(|kv| match kv.key() {
+                "accounturi" => kv.value() == query.account_uri,
+                "validationmethods" => kv.value().split(',').any(|m| m.trim() == query.method),
+                _ => true,
+            })
+    });
+    if permitted {
+        Ok(())
+    } else {
+        Err(Problem::caa(format!(
+            "CAA records at {name} do not allow this CA to issue for {}",
+            query.domain
+        )))
+    }
+}
+
+/// One CAA record from its DNS wire-format RDATA (RFC 8659 §4.1), as a resolver receives it.
+pub fn parse_caa_rdata(rdata: &[u8]) -> Result<CAA, String> {
+    use hickory_resolver::proto::rr::{RData, RecordType};
+    use hickory_resolver::proto::serialize::binary::{BinDecoder, Restrict};
+    let length = u16::try_from(rdata.len()).map_err(|_| "CAA RDATA is over 65535 bytes")?;
+    let mut decoder = BinDecoder::new(rdata);
+    match RData::read(&mut decoder, RecordType::CAA, Restrict::new(length)) {
+        Ok(RData::CAA(caa)) => Ok(caa),
+        Ok(other) => Err(format!("not a CAA record: {other}")),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -40,6 +40,7 @@ pub use keys::{KeySigner, SoftwareKey};
 pub use pkcs11::{Pin, Pkcs11Backend, Pkcs11Config, Pkcs11Key};
 pub use sealed::KeyEncryptionKey;
 pub use software::SoftwareBackend;
+pub use upstream::pem_certificates;
 pub use upstream_acme::{UpstreamAcmeBackend, UpstreamAcmeConfig};
 pub use upstream_cfssl::{UpstreamCfsslBackend, UpstreamCfsslConfig};
 

@@ -141,8 +141,9 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Every CERTIFICATE block of a PEM text, DER, in order.
-pub(crate) fn pem_certificates(text: &str) -> Result<Vec<Vec<u8>>, String> {
+/// Every CERTIFICATE block of a PEM text, DER, in order (other blocks are skipped): the one
+/// parser of certificate chains, for upstream answers, stored chains and `ca.alternate_chains`.
+pub fn pem_certificates(text: &str) -> Result<Vec<Vec<u8>>, String> {
     let blocks = pem::parse_many(text).map_err(|e| format!("not PEM: {e}"))?;
     Ok(blocks
         .into_iter()

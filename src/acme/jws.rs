@@ -21,6 +21,9 @@ pub const ALLOWED_ALGS: &[&str] = &["ES256", "ES384", "RS256", "EdDSA"];
 
 /// Smallest RSA modulus accepted for an account key, in bits.
 const MIN_RSA_BITS: usize = 2048;
+/// Largest RSA modulus accepted (as for CSR keys): every request pays for a verification with
+/// the account key, and its cost grows with the square of the modulus.
+const MAX_RSA_BITS: usize = 8192;
 
 /// How the request names its key.
 #[derive(Debug, Clone)]
@@ -246,6 +249,11 @@ pub fn check_public_key(jwk: &Map<String, Value>) -> Result<(), Problem> {
                     "RSA key of about {bits} bits is too small; at least {MIN_RSA_BITS} bits are required"
                 )));
             }
+            if bits > MAX_RSA_BITS {
+                return Err(Problem::bad_public_key(format!(
+                    "RSA key of about {bits} bits is too large; at most {MAX_RSA_BITS} bits are accepted"
+                )));
+            }
             Ok(())
         }
         other => Err(Problem::bad_public_key(format!(
@@ -383,6 +391,13 @@ mod tests {
         let private = json!({"kty":"EC","crv":"P-256","x":"a","y":"b","d":"c"});
         assert_eq!(
             check_public_key(private.as_object().unwrap())
+                .unwrap_err()
+                .short_type(),
+            "badPublicKey"
+        );
+        let huge = json!({"kty":"RSA","e":"AQAB","n": URL_SAFE_NO_PAD.encode([0xffu8; 2048])});
+        assert_eq!(
+            check_public_key(huge.as_object().unwrap())
                 .unwrap_err()
                 .short_type(),
             "badPublicKey"

@@ -102,7 +102,14 @@ impl App {
         let span = tracing::info_span!("request", id, %method, path = %path, %peer);
         async move {
             let started = std::time::Instant::now();
-            let response = self.route(req, surface).await;
+            let response = if header_bytes(&req) > MAX_HEADER_BYTES {
+                plain(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "request header fields too large\n",
+                )
+            } else {
+                self.route(req, surface).await
+            };
             tracing::debug!(
                 status = response.status().as_u16(),
                 elapsed_ms = started.elapsed().as_millis() as u64,
@@ -127,15 +134,21 @@ impl App {
         }
         if path.starts_with("/admin/") {
             let (parts, body) = req.into_parts();
-            let reply = match read_body(body, self.settings.max_body_bytes).await {
+            let reply = match read_body(
+                body,
+                self.settings.max_body_bytes,
+                self.settings.header_timeout,
+            )
+            .await
+            {
                 Ok(body) => {
                     self.admin
                         .handle(&parts.method, &path, &parts.headers, body)
                         .await
                 }
-                Err(_) => admin::AdminReply {
-                    status: StatusCode::PAYLOAD_TOO_LARGE,
-                    body: serde_json::json!({"error": "request body is too large"}),
+                Err(p) => admin::AdminReply {
+                    status: p.status_code(),
+                    body: serde_json::json!({"error": p.detail}),
                 },
             };
             let mut r = Response::new(Full::new(Bytes::from(
@@ -167,7 +180,13 @@ impl App {
             let Some(directory) = directory else {
                 return plain(StatusCode::NOT_FOUND, "no such ACME directory\n");
             };
-            let body = match read_body(body, self.settings.max_body_bytes).await {
+            let body = match read_body(
+                body,
+                self.settings.max_body_bytes,
+                self.settings.header_timeout,
+            )
+            .await
+            {
                 Ok(b) => b,
                 // Still an ACME error: problem document, fresh nonce, index link.
                 Err(p) => return to_response(directory.error_reply(&p, &origin)),
@@ -250,17 +269,19 @@ impl App {
                     }
                 }
             }
-            (&http::Method::POST, None) => match read_body(req.into_body(), 16 * 1024).await {
-                Ok(b) => b.to_vec(),
-                Err(_) => {
-                    return bytes_response(
-                        "application/ocsp-response",
-                        pkid_backends::ocsp::error_response(
-                            pkid_backends::ocsp::OcspError::MalformedRequest,
-                        ),
-                    )
+            (&http::Method::POST, None) => {
+                match read_body(req.into_body(), 16 * 1024, self.settings.header_timeout).await {
+                    Ok(b) => b.to_vec(),
+                    Err(_) => {
+                        return bytes_response(
+                            "application/ocsp-response",
+                            pkid_backends::ocsp::error_response(
+                                pkid_backends::ocsp::OcspError::MalformedRequest,
+                            ),
+                        )
+                    }
                 }
-            },
+            }
             _ => {
                 return plain(
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -275,6 +296,20 @@ impl App {
     }
 }
 
+/// Largest request head (target and header fields) served; hyper's read buffer limit is the same
+/// size but soft (one read may carry a larger head past it), so it is checked again here.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// The size of a request's head as sent: target, and each header field with its separators.
+fn header_bytes<B>(req: &Request<B>) -> usize {
+    let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    req.headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum::<usize>()
+        + target
+}
+
 /// `NAME<der_suffix>` → (NAME, false), `NAME.pem` → (NAME, true): a published document's name
 /// and whether it is asked for in PEM.
 fn der_or_pem<'a>(file: &'a str, der_suffix: &str) -> Option<(&'a str, bool)> {
@@ -285,14 +320,25 @@ fn der_or_pem<'a>(file: &'a str, der_suffix: &str) -> Option<(&'a str, bool)> {
     }
 }
 
+/// `%XX` escapes decoded byte by byte (a path may hold any UTF-8 after a `%`).
 fn percent_decode(s: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    }
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
+        if bytes[i] == b'%' {
+            let pair = bytes
+                .get(i + 1)
+                .copied()
+                .and_then(hex)
+                .zip(bytes.get(i + 2).copied().and_then(hex));
+            if let Some((high, low)) = pair {
+                out.push(high << 4 | low);
                 i += 3;
                 continue;
             }
@@ -312,10 +358,12 @@ fn bytes_response(content_type: &'static str, body: Vec<u8>) -> Response<Full<By
     r
 }
 
-async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, Problem> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e)
+/// The whole body, at most `limit` bytes, within `deadline` (a client trickling its body holds a
+/// connection and a task: it gets 408 instead of holding them for ever).
+async fn read_body(body: Incoming, limit: usize, deadline: Duration) -> Result<Bytes, Problem> {
+    match tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e))
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
@@ -323,7 +371,12 @@ async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, Problem> {
                 "request body exceeds {limit} bytes"
             )))
         }
-        Err(_) => Err(Problem::malformed("request body could not be read")),
+        Ok(Err(_)) => Err(Problem::malformed("request body could not be read")),
+        Err(_) => Err(Problem::malformed(format!(
+            "request body was not received within {} s",
+            deadline.as_secs()
+        ))
+        .with_status(StatusCode::REQUEST_TIMEOUT)),
     }
 }
 
@@ -451,6 +504,61 @@ struct Connection {
     header_timeout: Duration,
 }
 
+/// What a connection is doing: requests in flight, and since when it has been idle.
+struct Activity {
+    in_flight: std::sync::atomic::AtomicUsize,
+    /// Milliseconds from `start` to the end of the last request (or to the accept).
+    idle_since_ms: AtomicU64,
+    start: tokio::time::Instant,
+}
+
+impl Activity {
+    fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(0),
+            start: tokio::time::Instant::now(),
+        })
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(self.clone())
+    }
+
+    /// When the connection became idle; `None` while a request is in flight.
+    fn idle_since(&self) -> Option<tokio::time::Instant> {
+        (self.in_flight.load(Ordering::SeqCst) == 0)
+            .then(|| self.start + Duration::from_millis(self.idle_since_ms.load(Ordering::SeqCst)))
+    }
+}
+
+/// One request in flight; marks the connection idle again when dropped.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let elapsed = u64::try_from(self.0.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.idle_since_ms.store(elapsed, Ordering::SeqCst);
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Resolves once the connection has had no request in flight for `idle_timeout`.
+async fn idle_for(activity: &Activity, idle_timeout: Duration) {
+    loop {
+        match activity.idle_since() {
+            Some(since) if since.elapsed() >= idle_timeout => return,
+            Some(since) => tokio::time::sleep_until(since + idle_timeout).await,
+            None => tokio::time::sleep(idle_timeout).await,
+        }
+    }
+}
+
+/// Serve one connection until the client closes it, or until it has carried no request for
+/// `header_timeout`. hyper's own header timeout covers HTTP/1 request heads only: without this
+/// a client that never sends its first bytes (the HTTP/2 preface, or anything), or an idle
+/// HTTP/2 connection, would hold a connection slot for ever.
 async fn serve_connection<IO>(
     app: Arc<App>,
     io: IO,
@@ -465,13 +573,16 @@ async fn serve_connection<IO>(
         protocol,
         header_timeout,
     } = connection;
-    // Set by the first request: until then the connection lives at most `header_timeout`.
-    let requested = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let seen = requested.clone();
+    let activity = Activity::new();
+    let requests = activity.clone();
     let service = service_fn(move |req| {
-        seen.store(true, Ordering::Relaxed);
         let app = app.clone();
-        async move { Ok::<_, Infallible>(app.serve_request(req, peer, surface).await) }
+        let in_flight = requests.begin();
+        async move {
+            let response = app.serve_request(req, peer, surface).await;
+            drop(in_flight);
+            Ok::<_, Infallible>(response)
+        }
     });
     let builder = auto::Builder::new(TokioExecutor::new());
     let mut builder = match protocol {
@@ -483,7 +594,7 @@ async fn serve_connection<IO>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
-        .max_buf_size(64 * 1024);
+        .max_buf_size(MAX_HEADER_BYTES);
     // HTTP/2: a peer that stops answering pings is dropped after the same bound.
     builder
         .http2()
@@ -493,20 +604,28 @@ async fn serve_connection<IO>(
         .max_concurrent_streams(128);
     let conn = builder.serve_connection(io, service);
     let conn = watcher.watch(conn.into_owned());
-    // hyper bounds HTTP/1.1 headers itself, but an HTTP/2 peer that never completes its preface
-    // and first request would hold a connection slot forever.
-    let first_request_due = async {
-        tokio::time::sleep(header_timeout).await;
-        if requested.load(Ordering::Relaxed) {
-            std::future::pending::<()>().await;
-        }
-    };
     tokio::select! {
         ended = conn => {
             if let Err(e) = ended {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         }
-        _ = first_request_due => tracing::debug!(%peer, "no request within the header timeout: closed"),
+        () = idle_for(&activity, header_timeout) => {
+            tracing::debug!(%peer, "idle connection closed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn percent_decoding_survives_multibyte_text_after_a_percent() {
+        assert_eq!(percent_decode("MFQw%2BTjA%3D"), "MFQw+TjA=");
+        assert_eq!(percent_decode("%4"), "%4");
+        // A '%' followed by one hex digit and a two-byte character once sliced a char in half.
+        assert_eq!(percent_decode("%aé"), "%aé");
+        assert_eq!(percent_decode("%é%"), "%é%");
     }
 }
