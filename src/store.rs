@@ -33,6 +33,22 @@ impl StoreError {
     }
 }
 
+/// Tries of [`Store::finish_challenge`] when the connection is lost (250 ms, doubling, between).
+const FINISH_CHALLENGE_ATTEMPTS: u32 = 4;
+
+/// The database went away under a statement (a restart, a cut connection), as opposed to
+/// refusing it: worth another try on a fresh connection.
+fn connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        // SQLSTATE class 08 (connection exception), 57P01-03 (shutdown, cannot connect now).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
+    }
+}
+
 pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -833,7 +849,38 @@ impl Store {
     }
 
     /// Record a validation outcome on the challenge and its authorization together.
+    ///
+    /// The outcome lives only in the validation task, so a connection lost under it (a database
+    /// restart) is retried on a fresh one rather than leaving the challenge `processing` until
+    /// the next start. Both updates are conditional: running them again after a commit that did
+    /// go through changes nothing.
     pub async fn finish_challenge(
+        &self,
+        challenge_id: &str,
+        authz_id: &str,
+        valid: bool,
+        error: Option<&str>,
+        authz_expires: i64,
+    ) -> Result<()> {
+        let mut delay = Duration::from_millis(250);
+        for _ in 1..FINISH_CHALLENGE_ATTEMPTS {
+            match self
+                .finish_challenge_once(challenge_id, authz_id, valid, error, authz_expires)
+                .await
+            {
+                Err(StoreError::Db(e)) if connection_lost(&e) => {
+                    tracing::warn!(challenge = challenge_id, error = %e, "recording a validation outcome: the database connection was lost, retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                other => return other,
+            }
+        }
+        self.finish_challenge_once(challenge_id, authz_id, valid, error, authz_expires)
+            .await
+    }
+
+    async fn finish_challenge_once(
         &self,
         challenge_id: &str,
         authz_id: &str,
@@ -1215,6 +1262,14 @@ mod tests {
             assert_eq!((synchronous, journal.as_str()), (2, "wal"), "2 is FULL");
             held.push(conn);
         }
+    }
+
+    #[test]
+    fn a_lost_connection_is_told_from_a_refused_statement() {
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(connection_lost(&sqlx::Error::Io(reset)));
+        assert!(connection_lost(&sqlx::Error::PoolTimedOut));
+        assert!(!connection_lost(&sqlx::Error::RowNotFound));
     }
 
     /// A recovery that took over a slow issuance, and the slow one, both finish: the order keeps
