@@ -99,6 +99,24 @@ fn token_public_key(hsm: &SoftHsm, work: &Path) -> Vec<u8> {
     der
 }
 
+/// Another P-256 key pair made in the token under the CA key's label, as an operator
+/// re-creating "the" key would.
+fn generate_impostor_key(hsm: &SoftHsm) {
+    hsm.pkcs11_tool(
+        TOKEN,
+        USER_PIN,
+        &[
+            "--keypairgen",
+            "--key-type",
+            "EC:prime256v1",
+            "--label",
+            KEY_LABEL,
+            "--id",
+            "01",
+        ],
+    );
+}
+
 /// The private key objects `pkcs11-tool --list-objects` shows on the token.
 fn token_private_keys(hsm: &SoftHsm) -> String {
     hsm.pkcs11_tool(TOKEN, USER_PIN, &["--list-objects", "--type", "privkey"])
@@ -311,7 +329,8 @@ async fn softhsm_backend_from_ca_create_to_revocation() {
 /// The token is deleted and initialised again (same label and PIN, the key gone) under a running
 /// pkid: issuance through it fails with a clear ACME error, pkid keeps serving (the default
 /// directory still issues); a new key under the same label is refused too, never used to sign;
-/// the token restored from a copy taken before is used again without restarting pkid.
+/// the token restored from a copy taken before is used again without restarting pkid. Opening
+/// the CA anew on a token without its key is refused, and makes no new key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn softhsm_token_lost_and_restored_under_a_running_pkid() {
     for tool in ["lego", "openssl", "softhsm2-util", "pkcs11-tool"] {
@@ -353,19 +372,7 @@ async fn softhsm_token_lost_and_restored_under_a_running_pkid() {
         .await;
 
         // Another key under the same label: pkid must not sign with it.
-        hsm.pkcs11_tool(
-            TOKEN,
-            USER_PIN,
-            &[
-                "--keypairgen",
-                "--key-type",
-                "EC:prime256v1",
-                "--label",
-                KEY_LABEL,
-                "--id",
-                "01",
-            ],
-        );
+        generate_impostor_key(&hsm);
         assert_ne!(
             token_public_key(&hsm, &env.subdir("token-impostor")),
             token_spki,
@@ -390,6 +397,26 @@ async fn softhsm_token_lost_and_restored_under_a_running_pkid() {
         );
         let after = lego(&env, "hsm", "lego-after", &["after.pkid.test"]);
         assert_signed_by_token(&after.obtain_and_check().await, &token_spki);
+
+        // Opening the CA again (as a restart or any CLI command does) on a token whose key is
+        // gone: a clear refusal, and no stray key made in the token to stand in for the lost one.
+        hsm.delete_token(TOKEN);
+        hsm.init_token(TOKEN, USER_PIN, SO_PIN);
+        let (ok, stdout, stderr) = env.pkid.cli(&["ca", "list"]).await;
+        assert!(
+            !ok && stderr.contains("backends.hsm") && stderr.contains("chain.pem"),
+            "pkid ca list on a token without the CA's key:\n{stdout}\n{stderr}"
+        );
+        assert!(
+            !token_private_keys(&hsm).contains("Private Key Object"),
+            "pkid generated a key in place of the CA's lost one"
+        );
+        generate_impostor_key(&hsm);
+        let (ok, stdout, stderr) = env.pkid.cli(&["ca", "list"]).await;
+        assert!(
+            !ok && stderr.contains("backends.hsm: the token's key is not the CA's"),
+            "pkid ca list on a token with another key under the CA's label:\n{stdout}\n{stderr}"
+        );
         assert!(
             !env.pkid.logs().contains("panicked"),
             "pkid panicked:\n{}",
