@@ -430,7 +430,7 @@ async fn softhsm_token_lost_and_restored_under_a_running_pkid() {
 /// validates http-01 itself) → pebble. The certificate verifies against pebble's root; lego's
 /// revocation is forwarded to pebble, which records it, and pkid records it too (a second
 /// revocation is `alreadyRevoked`). With pebble gone, issuance fails with a clear ACME error and
-/// pkid keeps serving.
+/// pkid keeps serving; with pebble back (a new instance that knows no account), it issues again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pebble_upstream_behind_pkid() {
     require_tool("lego");
@@ -482,6 +482,16 @@ async fn pebble_upstream_behind_pkid() {
         assert_issuance_refused(status, &output);
         assert_directory_answers(&env, &named_directory(&env, "up")).await;
         assert_directory_answers(&env, &env.pkid.directory_url()).await;
+
+        // pebble back, remembering nothing (not the account pkid holds either): the same pkid
+        // issues through it again.
+        pebble.restart();
+        let back = lego(&env, "up", "lego-up-back", &["back.pkid.test"]);
+        let output = back.run(&["run"]).await;
+        let chain = back.chain(&output);
+        let root = work.join("pebble-root-again.pem");
+        std::fs::write(&root, pebble.management("/roots/0").await).expect("write pebble's root");
+        openssl_verify(&root, &chain, &work.join("verify-again"));
     })
     .await;
 }

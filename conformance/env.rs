@@ -567,9 +567,13 @@ pub struct Pebble {
     management_url: String,
     /// The CA of pebble's HTTPS certificate (not of what pebble issues).
     pub tls_root: PathBuf,
-    log: PathBuf,
-    child: ChildGuard,
-    _dir: TempDir,
+    config: PathBuf,
+    listen: String,
+    management: String,
+    /// One log file per start.
+    logs: Vec<PathBuf>,
+    child: Option<ChildGuard>,
+    dir: TempDir,
 }
 
 impl Pebble {
@@ -602,15 +606,35 @@ impl Pebble {
                 "externalAccountBindingRequired": false
             }
         });
-        let config_path = file("pebble.json", &config.to_string());
-        let log = dir.path().join("pebble.log");
+        let config = file("pebble.json", &config.to_string());
+        let mut pebble = Pebble {
+            directory_url: format!("https://{listen}/dir"),
+            management_url: format!("https://{management}"),
+            tls_root,
+            config,
+            listen,
+            management,
+            logs: Vec::new(),
+            child: None,
+            dir,
+        };
+        pebble.spawn();
+        pebble
+    }
+
+    fn spawn(&mut self) {
+        let log = self
+            .dir
+            .path()
+            .join(format!("pebble-{}.log", self.logs.len()));
+        self.logs.push(log.clone());
         let out = File::create(&log).expect("create pebble's log file");
         let err = out.try_clone().expect("clone a file handle");
         let mut child = ChildGuard::spawn(
             "pebble",
             Command::new("pebble")
                 .arg("-config")
-                .arg(&config_path)
+                .arg(&self.config)
                 .env("PEBBLE_VA_ALWAYS_VALID", "1")
                 .env("PEBBLE_VA_NOSLEEP", "1")
                 .env("PEBBLE_WFE_NONCEREJECT", "0")
@@ -618,16 +642,9 @@ impl Pebble {
                 .stdout(out)
                 .stderr(err),
         );
-        wait_listening("pebble", &mut child, &listen, &log);
-        wait_listening("pebble", &mut child, &management, &log);
-        Pebble {
-            directory_url: format!("https://{listen}/dir"),
-            management_url: format!("https://{management}"),
-            tls_root,
-            log,
-            child,
-            _dir: dir,
-        }
+        wait_listening("pebble", &mut child, &self.listen, &log);
+        wait_listening("pebble", &mut child, &self.management, &log);
+        self.child = Some(child);
     }
 
     /// GET on pebble's management API (`/roots/0`, `/cert-status-by-serial/…`); panics unless
@@ -647,13 +664,23 @@ impl Pebble {
         text
     }
 
+    /// What pebble printed, every start in order.
     pub fn log(&self) -> String {
-        read_log(&self.log)
+        self.logs.iter().map(|log| read_log(log)).collect()
     }
 
     /// SIGTERM by PID (then SIGKILL): pebble is gone.
     pub fn stop(&mut self) {
-        self.child.terminate(Duration::from_secs(5));
+        if let Some(mut child) = self.child.take() {
+            child.terminate(Duration::from_secs(5));
+        }
+    }
+
+    /// A fresh pebble on the same addresses and HTTPS certificate. Like any pebble restart it
+    /// keeps nothing: accounts, orders and its CA hierarchy are new.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
     }
 }
 
