@@ -17,8 +17,9 @@ use x509_parser::prelude::{CertificateRevocationList, FromDer, X509Certificate};
 use x509_parser::x509::{ReasonCode, SubjectPublicKeyInfo};
 
 use crate::certs::{
-    assert_revoked_and_live, assert_sans, crl_listing, leaf_serial_hex, openssl_crl_verify,
-    openssl_verify, pem_chain, revocation_endpoints, write_chain_files, write_crl_pem,
+    assert_revoked_and_live, assert_sans, crl_listing, leaf_serial_hex, openssl,
+    openssl_crl_verify, openssl_verify, pem_chain, revocation_endpoints, write_chain_files,
+    write_crl_pem,
 };
 use crate::client::{csr_der, https_client, AcmeClient, Http01Responder, Response};
 use crate::env::{require_tool, within, Cfssl, Environment, Pebble, SoftHsm};
@@ -327,8 +328,8 @@ async fn softhsm_backend_from_ca_create_to_revocation() {
 }
 
 /// The token is deleted and initialised again (same label and PIN, the key gone) under a running
-/// pkid: issuance through it fails with a clear ACME error, pkid keeps serving (the default
-/// directory still issues); a new key under the same label is refused too, never used to sign;
+/// pkid: issuance through it fails with a clear ACME error, OCSP answers tryLater, pkid keeps
+/// serving (the default directory still issues); a new key under the same label is refused too, never used to sign;
 /// the token restored from a copy taken before is used again without restarting pkid. Opening
 /// the CA anew on a token without its key is refused, and makes no new key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,7 +344,8 @@ async fn softhsm_token_lost_and_restored_under_a_running_pkid() {
     within(TEST_BOUND, async {
         let token_spki = token_public_key(&hsm, &env.subdir("token"));
         let before = lego(&env, "hsm", "lego-before", &["before.pkid.test"]);
-        assert_signed_by_token(&before.obtain_and_check().await, &token_spki);
+        let before_chain = before.obtain_and_check().await;
+        assert_signed_by_token(&before_chain, &token_spki);
         let backup = hsm.path().join("tokens-backup");
         hsm.copy_tokens(&backup);
 
@@ -362,6 +364,27 @@ async fn softhsm_token_lost_and_restored_under_a_running_pkid() {
             assert_finalize_failed_clearly(&client.finalize(&order, &csr_der(&names)).await);
         }
         assert_directory_answers(&env, &named_directory(&env, "hsm")).await;
+        // OCSP cannot sign either: RFC 6960's tryLater, inside a DER response.
+        let (leaf, issuer, _) = write_chain_files(
+            &env.pkid.root_pem_path(),
+            &before_chain,
+            &env.subdir("ocsp-lost"),
+        );
+        let (_, ocsp_url) = revocation_endpoints(&before_chain);
+        let (_, text) = openssl(&[
+            "ocsp".as_ref(),
+            "-issuer".as_ref(),
+            issuer.as_os_str(),
+            "-cert".as_ref(),
+            leaf.as_os_str(),
+            "-url".as_ref(),
+            ocsp_url.as_ref(),
+            "-no_nonce".as_ref(),
+        ]);
+        assert!(
+            text.contains("Responder Error: trylater"),
+            "OCSP while the token has no key:\n{text}"
+        );
         Lego::new(
             &env,
             "lego-default",
@@ -427,7 +450,8 @@ async fn softhsm_token_lost_and_restored_under_a_running_pkid() {
 }
 
 /// pkid as the Registration Authority of an upstream ACME CA: lego → pkid (`/acme/up/…`, which
-/// validates http-01 itself) → pebble. The certificate verifies against pebble's root; lego's
+/// validates http-01 itself) → pebble. The certificate verifies against pebble's root, and
+/// `pkid backend check up` passes; lego's
 /// revocation is forwarded to pebble, which records it, and pkid records it too (a second
 /// revocation is `alreadyRevoked`). With pebble gone, issuance fails with a clear ACME error and
 /// pkid keeps serving; with pebble back (a new instance that knows no account), it issues again.
@@ -460,6 +484,12 @@ async fn pebble_upstream_behind_pkid() {
         std::fs::write(&root, pebble.management("/roots/0").await).expect("write pebble's root");
         openssl_verify(&root, &chain, &work.join("verify"));
         assert_sans(&chain, &names);
+
+        let (ok, stdout, stderr) = env.pkid.cli(&["backend", "check", "up"]).await;
+        assert!(
+            ok && stdout.contains("backend up: OK"),
+            "pkid backend check up:\n{stdout}\n{stderr}"
+        );
 
         let serial = leaf_serial_hex(&chain);
         client.run(&["revoke", "--keep", "--reason", "4"]).await;
@@ -498,12 +528,13 @@ async fn pebble_upstream_behind_pkid() {
 
 /// pkid in front of a CFSSL remote signer (`cfssl serve` with an authsign key): lego obtains a
 /// certificate through `/acme/signer/…` that verifies against the CFSSL CA and names exactly what
-/// was asked.
+/// was asked; `pkid backend check signer` passes; lego's revocation is recorded by pkid; with
+/// the signer gone, issuance fails with a clear ACME error and pkid keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cfssl_upstream_behind_pkid() {
     require_tool("lego");
     require_tool("openssl");
-    let cfssl = Cfssl::start();
+    let mut cfssl = Cfssl::start();
     let env = Environment::start_with(&[
         ("PKID_BACKENDS__SIGNER__KIND", "cfssl"),
         ("PKID_BACKENDS__SIGNER__URL", &cfssl.url),
@@ -518,6 +549,30 @@ async fn cfssl_upstream_behind_pkid() {
         let chain = client.chain(&output);
         openssl_verify(&cfssl.ca_pem, &chain, &env.subdir("verify"));
         assert_sans(&chain, &names);
+        let (ok, stdout, stderr) = env.pkid.cli(&["backend", "check", "signer"]).await;
+        assert!(
+            ok && stdout.contains("backend signer: OK"),
+            "pkid backend check signer:\n{stdout}\n{stderr}"
+        );
+
+        // A signer that keeps no state: the revocation lives in pkid's records.
+        client.run(&["revoke", "--keep", "--reason", "5"]).await;
+        let (status, output) = client.try_run(&["revoke", "--keep"]).await;
+        assert!(
+            !status.success() && output.contains("urn:ietf:params:acme:error:alreadyRevoked"),
+            "pkid recorded the revocation (a second one is alreadyRevoked):\n{output}"
+        );
+
+        cfssl.stop();
+        let gone = lego(
+            &env,
+            "signer",
+            "lego-signer-gone",
+            &["gone.signer.pkid.test"],
+        );
+        let (status, output) = gone.try_run(&["run"]).await;
+        assert_issuance_refused(status, &output);
+        assert_directory_answers(&env, &named_directory(&env, "signer")).await;
     })
     .await;
 }

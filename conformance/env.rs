@@ -692,7 +692,7 @@ pub struct Cfssl {
     /// The CA certificate everything this signer issues verifies against.
     pub ca_pem: PathBuf,
     pub auth_key_hex: String,
-    _child: ChildGuard,
+    child: ChildGuard,
     _dir: TempDir,
 }
 
@@ -772,8 +772,13 @@ impl Cfssl {
             url: format!("http://{addr}"),
             ca_pem,
             auth_key_hex,
-            _child: child,
+            child,
             _dir: dir,
         }
+    }
+
+    /// SIGTERM by PID (then SIGKILL): the signer is gone.
+    pub fn stop(&mut self) {
+        self.child.terminate(Duration::from_secs(5));
     }
 }
