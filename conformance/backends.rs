@@ -17,7 +17,7 @@ use x509_parser::prelude::{CertificateRevocationList, FromDer, X509Certificate};
 use x509_parser::x509::{ReasonCode, SubjectPublicKeyInfo};
 
 use crate::certs::{
-    assert_revoked_and_live, assert_sans, crl_listing, leaf_serial_hex, openssl,
+    assert_revoked_and_live, assert_sans, check_issued, crl_listing, leaf_serial_hex, openssl,
     openssl_crl_verify, openssl_verify, pem_chain, revocation_endpoints, write_chain_files,
     write_crl_pem,
 };
@@ -40,20 +40,31 @@ const SERVER_INTERNAL: &str = "urn:ietf:params:acme:error:serverInternal";
 /// pkid's settings for `[backends.hsm]` (`kind = "pkcs11"`, issuing key in the token, certified
 /// by the default root) and the ACME directory `/acme/hsm/directory` issuing through it.
 fn hsm_settings(hsm: &SoftHsm) -> Vec<(String, String)> {
-    [
-        ("SOFTHSM2_CONF", hsm.conf.display().to_string()),
-        (PIN_VAR, USER_PIN.to_owned()),
-        ("PKID_BACKENDS__HSM__KIND", "pkcs11".to_owned()),
-        ("PKID_BACKENDS__HSM__MODULE", SoftHsm::MODULE.to_owned()),
-        ("PKID_BACKENDS__HSM__TOKEN_LABEL", TOKEN.to_owned()),
-        ("PKID_BACKENDS__HSM__KEY_LABEL", KEY_LABEL.to_owned()),
-        ("PKID_BACKENDS__HSM__PIN_ENV", PIN_VAR.to_owned()),
-        ("PKID_BACKENDS__HSM__ALGORITHM", "ecdsa-p256".to_owned()),
-        ("PKID_ACME__DIRECTORIES__HSM__BACKEND", "hsm".to_owned()),
+    pkcs11_settings(hsm, "hsm", TOKEN, "default")
+}
+
+/// `[backends.NAME]` with `kind = "pkcs11"` on token `token`, certified by backend `issuer`
+/// (`self`: a root CA in the token), and the ACME directory `/acme/NAME/directory` on it.
+fn pkcs11_settings(hsm: &SoftHsm, name: &str, token: &str, issuer: &str) -> Vec<(String, String)> {
+    let key = |field: &str| format!("PKID_BACKENDS__{}__{field}", name.to_ascii_uppercase());
+    vec![
+        ("SOFTHSM2_CONF".to_owned(), hsm.conf.display().to_string()),
+        (PIN_VAR.to_owned(), USER_PIN.to_owned()),
+        (key("KIND"), "pkcs11".to_owned()),
+        (key("MODULE"), SoftHsm::MODULE.to_owned()),
+        (key("TOKEN_LABEL"), token.to_owned()),
+        (key("KEY_LABEL"), KEY_LABEL.to_owned()),
+        (key("PIN_ENV"), PIN_VAR.to_owned()),
+        (key("ALGORITHM"), "ecdsa-p256".to_owned()),
+        (key("ISSUER"), issuer.to_owned()),
+        (
+            format!(
+                "PKID_ACME__DIRECTORIES__{}__BACKEND",
+                name.to_ascii_uppercase()
+            ),
+            name.to_owned(),
+        ),
     ]
-    .into_iter()
-    .map(|(key, value)| (key.to_owned(), value))
-    .collect()
 }
 
 fn pairs(settings: &[(String, String)]) -> Vec<(&str, &str)> {
@@ -78,11 +89,11 @@ fn lego<'a>(env: &'a Environment, directory: &str, folder: &str, names: &[&'a st
 }
 
 /// The token's public key as SubjectPublicKeyInfo DER, read out by `pkcs11-tool`.
-fn token_public_key(hsm: &SoftHsm, work: &Path) -> Vec<u8> {
+fn token_public_key(hsm: &SoftHsm, token: &str, work: &Path) -> Vec<u8> {
     std::fs::create_dir_all(work).expect("create a folder for the public key");
     let out = work.join("token-public-key.der");
     hsm.pkcs11_tool(
-        TOKEN,
+        token,
         USER_PIN,
         &[
             "--read-object",
@@ -119,14 +130,14 @@ fn generate_impostor_key(hsm: &SoftHsm) {
 }
 
 /// The private key objects `pkcs11-tool --list-objects` shows on the token.
-fn token_private_keys(hsm: &SoftHsm) -> String {
-    hsm.pkcs11_tool(TOKEN, USER_PIN, &["--list-objects", "--type", "privkey"])
+fn token_private_keys(hsm: &SoftHsm, token: &str) -> String {
+    hsm.pkcs11_tool(token, USER_PIN, &["--list-objects", "--type", "privkey"])
 }
 
 /// The issuing key is in the token the way a CA key must be: one private key under the label,
 /// CKA_SENSITIVE and not CKA_EXTRACTABLE (pkcs11-tool's "Access" line).
-fn assert_key_stays_in_token(hsm: &SoftHsm) {
-    let listing = token_private_keys(hsm);
+fn assert_key_stays_in_token(hsm: &SoftHsm, token: &str) {
+    let listing = token_private_keys(hsm, token);
     assert_eq!(
         listing.matches("Private Key Object").count(),
         1,
@@ -178,7 +189,12 @@ fn assert_signed_by_token(chain_pem: &str, token_spki: &[u8]) {
         token_spki,
         "the issuing CA's public key is the token's"
     );
-    let (_, spki) = SubjectPublicKeyInfo::from_der(token_spki).expect("parse the token key");
+    assert_leaf_signed_with(chain_pem, token_spki);
+}
+
+/// The leaf's signature verifies with the public key `spki_der`.
+fn assert_leaf_signed_with(chain_pem: &str, spki_der: &[u8]) {
+    let (_, spki) = SubjectPublicKeyInfo::from_der(spki_der).expect("parse the public key");
     let leaf = pem_chain(chain_pem)[0].clone();
     let (_, leaf) = X509Certificate::from_der(&leaf).expect("parse the leaf");
     leaf.verify_signature(Some(&spki))
@@ -250,7 +266,7 @@ async fn softhsm_backend_from_ca_create_to_revocation() {
     within(TEST_BOUND, async {
         // pkid ca create: the token is empty until the CLI makes the key.
         assert!(
-            !token_private_keys(&hsm).contains("Private Key Object"),
+            !token_private_keys(&hsm, TOKEN).contains("Private Key Object"),
             "a fresh token holds no key"
         );
         env.pkid.stop();
@@ -264,13 +280,13 @@ async fn softhsm_backend_from_ca_create_to_revocation() {
                 && created.contains("CN=pkid Root CA"),
             "pkid ca create hsm shows the token key's intermediate under the default root:\n{created}"
         );
-        assert_key_stays_in_token(&hsm);
-        let token_spki = token_public_key(&hsm, &env.subdir("token"));
+        assert_key_stays_in_token(&hsm, TOKEN);
+        let token_spki = token_public_key(&hsm, TOKEN, &env.subdir("token"));
         let (ok, again, stderr) = env.pkid.cli(&["ca", "create", "hsm"]).await;
         assert!(ok, "pkid ca create hsm, twice:\n{again}\n{stderr}");
         assert_eq!(again, created, "an existing CA is kept, never replaced");
         assert_eq!(
-            token_public_key(&hsm, &env.subdir("token-again")),
+            token_public_key(&hsm, TOKEN, &env.subdir("token-again")),
             token_spki,
             "the second ca create left the token key alone"
         );
@@ -294,7 +310,7 @@ async fn softhsm_backend_from_ca_create_to_revocation() {
         let live = lego(&env, "hsm", "lego-hsm-live", &["hsm-live.pkid.test"]);
         let live_chain = live.obtain_and_check().await;
         assert_signed_by_token(&live_chain, &token_spki);
-        assert_key_stays_in_token(&hsm);
+        assert_key_stays_in_token(&hsm, TOKEN);
 
         // Revocation: lego (account key), then the CRL and OCSP, both signed in the token.
         revoked.run(&["revoke", "--keep", "--reason", "1"]).await;
@@ -327,6 +343,54 @@ async fn softhsm_backend_from_ca_create_to_revocation() {
     .await;
 }
 
+/// A root CA whose key is in the token (`issuer = "self"`): `pkid ca create` self-signs it with
+/// the token key; lego obtains a certificate through `/acme/hsmroot/directory` that verifies
+/// against that root (`openssl verify`, pkilint), signed by the token's key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn softhsm_root_ca_in_the_token() {
+    for tool in ["lego", "openssl", "softhsm2-util", "pkcs11-tool"] {
+        require_tool(tool);
+    }
+    const ROOT_TOKEN: &str = "pkid-hsm-root";
+    let hsm = SoftHsm::new();
+    hsm.init_token(ROOT_TOKEN, USER_PIN, SO_PIN);
+    let mut env = Environment::start().await;
+    within(TEST_BOUND, async {
+        env.pkid.stop();
+        for (key, value) in pkcs11_settings(&hsm, "hsmroot", ROOT_TOKEN, "self") {
+            env.pkid.set(&key, &value);
+        }
+        let (ok, created, stderr) = env.pkid.cli(&["ca", "create", "hsmroot"]).await;
+        let subject = "O=pkid, CN=pkid hsmroot Root CA";
+        assert!(
+            ok && created.contains(&format!("hsmroot: {subject} issued by {subject} until")),
+            "pkid ca create hsmroot shows a self-signed root:\n{created}\n{stderr}"
+        );
+        assert_key_stays_in_token(&hsm, ROOT_TOKEN);
+        let token_spki = token_public_key(&hsm, ROOT_TOKEN, &env.subdir("token"));
+        env.pkid.restart().await;
+
+        let root = env
+            .pkid
+            .root_pem_path()
+            .with_file_name("ca-hsmroot")
+            .join("chain.pem");
+        let root_text = std::fs::read_to_string(&root).expect("read the token root's chain.pem");
+        assert_eq!(
+            spki_of(&pem_chain(&root_text)[0]),
+            token_spki,
+            "the root's public key is the token's"
+        );
+        let names = ["root.hsm.pkid.test"];
+        let client = lego(&env, "hsmroot", "lego-hsmroot", &names);
+        let output = client.run(&["run"]).await;
+        let chain = client.chain(&output);
+        check_issued(&root, &chain, &names, &env.subdir("checks"));
+        assert_leaf_signed_with(&chain, &token_spki);
+    })
+    .await;
+}
+
 /// The token is deleted and initialised again (same label and PIN, the key gone) under a running
 /// pkid: issuance through it fails with a clear ACME error, OCSP answers tryLater, pkid keeps
 /// serving (the default directory still issues); a new key under the same label is refused too, never used to sign;
@@ -342,7 +406,7 @@ async fn softhsm_token_lost_and_restored_under_a_running_pkid() {
     let settings = hsm_settings(&hsm);
     let env = Environment::start_with(&pairs(&settings)).await;
     within(TEST_BOUND, async {
-        let token_spki = token_public_key(&hsm, &env.subdir("token"));
+        let token_spki = token_public_key(&hsm, TOKEN, &env.subdir("token"));
         let before = lego(&env, "hsm", "lego-before", &["before.pkid.test"]);
         let before_chain = before.obtain_and_check().await;
         assert_signed_by_token(&before_chain, &token_spki);
@@ -397,7 +461,7 @@ async fn softhsm_token_lost_and_restored_under_a_running_pkid() {
         // Another key under the same label: pkid must not sign with it.
         generate_impostor_key(&hsm);
         assert_ne!(
-            token_public_key(&hsm, &env.subdir("token-impostor")),
+            token_public_key(&hsm, TOKEN, &env.subdir("token-impostor")),
             token_spki,
             "the new key is another key"
         );
@@ -414,7 +478,7 @@ async fn softhsm_token_lost_and_restored_under_a_running_pkid() {
         // The token restored from the copy: the same pkid issues through it again.
         hsm.restore_tokens(&backup);
         assert_eq!(
-            token_public_key(&hsm, &env.subdir("token-restored")),
+            token_public_key(&hsm, TOKEN, &env.subdir("token-restored")),
             token_spki,
             "the restored token holds the original key"
         );
@@ -431,7 +495,7 @@ async fn softhsm_token_lost_and_restored_under_a_running_pkid() {
             "pkid ca list on a token without the CA's key:\n{stdout}\n{stderr}"
         );
         assert!(
-            !token_private_keys(&hsm).contains("Private Key Object"),
+            !token_private_keys(&hsm, TOKEN).contains("Private Key Object"),
             "pkid generated a key in place of the CA's lost one"
         );
         generate_impostor_key(&hsm);
