@@ -29,7 +29,8 @@ const TEST_BOUND: Duration = Duration::from_secs(150);
 
 const TOKEN: &str = "pkid-hsm";
 const KEY_LABEL: &str = "pkid-issuing";
-const USER_PIN: &str = "5917";
+/// Distinctive, so that a search of pkid's output for it cannot match by chance.
+const USER_PIN: &str = "pin-4Tq9zK";
 const SO_PIN: &str = "73914682";
 /// pkid reads the token PIN from this variable (`pin_env`); the configuration only names it.
 /// Not `PKID_…`: those are configuration keys.
@@ -339,6 +340,13 @@ async fn softhsm_backend_from_ca_create_to_revocation() {
             ok && stdout.contains("backend hsm: OK"),
             "pkid backend check hsm:\n{stdout}\n{stderr}"
         );
+        for (what, text) in [
+            ("pkid serve", env.pkid.logs()),
+            ("pkid ca create", created),
+            ("pkid backend check", format!("{stdout}{stderr}")),
+        ] {
+            assert!(!text.contains(USER_PIN), "{what} printed the token PIN");
+        }
     })
     .await;
 }
@@ -491,7 +499,9 @@ async fn softhsm_token_lost_and_restored_under_a_running_pkid() {
         hsm.init_token(TOKEN, USER_PIN, SO_PIN);
         let (ok, stdout, stderr) = env.pkid.cli(&["ca", "list"]).await;
         assert!(
-            !ok && stderr.contains("backends.hsm") && stderr.contains("chain.pem"),
+            !ok && stderr.contains("backends.hsm")
+                && stderr.contains("chain.pem")
+                && !stderr.contains(USER_PIN),
             "pkid ca list on a token without the CA's key:\n{stdout}\n{stderr}"
         );
         assert!(
@@ -501,13 +511,15 @@ async fn softhsm_token_lost_and_restored_under_a_running_pkid() {
         generate_impostor_key(&hsm);
         let (ok, stdout, stderr) = env.pkid.cli(&["ca", "list"]).await;
         assert!(
-            !ok && stderr.contains("backends.hsm: the token's key is not the CA's"),
+            !ok && stderr.contains("backends.hsm: the token's key is not the CA's")
+                && !stderr.contains(USER_PIN),
             "pkid ca list on a token with another key under the CA's label:\n{stdout}\n{stderr}"
         );
+        let logs = env.pkid.logs();
+        assert!(!logs.contains("panicked"), "pkid panicked:\n{logs}");
         assert!(
-            !env.pkid.logs().contains("panicked"),
-            "pkid panicked:\n{}",
-            env.pkid.logs()
+            !logs.contains(USER_PIN),
+            "pkid printed the token PIN while recovering"
         );
     })
     .await;
@@ -515,9 +527,8 @@ async fn softhsm_token_lost_and_restored_under_a_running_pkid() {
 
 /// pkid as the Registration Authority of an upstream ACME CA: lego → pkid (`/acme/up/…`, which
 /// validates http-01 itself) → pebble. The certificate verifies against pebble's root, and
-/// `pkid backend check up` passes; lego's
-/// revocation is forwarded to pebble, which records it, and pkid records it too (a second
-/// revocation is `alreadyRevoked`). With pebble gone, issuance fails with a clear ACME error and
+/// `pkid backend check up` passes; lego's revocation is forwarded to pebble, which records it,
+/// and pkid records it too (a second revocation is `alreadyRevoked`). With pebble gone, issuance fails with a clear ACME error and
 /// pkid keeps serving; with pebble back (a new instance that knows no account), it issues again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pebble_upstream_behind_pkid() {
