@@ -585,6 +585,11 @@ async fn pebble_upstream_behind_pkid() {
         let gone = lego(&env, "up", "lego-up-gone", &["gone.pkid.test"]);
         let (status, output) = gone.try_run(&["run"]).await;
         assert_issuance_refused(status, &output);
+        let (ok, stdout, stderr) = env.pkid.cli(&["backend", "check", "up"]).await;
+        assert!(
+            !ok && stderr.contains("cannot connect"),
+            "pkid backend check up with pebble gone says why:\n{stdout}\n{stderr}"
+        );
         assert_directory_answers(&env, &named_directory(&env, "up")).await;
         assert_directory_answers(&env, &env.pkid.directory_url()).await;
 
