@@ -469,3 +469,36 @@ pub fn write_crl_pem(der: &[u8], path: &Path) -> PathBuf {
         .expect("write the CRL as PEM");
     path.to_owned()
 }
+
+/// What relying parties see of a revoked and a live leaf of one issuer: `openssl verify
+/// -crl_check` with the CRL (PEM) says revoked and OK, and the OCSP responder at `ocsp_url`
+/// says `revoked` and `good`.
+pub fn assert_revoked_and_live(
+    bundle: &Path,
+    crl_pem: &Path,
+    issuer: &Path,
+    ocsp_url: &str,
+    revoked_leaf: &Path,
+    live_leaf: &Path,
+) {
+    let (ok, text) = openssl_verify_with_crl(bundle, crl_pem, revoked_leaf);
+    assert!(
+        !ok && text.contains("certificate revoked"),
+        "openssl verify -crl_check of the revoked leaf:\n{text}"
+    );
+    let (ok, text) = openssl_verify_with_crl(bundle, crl_pem, live_leaf);
+    assert!(
+        ok && text.contains(": OK"),
+        "openssl verify -crl_check of the live leaf:\n{text}"
+    );
+    assert_eq!(
+        ocsp_status(issuer, bundle, ocsp_url, OcspSubject::Cert(revoked_leaf)),
+        "revoked",
+        "OCSP of the revoked leaf"
+    );
+    assert_eq!(
+        ocsp_status(issuer, bundle, ocsp_url, OcspSubject::Cert(live_leaf)),
+        "good",
+        "OCSP of the live leaf"
+    );
+}

@@ -10,8 +10,8 @@ use x509_parser::prelude::{CertificateRevocationList, FromDer};
 use x509_parser::x509::ReasonCode;
 
 use crate::certs::{
-    check_issued, crl_entry_reason, crl_listing, leaf_serial_hex, ocsp_status, openssl,
-    openssl_crl_verify, openssl_verify_with_crl, revocation_endpoints, write_chain_files,
+    assert_revoked_and_live, check_issued, crl_entry_reason, crl_listing, leaf_serial_hex,
+    ocsp_status, openssl, openssl_crl_verify, revocation_endpoints, write_chain_files,
     write_crl_pem, OcspSubject,
 };
 use crate::client::{csr_der, AcmeClient, Http01Responder};
@@ -92,27 +92,7 @@ async fn cli_revoke_shows_in_crl_openssl_verify_and_ocsp() {
         let crl_pem = write_crl_pem(&crl_der, &work.join("crl.pem"));
         openssl_crl_verify(&crl_pem, "PEM", &bundle);
 
-        let (ok, text) = openssl_verify_with_crl(&bundle, &crl_pem, &leaf);
-        assert!(
-            !ok && text.contains("certificate revoked"),
-            "openssl verify -crl_check of the revoked leaf:\n{text}"
-        );
-        let (ok, text) = openssl_verify_with_crl(&bundle, &crl_pem, &live_leaf);
-        assert!(
-            ok && text.contains(": OK"),
-            "openssl verify -crl_check of the live leaf:\n{text}"
-        );
-
-        assert_eq!(
-            ocsp_status(&issuer, &bundle, &ocsp_url, OcspSubject::Cert(&leaf)),
-            "revoked",
-            "OCSP of the revoked leaf"
-        );
-        assert_eq!(
-            ocsp_status(&issuer, &bundle, &ocsp_url, OcspSubject::Cert(&live_leaf)),
-            "good",
-            "OCSP of the live leaf"
-        );
+        assert_revoked_and_live(&bundle, &crl_pem, &issuer, &ocsp_url, &leaf, &live_leaf);
         assert_eq!(
             ocsp_status(&issuer, &bundle, &ocsp_url, OcspSubject::Serial("0x1234")),
             "unknown",

@@ -25,7 +25,7 @@ const CLIENT_BOUND: Duration = Duration::from_secs(120);
 const TEST_BOUND: Duration = Duration::from_secs(180);
 
 /// How lego answers challenges.
-enum Challenge {
+pub(crate) enum Challenge {
     /// http-01 on the environment's http-01 port.
     Http01,
     /// tls-alpn-01 on this port (pkid's `acme.tls_alpn01_port`).
@@ -36,17 +36,19 @@ enum Challenge {
 }
 
 /// One lego account folder (`--path`) and the names it asks for.
-struct Lego<'a> {
+pub(crate) struct Lego<'a> {
     env: &'a Environment,
     path: PathBuf,
     names: Vec<&'a str>,
     challenge: Challenge,
+    /// The ACME directory: pkid's default one unless a test names another.
+    pub(crate) server: String,
     /// Extra global options, e.g. `--eab --kid K --hmac H`.
-    options: Vec<String>,
+    pub(crate) options: Vec<String>,
 }
 
 impl<'a> Lego<'a> {
-    fn new(
+    pub(crate) fn new(
         env: &'a Environment,
         folder: &str,
         names: &[&'a str],
@@ -57,17 +59,18 @@ impl<'a> Lego<'a> {
             path: env.subdir(folder),
             names: names.to_vec(),
             challenge,
+            server: env.pkid.directory_url(),
             options: Vec::new(),
         }
     }
 
     /// Runs lego with `action` (`run`, `revoke` …); returns its exit status and output.
-    async fn try_run(&self, action: &[&str]) -> (ExitStatus, String) {
+    pub(crate) async fn try_run(&self, action: &[&str]) -> (ExitStatus, String) {
         static RUNS: AtomicUsize = AtomicUsize::new(0);
         let mut command = tokio::process::Command::new(require_tool("lego"));
         command
             .env("LEGO_CA_CERTIFICATES", self.env.pkid.root_pem_path())
-            .args(["--server", &self.env.pkid.directory_url()])
+            .args(["--server", &self.server])
             .args(["--accept-tos", "--email", "t@pkid.test"])
             .arg("--path")
             .arg(&self.path)
@@ -109,7 +112,7 @@ impl<'a> Lego<'a> {
     }
 
     /// Runs lego with `action`; panics with its output unless it succeeds.
-    async fn run(&self, action: &[&str]) -> String {
+    pub(crate) async fn run(&self, action: &[&str]) -> String {
         let (status, output) = self.try_run(action).await;
         assert!(
             status.success(),
@@ -119,7 +122,7 @@ impl<'a> Lego<'a> {
     }
 
     /// The certificate bundle lego stored for its first name (leaf, then issuers).
-    fn chain(&self, output: &str) -> String {
+    pub(crate) fn chain(&self, output: &str) -> String {
         let file = format!("{}.crt", self.names[0].replace('*', "_"));
         let bundle = self.path.join("certificates").join(file);
         std::fs::read_to_string(&bundle)
@@ -127,7 +130,7 @@ impl<'a> Lego<'a> {
     }
 
     /// `run`, then the checks every issued certificate gets; returns the chain.
-    async fn obtain_and_check(&self) -> String {
+    pub(crate) async fn obtain_and_check(&self) -> String {
         let output = self.run(&["run"]).await;
         let chain = self.chain(&output);
         check_issued(

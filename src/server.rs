@@ -212,16 +212,34 @@ async fn open_pkcs11(
     let kek = kek.clone();
     let name = name.to_string();
     let backend = tokio::task::spawn_blocking(move || -> Result<Pkcs11Backend, BoxError> {
+        let (token, label) = (&config.token_label, &config.key_label);
+        if chain_path.exists() {
+            // Certified already: only that key may sign. A token that lost it (wiped, replaced)
+            // gets no stand-in key: the operator restores it, or removes the CA folder.
+            let certified = || {
+                format!(
+                    "{} certifies the key labelled {label:?} on token {token}; restore the token, \
+                     or remove {} to create a new CA",
+                    chain_path.display(),
+                    dir.display()
+                )
+            };
+            let key = Pkcs11Key::open(&config)
+                .map_err(|e| format!("backends.{name}: {e}; {}", certified()))?;
+            let text = std::fs::read_to_string(&chain_path)
+                .map_err(|e| format!("backends.{name}: reading {}: {e}", chain_path.display()))?;
+            let chain = pkid_backends::pem_certificates(&text)
+                .map_err(|e| format!("backends.{name}: {}: {e}", chain_path.display()))?;
+            return Pkcs11Backend::new(&name, Arc::new(key), chain).map_err(|e| {
+                format!("backends.{name}: the token's key is not the CA's ({e}); {}", certified())
+                    .into()
+            });
+        }
         let (key, generated) = Pkcs11Key::open_or_generate(&config)?;
         if generated {
-            tracing::info!(backend = %name, token = %config.token_label, key = %config.key_label, "generated the issuing key inside the token");
+            tracing::info!(backend = %name, token = %token, key = %label, "generated the issuing key inside the token");
         }
         let key = Arc::new(key);
-        if chain_path.exists() {
-            let text = std::fs::read_to_string(&chain_path)?;
-            let chain = pkid_backends::pem_certificates(&text)?;
-            return Ok(Pkcs11Backend::new(&name, key, chain)?);
-        }
         let backend = if issuer == "self" {
             Pkcs11Backend::create_root(&name, key, &format!("pkid {name} Root CA"))?
         } else {

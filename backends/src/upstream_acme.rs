@@ -35,7 +35,9 @@
 //! configured contact and external account binding (§7.3.4) and the key file written; later the
 //! key finds its account again through newAccount (§7.3.1). If the upstream has forgotten the
 //! account (a restarted pebble), a new one is created for the same key, without contact or EAB;
-//! an upstream that then insists on EAB needs the key file removed.
+//! an upstream that then insists on EAB needs the key file removed. This also happens while
+//! running: an `accountDoesNotExist` answer to newOrder or revokeCert drops the cached account,
+//! finds or creates it again and repeats the request once.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -154,7 +156,8 @@ pub struct UpstreamAcmeBackend {
     config: UpstreamAcmeConfig,
     kek: Arc<KeyEncryptionKey>,
     http: reqwest::Client,
-    account: tokio::sync::OnceCell<Account>,
+    /// Found or created on first use; forgotten when the upstream no longer knows it.
+    account: tokio::sync::Mutex<Option<Account>>,
     responder: Option<Http01Responder>,
     /// The issuer chain (no leaf) of the last certificate issued.
     last_issuer_chain: RwLock<Vec<Vec<u8>>>,
@@ -201,7 +204,7 @@ impl UpstreamAcmeBackend {
             config,
             kek,
             http,
-            account: tokio::sync::OnceCell::new(),
+            account: tokio::sync::Mutex::new(None),
             responder,
             last_issuer_chain: RwLock::new(Vec::new()),
         })
@@ -247,10 +250,39 @@ impl UpstreamAcmeBackend {
     }
 
     async fn account(&self) -> Result<Account, BackendError> {
-        self.account
-            .get_or_try_init(|| self.find_or_create_account())
-            .await
-            .cloned()
+        let mut cached = self.account.lock().await;
+        if let Some(account) = cached.as_ref() {
+            return Ok(account.clone());
+        }
+        let account = self.find_or_create_account().await?;
+        *cached = Some(account.clone());
+        Ok(account)
+    }
+
+    /// Runs `op` with the account. When the upstream answers that the account does not exist
+    /// (RFC 8555 §7.3.1: a restarted or reset CA, a purged account), the account is found again
+    /// for the same key — newAccount creates it anew if need be — and `op` runs once more.
+    async fn with_account<T, F, Fut>(&self, step: &str, op: F) -> Result<T, BackendError>
+    where
+        F: Fn(Account) -> Fut,
+        Fut: Future<Output = Result<T, instant_acme::Error>>,
+    {
+        let account = self.account().await?;
+        match op(account.clone()).await {
+            Err(e) if is_account_gone(&e) => {
+                tracing::warn!(backend = %self.name, account = %account.id(), step, "the upstream ACME CA no longer knows the account; finding it again");
+                {
+                    let mut cached = self.account.lock().await;
+                    // Another request may have found it again already.
+                    if cached.as_ref().is_some_and(|c| c.id() == account.id()) {
+                        *cached = None;
+                    }
+                }
+                let account = self.account().await?;
+                op(account).await.map_err(self.acme_error(step))
+            }
+            other => other.map_err(self.acme_error(step)),
+        }
     }
 
     async fn find_or_create_account(&self) -> Result<Account, BackendError> {
@@ -311,16 +343,17 @@ impl UpstreamAcmeBackend {
         expected: &Expected,
         deadline: Instant,
     ) -> Result<Issuance, BackendError> {
-        let account = self.account().await?;
         let identifiers: Vec<Identifier> = expected
             .dns_names()
             .map(|name| Identifier::Dns(name.to_owned()))
             .chain(expected.ip_addresses().map(Identifier::Ip))
             .collect();
-        let mut order = account
-            .new_order(&NewOrder::new(&identifiers))
-            .await
-            .map_err(self.acme_error("creating an order"))?;
+        let identifiers = &identifiers;
+        let mut order = self
+            .with_account("creating an order", |account| async move {
+                account.new_order(&NewOrder::new(identifiers)).await
+            })
+            .await?;
         // Tokens stay published until the order has left `pending`.
         let published = self.start_challenges(&mut order).await?;
         self.wait_until_ready(&mut order, deadline).await?;
@@ -522,6 +555,12 @@ impl UpstreamAcmeBackend {
     }
 }
 
+/// `accountDoesNotExist` (RFC 8555 §6.7): the upstream has no account for the key's URL.
+fn is_account_gone(e: &instant_acme::Error) -> bool {
+    matches!(e, instant_acme::Error::Api(problem)
+        if problem.r#type.as_deref() == Some("urn:ietf:params:acme:error:accountDoesNotExist"))
+}
+
 fn pending(order_url: &str, fingerprint: &str) -> Issuance {
     Issuance::Pending {
         upstream_ref: format!("{order_url}{FRAGMENT_PREFIX}{fingerprint}"),
@@ -604,17 +643,17 @@ impl SigningBackend for UpstreamAcmeBackend {
         cert_der: &[u8],
         reason: RevocationReason,
     ) -> Result<(), BackendError> {
-        let revoke = async {
-            let account = self.account().await?;
-            let certificate = CertificateDer::from(cert_der.to_vec());
+        let certificate = CertificateDer::from(cert_der.to_vec());
+        let certificate = &certificate;
+        let step = format!("revoking serial {serial}");
+        let revoke = self.with_account(&step, |account| async move {
             account
                 .revoke(&RevocationRequest {
-                    certificate: &certificate,
+                    certificate,
                     reason: acme_reason(reason),
                 })
                 .await
-                .map_err(self.acme_error(&format!("revoking serial {serial}")))
-        };
+        });
         tokio::time::timeout(self.timeout(), revoke)
             .await
             .map_err(|_| self.timed_out("revocation"))?
