@@ -88,6 +88,11 @@ async fn authorize(order: &mut Order, responder: &Http01Responder) {
             .await
             .unwrap_or_else(|err| panic!("challenge ready: {err}"));
     }
+    wait_ready(order).await;
+}
+
+/// Polls the order until it is `ready`.
+async fn wait_ready(order: &mut Order) {
     let status = order
         .poll_ready(&retries())
         .await
@@ -95,9 +100,8 @@ async fn authorize(order: &mut Order, responder: &Http01Responder) {
     assert_eq!(status, OrderStatus::Ready, "order status");
 }
 
-/// Authorizes, finalizes with a CSR instant-acme makes, and returns the PEM chain.
-async fn complete(order: &mut Order, responder: &Http01Responder) -> String {
-    authorize(order, responder).await;
+/// Finalizes a ready order with a CSR instant-acme makes and returns the PEM chain.
+async fn finish(order: &mut Order) -> String {
     order
         .finalize()
         .await
@@ -106,6 +110,12 @@ async fn complete(order: &mut Order, responder: &Http01Responder) -> String {
         .poll_certificate(&retries())
         .await
         .unwrap_or_else(|err| panic!("certificate: {err}"))
+}
+
+/// Authorizes, finalizes, and returns the PEM chain.
+async fn complete(order: &mut Order, responder: &Http01Responder) -> String {
+    authorize(order, responder).await;
+    finish(order).await
 }
 
 fn dns(names: &[&str]) -> Vec<Identifier> {
@@ -428,11 +438,7 @@ async fn ip_identifier_over_tls_alpn01() {
             .set_ready()
             .await
             .unwrap_or_else(|err| panic!("challenge ready: {err}"));
-        let status = order
-            .poll_ready(&retries())
-            .await
-            .unwrap_or_else(|err| panic!("order never became ready: {err}"));
-        assert_eq!(status, OrderStatus::Ready, "order status");
+        wait_ready(&mut order).await;
         let names = seen.lock().expect("SNI log").clone();
         responder.abort();
         assert!(
@@ -443,14 +449,7 @@ async fn ip_identifier_over_tls_alpn01() {
             names.iter().all(|n| n == "1.0.0.127.in-addr.arpa"),
             "SNI must be the reverse-DNS name (RFC 8738 §6), got {names:?}"
         );
-        order
-            .finalize()
-            .await
-            .unwrap_or_else(|err| panic!("finalize: {err}"));
-        let chain = order
-            .poll_certificate(&retries())
-            .await
-            .unwrap_or_else(|err| panic!("certificate: {err}"));
+        let chain = finish(&mut order).await;
         check_issued(
             &env.pkid.root_pem_path(),
             &chain,
