@@ -14,6 +14,7 @@ mod env;
 mod issuance;
 mod jws;
 mod pkid;
+mod postgres;
 mod replicas;
 mod revocation;
 mod rfc_features;

@@ -75,6 +75,11 @@ impl Pkid {
         format!("https://127.0.0.1:{}/acme/directory", self.port)
     }
 
+    /// The running process's PID, for reading its CPU time and memory from `/proc`.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(ChildGuard::pid)
+    }
+
     /// The plain-HTTP listener (CRLs, OCSP); certificates carry its URLs.
     fn http_listen(&self) -> String {
         format!("127.0.0.1:{}", self.http_port)
