@@ -301,6 +301,10 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(30))
+            // A ping before every query is a round trip to SQLite's worker thread (two thread
+            // wake-ups) that can only fail with the file itself; PostgreSQL connections can go
+            // stale (a server restart), so those are still tested.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
