@@ -13,6 +13,7 @@ mod client;
 mod env;
 mod issuance;
 mod jws;
+mod load;
 mod pkid;
 mod postgres;
 mod replicas;
