@@ -23,7 +23,7 @@ use crate::certs::pem_chain;
 use crate::client::AcmeClient;
 use crate::env::{read_log, within, Environment};
 use crate::pkid::Pkid;
-use crate::replicas::Postgres;
+use crate::postgres::Postgres;
 
 /// The load generator cargo built beside the test binary.
 const LOADGEN: &str = env!("CARGO_BIN_EXE_pkid-loadgen");

@@ -61,7 +61,12 @@ pub enum Backend {
 
 #[derive(Clone)]
 pub struct Store {
+    /// Reads (and, on PostgreSQL, everything).
     pool: AnyPool,
+    /// Writes and transactions. On SQLite one connection, so that writers queue here in order
+    /// instead of meeting at the database lock, where SQLite's busy handler sleeps 1 ms, then
+    /// 2, 5, 10 … before retrying; on PostgreSQL the same pool as `pool`.
+    writer: AnyPool,
     pub backend: Backend,
 }
 
@@ -342,28 +347,45 @@ impl Store {
             Backend::Sqlite
         };
         let options = AnyConnectOptions::from_str(url)?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(30))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // FULL: a certificate is acknowledged only after its row reached the disk.
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = FULL").await?;
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
-                    }
-                    Ok(())
+        let pool_of = |connections: u32| {
+            AnyPoolOptions::new()
+                .max_connections(connections.max(1))
+                .acquire_timeout(Duration::from_secs(30))
+                // A ping before every query is a round trip to SQLite's worker thread (two
+                // thread wake-ups) that can only fail with the file itself; PostgreSQL
+                // connections can go stale (a server restart), so those are still tested.
+                .test_before_acquire(backend == Backend::Postgres)
+                .after_connect(move |conn, _meta| {
+                    Box::pin(async move {
+                        if backend == Backend::Sqlite {
+                            // FULL: a certificate is acknowledged only after its row reached
+                            // the disk.
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA synchronous = FULL").await?;
+                            // Still needed: other processes (the CLI) write to the same file.
+                            conn.execute("PRAGMA busy_timeout = 10000").await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                        }
+                        Ok(())
+                    })
                 })
-            })
-            .connect_with(options)
+        };
+        let pool = pool_of(max_connections)
+            .connect_with(options.clone())
             .await?;
         match backend {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        Ok(Store { pool, backend })
+        let writer = match backend {
+            Backend::Sqlite => pool_of(1).connect_with(options).await?,
+            Backend::Postgres => pool.clone(),
+        };
+        Ok(Store {
+            pool,
+            writer,
+            backend,
+        })
     }
 
     /// A setting created once (first writer wins across replicas) and read back.
@@ -373,7 +395,7 @@ impl Store {
         )
         .bind(name)
         .bind(fresh)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         let row = sqlx::query("SELECT value FROM settings WHERE name = $1")
             .bind(name)
@@ -389,7 +411,7 @@ impl Store {
         let r = sqlx::query("INSERT INTO redeemed_nonces (nonce, expires) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING")
             .bind(nonce)
             .bind(expires)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -397,7 +419,7 @@ impl Store {
     pub async fn prune_nonces(&self, now: i64) -> Result<u64> {
         let r = sqlx::query("DELETE FROM redeemed_nonces WHERE expires < $1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(r.rows_affected())
     }
@@ -411,7 +433,7 @@ impl Store {
         a: &AccountRow,
         eab_kid: Option<&str>,
     ) -> Result<NewAccountOutcome> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let r = sqlx::query(
             "INSERT INTO accounts (id, thumbprint, jwk, status, contact, eab_kid, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (thumbprint) DO NOTHING",
@@ -460,7 +482,7 @@ impl Store {
             .bind(note)
             .bind(policy)
             .bind(now())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -468,7 +490,7 @@ impl Store {
     pub async fn delete_unbound_eab_key(&self, kid: &str) -> Result<bool> {
         let r = sqlx::query("DELETE FROM eab_keys WHERE kid = $1 AND bound_account IS NULL")
             .bind(kid)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -481,7 +503,7 @@ impl Store {
         .bind(token_hash)
         .bind(note)
         .bind(now())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -579,7 +601,7 @@ impl Store {
         .bind(new_jwk)
         .bind(id)
         .bind(old_thumbprint)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -588,14 +610,14 @@ impl Store {
         sqlx::query("UPDATE accounts SET contact = $1 WHERE id = $2 AND status = 'valid'")
             .bind(contact)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
 
     /// Deactivate an account and, with it, its pending and valid authorizations (RFC 8555 §7.3.6).
     pub async fn deactivate_account(&self, id: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let r = sqlx::query(
             "UPDATE accounts SET status = 'deactivated' WHERE id = $1 AND status = 'valid'",
         )
@@ -614,7 +636,7 @@ impl Store {
 
     /// Write an order with its new authorizations and challenges in one transaction.
     pub async fn insert_order(&self, order: &OrderRow, authzs: &[OrderAuthz]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO orders (id, account_id, status, expires, identifiers, not_before, not_after, profile_name, replaces, created_at, directory) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -775,7 +797,7 @@ impl Store {
 
     /// A pre-authorization (RFC 8555 §7.4.1): an authorization with its challenges, no order.
     pub async fn insert_authz(&self, account_id: &str, a: &NewAuthz, created: i64) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         insert_authz_in(&mut tx, account_id, a, created).await?;
         tx.commit().await?;
         Ok(())
@@ -843,7 +865,7 @@ impl Store {
             "UPDATE challenges SET status = 'processing' WHERE id = $1 AND status = 'pending'",
         )
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -888,7 +910,7 @@ impl Store {
         error: Option<&str>,
         authz_expires: i64,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let status = if valid { "valid" } else { "invalid" };
         sqlx::query("UPDATE challenges SET status = $1, validated = $2, error = $3 WHERE id = $4 AND status = 'processing'")
             .bind(status)
@@ -910,7 +932,7 @@ impl Store {
     /// Challenges left `processing` by a crash: back to `pending` so validation can run again.
     pub async fn requeue_stuck_challenges(&self) -> Result<u64> {
         let r = sqlx::query("UPDATE challenges SET status = 'pending' WHERE status = 'processing'")
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(r.rows_affected())
     }
@@ -918,7 +940,7 @@ impl Store {
     pub async fn deactivate_authz(&self, id: &str) -> Result<bool> {
         let r = sqlx::query("UPDATE authorizations SET status = 'deactivated' WHERE id = $1 AND status IN ('pending', 'valid')")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -938,7 +960,7 @@ impl Store {
         .bind(profile_snapshot)
         .bind(csr)
         .bind(order_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -947,7 +969,7 @@ impl Store {
         sqlx::query("UPDATE orders SET status = 'invalid', error = $1 WHERE id = $2 AND status IN ('pending', 'processing')")
             .bind(error_json)
             .bind(order_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -1003,7 +1025,7 @@ impl Store {
         .bind(pending.not_before)
         .bind(pending.not_after)
         .bind(now())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -1015,7 +1037,7 @@ impl Store {
         issued: &IssuedRecord<'_>,
         pending: &PendingCertificate<'_>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         // The order first: of two issuances for one order (a recovery that took over a slow
         // one), exactly one stores its certificate.
         if let Some(order_id) = pending.order_id {
@@ -1069,7 +1091,7 @@ impl Store {
             .bind(now)
             .bind(order_id)
             .bind(seen_since)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -1080,7 +1102,7 @@ impl Store {
             "UPDATE certificates SET status = 'abandoned' WHERE order_id = $1 AND status = 'tbs'",
         )
         .bind(order_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(r.rows_affected())
     }
@@ -1090,7 +1112,7 @@ impl Store {
         sqlx::query("UPDATE orders SET status = 'valid', certificate_serial = $1 WHERE id = $2 AND status = 'processing'")
             .bind(serial)
             .bind(order_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -1101,7 +1123,7 @@ impl Store {
             "UPDATE certificates SET status = 'abandoned' WHERE serial = $1 AND status = 'tbs'",
         )
         .bind(serial)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -1134,7 +1156,7 @@ impl Store {
         .bind(at)
         .bind(reason)
         .bind(serial)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -1185,7 +1207,7 @@ impl Store {
         .bind(crl.this_update)
         .bind(crl.next_update)
         .bind(&crl.der)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -1220,7 +1242,7 @@ impl Store {
         )
         .bind(issuer)
         .bind(keep)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }

@@ -358,7 +358,9 @@ fn write_chain(dir: &Path, chain_pem: &str) -> Result<(), AcmeError> {
     std::fs::write(&path, chain_pem).map_err(|e| fail(format!("{}: {e}", path.display())))
 }
 
-/// Finalizes (waiting for `ready` first if the server is not there yet) and polls until `valid`.
+/// Finalizes and polls until `valid`. The order's one authorization is valid by now, so the
+/// order is `ready` (§7.1.6) although the copy from newOrder still says `pending`: finalize at
+/// once, and only if the server answers `orderNotReady` poll the order until it is ready.
 async fn finalize_and_wait(
     client: &Client,
     account: &mut Account,
@@ -367,11 +369,19 @@ async fn finalize_and_wait(
     config: &LoadConfig,
 ) -> Result<Order, AcmeError> {
     let mut backoff = Backoff::new(config);
-    while order.status == "pending" {
-        backoff.wait().await;
-        order = client.order(account, &order.url).await?;
-    }
-    let mut order = client.finalize(account, &order, csr).await?;
+    let mut order = loop {
+        match client.finalize(account, &order, csr).await {
+            Err(AcmeError::Problem { kind, .. }) if kind == "orderNotReady" => {
+                backoff.wait().await;
+                order = client.order(account, &order.url).await?;
+                if order.status != "pending" && order.status != "ready" {
+                    // Finalized meanwhile (`processing` or `valid`): poll it below.
+                    break order;
+                }
+            }
+            other => break other?,
+        }
+    };
     let mut backoff = Backoff::new(config);
     while order.status != "valid" {
         backoff.wait().await;

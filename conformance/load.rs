@@ -1,0 +1,117 @@
+//! The load generator works: `pkid-loadgen` runs a bounded number of full http-01 issuances
+//! against a test pkid (real validation against its responder) and every one succeeds, with a
+//! JSON report that parses and adds up. A functional check only: no figure is asserted.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::env::{within, Environment};
+
+const ORDERS: u64 = 50;
+const TEST_BOUND: Duration = Duration::from_secs(120);
+
+fn loadgen_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_pkid-loadgen")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadgen_issues_every_ordered_certificate_and_reports_json() {
+    let env = Environment::start().await;
+    assert_ne!(env.pkid.pid(), 0, "pkid is not running");
+    let pid = env.pkid.pid().to_string();
+    let orders = ORDERS.to_string();
+    let http01_port = env.http01_port.to_string();
+    let directory = env.pkid.directory_url();
+    let root = env.pkid.root_pem_path();
+    let output = within(TEST_BOUND, async {
+        tokio::process::Command::new(loadgen_bin())
+            .args(["--directory", &directory])
+            .arg("--root")
+            .arg(&root)
+            .args(["--concurrency", "4", "--orders", &orders])
+            .args(["--http01-port", &http01_port, "--server-pid", &pid])
+            .args(["--step-timeout", "20", "--json"])
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .expect("run pkid-loadgen")
+    })
+    .await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "pkid-loadgen failed ({}): {stderr}",
+        output.status
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "pkid-loadgen --json printed no JSON ({e}):\n{}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    });
+
+    assert_eq!(
+        report["issued"], ORDERS,
+        "every issuance succeeded: {report:#}"
+    );
+    assert_eq!(report["error_total"], 0, "{report:#}");
+    assert_eq!(report["abandoned_workers"], 0, "{report:#}");
+    assert_eq!(report["concurrency"], 4);
+    assert_eq!(report["directory"], directory.as_str());
+    let latency = report["latency"].as_array().expect("latency rows");
+    let steps: Vec<&str> = latency.iter().filter_map(|l| l["step"].as_str()).collect();
+    assert_eq!(
+        steps,
+        [
+            "new-order",
+            "authz",
+            "challenge-to-valid",
+            "finalize",
+            "download",
+            "flow"
+        ]
+    );
+    for row in latency {
+        assert_eq!(row["count"], ORDERS, "one sample per issuance: {row}");
+        let (p50, p99, max) = (
+            row["p50_ms"].as_f64().unwrap(),
+            row["p99_ms"].as_f64().unwrap(),
+            row["max_ms"].as_f64().unwrap(),
+        );
+        assert!(
+            0.0 < p50 && p50 <= p99 && p99 <= max,
+            "ordered percentiles: {row}"
+        );
+    }
+    let server = &report["server"];
+    assert_eq!(server["pid"].to_string(), pid);
+    assert!(server["cpu_ms"].as_f64().unwrap() > 0.0, "{server}");
+    assert!(server["hwm_kib"].as_u64().unwrap() > 0, "{server}");
+    let rate = report["issuances_per_s"].as_f64().unwrap();
+    let elapsed = report["elapsed_s"].as_f64().unwrap();
+    assert!(
+        (rate * elapsed - ORDERS as f64).abs() < 0.5,
+        "rate × time = issued: {report:#}"
+    );
+
+    // What pkid stored agrees: every reported issuance is a certificate in its database.
+    let db = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(env.pkid.database_path())
+                .read_only(true),
+        )
+        .await
+        .expect("open pkid's database read-only");
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM certificates WHERE status = 'issued' AND order_id IS NOT NULL",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(stored, ORDERS as i64, "certificates stored for orders");
+}
