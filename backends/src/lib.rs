@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 pub mod builder;
+pub mod crl;
 mod der;
 pub mod keys;
 mod local;
@@ -235,6 +236,10 @@ pub struct CertProfile {
     pub ca_issuers_urls: Vec<String>,
     /// Adds the RFC 7633 TLS feature extension with status_request (OCSP must-staple).
     pub must_staple: bool,
+    /// Adds id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1): for delegated OCSP responder
+    /// certificates, which relying parties then trust for their lifetime without a check.
+    #[serde(default)]
+    pub ocsp_no_check: bool,
 }
 
 /// One certificate to issue. Local backends build it from these fields only; upstream backends
@@ -315,13 +320,17 @@ pub struct RevokedEntry {
     pub invalidity_date: Option<OffsetDateTime>,
 }
 
-/// A full CRL to sign.
+/// A CRL to sign: the issuer's complete CRL, or one shard of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CrlRequest {
     pub crl_number: u64,
     pub this_update: OffsetDateTime,
     pub next_update: OffsetDateTime,
     pub entries: Vec<RevokedEntry>,
+    /// The URL of this shard, written as a critical issuingDistributionPoint (RFC 5280
+    /// §5.2.5) that matches the CRL distribution point of the shard's certificates; `None`: a
+    /// complete CRL.
+    pub issuing_distribution_point: Option<String>,
 }
 
 /// Where local backends record what they are about to sign.

@@ -163,6 +163,7 @@ pub(crate) fn tls_profile() -> CertProfile {
         ocsp_urls: vec!["http://ca.example.test/ocsp".into()],
         ca_issuers_urls: vec!["http://ca.example.test/intermediate.der".into()],
         must_staple: false,
+        ocsp_no_check: false,
     }
 }
 
@@ -290,6 +291,7 @@ async fn crl_verifies_and_lists_the_serials() {
                 invalidity_date: None,
             },
         ],
+        issuing_distribution_point: None,
     };
     let crl = backend.sign_crl(req).await.unwrap();
 

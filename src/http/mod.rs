@@ -195,7 +195,15 @@ impl App {
                 (_, Some(n)) => (n, true),
                 _ => return plain(StatusCode::NOT_FOUND, "not found\n"),
             };
-            return match self.revocation.current_crl(name).await {
+            // `NAME` (the complete CRL) or `NAME/SHARD`.
+            let (name, shard) = match name.split_once('/') {
+                None => (name, None),
+                Some((issuer, shard)) => match shard.parse::<i64>() {
+                    Ok(k) if shard.bytes().all(|b| b.is_ascii_digit()) => (issuer, Some(k)),
+                    _ => return plain(StatusCode::NOT_FOUND, "no such CRL shard\n"),
+                },
+            };
+            return match self.revocation.current_crl_scope(name, shard).await {
                 Ok(crl) if pem => bytes_response(
                     "application/x-pem-file",
                     crate::ca::to_pem("X509 CRL", &crl.der).into_bytes(),
@@ -203,6 +211,9 @@ impl App {
                 Ok(crl) => bytes_response("application/pkix-crl", crl.der),
                 Err(crate::revocation::RevocationError::UnknownIssuer(_)) => {
                     plain(StatusCode::NOT_FOUND, "no such issuer\n")
+                }
+                Err(crate::revocation::RevocationError::UnknownShard(..)) => {
+                    plain(StatusCode::NOT_FOUND, "no such CRL shard\n")
                 }
                 Err(e) => {
                     tracing::error!(code = "PKID-CRL", error = %e, "CRL unavailable");
