@@ -422,3 +422,100 @@ async fn sharded_crls_and_a_delegated_ocsp_responder() {
     })
     .await;
 }
+
+/// The CRL number of a DER CRL, in decimal.
+fn crl_number(der: &[u8]) -> String {
+    let (_, crl) = CertificateRevocationList::from_der(der).expect("parse the CRL");
+    crl.crl_number()
+        .map(|n| n.to_string())
+        .expect("a CRL number")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delta_crls_carry_revocations_until_the_next_complete_crl() {
+    require_tool("openssl");
+    let env = Environment::start_with(&[("PKID_CA__DELTA_CRLS", "true")]).await;
+    within(TEST_BOUND, async {
+        let root = env.pkid.root_pem_path();
+        let responder = Http01Responder::bind(env.http01_port).await;
+        let mut client = AcmeClient::new(&env.pkid.directory_url(), &env.pkid.root_pem()).await;
+        let revoked_chain = issue(&mut client, &responder, &["delta-revoked.pkid.test"]).await;
+        let live_chain = issue(&mut client, &responder, &["delta-live.pkid.test"]).await;
+        let work = env.subdir("delta");
+        let (leaf, _, bundle) = write_chain_files(&root, &revoked_chain, &work);
+        let live_work = env.subdir("delta-live");
+        let (live_leaf, _, _) = write_chain_files(&root, &live_chain, &live_work);
+        let (full_url, _) = revocation_endpoints(&revoked_chain);
+        let delta_url = full_url.replace("/default.crl", "/default/delta.crl");
+
+        // The complete CRL before the revocation names its delta CRL.
+        let base = get_der(&full_url, "application/pkix-crl").await;
+        let (base_pem, text) = check_crl(&base, &work, "base", &bundle);
+        assert!(
+            text.contains("Freshest CRL") && text.contains(&delta_url),
+            "the complete CRL names {delta_url}:\n{text}"
+        );
+
+        let serial = leaf_serial_hex(&revoked_chain);
+        let (ok, stdout, stderr) = env.pkid.cli(&["revoke", &serial, "--reason", "5"]).await;
+        assert!(ok, "pkid revoke {serial}:\n{stdout}\n{stderr}");
+
+        // The delta lists it and names the complete CRL as its base; the complete CRL is kept
+        // until its schedule.
+        let (delta, reason) = crl_listing(&delta_url, &revoked_chain).await;
+        assert_eq!(reason, Some(ReasonCode::CessationOfOperation));
+        assert_eq!(crl_entry_reason(&delta, &live_chain), None);
+        let (delta_pem, text) = check_crl(&delta, &work, "delta", &bundle);
+        assert!(
+            text.contains("Delta CRL Indicator: critical"),
+            "a delta CRL:\n{text}"
+        );
+        let base_number = crl_number(&base);
+        let indicator = text
+            .lines()
+            .skip_while(|line| !line.contains("Delta CRL Indicator"))
+            .nth(1)
+            .unwrap_or_default()
+            .trim();
+        assert_eq!(
+            indicator, base_number,
+            "the delta's base CRL number:\n{text}"
+        );
+        let full_now = get_der(&full_url, "application/pkix-crl").await;
+        assert_eq!(
+            crl_number(&full_now),
+            base_number,
+            "the complete CRL is kept"
+        );
+        assert_eq!(crl_entry_reason(&full_now, &revoked_chain), None);
+
+        // openssl with deltas finds the leaf revoked; with the complete CRL alone it does not.
+        let with_deltas = |cert: &std::path::Path| {
+            openssl(&[
+                "verify".as_ref(),
+                "-crl_check".as_ref(),
+                "-use_deltas".as_ref(),
+                "-CAfile".as_ref(),
+                bundle.as_os_str(),
+                "-CRLfile".as_ref(),
+                base_pem.as_os_str(),
+                "-CRLfile".as_ref(),
+                delta_pem.as_os_str(),
+                cert.as_os_str(),
+            ])
+        };
+        let (ok, text) = with_deltas(&leaf);
+        assert!(
+            !ok && text.contains("certificate revoked"),
+            "openssl verify -use_deltas:\n{text}"
+        );
+        let (ok, text) = with_deltas(&live_leaf);
+        assert!(ok && text.contains(": OK"), "the live leaf:\n{text}");
+        let (ok, text) = openssl_verify_with_crl(&bundle, &base_pem, &leaf);
+        assert!(
+            ok,
+            "the complete CRL alone predates the revocation:\n{text}"
+        );
+    })
+    .await;
+}

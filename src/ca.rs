@@ -191,6 +191,15 @@ impl Ca {
         })
     }
 
+    /// The URL of this issuer's delta CRL (RFC 5280 §5.2.4), named by its complete CRL.
+    pub fn delta_crl_url(&self) -> Option<String> {
+        Some(format!(
+            "{}/crl/{}/delta.crl",
+            self.revocation_base.as_deref()?,
+            self.name
+        ))
+    }
+
     fn ocsp_url(&self) -> Option<String> {
         Some(format!("{}/ocsp", self.revocation_base.as_deref()?))
     }

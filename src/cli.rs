@@ -46,12 +46,12 @@ pub async fn revoke(
     Ok(())
 }
 
-/// `pkid crl generate [ISSUER] [--shard K] [--out FILE]`: sign a fresh CRL now (the complete
-/// one, or shard K); PEM to stdout or a file.
+/// `pkid crl generate [ISSUER] [--shard K | --delta] [--out FILE]`: sign a fresh CRL now (the
+/// complete one, shard K, or the delta CRL); PEM to stdout or a file.
 pub async fn crl_generate(
     cfg: &Config,
     issuer: Option<&str>,
-    shard: Option<i64>,
+    scope: crate::revocation::CrlScope,
     out: Option<PathBuf>,
 ) -> Result<(), BoxError> {
     let authorities = open_authorities(cfg).await?;
@@ -60,7 +60,7 @@ pub async fn crl_generate(
         .to_string();
     let crl = authorities
         .revocation
-        .generate_scope_now(&issuer, shard)
+        .generate_scope_now(&issuer, scope)
         .await?;
     let pem = crate::ca::to_pem("X509 CRL", &crl.der);
     match out {

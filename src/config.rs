@@ -96,6 +96,9 @@ pub struct CaConfig {
     /// CRL shards per issuer (1: one CRL). A certificate's shard is fixed at issuance from its
     /// serial and written into its CRL distribution point (`…/crl/NAME/SHARD.crl`).
     pub crl_shards: u32,
+    /// Publish delta CRLs (RFC 5280 §5.2.4) at `…/crl/NAME/delta.crl`, named in each complete
+    /// CRL's freshestCRL; the complete CRL is then regenerated on schedule only.
+    pub delta_crls: bool,
     /// Who signs OCSP responses: the issuing CA itself, or a delegated responder certificate.
     pub ocsp_responder: OcspResponderMode,
     /// Validity of delegated OCSP responder certificates, seconds (renewed at 2/3 of it).
@@ -288,6 +291,7 @@ impl Default for CaConfig {
             crl_lifetime_secs: 86400,
             ocsp_lifetime_secs: 86400,
             crl_shards: 1,
+            delta_crls: false,
             ocsp_responder: OcspResponderMode::Issuer,
             ocsp_responder_lifetime_secs: 4 * 86400,
             revocation_by_backend: BTreeMap::new(),

@@ -109,8 +109,11 @@ enum CrlCommand {
         #[arg(long)]
         out: Option<PathBuf>,
         /// One shard of a sharded issuer's CRL instead of its complete CRL.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "delta")]
         shard: Option<i64>,
+        /// The delta CRL (with `ca.delta_crls`) instead of the complete CRL.
+        #[arg(long)]
+        delta: bool,
     },
 }
 
@@ -137,8 +140,21 @@ async fn dispatch(cfg: Config, command: Command) -> Result<(), BoxError> {
             invalidity_date,
         } => pkid::cli::revoke(&cfg, &serial, reason, invalidity_date.as_deref()).await,
         Command::Crl {
-            command: CrlCommand::Generate { issuer, out, shard },
-        } => pkid::cli::crl_generate(&cfg, issuer.as_deref(), shard, out).await,
+            command:
+                CrlCommand::Generate {
+                    issuer,
+                    out,
+                    shard,
+                    delta,
+                },
+        } => {
+            let scope = match (shard, delta) {
+                (Some(k), _) => pkid::revocation::CrlScope::Shard(k),
+                (None, true) => pkid::revocation::CrlScope::Delta,
+                (None, false) => pkid::revocation::CrlScope::Full,
+            };
+            pkid::cli::crl_generate(&cfg, issuer.as_deref(), scope, out).await
+        }
         Command::Ca {
             command: CaCommand::List,
         } => pkid::cli::ca_list(&cfg).await,

@@ -53,12 +53,39 @@ pub enum RevocationError {
     UnknownIssuer(String),
     #[error("issuer {0:?} has no CRL shard {1}")]
     UnknownShard(String, i64),
+    #[error("issuer {0:?} publishes no delta CRLs")]
+    NoDeltaCrls(String),
     #[error("another replica is generating the CRL of {0:?} and no valid CRL is stored yet")]
     Busy(String),
     #[error("store: {0}")]
     Store(#[from] StoreError),
     #[error("backend: {0}")]
     Backend(#[from] BackendError),
+}
+
+/// Which CRL of an issuer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrlScope {
+    /// The complete CRL, `/crl/NAME.crl`.
+    Full,
+    /// One shard, `/crl/NAME/SHARD.crl`.
+    Shard(i64),
+    /// The delta CRL over the newest complete CRL (RFC 5280 §5.2.4), `/crl/NAME/delta.crl`.
+    Delta,
+}
+
+/// `crls.shard` of a stored delta CRL.
+const DELTA_CRL: i64 = -2;
+
+impl CrlScope {
+    /// The `crls.shard` it is stored under.
+    fn key(self) -> i64 {
+        match self {
+            CrlScope::Full => FULL_CRL,
+            CrlScope::Shard(k) => k,
+            CrlScope::Delta => DELTA_CRL,
+        }
+    }
 }
 
 /// The CRL shard of a certificate with `serial` among `shards`: the first 8 bytes of the
@@ -148,6 +175,8 @@ pub struct Revocation {
     cache: Mutex<OcspCache>,
     /// This process's name in leases.
     holder: String,
+    /// Publish delta CRLs of each complete CRL; the complete CRL then follows its schedule only.
+    delta_crls: bool,
 }
 
 fn sha1(b: &[u8]) -> Vec<u8> {
@@ -211,7 +240,16 @@ impl Revocation {
             settings,
             cache: Mutex::new(HashMap::new()),
             holder: hex::encode(holder),
+            delta_crls: false,
         }
+    }
+
+    /// Publish a delta CRL (RFC 5280 §5.2.4) of each issuer's complete CRL at
+    /// `/crl/NAME/delta.crl`, regenerated after revocations; the complete CRL names it in
+    /// freshestCRL and is then regenerated on its schedule only.
+    pub fn with_delta_crls(mut self, enabled: bool) -> Revocation {
+        self.delta_crls = enabled;
+        self
     }
 
     /// Sign the OCSP responses of the issuers named in `issuers` with delegated responder
@@ -313,48 +351,66 @@ impl Revocation {
         })
     }
 
-    /// Every CRL scope of an issuer: its complete CRL (`None`), then each shard.
-    async fn scopes(&self, issuer: &str) -> Result<Vec<Option<i64>>, RevocationError> {
+    /// Every CRL scope of an issuer: its complete CRL, its delta CRL, then each shard.
+    async fn scopes(&self, issuer: &str) -> Result<Vec<CrlScope>, RevocationError> {
         let shards = self.crl_shards(issuer).await?;
-        Ok(std::iter::once(None).chain((0..shards).map(Some)).collect())
+        let delta = self.delta_crls && self.issuer(issuer)?.ca.delta_crl_url().is_some();
+        Ok(std::iter::once(CrlScope::Full)
+            .chain(delta.then_some(CrlScope::Delta))
+            .chain((0..shards).map(CrlScope::Shard))
+            .collect())
     }
 
     /// Sign a fresh complete CRL for `issuer` now and store it (`pkid crl generate`).
     pub async fn generate_crl(&self, issuer: &str) -> Result<CrlRow, RevocationError> {
-        self.generate_scope_now(issuer, None).await
+        self.generate_scope_now(issuer, CrlScope::Full).await
     }
 
-    /// Sign a fresh CRL of one scope (complete or a shard) now, under the issuer's lease.
+    /// Sign a fresh CRL of one scope now, under the issuer's lease.
     pub async fn generate_scope_now(
         &self,
         issuer: &str,
-        shard: Option<i64>,
+        scope: CrlScope,
     ) -> Result<CrlRow, RevocationError> {
-        self.check_scope(issuer, shard).await?;
-        self.with_crl_lease(issuer, shard, true).await
+        self.check_scope(issuer, scope).await?;
+        self.with_crl_lease(issuer, scope, true).await
     }
 
-    async fn check_scope(&self, issuer: &str, shard: Option<i64>) -> Result<(), RevocationError> {
-        if let Some(k) = shard {
-            if k < 0 || k >= self.crl_shards(issuer).await? {
-                return Err(RevocationError::UnknownShard(issuer.to_string(), k));
-            }
+    async fn check_scope(&self, issuer: &str, scope: CrlScope) -> Result<(), RevocationError> {
+        match scope {
+            CrlScope::Full => Ok(()),
+            CrlScope::Shard(k) if k >= 0 && k < self.crl_shards(issuer).await? => Ok(()),
+            CrlScope::Shard(k) => Err(RevocationError::UnknownShard(issuer.to_string(), k)),
+            CrlScope::Delta if self.delta_crls => Ok(()),
+            CrlScope::Delta => Err(RevocationError::NoDeltaCrls(issuer.to_string())),
         }
-        Ok(())
     }
 
-    /// Sign and store the CRL of `issuer`'s `shard` (`None`: complete) as of `at`.
+    /// Sign and store the CRL of `issuer`'s `scope` as of `at`. A delta CRL lists what was
+    /// revoked since its base (the newest complete CRL, signed first if there is none).
     async fn sign_scope(
         &self,
         state: &IssuerState,
-        shard: Option<i64>,
+        scope: CrlScope,
         at: i64,
     ) -> Result<CrlRow, RevocationError> {
         let issuer = state.ca.name.as_str();
-        let entries = self
-            .store
-            .revoked_unexpired(issuer, at, shard)
-            .await?
+        let mut delta_crl_indicator = None;
+        let rows = match scope {
+            CrlScope::Full => self.store.revoked_unexpired(issuer, at, None).await?,
+            CrlScope::Shard(k) => self.store.revoked_unexpired(issuer, at, Some(k)).await?,
+            CrlScope::Delta => {
+                let base = match self.store.latest_crl(issuer, FULL_CRL).await? {
+                    Some(base) => base,
+                    None => Box::pin(self.sign_scope(state, CrlScope::Full, at)).await?,
+                };
+                delta_crl_indicator = Some(u64::try_from(base.number).unwrap_or_default());
+                let mut rows = self.store.revoked_unexpired(issuer, at, None).await?;
+                rows.retain(|r| r.revoked_at >= base.generated_at);
+                rows
+            }
+        };
+        let entries = rows
             .into_iter()
             .filter_map(|r| {
                 Some(RevokedEntry {
@@ -365,9 +421,9 @@ impl Revocation {
                 })
             })
             .collect();
-        let shard_key = shard.unwrap_or(FULL_CRL);
-        let previous = self.store.latest_crl(issuer, shard_key).await?;
-        // CRL numbers increase within a scope (§5.2.3): microseconds, past the stored one.
+        let previous = self.store.latest_crl(issuer, scope.key()).await?;
+        // CRL numbers increase within a scope (§5.2.3), and complete and delta CRLs share one
+        // sequence: microseconds, past the stored one.
         let micros = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000;
         let mut number = i64::try_from(micros).unwrap_or(i64::MAX);
         if let Some(previous) = &previous {
@@ -375,14 +431,18 @@ impl Revocation {
         }
         let this_update = at - 60;
         let next_update = at + self.settings.crl_lifetime_secs;
-        let issuing_distribution_point = match shard {
-            Some(k) => Some(
+        let issuing_distribution_point = match scope {
+            CrlScope::Shard(k) => Some(
                 state
                     .ca
                     .crl_url(Some(k))
                     .ok_or_else(|| RevocationError::UnknownShard(issuer.to_string(), k))?,
             ),
-            None => None,
+            _ => None,
+        };
+        let freshest_crl = match scope {
+            CrlScope::Full if self.delta_crls => state.ca.delta_crl_url(),
+            _ => None,
         };
         let der = state
             .ca
@@ -393,11 +453,13 @@ impl Revocation {
                 next_update: odt(next_update),
                 entries,
                 issuing_distribution_point,
+                delta_crl_indicator,
+                freshest_crl,
             })
             .await?;
         let row = CrlRow {
             issuer: issuer.to_string(),
-            shard: shard_key,
+            shard: scope.key(),
             number,
             generated_at: at,
             this_update,
@@ -405,32 +467,40 @@ impl Revocation {
             der,
         };
         self.store.insert_crl(&row).await?;
-        self.store.prune_crls(issuer, shard_key, 5).await?;
-        tracing::info!(issuer, shard = shard_key, number, "CRL generated");
+        self.store.prune_crls(issuer, scope.key(), 5).await?;
+        tracing::info!(issuer, scope = ?scope, number, "CRL generated");
         Ok(row)
     }
 
-    /// The stored CRL of a scope if it is current: newer than every revocation in its scope
-    /// and short of two thirds of its life.
+    /// The stored CRL of a scope if it is current: short of two thirds of its life, and newer
+    /// than every revocation in its scope — except a complete CRL that has delta CRLs, which
+    /// carry the revocations in between. A delta CRL must also be newer than its base.
     async fn fresh_stored(
         &self,
         issuer: &str,
-        shard: Option<i64>,
+        scope: CrlScope,
         at: i64,
     ) -> Result<Option<CrlRow>, RevocationError> {
-        let Some(crl) = self
-            .store
-            .latest_crl(issuer, shard.unwrap_or(FULL_CRL))
-            .await?
-        else {
+        let Some(crl) = self.store.latest_crl(issuer, scope.key()).await? else {
             return Ok(None);
         };
-        let last_revocation = self.store.last_revocation(issuer, shard).await?;
         let refresh_margin = self.settings.crl_lifetime_secs / 3;
-        Ok(
-            (crl.generated_at > last_revocation && crl.next_update - refresh_margin > at)
-                .then_some(crl),
-        )
+        if crl.next_update - refresh_margin <= at {
+            return Ok(None);
+        }
+        let current = match scope {
+            CrlScope::Full if self.delta_crls => true,
+            CrlScope::Full => crl.generated_at > self.store.last_revocation(issuer, None).await?,
+            CrlScope::Shard(k) => {
+                crl.generated_at > self.store.last_revocation(issuer, Some(k)).await?
+            }
+            CrlScope::Delta => {
+                let base = self.store.latest_crl(issuer, FULL_CRL).await?;
+                base.is_some_and(|b| crl.generated_at >= b.generated_at && crl.number > b.number)
+                    && crl.generated_at > self.store.last_revocation(issuer, None).await?
+            }
+        };
+        Ok(current.then_some(crl))
     }
 
     /// Generate a scope's CRL while holding the issuer's lease (this process's mutex, then the
@@ -440,7 +510,7 @@ impl Revocation {
     async fn with_crl_lease(
         &self,
         issuer: &str,
-        shard: Option<i64>,
+        scope: CrlScope,
         force: bool,
     ) -> Result<CrlRow, RevocationError> {
         let state = self.issuer(issuer)?;
@@ -450,7 +520,7 @@ impl Revocation {
         loop {
             let at = now();
             if !force {
-                if let Some(crl) = self.fresh_stored(issuer, shard, at).await? {
+                if let Some(crl) = self.fresh_stored(issuer, scope, at).await? {
                     return Ok(crl);
                 }
             }
@@ -459,17 +529,14 @@ impl Revocation {
                 .try_lease(&lease, &self.holder, at, at + CRL_LEASE_SECS)
                 .await?
             {
-                let result = self.sign_scope(state, shard, at).await;
+                let result = self.sign_scope(state, scope, at).await;
                 if let Err(e) = self.store.release_lease(&lease, &self.holder).await {
                     tracing::warn!(issuer, error = %e, "releasing the CRL lease failed");
                 }
                 return result;
             }
             if tokio::time::Instant::now() >= deadline {
-                let stored = self
-                    .store
-                    .latest_crl(issuer, shard.unwrap_or(FULL_CRL))
-                    .await?;
+                let stored = self.store.latest_crl(issuer, scope.key()).await?;
                 return match stored {
                     Some(crl) if crl.next_update > now() => Ok(crl),
                     _ => Err(RevocationError::Busy(issuer.to_string())),
@@ -483,21 +550,21 @@ impl Revocation {
     /// This is the CRL lookup for every surface (the `/crl/NAME.crl` route, and the Notary
     /// `/api/v1/certificate_authorities/{id}/crl` JSON form when that surface is built).
     pub async fn current_crl(&self, issuer: &str) -> Result<CrlRow, RevocationError> {
-        self.current_crl_scope(issuer, None).await
+        self.current_crl_scope(issuer, CrlScope::Full).await
     }
 
-    /// The current CRL of one scope: `None` the complete CRL, `Some(k)` shard `k`.
+    /// The current CRL of one scope: complete, a shard, or the delta CRL.
     pub async fn current_crl_scope(
         &self,
         issuer: &str,
-        shard: Option<i64>,
+        scope: CrlScope,
     ) -> Result<CrlRow, RevocationError> {
         self.issuer(issuer)?;
-        self.check_scope(issuer, shard).await?;
-        if let Some(crl) = self.fresh_stored(issuer, shard, now()).await? {
+        self.check_scope(issuer, scope).await?;
+        if let Some(crl) = self.fresh_stored(issuer, scope, now()).await? {
             return Ok(crl);
         }
-        self.with_crl_lease(issuer, shard, false).await
+        self.with_crl_lease(issuer, scope, false).await
     }
 
     /// Refresh every CRL of every issuer that needs it (scheduled, and after revocations).
@@ -516,9 +583,9 @@ impl Revocation {
                 return;
             }
         };
-        for shard in scopes {
-            if let Err(e) = self.current_crl_scope(issuer, shard).await {
-                tracing::warn!(issuer, shard = shard.unwrap_or(FULL_CRL), error = %e, "CRL refresh failed");
+        for scope in scopes {
+            if let Err(e) = self.current_crl_scope(issuer, scope).await {
+                tracing::warn!(issuer, scope = ?scope, error = %e, "CRL refresh failed");
             }
         }
     }
@@ -1279,7 +1346,11 @@ mod property_tests {
                     .collect();
                 let mut union = BTreeSet::new();
                 for k in 0..i64::from(SHARDS) {
-                    let crl = w.revocation.sign_scope(state, Some(k), at).await.unwrap();
+                    let crl = w
+                        .revocation
+                        .sign_scope(state, CrlScope::Shard(k), at)
+                        .await
+                        .unwrap();
                     let serials = listed(&crl.der, &w.issuer_spki, Some(k));
                     for s in &serials {
                         assert!(union.insert(s.clone()), "step {step}: {s} in two shards");
@@ -1288,7 +1359,11 @@ mod property_tests {
                     }
                 }
                 assert_eq!(union, expected, "step {step}: union of shards at {at}");
-                let full = w.revocation.sign_scope(state, None, at).await.unwrap();
+                let full = w
+                    .revocation
+                    .sign_scope(state, CrlScope::Full, at)
+                    .await
+                    .unwrap();
                 assert_eq!(listed(&full.der, &w.issuer_spki, None), expected);
             }
         }
@@ -1329,7 +1404,9 @@ mod property_tests {
         // An unsharded issuer has no shards.
         assert_eq!(w.revocation.crl_shards("test").await.unwrap(), 0);
         assert!(matches!(
-            w.revocation.current_crl_scope("test", Some(0)).await,
+            w.revocation
+                .current_crl_scope("test", CrlScope::Shard(0))
+                .await,
             Err(RevocationError::UnknownShard(..))
         ));
         assert!(matches!(
@@ -1338,6 +1415,87 @@ mod property_tests {
                 .await,
             Err(RevokeError::InvalidityInFuture)
         ));
+    }
+
+    /// A second responder over the world's store and CA, with delegated responders of 600 s.
+    fn delegated(w: &World, kek: &Arc<KeyEncryptionKey>) -> Revocation {
+        Revocation::new(
+            w.store.clone(),
+            std::slice::from_ref(&w.ca),
+            RevocationSettings {
+                crl_lifetime_secs: 3600,
+                ocsp_lifetime_secs: 3600,
+            },
+        )
+        .with_delegated_responders(&HashSet::from(["test".to_string()]), kek, 600)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_delegated_responder_signs_and_is_renewed_before_expiry() {
+        let w = world(1).await;
+        let kek = Arc::new(KeyEncryptionKey::generate());
+        let revocation = delegated(&w, &kek);
+        let at = now();
+        let first = revocation.responder(0, at).await.unwrap().unwrap();
+        let again = revocation.responder(0, at + 10).await.unwrap().unwrap();
+        assert_eq!(
+            first.cert_der, again.cert_der,
+            "a valid responder is reused"
+        );
+        let (_, cert) = X509Certificate::from_der(&first.cert_der).unwrap();
+        let text = format!("{:?}", cert.extensions());
+        assert!(
+            text.contains("OCSPSigning") || text.contains("ocsp_signing"),
+            "{text}"
+        );
+        assert!(
+            cert.extensions()
+                .iter()
+                .any(|e| e.oid.to_id_string() == "1.3.6.1.5.5.7.48.1.5"),
+            "id-pkix-ocsp-nocheck"
+        );
+        let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&w.issuer_spki).unwrap();
+        cert.verify_signature(Some(&spki)).unwrap();
+        // A response never outlives its responder.
+        let (serial, _, _) = issue(&w.ca, 86400).await;
+        let stored = w.store.certificate(&serial).await.unwrap().unwrap();
+        let (response, expires_at) = revocation
+            .sign_response(0, &[(b"\x30\x00".as_slice(), Some(&stored))], None, at)
+            .await
+            .unwrap();
+        assert!(expires_at <= first.not_after);
+        assert!(
+            response
+                .windows(first.cert_der.len())
+                .any(|w| w == first.cert_der.as_slice()),
+            "the response carries the responder certificate"
+        );
+        // Past two thirds of its life it is replaced, and the new one is stored sealed.
+        let renewed = revocation
+            .responder(0, first.renew_at + 1)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_ne!(renewed.cert_der, first.cert_der);
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ocsp_responders")
+            .fetch_one(w.store.pool())
+            .await
+            .unwrap();
+        assert_eq!(rows, 2);
+        let sealed: String = sqlx::query_scalar("SELECT sealed_key FROM ocsp_responders LIMIT 1")
+            .fetch_one(w.store.pool())
+            .await
+            .unwrap();
+        assert!(sealed.contains("PKID ENCRYPTED PRIVATE KEY"), "{sealed}");
+        // Another replica (same database and KEK) loads the stored responder instead of issuing.
+        let replica = delegated(&w, &kek);
+        let loaded = replica.responder(0, now()).await.unwrap().unwrap();
+        assert!(loaded.cert_der == renewed.cert_der || loaded.cert_der == first.cert_der);
+        let rows_after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ocsp_responders")
+            .fetch_one(w.store.pool())
+            .await
+            .unwrap();
+        assert_eq!(rows_after, 2, "the replica issued no responder of its own");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -188,7 +188,8 @@ pub async fn open_authorities(cfg: &Config) -> Result<Authorities, BoxError> {
             &delegated,
             &kek,
             i64::try_from(cfg.ca.ocsp_responder_lifetime_secs).unwrap_or(345600),
-        ),
+        )
+        .with_delta_crls(cfg.ca.delta_crls),
     );
     Ok(Authorities {
         store,

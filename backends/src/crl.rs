@@ -5,7 +5,8 @@
 //! Each CRL is version 2 with the authorityKeyIdentifier and cRLNumber extensions (§5.2.1,
 //! §5.2.3); a shard of a partitioned CRL also carries a critical issuingDistributionPoint naming
 //! the shard's URL (§5.2.5), which is what certificates of that shard name as their CRL
-//! distribution point. Entries carry a reasonCode (§5.3.1, left out when unspecified) and an
+//! distribution point. A delta CRL (§5.2.4) carries a critical deltaCRLIndicator naming its base,
+//! and a complete CRL with deltas names them in freshestCRL (§5.2.6). Entries carry a reasonCode (§5.3.1, left out when unspecified) and an
 //! invalidityDate (§5.3.2) when given. The signed CRL's signature is verified under the issuer's
 //! public key before it is returned, so a wrong key (a swapped token object, say) is caught.
 
@@ -20,7 +21,9 @@ use crate::{BackendError, CrlRequest, RevocationReason, RevokedEntry};
 const OID_CRL_NUMBER: &[u8] = &[0x55, 0x1d, 0x14];
 const OID_REASON_CODE: &[u8] = &[0x55, 0x1d, 0x15];
 const OID_INVALIDITY_DATE: &[u8] = &[0x55, 0x1d, 0x18];
+const OID_DELTA_CRL_INDICATOR: &[u8] = &[0x55, 0x1d, 0x1b];
 const OID_ISSUING_DISTRIBUTION_POINT: &[u8] = &[0x55, 0x1d, 0x1c];
+const OID_FRESHEST_CRL: &[u8] = &[0x55, 0x1d, 0x2e];
 const OID_AUTHORITY_KEY_IDENTIFIER: &[u8] = &[0x55, 0x1d, 0x23];
 
 const UTC_TIME: u8 = 0x17;
@@ -159,14 +162,24 @@ fn push_entry(out: &mut Vec<u8>, entry: &RevokedEntry) {
     }
 }
 
-/// `IssuingDistributionPoint` (§5.2.5) naming one URL, for end-entity certificates only.
-fn issuing_distribution_point(url: &str) -> Vec<u8> {
+/// `distributionPoint [0] DistributionPointName` holding `fullName [0]` with one URI.
+fn distribution_point_name(url: &str) -> Vec<u8> {
     let general_names = der::tlv(der::URI, url.as_bytes());
     let full_name = der::tlv(CONTEXT_0, &general_names);
-    let distribution_point = der::tlv(CONTEXT_0, &full_name);
-    let mut idp = distribution_point;
+    der::tlv(CONTEXT_0, &full_name)
+}
+
+/// `IssuingDistributionPoint` (§5.2.5) naming one URL, for end-entity certificates only.
+fn issuing_distribution_point(url: &str) -> Vec<u8> {
+    let mut idp = distribution_point_name(url);
     idp.extend_from_slice(&[ONLY_USER_CERTS, 0x01, 0xff]);
     der::tlv(der::SEQUENCE, &idp)
+}
+
+/// `FreshestCRL ::= CRLDistributionPoints` (§5.2.6) with one distribution point.
+fn freshest_crl(url: &str) -> Vec<u8> {
+    let point = der::tlv(der::SEQUENCE, &distribution_point_name(url));
+    der::tlv(der::SEQUENCE, &point)
 }
 
 /// The `crlExtensions [0]` of a CRL.
@@ -184,6 +197,16 @@ fn crl_extensions(req: &CrlRequest, key_id: &[u8]) -> Vec<u8> {
             true,
             &issuing_distribution_point(url),
         ));
+    }
+    if let Some(base) = req.delta_crl_indicator {
+        extensions.extend(extension(
+            OID_DELTA_CRL_INDICATOR,
+            true,
+            &der::unsigned_integer(&base.to_be_bytes()),
+        ));
+    }
+    if let Some(url) = &req.freshest_crl {
+        extensions.extend(extension(OID_FRESHEST_CRL, false, &freshest_crl(url)));
     }
     der::tlv(CONTEXT_0, &der::tlv(der::SEQUENCE, &extensions))
 }

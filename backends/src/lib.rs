@@ -320,7 +320,7 @@ pub struct RevokedEntry {
     pub invalidity_date: Option<OffsetDateTime>,
 }
 
-/// A CRL to sign: the issuer's complete CRL, or one shard of it.
+/// A CRL to sign: the issuer's complete CRL, one shard of it, or a delta CRL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CrlRequest {
     pub crl_number: u64,
@@ -331,6 +331,11 @@ pub struct CrlRequest {
     /// §5.2.5) that matches the CRL distribution point of the shard's certificates; `None`: a
     /// complete CRL.
     pub issuing_distribution_point: Option<String>,
+    /// A delta CRL (RFC 5280 §5.2.4) over the complete CRL with this number: written as the
+    /// critical deltaCRLIndicator.
+    pub delta_crl_indicator: Option<u64>,
+    /// Where the delta CRLs of this complete CRL are (freshestCRL, §5.2.6).
+    pub freshest_crl: Option<String>,
 }
 
 /// Where local backends record what they are about to sign.

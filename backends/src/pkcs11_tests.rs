@@ -266,6 +266,8 @@ async fn token_intermediate_chain_and_crl_verify(alg: KeyAlgorithm) {
                 invalidity_date: None,
             }],
             issuing_distribution_point: None,
+            delta_crl_indicator: None,
+            freshest_crl: None,
         })
         .await
         .unwrap();

@@ -292,6 +292,8 @@ async fn crl_verifies_and_lists_the_serials() {
             },
         ],
         issuing_distribution_point: None,
+        delta_crl_indicator: None,
+        freshest_crl: None,
     };
     let crl = backend.sign_crl(req).await.unwrap();
 

@@ -71,6 +71,8 @@ fn child(entries: usize, dir: &Path) {
         next_update: now + time::Duration::days(1),
         entries,
         issuing_distribution_point: Some("http://127.0.0.1:8080/crl/bench/0.crl".into()),
+        delta_crl_indicator: None,
+        freshest_crl: None,
     };
     let started = Instant::now();
     let der = runtime.block_on(backend.sign_crl(request)).unwrap();

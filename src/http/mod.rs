@@ -23,7 +23,7 @@ use tracing::Instrument;
 
 use crate::acme::problem::Problem;
 use crate::acme::{header_value, AcmeServer, Reply};
-use crate::revocation::Revocation;
+use crate::revocation::{CrlScope, Revocation};
 use base64::Engine;
 
 pub struct HttpSettings {
@@ -195,15 +195,18 @@ impl App {
                 (_, Some(n)) => (n, true),
                 _ => return plain(StatusCode::NOT_FOUND, "not found\n"),
             };
-            // `NAME` (the complete CRL) or `NAME/SHARD`.
-            let (name, shard) = match name.split_once('/') {
-                None => (name, None),
+            // `NAME` (the complete CRL), `NAME/SHARD` or `NAME/delta`.
+            let (name, scope) = match name.split_once('/') {
+                None => (name, CrlScope::Full),
+                Some((issuer, "delta")) => (issuer, CrlScope::Delta),
                 Some((issuer, shard)) => match shard.parse::<i64>() {
-                    Ok(k) if shard.bytes().all(|b| b.is_ascii_digit()) => (issuer, Some(k)),
+                    Ok(k) if shard.bytes().all(|b| b.is_ascii_digit()) => {
+                        (issuer, CrlScope::Shard(k))
+                    }
                     _ => return plain(StatusCode::NOT_FOUND, "no such CRL shard\n"),
                 },
             };
-            return match self.revocation.current_crl_scope(name, shard).await {
+            return match self.revocation.current_crl_scope(name, scope).await {
                 Ok(crl) if pem => bytes_response(
                     "application/x-pem-file",
                     crate::ca::to_pem("X509 CRL", &crl.der).into_bytes(),
@@ -215,6 +218,10 @@ impl App {
                 Err(crate::revocation::RevocationError::UnknownShard(..)) => {
                     plain(StatusCode::NOT_FOUND, "no such CRL shard\n")
                 }
+                Err(crate::revocation::RevocationError::NoDeltaCrls(_)) => plain(
+                    StatusCode::NOT_FOUND,
+                    "this issuer publishes no delta CRLs\n",
+                ),
                 Err(e) => {
                     tracing::error!(code = "PKID-CRL", error = %e, "CRL unavailable");
                     plain(
