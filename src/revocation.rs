@@ -1498,6 +1498,70 @@ mod property_tests {
         assert_eq!(rows_after, 2, "the replica issued no responder of its own");
     }
 
+    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        assert!(content.len() < 128);
+        let mut out = vec![tag, content.len() as u8];
+        out.extend_from_slice(content);
+        out
+    }
+
+    /// An OCSPRequest for one serial of the world's issuer, SHA-1 CertID, no nonce.
+    fn ocsp_request(w: &World, serial_hex: &str) -> Vec<u8> {
+        let state = w.revocation.issuer("test").unwrap();
+        let algorithm = tlv(0x30, &[&tlv(0x06, OID_SHA1)[..], &[0x05, 0x00]].concat());
+        let cert_id = tlv(
+            0x30,
+            &[
+                algorithm,
+                tlv(0x04, &state.name_sha1),
+                tlv(0x04, &state.key_sha1),
+                tlv(0x02, &hex::decode(serial_hex).unwrap()),
+            ]
+            .concat(),
+        );
+        let request = tlv(0x30, &cert_id);
+        tlv(0x30, &tlv(0x30, &tlv(0x30, &request)))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cached_ocsp_responses_are_re_signed_before_they_go_stale() {
+        let w = world(1).await;
+        let (serial, _, _) = issue(&w.ca, 86400).await;
+        let request = ocsp_request(&w, &serial);
+        let first = w.revocation.answer_ocsp(&request).await;
+        assert_eq!(
+            &first[..5],
+            &[0x30, 0x82, first[2], first[3], 0x0a],
+            "{first:02x?}"
+        );
+        assert_eq!(first[6], 0, "successful");
+        assert_eq!(
+            w.revocation.answer_ocsp(&request).await,
+            first,
+            "served from the cache"
+        );
+        // Nothing is due yet; past half of the response's life it is re-signed ahead of use.
+        w.revocation.refresh_ocsp_cache(now() + 60).await;
+        assert_eq!(w.revocation.answer_ocsp(&request).await, first);
+        w.revocation.refresh_ocsp_cache(now() + 1801).await;
+        let refreshed = w.revocation.answer_ocsp(&request).await;
+        assert_ne!(refreshed, first, "re-signed (ECDSA signatures differ)");
+        assert_eq!(w.revocation.answer_ocsp(&request).await, refreshed);
+        // A revocation is never hidden by the cache.
+        w.revocation
+            .revoke(&serial, RevocationReason::Superseded)
+            .await
+            .unwrap();
+        let revoked = w.revocation.answer_ocsp(&request).await;
+        assert_ne!(revoked, refreshed);
+        assert!(
+            revoked
+                .windows(5)
+                .any(|p| p == [0xa0, 0x03, 0x0a, 0x01, 0x04]),
+            "revoked with reason superseded: {revoked:02x?}"
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_lease_holder_at_a_time() {
         let w = world(1).await;
