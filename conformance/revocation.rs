@@ -23,7 +23,7 @@ use x509_parser::x509::ReasonCode;
 
 use crate::certs::{
     check_issued, crl_entry_reason, crl_listing, leaf_serial_hex, ocsp_query, ocsp_status, openssl,
-    openssl_crl_verify, openssl_verify_with_crl, pkilint_crl, pkilint_ocsp_response,
+    openssl_crl_verify, openssl_verify_with_crl, pkilint_crl, pkilint_ocsp_response, pkilint_pkix,
     revocation_endpoints, write_chain_files, write_crl_pem, OcspSubject,
 };
 use crate::client::{csr_der, AcmeClient, Http01Responder};
@@ -366,6 +366,20 @@ async fn sharded_crls_and_a_delegated_ocsp_responder() {
                 "{digest}: nonce echoed:\n{text}"
             );
             pkilint_ocsp_response(&response);
+            // The responder certificate the response carries passes pkilint's RFC 5280 lint.
+            let responder_pem = text
+                .find("-----BEGIN CERTIFICATE-----")
+                .and_then(|start| {
+                    let end = text[start..].find("-----END CERTIFICATE-----")?;
+                    Some(&text[start..start + end + "-----END CERTIFICATE-----".len()])
+                })
+                .unwrap_or_else(|| panic!("no responder certificate in:\n{text}"));
+            pkilint_pkix(
+                &root,
+                responder_pem,
+                &work.join(format!("lint{digest}")),
+                &[],
+            );
         }
         let (status, _) = ocsp_query(
             &issuer,
