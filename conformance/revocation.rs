@@ -12,6 +12,10 @@
 //! CRL lists it too; OCSP (POST and GET, SHA-1 and SHA-256 CertIDs, nonce echoed) is signed by a
 //! delegated responder certificate (id-kp-OCSPSigning, id-pkix-ocsp-nocheck) that `openssl ocsp`
 //! verifies with the CA.
+//!
+//! With `ca.delta_crls`: the complete CRL names its delta CRL (freshestCRL); after a revocation
+//! the delta lists it over the kept complete CRL, and `openssl verify -crl_check -use_deltas`
+//! finds the leaf revoked with both.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
