@@ -175,6 +175,9 @@ pub struct Revocation {
     cache: Mutex<OcspCache>,
     /// This process's name in leases.
     holder: String,
+    /// The CRL of each (issuer, scope) served last, so a large CRL is read from the database
+    /// once per change rather than once per request, and shared by concurrent requests.
+    served_crls: Mutex<HashMap<(String, i64), Arc<CrlRow>>>,
     /// Publish delta CRLs of each complete CRL; the complete CRL then follows its schedule only.
     delta_crls: bool,
 }
@@ -240,6 +243,7 @@ impl Revocation {
             settings,
             cache: Mutex::new(HashMap::new()),
             holder: hex::encode(holder),
+            served_crls: Mutex::new(HashMap::new()),
             delta_crls: false,
         }
     }
@@ -362,7 +366,7 @@ impl Revocation {
     }
 
     /// Sign a fresh complete CRL for `issuer` now and store it (`pkid crl generate`).
-    pub async fn generate_crl(&self, issuer: &str) -> Result<CrlRow, RevocationError> {
+    pub async fn generate_crl(&self, issuer: &str) -> Result<Arc<CrlRow>, RevocationError> {
         self.generate_scope_now(issuer, CrlScope::Full).await
     }
 
@@ -371,7 +375,7 @@ impl Revocation {
         &self,
         issuer: &str,
         scope: CrlScope,
-    ) -> Result<CrlRow, RevocationError> {
+    ) -> Result<Arc<CrlRow>, RevocationError> {
         self.check_scope(issuer, scope).await?;
         self.with_crl_lease(issuer, scope, true).await
     }
@@ -393,16 +397,18 @@ impl Revocation {
         state: &IssuerState,
         scope: CrlScope,
         at: i64,
-    ) -> Result<CrlRow, RevocationError> {
+    ) -> Result<Arc<CrlRow>, RevocationError> {
         let issuer = state.ca.name.as_str();
         let mut delta_crl_indicator = None;
         let rows = match scope {
             CrlScope::Full => self.store.revoked_unexpired(issuer, at, None).await?,
             CrlScope::Shard(k) => self.store.revoked_unexpired(issuer, at, Some(k)).await?,
             CrlScope::Delta => {
-                let base = match self.store.latest_crl(issuer, FULL_CRL).await? {
+                let base = match self.store.latest_crl_meta(issuer, FULL_CRL).await? {
                     Some(base) => base,
-                    None => Box::pin(self.sign_scope(state, CrlScope::Full, at)).await?,
+                    None => Box::pin(self.sign_scope(state, CrlScope::Full, at))
+                        .await?
+                        .meta(),
                 };
                 delta_crl_indicator = Some(u64::try_from(base.number).unwrap_or_default());
                 let mut rows = self.store.revoked_unexpired(issuer, at, None).await?;
@@ -421,7 +427,7 @@ impl Revocation {
                 })
             })
             .collect();
-        let previous = self.store.latest_crl(issuer, scope.key()).await?;
+        let previous = self.store.latest_crl_meta(issuer, scope.key()).await?;
         // CRL numbers increase within a scope (§5.2.3), and complete and delta CRLs share one
         // sequence: microseconds, past the stored one.
         let micros = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000;
@@ -469,7 +475,39 @@ impl Revocation {
         self.store.insert_crl(&row).await?;
         self.store.prune_crls(issuer, scope.key(), 5).await?;
         tracing::info!(issuer, scope = ?scope, number, "CRL generated");
+        let row = Arc::new(row);
+        if let Ok(mut served) = self.served_crls.lock() {
+            served.insert((issuer.to_string(), scope.key()), row.clone());
+        }
         Ok(row)
+    }
+
+    /// The stored CRL `number` of a scope: from memory when it is the one served last, else
+    /// read once from the database (every replica serves the stored bytes).
+    async fn load_crl(
+        &self,
+        issuer: &str,
+        scope: CrlScope,
+        number: i64,
+    ) -> Result<Option<Arc<CrlRow>>, RevocationError> {
+        let key = (issuer.to_string(), scope.key());
+        if let Ok(served) = self.served_crls.lock() {
+            if let Some(crl) = served.get(&key).filter(|c| c.number == number) {
+                return Ok(Some(crl.clone()));
+            }
+        }
+        let Some(row) = self
+            .store
+            .crl_by_number(issuer, scope.key(), number)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let row = Arc::new(row);
+        if let Ok(mut served) = self.served_crls.lock() {
+            served.insert(key, row.clone());
+        }
+        Ok(Some(row))
     }
 
     /// The stored CRL of a scope if it is current: short of two thirds of its life, and newer
@@ -480,8 +518,8 @@ impl Revocation {
         issuer: &str,
         scope: CrlScope,
         at: i64,
-    ) -> Result<Option<CrlRow>, RevocationError> {
-        let Some(crl) = self.store.latest_crl(issuer, scope.key()).await? else {
+    ) -> Result<Option<Arc<CrlRow>>, RevocationError> {
+        let Some(crl) = self.store.latest_crl_meta(issuer, scope.key()).await? else {
             return Ok(None);
         };
         let refresh_margin = self.settings.crl_lifetime_secs / 3;
@@ -495,12 +533,15 @@ impl Revocation {
                 crl.generated_at > self.store.last_revocation(issuer, Some(k)).await?
             }
             CrlScope::Delta => {
-                let base = self.store.latest_crl(issuer, FULL_CRL).await?;
+                let base = self.store.latest_crl_meta(issuer, FULL_CRL).await?;
                 base.is_some_and(|b| crl.generated_at >= b.generated_at && crl.number > b.number)
                     && crl.generated_at > self.store.last_revocation(issuer, None).await?
             }
         };
-        Ok(current.then_some(crl))
+        if !current {
+            return Ok(None);
+        }
+        self.load_crl(issuer, scope, crl.number).await
     }
 
     /// Generate a scope's CRL while holding the issuer's lease (this process's mutex, then the
@@ -512,7 +553,7 @@ impl Revocation {
         issuer: &str,
         scope: CrlScope,
         force: bool,
-    ) -> Result<CrlRow, RevocationError> {
+    ) -> Result<Arc<CrlRow>, RevocationError> {
         let state = self.issuer(issuer)?;
         let _local = state.crl_lock.lock().await;
         let lease = format!("crl:{issuer}");
@@ -536,11 +577,13 @@ impl Revocation {
                 return result;
             }
             if tokio::time::Instant::now() >= deadline {
-                let stored = self.store.latest_crl(issuer, scope.key()).await?;
-                return match stored {
-                    Some(crl) if crl.next_update > now() => Ok(crl),
-                    _ => Err(RevocationError::Busy(issuer.to_string())),
+                let stored = match self.store.latest_crl_meta(issuer, scope.key()).await? {
+                    Some(meta) if meta.next_update > now() => {
+                        self.load_crl(issuer, scope, meta.number).await?
+                    }
+                    _ => None,
                 };
+                return stored.ok_or_else(|| RevocationError::Busy(issuer.to_string()));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -549,7 +592,7 @@ impl Revocation {
     /// The issuer's current complete CRL: the stored one while it is fresh, else a new one.
     /// This is the CRL lookup for every surface (the `/crl/NAME.crl` route, and the Notary
     /// `/api/v1/certificate_authorities/{id}/crl` JSON form when that surface is built).
-    pub async fn current_crl(&self, issuer: &str) -> Result<CrlRow, RevocationError> {
+    pub async fn current_crl(&self, issuer: &str) -> Result<Arc<CrlRow>, RevocationError> {
         self.current_crl_scope(issuer, CrlScope::Full).await
     }
 
@@ -558,7 +601,7 @@ impl Revocation {
         &self,
         issuer: &str,
         scope: CrlScope,
-    ) -> Result<CrlRow, RevocationError> {
+    ) -> Result<Arc<CrlRow>, RevocationError> {
         self.issuer(issuer)?;
         self.check_scope(issuer, scope).await?;
         if let Some(crl) = self.fresh_stored(issuer, scope, now()).await? {

@@ -140,6 +140,24 @@ pub struct CrlRow {
     pub der: Vec<u8>,
 }
 
+/// What is known of a stored CRL without its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrlMeta {
+    pub number: i64,
+    pub generated_at: i64,
+    pub next_update: i64,
+}
+
+impl CrlRow {
+    pub fn meta(&self) -> CrlMeta {
+        CrlMeta {
+            number: self.number,
+            generated_at: self.generated_at,
+            next_update: self.next_update,
+        }
+    }
+}
+
 /// The `crls.shard` of an issuer's complete (unsharded) CRL.
 pub const FULL_CRL: i64 = -1;
 
@@ -271,6 +289,18 @@ fn certificate_from(r: &AnyRow) -> std::result::Result<CertificateRow, sqlx::Err
         revocation_reason: r.try_get("revocation_reason")?,
         invalidity_date: r.try_get("invalidity_date")?,
         crl_shard: r.try_get("crl_shard")?,
+    })
+}
+
+fn crl_from(r: &AnyRow) -> std::result::Result<CrlRow, sqlx::Error> {
+    Ok(CrlRow {
+        issuer: r.try_get("issuer")?,
+        shard: r.try_get("shard")?,
+        number: r.try_get("number")?,
+        generated_at: r.try_get("generated_at")?,
+        this_update: r.try_get("this_update")?,
+        next_update: r.try_get("next_update")?,
+        der: r.try_get("der")?,
     })
 }
 
@@ -1187,19 +1217,52 @@ impl Store {
         .bind(shard)
         .fetch_optional(&self.pool)
         .await?;
+        row.map(|r| crl_from(&r))
+            .transpose()
+            .map_err(StoreError::from)
+    }
+
+    /// The newest stored CRL of one issuer's shard, without its bytes (a large CRL is read
+    /// only when it changed).
+    pub async fn latest_crl_meta(&self, issuer: &str, shard: i64) -> Result<Option<CrlMeta>> {
+        let row = sqlx::query(
+            "SELECT number, generated_at, next_update FROM crls \
+             WHERE issuer = $1 AND shard = $2 ORDER BY number DESC LIMIT 1",
+        )
+        .bind(issuer)
+        .bind(shard)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| {
-            Ok(CrlRow {
-                issuer: r.try_get("issuer")?,
-                shard: r.try_get("shard")?,
+            Ok(CrlMeta {
                 number: r.try_get("number")?,
                 generated_at: r.try_get("generated_at")?,
-                this_update: r.try_get("this_update")?,
                 next_update: r.try_get("next_update")?,
-                der: r.try_get("der")?,
             })
         })
         .transpose()
         .map_err(|e: sqlx::Error| StoreError::from(e))
+    }
+
+    /// One stored CRL by its number.
+    pub async fn crl_by_number(
+        &self,
+        issuer: &str,
+        shard: i64,
+        number: i64,
+    ) -> Result<Option<CrlRow>> {
+        let row = sqlx::query(
+            "SELECT issuer, shard, number, generated_at, this_update, next_update, der FROM crls \
+             WHERE issuer = $1 AND shard = $2 AND number = $3",
+        )
+        .bind(issuer)
+        .bind(shard)
+        .bind(number)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| crl_from(&r))
+            .transpose()
+            .map_err(StoreError::from)
     }
 
     /// Keep the newest `keep` CRLs of an issuer's shard.

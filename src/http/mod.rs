@@ -211,7 +211,12 @@ impl App {
                     "application/x-pem-file",
                     crate::ca::to_pem("X509 CRL", &crl.der).into_bytes(),
                 ),
-                Ok(crl) => bytes_response("application/pkix-crl", crl.der),
+                Ok(crl) => {
+                    let mut r = bytes_response("application/pkix-crl", Vec::new());
+                    // The stored CRL's bytes, shared with other requests rather than copied.
+                    *r.body_mut() = Full::new(Bytes::from_owner(SharedCrl(crl)));
+                    r
+                }
                 Err(crate::revocation::RevocationError::UnknownIssuer(_)) => {
                     plain(StatusCode::NOT_FOUND, "no such issuer\n")
                 }
@@ -270,6 +275,15 @@ impl App {
             "application/ocsp-response",
             self.revocation.answer_ocsp(&request_der).await,
         )
+    }
+}
+
+/// A served CRL's DER as a response body.
+struct SharedCrl(Arc<crate::store::CrlRow>);
+
+impl AsRef<[u8]> for SharedCrl {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.der
     }
 }
 
