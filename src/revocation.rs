@@ -12,6 +12,9 @@
 //!   revocation in its scope, or past two thirds of its life, is regenerated — by one replica at
 //!   a time: a lease row taken with a conditional upsert ([`Store::try_lease`]) guards each
 //!   issuer's generation across replicas sharing a database, an in-process mutex within one.
+//!   With `ca.delta_crls`, a delta CRL (§5.2.4, `/crl/NAME/delta.crl`) carries revocations
+//!   since the complete CRL, which then follows its schedule only. Freshness is decided on the
+//!   stored CRL's number and times; its bytes are read once per change and shared.
 //! - **OCSP** answers GET and POST, SHA-1 and SHA-256 CertIDs, good / revoked (time, reason and
 //!   invalidity date) / unknown, echoing the nonce (RFC 8954). Responses are signed by the
 //!   issuer's backend, or — `ca.ocsp_responder = "delegated"` — by a delegated responder
