@@ -423,12 +423,26 @@ pub enum OcspSubject<'a> {
 /// Asks the responder at `url` with `openssl ocsp` (no nonce); asserts the response verifies
 /// against `bundle`; returns the status openssl reports: `good`, `revoked` or `unknown`.
 pub fn ocsp_status(issuer: &Path, bundle: &Path, url: &str, subject: OcspSubject<'_>) -> String {
+    ocsp_query(issuer, bundle, url, subject, &["-no_nonce"]).0
+}
+
+/// `openssl ocsp EXTRA… -issuer ISSUER (-cert|-serial) … -url URL -CAfile BUNDLE`: asserts the
+/// response verifies against `bundle`; returns the status openssl reports and its whole output.
+pub fn ocsp_query(
+    issuer: &Path,
+    bundle: &Path,
+    url: &str,
+    subject: OcspSubject<'_>,
+    extra: &[&str],
+) -> (String, String) {
     let (flag, value, label) = match subject {
         OcspSubject::Cert(path) => ("-cert", path.as_os_str(), path.display().to_string()),
         OcspSubject::Serial(serial) => ("-serial", serial.as_ref(), serial.to_owned()),
     };
-    let (ok, text) = openssl(&[
-        "ocsp".as_ref(),
+    // Options first: openssl wants a CertID digest before -cert or -serial.
+    let mut args: Vec<&std::ffi::OsStr> = vec!["ocsp".as_ref()];
+    args.extend(extra.iter().map(|a| std::ffi::OsStr::new(*a)));
+    args.extend([
         "-issuer".as_ref(),
         issuer.as_os_str(),
         flag.as_ref(),
@@ -437,17 +451,50 @@ pub fn ocsp_status(issuer: &Path, bundle: &Path, url: &str, subject: OcspSubject
         url.as_ref(),
         "-CAfile".as_ref(),
         bundle.as_os_str(),
-        "-no_nonce".as_ref(),
     ]);
+    let (ok, text) = openssl(&args);
     assert!(
         ok && text.contains("Response verify OK"),
-        "openssl ocsp {label} at {url}:\n{text}"
+        "openssl ocsp {label} at {url} {extra:?}:\n{text}"
     );
     let prefix = format!("{label}: ");
-    text.lines()
+    let status = text
+        .lines()
         .find_map(|line| line.strip_prefix(&prefix))
         .map(|status| status.trim().to_owned())
-        .unwrap_or_else(|| panic!("openssl ocsp printed no status for {label}:\n{text}"))
+        .unwrap_or_else(|| panic!("openssl ocsp printed no status for {label}:\n{text}"));
+    (status, text)
+}
+
+/// Runs a pkilint linter (`lint_crl …`, `lint_ocsp_response …`) with `-s ERROR` on `file`;
+/// asserts it reports nothing.
+pub fn pkilint_document(linter: &str, args: &[&str], file: &Path) {
+    require_tool(linter);
+    let output = Command::new(linter)
+        .arg("lint")
+        .args(args)
+        .args(["-s", "ERROR"])
+        .arg(file)
+        .output()
+        .unwrap_or_else(|err| panic!("run {linter}: {err}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.trim().is_empty() && stderr.trim().is_empty(),
+        "{linter} findings on {} ({}):\n{stdout}{stderr}",
+        file.display(),
+        output.status
+    );
+}
+
+/// pkilint's RFC 5280 CRL linter finds nothing at ERROR level in the DER CRL `file`.
+pub fn pkilint_crl(file: &Path) {
+    pkilint_document("lint_crl", &["-t", "CRL", "-p", "PKIX"], file);
+}
+
+/// pkilint's RFC 6960 linter finds nothing at ERROR level in the DER OCSP response `file`.
+pub fn pkilint_ocsp_response(file: &Path) {
+    pkilint_document("lint_ocsp_response", &[], file);
 }
 
 /// `openssl verify -crl_check -CAfile BUNDLE -CRLfile CRL_PEM LEAF`: (success, output).

@@ -167,6 +167,20 @@ impl Postgres {
         }
     }
 
+    /// Runs one SQL statement on pkid's database with `psql`; panics with its error if it fails.
+    pub fn sql(&self, statement: &str) {
+        let output = Command::new(postgres_bin("psql"))
+            .arg(&self.url)
+            .args(["-v", "ON_ERROR_STOP=1", "-c", statement])
+            .output()
+            .expect("run psql");
+        assert!(
+            output.status.success(),
+            "psql {statement}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     /// A fast shutdown (SIGINT: open transactions roll back, connections drop), `down` of
     /// outage, then the same cluster again on the same port.
     pub fn restart(&mut self, down: Duration) {

@@ -87,10 +87,10 @@ pub struct Ca {
     pub backend: Arc<dyn SigningBackend>,
     store: Store,
     backdate_secs: i64,
-    /// CRL distribution point and OCSP URL for this issuer's certificates.
-    revocation_urls: Option<(String, String)>,
-    /// Where relying parties fetch the issuing CA certificate (AIA caIssuers).
-    ca_issuers_url: Option<String>,
+    /// Base URL of the CRLs and OCSP responder this issuer's certificates name.
+    revocation_base: Option<String>,
+    /// CRL shards (1: one unsharded CRL); a certificate's shard is fixed at issuance.
+    crl_shards: u32,
     /// Other chains (DER, issuing CA first) the issued certificates also verify under.
     alternate_chains: Vec<Vec<Vec<u8>>>,
 }
@@ -129,8 +129,8 @@ impl Ca {
             backend,
             store,
             backdate_secs: i64::try_from(backdate_secs).unwrap_or(60),
-            revocation_urls: None,
-            ca_issuers_url: None,
+            revocation_base: None,
+            crl_shards: 1,
             alternate_chains: Vec::new(),
         }
     }
@@ -167,16 +167,61 @@ impl Ca {
         &self.alternate_chains
     }
 
-    /// Point this issuer's certificates at `BASE/crl/NAME.crl`, `BASE/ocsp` and the issuing CA
-    /// certificate `BASE/ca/NAME.der` (AIA caIssuers), when the backend publishes revocation itself
-    /// (local keys; upstream CAs publish their own).
+    /// Point this issuer's certificates at `BASE/crl/NAME.crl` (or their shard's
+    /// `BASE/crl/NAME/SHARD.crl`), `BASE/ocsp` and the issuing CA certificate `BASE/ca/NAME.der`
+    /// (AIA caIssuers), when the backend publishes revocation itself (local keys; upstream CAs
+    /// publish their own).
     pub fn with_revocation_base(mut self, base: Option<&str>) -> Ca {
         let caps = self.backend.capabilities();
-        let base = base.filter(|_| caps.crl);
-        self.revocation_urls =
-            base.map(|b| (format!("{b}/crl/{}.crl", self.name), format!("{b}/ocsp")));
-        self.ca_issuers_url = base.map(|b| format!("{b}/ca/{}.der", self.name));
+        self.revocation_base = base.filter(|_| caps.crl).map(str::to_string);
         self
+    }
+
+    /// Partition this issuer's CRL into `shards` (Boulder-style; 1 or 0: unsharded).
+    pub fn with_crl_shards(mut self, shards: u32) -> Ca {
+        self.crl_shards = shards.max(1);
+        self
+    }
+
+    pub fn crl_shards(&self) -> u32 {
+        self.crl_shards
+    }
+
+    /// The URL of this issuer's CRL: its complete CRL (`None`) or one shard.
+    pub fn crl_url(&self, shard: Option<i64>) -> Option<String> {
+        let base = self.revocation_base.as_deref()?;
+        Some(match shard {
+            None => format!("{base}/crl/{}.crl", self.name),
+            Some(shard) => format!("{base}/crl/{}/{shard}.crl", self.name),
+        })
+    }
+
+    /// The URL of this issuer's delta CRL (RFC 5280 §5.2.4), named by its complete CRL.
+    pub fn delta_crl_url(&self) -> Option<String> {
+        Some(format!(
+            "{}/crl/{}/delta.crl",
+            self.revocation_base.as_deref()?,
+            self.name
+        ))
+    }
+
+    fn ocsp_url(&self) -> Option<String> {
+        Some(format!("{}/ocsp", self.revocation_base.as_deref()?))
+    }
+
+    /// Where relying parties fetch the issuing CA certificate (AIA caIssuers).
+    fn ca_issuers_url(&self) -> Option<String> {
+        Some(format!(
+            "{}/ca/{}.der",
+            self.revocation_base.as_deref()?,
+            self.name
+        ))
+    }
+
+    /// The CRL shard a new certificate with `serial` belongs to; `None` when unsharded.
+    fn crl_shard_for(&self, serial: &Serial) -> Option<i64> {
+        (self.crl_shards > 1 && self.revocation_base.is_some())
+            .then(|| crate::revocation::crl_shard_of(serial, self.crl_shards))
     }
 
     /// Run the issuance cycle for a checked CSR.
@@ -192,6 +237,7 @@ impl Ca {
         let not_after = not_before + time::Duration::seconds(profile.validity_secs);
         let serial = Serial::random();
         let serial_hex = serial.to_hex();
+        let crl_shard = self.crl_shard_for(&serial);
 
         let mut dns_names = Vec::new();
         let mut ip_addresses = Vec::new();
@@ -225,18 +271,11 @@ impl Ca {
             profile: CertProfile {
                 key_usage,
                 ext_key_usage,
-                crl_distribution_points: self
-                    .revocation_urls
-                    .iter()
-                    .map(|(crl, _)| crl.clone())
-                    .collect(),
-                ocsp_urls: self
-                    .revocation_urls
-                    .iter()
-                    .map(|(_, ocsp)| ocsp.clone())
-                    .collect(),
-                ca_issuers_urls: self.ca_issuers_url.iter().cloned().collect(),
+                crl_distribution_points: self.crl_url(crl_shard).into_iter().collect(),
+                ocsp_urls: self.ocsp_url().into_iter().collect(),
+                ca_issuers_urls: self.ca_issuers_url().into_iter().collect(),
                 must_staple: false,
+                ocsp_no_check: false,
                 certificate_policies: profile.certificate_policies.clone(),
             },
         };
@@ -248,9 +287,82 @@ impl Ca {
                 account_id,
                 not_before: not_before.unix_timestamp(),
                 not_after: not_after.unix_timestamp(),
+                crl_shard,
             },
         };
-        let first = self.backend.issue(request, &journal).await;
+        let chain = self
+            .sign_and_check(request, &journal, |leaf| check_leaf(leaf, csr))
+            .await?;
+        self.store_issued(&serial_hex, &chain, &journal.pending)
+            .await
+    }
+
+    /// A delegated OCSP responder certificate (RFC 6960 §4.2.2.2) for `spki_der`, through the
+    /// same issuance cycle: id-kp-OCSPSigning, id-pkix-ocsp-nocheck, digitalSignature, and no
+    /// revocation pointers (nocheck: relying parties do not check it, so it is short-lived).
+    pub async fn issue_ocsp_responder(
+        &self,
+        spki_der: &[u8],
+        validity_secs: i64,
+    ) -> Result<IssuedCert, IssueError> {
+        let now = time::OffsetDateTime::now_utc();
+        let not_before = now - time::Duration::seconds(self.backdate_secs);
+        let not_after = now + time::Duration::seconds(validity_secs.max(60));
+        let serial = Serial::random();
+        let serial_hex = serial.to_hex();
+        let request = IssueRequest {
+            csr_der: Vec::new(),
+            subject_public_key_der: spki_der.to_vec(),
+            common_name: Some(format!("pkid {} OCSP Responder", self.name)),
+            dns_names: Vec::new(),
+            ip_addresses: Vec::new(),
+            serial,
+            not_before,
+            not_after,
+            profile: CertProfile {
+                key_usage: vec![KeyUsageBit::DigitalSignature],
+                ext_key_usage: vec![ExtKeyUsage::OcspSigning],
+                ocsp_no_check: true,
+                ..CertProfile::default()
+            },
+        };
+        let journal = StoreJournal {
+            store: &self.store,
+            pending: PendingCertificate {
+                issuer: &self.name,
+                order_id: None,
+                account_id: None,
+                not_before: not_before.unix_timestamp(),
+                not_after: not_after.unix_timestamp(),
+                crl_shard: None,
+            },
+        };
+        let chain = self
+            .sign_and_check(request, &journal, |cert| {
+                let (_, parsed) = X509Certificate::from_der(cert)
+                    .map_err(|e| IssueError::Mismatch(format!("unparseable certificate: {e}")))?;
+                if parsed.public_key().raw != spki_der {
+                    return Err(IssueError::Mismatch(
+                        "the responder certificate does not carry the responder key".into(),
+                    ));
+                }
+                Ok(())
+            })
+            .await?;
+        self.store_issued(&serial_hex, &chain, &journal.pending)
+            .await
+    }
+
+    /// Steps 2–4 of the cycle: the backend journals, signs and checks; `check` looks at the
+    /// leaf. On any failure the journaled serial is marked abandoned.
+    async fn sign_and_check(
+        &self,
+        request: IssueRequest,
+        journal: &StoreJournal<'_>,
+        check: impl FnOnce(&[u8]) -> Result<(), IssueError>,
+    ) -> Result<Vec<Vec<u8>>, IssueError> {
+        let serial_hex = request.serial.to_hex();
+        let first = self.backend.issue(request, journal).await;
         let chain = match self.finish_pending(first).await {
             Ok(chain) => chain,
             Err(e) => {
@@ -264,16 +376,29 @@ impl Ca {
                 "the backend returned an empty chain".into(),
             ));
         };
-        if let Err(e) = check_leaf(leaf, csr) {
+        if let Err(e) = check(leaf) {
             self.store.abandon_tbs(&serial_hex).await?;
             return Err(e);
         }
+        Ok(chain)
+    }
+
+    /// Step 5: store the certificate (and complete its order, if any).
+    async fn store_issued(
+        &self,
+        serial_hex: &str,
+        chain: &[Vec<u8>],
+        pending: &PendingCertificate<'_>,
+    ) -> Result<IssuedCert, IssueError> {
+        let leaf = chain
+            .first()
+            .ok_or_else(|| IssueError::Mismatch("the backend returned an empty chain".into()))?;
         let (_, parsed) = X509Certificate::from_der(leaf)
             .map_err(|e| IssueError::Mismatch(format!("unparseable certificate: {e}")))?;
         let leaf_serial = hex::encode(parsed.raw_serial());
         if leaf_serial != serial_hex {
             // An upstream CA picked its own serial; ours stays recorded as unused.
-            self.store.abandon_tbs(&serial_hex).await?;
+            self.store.abandon_tbs(serial_hex).await?;
         }
         let chain_pem: String = chain.iter().map(|der| to_pem("CERTIFICATE", der)).collect();
         let record = IssuedRecord {
@@ -282,11 +407,7 @@ impl Ca {
             der: leaf,
             chain_pem: &chain_pem,
         };
-        if let Err(e) = self
-            .store
-            .complete_issuance(&record, &journal.pending)
-            .await
-        {
+        if let Err(e) = self.store.complete_issuance(&record, pending).await {
             if matches!(e, crate::store::StoreError::OrderSettled(_)) {
                 // Signed but never served: the serial stays recorded, unused.
                 self.store.abandon_tbs(&leaf_serial).await?;

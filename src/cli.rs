@@ -9,13 +9,28 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use crate::config::Config;
 use crate::server::{open_authorities, BoxError};
 
-/// `pkid revoke SERIAL --reason R`.
-pub async fn revoke(cfg: &Config, serial: &str, reason: u8) -> Result<(), BoxError> {
+/// `pkid revoke SERIAL --reason R [--invalidity-date RFC3339]`.
+pub async fn revoke(
+    cfg: &Config,
+    serial: &str,
+    reason: u8,
+    invalidity_date: Option<&str>,
+) -> Result<(), BoxError> {
     let reason = RevocationReason::from_code(reason)
         .ok_or_else(|| format!("reason {reason} is not an RFC 5280 reason code (0-10, not 7)"))?;
+    let invalidity_date = invalidity_date
+        .map(|text| {
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .map(|t| t.unix_timestamp())
+                .map_err(|e| format!("--invalidity-date {text:?} is not an RFC 3339 time: {e}"))
+        })
+        .transpose()?;
     let serial = crate::revocation::canonical_serial_hex(serial);
     let authorities = open_authorities(cfg).await?;
-    authorities.revocation.revoke(&serial, reason).await?;
+    authorities
+        .revocation
+        .revoke_with_invalidity(&serial, reason, invalidity_date)
+        .await?;
     // Publish now rather than at the next fetch.
     let issuer = authorities
         .store
@@ -24,24 +39,29 @@ pub async fn revoke(cfg: &Config, serial: &str, reason: u8) -> Result<(), BoxErr
         .map(|c| c.issuer);
     if let Some(issuer) = issuer {
         if authorities.revocation.issuer_names().contains(&issuer) {
-            authorities.revocation.generate_crl(&issuer).await?;
+            authorities.revocation.refresh_issuer(&issuer).await;
         }
     }
     println!("revoked {serial} (reason {})", reason.code());
     Ok(())
 }
 
-/// `pkid crl generate [ISSUER] [--out FILE]`: sign a fresh CRL now; PEM to stdout or a file.
+/// `pkid crl generate [ISSUER] [--shard K | --delta] [--out FILE]`: sign a fresh CRL now (the
+/// complete one, shard K, or the delta CRL); PEM to stdout or a file.
 pub async fn crl_generate(
     cfg: &Config,
     issuer: Option<&str>,
+    scope: crate::revocation::CrlScope,
     out: Option<PathBuf>,
 ) -> Result<(), BoxError> {
     let authorities = open_authorities(cfg).await?;
     let issuer = issuer
         .unwrap_or(authorities.default_ca.name.as_str())
         .to_string();
-    let crl = authorities.revocation.generate_crl(&issuer).await?;
+    let crl = authorities
+        .revocation
+        .generate_scope_now(&issuer, scope)
+        .await?;
     let pem = crate::ca::to_pem("X509 CRL", &crl.der);
     match out {
         Some(path) => {

@@ -94,10 +94,61 @@ pub struct CaConfig {
     pub crl_lifetime_secs: u64,
     /// Seconds an OCSP response is valid.
     pub ocsp_lifetime_secs: u64,
+    /// CRL shards per issuer (1: one CRL). A certificate's shard is fixed at issuance from its
+    /// serial and written into its CRL distribution point (`…/crl/NAME/SHARD.crl`).
+    pub crl_shards: u32,
+    /// Publish delta CRLs (RFC 5280 §5.2.4) at `…/crl/NAME/delta.crl`, named in each complete
+    /// CRL's freshestCRL; the complete CRL is then regenerated on schedule only.
+    pub delta_crls: bool,
+    /// Who signs OCSP responses: the issuing CA itself, or a delegated responder certificate.
+    pub ocsp_responder: OcspResponderMode,
+    /// Validity of delegated OCSP responder certificates, seconds (renewed at 2/3 of it).
+    pub ocsp_responder_lifetime_secs: u64,
+    /// `crl_shards` and `ocsp_responder` for one backend, overriding the values above.
+    pub revocation_by_backend: BTreeMap<String, RevocationOverride>,
     /// Other chains for a backend's issuing CA (e.g. through a cross-signed intermediate), by
     /// backend name: PEM files, each the issuing CA's alternate certificate first. ACME offers
     /// them with `Link: rel="alternate"` (RFC 8555 §7.4.2).
     pub alternate_chains: BTreeMap<String, Vec<PathBuf>>,
+}
+
+/// Who signs an issuer's OCSP responses (RFC 6960 §4.2.2.2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OcspResponderMode {
+    /// The issuing CA's key, through its backend.
+    #[default]
+    Issuer,
+    /// A short-lived responder certificate issued by the CA (id-kp-OCSPSigning,
+    /// id-pkix-ocsp-nocheck), its software key sealed in the database.
+    Delegated,
+}
+
+/// Revocation settings of one backend; unset keys take the `[ca]` value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RevocationOverride {
+    pub crl_shards: Option<u32>,
+    pub ocsp_responder: Option<OcspResponderMode>,
+}
+
+impl CaConfig {
+    /// The CRL shards of backend `name`.
+    pub fn crl_shards_of(&self, name: &str) -> u32 {
+        self.revocation_by_backend
+            .get(name)
+            .and_then(|o| o.crl_shards)
+            .unwrap_or(self.crl_shards)
+            .max(1)
+    }
+
+    /// Who signs backend `name`'s OCSP responses.
+    pub fn ocsp_responder_of(&self, name: &str) -> OcspResponderMode {
+        self.revocation_by_backend
+            .get(name)
+            .and_then(|o| o.ocsp_responder)
+            .unwrap_or(self.ocsp_responder)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -246,6 +297,11 @@ impl Default for CaConfig {
             revocation_base_url: String::new(),
             crl_lifetime_secs: 86400,
             ocsp_lifetime_secs: 86400,
+            crl_shards: 1,
+            delta_crls: false,
+            ocsp_responder: OcspResponderMode::Issuer,
+            ocsp_responder_lifetime_secs: 4 * 86400,
+            revocation_by_backend: BTreeMap::new(),
             alternate_chains: BTreeMap::new(),
         }
     }

@@ -31,6 +31,10 @@ enum Command {
         /// RFC 5280 reason code: 0 unspecified, 1 keyCompromise, 4 superseded, 5 cessationOfOperation …
         #[arg(long, default_value_t = 0)]
         reason: u8,
+        /// RFC 3339 time the key was known or suspected compromised, or the certificate
+        /// otherwise became invalid (RFC 5280 §5.3.2), e.g. 2026-01-31T12:00:00Z.
+        #[arg(long)]
+        invalidity_date: Option<String>,
     },
     /// CRL operations.
     Crl {
@@ -104,6 +108,12 @@ enum CrlCommand {
         issuer: Option<String>,
         #[arg(long)]
         out: Option<PathBuf>,
+        /// One shard of a sharded issuer's CRL instead of its complete CRL.
+        #[arg(long, conflicts_with = "delta")]
+        shard: Option<i64>,
+        /// The delta CRL (with `ca.delta_crls`) instead of the complete CRL.
+        #[arg(long)]
+        delta: bool,
     },
 }
 
@@ -124,10 +134,27 @@ enum BackendCommand {
 async fn dispatch(cfg: Config, command: Command) -> Result<(), BoxError> {
     match command {
         Command::Serve => pkid::server::run(cfg).await,
-        Command::Revoke { serial, reason } => pkid::cli::revoke(&cfg, &serial, reason).await,
+        Command::Revoke {
+            serial,
+            reason,
+            invalidity_date,
+        } => pkid::cli::revoke(&cfg, &serial, reason, invalidity_date.as_deref()).await,
         Command::Crl {
-            command: CrlCommand::Generate { issuer, out },
-        } => pkid::cli::crl_generate(&cfg, issuer.as_deref(), out).await,
+            command:
+                CrlCommand::Generate {
+                    issuer,
+                    out,
+                    shard,
+                    delta,
+                },
+        } => {
+            let scope = match (shard, delta) {
+                (Some(k), _) => pkid::revocation::CrlScope::Shard(k),
+                (None, true) => pkid::revocation::CrlScope::Delta,
+                (None, false) => pkid::revocation::CrlScope::Full,
+            };
+            pkid::cli::crl_generate(&cfg, issuer.as_deref(), scope, out).await
+        }
         Command::Ca {
             command: CaCommand::List,
         } => pkid::cli::ca_list(&cfg).await,

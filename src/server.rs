@@ -15,7 +15,7 @@ use rand::RngCore;
 use crate::acme::nonce::NonceService;
 use crate::acme::{AcmeServer, AcmeSettings};
 use crate::ca::{Ca, Profile};
-use crate::config::{BackendSpec, Config};
+use crate::config::{BackendSpec, Config, OcspResponderMode};
 use crate::csr::check_csr;
 use crate::http::{App, HttpSettings, Surface};
 use crate::revocation::{Revocation, RevocationSettings};
@@ -137,7 +137,8 @@ pub async fn open_authorities(cfg: &Config) -> Result<Authorities, BoxError> {
     for (name, spec) in &cfg.backends {
         let backend = open_backend(cfg, name, spec, &kek, &root_path).await?;
         let mut ca = Ca::new(name.clone(), backend, store.clone(), cfg.ca.backdate_secs)
-            .with_revocation_base(revocation_base.as_deref());
+            .with_revocation_base(revocation_base.as_deref())
+            .with_crl_shards(cfg.ca.crl_shards_of(name));
         if let Some(files) = cfg.ca.alternate_chains.get(name) {
             let mut chains = Vec::new();
             for file in files {
@@ -161,18 +162,32 @@ pub async fn open_authorities(cfg: &Config) -> Result<Authorities, BoxError> {
             cfg.acme.backend
         )
     })?;
-    let revocation = Arc::new(Revocation::new(
-        store.clone(),
-        &cas,
-        RevocationSettings {
-            crl_lifetime_secs: i64::try_from(cfg.ca.crl_lifetime_secs)
-                .unwrap_or(86400)
-                .max(60),
-            ocsp_lifetime_secs: i64::try_from(cfg.ca.ocsp_lifetime_secs)
-                .unwrap_or(86400)
-                .max(60),
-        },
-    ));
+    let delegated: std::collections::HashSet<String> = cfg
+        .backends
+        .keys()
+        .filter(|name| cfg.ca.ocsp_responder_of(name) == OcspResponderMode::Delegated)
+        .cloned()
+        .collect();
+    let revocation = Arc::new(
+        Revocation::new(
+            store.clone(),
+            &cas,
+            RevocationSettings {
+                crl_lifetime_secs: i64::try_from(cfg.ca.crl_lifetime_secs)
+                    .unwrap_or(86400)
+                    .max(60),
+                ocsp_lifetime_secs: i64::try_from(cfg.ca.ocsp_lifetime_secs)
+                    .unwrap_or(86400)
+                    .max(60),
+            },
+        )
+        .with_delegated_responders(
+            &delegated,
+            &kek,
+            i64::try_from(cfg.ca.ocsp_responder_lifetime_secs).unwrap_or(345600),
+        )
+        .with_delta_crls(cfg.ca.delta_crls),
+    );
     Ok(Authorities {
         store,
         cas,
@@ -489,7 +504,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
     ));
 
     spawn_housekeeping(store.clone(), directories, cfg.acme.processing_timeout_secs);
-    spawn_crl_refresh(revocation.clone(), cfg.ca.crl_lifetime_secs);
+    tokio::spawn(revocation.clone().run_refresh());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut plain_server = None;
     if !cfg.server.http_listen.is_empty() {
@@ -559,22 +574,6 @@ fn spawn_housekeeping(
                     tracing::warn!(error = %e, "pruning redeemed nonces failed");
                 }
             }
-        }
-    });
-}
-
-/// Keep every issuer's CRL fresh: regenerate at a third of its lifetime.
-fn spawn_crl_refresh(revocation: Arc<Revocation>, crl_lifetime_secs: u64) {
-    let period = Duration::from_secs((crl_lifetime_secs / 3).clamp(10, 3600));
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(period);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                // Debounce: a burst of revocations yields one new CRL.
-                _ = revocation.revoked.notified() => tokio::time::sleep(Duration::from_secs(2)).await,
-            }
-            revocation.refresh_all().await;
         }
     });
 }

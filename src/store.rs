@@ -163,6 +163,10 @@ pub struct CertificateRow {
     pub not_after: i64,
     pub revoked_at: Option<i64>,
     pub revocation_reason: Option<i64>,
+    /// RFC 5280 §5.3.2, when the revocation named one.
+    pub invalidity_date: Option<i64>,
+    /// The CRL shard baked into the certificate's distribution point; `None`: unsharded.
+    pub crl_shard: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -170,16 +174,52 @@ pub struct RevokedRow {
     pub serial: String,
     pub revoked_at: i64,
     pub reason: Option<i64>,
+    pub invalidity_date: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
 pub struct CrlRow {
     pub issuer: String,
+    /// [`FULL_CRL`] for the issuer's complete CRL, else the shard index.
+    pub shard: i64,
     pub number: i64,
     pub generated_at: i64,
     pub this_update: i64,
     pub next_update: i64,
     pub der: Vec<u8>,
+}
+
+/// What is known of a stored CRL without its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrlMeta {
+    pub number: i64,
+    pub generated_at: i64,
+    pub next_update: i64,
+}
+
+impl CrlRow {
+    pub fn meta(&self) -> CrlMeta {
+        CrlMeta {
+            number: self.number,
+            generated_at: self.generated_at,
+            next_update: self.next_update,
+        }
+    }
+}
+
+/// The `crls.shard` of an issuer's complete (unsharded) CRL.
+pub const FULL_CRL: i64 = -1;
+
+/// A delegated OCSP responder certificate and its sealed key.
+#[derive(Debug, Clone)]
+pub struct OcspResponderRow {
+    pub issuer: String,
+    pub serial: String,
+    pub cert_der: Vec<u8>,
+    /// PEM of the KEK-sealed PKCS#8 key.
+    pub sealed_key: String,
+    pub not_before: i64,
+    pub not_after: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,6 +248,8 @@ pub struct PendingCertificate<'a> {
     pub account_id: Option<&'a str>,
     pub not_before: i64,
     pub not_after: i64,
+    /// The CRL shard written into the certificate's distribution point.
+    pub crl_shard: Option<i64>,
 }
 
 /// A new authorization and its challenges, written with its order.
@@ -294,6 +336,20 @@ fn certificate_from(r: &AnyRow) -> std::result::Result<CertificateRow, sqlx::Err
         not_after: r.try_get("not_after")?,
         revoked_at: r.try_get("revoked_at")?,
         revocation_reason: r.try_get("revocation_reason")?,
+        invalidity_date: r.try_get("invalidity_date")?,
+        crl_shard: r.try_get("crl_shard")?,
+    })
+}
+
+fn crl_from(r: &AnyRow) -> std::result::Result<CrlRow, sqlx::Error> {
+    Ok(CrlRow {
+        issuer: r.try_get("issuer")?,
+        shard: r.try_get("shard")?,
+        number: r.try_get("number")?,
+        generated_at: r.try_get("generated_at")?,
+        this_update: r.try_get("this_update")?,
+        next_update: r.try_get("next_update")?,
+        der: r.try_get("der")?,
     })
 }
 
@@ -303,7 +359,7 @@ const ORDER_COLS: &str =
 const AUTHZ_COLS: &str = "id, account_id, id_type, id_value, wildcard, status, expires";
 const CHALLENGE_COLS: &str = "id, authz_id, kind, token, status, validated, error";
 const CERT_COLS: &str = "serial, issuer, order_id, account_id, status, der, chain_pem, not_after, \
-    revoked_at, revocation_reason";
+    revoked_at, revocation_reason, invalidity_date, crl_shard";
 
 /// An authorization and its challenges, inside the caller's transaction.
 async fn insert_authz_in(
@@ -1014,8 +1070,8 @@ impl Store {
         tbs: &[u8],
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO certificates (serial, issuer, order_id, account_id, status, tbs, not_before, not_after, created_at) \
-             VALUES ($1, $2, $3, $4, 'tbs', $5, $6, $7, $8)",
+            "INSERT INTO certificates (serial, issuer, order_id, account_id, status, tbs, not_before, not_after, created_at, crl_shard) \
+             VALUES ($1, $2, $3, $4, 'tbs', $5, $6, $7, $8, $9)",
         )
         .bind(serial)
         .bind(pending.issuer)
@@ -1025,6 +1081,7 @@ impl Store {
         .bind(pending.not_before)
         .bind(pending.not_after)
         .bind(now())
+        .bind(pending.crl_shard)
         .execute(&self.writer)
         .await?;
         Ok(())
@@ -1149,12 +1206,20 @@ impl Store {
     }
 
     /// Mark a certificate revoked, once. `false`: it was revoked already (or does not exist).
-    pub async fn revoke_certificate(&self, serial: &str, reason: i64, at: i64) -> Result<bool> {
+    pub async fn revoke_certificate(
+        &self,
+        serial: &str,
+        reason: i64,
+        at: i64,
+        invalidity_date: Option<i64>,
+    ) -> Result<bool> {
         let r = sqlx::query(
-            "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 WHERE serial = $3 AND status = 'issued' AND revoked_at IS NULL",
+            "UPDATE certificates SET revoked_at = $1, revocation_reason = $2, invalidity_date = $3 \
+             WHERE serial = $4 AND status = 'issued' AND revoked_at IS NULL",
         )
         .bind(at)
         .bind(reason)
+        .bind(invalidity_date)
         .bind(serial)
         .execute(&self.writer)
         .await?;
@@ -1163,16 +1228,26 @@ impl Store {
 
     // ---- revocation ----
 
-    /// Revoked certificates of an issuer that have not expired at `at`: the CRL's entries.
-    pub async fn revoked_unexpired(&self, issuer: &str, at: i64) -> Result<Vec<RevokedRow>> {
-        let rows = sqlx::query(
-            "SELECT serial, revoked_at, revocation_reason FROM certificates \
-             WHERE issuer = $1 AND revoked_at IS NOT NULL AND not_after > $2 ORDER BY serial",
-        )
-        .bind(issuer)
-        .bind(at)
-        .fetch_all(&self.pool)
-        .await?;
+    /// Revoked certificates of an issuer that have not expired at `at`: a CRL's entries. `shard`:
+    /// only those of that CRL shard; `None`: all of them (the issuer's full CRL).
+    pub async fn revoked_unexpired(
+        &self,
+        issuer: &str,
+        at: i64,
+        shard: Option<i64>,
+    ) -> Result<Vec<RevokedRow>> {
+        const COLS: &str =
+            "SELECT serial, revoked_at, revocation_reason, invalidity_date FROM certificates \
+             WHERE issuer = $1 AND revoked_at IS NOT NULL AND not_after > $2";
+        let query = match shard {
+            Some(_) => format!("{COLS} AND crl_shard = $3 ORDER BY serial"),
+            None => format!("{COLS} ORDER BY serial"),
+        };
+        let mut query = sqlx::query(&query).bind(issuer).bind(at);
+        if let Some(shard) = shard {
+            query = query.bind(shard);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
                 Ok(RevokedRow {
@@ -1181,27 +1256,51 @@ impl Store {
                         .try_get::<Option<i64>, _>("revoked_at")?
                         .unwrap_or_default(),
                     reason: r.try_get("revocation_reason")?,
+                    invalidity_date: r.try_get("invalidity_date")?,
                 })
             })
             .collect::<std::result::Result<_, sqlx::Error>>()
             .map_err(StoreError::from)
     }
 
-    /// When the issuer's newest revocation happened (0 if none).
-    pub async fn last_revocation(&self, issuer: &str) -> Result<i64> {
-        let row = sqlx::query("SELECT MAX(revoked_at) AS t FROM certificates WHERE issuer = $1")
+    /// When the issuer's newest revocation happened (0 if none), in one shard or in all.
+    pub async fn last_revocation(&self, issuer: &str, shard: Option<i64>) -> Result<i64> {
+        let row = match shard {
+            Some(shard) => sqlx::query(
+                "SELECT MAX(revoked_at) AS t FROM certificates WHERE issuer = $1 AND crl_shard = $2",
+            )
             .bind(issuer)
-            .fetch_one(&self.pool)
-            .await?;
+            .bind(shard),
+            None => sqlx::query("SELECT MAX(revoked_at) AS t FROM certificates WHERE issuer = $1")
+                .bind(issuer),
+        }
+        .fetch_one(&self.pool)
+        .await?;
         Ok(row.try_get::<Option<i64>, _>("t")?.unwrap_or(0))
+    }
+
+    /// One more than the highest CRL shard an unexpired certificate of the issuer points to (0:
+    /// none), so shards stay published after `crl_shards` is lowered.
+    pub async fn crl_shards_in_use(&self, issuer: &str, at: i64) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT MAX(crl_shard) AS s FROM certificates WHERE issuer = $1 AND not_after > $2",
+        )
+        .bind(issuer)
+        .bind(at)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row
+            .try_get::<Option<i64>, _>("s")?
+            .map_or(0, |s| s.saturating_add(1)))
     }
 
     pub async fn insert_crl(&self, crl: &CrlRow) -> Result<bool> {
         let r = sqlx::query(
-            "INSERT INTO crls (issuer, number, generated_at, this_update, next_update, der) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (issuer, number) DO NOTHING",
+            "INSERT INTO crls (issuer, shard, number, generated_at, this_update, next_update, der) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (issuer, shard, number) DO NOTHING",
         )
         .bind(&crl.issuer)
+        .bind(crl.shard)
         .bind(crl.number)
         .bind(crl.generated_at)
         .bind(crl.this_update)
@@ -1212,39 +1311,159 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 
-    pub async fn latest_crl(&self, issuer: &str) -> Result<Option<CrlRow>> {
+    /// The newest stored CRL of one issuer's shard ([`FULL_CRL`]: its complete CRL).
+    pub async fn latest_crl(&self, issuer: &str, shard: i64) -> Result<Option<CrlRow>> {
         let row = sqlx::query(
-            "SELECT issuer, number, generated_at, this_update, next_update, der FROM crls \
-             WHERE issuer = $1 ORDER BY number DESC LIMIT 1",
+            "SELECT issuer, shard, number, generated_at, this_update, next_update, der FROM crls \
+             WHERE issuer = $1 AND shard = $2 ORDER BY number DESC LIMIT 1",
         )
         .bind(issuer)
+        .bind(shard)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| crl_from(&r))
+            .transpose()
+            .map_err(StoreError::from)
+    }
+
+    /// The newest stored CRL of one issuer's shard, without its bytes (a large CRL is read
+    /// only when it changed).
+    pub async fn latest_crl_meta(&self, issuer: &str, shard: i64) -> Result<Option<CrlMeta>> {
+        let row = sqlx::query(
+            "SELECT number, generated_at, next_update FROM crls \
+             WHERE issuer = $1 AND shard = $2 ORDER BY number DESC LIMIT 1",
+        )
+        .bind(issuer)
+        .bind(shard)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| {
-            Ok(CrlRow {
-                issuer: r.try_get("issuer")?,
+            Ok(CrlMeta {
                 number: r.try_get("number")?,
                 generated_at: r.try_get("generated_at")?,
-                this_update: r.try_get("this_update")?,
                 next_update: r.try_get("next_update")?,
-                der: r.try_get("der")?,
             })
         })
         .transpose()
         .map_err(|e: sqlx::Error| StoreError::from(e))
     }
 
-    /// Keep the newest `keep` CRLs of an issuer.
-    pub async fn prune_crls(&self, issuer: &str, keep: i64) -> Result<()> {
-        sqlx::query(
-            "DELETE FROM crls WHERE issuer = $1 AND number NOT IN \
-             (SELECT number FROM crls WHERE issuer = $1 ORDER BY number DESC LIMIT $2)",
+    /// One stored CRL by its number.
+    pub async fn crl_by_number(
+        &self,
+        issuer: &str,
+        shard: i64,
+        number: i64,
+    ) -> Result<Option<CrlRow>> {
+        let row = sqlx::query(
+            "SELECT issuer, shard, number, generated_at, this_update, next_update, der FROM crls \
+             WHERE issuer = $1 AND shard = $2 AND number = $3",
         )
         .bind(issuer)
+        .bind(shard)
+        .bind(number)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| crl_from(&r))
+            .transpose()
+            .map_err(StoreError::from)
+    }
+
+    /// Keep the newest `keep` CRLs of an issuer's shard.
+    pub async fn prune_crls(&self, issuer: &str, shard: i64, keep: i64) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM crls WHERE issuer = $1 AND shard = $2 AND number NOT IN \
+             (SELECT number FROM crls WHERE issuer = $1 AND shard = $2 ORDER BY number DESC LIMIT $3)",
+        )
+        .bind(issuer)
+        .bind(shard)
         .bind(keep)
         .execute(&self.writer)
         .await?;
         Ok(())
+    }
+
+    // ---- leases (one replica at a time) ----
+
+    /// Take or renew the lease `name` for `holder` until `expires`: granted when nobody holds it,
+    /// the holder is `holder` already, or the last holder's lease ran out before `now`. One
+    /// conditional upsert, so of two replicas asking at once exactly one wins.
+    pub async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: i64,
+        expires: i64,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "INSERT INTO leases (name, holder, expires) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires = excluded.expires \
+             WHERE leases.holder = excluded.holder OR leases.expires < $4",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(expires)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Give a lease back early (only if `holder` still holds it).
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        sqlx::query("UPDATE leases SET expires = 0 WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    // ---- delegated OCSP responders ----
+
+    pub async fn insert_ocsp_responder(&self, row: &OcspResponderRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO ocsp_responders (issuer, serial, cert_der, sealed_key, not_before, not_after, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&row.issuer)
+        .bind(&row.serial)
+        .bind(&row.cert_der)
+        .bind(&row.sealed_key)
+        .bind(row.not_before)
+        .bind(row.not_after)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The issuer's responder certificate that stays valid longest, if one is valid at `at`.
+    pub async fn latest_ocsp_responder(
+        &self,
+        issuer: &str,
+        at: i64,
+    ) -> Result<Option<OcspResponderRow>> {
+        let row = sqlx::query(
+            "SELECT issuer, serial, cert_der, sealed_key, not_before, not_after FROM ocsp_responders \
+             WHERE issuer = $1 AND not_before <= $2 AND not_after > $2 ORDER BY not_after DESC LIMIT 1",
+        )
+        .bind(issuer)
+        .bind(at)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(OcspResponderRow {
+                issuer: r.try_get("issuer")?,
+                serial: r.try_get("serial")?,
+                cert_der: r.try_get("cert_der")?,
+                sealed_key: r.try_get("sealed_key")?,
+                not_before: r.try_get("not_before")?,
+                not_after: r.try_get("not_after")?,
+            })
+        })
+        .transpose()
+        .map_err(|e: sqlx::Error| StoreError::from(e))
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -1324,6 +1543,7 @@ mod tests {
             account_id: Some("acct"),
             not_before: t,
             not_after: t + 86400,
+            crl_shard: None,
         };
         let record = |serial: &'static str| IssuedRecord {
             serial,

@@ -19,10 +19,9 @@ use std::sync::Arc;
 
 use rcgen::string::Ia5String;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, CrlDistributionPoint,
-    CustomExtension, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod,
-    KeyUsagePurpose, PublicKeyData, RevokedCertParams, SanType, SerialNumber, SignatureAlgorithm,
-    SigningKey,
+    BasicConstraints, CertificateParams, CrlDistributionPoint, CustomExtension, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyUsagePurpose, PublicKeyData,
+    SanType, SerialNumber, SignatureAlgorithm, SigningKey,
 };
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
@@ -33,8 +32,7 @@ use x509_parser::x509::SubjectPublicKeyInfo;
 use crate::der;
 use crate::keys::KeySigner;
 use crate::{
-    BackendError, CrlRequest, ExtKeyUsage, IssuanceJournal, IssueRequest, KeyAlgorithm,
-    KeyUsageBit, RevocationReason, Serial,
+    BackendError, ExtKeyUsage, IssuanceJournal, IssueRequest, KeyAlgorithm, KeyUsageBit, Serial,
 };
 
 /// id-pe-authorityInfoAccess (RFC 5280 §4.2.2.1).
@@ -46,6 +44,8 @@ const OID_AD_OCSP: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 48, 1];
 const OID_AD_CA_ISSUERS: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 48, 2];
 /// id-pe-tlsfeature (RFC 7633 §6).
 pub const OID_TLS_FEATURE: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 1, 24];
+/// id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1), whose value is NULL.
+const OID_OCSP_NOCHECK: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 48, 1, 5];
 /// `Features ::= SEQUENCE OF INTEGER` holding status_request (5): OCSP must-staple.
 const MUST_STAPLE_VALUE: &[u8] = &[0x30, 0x03, 0x02, 0x01, 0x05];
 /// RFC 5280 §4.1.2.2: at most 20 octets.
@@ -80,7 +80,7 @@ impl IssuerInfo {
 
     /// The issuer's subjectKeyIdentifier, or the RFC 7093 method 1 identifier of its key when
     /// the certificate has none.
-    fn key_identifier(&self) -> Result<Vec<u8>, BackendError> {
+    pub(crate) fn key_identifier(&self) -> Result<Vec<u8>, BackendError> {
         let (_, cert) = parse_certificate(&self.cert_der)?;
         for ext in cert.extensions() {
             if let ParsedExtension::SubjectKeyIdentifier(id) = ext.parsed_extension() {
@@ -91,6 +91,36 @@ impl IssuerInfo {
             aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, self.key.public_key_der());
         Ok(digest.as_ref()[..20].to_vec())
     }
+}
+
+impl IssuerInfo {
+    /// The CA certificate's subject Name, DER: the issuer of what it signs.
+    pub(crate) fn subject_der(&self) -> Result<Vec<u8>, BackendError> {
+        let (_, cert) = parse_certificate(&self.cert_der)?;
+        Ok(cert.subject().as_raw().to_vec())
+    }
+}
+
+/// Verify a raw signature the way a relying party will, before it leaves the server.
+pub(crate) fn verify_signature(
+    message: &[u8],
+    alg: KeyAlgorithm,
+    signature: &[u8],
+    spki_der: &[u8],
+) -> Result<(), BackendError> {
+    use aws_lc_rs::signature as sig;
+    let spki = parse_spki(spki_der)?;
+    let verification: &dyn sig::VerificationAlgorithm = match alg {
+        KeyAlgorithm::EcdsaP256 => &sig::ECDSA_P256_SHA256_ASN1,
+        KeyAlgorithm::EcdsaP384 => &sig::ECDSA_P384_SHA384_ASN1,
+        KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => {
+            &sig::RSA_PKCS1_2048_8192_SHA256
+        }
+        KeyAlgorithm::Ed25519 => &sig::ED25519,
+    };
+    sig::UnparsedPublicKey::new(verification, &spki.subject_public_key.data)
+        .verify(message, signature)
+        .map_err(|_| BackendError::Mismatch("the signature does not verify".into()))
 }
 
 fn parse_certificate(der: &[u8]) -> Result<(&[u8], X509Certificate<'_>), BackendError> {
@@ -215,7 +245,8 @@ pub fn check_certificate(
     })
 }
 
-/// Checks a signed CRL the way [`check_certificate`] checks a certificate.
+/// Checks a signed CRL the way [`check_certificate`] checks a certificate (parsing it whole:
+/// for tests and small CRLs; [`crate::crl::build_crl`] checks its signature without a parse).
 pub fn check_crl(
     crl_der: &[u8],
     expected_tbs: &[u8],
@@ -322,6 +353,14 @@ pub fn build_leaf_tbs(req: &IssueRequest, issuer: &IssuerInfo) -> Result<Vec<u8>
     }
     if let Some(policies) = certificate_policies(&req.profile.certificate_policies)? {
         params.custom_extensions.push(policies);
+    }
+    if req.profile.ocsp_no_check {
+        params
+            .custom_extensions
+            .push(CustomExtension::from_oid_content(
+                OID_OCSP_NOCHECK,
+                vec![0x05, 0x00],
+            ));
     }
     if req.profile.must_staple {
         params
@@ -456,7 +495,7 @@ fn check_tbs_public_key(tbs: &[u8], expected_spki: &[u8]) -> Result<(), BackendE
     Ok(())
 }
 
-fn check_serial(serial: &Serial) -> Result<(), BackendError> {
+pub(crate) fn check_serial(serial: &Serial) -> Result<(), BackendError> {
     let bytes = serial.normalized();
     if bytes.is_empty() {
         return Err(BackendError::Build(
@@ -564,59 +603,4 @@ fn authority_info_access(
         OID_AUTHORITY_INFO_ACCESS,
         der::tlv(der::SEQUENCE, &descriptions),
     ))
-}
-
-/// The TBSCertList of a CRL (RFC 5280 §5): version 2, AKI, CRL number, one entry per revoked
-/// serial with its reason code (left out when unspecified) and invalidity date.
-pub fn build_crl_tbs(req: &CrlRequest, issuer: &IssuerInfo) -> Result<Vec<u8>, BackendError> {
-    check_validity(req.this_update, req.next_update)?;
-    let mut revoked_certs = Vec::with_capacity(req.entries.len());
-    for entry in &req.entries {
-        check_serial(&entry.serial)?;
-        revoked_certs.push(RevokedCertParams {
-            serial_number: SerialNumber::from_slice(entry.serial.normalized()),
-            revocation_time: entry.revoked_at,
-            reason_code: entry.reason.map(crl_reason),
-            invalidity_date: entry.invalidity_date,
-        });
-    }
-    let params = CertificateRevocationListParams {
-        this_update: req.this_update,
-        next_update: req.next_update,
-        crl_number: SerialNumber::from(req.crl_number),
-        issuing_distribution_point: None,
-        revoked_certs,
-        key_identifier_method: KeyIdMethod::PreSpecified(issuer.key_identifier()?),
-    };
-    let capture = CapturingKey::new(issuer.key.as_ref())?;
-    let ca_cert = CertificateDer::from_slice(&issuer.cert_der);
-    let rcgen_issuer = Issuer::from_ca_cert_der(&ca_cert, &capture)
-        .map_err(|e| BackendError::Build(format!("reading the issuing CA certificate: {e}")))?;
-    params
-        .signed_by(&rcgen_issuer)
-        .map_err(|e| BackendError::Build(format!("building the CRL: {e}")))?;
-    capture.take()
-}
-
-/// A signed, checked DER CRL. Blocking (signs in place).
-pub fn build_crl(req: &CrlRequest, issuer: &IssuerInfo) -> Result<Vec<u8>, BackendError> {
-    let tbs = build_crl_tbs(req, issuer)?;
-    let crl = sign_tbs(&tbs, issuer.key.as_ref())?;
-    check_crl(&crl, &tbs, issuer.key.public_key_der())?;
-    Ok(crl)
-}
-
-fn crl_reason(reason: RevocationReason) -> rcgen::RevocationReason {
-    match reason {
-        RevocationReason::Unspecified => rcgen::RevocationReason::Unspecified,
-        RevocationReason::KeyCompromise => rcgen::RevocationReason::KeyCompromise,
-        RevocationReason::CaCompromise => rcgen::RevocationReason::CaCompromise,
-        RevocationReason::AffiliationChanged => rcgen::RevocationReason::AffiliationChanged,
-        RevocationReason::Superseded => rcgen::RevocationReason::Superseded,
-        RevocationReason::CessationOfOperation => rcgen::RevocationReason::CessationOfOperation,
-        RevocationReason::CertificateHold => rcgen::RevocationReason::CertificateHold,
-        RevocationReason::RemoveFromCrl => rcgen::RevocationReason::RemoveFromCrl,
-        RevocationReason::PrivilegeWithdrawn => rcgen::RevocationReason::PrivilegeWithdrawn,
-        RevocationReason::AaCompromise => rcgen::RevocationReason::AaCompromise,
-    }
 }

@@ -8,6 +8,22 @@ pub(crate) const OID: u8 = 0x06;
 /// `[6] IMPLICIT IA5String`: a GeneralName uniformResourceIdentifier.
 pub(crate) const URI: u8 = 0x86;
 
+/// The size of a whole element whose contents are `content_len` bytes (one-byte tag).
+pub(crate) fn encoded_len(content_len: usize) -> usize {
+    let length_octets = if content_len < 0x80 {
+        1
+    } else {
+        1 + (usize::BITS - content_len.leading_zeros()).div_ceil(8) as usize
+    };
+    1 + length_octets + content_len
+}
+
+/// Appends a tag and a definite-form length; the caller appends `len` bytes of contents.
+pub(crate) fn push_header(out: &mut Vec<u8>, tag: u8, len: usize) {
+    out.push(tag);
+    push_len(out, len);
+}
+
 /// Appends a definite-form length.
 fn push_len(out: &mut Vec<u8>, len: usize) {
     if len < 0x80 {
@@ -113,6 +129,13 @@ mod tests {
         assert_eq!(tlv(0x04, &[0; 128])[..3], [0x04, 0x81, 0x80]);
         assert_eq!(tlv(0x04, &[0; 256])[..4], [0x04, 0x82, 0x01, 0x00]);
         assert_eq!(tlv(0x04, &[0; 70000])[..5], [0x04, 0x83, 0x01, 0x11, 0x70]);
+    }
+
+    #[test]
+    fn encoded_len_matches_the_encoding() {
+        for len in [0, 1, 127, 128, 255, 256, 65535, 65536, 70000, 20_000_000] {
+            assert_eq!(encoded_len(len), tlv(0x04, &vec![0; len]).len(), "{len}");
+        }
     }
 
     #[test]

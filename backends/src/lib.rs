@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 pub mod builder;
+pub mod crl;
 mod der;
 pub mod keys;
 mod local;
@@ -240,6 +241,10 @@ pub struct CertProfile {
     /// domain-validated `2.23.140.1.2.1`; none: no certificatePolicies extension.
     #[serde(default)]
     pub certificate_policies: Vec<String>,
+    /// Adds id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1): for delegated OCSP responder
+    /// certificates, which relying parties then trust for their lifetime without a check.
+    #[serde(default)]
+    pub ocsp_no_check: bool,
 }
 
 /// One certificate to issue. Local backends build it from these fields only; upstream backends
@@ -320,13 +325,22 @@ pub struct RevokedEntry {
     pub invalidity_date: Option<OffsetDateTime>,
 }
 
-/// A full CRL to sign.
+/// A CRL to sign: the issuer's complete CRL, one shard of it, or a delta CRL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CrlRequest {
     pub crl_number: u64,
     pub this_update: OffsetDateTime,
     pub next_update: OffsetDateTime,
     pub entries: Vec<RevokedEntry>,
+    /// The URL of this shard, written as a critical issuingDistributionPoint (RFC 5280
+    /// §5.2.5) that matches the CRL distribution point of the shard's certificates; `None`: a
+    /// complete CRL.
+    pub issuing_distribution_point: Option<String>,
+    /// A delta CRL (RFC 5280 §5.2.4) over the complete CRL with this number: written as the
+    /// critical deltaCRLIndicator.
+    pub delta_crl_indicator: Option<u64>,
+    /// Where the delta CRLs of this complete CRL are (freshestCRL, §5.2.6).
+    pub freshest_crl: Option<String>,
 }
 
 /// Where local backends record what they are about to sign.

@@ -35,7 +35,7 @@ pub(crate) async fn sign_crl(
     req: CrlRequest,
 ) -> Result<Vec<u8>, BackendError> {
     let issuer = issuer.clone();
-    tokio::task::spawn_blocking(move || builder::build_crl(&req, &issuer))
+    tokio::task::spawn_blocking(move || crate::crl::build_crl(&req, &issuer))
         .await
         .map_err(|e| BackendError::Sign(format!("the CRL signing task did not finish: {e}")))?
 }

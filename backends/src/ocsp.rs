@@ -9,15 +9,17 @@ use time::OffsetDateTime;
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
-use crate::builder::{signature_algorithm_der, IssuerInfo};
+use crate::builder::{signature_algorithm_der, verify_signature, IssuerInfo};
 use crate::der;
 use crate::keys::KeySigner;
-use crate::{BackendError, KeyAlgorithm, RevocationReason};
+use crate::{BackendError, RevocationReason};
 
 /// id-pkix-ocsp-basic, 1.3.6.1.5.5.7.48.1.1
 const OID_OCSP_BASIC: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 48, 1, 1];
 /// id-pkix-ocsp-nonce, 1.3.6.1.5.5.7.48.1.2
 const OID_OCSP_NONCE: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 48, 1, 2];
+/// id-ce-invalidityDate, 2.5.29.24
+const OID_INVALIDITY_DATE: &[u64] = &[2, 5, 29, 24];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OcspCertStatus {
@@ -25,6 +27,9 @@ pub enum OcspCertStatus {
     Revoked {
         at: OffsetDateTime,
         reason: Option<RevocationReason>,
+        /// RFC 5280 §5.3.2, sent as a singleExtension (RFC 6960 §4.4.5: CRL entry extensions
+        /// are supported as singleExtensions).
+        invalidity_date: Option<OffsetDateTime>,
     },
     Unknown,
 }
@@ -86,29 +91,6 @@ pub fn key_hash_sha1(spki_der: &[u8]) -> Result<Vec<u8>, BackendError> {
     Ok(digest.as_ref().to_vec())
 }
 
-/// Verify a raw signature the way a relying party will, before it leaves the server.
-fn check_signature(
-    message: &[u8],
-    alg: KeyAlgorithm,
-    signature: &[u8],
-    spki_der: &[u8],
-) -> Result<(), BackendError> {
-    use aws_lc_rs::signature as sig;
-    let (_, spki) = SubjectPublicKeyInfo::from_der(spki_der)
-        .map_err(|e| BackendError::Build(format!("responder public key: {e}")))?;
-    let verification: &dyn sig::VerificationAlgorithm = match alg {
-        KeyAlgorithm::EcdsaP256 => &sig::ECDSA_P256_SHA256_ASN1,
-        KeyAlgorithm::EcdsaP384 => &sig::ECDSA_P384_SHA384_ASN1,
-        KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => {
-            &sig::RSA_PKCS1_2048_8192_SHA256
-        }
-        KeyAlgorithm::Ed25519 => &sig::ED25519,
-    };
-    sig::UnparsedPublicKey::new(verification, &spki.subject_public_key.data)
-        .verify(message, signature)
-        .map_err(|_| BackendError::Mismatch("the OCSP response signature does not verify".into()))
-}
-
 /// The `ResponseData` to be signed.
 pub fn build_response_data(
     req: &OcspResponseRequest,
@@ -118,10 +100,22 @@ pub fn build_response_data(
     let responder_id = der::tlv(0xa2, &der::tlv(0x04, &key_hash_sha1(responder_spki)?));
     let mut singles = Vec::new();
     for single in &req.responses {
+        let mut single_extensions = None;
         let status = match &single.status {
             OcspCertStatus::Good => der::tlv(0x80, &[]),
             OcspCertStatus::Unknown => der::tlv(0x82, &[]),
-            OcspCertStatus::Revoked { at, reason } => {
+            OcspCertStatus::Revoked {
+                at,
+                reason,
+                invalidity_date,
+            } => {
+                if let Some(invalidity) = invalidity_date {
+                    let ext = der::sequence(&[
+                        &der::oid(OID_INVALIDITY_DATE),
+                        &der::tlv(0x04, &generalized_time(*invalidity)),
+                    ]);
+                    single_extensions = Some(der::tlv(0xa1, &der::tlv(der::SEQUENCE, &ext)));
+                }
                 let mut info = generalized_time(*at);
                 if let Some(reason) = reason {
                     info.extend(der::tlv(0xa0, &der::tlv(0x0a, &[reason.code()])));
@@ -134,6 +128,9 @@ pub fn build_response_data(
         body.extend(generalized_time(single.this_update));
         if let Some(next) = single.next_update {
             body.extend(der::tlv(0xa0, &generalized_time(next)));
+        }
+        if let Some(extensions) = single_extensions {
+            body.extend(extensions);
         }
         singles.extend(der::tlv(der::SEQUENCE, &body));
     }
@@ -156,12 +153,13 @@ pub fn build_ocsp_response(
 ) -> Result<Vec<u8>, BackendError> {
     let tbs = build_response_data(req, signer.public_key_der())?;
     let signature = signer.sign(&tbs)?;
-    check_signature(
+    verify_signature(
         &tbs,
         signer.algorithm(),
         &signature,
         signer.public_key_der(),
-    )?;
+    )
+    .map_err(|_| BackendError::Mismatch("the OCSP response signature does not verify".into()))?;
     let mut basic = tbs;
     basic.extend(signature_algorithm_der(signer.algorithm()));
     basic.extend(der::bit_string(&signature));

@@ -265,6 +265,9 @@ async fn token_intermediate_chain_and_crl_verify(alg: KeyAlgorithm) {
                 reason: Some(RevocationReason::KeyCompromise),
                 invalidity_date: None,
             }],
+            issuing_distribution_point: None,
+            delta_crl_indicator: None,
+            freshest_crl: None,
         })
         .await
         .unwrap();

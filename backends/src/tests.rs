@@ -164,6 +164,7 @@ pub(crate) fn tls_profile() -> CertProfile {
         ca_issuers_urls: vec!["http://ca.example.test/intermediate.der".into()],
         must_staple: false,
         certificate_policies: vec!["2.23.140.1.2.1".into(), "1.3.6.1.4.1.99999.1".into()],
+        ocsp_no_check: false,
     }
 }
 
@@ -291,6 +292,9 @@ async fn crl_verifies_and_lists_the_serials() {
                 invalidity_date: None,
             },
         ],
+        issuing_distribution_point: None,
+        delta_crl_indicator: None,
+        freshest_crl: None,
     };
     let crl = backend.sign_crl(req).await.unwrap();
 

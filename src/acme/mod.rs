@@ -1447,6 +1447,10 @@ impl AcmeServer {
                 ))
             }
             Err(RevokeError::Store(e)) => return Err(e.into()),
+            // ACME revocations carry no invalidity date.
+            Err(RevokeError::InvalidityInFuture) => {
+                return Err(Problem::malformed("the invalidity date is in the future"))
+            }
             Err(RevokeError::Backend(e)) => {
                 tracing::error!(serial = %serial, error = %e, "backend revocation failed");
                 return Err(Problem::server_internal(

@@ -23,7 +23,7 @@ use tracing::Instrument;
 
 use crate::acme::problem::Problem;
 use crate::acme::{header_value, AcmeServer, Reply};
-use crate::revocation::Revocation;
+use crate::revocation::{CrlScope, Revocation};
 use base64::Engine;
 
 pub struct HttpSettings {
@@ -234,15 +234,38 @@ impl App {
             let Some((name, pem)) = der_or_pem(file, ".crl") else {
                 return plain(StatusCode::NOT_FOUND, "not found\n");
             };
-            return match self.revocation.current_crl(name).await {
+            // `NAME` (the complete CRL), `NAME/SHARD` or `NAME/delta`.
+            let (name, scope) = match name.split_once('/') {
+                None => (name, CrlScope::Full),
+                Some((issuer, "delta")) => (issuer, CrlScope::Delta),
+                Some((issuer, shard)) => match shard.parse::<i64>() {
+                    Ok(k) if shard.bytes().all(|b| b.is_ascii_digit()) => {
+                        (issuer, CrlScope::Shard(k))
+                    }
+                    _ => return plain(StatusCode::NOT_FOUND, "no such CRL shard\n"),
+                },
+            };
+            return match self.revocation.current_crl_scope(name, scope).await {
                 Ok(crl) if pem => bytes_response(
                     "application/x-pem-file",
                     crate::ca::to_pem("X509 CRL", &crl.der).into_bytes(),
                 ),
-                Ok(crl) => bytes_response("application/pkix-crl", crl.der),
+                Ok(crl) => {
+                    let mut r = bytes_response("application/pkix-crl", Vec::new());
+                    // The stored CRL's bytes, shared with other requests rather than copied.
+                    *r.body_mut() = Full::new(Bytes::from_owner(SharedCrl(crl)));
+                    r
+                }
                 Err(crate::revocation::RevocationError::UnknownIssuer(_)) => {
                     plain(StatusCode::NOT_FOUND, "no such issuer\n")
                 }
+                Err(crate::revocation::RevocationError::UnknownShard(..)) => {
+                    plain(StatusCode::NOT_FOUND, "no such CRL shard\n")
+                }
+                Err(crate::revocation::RevocationError::NoDeltaCrls(_)) => plain(
+                    StatusCode::NOT_FOUND,
+                    "this issuer publishes no delta CRLs\n",
+                ),
                 Err(e) => {
                     tracing::error!(code = "PKID-CRL", error = %e, "CRL unavailable");
                     plain(
@@ -321,6 +344,15 @@ fn der_or_pem<'a>(file: &'a str, der_suffix: &str) -> Option<(&'a str, bool)> {
 }
 
 /// `%XX` escapes decoded byte by byte (a path may hold any UTF-8 after a `%`).
+/// A served CRL's DER as a response body.
+struct SharedCrl(Arc<crate::store::CrlRow>);
+
+impl AsRef<[u8]> for SharedCrl {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.der
+    }
+}
+
 fn percent_decode(s: &str) -> String {
     fn hex(b: u8) -> Option<u8> {
         char::from(b)
