@@ -1194,6 +1194,22 @@ async fn hostile_input_on_every_surface_gets_an_error_in_its_shape_and_pkid_surv
             account_url,
         };
 
+        // The named directory the rows below address exists (else the default directory,
+        // whose prefix covers every /acme/ path, would answer for it).
+        let named = https
+            .exchange(&http("GET", b"/acme/hostile/directory", &[], b""))
+            .await
+            .unwrap_or_else(|err| panic!("GET the named directory: {err}"));
+        let named_dir: Value = serde_json::from_slice(&named.body).unwrap_or_default();
+        assert!(
+            named.status == 200
+                && named_dir["newOrder"]
+                    .as_str()
+                    .is_some_and(|u| u.ends_with("/acme/hostile/new-order")),
+            "the named directory: {}",
+            named.describe()
+        );
+
         let db = open_read_only(&env.pkid.database_path()).await;
         let before = snapshot(&db).await;
 

@@ -64,8 +64,8 @@ pub struct ServerConfig {
     pub http_listen: String,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
-    /// Seconds a client has to complete the TLS handshake, then to send its first request's
-    /// headers; also the longest an idle HTTP/1.1 keep-alive connection stays open.
+    /// Seconds a client has to send its request headers, then its body; a connection idle
+    /// (no request in flight) for this long is closed.
     pub header_timeout_secs: u64,
     /// Most connections served at once.
     pub max_connections: usize,

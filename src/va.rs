@@ -597,7 +597,41 @@ impl rustls::client::danger::ServerCertVerifier for ChallengeCertVerifier {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    /// RFC 8659 §4.1 RDATA: flags, tag length, tag, value.
+    fn rdata(flags: u8, tag: &str, value: &str) -> Vec<u8> {
+        let mut out = vec![flags, tag.len() as u8];
+        out.extend_from_slice(tag.as_bytes());
+        out.extend_from_slice(value.as_bytes());
+        out
+    }
+
+    #[test]
+    fn caa_records_from_wire_format_decide_issuance() {
+        let query = CaaQuery {
+            domain: "www.example.test",
+            wildcard: false,
+            account_uri: "https://ca.test/acme/acct/1",
+            method: "http-01",
+        };
+        let ids = ["pkid.test".to_owned()];
+        let ours = parse_caa_rdata(&rdata(0, "issue", "pkid.test")).unwrap();
+        let theirs = parse_caa_rdata(&rdata(0, "issue", "other.test")).unwrap();
+        assert!(caa_permits("example.test.", std::slice::from_ref(&ours), &query, &ids).is_ok());
+        assert!(caa_permits("example.test.", &[theirs], &query, &ids).is_err());
+        let other_account = parse_caa_rdata(&rdata(
+            0,
+            "issue",
+            "pkid.test; accounturi=https://ca.test/acme/acct/2",
+        ))
+        .unwrap();
+        assert!(caa_permits("example.test.", &[other_account], &query, &ids).is_err());
+        let critical = parse_caa_rdata(&rdata(128, "tbs", "x")).unwrap();
+        assert!(caa_permits("example.test.", &[ours, critical], &query, &ids).is_err());
+        assert!(parse_caa_rdata(&[0, 200, b'x']).is_err());
+    }
 
     #[test]
     fn reverse_names() {

@@ -1,0 +1,8 @@
+//! Certificate signing requests as finalize receives them (RFC 8555 §7.4): `check_csr`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = pkid::csr::check_csr(data);
+});
