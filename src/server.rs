@@ -344,16 +344,23 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         ..
     } = open_authorities(&cfg).await?;
 
-    // Nonces must verify on every replica: their key lives in the shared database.
-    let mut fresh = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut fresh);
-    let nonce_secret = store
-        .setting_or_insert(
-            "nonce_key",
-            &base64::engine::general_purpose::STANDARD.encode(fresh),
-        )
-        .await?;
-    let nonce_secret = base64::engine::general_purpose::STANDARD.decode(nonce_secret)?;
+    // Replicas of one PostgreSQL database share the nonce key and redeem nonces there; the
+    // embedded SQLite file has one writer, this process, which redeems them in memory.
+    let nonces = match store.backend {
+        crate::store::Backend::Postgres => {
+            let mut fresh = [0u8; 32];
+            rand::thread_rng().fill_bytes(&mut fresh);
+            let secret = store
+                .setting_or_insert(
+                    "nonce_key",
+                    &base64::engine::general_purpose::STANDARD.encode(fresh),
+                )
+                .await?;
+            let secret = base64::engine::general_purpose::STANDARD.decode(secret)?;
+            NonceService::new(&secret, cfg.acme.nonce_lifetime_secs)
+        }
+        crate::store::Backend::Sqlite => NonceService::in_process(cfg.acme.nonce_lifetime_secs),
+    };
 
     let requeued = store.requeue_stuck_challenges().await?;
     if requeued > 0 {
@@ -466,7 +473,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         };
         let server = AcmeServer::new(
             store.clone(),
-            NonceService::new(&nonce_secret, cfg.acme.nonce_lifetime_secs),
+            nonces.clone(),
             validator.clone(),
             ca,
             revocation.clone(),
