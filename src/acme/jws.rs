@@ -5,7 +5,8 @@
 //! fixed allow-list (never `none`, never a MAC); exactly one of `jwk` and `kid`; `url` present.
 //! The caller checks `url` against the request URL, redeems the nonce and looks up `kid`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -166,36 +167,14 @@ impl Jws {
 
     /// Verify the signature with `jwk` (the embedded key or the account's stored key).
     pub fn verify(&self, jwk: &Map<String, Value>) -> Result<(), Problem> {
-        check_public_key(jwk)?;
-        let key = Jwk::from_map(jwk.clone())
-            .map_err(|e| Problem::bad_public_key(format!("unusable JWK: {e}")))?;
-        let bad_key = |e: josekit::JoseError| {
-            Problem::bad_public_key(format!("JWK does not fit algorithm {}: {e}", self.alg))
-        };
-        let result = match self.alg.as_str() {
-            "ES256" => josekit::jws::ES256
-                .verifier_from_jwk(&key)
-                .map_err(bad_key)?
-                .verify(&self.signing_input, &self.signature),
-            "ES384" => josekit::jws::ES384
-                .verifier_from_jwk(&key)
-                .map_err(bad_key)?
-                .verify(&self.signing_input, &self.signature),
-            "RS256" => josekit::jws::RS256
-                .verifier_from_jwk(&key)
-                .map_err(bad_key)?
-                .verify(&self.signing_input, &self.signature),
-            "EdDSA" => josekit::jws::EdDSA
-                .verifier_from_jwk(&key)
-                .map_err(bad_key)?
-                .verify(&self.signing_input, &self.signature),
-            other => {
-                return Err(Problem::bad_signature_algorithm(format!(
-                    "JWS algorithm {other:?} is not accepted"
-                )))
-            }
-        };
-        result.map_err(|_| Problem::malformed("JWS signature verification failed"))
+        self.verify_with(&*verifier(&self.alg, jwk)?)
+    }
+
+    /// Verify the signature with a verifier built for this JWS's algorithm.
+    pub fn verify_with(&self, verifier: &dyn JwsVerifier) -> Result<(), Problem> {
+        verifier
+            .verify(&self.signing_input, &self.signature)
+            .map_err(|_| Problem::malformed("JWS signature verification failed"))
     }
 
     /// The payload as JSON; POST-as-GET (empty payload) is refused here.
@@ -216,6 +195,85 @@ impl Jws {
 
 fn str_of(v: &Value) -> &str {
     v.as_str().unwrap_or_default()
+}
+
+/// A verifier of `alg` signatures by `jwk`, after [`check_public_key`].
+pub fn verifier(alg: &str, jwk: &Map<String, Value>) -> Result<Box<dyn JwsVerifier>, Problem> {
+    check_public_key(jwk)?;
+    let key = Jwk::from_map(jwk.clone())
+        .map_err(|e| Problem::bad_public_key(format!("unusable JWK: {e}")))?;
+    let bad_key = |e: josekit::JoseError| {
+        Problem::bad_public_key(format!("JWK does not fit algorithm {alg}: {e}"))
+    };
+    let verifier: Box<dyn JwsVerifier> = match alg {
+        "ES256" => Box::new(
+            josekit::jws::ES256
+                .verifier_from_jwk(&key)
+                .map_err(bad_key)?,
+        ),
+        "ES384" => Box::new(
+            josekit::jws::ES384
+                .verifier_from_jwk(&key)
+                .map_err(bad_key)?,
+        ),
+        "RS256" => Box::new(
+            josekit::jws::RS256
+                .verifier_from_jwk(&key)
+                .map_err(bad_key)?,
+        ),
+        "EdDSA" => Box::new(
+            josekit::jws::EdDSA
+                .verifier_from_jwk(&key)
+                .map_err(bad_key)?,
+        ),
+        other => {
+            return Err(Problem::bad_signature_algorithm(format!(
+                "JWS algorithm {other:?} is not accepted"
+            )))
+        }
+    };
+    Ok(verifier)
+}
+
+/// How many account-key verifiers [`VerifierCache`] keeps.
+const VERIFIER_CACHE_CAPACITY: usize = 8192;
+
+/// Verifiers of stored account keys, by algorithm and the key's stored JSON. Importing a key
+/// into josekit (OpenSSL) costs about twice the signature check itself, and every request of an
+/// account is checked with the same key. A rolled-over key is stored as other JSON, so it never
+/// meets the old key's verifier.
+#[derive(Default)]
+pub struct VerifierCache {
+    verifiers: Mutex<HashMap<(String, String), Arc<dyn JwsVerifier>>>,
+}
+
+impl VerifierCache {
+    /// The verifier of `alg` signatures by the stored key `jwk_json`, built on first use.
+    pub fn get(&self, alg: &str, jwk_json: &str) -> Result<Arc<dyn JwsVerifier>, Problem> {
+        let key = (alg.to_owned(), jwk_json.to_owned());
+        if let Some(found) = self.lock().get(&key) {
+            return Ok(found.clone());
+        }
+        let jwk: Map<String, Value> = serde_json::from_str(jwk_json)
+            .map_err(|_| Problem::server_internal("stored account key is unreadable"))?;
+        let built: Arc<dyn JwsVerifier> = Arc::from(verifier(alg, &jwk)?);
+        let mut verifiers = self.lock();
+        if verifiers.len() >= VERIFIER_CACHE_CAPACITY {
+            // Any one goes: an evicted key is only imported again.
+            if let Some(evicted) = verifiers.keys().next().cloned() {
+                verifiers.remove(&evicted);
+            }
+        }
+        verifiers.insert(key, built.clone());
+        Ok(built)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<dyn JwsVerifier>>> {
+        // A panic elsewhere cannot leave the map half-written: every change is one call.
+        self.verifiers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// Refuse private keys, unknown key types and weak RSA keys before they reach a verifier.

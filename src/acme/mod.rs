@@ -115,6 +115,8 @@ pub struct AcmeServer {
     ca: Arc<Ca>,
     revocation: Arc<Revocation>,
     settings: AcmeSettings,
+    /// Verifiers of the accounts' keys, built once per key.
+    verifiers: jws::VerifierCache,
 }
 
 /// What CAA needs to know beyond the name (RFC 8657 parameters).
@@ -153,6 +155,7 @@ impl AcmeServer {
             ca,
             revocation,
             settings,
+            verifiers: jws::VerifierCache::default(),
         }
     }
 
@@ -330,14 +333,15 @@ impl AcmeServer {
             Some(_) => {}
         }
         let jwk_allowed = matches!(segments, ["new-account"] | ["revoke-cert"]);
-        let (key, account) = match &jws.key {
+        let account = match &jws.key {
             KeyRef::Jwk(jwk) => {
                 if !jwk_allowed {
                     return Err(Problem::malformed(
                         "this resource needs a kid (account URL), not a jwk",
                     ));
                 }
-                (jwk.clone(), None)
+                jws.verify(jwk)?;
+                None
             }
             KeyRef::Kid(kid) => {
                 if matches!(segments, ["new-account"]) {
@@ -353,12 +357,10 @@ impl AcmeServer {
                 let account = self.store.account(id).await?.ok_or_else(|| {
                     Problem::account_does_not_exist(format!("account {kid} does not exist"))
                 })?;
-                let jwk: Map<String, Value> = serde_json::from_str(&account.jwk)
-                    .map_err(|_| Problem::server_internal("stored account key is unreadable"))?;
-                (jwk, Some(account))
+                jws.verify_with(&*self.verifiers.get(&jws.alg, &account.jwk)?)?;
+                Some(account)
             }
         };
-        jws.verify(&key)?;
         self.nonces.redeem(&self.store, &nonce).await?;
         if let Some(a) = &account {
             if a.status != "valid" {

@@ -4,11 +4,17 @@
 //! Every state transition that must happen once is a conditional `UPDATE … WHERE status = …`
 //! whose `rows_affected()` decides the winner; nothing is selected and then updated.
 
+mod group_commit;
+
+use std::borrow::Cow;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Executor, Row};
+
+pub use group_commit::Written;
+use group_commit::{GroupCommit, JobFuture};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -63,11 +69,106 @@ pub enum Backend {
 pub struct Store {
     /// Reads (and, on PostgreSQL, everything).
     pool: AnyPool,
-    /// Writes and transactions. On SQLite one connection, so that writers queue here in order
-    /// instead of meeting at the database lock, where SQLite's busy handler sleeps 1 ms, then
-    /// 2, 5, 10 … before retrying; on PostgreSQL the same pool as `pool`.
-    writer: AnyPool,
+    /// Where writes go.
+    writes: Writes,
     pub backend: Backend,
+}
+
+/// How the store writes.
+#[derive(Clone)]
+enum Writes {
+    /// SQLite: one writer connection behind a group commit (see `group_commit`), so that
+    /// writers queue in order instead of meeting at the database lock, and one `fsync` carries
+    /// every write that waited for it.
+    Grouped(GroupCommit),
+    /// PostgreSQL: each write is a transaction of its own on the pool; the server flushes
+    /// concurrent commits together.
+    Pool(AnyPool),
+}
+
+/// An owned value bound to a write statement (a write may run after its caller returned, so
+/// it owns its inputs).
+#[derive(Debug, Clone)]
+pub enum Arg {
+    Text(String),
+    OptText(Option<String>),
+    Int(i64),
+    OptInt(Option<i64>),
+    Bytes(Vec<u8>),
+}
+
+impl From<&str> for Arg {
+    fn from(v: &str) -> Arg {
+        Arg::Text(v.to_owned())
+    }
+}
+impl From<&String> for Arg {
+    fn from(v: &String) -> Arg {
+        Arg::Text(v.clone())
+    }
+}
+impl From<Option<&str>> for Arg {
+    fn from(v: Option<&str>) -> Arg {
+        Arg::OptText(v.map(str::to_owned))
+    }
+}
+impl From<&Option<String>> for Arg {
+    fn from(v: &Option<String>) -> Arg {
+        Arg::OptText(v.clone())
+    }
+}
+impl From<i64> for Arg {
+    fn from(v: i64) -> Arg {
+        Arg::Int(v)
+    }
+}
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Arg {
+        Arg::OptInt(v)
+    }
+}
+impl From<&[u8]> for Arg {
+    fn from(v: &[u8]) -> Arg {
+        Arg::Bytes(v.to_vec())
+    }
+}
+
+/// One write statement and its values.
+#[derive(Debug, Clone)]
+pub struct Statement {
+    sql: Cow<'static, str>,
+    args: Vec<Arg>,
+}
+
+impl Statement {
+    pub fn new(sql: impl Into<Cow<'static, str>>, args: Vec<Arg>) -> Statement {
+        Statement {
+            sql: sql.into(),
+            args,
+        }
+    }
+
+    /// Runs on `conn`; the number of rows it changed.
+    async fn run(&self, conn: &mut AnyConnection) -> std::result::Result<u64, sqlx::Error> {
+        let mut query: sqlx::query::Query<'_, Any, AnyArguments<'_>> = sqlx::query(&self.sql);
+        for arg in &self.args {
+            query = match arg {
+                Arg::Text(v) => query.bind(v.as_str()),
+                Arg::OptText(v) => query.bind(v.as_deref()),
+                Arg::Int(v) => query.bind(*v),
+                Arg::OptInt(v) => query.bind(*v),
+                Arg::Bytes(v) => query.bind(v.as_slice()),
+            };
+        }
+        Ok(query.execute(conn).await?.rows_affected())
+    }
+}
+
+/// `Statement::new(SQL, vec![a.into(), b.into(), …])`.
+macro_rules! statement {
+    ($sql:expr $(, $arg:expr)* $(,)?) => {
+        Statement::new($sql, vec![$(Arg::from($arg)),*])
+    };
 }
 
 #[derive(Debug, Clone)]
@@ -361,35 +462,39 @@ const CHALLENGE_COLS: &str = "id, authz_id, kind, token, status, validated, erro
 const CERT_COLS: &str = "serial, issuer, order_id, account_id, status, der, chain_pem, not_after, \
     revoked_at, revocation_reason, invalidity_date, crl_shard";
 
-/// An authorization and its challenges, inside the caller's transaction.
-async fn insert_authz_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    account_id: &str,
-    a: &NewAuthz,
-    created: i64,
-) -> std::result::Result<(), sqlx::Error> {
-    sqlx::query(
+/// The statements that write an authorization and its challenges.
+fn authz_statements(account_id: &str, a: &NewAuthz, created: i64) -> Vec<Statement> {
+    let mut statements = vec![statement!(
         "INSERT INTO authorizations (id, account_id, id_type, id_value, wildcard, status, expires, created_at) \
          VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7)",
-    )
-    .bind(&a.id)
-    .bind(account_id)
-    .bind(&a.id_type)
-    .bind(&a.id_value)
-    .bind(i64::from(a.wildcard))
-    .bind(a.expires)
-    .bind(created)
-    .execute(&mut **tx)
-    .await?;
+        &a.id,
+        account_id,
+        &a.id_type,
+        &a.id_value,
+        i64::from(a.wildcard),
+        a.expires,
+        created,
+    )];
     for (cid, kind, token) in &a.challenges {
-        sqlx::query("INSERT INTO challenges (id, authz_id, kind, token, status) VALUES ($1, $2, $3, $4, 'pending')")
-            .bind(cid)
-            .bind(&a.id)
-            .bind(kind)
-            .bind(token)
-            .execute(&mut **tx)
-            .await?;
+        statements.push(statement!(
+            "INSERT INTO challenges (id, authz_id, kind, token, status) VALUES ($1, $2, $3, $4, 'pending')",
+            cid,
+            &a.id,
+            kind,
+            token,
+        ));
     }
+    statements
+}
+
+/// Every SQLite connection, the writer's and the readers': WAL, durable commits.
+async fn sqlite_pragmas(conn: &mut AnyConnection) -> std::result::Result<(), sqlx::Error> {
+    conn.execute("PRAGMA journal_mode = WAL").await?;
+    // FULL: a commit, and so every answer given after it, has reached the disk.
+    conn.execute("PRAGMA synchronous = FULL").await?;
+    // Still needed: other processes (the CLI) write to the same file.
+    conn.execute("PRAGMA busy_timeout = 10000").await?;
+    conn.execute("PRAGMA foreign_keys = ON").await?;
     Ok(())
 }
 
@@ -414,13 +519,7 @@ impl Store {
                 .after_connect(move |conn, _meta| {
                     Box::pin(async move {
                         if backend == Backend::Sqlite {
-                            // FULL: a certificate is acknowledged only after its row reached
-                            // the disk.
-                            conn.execute("PRAGMA journal_mode = WAL").await?;
-                            conn.execute("PRAGMA synchronous = FULL").await?;
-                            // Still needed: other processes (the CLI) write to the same file.
-                            conn.execute("PRAGMA busy_timeout = 10000").await?;
-                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                            sqlite_pragmas(conn).await?;
                         }
                         Ok(())
                     })
@@ -433,25 +532,76 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        let writer = match backend {
-            Backend::Sqlite => pool_of(1).connect_with(options).await?,
-            Backend::Postgres => pool.clone(),
+        let writes = match backend {
+            Backend::Sqlite => {
+                let mut conn = options.connect().await?;
+                sqlite_pragmas(&mut conn).await?;
+                Writes::Grouped(GroupCommit::start(conn))
+            }
+            Backend::Postgres => Writes::Pool(pool.clone()),
         };
         Ok(Store {
             pool,
-            writer,
+            writes,
             backend,
         })
     }
 
+    /// Runs `job` over `data` as one transaction, durable when this returns: on SQLite in the
+    /// writer's next group commit, on PostgreSQL in a transaction of its own.
+    pub async fn write<D, T, F>(&self, data: D, job: F) -> Result<T>
+    where
+        D: Send + Sync + 'static,
+        T: Send + 'static,
+        F: for<'c> Fn(&'c mut AnyConnection, &'c D) -> JobFuture<'c, T> + Send + Sync + 'static,
+    {
+        match &self.writes {
+            Writes::Grouped(group) => Ok(group.write(data, job).await?),
+            Writes::Pool(pool) => {
+                let mut tx = pool.begin().await?;
+                match job(&mut tx, &data).await? {
+                    Written::Commit(t) => {
+                        tx.commit().await?;
+                        Ok(t)
+                    }
+                    Written::Rollback(t) => {
+                        tx.rollback().await?;
+                        Ok(t)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `statements` in order as one transaction; the rows each changed.
+    pub async fn execute_all(&self, statements: Vec<Statement>) -> Result<Vec<u64>> {
+        self.write(statements, |conn, statements| {
+            Box::pin(async move {
+                let mut changed = Vec::with_capacity(statements.len());
+                for statement in statements {
+                    changed.push(statement.run(conn).await?);
+                }
+                Ok(Written::Commit(changed))
+            })
+        })
+        .await
+    }
+
+    /// Runs one statement as a transaction of its own; the rows it changed.
+    pub async fn execute(&self, statement: Statement) -> Result<u64> {
+        self.write(statement, |conn, statement| {
+            Box::pin(async move { Ok(Written::Commit(statement.run(conn).await?)) })
+        })
+        .await
+    }
+
     /// A setting created once (first writer wins across replicas) and read back.
     pub async fn setting_or_insert(&self, name: &str, fresh: &str) -> Result<String> {
-        sqlx::query(
+        self.execute(statement!(
             "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(fresh)
-        .execute(&self.writer)
+            name,
+            fresh,
+        ))
         .await?;
         let row = sqlx::query("SELECT value FROM settings WHERE name = $1")
             .bind(name)
@@ -464,20 +614,22 @@ impl Store {
 
     /// Record a nonce as redeemed. `false`: it was redeemed before (here or on another replica).
     pub async fn redeem_nonce(&self, nonce: &str, expires: i64) -> Result<bool> {
-        let r = sqlx::query("INSERT INTO redeemed_nonces (nonce, expires) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING")
-            .bind(nonce)
-            .bind(expires)
-            .execute(&self.writer)
+        let changed = self
+            .execute(statement!(
+                "INSERT INTO redeemed_nonces (nonce, expires) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING",
+                nonce,
+                expires,
+            ))
             .await?;
-        Ok(r.rows_affected() == 1)
+        Ok(changed == 1)
     }
 
     pub async fn prune_nonces(&self, now: i64) -> Result<u64> {
-        let r = sqlx::query("DELETE FROM redeemed_nonces WHERE expires < $1")
-            .bind(now)
-            .execute(&self.writer)
-            .await?;
-        Ok(r.rows_affected())
+        self.execute(statement!(
+            "DELETE FROM redeemed_nonces WHERE expires < $1",
+            now
+        ))
+        .await
     }
 
     // ---- accounts ----
@@ -489,38 +641,39 @@ impl Store {
         a: &AccountRow,
         eab_kid: Option<&str>,
     ) -> Result<NewAccountOutcome> {
-        let mut tx = self.writer.begin().await?;
-        let r = sqlx::query(
+        let insert = statement!(
             "INSERT INTO accounts (id, thumbprint, jwk, status, contact, eab_kid, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (thumbprint) DO NOTHING",
-        )
-        .bind(&a.id)
-        .bind(&a.thumbprint)
-        .bind(&a.jwk)
-        .bind(&a.status)
-        .bind(&a.contact)
-        .bind(eab_kid)
-        .bind(a.created_at)
-        .execute(&mut *tx)
-        .await?;
-        if r.rows_affected() != 1 {
-            return Ok(NewAccountOutcome::KeyExists);
-        }
-        if let Some(kid) = eab_kid {
-            let bound = sqlx::query(
+            &a.id,
+            &a.thumbprint,
+            &a.jwk,
+            &a.status,
+            &a.contact,
+            eab_kid,
+            a.created_at,
+        );
+        let bind = eab_kid.map(|kid| {
+            statement!(
                 "UPDATE eab_keys SET bound_account = $1, bound_at = $2 WHERE kid = $3 AND bound_account IS NULL",
+                &a.id,
+                a.created_at,
+                kid,
             )
-            .bind(&a.id)
-            .bind(a.created_at)
-            .bind(kid)
-            .execute(&mut *tx)
-            .await?;
-            if bound.rows_affected() != 1 {
-                return Ok(NewAccountOutcome::EabUsed);
-            }
-        }
-        tx.commit().await?;
-        Ok(NewAccountOutcome::Created)
+        });
+        self.write((insert, bind), |conn, (insert, bind)| {
+            Box::pin(async move {
+                if insert.run(conn).await? != 1 {
+                    return Ok(Written::Commit(NewAccountOutcome::KeyExists));
+                }
+                if let Some(bind) = bind {
+                    if bind.run(conn).await? != 1 {
+                        return Ok(Written::Rollback(NewAccountOutcome::EabUsed));
+                    }
+                }
+                Ok(Written::Commit(NewAccountOutcome::Created))
+            })
+        })
+        .await
     }
 
     pub async fn insert_eab_key(
@@ -531,35 +684,37 @@ impl Store {
         note: &str,
         policy: Option<&str>,
     ) -> Result<()> {
-        sqlx::query("INSERT INTO eab_keys (kid, sealed_key, directory, note, policy, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(kid)
-            .bind(sealed_key)
-            .bind(directory)
-            .bind(note)
-            .bind(policy)
-            .bind(now())
-            .execute(&self.writer)
-            .await?;
+        self.execute(statement!(
+            "INSERT INTO eab_keys (kid, sealed_key, directory, note, policy, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            kid,
+            sealed_key,
+            directory,
+            note,
+            policy,
+            now(),
+        ))
+        .await?;
         Ok(())
     }
 
     pub async fn delete_unbound_eab_key(&self, kid: &str) -> Result<bool> {
-        let r = sqlx::query("DELETE FROM eab_keys WHERE kid = $1 AND bound_account IS NULL")
-            .bind(kid)
-            .execute(&self.writer)
+        let changed = self
+            .execute(statement!(
+                "DELETE FROM eab_keys WHERE kid = $1 AND bound_account IS NULL",
+                kid
+            ))
             .await?;
-        Ok(r.rows_affected() == 1)
+        Ok(changed == 1)
     }
 
     pub async fn insert_admin_token(&self, id: &str, token_hash: &str, note: &str) -> Result<()> {
-        sqlx::query(
+        self.execute(statement!(
             "INSERT INTO admin_tokens (id, token_hash, note, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(id)
-        .bind(token_hash)
-        .bind(note)
-        .bind(now())
-        .execute(&self.writer)
+            id,
+            token_hash,
+            note,
+            now(),
+        ))
         .await?;
         Ok(())
     }
@@ -650,82 +805,80 @@ impl Store {
         new_thumbprint: &str,
         new_jwk: &str,
     ) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE accounts SET thumbprint = $1, jwk = $2 WHERE id = $3 AND thumbprint = $4 AND status = 'valid'",
-        )
-        .bind(new_thumbprint)
-        .bind(new_jwk)
-        .bind(id)
-        .bind(old_thumbprint)
-        .execute(&self.writer)
-        .await?;
-        Ok(r.rows_affected() == 1)
+        let changed = self
+            .execute(statement!(
+                "UPDATE accounts SET thumbprint = $1, jwk = $2 WHERE id = $3 AND thumbprint = $4 AND status = 'valid'",
+                new_thumbprint,
+                new_jwk,
+                id,
+                old_thumbprint,
+            ))
+            .await?;
+        Ok(changed == 1)
     }
 
     pub async fn update_account_contact(&self, id: &str, contact: &str) -> Result<()> {
-        sqlx::query("UPDATE accounts SET contact = $1 WHERE id = $2 AND status = 'valid'")
-            .bind(contact)
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
+        self.execute(statement!(
+            "UPDATE accounts SET contact = $1 WHERE id = $2 AND status = 'valid'",
+            contact,
+            id,
+        ))
+        .await?;
         Ok(())
     }
 
     /// Deactivate an account and, with it, its pending and valid authorizations (RFC 8555 §7.3.6).
     pub async fn deactivate_account(&self, id: &str) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
-        let r = sqlx::query(
-            "UPDATE accounts SET status = 'deactivated' WHERE id = $1 AND status = 'valid'",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE authorizations SET status = 'deactivated' WHERE account_id = $1 AND status IN ('pending', 'valid')")
-            .bind(id)
-            .execute(&mut *tx)
+        let changed = self
+            .execute_all(vec![
+                statement!(
+                    "UPDATE accounts SET status = 'deactivated' WHERE id = $1 AND status = 'valid'",
+                    id
+                ),
+                statement!(
+                    "UPDATE authorizations SET status = 'deactivated' WHERE account_id = $1 AND status IN ('pending', 'valid')",
+                    id
+                ),
+            ])
             .await?;
-        tx.commit().await?;
-        Ok(r.rows_affected() == 1)
+        Ok(changed.first() == Some(&1))
     }
 
     // ---- orders and authorizations ----
 
     /// Write an order with its new authorizations and challenges in one transaction.
     pub async fn insert_order(&self, order: &OrderRow, authzs: &[OrderAuthz]) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query(
+        let mut statements = vec![statement!(
             "INSERT INTO orders (id, account_id, status, expires, identifiers, not_before, not_after, profile_name, replaces, created_at, directory) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(&order.id)
-        .bind(&order.account_id)
-        .bind(&order.status)
-        .bind(order.expires)
-        .bind(&order.identifiers)
-        .bind(order.not_before)
-        .bind(order.not_after)
-        .bind(&order.profile_name)
-        .bind(&order.replaces)
-        .bind(order.created_at)
-        .bind(&order.directory)
-        .execute(&mut *tx)
-        .await?;
+            &order.id,
+            &order.account_id,
+            &order.status,
+            order.expires,
+            &order.identifiers,
+            order.not_before,
+            order.not_after,
+            &order.profile_name,
+            &order.replaces,
+            order.created_at,
+            &order.directory,
+        )];
         for (position, authz) in authzs.iter().enumerate() {
             let authz_id = match authz {
-                OrderAuthz::Reuse(id) => id.clone(),
+                OrderAuthz::Reuse(id) => id,
                 OrderAuthz::New(a) => {
-                    insert_authz_in(&mut tx, &order.account_id, a, order.created_at).await?;
-                    a.id.clone()
+                    statements.extend(authz_statements(&order.account_id, a, order.created_at));
+                    &a.id
                 }
             };
-            sqlx::query("INSERT INTO order_authorizations (order_id, authz_id, position) VALUES ($1, $2, $3)")
-                .bind(&order.id)
-                .bind(&authz_id)
-                .bind(position as i64)
-                .execute(&mut *tx)
-                .await?;
+            statements.push(statement!(
+                "INSERT INTO order_authorizations (order_id, authz_id, position) VALUES ($1, $2, $3)",
+                &order.id,
+                authz_id,
+                position as i64,
+            ));
         }
-        tx.commit().await?;
+        self.execute_all(statements).await?;
         Ok(())
     }
 
@@ -853,9 +1006,8 @@ impl Store {
 
     /// A pre-authorization (RFC 8555 §7.4.1): an authorization with its challenges, no order.
     pub async fn insert_authz(&self, account_id: &str, a: &NewAuthz, created: i64) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        insert_authz_in(&mut tx, account_id, a, created).await?;
-        tx.commit().await?;
+        self.execute_all(authz_statements(account_id, a, created))
+            .await?;
         Ok(())
     }
 
@@ -917,13 +1069,13 @@ impl Store {
 
     /// pending → processing, once. `false`: another request started it already.
     pub async fn start_challenge(&self, id: &str) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE challenges SET status = 'processing' WHERE id = $1 AND status = 'pending'",
-        )
-        .bind(id)
-        .execute(&self.writer)
-        .await?;
-        Ok(r.rows_affected() == 1)
+        let changed = self
+            .execute(statement!(
+                "UPDATE challenges SET status = 'processing' WHERE id = $1 AND status = 'pending'",
+                id
+            ))
+            .await?;
+        Ok(changed == 1)
     }
 
     /// Record a validation outcome on the challenge and its authorization together.
@@ -966,39 +1118,42 @@ impl Store {
         error: Option<&str>,
         authz_expires: i64,
     ) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
         let status = if valid { "valid" } else { "invalid" };
-        sqlx::query("UPDATE challenges SET status = $1, validated = $2, error = $3 WHERE id = $4 AND status = 'processing'")
-            .bind(status)
-            .bind(valid.then(now))
-            .bind(error)
-            .bind(challenge_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE authorizations SET status = $1, expires = CASE WHEN $2 > 0 THEN $2 ELSE expires END WHERE id = $3 AND status = 'pending'")
-            .bind(status)
-            .bind(if valid { authz_expires } else { 0 })
-            .bind(authz_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        self.execute_all(vec![
+            statement!(
+                "UPDATE challenges SET status = $1, validated = $2, error = $3 WHERE id = $4 AND status = 'processing'",
+                status,
+                valid.then(now),
+                error,
+                challenge_id,
+            ),
+            statement!(
+                "UPDATE authorizations SET status = $1, expires = CASE WHEN $2 > 0 THEN $2 ELSE expires END WHERE id = $3 AND status = 'pending'",
+                status,
+                if valid { authz_expires } else { 0 },
+                authz_id,
+            ),
+        ])
+        .await?;
         Ok(())
     }
 
     /// Challenges left `processing` by a crash: back to `pending` so validation can run again.
     pub async fn requeue_stuck_challenges(&self) -> Result<u64> {
-        let r = sqlx::query("UPDATE challenges SET status = 'pending' WHERE status = 'processing'")
-            .execute(&self.writer)
-            .await?;
-        Ok(r.rows_affected())
+        self.execute(statement!(
+            "UPDATE challenges SET status = 'pending' WHERE status = 'processing'"
+        ))
+        .await
     }
 
     pub async fn deactivate_authz(&self, id: &str) -> Result<bool> {
-        let r = sqlx::query("UPDATE authorizations SET status = 'deactivated' WHERE id = $1 AND status IN ('pending', 'valid')")
-            .bind(id)
-            .execute(&self.writer)
+        let changed = self
+            .execute(statement!(
+                "UPDATE authorizations SET status = 'deactivated' WHERE id = $1 AND status IN ('pending', 'valid')",
+                id
+            ))
             .await?;
-        Ok(r.rows_affected() == 1)
+        Ok(changed == 1)
     }
 
     /// ready → processing, exactly once: the finalize that gets `true` issues; all others don't.
@@ -1009,24 +1164,25 @@ impl Store {
         csr: &[u8],
         now: i64,
     ) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE orders SET status = 'processing', processing_since = $1, profile = $2, csr = $3 WHERE id = $4 AND status = 'pending'",
-        )
-        .bind(now)
-        .bind(profile_snapshot)
-        .bind(csr)
-        .bind(order_id)
-        .execute(&self.writer)
-        .await?;
-        Ok(r.rows_affected() == 1)
+        let changed = self
+            .execute(statement!(
+                "UPDATE orders SET status = 'processing', processing_since = $1, profile = $2, csr = $3 WHERE id = $4 AND status = 'pending'",
+                now,
+                profile_snapshot,
+                csr,
+                order_id,
+            ))
+            .await?;
+        Ok(changed == 1)
     }
 
     pub async fn fail_order(&self, order_id: &str, error_json: &str) -> Result<()> {
-        sqlx::query("UPDATE orders SET status = 'invalid', error = $1 WHERE id = $2 AND status IN ('pending', 'processing')")
-            .bind(error_json)
-            .bind(order_id)
-            .execute(&self.writer)
-            .await?;
+        self.execute(statement!(
+            "UPDATE orders SET status = 'invalid', error = $1 WHERE id = $2 AND status IN ('pending', 'processing')",
+            error_json,
+            order_id,
+        ))
+        .await?;
         Ok(())
     }
 
@@ -1069,20 +1225,19 @@ impl Store {
         serial: &str,
         tbs: &[u8],
     ) -> Result<()> {
-        sqlx::query(
+        self.execute(statement!(
             "INSERT INTO certificates (serial, issuer, order_id, account_id, status, tbs, not_before, not_after, created_at, crl_shard) \
              VALUES ($1, $2, $3, $4, 'tbs', $5, $6, $7, $8, $9)",
-        )
-        .bind(serial)
-        .bind(pending.issuer)
-        .bind(pending.order_id)
-        .bind(pending.account_id)
-        .bind(tbs)
-        .bind(pending.not_before)
-        .bind(pending.not_after)
-        .bind(now())
-        .bind(pending.crl_shard)
-        .execute(&self.writer)
+            serial,
+            pending.issuer,
+            pending.order_id,
+            pending.account_id,
+            tbs,
+            pending.not_before,
+            pending.not_after,
+            now(),
+            pending.crl_shard,
+        ))
         .await?;
         Ok(())
     }
@@ -1094,47 +1249,58 @@ impl Store {
         issued: &IssuedRecord<'_>,
         pending: &PendingCertificate<'_>,
     ) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
         // The order first: of two issuances for one order (a recovery that took over a slow
         // one), exactly one stores its certificate.
-        if let Some(order_id) = pending.order_id {
-            let settled = sqlx::query("UPDATE orders SET status = 'valid', certificate_serial = $1 WHERE id = $2 AND status = 'processing'")
-                .bind(issued.serial)
-                .bind(order_id)
-                .execute(&mut *tx)
-                .await?;
-            if settled.rows_affected() != 1 {
-                tx.rollback().await?;
-                return Err(StoreError::OrderSettled(order_id.to_owned()));
-            }
-        }
-        let updated = sqlx::query("UPDATE certificates SET status = 'issued', der = $1, chain_pem = $2 WHERE serial = $3 AND status = 'tbs'")
-            .bind(issued.der)
-            .bind(issued.chain_pem)
-            .bind(issued.serial)
-            .execute(&mut *tx)
-            .await?;
-        if updated.rows_affected() == 0 {
-            // An upstream CA chose the serial and signed out of our sight: record its certificate.
-            sqlx::query(
-                "INSERT INTO certificates (serial, issuer, order_id, account_id, status, tbs, der, chain_pem, not_before, not_after, created_at) \
-                 VALUES ($1, $2, $3, $4, 'issued', $5, $6, $7, $8, $9, $10)",
+        let settle = pending.order_id.map(|order_id| {
+            statement!(
+                "UPDATE orders SET status = 'valid', certificate_serial = $1 WHERE id = $2 AND status = 'processing'",
+                issued.serial,
+                order_id,
             )
-            .bind(issued.serial)
-            .bind(pending.issuer)
-            .bind(pending.order_id)
-            .bind(pending.account_id)
-            .bind(issued.tbs)
-            .bind(issued.der)
-            .bind(issued.chain_pem)
-            .bind(pending.not_before)
-            .bind(pending.not_after)
-            .bind(now())
-            .execute(&mut *tx)
+        });
+        let update = statement!(
+            "UPDATE certificates SET status = 'issued', der = $1, chain_pem = $2 WHERE serial = $3 AND status = 'tbs'",
+            issued.der,
+            issued.chain_pem,
+            issued.serial,
+        );
+        // An upstream CA chose the serial and signed out of our sight: record its certificate.
+        let insert = statement!(
+            "INSERT INTO certificates (serial, issuer, order_id, account_id, status, tbs, der, chain_pem, not_before, not_after, created_at) \
+             VALUES ($1, $2, $3, $4, 'issued', $5, $6, $7, $8, $9, $10)",
+            issued.serial,
+            pending.issuer,
+            pending.order_id,
+            pending.account_id,
+            issued.tbs,
+            issued.der,
+            issued.chain_pem,
+            pending.not_before,
+            pending.not_after,
+            now(),
+        );
+        let settled = self
+            .write(
+                (settle, update, insert),
+                |conn, (settle, update, insert)| {
+                    Box::pin(async move {
+                        if let Some(settle) = settle {
+                            if settle.run(conn).await? != 1 {
+                                return Ok(Written::Commit(false));
+                            }
+                        }
+                        if update.run(conn).await? == 0 {
+                            insert.run(conn).await?;
+                        }
+                        Ok(Written::Commit(true))
+                    })
+                },
+            )
             .await?;
+        match (settled, pending.order_id) {
+            (false, Some(order_id)) => Err(StoreError::OrderSettled(order_id.to_owned())),
+            _ => Ok(()),
         }
-        tx.commit().await?;
-        Ok(())
     }
 
     /// Claim a stale `processing` order for recovery, once across replicas.
@@ -1144,43 +1310,43 @@ impl Store {
         seen_since: i64,
         now: i64,
     ) -> Result<bool> {
-        let r = sqlx::query("UPDATE orders SET processing_since = $1 WHERE id = $2 AND status = 'processing' AND processing_since = $3")
-            .bind(now)
-            .bind(order_id)
-            .bind(seen_since)
-            .execute(&self.writer)
+        let changed = self
+            .execute(statement!(
+                "UPDATE orders SET processing_since = $1 WHERE id = $2 AND status = 'processing' AND processing_since = $3",
+                now,
+                order_id,
+                seen_since,
+            ))
             .await?;
-        Ok(r.rows_affected() == 1)
+        Ok(changed == 1)
     }
 
     /// Serials of an order left at the `tbs` step by a crash: never reused, marked abandoned.
     pub async fn abandon_tbs_of_order(&self, order_id: &str) -> Result<u64> {
-        let r = sqlx::query(
+        self.execute(statement!(
             "UPDATE certificates SET status = 'abandoned' WHERE order_id = $1 AND status = 'tbs'",
-        )
-        .bind(order_id)
-        .execute(&self.writer)
-        .await?;
-        Ok(r.rows_affected())
+            order_id
+        ))
+        .await
     }
 
     /// The order's certificate exists: make the order say so (recovery after a crash).
     pub async fn mark_order_valid(&self, order_id: &str, serial: &str) -> Result<()> {
-        sqlx::query("UPDATE orders SET status = 'valid', certificate_serial = $1 WHERE id = $2 AND status = 'processing'")
-            .bind(serial)
-            .bind(order_id)
-            .execute(&self.writer)
-            .await?;
+        self.execute(statement!(
+            "UPDATE orders SET status = 'valid', certificate_serial = $1 WHERE id = $2 AND status = 'processing'",
+            serial,
+            order_id,
+        ))
+        .await?;
         Ok(())
     }
 
     /// A signature was never made (or could not be checked): the serial stays recorded, unused.
     pub async fn abandon_tbs(&self, serial: &str) -> Result<()> {
-        sqlx::query(
+        self.execute(statement!(
             "UPDATE certificates SET status = 'abandoned' WHERE serial = $1 AND status = 'tbs'",
-        )
-        .bind(serial)
-        .execute(&self.writer)
+            serial
+        ))
         .await?;
         Ok(())
     }
@@ -1213,17 +1379,17 @@ impl Store {
         at: i64,
         invalidity_date: Option<i64>,
     ) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE certificates SET revoked_at = $1, revocation_reason = $2, invalidity_date = $3 \
-             WHERE serial = $4 AND status = 'issued' AND revoked_at IS NULL",
-        )
-        .bind(at)
-        .bind(reason)
-        .bind(invalidity_date)
-        .bind(serial)
-        .execute(&self.writer)
-        .await?;
-        Ok(r.rows_affected() == 1)
+        let changed = self
+            .execute(statement!(
+                "UPDATE certificates SET revoked_at = $1, revocation_reason = $2, invalidity_date = $3 \
+                 WHERE serial = $4 AND status = 'issued' AND revoked_at IS NULL",
+                at,
+                reason,
+                invalidity_date,
+                serial,
+            ))
+            .await?;
+        Ok(changed == 1)
     }
 
     // ---- revocation ----
@@ -1295,20 +1461,20 @@ impl Store {
     }
 
     pub async fn insert_crl(&self, crl: &CrlRow) -> Result<bool> {
-        let r = sqlx::query(
-            "INSERT INTO crls (issuer, shard, number, generated_at, this_update, next_update, der) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (issuer, shard, number) DO NOTHING",
-        )
-        .bind(&crl.issuer)
-        .bind(crl.shard)
-        .bind(crl.number)
-        .bind(crl.generated_at)
-        .bind(crl.this_update)
-        .bind(crl.next_update)
-        .bind(&crl.der)
-        .execute(&self.writer)
-        .await?;
-        Ok(r.rows_affected() == 1)
+        let changed = self
+            .execute(statement!(
+                "INSERT INTO crls (issuer, shard, number, generated_at, this_update, next_update, der) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (issuer, shard, number) DO NOTHING",
+                &crl.issuer,
+                crl.shard,
+                crl.number,
+                crl.generated_at,
+                crl.this_update,
+                crl.next_update,
+                crl.der.as_slice(),
+            ))
+            .await?;
+        Ok(changed == 1)
     }
 
     /// The newest stored CRL of one issuer's shard ([`FULL_CRL`]: its complete CRL).
@@ -1371,14 +1537,13 @@ impl Store {
 
     /// Keep the newest `keep` CRLs of an issuer's shard.
     pub async fn prune_crls(&self, issuer: &str, shard: i64, keep: i64) -> Result<()> {
-        sqlx::query(
+        self.execute(statement!(
             "DELETE FROM crls WHERE issuer = $1 AND shard = $2 AND number NOT IN \
              (SELECT number FROM crls WHERE issuer = $1 AND shard = $2 ORDER BY number DESC LIMIT $3)",
-        )
-        .bind(issuer)
-        .bind(shard)
-        .bind(keep)
-        .execute(&self.writer)
+            issuer,
+            shard,
+            keep,
+        ))
         .await?;
         Ok(())
     }
@@ -1395,45 +1560,45 @@ impl Store {
         now: i64,
         expires: i64,
     ) -> Result<bool> {
-        let r = sqlx::query(
-            "INSERT INTO leases (name, holder, expires) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires = excluded.expires \
-             WHERE leases.holder = excluded.holder OR leases.expires < $4",
-        )
-        .bind(name)
-        .bind(holder)
-        .bind(expires)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() == 1)
+        let changed = self
+            .execute(statement!(
+                "INSERT INTO leases (name, holder, expires) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires = excluded.expires \
+                 WHERE leases.holder = excluded.holder OR leases.expires < $4",
+                name,
+                holder,
+                expires,
+                now,
+            ))
+            .await?;
+        Ok(changed == 1)
     }
 
     /// Give a lease back early (only if `holder` still holds it).
     pub async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
-        sqlx::query("UPDATE leases SET expires = 0 WHERE name = $1 AND holder = $2")
-            .bind(name)
-            .bind(holder)
-            .execute(&self.pool)
-            .await?;
+        self.execute(statement!(
+            "UPDATE leases SET expires = 0 WHERE name = $1 AND holder = $2",
+            name,
+            holder,
+        ))
+        .await?;
         Ok(())
     }
 
     // ---- delegated OCSP responders ----
 
     pub async fn insert_ocsp_responder(&self, row: &OcspResponderRow) -> Result<()> {
-        sqlx::query(
+        self.execute(statement!(
             "INSERT INTO ocsp_responders (issuer, serial, cert_der, sealed_key, not_before, not_after, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&row.issuer)
-        .bind(&row.serial)
-        .bind(&row.cert_der)
-        .bind(&row.sealed_key)
-        .bind(row.not_before)
-        .bind(row.not_after)
-        .bind(now())
-        .execute(&self.pool)
+            &row.issuer,
+            &row.serial,
+            row.cert_der.as_slice(),
+            &row.sealed_key,
+            row.not_before,
+            row.not_after,
+            now(),
+        ))
         .await?;
         Ok(())
     }
