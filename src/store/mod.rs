@@ -4,10 +4,12 @@
 //! Every state transition that must happen once is a conditional `UPDATE … WHERE status = …`
 //! whose `rows_affected()` decides the winner; nothing is selected and then updated.
 
+mod cache;
 mod group_commit;
 
 use std::borrow::Cow;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions, AnyRow};
@@ -71,6 +73,8 @@ pub struct Store {
     pool: AnyPool,
     /// Where writes go.
     writes: Writes,
+    /// Accounts in memory, when this process is the database's only writer (SQLite).
+    accounts: Option<Arc<cache::AccountCache>>,
     pub backend: Backend,
 }
 
@@ -540,9 +544,12 @@ impl Store {
             }
             Backend::Postgres => Writes::Pool(pool.clone()),
         };
+        let accounts =
+            (backend == Backend::Sqlite).then(|| Arc::new(cache::AccountCache::default()));
         Ok(Store {
             pool,
             writes,
+            accounts,
             backend,
         })
     }
@@ -787,13 +794,41 @@ impl Store {
     }
 
     pub async fn account(&self, id: &str) -> Result<Option<AccountRow>> {
+        let generation = match &self.accounts {
+            Some(cache) => {
+                if let Some(row) = cache.get(id) {
+                    return Ok(Some(row));
+                }
+                Some(cache.generation())
+            }
+            None => None,
+        };
         let row = sqlx::query(
             "SELECT id, thumbprint, jwk, status, contact, eab_kid, created_at FROM accounts WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| account_from(&r)).transpose()?)
+        let account = row.map(|r| account_from(&r)).transpose()?;
+        if let (Some(cache), Some(generation), Some(account)) =
+            (&self.accounts, generation, &account)
+        {
+            cache.keep(account, generation);
+        }
+        Ok(account)
+    }
+
+    /// Runs an account change, then drops the account from memory whatever came of it.
+    async fn change_account<T>(
+        &self,
+        id: &str,
+        change: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let outcome = change.await;
+        if let Some(cache) = &self.accounts {
+            cache.forget(id);
+        }
+        outcome
     }
 
     /// Replace an account's key, once: `false` if the old key changed meanwhile. A new key that
@@ -805,43 +840,39 @@ impl Store {
         new_thumbprint: &str,
         new_jwk: &str,
     ) -> Result<bool> {
-        let changed = self
-            .execute(statement!(
-                "UPDATE accounts SET thumbprint = $1, jwk = $2 WHERE id = $3 AND thumbprint = $4 AND status = 'valid'",
-                new_thumbprint,
-                new_jwk,
-                id,
-                old_thumbprint,
-            ))
-            .await?;
-        Ok(changed == 1)
+        let update = self.execute(statement!(
+            "UPDATE accounts SET thumbprint = $1, jwk = $2 WHERE id = $3 AND thumbprint = $4 AND status = 'valid'",
+            new_thumbprint,
+            new_jwk,
+            id,
+            old_thumbprint,
+        ));
+        Ok(self.change_account(id, update).await? == 1)
     }
 
     pub async fn update_account_contact(&self, id: &str, contact: &str) -> Result<()> {
-        self.execute(statement!(
+        let update = self.execute(statement!(
             "UPDATE accounts SET contact = $1 WHERE id = $2 AND status = 'valid'",
             contact,
             id,
-        ))
-        .await?;
+        ));
+        self.change_account(id, update).await?;
         Ok(())
     }
 
     /// Deactivate an account and, with it, its pending and valid authorizations (RFC 8555 §7.3.6).
     pub async fn deactivate_account(&self, id: &str) -> Result<bool> {
-        let changed = self
-            .execute_all(vec![
-                statement!(
-                    "UPDATE accounts SET status = 'deactivated' WHERE id = $1 AND status = 'valid'",
-                    id
-                ),
-                statement!(
-                    "UPDATE authorizations SET status = 'deactivated' WHERE account_id = $1 AND status IN ('pending', 'valid')",
-                    id
-                ),
-            ])
-            .await?;
-        Ok(changed.first() == Some(&1))
+        let update = self.execute_all(vec![
+            statement!(
+                "UPDATE accounts SET status = 'deactivated' WHERE id = $1 AND status = 'valid'",
+                id
+            ),
+            statement!(
+                "UPDATE authorizations SET status = 'deactivated' WHERE account_id = $1 AND status IN ('pending', 'valid')",
+                id
+            ),
+        ]);
+        Ok(self.change_account(id, update).await?.first() == Some(&1))
     }
 
     // ---- orders and authorizations ----
