@@ -629,8 +629,7 @@ impl AcmeServer {
         self.store
             .insert_authz(&account.id, &authz, created)
             .await?;
-        let row = self.owned_authz(&authz.id, account).await?;
-        let challenges = self.store.challenges_of_authz(&authz.id).await?;
+        let (row, challenges) = self.owned_authz(&authz.id, account).await?;
         Ok(Reply::json(
             StatusCode::CREATED,
             &wire::authz_json(&row, &challenges, links, created),
@@ -655,18 +654,17 @@ impl AcmeServer {
     async fn recheck_caa(&self, authzs: &[AuthzRow], links: &Links) -> Result<(), Problem> {
         let at = now();
         for authz in authzs.iter().filter(|a| a.id_type == "dns") {
-            let challenges = self.store.challenges_of_authz(&authz.id).await?;
-            let Some(chall) = challenges.iter().find(|c| c.status == "valid") else {
+            let Some((kind, validated)) = &authz.validation else {
                 continue;
             };
-            if at - chall.validated.unwrap_or(0) <= self.settings.caa_recheck_secs {
+            if at - validated <= self.settings.caa_recheck_secs {
                 continue;
             }
             let caa = CaaContext {
                 account_uri: links.account(&authz.account_id),
                 wildcard: authz.wildcard,
             };
-            self.check_caa(&authz.id_value, &caa, &chall.kind).await?;
+            self.check_caa(&authz.id_value, &caa, kind).await?;
         }
         Ok(())
     }
@@ -840,14 +838,19 @@ impl AcmeServer {
                     Self::order_status(&existing, &authzs, created),
                     "pending" | "ready"
                 ) {
-                    return self
-                        .order_reply(&existing, links, StatusCode::CREATED)
-                        .await;
+                    return Ok(Self::order_reply_with(
+                        &existing,
+                        &authzs,
+                        links,
+                        StatusCode::CREATED,
+                    ));
                 }
             }
         }
         let expires = created + self.settings.order_lifetime_secs;
         let mut authzs = Vec::with_capacity(idents.len());
+        // What the order's reply shows of each authorization, without reading them back.
+        let mut authz_rows = Vec::with_capacity(idents.len());
         for ident in &idents {
             let (value, wildcard) = match ident {
                 Ident::Dns(d) if d.starts_with("*.") => (d[2..].to_string(), true),
@@ -863,18 +866,35 @@ impl AcmeServer {
                 Ident::Ip(_) => &["http-01", "tls-alpn-01"],
             };
             authzs.push(match reuse {
-                Some(id) => OrderAuthz::Reuse(id),
-                None => OrderAuthz::New(NewAuthz {
-                    id: random_id(12),
-                    id_type: ident.kind().into(),
-                    id_value: value,
-                    wildcard,
-                    expires,
-                    challenges: kinds
-                        .iter()
-                        .map(|k| (random_id(12), k.to_string(), random_id(32)))
-                        .collect(),
-                }),
+                Some(row) => {
+                    let id = row.id.clone();
+                    authz_rows.push(row);
+                    OrderAuthz::Reuse(id)
+                }
+                None => {
+                    let new = NewAuthz {
+                        id: random_id(12),
+                        id_type: ident.kind().into(),
+                        id_value: value,
+                        wildcard,
+                        expires,
+                        challenges: kinds
+                            .iter()
+                            .map(|k| (random_id(12), k.to_string(), random_id(32)))
+                            .collect(),
+                    };
+                    authz_rows.push(AuthzRow {
+                        id: new.id.clone(),
+                        account_id: account.id.clone(),
+                        id_type: new.id_type.clone(),
+                        id_value: new.id_value.clone(),
+                        wildcard,
+                        status: "pending".into(),
+                        expires,
+                        validation: None,
+                    });
+                    OrderAuthz::New(new)
+                }
             });
         }
         let order = OrderRow {
@@ -896,7 +916,12 @@ impl AcmeServer {
         };
         self.store.insert_order(&order, &authzs).await?;
         tracing::info!(order = %order.id, account = %account.id, identifiers = %order.identifiers, "order created");
-        self.order_reply(&order, links, StatusCode::CREATED).await
+        Ok(Self::order_reply_with(
+            &order,
+            &authz_rows,
+            links,
+            StatusCode::CREATED,
+        ))
     }
 
     async fn owned_order(&self, id: &str, account: &AccountRow) -> Result<OrderRow, Problem> {
@@ -937,7 +962,17 @@ impl AcmeServer {
 
     async fn order_reply(&self, order: &OrderRow, links: &Links, status: StatusCode) -> AcmeResult {
         let authzs = self.store.authzs_of_order(&order.id).await?;
-        let order_status = Self::order_status(order, &authzs, now());
+        Ok(Self::order_reply_with(order, &authzs, links, status))
+    }
+
+    /// The order as RFC 8555 §7.1.3 shows it, given its authorizations.
+    fn order_reply_with(
+        order: &OrderRow,
+        authzs: &[AuthzRow],
+        links: &Links,
+        status: StatusCode,
+    ) -> Reply {
+        let order_status = Self::order_status(order, authzs, now());
         let mut body = json!({
             "status": order_status,
             "expires": rfc3339(order.expires),
@@ -962,7 +997,7 @@ impl AcmeServer {
         if order_status == "processing" {
             reply = reply.header(http::header::RETRY_AFTER, "1");
         }
-        Ok(reply)
+        reply
     }
 
     async fn finalize(&self, id: &str, auth: Authenticated, links: &Links) -> AcmeResult {
@@ -1012,17 +1047,19 @@ impl AcmeServer {
         {
             return Err(Problem::order_not_ready("order is already being finalized"));
         }
-        match self
+        let issued = match self
             .ca
             .issue(&csr, &profile, Some(&order.id), Some(&account.id))
             .await
         {
             Ok(issued) => {
                 tracing::info!(order = %order.id, serial = %issued.serial, "certificate issued");
+                Some(issued.serial)
             }
-            Err(crate::ca::IssueError::Pending) => {}
+            Err(crate::ca::IssueError::Pending) => None,
             Err(crate::ca::IssueError::Store(crate::store::StoreError::OrderSettled(_))) => {
                 tracing::info!(order = %order.id, "another issuance settled the order first; this certificate is not served");
+                None
             }
             Err(e) => {
                 tracing::error!(order = %order.id, error = %e, "issuance failed");
@@ -1030,14 +1067,28 @@ impl AcmeServer {
                 self.store
                     .fail_order(&order.id, &problem.to_json().to_string())
                     .await?;
+                None
             }
-        }
-        let order = self
-            .store
-            .order(id)
-            .await?
-            .ok_or_else(|| Problem::not_found("no such order"))?;
-        self.order_reply(&order, links, StatusCode::OK).await
+        };
+        let order = match issued {
+            // The order is what this issuance made it: no need to read it back.
+            Some(serial) => OrderRow {
+                status: "valid".into(),
+                certificate_serial: Some(serial),
+                ..order
+            },
+            None => self
+                .store
+                .order(id)
+                .await?
+                .ok_or_else(|| Problem::not_found("no such order"))?,
+        };
+        Ok(Self::order_reply_with(
+            &order,
+            &authzs,
+            links,
+            StatusCode::OK,
+        ))
     }
 
     /// Orders left `processing` past `cutoff` (a crash, a kill -9, a stalled backend): finish
@@ -1111,23 +1162,33 @@ impl AcmeServer {
 
     // ---- authorizations and challenges, §7.5 ----
 
-    async fn owned_authz(&self, id: &str, account: &AccountRow) -> Result<AuthzRow, Problem> {
-        let authz = self
+    /// An authorization of `account`, with its challenges.
+    async fn owned_authz(
+        &self,
+        id: &str,
+        account: &AccountRow,
+    ) -> Result<(AuthzRow, Vec<ChallengeRow>), Problem> {
+        let (authz, challenges) = self
             .store
-            .authz(id)
+            .authz_with_challenges(id)
             .await?
             .ok_or_else(|| Problem::not_found("no such authorization"))?;
+        Self::check_owner(&authz, account)?;
+        Ok((authz, challenges))
+    }
+
+    fn check_owner(authz: &AuthzRow, account: &AccountRow) -> Result<(), Problem> {
         if authz.account_id != account.id {
             return Err(Problem::unauthorized(
                 "this authorization belongs to another account",
             ));
         }
-        Ok(authz)
+        Ok(())
     }
 
     async fn authorization(&self, id: &str, auth: Authenticated, links: &Links) -> AcmeResult {
         let account = require_account(&auth)?;
-        let mut authz = self.owned_authz(id, account).await?;
+        let mut found = self.owned_authz(id, account).await?;
         if !auth.jws.is_post_as_get() {
             let req: wire::AuthzUpdate = auth.jws.json_payload()?;
             if req.status.as_deref() != Some("deactivated") {
@@ -1136,9 +1197,9 @@ impl AcmeServer {
                 ));
             }
             self.store.deactivate_authz(id).await?;
-            authz = self.owned_authz(id, account).await?;
+            found = self.owned_authz(id, account).await?;
         }
-        let challenges = self.store.challenges_of_authz(id).await?;
+        let (authz, challenges) = found;
         let body = wire::authz_json(&authz, &challenges, links, now());
         let mut reply = Reply::json(StatusCode::OK, &body);
         if challenges.iter().any(|c| c.status == "processing") {
@@ -1154,13 +1215,12 @@ impl AcmeServer {
         links: &Links,
     ) -> AcmeResult {
         let account = require_account(&auth)?.clone();
-        let chall = self
+        let (mut chall, authz) = self
             .store
-            .challenge(id)
+            .challenge_with_authz(id)
             .await?
             .ok_or_else(|| Problem::not_found("no such challenge"))?;
-        let authz = self.owned_authz(&chall.authz_id, &account).await?;
-        let mut chall = chall;
+        Self::check_owner(&authz, &account)?;
         if !auth.jws.is_post_as_get() {
             // The payload is `{}` (RFC 8555 §7.5.1); anything else JSON is ignored as the RFC allows.
             let _: Value = auth.jws.json_payload()?;
@@ -1502,6 +1562,7 @@ mod tests {
             wildcard: false,
             status: status.into(),
             expires,
+            validation: None,
         }
     }
 

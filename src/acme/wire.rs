@@ -420,6 +420,7 @@ mod tests {
             wildcard: false,
             status: status.into(),
             expires,
+            validation: None,
         }
     }
 

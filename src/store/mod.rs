@@ -243,6 +243,8 @@ pub struct AuthzRow {
     pub wildcard: bool,
     pub status: String,
     pub expires: i64,
+    /// The challenge that validated it: its type and when (CAA is rechecked from these).
+    pub validation: Option<(String, i64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -393,6 +395,8 @@ fn order_from(r: &AnyRow) -> std::result::Result<OrderRow, sqlx::Error> {
     })
 }
 
+/// An authorization from `authz_select!` (or, with `validation` left to the caller, from
+/// [`AUTHZ_WITH_CHALLENGES`]).
 fn authz_from(r: &AnyRow) -> std::result::Result<AuthzRow, sqlx::Error> {
     Ok(AuthzRow {
         id: r.try_get("id")?,
@@ -402,19 +406,40 @@ fn authz_from(r: &AnyRow) -> std::result::Result<AuthzRow, sqlx::Error> {
         wildcard: r.try_get::<i64, _>("wildcard")? != 0,
         status: r.try_get("status")?,
         expires: r.try_get("expires")?,
+        validation: None,
     })
 }
 
-fn challenge_from(r: &AnyRow) -> std::result::Result<ChallengeRow, sqlx::Error> {
-    Ok(ChallengeRow {
-        id: r.try_get("id")?,
-        authz_id: r.try_get("authz_id")?,
-        kind: r.try_get("kind")?,
-        token: r.try_get("token")?,
-        status: r.try_get("status")?,
-        validated: r.try_get("validated")?,
-        error: r.try_get("error")?,
+/// An authorization from `authz_select!`, with the challenge that validated it.
+fn validated_authz_from(r: &AnyRow) -> std::result::Result<AuthzRow, sqlx::Error> {
+    let kind: Option<String> = r.try_get("valid_kind")?;
+    let at: Option<i64> = r.try_get("valid_at")?;
+    Ok(AuthzRow {
+        validation: kind.map(|kind| (kind, at.unwrap_or(0))),
+        ..authz_from(r)?
     })
+}
+
+/// A challenge from the `c_`-prefixed columns of a join with its authorization.
+fn joined_challenge_from(r: &AnyRow) -> std::result::Result<ChallengeRow, sqlx::Error> {
+    Ok(ChallengeRow {
+        id: r.try_get("c_id")?,
+        authz_id: r.try_get("id")?,
+        kind: r.try_get("c_kind")?,
+        token: r.try_get("c_token")?,
+        status: r.try_get("c_status")?,
+        validated: r.try_get("c_validated")?,
+        error: r.try_get("c_error")?,
+    })
+}
+
+/// The challenge that validated an authorization, as `authz_select!` would report it.
+fn validation_of(challenges: &[ChallengeRow]) -> Option<(String, i64)> {
+    challenges
+        .iter()
+        .filter(|c| c.status == "valid")
+        .min_by_key(|c| c.validated.unwrap_or(0))
+        .map(|c| (c.kind.clone(), c.validated.unwrap_or(0)))
 }
 
 fn account_from(r: &AnyRow) -> std::result::Result<AccountRow, sqlx::Error> {
@@ -461,8 +486,23 @@ fn crl_from(r: &AnyRow) -> std::result::Result<CrlRow, sqlx::Error> {
 const ORDER_COLS: &str =
     "id, account_id, directory, status, expires, identifiers, not_before, not_after, error, \
     profile_name, replaces, profile, certificate_serial, processing_since, created_at";
-const AUTHZ_COLS: &str = "id, account_id, id_type, id_value, wildcard, status, expires";
-const CHALLENGE_COLS: &str = "id, authz_id, kind, token, status, validated, error";
+/// Authorizations (`a`), each with the type and time of the challenge that validated it; a
+/// macro so that queries can `concat!` their conditions to it.
+macro_rules! authz_select {
+    () => {
+        "SELECT a.id, a.account_id, a.id_type, a.id_value, a.wildcard, a.status, a.expires, \
+         v.kind AS valid_kind, v.validated AS valid_at FROM authorizations a \
+         LEFT JOIN challenges v ON v.id = (SELECT c.id FROM challenges c \
+         WHERE c.authz_id = a.id AND c.status = 'valid' ORDER BY c.validated LIMIT 1)"
+    };
+}
+/// One authorization (`$1`) with its challenges, a row per challenge, in one round trip.
+const AUTHZ_WITH_CHALLENGES: &str =
+    "SELECT a.id, a.account_id, a.id_type, a.id_value, a.wildcard, a.status, a.expires, \
+     c.id AS c_id, c.kind AS c_kind, c.token AS c_token, c.status AS c_status, \
+     c.validated AS c_validated, c.error AS c_error \
+     FROM authorizations a LEFT JOIN challenges c ON c.authz_id = a.id \
+     WHERE a.id = $1 ORDER BY c.kind";
 const CERT_COLS: &str = "serial, issuer, order_id, account_id, status, der, chain_pem, not_after, \
     revoked_at, revocation_reason, invalidity_date, crl_shard";
 
@@ -479,15 +519,22 @@ fn authz_statements(account_id: &str, a: &NewAuthz, created: i64) -> Vec<Stateme
         a.expires,
         created,
     )];
-    for (cid, kind, token) in &a.challenges {
-        statements.push(statement!(
-            "INSERT INTO challenges (id, authz_id, kind, token, status) VALUES ($1, $2, $3, $4, 'pending')",
-            cid,
-            &a.id,
-            kind,
-            token,
-        ));
+    if a.challenges.is_empty() {
+        return statements;
     }
+    // One statement for all of them: `($2, $1, $3, $4, 'pending'), ($5, $1, $6, $7, 'pending') …`
+    let mut sql =
+        String::from("INSERT INTO challenges (id, authz_id, kind, token, status) VALUES ");
+    let mut args = vec![Arg::from(&a.id)];
+    for (i, (cid, kind, token)) in a.challenges.iter().enumerate() {
+        let n = 2 + 3 * i;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("(${n}, $1, ${}, ${}, 'pending')", n + 1, n + 2));
+        args.extend([Arg::from(cid), Arg::from(kind), Arg::from(token)]);
+    }
+    statements.push(Statement::new(sql, args));
     statements
 }
 
@@ -943,18 +990,17 @@ impl Store {
     }
 
     pub async fn authzs_of_order(&self, order_id: &str) -> Result<Vec<AuthzRow>> {
-        let rows =
-            sqlx::query(&format!(
-            "SELECT {} FROM authorizations a JOIN order_authorizations oa ON oa.authz_id = a.id \
-             WHERE oa.order_id = $1 ORDER BY oa.position",
-            AUTHZ_COLS.split(", ").map(|c| format!("a.{c}")).collect::<Vec<_>>().join(", ")
-        ))
+        const SQL: &str = concat!(
+            authz_select!(),
+            " JOIN order_authorizations oa ON oa.authz_id = a.id WHERE oa.order_id = $1 ORDER BY oa.position"
+        );
+        let rows = sqlx::query(SQL)
             .bind(order_id)
             .fetch_all(&self.pool)
             .await?;
         Ok(rows
             .iter()
-            .map(authz_from)
+            .map(validated_authz_from)
             .collect::<std::result::Result<_, _>>()?)
     }
 
@@ -1050,52 +1096,57 @@ impl Store {
         id_value: &str,
         wildcard: bool,
         valid_until: i64,
-    ) -> Result<Option<String>> {
-        let row = sqlx::query(
-            "SELECT id FROM authorizations WHERE account_id = $1 AND id_type = $2 AND id_value = $3 \
-             AND wildcard = $4 AND status = 'valid' AND expires > $5 ORDER BY expires DESC LIMIT 1",
-        )
-        .bind(account_id)
-        .bind(id_type)
-        .bind(id_value)
-        .bind(i64::from(wildcard))
-        .bind(valid_until)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| r.try_get("id")).transpose()?)
+    ) -> Result<Option<AuthzRow>> {
+        const SQL: &str = concat!(
+            authz_select!(),
+            " WHERE a.account_id = $1 AND a.id_type = $2 AND a.id_value = $3 AND a.wildcard = $4 \
+             AND a.status = 'valid' AND a.expires > $5 ORDER BY a.expires DESC LIMIT 1"
+        );
+        let row = sqlx::query(SQL)
+            .bind(account_id)
+            .bind(id_type)
+            .bind(id_value)
+            .bind(i64::from(wildcard))
+            .bind(valid_until)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| validated_authz_from(&r)).transpose()?)
     }
 
-    pub async fn authz(&self, id: &str) -> Result<Option<AuthzRow>> {
-        let row = sqlx::query(&format!(
-            "SELECT {AUTHZ_COLS} FROM authorizations WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| authz_from(&r)).transpose()?)
+    /// An authorization and its challenges (ordered by type), in one round trip.
+    pub async fn authz_with_challenges(
+        &self,
+        id: &str,
+    ) -> Result<Option<(AuthzRow, Vec<ChallengeRow>)>> {
+        let rows = sqlx::query(AUTHZ_WITH_CHALLENGES)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let mut authz = authz_from(first)?;
+        let mut challenges = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if row.try_get::<Option<String>, _>("c_id")?.is_some() {
+                challenges.push(joined_challenge_from(row)?);
+            }
+        }
+        authz.validation = validation_of(&challenges);
+        Ok(Some((authz, challenges)))
     }
 
-    pub async fn challenges_of_authz(&self, authz_id: &str) -> Result<Vec<ChallengeRow>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {CHALLENGE_COLS} FROM challenges WHERE authz_id = $1 ORDER BY kind"
-        ))
-        .bind(authz_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(challenge_from)
-            .collect::<std::result::Result<_, _>>()?)
-    }
-
-    pub async fn challenge(&self, id: &str) -> Result<Option<ChallengeRow>> {
-        let row = sqlx::query(&format!(
-            "SELECT {CHALLENGE_COLS} FROM challenges WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| challenge_from(&r)).transpose()?)
+    /// A challenge and its authorization, in one round trip.
+    pub async fn challenge_with_authz(&self, id: &str) -> Result<Option<(ChallengeRow, AuthzRow)>> {
+        const SQL: &str =
+            "SELECT a.id, a.account_id, a.id_type, a.id_value, a.wildcard, a.status, a.expires, \
+             c.id AS c_id, c.kind AS c_kind, c.token AS c_token, c.status AS c_status, \
+             c.validated AS c_validated, c.error AS c_error \
+             FROM challenges c JOIN authorizations a ON a.id = c.authz_id WHERE c.id = $1";
+        let row = sqlx::query(SQL).bind(id).fetch_optional(&self.pool).await?;
+        Ok(row
+            .map(|r| Ok::<_, sqlx::Error>((joined_challenge_from(&r)?, authz_from(&r)?)))
+            .transpose()?)
     }
 
     /// pending → processing, once. `false`: another request started it already.
