@@ -41,8 +41,8 @@ impl StoreError {
     }
 }
 
-/// Tries of [`Store::finish_challenge`] when the connection is lost (250 ms, doubling, between).
-const FINISH_CHALLENGE_ATTEMPTS: u32 = 4;
+/// Tries of [`Store::execute_retrying`] when the connection is lost (250 ms, doubling, between).
+const LOST_CONNECTION_ATTEMPTS: u32 = 4;
 
 /// The database went away under a statement (a restart, a cut connection), as opposed to
 /// refusing it: worth another try on a fresh connection.
@@ -643,10 +643,16 @@ impl Store {
 
     /// Runs one statement as a transaction of its own; the rows it changed.
     pub async fn execute(&self, statement: Statement) -> Result<u64> {
-        self.write(statement, |conn, statement| {
-            Box::pin(async move { Ok(Written::Commit(statement.run(conn).await?)) })
-        })
-        .await
+        match &self.writes {
+            // One statement is a transaction already: no BEGIN and COMMIT round trips.
+            Writes::Pool(pool) => Ok(statement.run(&mut *pool.acquire().await?).await?),
+            Writes::Grouped(_) => {
+                self.write(statement, |conn, statement| {
+                    Box::pin(async move { Ok(Written::Commit(statement.run(conn).await?)) })
+                })
+                .await
+            }
+        }
     }
 
     /// A setting created once (first writer wins across replicas) and read back.
@@ -1174,50 +1180,46 @@ impl Store {
         error: Option<&str>,
         authz_expires: i64,
     ) -> Result<()> {
+        let status = if valid { "valid" } else { "invalid" };
+        self.execute_retrying(
+            "recording a validation outcome",
+            vec![
+                statement!(
+                    "UPDATE challenges SET status = $1, validated = $2, error = $3 WHERE id = $4 AND status = 'processing'",
+                    status,
+                    valid.then(now),
+                    error,
+                    challenge_id,
+                ),
+                statement!(
+                    "UPDATE authorizations SET status = $1, expires = CASE WHEN $2 > 0 THEN $2 ELSE expires END WHERE id = $3 AND status = 'pending'",
+                    status,
+                    if valid { authz_expires } else { 0 },
+                    authz_id,
+                ),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// [`Store::execute_all`], tried again on a fresh connection when the database went away
+    /// under it (a restart): for writes whose outcome lives only in the caller's memory, and
+    /// whose statements are conditional, so that running them again after a commit that did go
+    /// through changes nothing.
+    async fn execute_retrying(&self, what: &str, statements: Vec<Statement>) -> Result<Vec<u64>> {
         let mut delay = Duration::from_millis(250);
-        for _ in 1..FINISH_CHALLENGE_ATTEMPTS {
-            match self
-                .finish_challenge_once(challenge_id, authz_id, valid, error, authz_expires)
-                .await
-            {
+        for _ in 1..LOST_CONNECTION_ATTEMPTS {
+            match self.execute_all(statements.clone()).await {
                 Err(StoreError::Db(e)) if connection_lost(&e) => {
-                    tracing::warn!(challenge = challenge_id, error = %e, "recording a validation outcome: the database connection was lost, retrying");
+                    tracing::warn!(error = %e, "{what}: the database connection was lost, retrying");
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                 }
                 other => return other,
             }
         }
-        self.finish_challenge_once(challenge_id, authz_id, valid, error, authz_expires)
-            .await
-    }
-
-    async fn finish_challenge_once(
-        &self,
-        challenge_id: &str,
-        authz_id: &str,
-        valid: bool,
-        error: Option<&str>,
-        authz_expires: i64,
-    ) -> Result<()> {
-        let status = if valid { "valid" } else { "invalid" };
-        self.execute_all(vec![
-            statement!(
-                "UPDATE challenges SET status = $1, validated = $2, error = $3 WHERE id = $4 AND status = 'processing'",
-                status,
-                valid.then(now),
-                error,
-                challenge_id,
-            ),
-            statement!(
-                "UPDATE authorizations SET status = $1, expires = CASE WHEN $2 > 0 THEN $2 ELSE expires END WHERE id = $3 AND status = 'pending'",
-                status,
-                if valid { authz_expires } else { 0 },
-                authz_id,
-            ),
-        ])
-        .await?;
-        Ok(())
+        self.execute_all(statements).await
     }
 
     /// Challenges left `processing` by a crash: back to `pending` so validation can run again.
@@ -1258,12 +1260,25 @@ impl Store {
         Ok(changed == 1)
     }
 
+    /// An order whose issuance failed: `invalid` with `error_json`, and whatever serial its
+    /// issuance left at the `tbs` step abandoned with it, even if the step that should have
+    /// abandoned it could not reach the database. Retried when the connection is lost: the
+    /// failure is known only to the finalize that met it.
     pub async fn fail_order(&self, order_id: &str, error_json: &str) -> Result<()> {
-        self.execute(statement!(
-            "UPDATE orders SET status = 'invalid', error = $1 WHERE id = $2 AND status IN ('pending', 'processing')",
-            error_json,
-            order_id,
-        ))
+        self.execute_retrying(
+            "recording a failed issuance",
+            vec![
+                statement!(
+                    "UPDATE orders SET status = 'invalid', error = $1 WHERE id = $2 AND status IN ('pending', 'processing')",
+                    error_json,
+                    order_id,
+                ),
+                statement!(
+                    "UPDATE certificates SET status = 'abandoned' WHERE order_id = $1 AND status = 'tbs'",
+                    order_id
+                ),
+            ],
+        )
         .await?;
         Ok(())
     }
@@ -1425,10 +1440,13 @@ impl Store {
 
     /// A signature was never made (or could not be checked): the serial stays recorded, unused.
     pub async fn abandon_tbs(&self, serial: &str) -> Result<()> {
-        self.execute(statement!(
-            "UPDATE certificates SET status = 'abandoned' WHERE serial = $1 AND status = 'tbs'",
-            serial
-        ))
+        self.execute_retrying(
+            "abandoning an unused serial",
+            vec![statement!(
+                "UPDATE certificates SET status = 'abandoned' WHERE serial = $1 AND status = 'tbs'",
+                serial
+            )],
+        )
         .await?;
         Ok(())
     }
@@ -1758,6 +1776,47 @@ mod tests {
         assert!(connection_lost(&sqlx::Error::Io(reset)));
         assert!(connection_lost(&sqlx::Error::PoolTimedOut));
         assert!(!connection_lost(&sqlx::Error::RowNotFound));
+    }
+
+    /// A failed issuance leaves no serial at the `tbs` step: failing the order abandons it,
+    /// even when the step that should have abandoned it never ran.
+    #[tokio::test]
+    async fn a_failed_order_abandons_its_unsigned_serials() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("pkid.db").display());
+        let store = Store::connect(&url, 2).await.unwrap();
+        let t = now();
+        let account = AccountRow {
+            id: "acct".into(),
+            thumbprint: "thumbprint".into(),
+            jwk: "{}".into(),
+            status: "valid".into(),
+            contact: "[]".into(),
+            eab_kid: None,
+            created_at: t,
+        };
+        store.insert_account(&account, None).await.unwrap();
+        let order = OrderRow::for_tests("order", "acct", "pending", t + 3600);
+        store.insert_order(&order, &[]).await.unwrap();
+        assert!(store
+            .begin_processing("order", "{}", b"csr", t)
+            .await
+            .unwrap());
+        let pending = PendingCertificate {
+            issuer: "default",
+            order_id: Some("order"),
+            account_id: Some("acct"),
+            not_before: t,
+            not_after: t + 86400,
+            crl_shard: None,
+        };
+        store.record_tbs(&pending, "03cc", b"tbs").await.unwrap();
+        store.fail_order("order", r#"{"type":"x"}"#).await.unwrap();
+
+        let order = store.order("order").await.unwrap().unwrap();
+        assert_eq!(order.status, "invalid");
+        let cert = store.certificate("03cc").await.unwrap().unwrap();
+        assert_eq!(cert.status, "abandoned");
     }
 
     /// A recovery that took over a slow issuance, and the slow one, both finish: the order keeps
