@@ -390,8 +390,8 @@ impl AcmeServer {
             ["new-authz"] if self.settings.pre_authorization => self.new_authz(auth, links).await,
             ["order", id] => {
                 let account = require_account(&auth)?;
-                let order = self.owned_order(id, account).await?;
-                self.order_reply(&order, links, StatusCode::OK).await
+                let (order, authzs) = self.owned_order(id, account).await?;
+                Ok(Self::order_reply(&order, &authzs, links, StatusCode::OK))
             }
             ["order", id, "finalize"] => self.finalize(id, auth, links).await,
             ["authz", id] => self.authorization(id, auth, links).await,
@@ -838,7 +838,7 @@ impl AcmeServer {
                     Self::order_status(&existing, &authzs, created),
                     "pending" | "ready"
                 ) {
-                    return Ok(Self::order_reply_with(
+                    return Ok(Self::order_reply(
                         &existing,
                         &authzs,
                         links,
@@ -916,7 +916,7 @@ impl AcmeServer {
         };
         self.store.insert_order(&order, &authzs).await?;
         tracing::info!(order = %order.id, account = %account.id, identifiers = %order.identifiers, "order created");
-        Ok(Self::order_reply_with(
+        Ok(Self::order_reply(
             &order,
             &authz_rows,
             links,
@@ -924,10 +924,15 @@ impl AcmeServer {
         ))
     }
 
-    async fn owned_order(&self, id: &str, account: &AccountRow) -> Result<OrderRow, Problem> {
-        let order = self
+    /// An order of `account`, with its authorizations.
+    async fn owned_order(
+        &self,
+        id: &str,
+        account: &AccountRow,
+    ) -> Result<(OrderRow, Vec<AuthzRow>), Problem> {
+        let (order, authzs) = self
             .store
-            .order(id)
+            .order_with_authzs(id)
             .await?
             .ok_or_else(|| Problem::not_found("no such order"))?;
         if order.account_id != account.id {
@@ -935,7 +940,7 @@ impl AcmeServer {
                 "this order belongs to another account",
             ));
         }
-        Ok(order)
+        Ok((order, authzs))
     }
 
     /// The order's status as RFC 8555 §7.1.6 defines it, derived from its authorizations while
@@ -960,13 +965,8 @@ impl AcmeServer {
         }
     }
 
-    async fn order_reply(&self, order: &OrderRow, links: &Links, status: StatusCode) -> AcmeResult {
-        let authzs = self.store.authzs_of_order(&order.id).await?;
-        Ok(Self::order_reply_with(order, &authzs, links, status))
-    }
-
     /// The order as RFC 8555 §7.1.3 shows it, given its authorizations.
-    fn order_reply_with(
+    fn order_reply(
         order: &OrderRow,
         authzs: &[AuthzRow],
         links: &Links,
@@ -1002,9 +1002,8 @@ impl AcmeServer {
 
     async fn finalize(&self, id: &str, auth: Authenticated, links: &Links) -> AcmeResult {
         let account = require_account(&auth)?;
-        let order = self.owned_order(id, account).await?;
+        let (order, authzs) = self.owned_order(id, account).await?;
         let req: wire::Finalize = auth.jws.json_payload()?;
-        let authzs = self.store.authzs_of_order(&order.id).await?;
         let status = Self::order_status(&order, &authzs, now());
         if status != "ready" {
             return Err(Problem::order_not_ready(format!(
@@ -1083,12 +1082,7 @@ impl AcmeServer {
                 .await?
                 .ok_or_else(|| Problem::not_found("no such order"))?,
         };
-        Ok(Self::order_reply_with(
-            &order,
-            &authzs,
-            links,
-            StatusCode::OK,
-        ))
+        Ok(Self::order_reply(&order, &authzs, links, StatusCode::OK))
     }
 
     /// Orders left `processing` past `cutoff` (a crash, a kill -9, a stalled backend): finish

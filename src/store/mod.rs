@@ -420,6 +420,22 @@ fn validated_authz_from(r: &AnyRow) -> std::result::Result<AuthzRow, sqlx::Error
     })
 }
 
+/// An authorization from the `a_`-prefixed columns of [`ORDER_WITH_AUTHZS`].
+fn joined_authz_from(r: &AnyRow) -> std::result::Result<AuthzRow, sqlx::Error> {
+    let kind: Option<String> = r.try_get("valid_kind")?;
+    let at: Option<i64> = r.try_get("valid_at")?;
+    Ok(AuthzRow {
+        id: r.try_get("a_id")?,
+        account_id: r.try_get("a_account_id")?,
+        id_type: r.try_get("a_id_type")?,
+        id_value: r.try_get("a_id_value")?,
+        wildcard: r.try_get::<i64, _>("a_wildcard")? != 0,
+        status: r.try_get("a_status")?,
+        expires: r.try_get("a_expires")?,
+        validation: kind.map(|kind| (kind, at.unwrap_or(0))),
+    })
+}
+
 /// A challenge from the `c_`-prefixed columns of a join with its authorization.
 fn joined_challenge_from(r: &AnyRow) -> std::result::Result<ChallengeRow, sqlx::Error> {
     Ok(ChallengeRow {
@@ -496,6 +512,20 @@ macro_rules! authz_select {
          WHERE c.authz_id = a.id AND c.status = 'valid' ORDER BY c.validated LIMIT 1)"
     };
 }
+/// One order (`$1`) with its authorizations in order, a row per authorization (one row with
+/// empty `a_` columns for an order without any).
+const ORDER_WITH_AUTHZS: &str =
+    "SELECT o.id, o.account_id, o.directory, o.status, o.expires, o.identifiers, o.not_before, \
+     o.not_after, o.error, o.profile_name, o.replaces, o.profile, o.certificate_serial, \
+     o.processing_since, o.created_at, \
+     a.id AS a_id, a.account_id AS a_account_id, a.id_type AS a_id_type, \
+     a.id_value AS a_id_value, a.wildcard AS a_wildcard, a.status AS a_status, \
+     a.expires AS a_expires, v.kind AS valid_kind, v.validated AS valid_at \
+     FROM orders o LEFT JOIN order_authorizations oa ON oa.order_id = o.id \
+     LEFT JOIN authorizations a ON a.id = oa.authz_id \
+     LEFT JOIN challenges v ON v.id = (SELECT c.id FROM challenges c \
+     WHERE c.authz_id = a.id AND c.status = 'valid' ORDER BY c.validated LIMIT 1) \
+     WHERE o.id = $1 ORDER BY oa.position";
 /// One authorization (`$1`) with its challenges, a row per challenge, in one round trip.
 const AUTHZ_WITH_CHALLENGES: &str =
     "SELECT a.id, a.account_id, a.id_type, a.id_value, a.wildcard, a.status, a.expires, \
@@ -972,6 +1002,25 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.map(|r| order_from(&r)).transpose()?)
+    }
+
+    /// An order and its authorizations (in the order's order), in one round trip.
+    pub async fn order_with_authzs(&self, id: &str) -> Result<Option<(OrderRow, Vec<AuthzRow>)>> {
+        let rows = sqlx::query(ORDER_WITH_AUTHZS)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let order = order_from(first)?;
+        let mut authzs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if row.try_get::<Option<String>, _>("a_id")?.is_some() {
+                authzs.push(joined_authz_from(row)?);
+            }
+        }
+        Ok(Some((order, authzs)))
     }
 
     /// An account's orders, newest first, `limit` from `offset`.
