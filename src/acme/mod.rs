@@ -115,8 +115,8 @@ pub struct AcmeServer {
     ca: Arc<Ca>,
     revocation: Arc<Revocation>,
     settings: AcmeSettings,
-    /// Verifiers of the accounts' keys, built once per key.
-    verifiers: jws::VerifierCache,
+    /// The accounts' keys, parsed once per key.
+    account_keys: jws::AccountKeys,
 }
 
 /// What CAA needs to know beyond the name (RFC 8657 parameters).
@@ -155,7 +155,7 @@ impl AcmeServer {
             ca,
             revocation,
             settings,
-            verifiers: jws::VerifierCache::default(),
+            account_keys: jws::AccountKeys::default(),
         }
     }
 
@@ -357,7 +357,7 @@ impl AcmeServer {
                 let account = self.store.account(id).await?.ok_or_else(|| {
                     Problem::account_does_not_exist(format!("account {kid} does not exist"))
                 })?;
-                jws.verify_with(&*self.verifiers.get(&jws.alg, &account.jwk)?)?;
+                jws.verify_with(&*self.account_keys.get(&jws.alg, &account.jwk)?)?;
                 Some(account)
             }
         };
