@@ -1271,13 +1271,19 @@ impl AcmeServer {
         let outcome = if test_mode.enabled && test_mode.always_valid {
             Ok(())
         } else {
-            let proven = self
-                .validator
-                .validate(&chall.kind, &ident, &chall.token, &key_authorization)
-                .await;
-            match (&proven, &ident) {
-                (Ok(()), Ident::Dns(domain)) => self.check_caa(domain, &caa, &chall.kind).await,
-                _ => proven,
+            let proof =
+                self.validator
+                    .validate(&chall.kind, &ident, &chall.token, &key_authorization);
+            match &ident {
+                // CAA (RFC 8659) is looked up while the challenge is checked, as Boulder's VA
+                // does: the lookups' round trips hide behind the validation's. A failed
+                // validation is reported before a CAA refusal.
+                Ident::Dns(domain) => {
+                    let (proven, permitted) =
+                        tokio::join!(proof, self.check_caa(domain, &caa, &chall.kind));
+                    proven.and(permitted)
+                }
+                Ident::Ip(_) => proof.await,
             }
         };
         let (valid, error) = match &outcome {
