@@ -11,6 +11,106 @@ use crate::env::{within, Environment};
 
 const TEST_BOUND: Duration = Duration::from_secs(120);
 
+/// RFC 8555 §7.5.1 with `acme.challenge_wait_ms`: the answer to a challenge POST waits for a
+/// quick validation, so a client on the same network learns the outcome without polling, a
+/// failure with its error included; with no wait, the answer is `processing` with Retry-After
+/// and the client polls, as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_challenge_is_answered_once_a_quick_validation_ends() {
+    let env = Environment::start().await;
+    within(TEST_BOUND, async {
+        let responder = Http01Responder::bind(env.http01_port).await;
+        let mut client = AcmeClient::new(&env.pkid.directory_url(), &env.pkid.root_pem()).await;
+        client.register().await;
+
+        // Served: the answer is the valid challenge, and the authorization is valid already.
+        let order = client.new_order(&["quick.pkid.test"]).await;
+        let (authz_url, challenge) = http01_challenge(&client, &order).await;
+        let token = challenge["token"].as_str().unwrap().to_owned();
+        responder.serve(&token, &client.key.key_authorization(&token));
+        let answer = client
+            .post(
+                challenge["url"].as_str().unwrap(),
+                Some(&serde_json::json!({})),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.describe());
+        let body = answer.json();
+        assert_eq!(body["status"], "valid", "the challenge answer: {body}");
+        assert!(
+            body["validated"].is_string(),
+            "valid without a time: {body}"
+        );
+        assert!(
+            answer.header("retry-after").is_none(),
+            "{}",
+            answer.describe()
+        );
+        assert_eq!(client.fetch(&authz_url).await["status"], "valid");
+
+        // Not served: the answer is the invalid challenge with the validation's error.
+        let order = client.new_order(&["unserved.pkid.test"]).await;
+        let (authz_url, challenge) = http01_challenge(&client, &order).await;
+        let answer = client
+            .post(
+                challenge["url"].as_str().unwrap(),
+                Some(&serde_json::json!({})),
+            )
+            .await;
+        let body = answer.json();
+        assert_eq!(body["status"], "invalid", "the challenge answer: {body}");
+        assert_eq!(
+            body["error"]["type"], "urn:ietf:params:acme:error:unauthorized",
+            "the challenge answer: {body}"
+        );
+        assert_eq!(client.fetch(&authz_url).await["status"], "invalid");
+    })
+    .await;
+
+    let env = Environment::start_with(&[("PKID_ACME__CHALLENGE_WAIT_MS", "0")]).await;
+    within(TEST_BOUND, async {
+        let responder = Http01Responder::bind(env.http01_port).await;
+        let mut client = AcmeClient::new(&env.pkid.directory_url(), &env.pkid.root_pem()).await;
+        client.register().await;
+        let order = client.new_order(&["polled.pkid.test"]).await;
+        let (authz_url, challenge) = http01_challenge(&client, &order).await;
+        let token = challenge["token"].as_str().unwrap().to_owned();
+        responder.serve(&token, &client.key.key_authorization(&token));
+        let answer = client
+            .post(
+                challenge["url"].as_str().unwrap(),
+                Some(&serde_json::json!({})),
+            )
+            .await;
+        assert_eq!(
+            answer.json()["status"],
+            "processing",
+            "{}",
+            answer.describe()
+        );
+        assert_eq!(answer.header("retry-after").as_deref(), Some("1"));
+        client
+            .poll_until(&authz_url, &["valid"], &["invalid"])
+            .await;
+    })
+    .await;
+}
+
+/// The first authorization of `order` and its http-01 challenge.
+async fn http01_challenge(
+    client: &AcmeClient,
+    order: &crate::client::Order,
+) -> (String, serde_json::Value) {
+    let authz_url = order.authorization_urls()[0].clone();
+    let authz = client.fetch(&authz_url).await;
+    let challenge = authz["challenges"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["type"] == "http-01"))
+        .unwrap_or_else(|| panic!("no http-01 challenge in {authz}"))
+        .clone();
+    (authz_url, challenge)
+}
+
 /// Two finalize requests for one ready order, each with its own fresh nonce, sent at once.
 /// Acceptable: each answer is 200 with the order (processing or valid) or 403 `orderNotReady`;
 /// at least one is 200; every certificate URL seen is the same one; it is stable on re-fetch.

@@ -168,6 +168,10 @@ pub struct AcmeConfig {
     pub authz_reuse_secs: u64,
     /// Timeout of one validation attempt, in seconds.
     pub validation_timeout_secs: u64,
+    /// Milliseconds the answer to a challenge POST waits for its validation: one that
+    /// finishes sooner is answered `valid` or `invalid` at once (no polling); later, the answer
+    /// is `processing`, as RFC 8555 §7.5.1 describes. 0: never wait.
+    pub challenge_wait_ms: u64,
     /// Terms of service URL published in the directory (empty: none).
     pub terms_of_service: String,
     /// Seconds an order may stay `processing` before it is considered failed.
@@ -317,6 +321,7 @@ impl Default for AcmeConfig {
             order_lifetime_secs: 7 * 24 * 3600,
             authz_reuse_secs: 30 * 24 * 3600,
             validation_timeout_secs: 10,
+            challenge_wait_ms: 250,
             terms_of_service: String::new(),
             processing_timeout_secs: 300,
             pre_authorization: true,

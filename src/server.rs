@@ -469,6 +469,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
             test_mode: cfg.acme.test_mode.clone(),
             caa_identities: cfg.acme.caa_identities.clone(),
             caa_recheck_secs: i64::try_from(cfg.acme.caa_recheck_secs).unwrap_or(28800),
+            challenge_wait: std::time::Duration::from_millis(cfg.acme.challenge_wait_ms),
             kek: kek.clone(),
         };
         let server = AcmeServer::new(

@@ -134,6 +134,8 @@ pub struct Authorization {
 pub struct Challenge {
     #[serde(rename = "type")]
     pub challenge_type: String,
+    #[serde(default)]
+    pub status: String,
     pub url: String,
     pub token: Option<String>,
     pub error: Option<Problem>,
@@ -373,9 +375,11 @@ impl Client {
         parse("authorization", &answer.body)
     }
 
-    /// Tells the server to validate a challenge (§7.5.1).
-    pub async fn respond(&self, account: &mut Account, url: &str) -> Result<(), AcmeError> {
-        self.post(account, url, Some(&json!({}))).await.map(|_| ())
+    /// Tells the server to validate a challenge (§7.5.1); returns the challenge as the answer
+    /// shows it (a server may answer once the validation is over).
+    pub async fn respond(&self, account: &mut Account, url: &str) -> Result<Challenge, AcmeError> {
+        let answer = self.post(account, url, Some(&json!({}))).await?;
+        parse("challenge", &answer.body)
     }
 
     /// Finalizes an order with a CSR (§7.4); returns the order as the answer shows it.

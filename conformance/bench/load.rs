@@ -296,7 +296,21 @@ async fn issue(
         ))?;
         tokens.publish(&token, account.key_authorization(&token));
         let validated = timed(limit, async {
-            client.respond(account, &challenge.url).await?;
+            // As lego does: a challenge answered `valid` needs no polling, one answered
+            // `invalid` has failed.
+            let answered = client.respond(account, &challenge.url).await?;
+            match answered.status.as_str() {
+                "valid" => return Ok(()),
+                "invalid" => {
+                    return Err(acme_client::authorization_error(
+                        acme_client::Authorization {
+                            status: answered.status.clone(),
+                            challenges: vec![answered],
+                        },
+                    ))
+                }
+                _ => {}
+            }
             let mut backoff = Backoff::new(config);
             loop {
                 backoff.wait().await;

@@ -104,6 +104,8 @@ pub struct AcmeSettings {
     pub caa_identities: Vec<String>,
     /// CAA is checked again at finalize when the validation is older than this.
     pub caa_recheck_secs: i64,
+    /// How long the answer to a challenge POST waits for its validation.
+    pub challenge_wait: std::time::Duration,
 }
 
 pub struct AcmeServer {
@@ -1243,9 +1245,20 @@ impl AcmeServer {
                     account_uri: links.account(&account.id),
                     wildcard: authz.wildcard,
                 };
+                let (finished, outcome) = tokio::sync::oneshot::channel();
                 tokio::spawn(async move {
-                    this.run_validation(chall_row, ident, thumbprint, caa).await
+                    let done = this.run_validation(chall_row, ident, thumbprint, caa).await;
+                    // Nobody listens once the answer went out without it.
+                    let _ = finished.send(done);
                 });
+                // A validation that finishes within the wait is answered as it ended; the
+                // validation goes on without us otherwise.
+                let wait = self.settings.challenge_wait;
+                if !wait.is_zero() {
+                    if let Ok(Ok(Some(done))) = tokio::time::timeout(wait, outcome).await {
+                        chall = done;
+                    }
+                }
             }
         }
         let mut reply = Reply::json(StatusCode::OK, &wire::challenge_json(&chall, links)).header(
@@ -1264,7 +1277,7 @@ impl AcmeServer {
         ident: Ident,
         thumbprint: String,
         caa: CaaContext,
-    ) {
+    ) -> Option<ChallengeRow> {
         let key_authorization = format!("{}.{}", chall.token, thumbprint);
         let test_mode = &self.settings.test_mode;
         tokio::time::sleep(test_mode.validation_delay()).await;
@@ -1295,19 +1308,31 @@ impl AcmeServer {
             }
         };
         tracing::info!(challenge = %chall.id, identifier = %ident.value(), valid, error = ?outcome.as_ref().err().map(|p| p.detail.clone()), "validation finished");
-        let authz_expires = now() + self.settings.authz_reuse_secs;
-        if let Err(e) = self
+        let at = now();
+        let validated = valid.then_some(at);
+        match self
             .store
             .finish_challenge(
                 &chall.id,
                 &chall.authz_id,
-                valid,
+                validated,
                 error.as_deref(),
-                authz_expires,
+                at + self.settings.authz_reuse_secs,
             )
             .await
         {
-            tracing::error!(challenge = %chall.id, error = %e, "could not record the validation outcome");
+            // The challenge as it now stands in the store.
+            Ok(true) => Some(ChallengeRow {
+                status: if valid { "valid" } else { "invalid" }.into(),
+                validated,
+                error,
+                ..chall
+            }),
+            Ok(false) => None,
+            Err(e) => {
+                tracing::error!(challenge = %chall.id, error = %e, "could not record the validation outcome");
+                None
+            }
         }
     }
 

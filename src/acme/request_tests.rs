@@ -74,6 +74,7 @@ async fn harness() -> Harness {
         test_mode: Default::default(),
         caa_identities: vec!["pkid.invalid".into()],
         caa_recheck_secs: 28800,
+        challenge_wait: std::time::Duration::ZERO,
         kek: kek.clone(),
     };
     let revocation = Arc::new(crate::revocation::Revocation::new(

@@ -1220,15 +1220,17 @@ impl Store {
     /// The outcome lives only in the validation task, so a connection lost under it (a database
     /// restart) is retried on a fresh one rather than leaving the challenge `processing` until
     /// the next start. Both updates are conditional: running them again after a commit that did
-    /// go through changes nothing.
+    /// go through changes nothing. `true` when this outcome is the challenge's (it was
+    /// `processing`); `validated` is the time of a valid outcome.
     pub async fn finish_challenge(
         &self,
         challenge_id: &str,
         authz_id: &str,
-        valid: bool,
+        validated: Option<i64>,
         error: Option<&str>,
         authz_expires: i64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
+        let valid = validated.is_some();
         let status = if valid { "valid" } else { "invalid" };
         self.execute_retrying(
             "recording a validation outcome",
@@ -1236,7 +1238,7 @@ impl Store {
                 statement!(
                     "UPDATE challenges SET status = $1, validated = $2, error = $3 WHERE id = $4 AND status = 'processing'",
                     status,
-                    valid.then(now),
+                    validated,
                     error,
                     challenge_id,
                 ),
@@ -1248,8 +1250,8 @@ impl Store {
                 ),
             ],
         )
-        .await?;
-        Ok(())
+        .await
+        .map(|changed| changed.first() == Some(&1))
     }
 
     /// [`Store::execute_all`], tried again on a fresh connection when the database went away
