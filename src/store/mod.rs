@@ -499,9 +499,14 @@ fn crl_from(r: &AnyRow) -> std::result::Result<CrlRow, sqlx::Error> {
     })
 }
 
-const ORDER_COLS: &str =
-    "id, account_id, directory, status, expires, identifiers, not_before, not_after, error, \
-    profile_name, replaces, profile, certificate_serial, processing_since, created_at";
+/// An order's columns; a macro so that queries can `concat!` it.
+macro_rules! order_cols {
+    () => {
+        "id, account_id, directory, status, expires, identifiers, not_before, not_after, error, \
+         profile_name, replaces, profile, certificate_serial, processing_since, created_at"
+    };
+}
+
 /// Authorizations (`a`), each with the type and time of the challenge that validated it; a
 /// macro so that queries can `concat!` their conditions to it.
 macro_rules! authz_select {
@@ -512,6 +517,31 @@ macro_rules! authz_select {
          WHERE c.authz_id = a.id AND c.status = 'valid' ORDER BY c.validated LIMIT 1)"
     };
 }
+// The queries of every newOrder and of every recovery round; `plans_of_frequent_queries_use_indexes`
+// checks that none of them reads a whole table.
+const REUSABLE_ORDERS: &str = concat!(
+    "SELECT ",
+    order_cols!(),
+    " FROM orders WHERE account_id = $1 AND directory = $2 AND identifiers = $3 \
+     AND profile_name = $4 AND status = 'pending' AND replaces IS NULL AND expires > $5 \
+     ORDER BY created_at DESC LIMIT 3"
+);
+const REUSABLE_AUTHZ: &str = concat!(
+    authz_select!(),
+    " WHERE a.account_id = $1 AND a.id_type = $2 AND a.id_value = $3 AND a.wildcard = $4 \
+     AND a.status = 'valid' AND a.expires > $5 ORDER BY a.expires DESC LIMIT 1"
+);
+const ORDER_REPLACING: &str =
+    "SELECT id FROM orders WHERE replaces = $1 AND status <> 'invalid' LIMIT 1";
+const STALE_PROCESSING_ORDERS: &str = concat!(
+    "SELECT ",
+    order_cols!(),
+    " FROM orders WHERE status = 'processing' AND processing_since < $1 AND directory = $2"
+);
+const ORDERS_SINCE: &str =
+    "SELECT COUNT(*) AS n FROM orders WHERE account_id = $1 AND created_at > $2";
+const AUTHZS_SINCE: &str = "SELECT COUNT(*) AS n FROM authorizations \
+     WHERE id_type = $1 AND id_value = $2 AND created_at > $3";
 /// One order (`$1`) with its authorizations in order, a row per authorization (one row with
 /// empty `a_` columns for an order without any).
 const ORDER_WITH_AUTHZS: &str =
@@ -997,10 +1027,8 @@ impl Store {
     }
 
     pub async fn order(&self, id: &str) -> Result<Option<OrderRow>> {
-        let row = sqlx::query(&format!("SELECT {ORDER_COLS} FROM orders WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        const SQL: &str = concat!("SELECT ", order_cols!(), " FROM orders WHERE id = $1");
+        let row = sqlx::query(SQL).bind(id).fetch_optional(&self.pool).await?;
         Ok(row.map(|r| order_from(&r)).transpose()?)
     }
 
@@ -1030,14 +1058,17 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<Vec<OrderRow>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {ORDER_COLS} FROM orders WHERE account_id = $1 ORDER BY created_at DESC, id LIMIT $2 OFFSET $3"
-        ))
-        .bind(account_id)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&self.pool)
-        .await?;
+        const SQL: &str = concat!(
+            "SELECT ",
+            order_cols!(),
+            " FROM orders WHERE account_id = $1 ORDER BY created_at DESC, id LIMIT $2 OFFSET $3"
+        );
+        let rows = sqlx::query(SQL)
+            .bind(account_id)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows
             .iter()
             .map(order_from)
@@ -1061,13 +1092,11 @@ impl Store {
 
     /// Orders an account created since `since`.
     pub async fn orders_since(&self, account_id: &str, since: i64) -> Result<i64> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM orders WHERE account_id = $1 AND created_at > $2",
-        )
-        .bind(account_id)
-        .bind(since)
-        .fetch_one(&self.pool)
-        .await?;
+        let row = sqlx::query(ORDERS_SINCE)
+            .bind(account_id)
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(row.try_get("n")?)
     }
 
@@ -1086,14 +1115,12 @@ impl Store {
 
     /// Authorizations created for an identifier since `since`, all accounts.
     pub async fn authzs_since(&self, id_type: &str, id_value: &str, since: i64) -> Result<i64> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM authorizations WHERE id_type = $1 AND id_value = $2 AND created_at > $3",
-        )
-        .bind(id_type)
-        .bind(id_value)
-        .bind(since)
-        .fetch_one(&self.pool)
-        .await?;
+        let row = sqlx::query(AUTHZS_SINCE)
+            .bind(id_type)
+            .bind(id_value)
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(row.try_get("n")?)
     }
 
@@ -1107,18 +1134,14 @@ impl Store {
         profile_name: &str,
         at: i64,
     ) -> Result<Vec<OrderRow>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {ORDER_COLS} FROM orders WHERE account_id = $1 AND directory = $2 AND identifiers = $3 \
-             AND profile_name = $4 AND status = 'pending' AND replaces IS NULL AND expires > $5 \
-             ORDER BY created_at DESC LIMIT 3"
-        ))
-        .bind(account_id)
-        .bind(directory)
-        .bind(identifiers)
-        .bind(profile_name)
-        .bind(at + 3600)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(REUSABLE_ORDERS)
+            .bind(account_id)
+            .bind(directory)
+            .bind(identifiers)
+            .bind(profile_name)
+            .bind(at + 3600)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows
             .iter()
             .map(order_from)
@@ -1127,12 +1150,10 @@ impl Store {
 
     /// An order (not invalid) that already replaces the certificate `cert_id` (RFC 9773).
     pub async fn order_replacing(&self, cert_id: &str) -> Result<Option<String>> {
-        let row = sqlx::query(
-            "SELECT id FROM orders WHERE replaces = $1 AND status <> 'invalid' LIMIT 1",
-        )
-        .bind(cert_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(ORDER_REPLACING)
+            .bind(cert_id)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map(|r| r.try_get("id")).transpose()?)
     }
 
@@ -1152,12 +1173,7 @@ impl Store {
         wildcard: bool,
         valid_until: i64,
     ) -> Result<Option<AuthzRow>> {
-        const SQL: &str = concat!(
-            authz_select!(),
-            " WHERE a.account_id = $1 AND a.id_type = $2 AND a.id_value = $3 AND a.wildcard = $4 \
-             AND a.status = 'valid' AND a.expires > $5 ORDER BY a.expires DESC LIMIT 1"
-        );
-        let row = sqlx::query(SQL)
+        let row = sqlx::query(REUSABLE_AUTHZ)
             .bind(account_id)
             .bind(id_type)
             .bind(id_value)
@@ -1351,13 +1367,11 @@ impl Store {
         directory: &str,
         cutoff: i64,
     ) -> Result<Vec<OrderRow>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {ORDER_COLS} FROM orders WHERE status = 'processing' AND processing_since < $1 AND directory = $2"
-        ))
-        .bind(cutoff)
-        .bind(directory)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(STALE_PROCESSING_ORDERS)
+            .bind(cutoff)
+            .bind(directory)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows
             .iter()
             .map(order_from)
@@ -1827,6 +1841,43 @@ mod tests {
         assert!(connection_lost(&sqlx::Error::Io(reset)));
         assert!(connection_lost(&sqlx::Error::PoolTimedOut));
         assert!(!connection_lost(&sqlx::Error::RowNotFound));
+    }
+
+    /// The queries that run on every newOrder, order and authorization read, and every
+    /// recovery round find their rows through an index: their cost does not grow with the
+    /// number of orders the CA has made.
+    #[tokio::test]
+    async fn plans_of_frequent_queries_use_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("pkid.db").display());
+        let store = Store::connect(&url, 1).await.unwrap();
+        let queries = [
+            ("reusable orders", REUSABLE_ORDERS),
+            ("reusable authorization", REUSABLE_AUTHZ),
+            ("order replacing a certificate", ORDER_REPLACING),
+            ("stale processing orders", STALE_PROCESSING_ORDERS),
+            ("orders since", ORDERS_SINCE),
+            ("authorizations since", AUTHZS_SINCE),
+            ("order with authorizations", ORDER_WITH_AUTHZS),
+            ("authorization with challenges", AUTHZ_WITH_CHALLENGES),
+        ];
+        for (what, sql) in queries {
+            let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .fetch_all(store.pool())
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get::<String, _>("detail"))
+                .collect();
+            assert!(
+                plan.iter().all(|step| !step.starts_with("SCAN ")),
+                "{what} reads a whole table: {plan:?}"
+            );
+            assert!(
+                plan.iter().any(|step| step.starts_with("SEARCH ")),
+                "{what}: {plan:?}"
+            );
+        }
     }
 
     /// A failed issuance leaves no serial at the `tbs` step: failing the order abandons it,
