@@ -111,6 +111,10 @@ impl Validator {
             .user_agent(concat!("pkid-validator/", env!("CARGO_PKG_VERSION")))
             .dns_resolver(Arc::new(HickoryResolve(resolver.clone())))
             .no_proxy()
+            // Every validation makes a fresh connection, as Boulder's VA does: a connection
+            // kept for one name proves nothing about the next, and kept ones (one per validated
+            // name, each for the pool's idle time) held thousands of sockets under load.
+            .pool_max_idle_per_host(0)
             .build()
             .map_err(|e| format!("http-01 client: {e}"))?;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
