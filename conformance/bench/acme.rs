@@ -931,12 +931,7 @@ fn print_report(report: &Value) {
 
     println!("\n-- durability --");
     let d = &results["durability"];
-    println!(
-        "SQLite: journal_mode=WAL {}, synchronous=FULL {} ({})",
-        d["sqlite"]["journal_mode_wal"],
-        d["sqlite"]["synchronous_full"],
-        d["sqlite"]["where"].as_str().unwrap_or("")
-    );
+    println!("SQLite: {}", d["sqlite"].as_str().unwrap_or(""));
     println!("PostgreSQL: {}", d["postgresql"].as_str().unwrap_or(""));
 }
 

@@ -87,8 +87,15 @@ enum Writes {
     Grouped(GroupCommit),
     /// PostgreSQL: each write is a transaction of its own on the pool; the server flushes
     /// concurrent commits together.
-    Pool(AnyPool),
+    Pool {
+        pool: AnyPool,
+        /// Connections with `synchronous_commit = off`, for nonce redemptions only.
+        nonces: AnyPool,
+    },
 }
+
+/// Connections of the PostgreSQL nonce pool.
+const NONCE_CONNECTIONS: u32 = 4;
 
 /// An owned value bound to a write statement (a write may run after its caller returned, so
 /// it owns its inputs).
@@ -598,6 +605,21 @@ fn authz_statements(account_id: &str, a: &NewAuthz, created: i64) -> Vec<Stateme
     statements
 }
 
+/// The PostgreSQL connections nonce redemptions use: see [`Store::redeem_nonce`].
+async fn nonce_pool(options: AnyConnectOptions) -> std::result::Result<AnyPool, sqlx::Error> {
+    AnyPoolOptions::new()
+        .max_connections(NONCE_CONNECTIONS)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                conn.execute("SET synchronous_commit = off").await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+}
+
 /// Every SQLite connection, the writer's and the readers': WAL, durable commits.
 async fn sqlite_pragmas(conn: &mut AnyConnection) -> std::result::Result<(), sqlx::Error> {
     conn.execute("PRAGMA journal_mode = WAL").await?;
@@ -649,7 +671,10 @@ impl Store {
                 sqlite_pragmas(&mut conn).await?;
                 Writes::Grouped(GroupCommit::start(conn))
             }
-            Backend::Postgres => Writes::Pool(pool.clone()),
+            Backend::Postgres => Writes::Pool {
+                pool: pool.clone(),
+                nonces: nonce_pool(options).await?,
+            },
         };
         let accounts =
             (backend == Backend::Sqlite).then(|| Arc::new(cache::AccountCache::default()));
@@ -671,7 +696,7 @@ impl Store {
     {
         match &self.writes {
             Writes::Grouped(group) => Ok(group.write(data, job).await?),
-            Writes::Pool(pool) => {
+            Writes::Pool { pool, .. } => {
                 let mut tx = pool.begin().await?;
                 match job(&mut tx, &data).await? {
                     Written::Commit(t) => {
@@ -705,7 +730,7 @@ impl Store {
     pub async fn execute(&self, statement: Statement) -> Result<u64> {
         match &self.writes {
             // One statement is a transaction already: no BEGIN and COMMIT round trips.
-            Writes::Pool(pool) => Ok(statement.run(&mut *pool.acquire().await?).await?),
+            Writes::Pool { pool, .. } => Ok(statement.run(&mut *pool.acquire().await?).await?),
             Writes::Grouped(_) => {
                 self.write(statement, |conn, statement| {
                     Box::pin(async move { Ok(Written::Commit(statement.run(conn).await?)) })
@@ -733,14 +758,23 @@ impl Store {
     // ---- nonces ----
 
     /// Record a nonce as redeemed. `false`: it was redeemed before (here or on another replica).
+    ///
+    /// On PostgreSQL the insert does not wait for its WAL flush (`synchronous_commit = off`):
+    /// it is committed and visible to every replica at once, which is what makes a nonce
+    /// single-use, and the log is sequential, so the flush of any later durable commit (the
+    /// state change of the request that used the nonce) carries it to the disk too. Only the
+    /// redemption of a read-only request can be lost to a server crash, and replaying a read
+    /// changes nothing. This saves an `fsync` per ACME request.
     pub async fn redeem_nonce(&self, nonce: &str, expires: i64) -> Result<bool> {
-        let changed = self
-            .execute(statement!(
-                "INSERT INTO redeemed_nonces (nonce, expires) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING",
-                nonce,
-                expires,
-            ))
-            .await?;
+        let insert = statement!(
+            "INSERT INTO redeemed_nonces (nonce, expires) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING",
+            nonce,
+            expires,
+        );
+        let changed = match &self.writes {
+            Writes::Pool { nonces, .. } => insert.run(&mut *nonces.acquire().await?).await?,
+            Writes::Grouped(_) => self.execute(insert).await?,
+        };
         Ok(changed == 1)
     }
 
