@@ -24,17 +24,7 @@ async fn a_challenge_is_answered_once_a_quick_validation_ends() {
         client.register().await;
 
         // Served: the answer is the valid challenge, and the authorization is valid already.
-        let order = client.new_order(&["quick.pkid.test"]).await;
-        let (authz_url, challenge) = http01_challenge(&client, &order).await;
-        let token = challenge["token"].as_str().unwrap().to_owned();
-        responder.serve(&token, &client.key.key_authorization(&token));
-        let answer = client
-            .post(
-                challenge["url"].as_str().unwrap(),
-                Some(&serde_json::json!({})),
-            )
-            .await;
-        assert_eq!(answer.status, 200, "{}", answer.describe());
+        let (authz_url, answer) = answer_http01(&client, "quick.pkid.test", Some(&responder)).await;
         let body = answer.json();
         assert_eq!(body["status"], "valid", "the challenge answer: {body}");
         assert!(
@@ -49,14 +39,7 @@ async fn a_challenge_is_answered_once_a_quick_validation_ends() {
         assert_eq!(client.fetch(&authz_url).await["status"], "valid");
 
         // Not served: the answer is the invalid challenge with the validation's error.
-        let order = client.new_order(&["unserved.pkid.test"]).await;
-        let (authz_url, challenge) = http01_challenge(&client, &order).await;
-        let answer = client
-            .post(
-                challenge["url"].as_str().unwrap(),
-                Some(&serde_json::json!({})),
-            )
-            .await;
+        let (authz_url, answer) = answer_http01(&client, "unserved.pkid.test", None).await;
         let body = answer.json();
         assert_eq!(body["status"], "invalid", "the challenge answer: {body}");
         assert_eq!(
@@ -72,16 +55,8 @@ async fn a_challenge_is_answered_once_a_quick_validation_ends() {
         let responder = Http01Responder::bind(env.http01_port).await;
         let mut client = AcmeClient::new(&env.pkid.directory_url(), &env.pkid.root_pem()).await;
         client.register().await;
-        let order = client.new_order(&["polled.pkid.test"]).await;
-        let (authz_url, challenge) = http01_challenge(&client, &order).await;
-        let token = challenge["token"].as_str().unwrap().to_owned();
-        responder.serve(&token, &client.key.key_authorization(&token));
-        let answer = client
-            .post(
-                challenge["url"].as_str().unwrap(),
-                Some(&serde_json::json!({})),
-            )
-            .await;
+        let (authz_url, answer) =
+            answer_http01(&client, "polled.pkid.test", Some(&responder)).await;
         assert_eq!(
             answer.json()["status"],
             "processing",
@@ -96,11 +71,14 @@ async fn a_challenge_is_answered_once_a_quick_validation_ends() {
     .await;
 }
 
-/// The first authorization of `order` and its http-01 challenge.
-async fn http01_challenge(
+/// Orders `name`, serves its http-01 answer through `responder` (none: leaves it unserved) and
+/// POSTs to the challenge; the authorization's URL and the challenge POST's 200 answer.
+async fn answer_http01(
     client: &AcmeClient,
-    order: &crate::client::Order,
-) -> (String, serde_json::Value) {
+    name: &str,
+    responder: Option<&Http01Responder>,
+) -> (String, Response) {
+    let order = client.new_order(&[name]).await;
     let authz_url = order.authorization_urls()[0].clone();
     let authz = client.fetch(&authz_url).await;
     let challenge = authz["challenges"]
@@ -108,7 +86,18 @@ async fn http01_challenge(
         .and_then(|all| all.iter().find(|c| c["type"] == "http-01"))
         .unwrap_or_else(|| panic!("no http-01 challenge in {authz}"))
         .clone();
-    (authz_url, challenge)
+    if let Some(responder) = responder {
+        let token = challenge["token"].as_str().unwrap();
+        responder.serve(token, &client.key.key_authorization(token));
+    }
+    let answer = client
+        .post(
+            challenge["url"].as_str().unwrap(),
+            Some(&serde_json::json!({})),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.describe());
+    (authz_url, answer)
 }
 
 /// Two finalize requests for one ready order, each with its own fresh nonce, sent at once.

@@ -1914,11 +1914,9 @@ mod tests {
         }
     }
 
-    /// A failed issuance leaves no serial at the `tbs` step: failing the order abandons it,
-    /// even when the step that should have abandoned it never ran.
-    #[tokio::test]
-    async fn a_failed_order_abandons_its_unsigned_serials() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A store with account `acct` and its order `order` in `processing`, and what the
+    /// issuance cycle knows of the order's certificate.
+    async fn processing_order(dir: &tempfile::TempDir) -> (Store, PendingCertificate<'static>) {
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("pkid.db").display());
         let store = Store::connect(&url, 2).await.unwrap();
         let t = now();
@@ -1946,6 +1944,15 @@ mod tests {
             not_after: t + 86400,
             crl_shard: None,
         };
+        (store, pending)
+    }
+
+    /// A failed issuance leaves no serial at the `tbs` step: failing the order abandons it,
+    /// even when the step that should have abandoned it never ran.
+    #[tokio::test]
+    async fn a_failed_order_abandons_its_unsigned_serials() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, pending) = processing_order(&dir).await;
         store.record_tbs(&pending, "03cc", b"tbs").await.unwrap();
         store.fail_order("order", r#"{"type":"x"}"#).await.unwrap();
 
@@ -1960,33 +1967,7 @@ mod tests {
     #[tokio::test]
     async fn of_two_issuances_for_one_order_only_the_first_is_stored() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("pkid.db").display());
-        let store = Store::connect(&url, 2).await.unwrap();
-        let t = now();
-        let account = AccountRow {
-            id: "acct".into(),
-            thumbprint: "thumbprint".into(),
-            jwk: "{}".into(),
-            status: "valid".into(),
-            contact: "[]".into(),
-            eab_kid: None,
-            created_at: t,
-        };
-        store.insert_account(&account, None).await.unwrap();
-        let order = OrderRow::for_tests("order", "acct", "pending", t + 3600);
-        store.insert_order(&order, &[]).await.unwrap();
-        assert!(store
-            .begin_processing("order", "{}", b"csr", t)
-            .await
-            .unwrap());
-        let pending = PendingCertificate {
-            issuer: "default",
-            order_id: Some("order"),
-            account_id: Some("acct"),
-            not_before: t,
-            not_after: t + 86400,
-            crl_shard: None,
-        };
+        let (store, pending) = processing_order(&dir).await;
         let record = |serial: &'static str| IssuedRecord {
             serial,
             tbs: b"tbs",
