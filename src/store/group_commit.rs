@@ -31,6 +31,11 @@ const MAX_BATCH: usize = 256;
 pub enum Written<T> {
     /// Keep them; the caller gets `T` once they are durable.
     Commit(T),
+    /// Keep them, and answer the caller as soon as they are made, before the commit: for a
+    /// write no client relies on surviving a crash (a failed commit leaves the state from before
+    /// it, which recovery already has to handle). Later jobs see it at once, other connections
+    /// once it commits.
+    Applied(T),
     /// Undo them; the caller gets `T` once they are undone.
     Rollback(T),
 }
@@ -67,7 +72,7 @@ impl GroupCommit {
             data,
             job,
             outcome: None,
-            reply,
+            reply: Some(reply),
         });
         self.jobs.send(job).await.map_err(|_| writer_gone())?;
         answer.await.map_err(|_| writer_gone())?
@@ -93,7 +98,8 @@ struct TypedJob<D, T, F> {
     data: D,
     job: F,
     outcome: Option<Result<Written<T>, sqlx::Error>>,
-    reply: oneshot::Sender<Result<T, sqlx::Error>>,
+    /// `None` once answered.
+    reply: Option<oneshot::Sender<Result<T, sqlx::Error>>>,
 }
 
 impl<D, T, F> Job for TypedJob<D, T, F>
@@ -108,22 +114,38 @@ where
     ) -> Pin<Box<dyn Future<Output = bool> + Send + 'c>> {
         Box::pin(async move {
             let outcome = (self.job)(conn, &self.data).await;
-            let commit = matches!(outcome, Ok(Written::Commit(_)));
-            self.outcome = Some(outcome);
-            commit
+            match outcome {
+                Ok(Written::Applied(t)) => {
+                    if let Some(reply) = self.reply.take() {
+                        let _ = reply.send(Ok(t));
+                    }
+                    self.outcome = None;
+                    true
+                }
+                outcome => {
+                    let commit = matches!(outcome, Ok(Written::Commit(_)));
+                    self.outcome = Some(outcome);
+                    commit
+                }
+            }
         })
     }
 
     fn deliver(self: Box<Self>, end: Result<(), &sqlx::Error>) {
+        let Some(reply) = self.reply else {
+            return; // answered when it was applied
+        };
         let answer = match (self.outcome, end) {
             (Some(Err(e)), _) => Err(e),
-            (Some(Ok(Written::Commit(t) | Written::Rollback(t))), Ok(())) => Ok(t),
+            (Some(Ok(Written::Commit(t) | Written::Applied(t) | Written::Rollback(t))), Ok(())) => {
+                Ok(t)
+            }
             (Some(Ok(_)), Err(e)) => Err(copy_error(e)),
             (None, Err(e)) => Err(copy_error(e)),
             (None, Ok(())) => Err(writer_gone()),
         };
         // The caller may have gone (a client that hung up); its write stands all the same.
-        let _ = self.reply.send(answer);
+        let _ = reply.send(answer);
     }
 }
 
@@ -269,26 +291,8 @@ mod tests {
             .execute(insert_setting("gc-taken", "first"))
             .await
             .unwrap();
-        // Block the writer so that the next jobs queue up and run as one batch.
-        let (release, held) = tokio::sync::oneshot::channel::<()>();
-        let held = std::sync::Mutex::new(Some(held));
-        let blocker = {
-            let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .write((), move |_conn, _| {
-                        let held = held.lock().unwrap().take();
-                        Box::pin(async move {
-                            if let Some(held) = held {
-                                let _ = held.await;
-                            }
-                            Ok(Written::Commit(()))
-                        })
-                    })
-                    .await
-            })
-        };
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // Hold the writer so that the next jobs queue up and run as one batch.
+        let release = hold_writer(&store).await;
         let before = {
             let store = store.clone();
             tokio::spawn(async move { store.execute(insert_setting("gc-a", "kept")).await })
@@ -316,7 +320,6 @@ mod tests {
         };
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         release.send(()).unwrap();
-        blocker.await.unwrap().unwrap();
 
         assert_eq!(before.await.unwrap().unwrap(), 1);
         let duplicate = duplicate.await.unwrap();
@@ -334,6 +337,60 @@ mod tests {
                 ("gc-taken".into(), "first".into()),
             ]
         );
+    }
+
+    /// A job that holds the writer until `release` fires.
+    async fn hold_writer(store: &Store) -> tokio::sync::oneshot::Sender<()> {
+        let (release, held) = tokio::sync::oneshot::channel::<()>();
+        let held = std::sync::Mutex::new(Some(held));
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .write((), move |_conn, _| {
+                    let held = held.lock().unwrap().take();
+                    Box::pin(async move {
+                        if let Some(held) = held {
+                            let _ = held.await;
+                        }
+                        Ok(Written::Commit(()))
+                    })
+                })
+                .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        release
+    }
+
+    /// An applied write is answered as soon as it is made, before its group commits: other
+    /// connections see it only after the commit.
+    #[tokio::test]
+    async fn an_applied_write_is_answered_before_its_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let first = hold_writer(&store).await;
+        // Queued behind the first hold: the applied write, then a second hold in its batch.
+        let applied = {
+            let store = store.clone();
+            tokio::spawn(
+                async move { store.execute_applied(insert_setting("gc-early", "v")).await },
+            )
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let second = hold_writer(&store).await;
+        first.send(()).unwrap();
+        let changed = tokio::time::timeout(std::time::Duration::from_secs(5), applied)
+            .await
+            .expect("answered while its batch is still open")
+            .unwrap()
+            .unwrap();
+        assert_eq!(changed, 1);
+        assert!(settings(&store).await.is_empty(), "not committed yet");
+        second.send(()).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while settings(&store).await.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "never committed");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     /// The writer's connection runs as durably as the readers'.

@@ -89,13 +89,14 @@ enum Writes {
     /// concurrent commits together.
     Pool {
         pool: AnyPool,
-        /// Connections with `synchronous_commit = off`, for nonce redemptions only.
-        nonces: AnyPool,
+        /// Connections with `synchronous_commit = off`, for writes no client relies on
+        /// surviving a crash ([`Store::execute_applied`]).
+        unflushed: AnyPool,
     },
 }
 
-/// Connections of the PostgreSQL nonce pool.
-const NONCE_CONNECTIONS: u32 = 4;
+/// Connections of the PostgreSQL pool for writes that need not wait for their WAL flush.
+const UNFLUSHED_CONNECTIONS: u32 = 4;
 
 /// An owned value bound to a write statement (a write may run after its caller returned, so
 /// it owns its inputs).
@@ -605,10 +606,10 @@ fn authz_statements(account_id: &str, a: &NewAuthz, created: i64) -> Vec<Stateme
     statements
 }
 
-/// The PostgreSQL connections nonce redemptions use: see [`Store::redeem_nonce`].
-async fn nonce_pool(options: AnyConnectOptions) -> std::result::Result<AnyPool, sqlx::Error> {
+/// The PostgreSQL connections of [`Store::execute_applied`].
+async fn unflushed_pool(options: AnyConnectOptions) -> std::result::Result<AnyPool, sqlx::Error> {
     AnyPoolOptions::new()
-        .max_connections(NONCE_CONNECTIONS)
+        .max_connections(UNFLUSHED_CONNECTIONS)
         .acquire_timeout(Duration::from_secs(30))
         .after_connect(|conn, _meta| {
             Box::pin(async move {
@@ -673,7 +674,7 @@ impl Store {
             }
             Backend::Postgres => Writes::Pool {
                 pool: pool.clone(),
-                nonces: nonce_pool(options).await?,
+                unflushed: unflushed_pool(options).await?,
             },
         };
         let accounts =
@@ -699,7 +700,7 @@ impl Store {
             Writes::Pool { pool, .. } => {
                 let mut tx = pool.begin().await?;
                 match job(&mut tx, &data).await? {
-                    Written::Commit(t) => {
+                    Written::Commit(t) | Written::Applied(t) => {
                         tx.commit().await?;
                         Ok(t)
                     }
@@ -724,6 +725,25 @@ impl Store {
             })
         })
         .await
+    }
+
+    /// Runs one statement whose loss to a crash no client relies on (recovery redoes or undoes
+    /// it), answered as soon as it is made: on SQLite before its group's commit, on PostgreSQL
+    /// without waiting for its WAL flush. It is visible to other connections once committed,
+    /// at once to later writes; the log is sequential, so any later durable commit carries it
+    /// to the disk. The rows it changed.
+    pub async fn execute_applied(&self, statement: Statement) -> Result<u64> {
+        match &self.writes {
+            Writes::Pool { unflushed, .. } => {
+                Ok(statement.run(&mut *unflushed.acquire().await?).await?)
+            }
+            Writes::Grouped(_) => {
+                self.write(statement, |conn, statement| {
+                    Box::pin(async move { Ok(Written::Applied(statement.run(conn).await?)) })
+                })
+                .await
+            }
+        }
     }
 
     /// Runs one statement as a transaction of its own; the rows it changed.
@@ -759,22 +779,19 @@ impl Store {
 
     /// Record a nonce as redeemed. `false`: it was redeemed before (here or on another replica).
     ///
-    /// On PostgreSQL the insert does not wait for its WAL flush (`synchronous_commit = off`):
-    /// it is committed and visible to every replica at once, which is what makes a nonce
-    /// single-use, and the log is sequential, so the flush of any later durable commit (the
-    /// state change of the request that used the nonce) carries it to the disk too. Only the
+    /// The insert does not wait for its flush ([`Store::execute_applied`]): on PostgreSQL it is
+    /// committed and visible to every replica at once, which is what makes a nonce single-use,
+    /// and the flush of the request's own durable commit carries it to the disk. Only the
     /// redemption of a read-only request can be lost to a server crash, and replaying a read
     /// changes nothing. This saves an `fsync` per ACME request.
     pub async fn redeem_nonce(&self, nonce: &str, expires: i64) -> Result<bool> {
-        let insert = statement!(
-            "INSERT INTO redeemed_nonces (nonce, expires) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING",
-            nonce,
-            expires,
-        );
-        let changed = match &self.writes {
-            Writes::Pool { nonces, .. } => insert.run(&mut *nonces.acquire().await?).await?,
-            Writes::Grouped(_) => self.execute(insert).await?,
-        };
+        let changed = self
+            .execute_applied(statement!(
+                "INSERT INTO redeemed_nonces (nonce, expires) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING",
+                nonce,
+                expires,
+            ))
+            .await?;
         Ok(changed == 1)
     }
 
@@ -1254,10 +1271,12 @@ impl Store {
             .transpose()?)
     }
 
-    /// pending → processing, once. `false`: another request started it already.
+    /// pending → processing, once. `false`: another request started it already. Answered
+    /// before it is durable ([`Store::execute_applied`]): a crash loses the validation running
+    /// anyway, and start-up puts challenges left `processing` back to `pending`.
     pub async fn start_challenge(&self, id: &str) -> Result<bool> {
         let changed = self
-            .execute(statement!(
+            .execute_applied(statement!(
                 "UPDATE challenges SET status = 'processing' WHERE id = $1 AND status = 'pending'",
                 id
             ))
@@ -1342,6 +1361,9 @@ impl Store {
     }
 
     /// ready → processing, exactly once: the finalize that gets `true` issues; all others don't.
+    /// Answered before it is durable ([`Store::execute_applied`]): nothing is signed before the
+    /// issuance's next write, the to-be-signed record, is durable, and that commit carries this
+    /// one; a crash before it leaves the order `ready` to be finalized again.
     pub async fn begin_processing(
         &self,
         order_id: &str,
@@ -1350,7 +1372,7 @@ impl Store {
         now: i64,
     ) -> Result<bool> {
         let changed = self
-            .execute(statement!(
+            .execute_applied(statement!(
                 "UPDATE orders SET status = 'processing', processing_since = $1, profile = $2, csr = $3 WHERE id = $4 AND status = 'pending'",
                 now,
                 profile_snapshot,
