@@ -170,6 +170,10 @@ impl Validator {
     /// top; issuance is allowed when there is none, or when an `issue`/`issuewild` record names
     /// one of `identities` with matching RFC 8657 `accounturi`/`validationmethods`. A lookup
     /// failure (SERVFAIL, timeout) never counts as permission.
+    ///
+    /// The names of the walk are looked up at once (one round trip, not one per label) and
+    /// decided in the walk's order, so the outcome is the sequential walk's: a name's answer
+    /// counts only when every name below it answered with no CAA records.
     pub async fn check_caa(
         &self,
         query: &CaaQuery<'_>,
@@ -177,27 +181,51 @@ impl Validator {
     ) -> Result<(), Problem> {
         use hickory_resolver::proto::rr::{RData, RecordType};
         let labels: Vec<&str> = query.domain.trim_end_matches('.').split('.').collect();
-        for start in 0..labels.len() {
-            let name = format!("{}.", labels[start..].join("."));
-            let records = match self.resolver.lookup(name.as_str(), RecordType::CAA).await {
-                Ok(lookup) => lookup
-                    .record_iter()
-                    .filter_map(|r| match r.data() {
-                        RData::CAA(caa) => Some(caa.clone()),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>(),
-                Err(e) if is_empty_answer(&e) => Vec::new(),
-                Err(e) => {
-                    return Err(Problem::caa(format!(
-                    "CAA lookup of {name} failed ({e}); issuance is not allowed without an answer"
-                )))
+        let names: Vec<String> = (0..labels.len())
+            .map(|start| format!("{}.", labels[start..].join(".")))
+            .collect();
+        let mut lookups = tokio::task::JoinSet::new();
+        for (position, name) in names.iter().enumerate() {
+            let resolver = self.resolver.clone();
+            let name = name.clone();
+            lookups.spawn(async move {
+                let records = match resolver.lookup(name.as_str(), RecordType::CAA).await {
+                    Ok(lookup) => Ok(lookup
+                        .record_iter()
+                        .filter_map(|r| match r.data() {
+                            RData::CAA(caa) => Some(caa.clone()),
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>()),
+                    Err(e) if is_empty_answer(&e) => Ok(Vec::new()),
+                    Err(e) => Err(e.to_string()),
+                };
+                (position, records)
+            });
+        }
+        let mut answers: Vec<Option<Result<Vec<CAA>, String>>> = vec![None; names.len()];
+        let mut next = 0;
+        while let Some(joined) = lookups.join_next().await {
+            let (position, records) = joined.map_err(|e| {
+                Problem::caa(format!("CAA lookup failed ({e}); issuance is not allowed"))
+            })?;
+            answers[position] = Some(records);
+            // Decide as far as the walk's order allows; the lookups still running are
+            // dropped (aborted) with the set once decided.
+            while let Some(Some(answer)) = answers.get(next) {
+                let name = &names[next];
+                match answer {
+                    Err(e) => {
+                        return Err(Problem::caa(format!(
+                            "CAA lookup of {name} failed ({e}); issuance is not allowed without an answer"
+                        )))
+                    }
+                    Ok(records) if !records.is_empty() => {
+                        return caa_permits(name, records, query, identities)
+                    }
+                    Ok(_) => next += 1,
                 }
-            };
-            if records.is_empty() {
-                continue;
             }
-            return caa_permits(&name, &records, query, identities);
         }
         Ok(())
     }
