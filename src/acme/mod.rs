@@ -885,16 +885,7 @@ impl AcmeServer {
                             .map(|k| (random_id(12), k.to_string(), random_id(32)))
                             .collect(),
                     };
-                    authz_rows.push(AuthzRow {
-                        id: new.id.clone(),
-                        account_id: account.id.clone(),
-                        id_type: new.id_type.clone(),
-                        id_value: new.id_value.clone(),
-                        wildcard,
-                        status: "pending".into(),
-                        expires,
-                        validation: None,
-                    });
+                    authz_rows.push(new.row(&account.id));
                     OrderAuthz::New(new)
                 }
             });

@@ -377,6 +377,22 @@ pub struct NewAuthz {
     pub challenges: Vec<(String, String, String)>, // (id, kind, token)
 }
 
+impl NewAuthz {
+    /// The authorization as it stands once written: pending, not validated.
+    pub fn row(&self, account_id: &str) -> AuthzRow {
+        AuthzRow {
+            id: self.id.clone(),
+            account_id: account_id.to_owned(),
+            id_type: self.id_type.clone(),
+            id_value: self.id_value.clone(),
+            wildcard: self.wildcard,
+            status: "pending".into(),
+            expires: self.expires,
+            validation: None,
+        }
+    }
+}
+
 /// What a new order links to: an authorization to create, or an existing one to reuse.
 pub enum OrderAuthz {
     New(NewAuthz),
