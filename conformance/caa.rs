@@ -18,14 +18,7 @@ const CAA_PROBLEM: &str = "urn:ietf:params:acme:error:caa";
 /// Orders `name`, answers its http-01 challenge, and waits for the authorization to settle;
 /// returns (the order URL, the final authorization).
 async fn validate(client: &AcmeClient, responder: &Http01Responder, name: &str) -> (String, Value) {
-    let order = client.new_order(&[name]).await;
-    let authz_url = order.authorization_urls()[0].clone();
-    let authz = client.fetch(&authz_url).await;
-    let challenge = authz["challenges"]
-        .as_array()
-        .and_then(|all| all.iter().find(|c| c["type"] == "http-01"))
-        .unwrap_or_else(|| panic!("no http-01 challenge in {authz}"))
-        .clone();
+    let (order, authz_url, challenge) = client.order_one(name, "http-01").await;
     let token = challenge["token"].as_str().expect("challenge token");
     responder.serve(token, &client.key.key_authorization(token));
     let challenge_url = challenge["url"].as_str().expect("challenge URL");

@@ -415,6 +415,20 @@ impl AcmeClient {
         }
     }
 
+    /// A new order for `name` alone, with its authorization's URL and that authorization's
+    /// challenge of type `kind`.
+    pub async fn order_one(&self, name: &str, kind: &str) -> (Order, String, Value) {
+        let order = self.new_order(&[name]).await;
+        let authz_url = order.authorization_urls()[0].clone();
+        let authz = self.fetch(&authz_url).await;
+        let challenge = authz["challenges"]
+            .as_array()
+            .and_then(|all| all.iter().find(|c| c["type"] == kind))
+            .unwrap_or_else(|| panic!("no {kind} challenge in {authz}"))
+            .clone();
+        (order, authz_url, challenge)
+    }
+
     /// Answers the http-01 challenge of every pending authorization of `order` through
     /// `responder`, and waits until each authorization is valid.
     pub async fn authorize_http01(&self, order: &Order, responder: &Http01Responder) {
@@ -549,7 +563,30 @@ pub fn csr_der(names: &[&str]) -> Vec<u8> {
 /// `<webroot>/.well-known/acme-challenge/`), 404 otherwise. Stops when dropped.
 pub struct Http01Responder {
     tokens: Arc<Mutex<HashMap<String, String>>>,
+    held: HeldTokens,
     task: JoinHandle<()>,
+}
+
+/// Tokens whose answer waits for a [`Gate`] to open.
+type HeldTokens =
+    Arc<Mutex<HashMap<String, (Arc<tokio::sync::Notify>, tokio::sync::watch::Receiver<bool>)>>>;
+
+/// Holds the answer to one token: a validation of it stays in flight until [`Gate::open`].
+pub struct Gate {
+    asked: Arc<tokio::sync::Notify>,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+impl Gate {
+    /// Resolves once the validator has asked for the token (at once if it already has).
+    pub async fn asked(&self) {
+        self.asked.notified().await;
+    }
+
+    /// Lets the held answer go out.
+    pub fn open(&self) {
+        let _ = self.open.send(true);
+    }
 }
 
 /// Where the responder finds key authorizations.
@@ -598,12 +635,26 @@ impl Http01Responder {
         let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .unwrap_or_else(|err| panic!("bind the http-01 responder on 127.0.0.1:{port}: {err}"));
+        let held = HeldTokens::default();
+        let gates = held.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(answer_http01(stream, source.clone()));
+                tokio::spawn(answer_http01(stream, source.clone(), gates.clone()));
             }
         });
-        Http01Responder { tokens, task }
+        Http01Responder { tokens, held, task }
+    }
+
+    /// Serves `token`, but answers only once the returned gate opens.
+    pub fn serve_held(&self, token: &str, key_authorization: &str) -> Gate {
+        let asked = Arc::new(tokio::sync::Notify::new());
+        let (open, opened) = tokio::sync::watch::channel(false);
+        self.held
+            .lock()
+            .expect("held tokens")
+            .insert(token.to_owned(), (asked.clone(), opened));
+        self.serve(token, key_authorization);
+        Gate { asked, open }
     }
 
     pub fn serve(&self, token: &str, key_authorization: &str) {
@@ -620,7 +671,7 @@ impl Drop for Http01Responder {
     }
 }
 
-async fn answer_http01(mut stream: TcpStream, source: Http01Source) {
+async fn answer_http01(mut stream: TcpStream, source: Http01Source, held: HeldTokens) {
     let mut request = Vec::new();
     let mut buf = [0u8; 1024];
     let read_head = async {
@@ -644,9 +695,14 @@ async fn answer_http01(mut stream: TcpStream, source: Http01Source) {
         .next()
         .and_then(|line| line.split_whitespace().nth(1))
         .unwrap_or("");
-    let key_authorization = path
-        .strip_prefix("/.well-known/acme-challenge/")
-        .and_then(|token| source.key_authorization(token));
+    let token = path.strip_prefix("/.well-known/acme-challenge/");
+    let gate = token.and_then(|token| held.lock().expect("held tokens").get(token).cloned());
+    if let Some((asked, mut opened)) = gate {
+        asked.notify_one();
+        // Bounded: a gate never opened answers after the validator gave up anyway.
+        let _ = tokio::time::timeout(Duration::from_secs(60), opened.wait_for(|open| *open)).await;
+    }
+    let key_authorization = token.and_then(|token| source.key_authorization(token));
     let reply = match key_authorization {
         Some(body) => format!(
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

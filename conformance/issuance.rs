@@ -78,14 +78,7 @@ async fn answer_http01(
     name: &str,
     responder: Option<&Http01Responder>,
 ) -> (String, Response) {
-    let order = client.new_order(&[name]).await;
-    let authz_url = order.authorization_urls()[0].clone();
-    let authz = client.fetch(&authz_url).await;
-    let challenge = authz["challenges"]
-        .as_array()
-        .and_then(|all| all.iter().find(|c| c["type"] == "http-01"))
-        .unwrap_or_else(|| panic!("no http-01 challenge in {authz}"))
-        .clone();
+    let (_, authz_url, challenge) = client.order_one(name, "http-01").await;
     if let Some(responder) = responder {
         let token = challenge["token"].as_str().unwrap();
         responder.serve(token, &client.key.key_authorization(token));

@@ -1,7 +1,8 @@
 //! Several pkid replicas on one PostgreSQL (from Debian, started here on loopback): a nonce is
 //! single-use across replicas even when both get it at the same moment, an order placed
 //! through one replica is finalized through the other, and after a revocation both replicas
-//! serve the one CRL generated under the shared lease.
+//! serve the one CRL generated under the shared lease. A replica that starts leaves the other
+//! replicas' validations in flight alone.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -56,7 +57,7 @@ async fn two_replicas_share_nonces_and_orders_through_postgresql() {
     )
     .unwrap();
     let origin_a = env.pkid.directory_url().replace("/acme/directory", "");
-    let replica_b = Pkid::start(
+    let mut replica_b = Pkid::start(
         &dir_b,
         &env.dns,
         env.http01_port,
@@ -169,6 +170,22 @@ async fn two_replicas_share_nonces_and_orders_through_postgresql() {
             Some(Some(x509_parser::x509::ReasonCode::KeyCompromise)),
             "with the lease free, {crl_b} signs a CRL with the new revocation"
         );
+
+        // A replica that starts while another one validates a challenge leaves that validation
+        // alone (only challenges `processing` past the validation lease are requeued), so its
+        // outcome is recorded and the authorization becomes valid without a second POST.
+        let (_, authz_url, challenge) = client.order_one("in-flight.pkid.test", "http-01").await;
+        let (token, challenge_url) = (challenge["token"].as_str().unwrap(), challenge["url"].as_str().unwrap());
+        let gate = responder.serve_held(token, &client.key.key_authorization(token));
+        let answer = client.post(challenge_url, Some(&json!({}))).await;
+        assert_eq!(answer.status, 200, "challenge: {}", answer.describe());
+        within(Duration::from_secs(30), gate.asked()).await;
+        replica_b.restart().await;
+        let during = client.fetch(challenge_url).await;
+        assert_eq!(during["status"], "processing", "after replica B started, A's validation is still in flight: {during}");
+        gate.open();
+        let done = client.poll_until(&authz_url, &["valid"], &["invalid", "deactivated"]).await;
+        assert_eq!(done["challenges"].as_array().unwrap().iter().filter(|c| c["status"] == "valid").count(), 1, "{done}");
     })
     .await;
     drop(replica_b);

@@ -362,20 +362,28 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         crate::store::Backend::Sqlite => NonceService::in_process(cfg.acme.nonce_lifetime_secs),
     };
 
-    let requeued = store.requeue_stuck_challenges().await?;
-    if requeued > 0 {
-        tracing::info!(
-            requeued,
-            "challenges interrupted by a stop are pending again"
-        );
-    }
-
     let validator = Arc::new(Validator::new(ValidatorSettings {
         http01_port: cfg.acme.http01_port,
         tls_alpn01_port: cfg.acme.tls_alpn01_port,
         dns_resolver: &cfg.acme.dns_resolver,
         timeout: cfg.validation_timeout(),
     })?);
+    // A challenge `processing` for longer than this was left by a process that stopped: no
+    // validation of a live one lasts that long.
+    let validation_lease = validation_lease(&validator, &cfg.acme.test_mode);
+    // The embedded file has no other writer, so every challenge in flight was this process's
+    // before it stopped; replicas of a shared database requeue only those past the lease.
+    let started_before = match store.backend {
+        crate::store::Backend::Sqlite => i64::MAX,
+        crate::store::Backend::Postgres => crate::store::now() - validation_lease,
+    };
+    let requeued = store.requeue_stuck_challenges(started_before).await?;
+    if requeued > 0 {
+        tracing::info!(
+            requeued,
+            "challenges interrupted by a stop are pending again"
+        );
+    }
     for (name, p) in &cfg.acme.profiles {
         pkid_backends::builder::check_certificate_policies(&p.certificate_policies)
             .map_err(|e| format!("acme.profiles.{name}.certificate_policies: {e}"))?;
@@ -511,7 +519,12 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         http_settings,
     ));
 
-    spawn_housekeeping(store.clone(), directories, cfg.acme.processing_timeout_secs);
+    spawn_housekeeping(
+        store.clone(),
+        directories,
+        cfg.acme.processing_timeout_secs,
+        validation_lease,
+    );
     tokio::spawn(revocation.clone().run_refresh());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut plain_server = None;
@@ -557,11 +570,25 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// Periodic work: prune redeemed nonces; recover orders stuck in `processing`.
+/// Seconds after which a challenge still `processing` counts as abandoned: the validator's
+/// deadline, test mode's longest delay, and half a minute for clocks and a busy machine.
+fn validation_lease(validator: &Validator, test_mode: &crate::acme::policy::TestMode) -> i64 {
+    let delay = if test_mode.enabled {
+        Duration::from_millis(test_mode.validation_delay_max_ms)
+    } else {
+        Duration::ZERO
+    };
+    let lease = validator.deadline() + delay + Duration::from_secs(30);
+    i64::try_from(lease.as_secs()).unwrap_or(i64::MAX / 2)
+}
+
+/// Periodic work: prune redeemed nonces; recover orders stuck in `processing`; requeue
+/// challenges whose validation's process stopped (another replica's, on a shared database).
 fn spawn_housekeeping(
     store: Store,
     directories: Vec<Arc<AcmeServer>>,
     processing_timeout_secs: u64,
+    validation_lease: i64,
 ) {
     let timeout = i64::try_from(processing_timeout_secs).unwrap_or(300).max(1);
     let period = Duration::from_secs(u64::try_from((timeout / 2).clamp(1, 60)).unwrap_or(30));
@@ -576,6 +603,14 @@ fn spawn_housekeeping(
                 if let Err(e) = acme.recover_stale_orders(at - timeout).await {
                     tracing::warn!(error = %e, "recovering stale orders failed");
                 }
+            }
+            match store.requeue_stuck_challenges(at - validation_lease).await {
+                Ok(0) => {}
+                Ok(requeued) => tracing::info!(
+                    requeued,
+                    "challenges whose validation was abandoned are pending again"
+                ),
+                Err(e) => tracing::warn!(error = %e, "requeueing abandoned challenges failed"),
             }
             if rounds % 10 == 1 {
                 if let Err(e) = store.prune_nonces(at).await {

@@ -23,6 +23,10 @@ use crate::csr::Ident;
 
 const MAX_BODY: usize = 8 * 1024;
 const MAX_REDIRECTS: usize = 10;
+/// Each DNS query of the validator (CAA, dns-01 TXT, addresses) is tried this many times, each
+/// waiting this long.
+const RESOLVER_ATTEMPTS: usize = 2;
+const RESOLVER_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub struct Validator {
     http: reqwest::Client,
@@ -88,8 +92,8 @@ pub fn build_resolver(dns_resolver: &str) -> Result<TokioResolver, String> {
     let mut builder =
         TokioResolver::builder_with_config(config, TokioConnectionProvider::default());
     builder.options_mut().cache_size = 0;
-    builder.options_mut().attempts = 2;
-    builder.options_mut().timeout = Duration::from_secs(3);
+    builder.options_mut().attempts = RESOLVER_ATTEMPTS;
+    builder.options_mut().timeout = RESOLVER_TIMEOUT;
     Ok(builder.build())
 }
 
@@ -133,6 +137,14 @@ impl Validator {
             tls_alpn01_port,
             timeout,
         })
+    }
+
+    /// The longest one validation takes with its CAA check: the challenge's own bound or two
+    /// rounds of DNS queries (a CAA walk's names, then an alias's), whichever is longer, and a
+    /// second of slack. A validation still running past it is ended as timed out.
+    pub fn deadline(&self) -> Duration {
+        let dns = RESOLVER_TIMEOUT * 2 * u32::try_from(RESOLVER_ATTEMPTS).unwrap_or(2);
+        (self.timeout + Duration::from_secs(1)).max(dns) + Duration::from_secs(1)
     }
 
     /// Validate one challenge; `Ok(())` means the identifier is proven.

@@ -1278,17 +1278,31 @@ impl AcmeServer {
             let proof =
                 self.validator
                     .validate(&chall.kind, &ident, &chall.token, &key_authorization);
-            match &ident {
-                // CAA (RFC 8659) is looked up while the challenge is checked, as Boulder's VA
-                // does: the lookups' round trips hide behind the validation's. A failed
-                // validation is reported before a CAA refusal.
-                Ident::Dns(domain) => {
-                    let (proven, permitted) =
-                        tokio::join!(proof, self.check_caa(domain, &caa, &chall.kind));
-                    proven.and(permitted)
+            let checked = async {
+                match &ident {
+                    // CAA (RFC 8659) is looked up while the challenge is checked, as Boulder's
+                    // VA does: the lookups' round trips hide behind the validation's. A failed
+                    // validation is reported before a CAA refusal.
+                    Ident::Dns(domain) => {
+                        let (proven, permitted) =
+                            tokio::join!(proof, self.check_caa(domain, &caa, &chall.kind));
+                        proven.and(permitted)
+                    }
+                    Ident::Ip(_) => proof.await,
                 }
-                Ident::Ip(_) => proof.await,
-            }
+            };
+            // Bounded, so that a challenge `processing` for longer than the validation lease
+            // (see `Validator::deadline`) is known to have been left by a stopped process.
+            let deadline = self.validator.deadline();
+            tokio::time::timeout(deadline, checked)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Problem::connection(format!(
+                        "validation of {} did not finish within {} s",
+                        ident.value(),
+                        deadline.as_secs()
+                    )))
+                })
         };
         let (valid, error) = match &outcome {
             Ok(()) => (true, None),

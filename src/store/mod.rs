@@ -562,6 +562,8 @@ const STALE_PROCESSING_ORDERS: &str = concat!(
     order_cols!(),
     " FROM orders WHERE status = 'processing' AND processing_since < $1 AND directory = $2"
 );
+const STALE_PROCESSING_CHALLENGES: &str = "UPDATE challenges SET status = 'pending', \
+     processing_since = NULL WHERE status = 'processing' AND processing_since < $1";
 const ORDERS_SINCE: &str =
     "SELECT COUNT(*) AS n FROM orders WHERE account_id = $1 AND created_at > $2";
 const AUTHZS_SINCE: &str = "SELECT COUNT(*) AS n FROM authorizations \
@@ -1293,7 +1295,8 @@ impl Store {
     pub async fn start_challenge(&self, id: &str) -> Result<bool> {
         let changed = self
             .execute_applied(statement!(
-                "UPDATE challenges SET status = 'processing' WHERE id = $1 AND status = 'pending'",
+                "UPDATE challenges SET status = 'processing', processing_since = $1 WHERE id = $2 AND status = 'pending'",
+                now(),
                 id
             ))
             .await?;
@@ -1358,12 +1361,13 @@ impl Store {
         self.execute_all(statements).await
     }
 
-    /// Challenges left `processing` by a crash: back to `pending` so validation can run again.
-    pub async fn requeue_stuck_challenges(&self) -> Result<u64> {
-        self.execute(statement!(
-            "UPDATE challenges SET status = 'pending' WHERE status = 'processing'"
-        ))
-        .await
+    /// Challenges whose validation started before `started_before` and never ended (the
+    /// process validating them stopped): back to `pending`, so that the client's next POST
+    /// validates again. Replicas sharing a database pass a time further back than any
+    /// validation can take, so that none requeues another live replica's validation.
+    pub async fn requeue_stuck_challenges(&self, started_before: i64) -> Result<u64> {
+        self.execute(statement!(STALE_PROCESSING_CHALLENGES, started_before))
+            .await
     }
 
     pub async fn deactivate_authz(&self, id: &str) -> Result<bool> {
@@ -1928,6 +1932,7 @@ mod tests {
             ("reusable authorization", REUSABLE_AUTHZ),
             ("order replacing a certificate", ORDER_REPLACING),
             ("stale processing orders", STALE_PROCESSING_ORDERS),
+            ("stale processing challenges", STALE_PROCESSING_CHALLENGES),
             ("orders since", ORDERS_SINCE),
             ("authorizations since", AUTHZS_SINCE),
             ("order with authorizations", ORDER_WITH_AUTHZS),
@@ -1983,6 +1988,62 @@ mod tests {
             crl_shard: None,
         };
         (store, pending)
+    }
+
+    /// A challenge whose validation started before the bound goes back to `pending`; one
+    /// that another replica is validating right now stays `processing`.
+    #[tokio::test]
+    async fn only_challenges_stuck_past_the_bound_are_requeued() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = processing_order(&dir).await;
+        let t = now();
+        let authz = NewAuthz {
+            id: "authz".into(),
+            id_type: "dns".into(),
+            id_value: "lease.pkid.test".into(),
+            wildcard: false,
+            expires: t + 3600,
+            challenges: vec![
+                ("stuck".into(), "http-01".into(), "token-1".into()),
+                ("in-flight".into(), "dns-01".into(), "token-2".into()),
+            ],
+        };
+        let order = OrderRow::for_tests("order-2", "acct", "pending", t + 3600);
+        store
+            .insert_order(&order, &[OrderAuthz::New(authz)])
+            .await
+            .unwrap();
+        for id in ["stuck", "in-flight"] {
+            assert!(store.start_challenge(id).await.unwrap());
+        }
+        // The first one started long ago, on a replica that has stopped since.
+        sqlx::query("UPDATE challenges SET processing_since = $1 WHERE id = 'stuck'")
+            .bind(t - 600)
+            .execute(store.pool())
+            .await
+            .unwrap();
+
+        assert_eq!(store.requeue_stuck_challenges(t - 60).await.unwrap(), 1);
+        let status = |id: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .challenge_with_authz(id)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .0
+                    .status
+            }
+        };
+        assert_eq!(status("stuck").await, "pending");
+        assert_eq!(status("in-flight").await, "processing");
+        // The live validation's outcome is still recorded, and a requeued challenge starts again.
+        assert!(store
+            .finish_challenge("in-flight", "authz", Some(t), None, t + 3600)
+            .await
+            .unwrap());
+        assert!(store.start_challenge("stuck").await.unwrap());
     }
 
     /// A failed issuance leaves no serial at the `tbs` step: failing the order abandons it,
