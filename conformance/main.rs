@@ -19,6 +19,7 @@ mod jws;
 mod load;
 mod pkid;
 mod postgres;
+mod proxy;
 mod replicas;
 mod revocation;
 mod rfc_features;

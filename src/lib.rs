@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod csr;
 pub mod http;
+pub mod proxy;
 pub mod revocation;
 pub mod server;
 pub mod store;
