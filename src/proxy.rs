@@ -53,7 +53,9 @@ pub enum ProxyError {
     KeyCount(usize),
     #[error("the proxy's private key is encrypted; upload it unencrypted")]
     EncryptedKey,
-    #[error("the proxy's private key is not an RSA, ECDSA (P-256, P-384) or Ed25519 key")]
+    #[error(
+        "the proxy's private key is not an RSA key of 2048 to 8192 bits, an ECDSA P-256 or P-384 key or an Ed25519 key"
+    )]
     UnreadableKey,
     #[error("the private key does not belong to the proxy certificate")]
     KeyMismatch,
