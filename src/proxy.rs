@@ -99,12 +99,45 @@ pub struct ChainFacts {
     pub policy: ProxyCertInfo,
 }
 
+/// How a private key is encoded, by its PEM label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFormat {
+    /// `RSA PRIVATE KEY`: RSAPrivateKey (RFC 8017), as grid proxy files carry it.
+    Pkcs1,
+    /// `EC PRIVATE KEY`: ECPrivateKey (RFC 5915).
+    Sec1,
+    /// `PRIVATE KEY`: PrivateKeyInfo (RFC 5208), any algorithm.
+    Pkcs8,
+}
+
+/// A private key as uploaded; its bytes are wiped when it is dropped, and never printed.
+pub struct PrivateKey {
+    pub format: KeyFormat,
+    pub der: Zeroizing<Vec<u8>>,
+}
+
+impl PrivateKey {
+    /// The key as PEM under its own label, for a proxy file handed back to its owner.
+    pub fn to_pem(&self) -> Zeroizing<String> {
+        let label = match self.format {
+            KeyFormat::Pkcs1 => "RSA PRIVATE KEY",
+            KeyFormat::Sec1 => "EC PRIVATE KEY",
+            KeyFormat::Pkcs8 => "PRIVATE KEY",
+        };
+        let block = pem::Pem::new(label, self.der.to_vec());
+        let text = Zeroizing::new(pem::encode(&block));
+        // The block's copy of the key is wiped too.
+        drop(Zeroizing::new(block.into_contents()));
+        text
+    }
+}
+
 /// A proxy bundle taken apart and checked.
 pub struct ProxyBundle {
     /// DER, the proxy first, in the bundle's order.
     pub certificates: Vec<Vec<u8>>,
-    /// The proxy's private key, PEM, as uploaded (to be stored sealed).
-    pub private_key_pem: Zeroizing<String>,
+    /// The proxy's private key, DER, wiped when dropped (to be stored sealed).
+    pub private_key: PrivateKey,
     pub facts: ChainFacts,
 }
 
@@ -112,7 +145,7 @@ impl fmt::Debug for ProxyBundle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProxyBundle")
             .field("certificates", &self.certificates.len())
-            .field("private_key_pem", &"<redacted>")
+            .field("private_key", &self.private_key.format)
             .field("facts", &self.facts)
             .finish()
     }
@@ -139,7 +172,15 @@ pub fn parse_bundle(text: &str, at: i64) -> Result<ProxyBundle, ProxyError> {
                 {
                     return Err(ProxyError::EncryptedKey);
                 }
-                keys.push(block);
+                let format = match block.tag() {
+                    "RSA PRIVATE KEY" => KeyFormat::Pkcs1,
+                    "EC PRIVATE KEY" => KeyFormat::Sec1,
+                    _ => KeyFormat::Pkcs8,
+                };
+                keys.push(PrivateKey {
+                    format,
+                    der: Zeroizing::new(block.into_contents()),
+                });
             }
             // Anything else (parameters, a trailing CRL) is not part of a proxy file.
             other => {
@@ -162,20 +203,19 @@ pub fn parse_bundle(text: &str, at: i64) -> Result<ProxyBundle, ProxyError> {
             index: 0,
             detail: e.to_string(),
         })?;
-    let public = key_public_bytes(key.tag(), key.contents())?;
+    let public = key_public_bytes(key.format, &key.der)?;
     if public.as_slice() != proxy.public_key().subject_public_key.data.as_ref() {
         return Err(ProxyError::KeyMismatch);
     }
-    let private_key_pem = Zeroizing::new(pem::encode(&key));
     Ok(ProxyBundle {
         certificates,
-        private_key_pem,
+        private_key: key,
         facts,
     })
 }
 
 /// The public key of a private key, as a certificate's subjectPublicKey bit string holds it.
-fn key_public_bytes(tag: &str, der: &[u8]) -> Result<Vec<u8>, ProxyError> {
+fn key_public_bytes(format: KeyFormat, der: &[u8]) -> Result<Vec<u8>, ProxyError> {
     use aws_lc_rs::signature::{
         EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING,
         ECDSA_P384_SHA384_ASN1_SIGNING,
@@ -184,16 +224,16 @@ fn key_public_bytes(tag: &str, der: &[u8]) -> Result<Vec<u8>, ProxyError> {
         &ECDSA_P256_SHA256_ASN1_SIGNING,
         &ECDSA_P384_SHA384_ASN1_SIGNING,
     ];
-    match tag {
-        "RSA PRIVATE KEY" => RsaKeyPair::from_der(der)
+    match format {
+        KeyFormat::Pkcs1 => RsaKeyPair::from_der(der)
             .map(|k| k.public_key().as_ref().to_vec())
             .map_err(|_| ProxyError::UnreadableKey),
-        "EC PRIVATE KEY" => ec
+        KeyFormat::Sec1 => ec
             .iter()
             .find_map(|alg| EcdsaKeyPair::from_private_key_der(alg, der).ok())
             .map(|k| k.public_key().as_ref().to_vec())
             .ok_or(ProxyError::UnreadableKey),
-        _ => {
+        KeyFormat::Pkcs8 => {
             if let Ok(k) = RsaKeyPair::from_pkcs8(der) {
                 return Ok(k.public_key().as_ref().to_vec());
             }

@@ -324,7 +324,12 @@ fn a_bundle_gives_its_chain_and_key_once_they_match() {
     let bundle = parse_bundle(&file, now()).unwrap();
     assert_eq!(bundle.certificates, chain(&[&p, &eec]));
     assert_eq!(bundle.facts.proxies, 1);
-    assert!(bundle.private_key_pem.contains("RSA PRIVATE KEY"));
+    assert_eq!(bundle.private_key.format, KeyFormat::Pkcs1);
+    assert_eq!(*bundle.private_key.der, rsa_pkcs1);
+    assert!(bundle
+        .private_key
+        .to_pem()
+        .contains("BEGIN RSA PRIVATE KEY"));
     assert!(
         !format!("{bundle:?}").contains("PRIVATE KEY-----"),
         "Debug redacts the key"
