@@ -25,6 +25,7 @@ mod local;
 pub mod ocsp;
 pub mod pkcs11;
 pub mod sealed;
+pub mod secret;
 pub mod software;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

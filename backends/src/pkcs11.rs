@@ -123,35 +123,14 @@ impl Pkcs11Config {
     /// Reads the PIN from `pin_env` or `pin_file`.
     pub fn read_pin(&self) -> Result<Pin, BackendError> {
         let token = &self.token_label;
-        match (&self.pin_env, &self.pin_file) {
-            (Some(_), Some(_)) => Err(BackendError::Key(format!(
-                "PKCS#11 token {token}: set pin_env or pin_file, not both"
-            ))),
-            (None, None) => Err(BackendError::Key(format!(
-                "PKCS#11 token {token}: no PIN source; set pin_env (an environment variable name) or pin_file"
-            ))),
-            (Some(var), None) => {
-                let value = std::env::var(var).map_err(|_| {
-                    BackendError::Key(format!(
-                        "PKCS#11 token {token}: the environment variable {var} (pin_env) is not set or not UTF-8"
-                    ))
-                })?;
-                Pin::new(value)
-            }
-            (None, Some(path)) => {
-                let text = Zeroizing::new(fs::read_to_string(path).map_err(|e| {
-                    BackendError::Io(format!(
-                        "PKCS#11 token {token}: reading the PIN file {}: {e}",
-                        path.display()
-                    ))
-                })?);
-                let pin = text
-                    .strip_suffix('\n')
-                    .map(|p| p.strip_suffix('\r').unwrap_or(p))
-                    .unwrap_or(&text);
-                Pin::new(pin.to_owned())
-            }
-        }
+        let what = format!("PKCS#11 token {token}: the PIN (pin_env or pin_file)");
+        let pin = crate::secret::read_secret(&what, self.pin_env.as_deref(), self.pin_file.as_deref())?
+            .ok_or_else(|| {
+                BackendError::Key(format!(
+                    "PKCS#11 token {token}: no PIN source; set pin_env (an environment variable name) or pin_file"
+                ))
+            })?;
+        Pin::new(pin.as_str().to_owned())
     }
 
     fn validate(&self) -> Result<(), BackendError> {

@@ -51,9 +51,17 @@ pub struct UpstreamCfsslConfig {
     /// The CFSSL signer label (multi-root setups).
     #[serde(default)]
     pub label: Option<String>,
-    /// Hex HMAC-SHA256 key of CFSSL's "standard" auth provider: switches to `authsign`. Secret.
+    /// Hex HMAC-SHA256 key of CFSSL's "standard" auth provider: switches to `authsign`.
+    /// Secret: better named than written here, by `auth_key_env` or `auth_key_file`; at most
+    /// one of the three.
     #[serde(default)]
     pub auth_key_hex: Option<String>,
+    /// Name of the environment variable holding the hex auth key.
+    #[serde(default)]
+    pub auth_key_env: Option<String>,
+    /// File holding the hex auth key (one trailing newline is ignored).
+    #[serde(default)]
+    pub auth_key_file: Option<PathBuf>,
     /// PEM: CFSSL's signing CA certificate first, then its issuers up to the root. When absent
     /// the CA certificate is fetched from `/api/v1/cfssl/info` on first use.
     #[serde(default, alias = "root_pem")]
@@ -83,6 +91,8 @@ impl fmt::Debug for UpstreamCfsslConfig {
                 "auth_key_hex",
                 &self.auth_key_hex.as_ref().map(|_| "(secret)"),
             )
+            .field("auth_key_env", &self.auth_key_env)
+            .field("auth_key_file", &self.auth_key_file)
             .field("ca_chain_pem", &self.ca_chain_pem)
             .field("trust_roots_pem", &self.trust_roots_pem)
             .field("revoke_upstream", &self.revoke_upstream)
@@ -203,9 +213,21 @@ impl UpstreamCfsslBackend {
                 "upstream CFSSL: timeout_secs must be at least 1".into(),
             ));
         }
-        let auth_key = config
-            .auth_key_hex
-            .as_deref()
+        let named = crate::secret::read_secret(
+            "the CFSSL auth key (auth_key_env or auth_key_file)",
+            config.auth_key_env.as_deref(),
+            config.auth_key_file.as_deref(),
+        )?;
+        let text =
+            match (&config.auth_key_hex, named) {
+                (Some(_), Some(_)) => return Err(BackendError::Key(
+                    "the CFSSL auth key: set one of auth_key_hex, auth_key_env and auth_key_file"
+                        .into(),
+                )),
+                (Some(inline), None) => Some(Zeroizing::new(inline.clone())),
+                (None, named) => named,
+            };
+        let auth_key = text
             .map(|text| {
                 hex::decode(text.trim())
                     .map(Zeroizing::new)

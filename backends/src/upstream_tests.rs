@@ -649,6 +649,8 @@ impl Cfssl {
             profile: None,
             label: None,
             auth_key_hex: None,
+            auth_key_env: None,
+            auth_key_file: None,
             ca_chain_pem: None,
             trust_roots_pem: None,
             revoke_upstream: false,
@@ -754,6 +756,24 @@ async fn upstream_cfssl_authsign_with_the_right_key_only() {
     );
     openssl_verify(cfssl.dir.path(), &cfssl.ca.cert_pem(), &chain);
 
+    // The same key named by a file, as a shared configuration should name it.
+    let key_file = cfssl.dir.path().join("auth-key");
+    std::fs::write(&key_file, format!("{key}\n")).unwrap();
+    let mut config = cfssl.config();
+    config.auth_key_file = Some(key_file.clone());
+    let backend = UpstreamCfsslBackend::new("cfssl", config).unwrap();
+    let chain = issued(
+        backend
+            .issue(csr_request(&["auth-file.pkid.test"]), &NoJournal)
+            .await,
+    );
+    openssl_verify(cfssl.dir.path(), &cfssl.ca.cert_pem(), &chain);
+    let mut config = cfssl.config();
+    config.auth_key_file = Some(key_file);
+    config.auth_key_hex = Some(key.into());
+    let both = UpstreamCfsslBackend::new("cfssl", config).unwrap_err();
+    assert!(both.to_string().contains("one of"), "{both}");
+
     let mut config = cfssl.config();
     config.auth_key_hex = Some("fedcba9876543210fedcba9876543210".into());
     let backend = UpstreamCfsslBackend::new("cfssl", config).unwrap();
@@ -825,6 +845,8 @@ impl Cfssl {
             profile: None,
             label: None,
             auth_key_hex: None,
+            auth_key_env: None,
+            auth_key_file: None,
             ca_chain_pem: None,
             trust_roots_pem: None,
             revoke_upstream: false,
