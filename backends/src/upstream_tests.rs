@@ -584,6 +584,13 @@ struct Cfssl {
 }
 
 impl Cfssl {
+    /// `backend` issues a certificate for `name` that `openssl verify` accepts under this CFSSL's
+    /// CA.
+    async fn issues_through(&self, backend: &UpstreamCfsslBackend, name: &str) {
+        let chain = issued(backend.issue(csr_request(&[name]), &NoJournal).await);
+        openssl_verify(self.dir.path(), &self.ca.cert_pem(), &chain);
+    }
+
     /// `cfssl serve` over a fresh CA; `auth_key_hex` puts the default profile behind authsign;
     /// `with_db` gives it a SQLite certificate database (for revocation).
     fn start(auth_key_hex: Option<&str>, with_db: bool) -> Cfssl {
@@ -720,12 +727,7 @@ async fn upstream_cfssl_signs_a_chain_openssl_verifies() {
     config.profile = Some("server".into());
     config.ca_chain_pem = Some(cfssl.dir.path().join("chain.pem"));
     let backend = UpstreamCfsslBackend::new("cfssl", config).unwrap();
-    let chain = issued(
-        backend
-            .issue(csr_request(&["p.pkid.test"]), &NoJournal)
-            .await,
-    );
-    openssl_verify(cfssl.dir.path(), &cfssl.ca.cert_pem(), &chain);
+    cfssl.issues_through(&backend, "p.pkid.test").await;
 
     // CFSSL's own refusal (here: a CSR it cannot parse) is passed on clearly.
     let mut broken = csr_request(&["q.pkid.test"]);
@@ -749,12 +751,7 @@ async fn upstream_cfssl_authsign_with_the_right_key_only() {
         "the key is never shown"
     );
     let backend = UpstreamCfsslBackend::new("cfssl", config).unwrap();
-    let chain = issued(
-        backend
-            .issue(csr_request(&["auth.pkid.test"]), &NoJournal)
-            .await,
-    );
-    openssl_verify(cfssl.dir.path(), &cfssl.ca.cert_pem(), &chain);
+    cfssl.issues_through(&backend, "auth.pkid.test").await;
 
     // The same key named by a file, as a shared configuration should name it.
     let key_file = cfssl.dir.path().join("auth-key");
@@ -762,12 +759,7 @@ async fn upstream_cfssl_authsign_with_the_right_key_only() {
     let mut config = cfssl.config();
     config.auth_key_file = Some(key_file.clone());
     let backend = UpstreamCfsslBackend::new("cfssl", config).unwrap();
-    let chain = issued(
-        backend
-            .issue(csr_request(&["auth-file.pkid.test"]), &NoJournal)
-            .await,
-    );
-    openssl_verify(cfssl.dir.path(), &cfssl.ca.cert_pem(), &chain);
+    cfssl.issues_through(&backend, "auth-file.pkid.test").await;
     let mut config = cfssl.config();
     config.auth_key_file = Some(key_file);
     config.auth_key_hex = Some(key.into());
