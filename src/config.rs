@@ -71,11 +71,12 @@ pub struct ServerConfig {
     pub max_connections: usize,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// sqlx URL. Empty: the SQLite file `<data_dir>/pkid.db`.
     pub url: String,
+    /// Connections in the pool; 0: automatic (`store::automatic_connections`).
     pub max_connections: u32,
 }
 
@@ -280,15 +281,6 @@ impl Default for ServerConfig {
             max_body_bytes: 64 * 1024,
             header_timeout_secs: 10,
             max_connections: 4096,
-        }
-    }
-}
-
-impl Default for DatabaseConfig {
-    fn default() -> Self {
-        DatabaseConfig {
-            url: String::new(),
-            max_connections: 8,
         }
     }
 }

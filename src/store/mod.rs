@@ -650,14 +650,37 @@ async fn sqlite_pragmas(conn: &mut AnyConnection) -> std::result::Result<(), sql
     Ok(())
 }
 
+/// The pool's size when the configuration leaves it to pkid.
+///
+/// - SQLite: one connection per core, at least two. The pool only reads (writes go through
+///   the group commit's own connection), each connection is a thread of its own, and an SQLite
+///   read is CPU work: more connections than cores only add threads that preempt the request
+///   tasks. At 32 clients on two cores, 2 connections against 8 brought the worst per-step p99
+///   from 50–60 ms to 45–51 ms, at the same rate or better.
+/// - PostgreSQL: 8. The pool carries reads and writes, and each query waits on the network and
+///   the server's commit, so more queries in flight than cores pay off.
+pub fn automatic_connections(backend: Backend) -> u32 {
+    match backend {
+        Backend::Sqlite => std::thread::available_parallelism()
+            .map_or(2, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+            .max(2),
+        Backend::Postgres => 8,
+    }
+}
+
 impl Store {
-    /// Connect, apply pending migrations, and set SQLite to durable WAL mode.
+    /// Connect, apply pending migrations, and set SQLite to durable WAL mode. `max_connections`
+    /// 0 picks the pool's size for the backend ([`automatic_connections`]).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("postgres") {
             Backend::Postgres
         } else {
             Backend::Sqlite
+        };
+        let max_connections = match max_connections {
+            0 => automatic_connections(backend),
+            n => n,
         };
         let options = AnyConnectOptions::from_str(url)?;
         let pool_of = |connections: u32| {
