@@ -290,13 +290,17 @@ pub async fn issue_leaf(
     let tbs = build_leaf_tbs(req, issuer)?;
     journal.record_tbs(&req.serial, &tbs).await?;
     let key = Arc::clone(&issuer.key);
-    tokio::task::spawn_blocking(move || {
+    let sign = move || {
         let cert = sign_tbs(&tbs, key.as_ref())?;
         check_certificate(&cert, &tbs, key.public_key_der())?;
         Ok(cert)
-    })
-    .await
-    .map_err(|e| BackendError::Sign(format!("the signing task did not finish: {e}")))?
+    };
+    if issuer.key.signs_inline() {
+        return sign();
+    }
+    tokio::task::spawn_blocking(sign)
+        .await
+        .map_err(|e| BackendError::Sign(format!("the signing task did not finish: {e}")))?
 }
 
 /// The TBSCertificate of a leaf, from the request and its profile only.

@@ -23,8 +23,14 @@ pub trait KeySigner: Send + Sync {
     /// SubjectPublicKeyInfo DER.
     fn public_key_der(&self) -> &[u8];
     /// Signs `message` (hashing it as the algorithm requires). Blocking: call it from
-    /// `spawn_blocking` in async code.
+    /// `spawn_blocking` in async code, unless [`KeySigner::signs_inline`].
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, BackendError>;
+    /// `true` when a signature (and its check) is pure computation of well under 100 µs, which
+    /// async code runs in place: handing it to a blocking thread would cost more (two thread
+    /// wake-ups, and one more thread competing for the cores) than the signature itself.
+    fn signs_inline(&self) -> bool {
+        false
+    }
 }
 
 enum KeyPairKind {
@@ -159,6 +165,11 @@ impl KeySigner for SoftwareKey {
 
     fn public_key_der(&self) -> &[u8] {
         &self.spki
+    }
+
+    /// ECDSA and Ed25519 in memory: tens of microseconds. RSA (milliseconds) goes to a thread.
+    fn signs_inline(&self) -> bool {
+        !matches!(self.key_pair, KeyPairKind::Rsa(_))
     }
 
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, BackendError> {
