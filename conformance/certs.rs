@@ -318,9 +318,15 @@ pub fn crl_entry_reason(crl_der: &[u8], chain_pem: &str) -> Option<Option<Reason
 
 /// Runs `openssl` with `args`; returns (success, stdout + stderr).
 pub fn openssl(args: &[&std::ffi::OsStr]) -> (bool, String) {
+    openssl_in(Path::new("."), args)
+}
+
+/// [`openssl`] run in the folder `dir`, so that `args` can name its files relatively.
+pub fn openssl_in(dir: &Path, args: &[&std::ffi::OsStr]) -> (bool, String) {
     require_tool("openssl");
     let output = Command::new("openssl")
         .args(args)
+        .current_dir(dir)
         .output()
         .expect("run openssl");
     let text = format!(

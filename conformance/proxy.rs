@@ -4,28 +4,19 @@
 //! both refuse fails the test too.
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::certs::openssl;
+use crate::certs::openssl_in;
 
-/// Runs openssl with string arguments in `dir`; panics with its output when it fails.
+/// Runs openssl in `dir`; (success, output).
+fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
+    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    openssl_in(dir, &args)
+}
+
+/// Runs openssl in `dir`; panics with its output when it fails.
 fn run(dir: &Path, args: &[&str]) {
-    let owned: Vec<std::ffi::OsString> = args
-        .iter()
-        .map(|a| {
-            if a.ends_with(".pem")
-                || a.ends_with(".key")
-                || a.ends_with(".csr")
-                || a.ends_with(".cnf")
-            {
-                dir.join(a).into_os_string()
-            } else {
-                (*a).into()
-            }
-        })
-        .collect();
-    let refs: Vec<&OsStr> = owned.iter().map(|a| a.as_os_str()).collect();
-    let (ok, out) = openssl(&refs);
+    let (ok, out) = openssl(dir, args);
     assert!(ok, "openssl {args:?}:\n{out}");
 }
 
@@ -114,18 +105,19 @@ fn openssl_accepts(dir: &Path, leaf: &str, untrusted: &[&str]) -> (bool, String)
         .iter()
         .map(|name| read(dir, &format!("{name}.pem")))
         .collect();
-    let untrusted_file: PathBuf = dir.join(format!("{leaf}-untrusted.pem"));
-    std::fs::write(&untrusted_file, bundle).unwrap();
-    let (ca, leaf_file) = (dir.join("ca.pem"), dir.join(format!("{leaf}.pem")));
-    openssl(&[
-        OsStr::new("verify"),
-        OsStr::new("-allow_proxy_certs"),
-        OsStr::new("-CAfile"),
-        ca.as_os_str(),
-        OsStr::new("-untrusted"),
-        untrusted_file.as_os_str(),
-        leaf_file.as_os_str(),
-    ])
+    let untrusted_file = format!("{leaf}-untrusted.pem");
+    std::fs::write(dir.join(&untrusted_file), bundle).unwrap();
+    let leaf_file = format!("{leaf}.pem");
+    let args = [
+        "verify",
+        "-allow_proxy_certs",
+        "-CAfile",
+        "ca.pem",
+        "-untrusted",
+        &untrusted_file,
+        &leaf_file,
+    ];
+    openssl(dir, &args)
 }
 
 /// pkid's verdict on the grid proxy file: `leaf`, its key, then `untrusted`.

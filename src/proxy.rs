@@ -35,8 +35,6 @@ pub const MAX_CHAIN: usize = 16;
 pub const OID_PROXY_CERT_INFO: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 1, 14];
 /// id-ppl-inheritAll: the proxy has all its issuer's rights.
 pub const OID_PPL_INHERIT_ALL: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 21, 1];
-/// id-ppl-independent: the proxy has none of its issuer's rights.
-pub const OID_PPL_INDEPENDENT: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 21, 2];
 
 /// Why a bundle or a chain is refused; the message is fit for the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

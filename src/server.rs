@@ -573,12 +573,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
 /// Seconds after which a challenge still `processing` counts as abandoned: the validator's
 /// deadline, test mode's longest delay, and half a minute for clocks and a busy machine.
 fn validation_lease(validator: &Validator, test_mode: &crate::acme::policy::TestMode) -> i64 {
-    let delay = if test_mode.enabled {
-        Duration::from_millis(test_mode.validation_delay_max_ms)
-    } else {
-        Duration::ZERO
-    };
-    let lease = validator.deadline() + delay + Duration::from_secs(30);
+    let lease = validator.deadline() + test_mode.max_validation_delay() + Duration::from_secs(30);
     i64::try_from(lease.as_secs()).unwrap_or(i64::MAX / 2)
 }
 

@@ -52,14 +52,22 @@ impl TestMode {
             && rand::thread_rng().gen_range(0..100u8) < self.reject_nonce_percent.min(100)
     }
 
+    /// The longest [`TestMode::validation_delay`] can be: zero unless test mode is on.
+    pub fn max_validation_delay(&self) -> std::time::Duration {
+        if self.enabled {
+            std::time::Duration::from_millis(self.validation_delay_max_ms)
+        } else {
+            std::time::Duration::ZERO
+        }
+    }
+
     pub fn validation_delay(&self) -> std::time::Duration {
         use rand::Rng;
-        if !self.enabled || self.validation_delay_max_ms == 0 {
-            return std::time::Duration::ZERO;
+        let max = self.max_validation_delay();
+        if max.is_zero() {
+            return max;
         }
-        std::time::Duration::from_millis(
-            rand::thread_rng().gen_range(0..=self.validation_delay_max_ms),
-        )
+        rand::thread_rng().gen_range(std::time::Duration::ZERO..=max)
     }
 }
 
@@ -140,6 +148,24 @@ impl IdentifierPolicy {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn test_mode_delays_validation_only_when_on_and_within_its_bound() {
+        use std::time::Duration;
+        let mut mode = TestMode {
+            validation_delay_max_ms: 40,
+            ..TestMode::default()
+        };
+        assert_eq!(mode.max_validation_delay(), Duration::ZERO);
+        assert_eq!(mode.validation_delay(), Duration::ZERO);
+        mode.enabled = true;
+        assert_eq!(mode.max_validation_delay(), Duration::from_millis(40));
+        for _ in 0..100 {
+            assert!(mode.validation_delay() <= Duration::from_millis(40));
+        }
+        mode.validation_delay_max_ms = 0;
+        assert_eq!(mode.validation_delay(), Duration::ZERO);
+    }
 
     #[test]
     fn suffixes_and_ranges() {

@@ -1312,9 +1312,10 @@ impl Store {
             .transpose()?)
     }
 
-    /// pending → processing, once. `false`: another request started it already. Answered
-    /// before it is durable ([`Store::execute_applied`]): a crash loses the validation running
-    /// anyway, and start-up puts challenges left `processing` back to `pending`.
+    /// pending → processing, once, stamped with its start. `false`: another request started it
+    /// already. Answered before it is durable ([`Store::execute_applied`]): a crash loses the
+    /// validation running anyway, and [`Store::requeue_stuck_challenges`] puts challenges left
+    /// `processing` back to `pending`.
     pub async fn start_challenge(&self, id: &str) -> Result<bool> {
         let changed = self
             .execute_applied(statement!(
