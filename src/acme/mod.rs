@@ -4,6 +4,7 @@
 //! Every response — errors included — carries a fresh `Replay-Nonce` and `Link: rel="index"`.
 
 pub mod eab;
+mod ids;
 pub mod jws;
 pub mod links;
 pub mod nonce;
@@ -18,7 +19,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use rand::RngCore;
 use serde_json::{json, Map, Value};
 
 use crate::ca::{Ca, Profile};
@@ -132,12 +132,6 @@ struct Authenticated {
     jws: Jws,
     /// Set when the request was signed with an account's `kid`.
     account: Option<AccountRow>,
-}
-
-fn random_id(bytes: usize) -> String {
-    let mut b = vec![0u8; bytes];
-    rand::thread_rng().fill_bytes(&mut b);
-    URL_SAFE_NO_PAD.encode(b)
 }
 
 impl AcmeServer {
@@ -459,7 +453,7 @@ impl AcmeServer {
         }
         let contact = wire::check_contacts(req.contact.as_deref().unwrap_or(&[]))?;
         let account = AccountRow {
-            id: random_id(12),
+            id: ids::object_id(),
             thumbprint: thumbprint.clone(),
             jwk: Value::Object(jws::public_jwk(jwk)).to_string(),
             status: "valid".into(),
@@ -618,14 +612,14 @@ impl AcmeServer {
         };
         let created = now();
         let authz = NewAuthz {
-            id: random_id(12),
+            id: ids::object_id(),
             id_type: ident.kind().into(),
             id_value: ident.value(),
             wildcard: false,
             expires: created + self.settings.order_lifetime_secs,
             challenges: kinds
                 .iter()
-                .map(|k| (random_id(12), k.to_string(), random_id(32)))
+                .map(|k| (ids::object_id(), k.to_string(), ids::challenge_token()))
                 .collect(),
         };
         self.store
@@ -875,14 +869,14 @@ impl AcmeServer {
                 }
                 None => {
                     let new = NewAuthz {
-                        id: random_id(12),
+                        id: ids::object_id(),
                         id_type: ident.kind().into(),
                         id_value: value,
                         wildcard,
                         expires,
                         challenges: kinds
                             .iter()
-                            .map(|k| (random_id(12), k.to_string(), random_id(32)))
+                            .map(|k| (ids::object_id(), k.to_string(), ids::challenge_token()))
                             .collect(),
                     };
                     authz_rows.push(new.row(&account.id));
@@ -891,7 +885,7 @@ impl AcmeServer {
             });
         }
         let order = OrderRow {
-            id: random_id(12),
+            id: ids::object_id(),
             account_id: account.id.clone(),
             directory: self.settings.directory.clone(),
             status: "pending".into(),
