@@ -102,38 +102,16 @@ async fn run_all(scratch: &Path) -> Value {
         ))
         .await,
     );
-    // SoftHSM against software in A-B-B-A order: the machine's speed drifts by more than the
-    // difference measured, so the ratio is of the two pairs' sums.
-    phase(
-        "pkid_softhsm",
-        contained(pkid_load(
-            Setup::SoftHsm,
-            scratch.join("softhsm"),
-            CONCURRENCY,
-            DURATION_SECS,
-        ))
-        .await,
-    );
-    phase(
-        "pkid_softhsm_2",
-        contained(pkid_load(
-            Setup::SoftHsm,
-            scratch.join("softhsm-2"),
-            CONCURRENCY,
-            DURATION_SECS,
-        ))
-        .await,
-    );
-    phase(
-        "pkid_sqlite_2",
-        contained(pkid_load(
-            Setup::Sqlite,
-            scratch.join("sqlite-2"),
-            CONCURRENCY,
-            DURATION_SECS,
-        ))
-        .await,
-    );
+    // SoftHSM against software in A-B-B-A order (the first A above): the machine's speed drifts
+    // by more than the difference measured, so the ratio is of the two pairs' sums.
+    for (name, setup, dir) in [
+        ("pkid_softhsm", Setup::SoftHsm, "softhsm"),
+        ("pkid_softhsm_2", Setup::SoftHsm, "softhsm-2"),
+        ("pkid_sqlite_2", Setup::Sqlite, "sqlite-2"),
+    ] {
+        let run = pkid_load(setup, scratch.join(dir), CONCURRENCY, DURATION_SECS);
+        phase(name, contained(run).await);
+    }
     phase(
         "pkid_sqlite_c8",
         contained(pkid_load(
