@@ -565,7 +565,6 @@ impl Revocation {
     ) -> Result<Arc<CrlRow>, RevocationError> {
         let state = self.issuer(issuer)?;
         let _local = state.crl_lock.lock().await;
-        let lease = format!("crl:{issuer}");
         let deadline = tokio::time::Instant::now() + CRL_WAIT;
         loop {
             let at = now();
@@ -574,15 +573,7 @@ impl Revocation {
                     return Ok(crl);
                 }
             }
-            if self
-                .store
-                .try_lease(&lease, &self.holder, at, at + CRL_LEASE_SECS)
-                .await?
-            {
-                let result = self.sign_scope(state, scope, at).await;
-                if let Err(e) = self.store.release_lease(&lease, &self.holder).await {
-                    tracing::warn!(issuer, error = %e, "releasing the CRL lease failed");
-                }
+            if let Some(result) = self.sign_if_lease_free(state, scope, force, at).await {
                 return result;
             }
             if tokio::time::Instant::now() >= deadline {
@@ -596,6 +587,41 @@ impl Revocation {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Take the issuer's database lease and, under it, sign the scope's CRL unless (`force`
+    /// aside) a fresh one is stored by now: another replica may have signed and released
+    /// between the caller's check and this lease. `None` while another replica holds it.
+    async fn sign_if_lease_free(
+        &self,
+        state: &IssuerState,
+        scope: CrlScope,
+        force: bool,
+        at: i64,
+    ) -> Option<Result<Arc<CrlRow>, RevocationError>> {
+        let issuer = state.ca.name.as_str();
+        let lease = format!("crl:{issuer}");
+        match self
+            .store
+            .try_lease(&lease, &self.holder, at, at + CRL_LEASE_SECS)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => return Some(Err(e.into())),
+        }
+        let result = match force {
+            false => match self.fresh_stored(issuer, scope, at).await {
+                Ok(Some(crl)) => Ok(crl),
+                Ok(None) => self.sign_scope(state, scope, at).await,
+                Err(e) => Err(e),
+            },
+            true => self.sign_scope(state, scope, at).await,
+        };
+        if let Err(e) = self.store.release_lease(&lease, &self.holder).await {
+            tracing::warn!(issuer, error = %e, "releasing the CRL lease failed");
+        }
+        Some(result)
     }
 
     /// The issuer's current complete CRL: the stored one while it is fresh, else a new one.
@@ -1281,14 +1307,7 @@ mod property_tests {
                 .with_revocation_base(Some(BASE))
                 .with_crl_shards(shards),
         );
-        let revocation = Revocation::new(
-            store.clone(),
-            std::slice::from_ref(&ca),
-            RevocationSettings {
-                crl_lifetime_secs: 3600,
-                ocsp_lifetime_secs: 3600,
-            },
-        );
+        let revocation = replica(&store, &ca);
         World {
             revocation,
             ca,
@@ -1296,6 +1315,18 @@ mod property_tests {
             issuer_spki,
             _dir: dir,
         }
+    }
+
+    /// A `Revocation` over the store and CA: the world's own, or another replica's.
+    fn replica(store: &Store, ca: &Arc<Ca>) -> Revocation {
+        Revocation::new(
+            store.clone(),
+            std::slice::from_ref(ca),
+            RevocationSettings {
+                crl_lifetime_secs: 3600,
+                ocsp_lifetime_secs: 3600,
+            },
+        )
     }
 
     async fn issue(ca: &Ca, validity_secs: i64) -> (String, i64, Vec<u8>) {
@@ -1473,15 +1504,11 @@ mod property_tests {
 
     /// A second responder over the world's store and CA, with delegated responders of 600 s.
     fn delegated(w: &World, kek: &Arc<KeyEncryptionKey>) -> Revocation {
-        Revocation::new(
-            w.store.clone(),
-            std::slice::from_ref(&w.ca),
-            RevocationSettings {
-                crl_lifetime_secs: 3600,
-                ocsp_lifetime_secs: 3600,
-            },
+        replica(&w.store, &w.ca).with_delegated_responders(
+            &HashSet::from(["test".to_string()]),
+            kek,
+            600,
         )
-        .with_delegated_responders(&HashSet::from(["test".to_string()]), kek, 600)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1614,6 +1641,101 @@ mod property_tests {
                 .any(|p| p == [0xa0, 0x03, 0x0a, 0x01, 0x04]),
             "revoked with reason superseded: {revoked:02x?}"
         );
+    }
+
+    /// A certificate issued and revoked, then a wait past the revocation's second, so that a
+    /// CRL signed now counts as newer than the revocation.
+    async fn revoked_a_second_ago(w: &World) -> String {
+        let (serial, _, _) = issue(&w.ca, 86400).await;
+        w.revocation
+            .revoke(&serial, RevocationReason::Superseded)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        serial
+    }
+
+    /// Replicas over one store that fetch the CRL at once after a revocation serve one CRL:
+    /// one signs under the lease, the others find its CRL (checked again once a replica has
+    /// the lease, as another may have signed and released in between).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replicas_fetching_at_once_after_a_revocation_serve_one_crl() {
+        let w = world(1).await;
+        let replicas: Vec<Arc<Revocation>> =
+            (0..6).map(|_| Arc::new(replica(&w.store, &w.ca))).collect();
+        let mut before = w.revocation.current_crl("test").await.unwrap().number;
+        for round in 0..3 {
+            let serial = revoked_a_second_ago(&w).await;
+            let mut tasks = Vec::new();
+            for replica in &replicas {
+                for _ in 0..3 {
+                    let replica = replica.clone();
+                    tasks.push(tokio::spawn(async move {
+                        replica.current_crl("test").await.unwrap()
+                    }));
+                }
+            }
+            let mut numbers = BTreeSet::new();
+            for task in tasks {
+                let crl = task.await.unwrap();
+                assert!(listed(&crl.der, &w.issuer_spki, None).contains(&serial));
+                numbers.insert(crl.number);
+            }
+            assert_eq!(numbers.len(), 1, "round {round}: one CRL, not {numbers:?}");
+            let number = numbers.into_iter().next().unwrap();
+            assert!(number > before);
+            let signed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM crls WHERE number > ?")
+                .bind(before)
+                .fetch_one(w.store.pool())
+                .await
+                .unwrap();
+            assert_eq!(
+                signed, 1,
+                "round {round}: one CRL signed for the revocation"
+            );
+            before = number;
+        }
+    }
+
+    /// The race the lease alone leaves open: replica B finds no fresh CRL, replica A signs,
+    /// stores and releases, then B takes the free lease. B must serve A's CRL, not sign again.
+    #[tokio::test]
+    async fn a_replica_taking_the_lease_after_another_signed_serves_its_crl() {
+        let w = world(1).await;
+        let b = replica(&w.store, &w.ca);
+        let before = w.revocation.current_crl("test").await.unwrap().number;
+        let serial = revoked_a_second_ago(&w).await;
+        let at = now();
+        assert!(
+            b.fresh_stored("test", CrlScope::Full, at)
+                .await
+                .unwrap()
+                .is_none(),
+            "B finds no CRL newer than the revocation"
+        );
+        let signed = w.revocation.current_crl("test").await.unwrap();
+        assert!(signed.number > before);
+        let state = b.issuer("test").unwrap();
+        let served = b
+            .sign_if_lease_free(state, CrlScope::Full, false, at)
+            .await
+            .expect("the lease is free")
+            .unwrap();
+        assert_eq!(served.number, signed.number, "B serves A's CRL");
+        assert!(listed(&served.der, &w.issuer_spki, None).contains(&serial));
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM crls WHERE number > ?")
+            .bind(before)
+            .fetch_one(w.store.pool())
+            .await
+            .unwrap();
+        assert_eq!(count, 1, "one CRL signed for the revocation");
+        // Forced (an operator's regeneration), B signs a new one under the lease.
+        let forced = b
+            .sign_if_lease_free(state, CrlScope::Full, true, now())
+            .await
+            .expect("the lease is free")
+            .unwrap();
+        assert!(forced.number > signed.number);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
