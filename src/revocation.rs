@@ -610,14 +610,15 @@ impl Revocation {
             Ok(false) => return None,
             Err(e) => return Some(Err(e.into())),
         }
-        let result = match force {
-            false => match self.fresh_stored(issuer, scope, at).await {
-                Ok(Some(crl)) => Ok(crl),
-                Ok(None) => self.sign_scope(state, scope, at).await,
-                Err(e) => Err(e),
-            },
-            true => self.sign_scope(state, scope, at).await,
-        };
+        let result = async {
+            if !force {
+                if let Some(crl) = self.fresh_stored(issuer, scope, at).await? {
+                    return Ok(crl);
+                }
+            }
+            self.sign_scope(state, scope, at).await
+        }
+        .await;
         if let Err(e) = self.store.release_lease(&lease, &self.holder).await {
             tracing::warn!(issuer, error = %e, "releasing the CRL lease failed");
         }
@@ -1655,6 +1656,15 @@ mod property_tests {
         serial
     }
 
+    /// How many CRLs (of every scope) are stored with a number above `number`.
+    async fn crls_numbered_above(w: &World, number: i64) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM crls WHERE number > ?")
+            .bind(number)
+            .fetch_one(w.store.pool())
+            .await
+            .unwrap()
+    }
+
     /// Replicas over one store that fetch the CRL at once after a revocation serve one CRL:
     /// one signs under the lease, the others find its CRL (checked again once a replica has
     /// the lease, as another may have signed and released in between).
@@ -1684,13 +1694,9 @@ mod property_tests {
             assert_eq!(numbers.len(), 1, "round {round}: one CRL, not {numbers:?}");
             let number = numbers.into_iter().next().unwrap();
             assert!(number > before);
-            let signed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM crls WHERE number > ?")
-                .bind(before)
-                .fetch_one(w.store.pool())
-                .await
-                .unwrap();
             assert_eq!(
-                signed, 1,
+                crls_numbered_above(&w, before).await,
+                1,
                 "round {round}: one CRL signed for the revocation"
             );
             before = number;
@@ -1723,12 +1729,11 @@ mod property_tests {
             .unwrap();
         assert_eq!(served.number, signed.number, "B serves A's CRL");
         assert!(listed(&served.der, &w.issuer_spki, None).contains(&serial));
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM crls WHERE number > ?")
-            .bind(before)
-            .fetch_one(w.store.pool())
-            .await
-            .unwrap();
-        assert_eq!(count, 1, "one CRL signed for the revocation");
+        assert_eq!(
+            crls_numbered_above(&w, before).await,
+            1,
+            "one CRL signed for the revocation"
+        );
         // Forced (an operator's regeneration), B signs a new one under the lease.
         let forced = b
             .sign_if_lease_free(state, CrlScope::Full, true, now())
