@@ -1349,7 +1349,7 @@ impl AcmeServer {
         let account = require_account(&auth)?;
         let cert = self
             .store
-            .certificate(serial)
+            .certificate_for_download(serial)
             .await?
             .ok_or_else(|| Problem::not_found("no such certificate"))?;
         if cert.account_id.as_deref() != Some(account.id.as_str()) {

@@ -40,6 +40,11 @@ pub enum Written<T> {
     Rollback(T),
 }
 
+/// Run by the writer once a job's transaction has ended, before the caller is answered, with
+/// whether the job's writes are committed; jobs' hooks run in the order their writes commit.
+/// The store keeps its in-memory copies of rows in step with the file this way.
+pub type After = std::sync::Arc<dyn Fn(bool) + Send + Sync>;
+
 /// A job's statements, running on the writer's connection.
 pub type JobFuture<'c, T> =
     Pin<Box<dyn Future<Output = Result<Written<T>, sqlx::Error>> + Send + 'c>>;
@@ -60,8 +65,13 @@ impl GroupCommit {
     }
 
     /// Runs `job` over `data` in the next batch; returns once the batch is durable (or the job's
-    /// rollback is done).
-    pub async fn write<D, T, F>(&self, data: D, job: F) -> Result<T, sqlx::Error>
+    /// rollback is done), after `after`.
+    pub async fn write<D, T, F>(
+        &self,
+        data: D,
+        job: F,
+        after: Option<After>,
+    ) -> Result<T, sqlx::Error>
     where
         D: Send + Sync + 'static,
         T: Send + 'static,
@@ -73,6 +83,7 @@ impl GroupCommit {
             job,
             outcome: None,
             reply: Some(reply),
+            after,
         });
         self.jobs.send(job).await.map_err(|_| writer_gone())?;
         answer.await.map_err(|_| writer_gone())?
@@ -100,6 +111,7 @@ struct TypedJob<D, T, F> {
     outcome: Option<Result<Written<T>, sqlx::Error>>,
     /// `None` once answered.
     reply: Option<oneshot::Sender<Result<T, sqlx::Error>>>,
+    after: Option<After>,
 }
 
 impl<D, T, F> Job for TypedJob<D, T, F>
@@ -132,6 +144,14 @@ where
     }
 
     fn deliver(self: Box<Self>, end: Result<(), &sqlx::Error>) {
+        if let Some(after) = &self.after {
+            // An applied job's outcome went with its early answer; it ran to the end.
+            let kept = match &self.outcome {
+                None => self.reply.is_none(),
+                Some(outcome) => matches!(outcome, Ok(Written::Commit(_) | Written::Applied(_))),
+            };
+            after(kept && end.is_ok());
+        }
         let Some(reply) = self.reply else {
             return; // answered when it was applied
         };
@@ -232,7 +252,7 @@ async fn commit(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
@@ -340,7 +360,7 @@ mod tests {
     }
 
     /// A job that holds the writer until `release` fires.
-    async fn hold_writer(store: &Store) -> tokio::sync::oneshot::Sender<()> {
+    pub(in crate::store) async fn hold_writer(store: &Store) -> tokio::sync::oneshot::Sender<()> {
         let (release, held) = tokio::sync::oneshot::channel::<()>();
         let held = std::sync::Mutex::new(Some(held));
         let store = store.clone();

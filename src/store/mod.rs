@@ -5,7 +5,11 @@
 //! whose `rows_affected()` decides the winner; nothing is selected and then updated.
 
 mod cache;
+mod fresh;
+#[cfg(test)]
+mod fresh_tests;
 mod group_commit;
+mod readers;
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -16,7 +20,7 @@ use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Executor, Row};
 
 pub use group_commit::Written;
-use group_commit::{GroupCommit, JobFuture};
+use group_commit::{After, GroupCommit, JobFuture};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -69,12 +73,16 @@ pub enum Backend {
 
 #[derive(Clone)]
 pub struct Store {
-    /// Reads (and, on PostgreSQL, everything).
+    /// Migrations, and on PostgreSQL every read and write.
     pool: AnyPool,
+    /// SQLite: the read connections (see `readers`).
+    readers: Option<Arc<readers::Readers>>,
     /// Where writes go.
     writes: Writes,
     /// Accounts in memory, when this process is the database's only writer (SQLite).
     accounts: Option<Arc<cache::AccountCache>>,
+    /// Orders and authorizations until their first change, issued certificates: likewise.
+    fresh: Option<Arc<fresh::FreshObjects>>,
     pub backend: Backend,
 }
 
@@ -391,6 +399,22 @@ impl NewAuthz {
             validation: None,
         }
     }
+
+    /// Its challenges as they stand once written: pending.
+    fn challenge_rows(&self) -> Vec<ChallengeRow> {
+        self.challenges
+            .iter()
+            .map(|(id, kind, token)| ChallengeRow {
+                id: id.clone(),
+                authz_id: self.id.clone(),
+                kind: kind.clone(),
+                token: token.clone(),
+                status: "pending".into(),
+                validated: None,
+                error: None,
+            })
+            .collect()
+    }
 }
 
 /// What a new order links to: an authorization to create, or an existing one to reuse.
@@ -650,10 +674,11 @@ async fn sqlite_pragmas(conn: &mut AnyConnection) -> std::result::Result<(), sql
     Ok(())
 }
 
-/// The pool's size when the configuration leaves it to pkid.
+/// The database connections (SQLite: the read connections; PostgreSQL: the pool) when the
+/// configuration leaves their number to pkid.
 ///
-/// - SQLite: one connection per core, at least two. The pool only reads (writes go through
-///   the group commit's own connection), each connection is a thread of its own, and an SQLite
+/// - SQLite: one read connection (`readers`) per core, at least two. They only read (writes go
+///   through the group commit's own connection), each connection is a thread of its own, and an SQLite
 ///   read is CPU work: more connections than cores only add threads that preempt the request
 ///   tasks. At 32 clients on two cores, 2 connections against 8 brought the worst per-step p99
 ///   from 50–60 ms to 45–51 ms, at the same rate or better.
@@ -700,13 +725,23 @@ impl Store {
                     })
                 })
         };
-        let pool = pool_of(max_connections)
-            .connect_with(options.clone())
-            .await?;
+        // SQLite reads have connections of their own (`readers`): its pool only migrates.
+        let pool = pool_of(match backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => max_connections,
+        })
+        .connect_with(options.clone())
+        .await?;
         match backend {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
+        let readers = match backend {
+            Backend::Sqlite => Some(Arc::new(
+                readers::Readers::open(&options, max_connections).await?,
+            )),
+            Backend::Postgres => None,
+        };
         let writes = match backend {
             Backend::Sqlite => {
                 let mut conn = options.connect().await?;
@@ -720,10 +755,13 @@ impl Store {
         };
         let accounts =
             (backend == Backend::Sqlite).then(|| Arc::new(cache::AccountCache::default()));
+        let fresh = (backend == Backend::Sqlite).then(|| Arc::new(fresh::FreshObjects::default()));
         Ok(Store {
             pool,
+            readers,
             writes,
             accounts,
+            fresh,
             backend,
         })
     }
@@ -736,8 +774,19 @@ impl Store {
         T: Send + 'static,
         F: for<'c> Fn(&'c mut AnyConnection, &'c D) -> JobFuture<'c, T> + Send + Sync + 'static,
     {
+        self.write_then(data, job, None).await
+    }
+
+    /// [`Store::write`], with `after` run once its transaction has ended (see [`After`]).
+    async fn write_then<D, T, F>(&self, data: D, job: F, after: Option<After>) -> Result<T>
+    where
+        D: Send + Sync + 'static,
+        T: Send + 'static,
+        F: for<'c> Fn(&'c mut AnyConnection, &'c D) -> JobFuture<'c, T> + Send + Sync + 'static,
+    {
         match &self.writes {
-            Writes::Grouped(group) => Ok(group.write(data, job).await?),
+            Writes::Grouped(group) => Ok(group.write(data, job, after).await?),
+            // PostgreSQL keeps nothing in memory: no `after` is made for it.
             Writes::Pool { pool, .. } => {
                 let mut tx = pool.begin().await?;
                 match job(&mut tx, &data).await? {
@@ -754,17 +803,40 @@ impl Store {
         }
     }
 
+    /// What a write does to the rows this process keeps in memory, as an [`After`] for it;
+    /// `None` when it keeps none (PostgreSQL).
+    fn after(
+        &self,
+        change: impl Fn(&fresh::FreshObjects, bool) + Send + Sync + 'static,
+    ) -> Option<After> {
+        let fresh = self.fresh.clone()?;
+        Some(Arc::new(move |kept| change(&fresh, kept)))
+    }
+
     /// Runs `statements` in order as one transaction; the rows each changed.
     pub async fn execute_all(&self, statements: Vec<Statement>) -> Result<Vec<u64>> {
-        self.write(statements, |conn, statements| {
-            Box::pin(async move {
-                let mut changed = Vec::with_capacity(statements.len());
-                for statement in statements {
-                    changed.push(statement.run(conn).await?);
-                }
-                Ok(Written::Commit(changed))
-            })
-        })
+        self.execute_all_then(statements, None).await
+    }
+
+    /// [`Store::execute_all`], with `after` (see [`After`]).
+    async fn execute_all_then(
+        &self,
+        statements: Vec<Statement>,
+        after: Option<After>,
+    ) -> Result<Vec<u64>> {
+        self.write_then(
+            statements,
+            |conn, statements| {
+                Box::pin(async move {
+                    let mut changed = Vec::with_capacity(statements.len());
+                    for statement in statements {
+                        changed.push(statement.run(conn).await?);
+                    }
+                    Ok(Written::Commit(changed))
+                })
+            },
+            after,
+        )
         .await
     }
 
@@ -774,14 +846,28 @@ impl Store {
     /// at once to later writes; the log is sequential, so any later durable commit carries it
     /// to the disk. The rows it changed.
     pub async fn execute_applied(&self, statement: Statement) -> Result<u64> {
+        self.execute_applied_then(statement, None).await
+    }
+
+    /// [`Store::execute_applied`], with `after` (see [`After`]): it runs once the statement is
+    /// committed, after the answer.
+    async fn execute_applied_then(
+        &self,
+        statement: Statement,
+        after: Option<After>,
+    ) -> Result<u64> {
         match &self.writes {
             Writes::Pool { unflushed, .. } => {
                 Ok(statement.run(&mut *unflushed.acquire().await?).await?)
             }
             Writes::Grouped(_) => {
-                self.write(statement, |conn, statement| {
-                    Box::pin(async move { Ok(Written::Applied(statement.run(conn).await?)) })
-                })
+                self.write_then(
+                    statement,
+                    |conn, statement| {
+                        Box::pin(async move { Ok(Written::Applied(statement.run(conn).await?)) })
+                    },
+                    after,
+                )
                 .await
             }
         }
@@ -789,13 +875,22 @@ impl Store {
 
     /// Runs one statement as a transaction of its own; the rows it changed.
     pub async fn execute(&self, statement: Statement) -> Result<u64> {
+        self.execute_then(statement, None).await
+    }
+
+    /// [`Store::execute`], with `after` (see [`After`]).
+    async fn execute_then(&self, statement: Statement, after: Option<After>) -> Result<u64> {
         match &self.writes {
             // One statement is a transaction already: no BEGIN and COMMIT round trips.
             Writes::Pool { pool, .. } => Ok(statement.run(&mut *pool.acquire().await?).await?),
             Writes::Grouped(_) => {
-                self.write(statement, |conn, statement| {
-                    Box::pin(async move { Ok(Written::Commit(statement.run(conn).await?)) })
-                })
+                self.write_then(
+                    statement,
+                    |conn, statement| {
+                        Box::pin(async move { Ok(Written::Commit(statement.run(conn).await?)) })
+                    },
+                    after,
+                )
                 .await
             }
         }
@@ -811,7 +906,7 @@ impl Store {
         .await?;
         let row = sqlx::query("SELECT value FROM settings WHERE name = $1")
             .bind(name)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.reader().await?)
             .await?;
         Ok(row.try_get("value")?)
     }
@@ -936,7 +1031,7 @@ impl Store {
         let row =
             sqlx::query("SELECT id FROM admin_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
                 .bind(token_hash)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.reader().await?)
                 .await?;
         Ok(row.map(|r| r.try_get("id")).transpose()?)
     }
@@ -945,7 +1040,7 @@ impl Store {
     pub async fn eab_policy(&self, kid: &str) -> Result<Option<String>> {
         let row = sqlx::query("SELECT policy FROM eab_keys WHERE kid = $1")
             .bind(kid)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.reader().await?)
             .await?;
         Ok(row
             .map(|r| r.try_get::<Option<String>, _>("policy"))
@@ -958,7 +1053,7 @@ impl Store {
         let row =
             sqlx::query("SELECT sealed_key, directory, bound_account FROM eab_keys WHERE kid = $1")
                 .bind(kid)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.reader().await?)
                 .await?;
         Ok(row
             .map(|r| -> std::result::Result<_, sqlx::Error> {
@@ -974,7 +1069,7 @@ impl Store {
     /// (kid, directory, note, created_at, bound account) of every EAB key.
     pub async fn eab_keys(&self) -> Result<Vec<(String, String, String, i64, Option<String>)>> {
         let rows = sqlx::query("SELECT kid, directory, note, created_at, bound_account FROM eab_keys ORDER BY created_at")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reader().await?)
             .await?;
         Ok(rows
             .iter()
@@ -993,7 +1088,7 @@ impl Store {
     pub async fn account_by_thumbprint(&self, thumbprint: &str) -> Result<Option<AccountRow>> {
         let row = sqlx::query("SELECT id, thumbprint, jwk, status, contact, eab_kid, created_at FROM accounts WHERE thumbprint = $1")
             .bind(thumbprint)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.reader().await?)
             .await?;
         Ok(row.map(|r| account_from(&r)).transpose()?)
     }
@@ -1012,7 +1107,7 @@ impl Store {
             "SELECT id, thumbprint, jwk, status, contact, eab_kid, created_at FROM accounts WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.reader().await?)
         .await?;
         let account = row.map(|r| account_from(&r)).transpose()?;
         if let (Some(cache), Some(generation), Some(account)) =
@@ -1023,17 +1118,13 @@ impl Store {
         Ok(account)
     }
 
-    /// Runs an account change, then drops the account from memory whatever came of it.
-    async fn change_account<T>(
-        &self,
-        id: &str,
-        change: impl std::future::Future<Output = Result<T>>,
-    ) -> Result<T> {
-        let outcome = change.await;
-        if let Some(cache) = &self.accounts {
-            cache.forget(id);
-        }
-        outcome
+    /// Drops account `id` from memory once a write that may change it has ended, whatever came
+    /// of it: in the writer, in commit order, so that no read of the row from before the
+    /// change is kept after it (see `cache`), even when the caller is gone by then.
+    fn account_changes(&self, id: &str) -> Option<After> {
+        let accounts = self.accounts.clone()?;
+        let id = id.to_owned();
+        Some(Arc::new(move |_| accounts.forget(&id)))
     }
 
     /// Replace an account's key, once: `false` if the old key changed meanwhile. A new key that
@@ -1045,29 +1136,29 @@ impl Store {
         new_thumbprint: &str,
         new_jwk: &str,
     ) -> Result<bool> {
-        let update = self.execute(statement!(
+        let update = statement!(
             "UPDATE accounts SET thumbprint = $1, jwk = $2 WHERE id = $3 AND thumbprint = $4 AND status = 'valid'",
             new_thumbprint,
             new_jwk,
             id,
             old_thumbprint,
-        ));
-        Ok(self.change_account(id, update).await? == 1)
+        );
+        Ok(self.execute_then(update, self.account_changes(id)).await? == 1)
     }
 
     pub async fn update_account_contact(&self, id: &str, contact: &str) -> Result<()> {
-        let update = self.execute(statement!(
+        let update = statement!(
             "UPDATE accounts SET contact = $1 WHERE id = $2 AND status = 'valid'",
             contact,
             id,
-        ));
-        self.change_account(id, update).await?;
+        );
+        self.execute_then(update, self.account_changes(id)).await?;
         Ok(())
     }
 
     /// Deactivate an account and, with it, its pending and valid authorizations (RFC 8555 §7.3.6).
     pub async fn deactivate_account(&self, id: &str) -> Result<bool> {
-        let update = self.execute_all(vec![
+        let statements = vec![
             statement!(
                 "UPDATE accounts SET status = 'deactivated' WHERE id = $1 AND status = 'valid'",
                 id
@@ -1076,14 +1167,24 @@ impl Store {
                 "UPDATE authorizations SET status = 'deactivated' WHERE account_id = $1 AND status IN ('pending', 'valid')",
                 id
             ),
-        ]);
-        Ok(self.change_account(id, update).await?.first() == Some(&1))
+        ];
+        let account = self.account_changes(id);
+        let account_id = id.to_owned();
+        let after = self.after(move |fresh, kept| {
+            fresh.forget_authzs_of_account(&account_id);
+            if let Some(account) = &account {
+                account(kept);
+            }
+        });
+        Ok(self.execute_all_then(statements, after).await?.first() == Some(&1))
     }
 
     // ---- orders and authorizations ----
 
     /// Write an order with its new authorizations and challenges in one transaction.
     pub async fn insert_order(&self, order: &OrderRow, authzs: &[OrderAuthz]) -> Result<()> {
+        let mut authz_ids = Vec::with_capacity(authzs.len());
+        let mut new_authzs = Vec::new();
         let mut statements = vec![statement!(
             "INSERT INTO orders (id, account_id, status, expires, identifiers, not_before, not_after, profile_name, replaces, created_at, directory) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -1104,9 +1205,11 @@ impl Store {
                 OrderAuthz::Reuse(id) => id,
                 OrderAuthz::New(a) => {
                     statements.extend(authz_statements(&order.account_id, a, order.created_at));
+                    new_authzs.push((a.row(&order.account_id), a.challenge_rows()));
                     &a.id
                 }
             };
+            authz_ids.push(authz_id.clone());
             statements.push(statement!(
                 "INSERT INTO order_authorizations (order_id, authz_id, position) VALUES ($1, $2, $3)",
                 &order.id,
@@ -1114,21 +1217,43 @@ impl Store {
                 position as i64,
             ));
         }
-        self.execute_all(statements).await?;
+        // As the insert wrote it: the columns it leaves out are empty.
+        let order = OrderRow {
+            error: None,
+            profile: None,
+            certificate_serial: None,
+            processing_since: None,
+            ..order.clone()
+        };
+        let after = self.after(move |fresh, kept| {
+            if kept {
+                fresh.put_order(order.clone(), authz_ids.clone(), new_authzs.clone());
+            }
+        });
+        self.execute_all_then(statements, after).await?;
         Ok(())
     }
 
     pub async fn order(&self, id: &str) -> Result<Option<OrderRow>> {
+        if let Some(order) = self.fresh.as_ref().and_then(|f| f.order(id)) {
+            return Ok(Some(order));
+        }
         const SQL: &str = concat!("SELECT ", order_cols!(), " FROM orders WHERE id = $1");
-        let row = sqlx::query(SQL).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(SQL)
+            .bind(id)
+            .fetch_optional(&mut *self.reader().await?)
+            .await?;
         Ok(row.map(|r| order_from(&r)).transpose()?)
     }
 
     /// An order and its authorizations (in the order's order), in one round trip.
     pub async fn order_with_authzs(&self, id: &str) -> Result<Option<(OrderRow, Vec<AuthzRow>)>> {
+        if let Some(kept) = self.fresh.as_ref().and_then(|f| f.order_with_authzs(id)) {
+            return Ok(Some(kept));
+        }
         let rows = sqlx::query(ORDER_WITH_AUTHZS)
             .bind(id)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reader().await?)
             .await?;
         let Some(first) = rows.first() else {
             return Ok(None);
@@ -1159,7 +1284,7 @@ impl Store {
             .bind(account_id)
             .bind(limit)
             .bind(offset)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reader().await?)
             .await?;
         Ok(rows
             .iter()
@@ -1174,7 +1299,7 @@ impl Store {
         );
         let rows = sqlx::query(SQL)
             .bind(order_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reader().await?)
             .await?;
         Ok(rows
             .iter()
@@ -1187,7 +1312,7 @@ impl Store {
         let row = sqlx::query(ORDERS_SINCE)
             .bind(account_id)
             .bind(since)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.reader().await?)
             .await?;
         Ok(row.try_get("n")?)
     }
@@ -1199,7 +1324,7 @@ impl Store {
         )
         .bind(account_id)
         .bind(since)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.reader().await?)
         .await?;
         let oldest: Option<i64> = row.try_get("t")?;
         Ok(oldest.map_or(60, |t| u64::try_from(t - since).unwrap_or(60).max(1)))
@@ -1211,7 +1336,7 @@ impl Store {
             .bind(id_type)
             .bind(id_value)
             .bind(since)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.reader().await?)
             .await?;
         Ok(row.try_get("n")?)
     }
@@ -1232,7 +1357,7 @@ impl Store {
             .bind(identifiers)
             .bind(profile_name)
             .bind(at + 3600)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reader().await?)
             .await?;
         Ok(rows
             .iter()
@@ -1244,14 +1369,20 @@ impl Store {
     pub async fn order_replacing(&self, cert_id: &str) -> Result<Option<String>> {
         let row = sqlx::query(ORDER_REPLACING)
             .bind(cert_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.reader().await?)
             .await?;
         Ok(row.map(|r| r.try_get("id")).transpose()?)
     }
 
     /// A pre-authorization (RFC 8555 §7.4.1): an authorization with its challenges, no order.
     pub async fn insert_authz(&self, account_id: &str, a: &NewAuthz, created: i64) -> Result<()> {
-        self.execute_all(authz_statements(account_id, a, created))
+        let (row, challenges) = (a.row(account_id), a.challenge_rows());
+        let after = self.after(move |fresh, kept| {
+            if kept {
+                fresh.put_authz(row.clone(), challenges.clone());
+            }
+        });
+        self.execute_all_then(authz_statements(account_id, a, created), after)
             .await?;
         Ok(())
     }
@@ -1271,7 +1402,7 @@ impl Store {
             .bind(id_value)
             .bind(i64::from(wildcard))
             .bind(valid_until)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.reader().await?)
             .await?;
         Ok(row.map(|r| validated_authz_from(&r)).transpose()?)
     }
@@ -1281,9 +1412,16 @@ impl Store {
         &self,
         id: &str,
     ) -> Result<Option<(AuthzRow, Vec<ChallengeRow>)>> {
+        if let Some(kept) = self
+            .fresh
+            .as_ref()
+            .and_then(|f| f.authz_with_challenges(id))
+        {
+            return Ok(Some(kept));
+        }
         let rows = sqlx::query(AUTHZ_WITH_CHALLENGES)
             .bind(id)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reader().await?)
             .await?;
         let Some(first) = rows.first() else {
             return Ok(None);
@@ -1301,12 +1439,18 @@ impl Store {
 
     /// A challenge and its authorization, in one round trip.
     pub async fn challenge_with_authz(&self, id: &str) -> Result<Option<(ChallengeRow, AuthzRow)>> {
+        if let Some(kept) = self.fresh.as_ref().and_then(|f| f.challenge_with_authz(id)) {
+            return Ok(Some(kept));
+        }
         const SQL: &str =
             "SELECT a.id, a.account_id, a.id_type, a.id_value, a.wildcard, a.status, a.expires, \
              c.id AS c_id, c.kind AS c_kind, c.token AS c_token, c.status AS c_status, \
              c.validated AS c_validated, c.error AS c_error \
              FROM challenges c JOIN authorizations a ON a.id = c.authz_id WHERE c.id = $1";
-        let row = sqlx::query(SQL).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(SQL)
+            .bind(id)
+            .fetch_optional(&mut *self.reader().await?)
+            .await?;
         Ok(row
             .map(|r| Ok::<_, sqlx::Error>((joined_challenge_from(&r)?, authz_from(&r)?)))
             .transpose()?)
@@ -1317,12 +1461,17 @@ impl Store {
     /// validation running anyway, and [`Store::requeue_stuck_challenges`] puts challenges left
     /// `processing` back to `pending`.
     pub async fn start_challenge(&self, id: &str) -> Result<bool> {
+        let challenge_id = id.to_owned();
+        let after = self.after(move |fresh, _| fresh.forget_authz_of_challenge(&challenge_id));
         let changed = self
-            .execute_applied(statement!(
-                "UPDATE challenges SET status = 'processing', processing_since = $1 WHERE id = $2 AND status = 'pending'",
-                now(),
-                id
-            ))
+            .execute_applied_then(
+                statement!(
+                    "UPDATE challenges SET status = 'processing', processing_since = $1 WHERE id = $2 AND status = 'pending'",
+                    now(),
+                    id
+                ),
+                after,
+            )
             .await?;
         Ok(changed == 1)
     }
@@ -1344,8 +1493,11 @@ impl Store {
     ) -> Result<bool> {
         let valid = validated.is_some();
         let status = if valid { "valid" } else { "invalid" };
+        let authz = authz_id.to_owned();
+        let after = self.after(move |fresh, _| fresh.forget_authz(&authz));
         self.execute_retrying(
             "recording a validation outcome",
+            after,
             vec![
                 statement!(
                     "UPDATE challenges SET status = $1, validated = $2, error = $3 WHERE id = $4 AND status = 'processing'",
@@ -1370,10 +1522,18 @@ impl Store {
     /// under it (a restart): for writes whose outcome lives only in the caller's memory, and
     /// whose statements are conditional, so that running them again after a commit that did go
     /// through changes nothing.
-    async fn execute_retrying(&self, what: &str, statements: Vec<Statement>) -> Result<Vec<u64>> {
+    async fn execute_retrying(
+        &self,
+        what: &str,
+        after: Option<After>,
+        statements: Vec<Statement>,
+    ) -> Result<Vec<u64>> {
         let mut delay = Duration::from_millis(250);
         for _ in 1..LOST_CONNECTION_ATTEMPTS {
-            match self.execute_all(statements.clone()).await {
+            match self
+                .execute_all_then(statements.clone(), after.clone())
+                .await
+            {
                 Err(StoreError::Db(e)) if connection_lost(&e) => {
                     tracing::warn!(error = %e, "{what}: the database connection was lost, retrying");
                     tokio::time::sleep(delay).await;
@@ -1382,24 +1542,32 @@ impl Store {
                 other => return other,
             }
         }
-        self.execute_all(statements).await
+        self.execute_all_then(statements, after).await
     }
 
     /// Challenges whose validation started before `started_before` and never ended (the
     /// process validating them stopped): back to `pending`, so that the client's next POST
     /// validates again. Replicas sharing a database pass a time further back than any
     /// validation can take, so that none requeues another live replica's validation.
+    ///
+    /// Nothing kept in memory changes: only challenges `processing` are requeued, and the
+    /// authorization of a challenge that started was dropped from memory then.
     pub async fn requeue_stuck_challenges(&self, started_before: i64) -> Result<u64> {
         self.execute(statement!(STALE_PROCESSING_CHALLENGES, started_before))
             .await
     }
 
     pub async fn deactivate_authz(&self, id: &str) -> Result<bool> {
+        let authz = id.to_owned();
+        let after = self.after(move |fresh, _| fresh.forget_authz(&authz));
         let changed = self
-            .execute(statement!(
-                "UPDATE authorizations SET status = 'deactivated' WHERE id = $1 AND status IN ('pending', 'valid')",
-                id
-            ))
+            .execute_then(
+                statement!(
+                    "UPDATE authorizations SET status = 'deactivated' WHERE id = $1 AND status IN ('pending', 'valid')",
+                    id
+                ),
+                after,
+            )
             .await?;
         Ok(changed == 1)
     }
@@ -1416,13 +1584,16 @@ impl Store {
         now: i64,
     ) -> Result<bool> {
         let changed = self
-            .execute_applied(statement!(
-                "UPDATE orders SET status = 'processing', processing_since = $1, profile = $2, csr = $3 WHERE id = $4 AND status = 'pending'",
-                now,
-                profile_snapshot,
-                csr,
-                order_id,
-            ))
+            .execute_applied_then(
+                statement!(
+                    "UPDATE orders SET status = 'processing', processing_since = $1, profile = $2, csr = $3 WHERE id = $4 AND status = 'pending'",
+                    now,
+                    profile_snapshot,
+                    csr,
+                    order_id,
+                ),
+                self.order_changes(order_id),
+            )
             .await?;
         Ok(changed == 1)
     }
@@ -1434,6 +1605,7 @@ impl Store {
     pub async fn fail_order(&self, order_id: &str, error_json: &str) -> Result<()> {
         self.execute_retrying(
             "recording a failed issuance",
+            self.order_changes(order_id),
             vec![
                 statement!(
                     "UPDATE orders SET status = 'invalid', error = $1 WHERE id = $2 AND status IN ('pending', 'processing')",
@@ -1453,7 +1625,7 @@ impl Store {
     pub async fn order_csr(&self, order_id: &str) -> Result<Option<Vec<u8>>> {
         let row = sqlx::query("SELECT csr FROM orders WHERE id = $1")
             .bind(order_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.reader().await?)
             .await?;
         Ok(row
             .map(|r| r.try_get::<Option<Vec<u8>>, _>("csr"))
@@ -1470,7 +1642,7 @@ impl Store {
         let rows = sqlx::query(STALE_PROCESSING_ORDERS)
             .bind(cutoff)
             .bind(directory)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reader().await?)
             .await?;
         Ok(rows
             .iter()
@@ -1541,28 +1713,59 @@ impl Store {
             pending.not_after,
             now(),
         );
-        let settled = self
-            .write(
+        let after = pending.order_id.and_then(|id| self.order_changes(id));
+        // `None`: the order had settled; else whether the `tbs` row became the certificate.
+        let stored = self
+            .write_then(
                 (settle, update, insert),
                 |conn, (settle, update, insert)| {
                     Box::pin(async move {
                         if let Some(settle) = settle {
                             if settle.run(conn).await? != 1 {
-                                return Ok(Written::Commit(false));
+                                return Ok(Written::Commit(None));
                             }
                         }
-                        if update.run(conn).await? == 0 {
+                        let from_tbs = update.run(conn).await? == 1;
+                        if !from_tbs {
                             insert.run(conn).await?;
                         }
-                        Ok(Written::Commit(true))
+                        Ok(Written::Commit(Some(from_tbs)))
                     })
                 },
+                after,
             )
             .await?;
-        match (settled, pending.order_id) {
-            (false, Some(order_id)) => Err(StoreError::OrderSettled(order_id.to_owned())),
-            _ => Ok(()),
+        match (stored, pending.order_id) {
+            (None, Some(order_id)) => Err(StoreError::OrderSettled(order_id.to_owned())),
+            (None, None) => Ok(()),
+            (Some(from_tbs), _) => {
+                // Its download is usually the client's next request. What a download reads of
+                // it never changes; the serial is known to no one else yet.
+                if let Some(fresh) = &self.fresh {
+                    fresh.put_certificate(CertificateRow {
+                        serial: issued.serial.to_owned(),
+                        issuer: pending.issuer.to_owned(),
+                        order_id: pending.order_id.map(str::to_owned),
+                        account_id: pending.account_id.map(str::to_owned),
+                        status: "issued".into(),
+                        der: Some(issued.der.to_vec()),
+                        chain_pem: Some(issued.chain_pem.to_owned()),
+                        not_after: pending.not_after,
+                        revoked_at: None,
+                        revocation_reason: None,
+                        invalidity_date: None,
+                        crl_shard: if from_tbs { pending.crl_shard } else { None },
+                    });
+                }
+                Ok(())
+            }
         }
+    }
+
+    /// Drops order `id` from memory once a write that may change it has ended.
+    fn order_changes(&self, id: &str) -> Option<After> {
+        let id = id.to_owned();
+        self.after(move |fresh, _| fresh.forget_order(&id))
     }
 
     /// Claim a stale `processing` order for recovery, once across replicas.
@@ -1573,12 +1776,15 @@ impl Store {
         now: i64,
     ) -> Result<bool> {
         let changed = self
-            .execute(statement!(
-                "UPDATE orders SET processing_since = $1 WHERE id = $2 AND status = 'processing' AND processing_since = $3",
-                now,
-                order_id,
-                seen_since,
-            ))
+            .execute_then(
+                statement!(
+                    "UPDATE orders SET processing_since = $1 WHERE id = $2 AND status = 'processing' AND processing_since = $3",
+                    now,
+                    order_id,
+                    seen_since,
+                ),
+                self.order_changes(order_id),
+            )
             .await?;
         Ok(changed == 1)
     }
@@ -1594,11 +1800,14 @@ impl Store {
 
     /// The order's certificate exists: make the order say so (recovery after a crash).
     pub async fn mark_order_valid(&self, order_id: &str, serial: &str) -> Result<()> {
-        self.execute(statement!(
-            "UPDATE orders SET status = 'valid', certificate_serial = $1 WHERE id = $2 AND status = 'processing'",
-            serial,
-            order_id,
-        ))
+        self.execute_then(
+            statement!(
+                "UPDATE orders SET status = 'valid', certificate_serial = $1 WHERE id = $2 AND status = 'processing'",
+                serial,
+                order_id,
+            ),
+            self.order_changes(order_id),
+        )
         .await?;
         Ok(())
     }
@@ -1607,6 +1816,7 @@ impl Store {
     pub async fn abandon_tbs(&self, serial: &str) -> Result<()> {
         self.execute_retrying(
             "abandoning an unused serial",
+            None,
             vec![statement!(
                 "UPDATE certificates SET status = 'abandoned' WHERE serial = $1 AND status = 'tbs'",
                 serial
@@ -1616,12 +1826,22 @@ impl Store {
         Ok(())
     }
 
+    /// A certificate for its download: its serial, issuer, account, status, DER and chain as
+    /// [`Store::certificate`] has them, its revocation possibly not (an issuance of this
+    /// process keeps these in memory for the client's download).
+    pub async fn certificate_for_download(&self, serial: &str) -> Result<Option<CertificateRow>> {
+        if let Some(kept) = self.fresh.as_ref().and_then(|f| f.certificate(serial)) {
+            return Ok(Some(kept));
+        }
+        self.certificate(serial).await
+    }
+
     pub async fn certificate(&self, serial: &str) -> Result<Option<CertificateRow>> {
         let row = sqlx::query(&format!(
             "SELECT {CERT_COLS} FROM certificates WHERE serial = $1"
         ))
         .bind(serial)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.reader().await?)
         .await?;
         Ok(row.map(|r| certificate_from(&r)).transpose()?)
     }
@@ -1631,7 +1851,7 @@ impl Store {
             "SELECT {CERT_COLS} FROM certificates WHERE order_id = $1 AND status = 'issued'"
         ))
         .bind(order_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.reader().await?)
         .await?;
         Ok(row.map(|r| certificate_from(&r)).transpose()?)
     }
@@ -1678,7 +1898,7 @@ impl Store {
         if let Some(shard) = shard {
             query = query.bind(shard);
         }
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = query.fetch_all(&mut *self.reader().await?).await?;
         rows.iter()
             .map(|r| {
                 Ok(RevokedRow {
@@ -1705,7 +1925,7 @@ impl Store {
             None => sqlx::query("SELECT MAX(revoked_at) AS t FROM certificates WHERE issuer = $1")
                 .bind(issuer),
         }
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.reader().await?)
         .await?;
         Ok(row.try_get::<Option<i64>, _>("t")?.unwrap_or(0))
     }
@@ -1718,7 +1938,7 @@ impl Store {
         )
         .bind(issuer)
         .bind(at)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.reader().await?)
         .await?;
         Ok(row
             .try_get::<Option<i64>, _>("s")?
@@ -1750,7 +1970,7 @@ impl Store {
         )
         .bind(issuer)
         .bind(shard)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.reader().await?)
         .await?;
         row.map(|r| crl_from(&r))
             .transpose()
@@ -1766,7 +1986,7 @@ impl Store {
         )
         .bind(issuer)
         .bind(shard)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.reader().await?)
         .await?;
         row.map(|r| {
             Ok(CrlMeta {
@@ -1793,7 +2013,7 @@ impl Store {
         .bind(issuer)
         .bind(shard)
         .bind(number)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.reader().await?)
         .await?;
         row.map(|r| crl_from(&r))
             .transpose()
@@ -1880,7 +2100,7 @@ impl Store {
         )
         .bind(issuer)
         .bind(at)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.reader().await?)
         .await?;
         row.map(|r| {
             Ok(OcspResponderRow {
@@ -1899,6 +2119,38 @@ impl Store {
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
+
+    /// A connection to read on: SQLite's own read connections, PostgreSQL's pool.
+    async fn reader(&self) -> Result<ReadConnection<'_>> {
+        Ok(match &self.readers {
+            Some(readers) => ReadConnection::Sqlite(readers.get().await?),
+            None => ReadConnection::Pool(self.pool.acquire().await?),
+        })
+    }
+}
+
+enum ReadConnection<'a> {
+    Sqlite(readers::Reader<'a>),
+    Pool(sqlx::pool::PoolConnection<Any>),
+}
+
+impl std::ops::Deref for ReadConnection<'_> {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            ReadConnection::Sqlite(conn) => conn,
+            ReadConnection::Pool(conn) => conn,
+        }
+    }
+}
+
+impl std::ops::DerefMut for ReadConnection<'_> {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            ReadConnection::Sqlite(conn) => conn,
+            ReadConnection::Pool(conn) => conn,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1914,10 +2166,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("pkid.db").display());
         let store = Store::connect(&url, 3).await.unwrap();
-        // Three connections at once: each one went through `after_connect`.
-        let mut held = Vec::new();
-        for _ in 0..3 {
-            let mut conn = store.pool().acquire().await.unwrap();
+        async fn check(conn: &mut AnyConnection) {
             let synchronous: i64 = sqlx::query("PRAGMA synchronous")
                 .fetch_one(&mut *conn)
                 .await
@@ -1931,8 +2180,15 @@ mod tests {
                 .try_get(0)
                 .unwrap();
             assert_eq!((synchronous, journal.as_str()), (2, "wal"), "2 is FULL");
+        }
+        // The three read connections at once, and the pool's: each one was set up.
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let mut conn = store.reader().await.unwrap();
+            check(&mut conn).await;
             held.push(conn);
         }
+        check(&mut store.pool().acquire().await.unwrap()).await;
     }
 
     #[test]
