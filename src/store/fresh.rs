@@ -1,18 +1,19 @@
 //! ACME orders and authorizations kept in memory by the embedded SQLite store, from their
-//! creation to their first change; issued certificates for their download.
+//! creation through their challenges' validation; issued certificates for their download.
 //!
 //! A client reads what it has just created: the authorization of its new order, the challenge
 //! it answers, the order it finalizes, the certificate it was just issued. With the embedded
 //! SQLite file this process is the database's only writer of these rows, so it knows them as
 //! it writes them and can answer those reads without a query.
 //!
-//! The rule that keeps this exact is narrow on purpose: an entry is a row as its insert wrote
-//! it, put in by the database writer once the insert is committed, and dropped by the writer
-//! once any write that may change the row has ended (committed or not), before that write's
-//! caller hears of it. Reads never put anything in: a row that changed is read from the file
-//! from then on. Both run on the writer in commit order (`group_commit::After`), so no read
-//! can put back a row older than the file's, and the first change of a row cannot be
-//! overtaken by its insert.
+//! The rule that keeps this exact is narrow on purpose: only the database writer changes an
+//! entry, once a write is committed and before that write's caller hears of it, in commit
+//! order (`group_commit::After`). It puts a row in as its insert wrote it, and follows the
+//! writes that tell it the whole new row: a challenge's start and its outcome, when their
+//! statements changed one row each. Any other write that may change a row, or one that did not
+//! commit, drops the entry. Reads never put anything in: a dropped row is read from the file
+//! from then on. So no read can put back a row older than the file's, and no change of a row
+//! can be overtaken by an earlier one.
 //!
 //! An issued certificate's serial, issuer, account, DER and chain never change, so the issuance
 //! that stored it puts it in once stored; its revocation does change, and is not kept:
@@ -21,12 +22,22 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::{AuthzRow, CertificateRow, ChallengeRow, OrderRow};
+use super::{validation_of, AuthzRow, CertificateRow, ChallengeRow, OrderRow};
 
 /// Orders, and authorizations, kept; past it, one kept entry makes room for the next.
 const CAPACITY: usize = 8_192;
 /// Issued certificates kept for their download (a few KiB each).
 const CERTIFICATES: usize = 1_024;
+
+/// A validation's outcome as [`super::Store::finish_challenge`] wrote it.
+pub struct Outcome {
+    /// `valid` or `invalid`, for the challenge and its authorization.
+    pub status: String,
+    pub validated: Option<i64>,
+    pub error: Option<String>,
+    /// The authorization's new expiry (a valid outcome).
+    pub authz_expires: Option<i64>,
+}
 
 #[derive(Default)]
 pub struct FreshObjects {
@@ -101,11 +112,46 @@ impl FreshObjects {
         self.lock().authzs.get(id).cloned()
     }
 
+    /// The challenge and its authorization, without the validation summary (as the file's
+    /// query gives them).
     pub fn challenge_with_authz(&self, id: &str) -> Option<(ChallengeRow, AuthzRow)> {
         let inner = self.lock();
         let (authz, challenges) = inner.authzs.get(inner.challenges.get(id)?)?;
         let challenge = challenges.iter().find(|c| c.id == id)?;
-        Some((challenge.clone(), authz.clone()))
+        let authz = AuthzRow {
+            validation: None,
+            ..authz.clone()
+        };
+        Some((challenge.clone(), authz))
+    }
+
+    /// The challenge went from `pending` to `processing`.
+    pub fn challenge_started(&self, challenge_id: &str) {
+        let mut inner = self.lock();
+        if let Some(challenge) = inner.challenge_mut(challenge_id) {
+            challenge.status = "processing".into();
+        }
+    }
+
+    /// The challenge, `processing`, and its authorization, `pending`, took `outcome`.
+    pub fn challenge_finished(&self, challenge_id: &str, authz_id: &str, outcome: &Outcome) {
+        let mut inner = self.lock();
+        let Some((authz, challenges)) = inner.authzs.get_mut(authz_id) else {
+            return;
+        };
+        let Some(challenge) = challenges.iter_mut().find(|c| c.id == challenge_id) else {
+            // Not this authorization's challenge: nothing kept can be trusted to match.
+            inner.forget_authz(authz_id);
+            return;
+        };
+        challenge.status.clone_from(&outcome.status);
+        challenge.validated = outcome.validated;
+        challenge.error.clone_from(&outcome.error);
+        authz.status.clone_from(&outcome.status);
+        if let Some(expires) = outcome.authz_expires {
+            authz.expires = expires;
+        }
+        authz.validation = validation_of(challenges);
     }
 
     /// An issued certificate, for its download: its revocation is not kept.
@@ -115,6 +161,17 @@ impl FreshObjects {
 
     pub fn forget_order(&self, id: &str) {
         self.lock().orders.remove(id);
+    }
+
+    /// Forgets the order and its authorizations: it is being finalized, and what comes after
+    /// reads neither again (an authorization reused by another order is read from the file).
+    pub fn forget_order_and_authzs(&self, id: &str) {
+        let mut inner = self.lock();
+        if let Some((_, authz_ids)) = inner.orders.remove(id) {
+            for authz_id in authz_ids {
+                inner.forget_authz(&authz_id);
+            }
+        }
     }
 
     pub fn forget_authz(&self, id: &str) {
@@ -127,6 +184,12 @@ impl FreshObjects {
         if let Some(authz_id) = inner.challenges.get(challenge_id).cloned() {
             inner.forget_authz(&authz_id);
         }
+    }
+
+    pub fn forget_all_authzs(&self) {
+        let mut inner = self.lock();
+        inner.authzs.clear();
+        inner.challenges.clear();
     }
 
     pub fn forget_authzs_of_account(&self, account_id: &str) {
@@ -161,6 +224,12 @@ impl Inner {
             self.challenges.insert(c.id.clone(), authz.id.clone());
         }
         self.authzs.insert(authz.id.clone(), (authz, challenges));
+    }
+
+    fn challenge_mut(&mut self, challenge_id: &str) -> Option<&mut ChallengeRow> {
+        let authz_id = self.challenges.get(challenge_id)?;
+        let (_, challenges) = self.authzs.get_mut(authz_id)?;
+        challenges.iter_mut().find(|c| c.id == challenge_id)
     }
 
     fn forget_authz(&mut self, id: &str) {

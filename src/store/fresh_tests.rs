@@ -125,18 +125,25 @@ async fn memory_and_file_agree_through_an_issuance() {
     assert!(s.kept_order("o1") && s.kept_authz("a1") && s.kept_authz("reused"));
     s.agree("o1", &["a1", "reused"]).await;
 
-    // Validating both authorizations: each drops out of memory with its first change.
+    // Validating both authorizations: memory follows the start and the outcome.
     for authz in ["a1", "reused"] {
         let challenge = format!("{authz}-http-01");
         assert!(s.store.start_challenge(&challenge).await.unwrap());
+        // An applied write: memory follows once it is committed, as other connections do.
+        s.store
+            .execute(Statement::new("SELECT 1", vec![]))
+            .await
+            .unwrap();
+        s.agree("o1", &["a1", "reused"]).await;
         assert!(s
             .store
             .finish_challenge(&challenge, authz, Some(now()), None, now() + 7200)
             .await
             .unwrap());
-        assert!(!s.kept_authz(authz));
+        assert!(s.kept_authz(authz));
         s.agree("o1", &["a1", "reused"]).await;
     }
+    assert!(s.kept_order("o1"));
     let (order, authzs) = s.store.order_with_authzs("o1").await.unwrap().unwrap();
     assert_eq!(order.status, "pending");
     assert!(authzs
@@ -158,7 +165,8 @@ async fn memory_and_file_agree_through_an_issuance() {
         crl_shard: Some(3),
     };
     s.store.record_tbs(&pending, "0a0b", b"tbs").await.unwrap();
-    assert!(!s.kept_order("o1"));
+    // Finalized: neither the order nor its authorizations are held for anyone any more.
+    assert!(!s.kept_order("o1") && !s.kept_authz("a1") && !s.kept_authz("reused"));
     s.agree("o1", &["a1", "reused"]).await;
     let issued = IssuedRecord {
         serial: "0a0b",
@@ -204,6 +212,71 @@ async fn memory_and_file_agree_through_an_issuance() {
         (download.status.as_str(), download.der.as_deref()),
         ("issued", Some(&b"der"[..]))
     );
+}
+
+#[tokio::test]
+async fn failed_and_requeued_validations_are_followed() {
+    let s = stores().await;
+    for (order_id, authz) in [("failed", "af"), ("stuck", "as"), ("done", "ad")] {
+        s.store
+            .insert_order(
+                &order(order_id, "acct"),
+                &[OrderAuthz::New(new_authz(
+                    authz,
+                    &format!("{authz}.example"),
+                ))],
+            )
+            .await
+            .unwrap();
+    }
+    assert!(s.store.start_challenge("af-dns-01").await.unwrap());
+    assert!(s
+        .store
+        .finish_challenge(
+            "af-dns-01",
+            "af",
+            None,
+            Some(r#"{"detail":"no"}"#),
+            now() + 7200
+        )
+        .await
+        .unwrap());
+    assert!(s.kept_authz("af"));
+    s.agree("failed", &["af"]).await;
+    let (authz, _) = s.store.authz_with_challenges("af").await.unwrap().unwrap();
+    assert_eq!(authz.status, "invalid");
+
+    // A second outcome for a finished challenge changes nothing in the file: memory forgets.
+    assert!(!s
+        .store
+        .finish_challenge("af-dns-01", "af", Some(now()), None, now() + 7200)
+        .await
+        .unwrap());
+    assert!(!s.kept_authz("af"));
+    s.agree("failed", &["af"]).await;
+
+    // A validation abandoned by a stopped process goes back to pending.
+    assert!(s.store.start_challenge("as-http-01").await.unwrap());
+    assert!(s.store.start_challenge("ad-http-01").await.unwrap());
+    assert!(s
+        .store
+        .finish_challenge("ad-http-01", "ad", Some(now()), None, now() + 7200)
+        .await
+        .unwrap());
+    assert_eq!(
+        s.store.requeue_stuck_challenges(now() + 10).await.unwrap(),
+        1
+    );
+    for (order_id, authz) in [("failed", "af"), ("stuck", "as"), ("done", "ad")] {
+        s.agree(order_id, &[authz]).await;
+    }
+    let (challenge, _) = s
+        .store
+        .challenge_with_authz("as-http-01")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(challenge.status, "pending");
 }
 
 #[tokio::test]

@@ -40,10 +40,11 @@ pub enum Written<T> {
     Rollback(T),
 }
 
-/// Run by the writer once a job's transaction has ended, before the caller is answered, with
-/// whether the job's writes are committed; jobs' hooks run in the order their writes commit.
-/// The store keeps its in-memory copies of rows in step with the file this way.
-pub type After = std::sync::Arc<dyn Fn(bool) + Send + Sync>;
+/// Run by the writer once a job's transaction has ended, before the caller is answered: with
+/// the job's answer when its writes are committed, `None` when they are not (or may not be).
+/// Jobs' hooks run in the order their writes commit. The store keeps its in-memory copies of
+/// rows in step with the file this way.
+pub type After<T> = std::sync::Arc<dyn Fn(Option<&T>) + Send + Sync>;
 
 /// A job's statements, running on the writer's connection.
 pub type JobFuture<'c, T> =
@@ -70,11 +71,11 @@ impl GroupCommit {
         &self,
         data: D,
         job: F,
-        after: Option<After>,
+        after: Option<After<T>>,
     ) -> Result<T, sqlx::Error>
     where
         D: Send + Sync + 'static,
-        T: Send + 'static,
+        T: Clone + Send + 'static,
         F: for<'c> Fn(&'c mut AnyConnection, &'c D) -> JobFuture<'c, T> + Send + Sync + 'static,
     {
         let (reply, answer) = oneshot::channel();
@@ -83,6 +84,7 @@ impl GroupCommit {
             job,
             outcome: None,
             reply: Some(reply),
+            applied: None,
             after,
         });
         self.jobs.send(job).await.map_err(|_| writer_gone())?;
@@ -111,13 +113,15 @@ struct TypedJob<D, T, F> {
     outcome: Option<Result<Written<T>, sqlx::Error>>,
     /// `None` once answered.
     reply: Option<oneshot::Sender<Result<T, sqlx::Error>>>,
-    after: Option<After>,
+    /// An applied job's answer, kept for `after` (the caller has its own copy).
+    applied: Option<T>,
+    after: Option<After<T>>,
 }
 
 impl<D, T, F> Job for TypedJob<D, T, F>
 where
     D: Send + Sync + 'static,
-    T: Send + 'static,
+    T: Clone + Send + 'static,
     F: for<'c> Fn(&'c mut AnyConnection, &'c D) -> JobFuture<'c, T> + Send + Sync + 'static,
 {
     fn run<'c>(
@@ -128,6 +132,9 @@ where
             let outcome = (self.job)(conn, &self.data).await;
             match outcome {
                 Ok(Written::Applied(t)) => {
+                    if self.after.is_some() {
+                        self.applied = Some(t.clone());
+                    }
                     if let Some(reply) = self.reply.take() {
                         let _ = reply.send(Ok(t));
                     }
@@ -145,12 +152,13 @@ where
 
     fn deliver(self: Box<Self>, end: Result<(), &sqlx::Error>) {
         if let Some(after) = &self.after {
-            // An applied job's outcome went with its early answer; it ran to the end.
-            let kept = match &self.outcome {
-                None => self.reply.is_none(),
-                Some(outcome) => matches!(outcome, Ok(Written::Commit(_) | Written::Applied(_))),
+            let committed = match (&self.outcome, end) {
+                (_, Err(_)) => None,
+                (None, Ok(())) => self.applied.as_ref(),
+                (Some(Ok(Written::Commit(t) | Written::Applied(t))), Ok(())) => Some(t),
+                (Some(_), Ok(())) => None,
             };
-            after(kept && end.is_ok());
+            after(committed);
         }
         let Some(reply) = self.reply else {
             return; // answered when it was applied

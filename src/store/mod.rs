@@ -771,17 +771,17 @@ impl Store {
     pub async fn write<D, T, F>(&self, data: D, job: F) -> Result<T>
     where
         D: Send + Sync + 'static,
-        T: Send + 'static,
+        T: Clone + Send + 'static,
         F: for<'c> Fn(&'c mut AnyConnection, &'c D) -> JobFuture<'c, T> + Send + Sync + 'static,
     {
         self.write_then(data, job, None).await
     }
 
     /// [`Store::write`], with `after` run once its transaction has ended (see [`After`]).
-    async fn write_then<D, T, F>(&self, data: D, job: F, after: Option<After>) -> Result<T>
+    async fn write_then<D, T, F>(&self, data: D, job: F, after: Option<After<T>>) -> Result<T>
     where
         D: Send + Sync + 'static,
-        T: Send + 'static,
+        T: Clone + Send + 'static,
         F: for<'c> Fn(&'c mut AnyConnection, &'c D) -> JobFuture<'c, T> + Send + Sync + 'static,
     {
         match &self.writes {
@@ -803,14 +803,14 @@ impl Store {
         }
     }
 
-    /// What a write does to the rows this process keeps in memory, as an [`After`] for it;
-    /// `None` when it keeps none (PostgreSQL).
-    fn after(
+    /// What a write does to the rows this process keeps in memory, as an [`After`] for it (it
+    /// gets the write's answer once committed); `None` when it keeps none (PostgreSQL).
+    fn after<T: 'static>(
         &self,
-        change: impl Fn(&fresh::FreshObjects, bool) + Send + Sync + 'static,
-    ) -> Option<After> {
+        change: impl Fn(&fresh::FreshObjects, Option<&T>) + Send + Sync + 'static,
+    ) -> Option<After<T>> {
         let fresh = self.fresh.clone()?;
-        Some(Arc::new(move |kept| change(&fresh, kept)))
+        Some(Arc::new(move |committed| change(&fresh, committed)))
     }
 
     /// Runs `statements` in order as one transaction; the rows each changed.
@@ -822,7 +822,7 @@ impl Store {
     async fn execute_all_then(
         &self,
         statements: Vec<Statement>,
-        after: Option<After>,
+        after: Option<After<Vec<u64>>>,
     ) -> Result<Vec<u64>> {
         self.write_then(
             statements,
@@ -854,7 +854,7 @@ impl Store {
     async fn execute_applied_then(
         &self,
         statement: Statement,
-        after: Option<After>,
+        after: Option<After<u64>>,
     ) -> Result<u64> {
         match &self.writes {
             Writes::Pool { unflushed, .. } => {
@@ -879,7 +879,7 @@ impl Store {
     }
 
     /// [`Store::execute`], with `after` (see [`After`]).
-    async fn execute_then(&self, statement: Statement, after: Option<After>) -> Result<u64> {
+    async fn execute_then(&self, statement: Statement, after: Option<After<u64>>) -> Result<u64> {
         match &self.writes {
             // One statement is a transaction already: no BEGIN and COMMIT round trips.
             Writes::Pool { pool, .. } => Ok(statement.run(&mut *pool.acquire().await?).await?),
@@ -1121,7 +1121,7 @@ impl Store {
     /// Drops account `id` from memory once a write that may change it has ended, whatever came
     /// of it: in the writer, in commit order, so that no read of the row from before the
     /// change is kept after it (see `cache`), even when the caller is gone by then.
-    fn account_changes(&self, id: &str) -> Option<After> {
+    fn account_changes<T: 'static>(&self, id: &str) -> Option<After<T>> {
         let accounts = self.accounts.clone()?;
         let id = id.to_owned();
         Some(Arc::new(move |_| accounts.forget(&id)))
@@ -1170,10 +1170,10 @@ impl Store {
         ];
         let account = self.account_changes(id);
         let account_id = id.to_owned();
-        let after = self.after(move |fresh, kept| {
+        let after = self.after(move |fresh, committed| {
             fresh.forget_authzs_of_account(&account_id);
             if let Some(account) = &account {
-                account(kept);
+                account(committed);
             }
         });
         Ok(self.execute_all_then(statements, after).await?.first() == Some(&1))
@@ -1225,8 +1225,8 @@ impl Store {
             processing_since: None,
             ..order.clone()
         };
-        let after = self.after(move |fresh, kept| {
-            if kept {
+        let after = self.after(move |fresh, committed: Option<&Vec<u64>>| {
+            if committed.is_some() {
                 fresh.put_order(order.clone(), authz_ids.clone(), new_authzs.clone());
             }
         });
@@ -1377,8 +1377,8 @@ impl Store {
     /// A pre-authorization (RFC 8555 §7.4.1): an authorization with its challenges, no order.
     pub async fn insert_authz(&self, account_id: &str, a: &NewAuthz, created: i64) -> Result<()> {
         let (row, challenges) = (a.row(account_id), a.challenge_rows());
-        let after = self.after(move |fresh, kept| {
-            if kept {
+        let after = self.after(move |fresh, committed: Option<&Vec<u64>>| {
+            if committed.is_some() {
                 fresh.put_authz(row.clone(), challenges.clone());
             }
         });
@@ -1462,7 +1462,11 @@ impl Store {
     /// `processing` back to `pending`.
     pub async fn start_challenge(&self, id: &str) -> Result<bool> {
         let challenge_id = id.to_owned();
-        let after = self.after(move |fresh, _| fresh.forget_authz_of_challenge(&challenge_id));
+        // Started (one row changed): the challenge is `processing` in memory as in the file.
+        let after = self.after(move |fresh, changed: Option<&u64>| match changed {
+            Some(1) => fresh.challenge_started(&challenge_id),
+            _ => fresh.forget_authz_of_challenge(&challenge_id),
+        });
         let changed = self
             .execute_applied_then(
                 statement!(
@@ -1493,8 +1497,21 @@ impl Store {
     ) -> Result<bool> {
         let valid = validated.is_some();
         let status = if valid { "valid" } else { "invalid" };
-        let authz = authz_id.to_owned();
-        let after = self.after(move |fresh, _| fresh.forget_authz(&authz));
+        let (challenge, authz) = (challenge_id.to_owned(), authz_id.to_owned());
+        let outcome = fresh::Outcome {
+            status: status.to_owned(),
+            validated,
+            error: error.map(str::to_owned),
+            authz_expires: valid.then_some(authz_expires),
+        };
+        // Both rows changed: memory takes the outcome as the file did; else it forgets.
+        let after =
+            self.after(
+                move |fresh, changed: Option<&Vec<u64>>| match changed.map(Vec::as_slice) {
+                    Some([1, 1]) => fresh.challenge_finished(&challenge, &authz, &outcome),
+                    _ => fresh.forget_authz(&authz),
+                },
+            );
         self.execute_retrying(
             "recording a validation outcome",
             after,
@@ -1525,7 +1542,7 @@ impl Store {
     async fn execute_retrying(
         &self,
         what: &str,
-        after: Option<After>,
+        after: Option<After<Vec<u64>>>,
         statements: Vec<Statement>,
     ) -> Result<Vec<u64>> {
         let mut delay = Duration::from_millis(250);
@@ -1549,12 +1566,19 @@ impl Store {
     /// process validating them stopped): back to `pending`, so that the client's next POST
     /// validates again. Replicas sharing a database pass a time further back than any
     /// validation can take, so that none requeues another live replica's validation.
-    ///
-    /// Nothing kept in memory changes: only challenges `processing` are requeued, and the
-    /// authorization of a challenge that started was dropped from memory then.
     pub async fn requeue_stuck_challenges(&self, started_before: i64) -> Result<u64> {
-        self.execute(statement!(STALE_PROCESSING_CHALLENGES, started_before))
-            .await
+        // Which challenges went back is not told: when any did, memory forgets every
+        // authorization (this is rare: a validation abandoned by a stopped process).
+        let after = self.after(|fresh, requeued: Option<&u64>| {
+            if requeued != Some(&0) {
+                fresh.forget_all_authzs();
+            }
+        });
+        self.execute_then(
+            statement!(STALE_PROCESSING_CHALLENGES, started_before),
+            after,
+        )
+        .await
     }
 
     pub async fn deactivate_authz(&self, id: &str) -> Result<bool> {
@@ -1592,7 +1616,11 @@ impl Store {
                     csr,
                     order_id,
                 ),
-                self.order_changes(order_id),
+                // Past this, memory would only hold the order's rows for nobody.
+                {
+                    let id = order_id.to_owned();
+                    self.after(move |fresh, _: Option<&u64>| fresh.forget_order_and_authzs(&id))
+                },
             )
             .await?;
         Ok(changed == 1)
@@ -1763,7 +1791,7 @@ impl Store {
     }
 
     /// Drops order `id` from memory once a write that may change it has ended.
-    fn order_changes(&self, id: &str) -> Option<After> {
+    fn order_changes<T: 'static>(&self, id: &str) -> Option<After<T>> {
         let id = id.to_owned();
         self.after(move |fresh, _| fresh.forget_order(&id))
     }
