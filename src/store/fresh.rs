@@ -136,11 +136,18 @@ impl FreshObjects {
     /// The challenge, `processing`, and its authorization, `pending`, took `outcome`.
     pub fn challenge_finished(&self, challenge_id: &str, authz_id: &str, outcome: &Outcome) {
         let mut inner = self.lock();
+        if let Some(owner) = inner.challenges.get(challenge_id).cloned() {
+            if owner != authz_id {
+                // Not this authorization's challenge: neither row kept can be trusted.
+                inner.forget_authz(&owner);
+                inner.forget_authz(authz_id);
+                return;
+            }
+        }
         let Some((authz, challenges)) = inner.authzs.get_mut(authz_id) else {
             return;
         };
         let Some(challenge) = challenges.iter_mut().find(|c| c.id == challenge_id) else {
-            // Not this authorization's challenge: nothing kept can be trusted to match.
             inner.forget_authz(authz_id);
             return;
         };
@@ -295,6 +302,34 @@ mod tests {
             (challenge.kind.as_str(), authz.id.as_str()),
             ("dns-01", "a")
         );
+    }
+
+    #[test]
+    fn an_outcome_named_with_another_authorization_forgets_both() {
+        let fresh = FreshObjects::default();
+        for id in ["a", "b"] {
+            let (row, challenges) = authz(id, "acct");
+            fresh.put_authz(row, challenges);
+        }
+        let outcome = Outcome {
+            status: "valid".into(),
+            validated: Some(5),
+            error: None,
+            authz_expires: Some(200),
+        };
+        fresh.challenge_finished("a-http-01", "b", &outcome);
+        assert!(fresh.authz_with_challenges("a").is_none());
+        assert!(fresh.authz_with_challenges("b").is_none());
+
+        let (row, challenges) = authz("a", "acct");
+        fresh.put_authz(row, challenges);
+        fresh.challenge_finished("a-http-01", "a", &outcome);
+        let (authz, challenges) = fresh.authz_with_challenges("a").unwrap();
+        assert_eq!(
+            (authz.status.as_str(), authz.expires, authz.validation),
+            ("valid", 200, Some(("http-01".to_owned(), 5)))
+        );
+        assert_eq!(challenges[1].status, "valid");
     }
 
     #[test]

@@ -81,7 +81,8 @@ pub struct Store {
     writes: Writes,
     /// Accounts in memory, when this process is the database's only writer (SQLite).
     accounts: Option<Arc<cache::AccountCache>>,
-    /// Orders and authorizations until their first change, issued certificates: likewise.
+    /// Orders and authorizations until finalized, issued certificates for their download:
+    /// likewise (`fresh`).
     fresh: Option<Arc<fresh::FreshObjects>>,
     pub backend: Backend,
 }
