@@ -1,5 +1,8 @@
-//! Storage: one sqlx `Any` pool over SQLite (embedded default) or PostgreSQL (replicas sharing
-//! one database), with the same SQL on both.
+//! Storage: sqlx `Any` connections to SQLite (embedded default) or PostgreSQL (replicas sharing
+//! one database), with the same SQL on both. SQLite: read connections of their own
+//! (`readers`), one writer task that commits in groups (`group_commit`), and, as this process
+//! is the file's only writer, accounts (`cache`) and fresh ACME rows (`fresh`) in memory.
+//! PostgreSQL: one pool, nothing kept in memory.
 //!
 //! Every state transition that must happen once is a conditional `UPDATE … WHERE status = …`
 //! whose `rows_affected()` decides the winner; nothing is selected and then updated.
