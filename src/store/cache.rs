@@ -44,10 +44,8 @@ impl AccountCache {
         if inner.generation != generation {
             return;
         }
-        if inner.rows.len() >= CAPACITY && !inner.rows.contains_key(&row.id) {
-            if let Some(evicted) = inner.rows.keys().next().cloned() {
-                inner.rows.remove(&evicted);
-            }
+        if let Some(evicted) = to_make_room(&inner.rows, CAPACITY, &row.id) {
+            inner.rows.remove(&evicted);
         }
         inner.rows.insert(row.id.clone(), row.clone());
     }
@@ -63,6 +61,19 @@ impl AccountCache {
         // Every change is one call that cannot panic halfway.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// The key to drop so that `incoming` fits in `rows` without passing `capacity`: any one (the
+/// memory's bound matters, not which entry goes; a dropped entry is read from the file again).
+pub(super) fn to_make_room<V>(
+    rows: &HashMap<String, V>,
+    capacity: usize,
+    incoming: &str,
+) -> Option<String> {
+    if rows.len() < capacity || rows.contains_key(incoming) {
+        return None;
+    }
+    rows.keys().next().cloned()
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use super::cache::to_make_room;
 use super::{validation_of, AuthzRow, CertificateRow, ChallengeRow, OrderRow};
 
 /// Orders, and authorizations, kept; past it, one kept entry makes room for the next.
@@ -68,10 +69,8 @@ impl FreshObjects {
         for (authz, challenges) in new_authzs {
             inner.put_authz(authz, challenges);
         }
-        if inner.orders.len() >= CAPACITY {
-            if let Some(evicted) = inner.orders.keys().next().cloned() {
-                inner.orders.remove(&evicted);
-            }
+        if let Some(evicted) = to_make_room(&inner.orders, CAPACITY, &order.id) {
+            inner.orders.remove(&evicted);
         }
         inner.orders.insert(order.id.clone(), (order, authz_ids));
     }
@@ -83,10 +82,9 @@ impl FreshObjects {
 
     pub fn put_certificate(&self, certificate: CertificateRow) {
         let mut inner = self.lock();
-        if inner.certificates.len() >= CERTIFICATES {
-            if let Some(evicted) = inner.certificates.keys().next().cloned() {
-                inner.certificates.remove(&evicted);
-            }
+        if let Some(evicted) = to_make_room(&inner.certificates, CERTIFICATES, &certificate.serial)
+        {
+            inner.certificates.remove(&evicted);
         }
         inner
             .certificates
@@ -220,10 +218,8 @@ impl FreshObjects {
 
 impl Inner {
     fn put_authz(&mut self, authz: AuthzRow, mut challenges: Vec<ChallengeRow>) {
-        if self.authzs.len() >= CAPACITY && !self.authzs.contains_key(&authz.id) {
-            if let Some(evicted) = self.authzs.keys().next().cloned() {
-                self.forget_authz(&evicted);
-            }
+        if let Some(evicted) = to_make_room(&self.authzs, CAPACITY, &authz.id) {
+            self.forget_authz(&evicted);
         }
         // As `AUTHZ_WITH_CHALLENGES` orders them: by type, in byte order.
         challenges.sort_by(|a, b| a.kind.cmp(&b.kind));
