@@ -495,6 +495,94 @@ async fn postgres_restart_under_load_is_survived() {
     .await;
 }
 
+/// The store's own PostgreSQL connections (no pool, no ping per query) across a server
+/// restart: a connection idle past the check is tested and replaced before use; one used since
+/// fails its next query once, is closed, and the next holder gets a new one; a holder that
+/// needs a new connection while the server is down waits for it to come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_connections_are_replaced_after_a_postgres_restart() {
+    use pkid::store::connections::{Connections, Kind, CHECK_AFTER_IDLE};
+    use sqlx::any::AnyConnectOptions;
+    use std::str::FromStr;
+
+    async fn answer(conns: &Connections) -> Result<i64, sqlx::Error> {
+        let mut conn = conns.get().await?;
+        sqlx::query("SELECT 42 AS n")
+            .fetch_one(&mut conn)
+            .await
+            .map(|row| row.get::<i64, _>("n"))
+    }
+
+    let scratch = tempfile::Builder::new()
+        .prefix("pkid-pg-conns-")
+        .tempdir()
+        .unwrap();
+    let postgres = Arc::new(std::sync::Mutex::new(Postgres::start(
+        &scratch.path().join("pg"),
+    )));
+    let url = postgres.lock().unwrap().url.clone();
+    sqlx::any::install_default_drivers();
+    let options = AnyConnectOptions::from_str(&url).unwrap();
+    within(Duration::from_secs(120), async {
+        let checked = Connections::open(&options, 1, Kind::Server).await.unwrap();
+        let unchecked =
+            Connections::open_checking(&options, 1, Kind::Server, Duration::from_secs(3600))
+                .await
+                .unwrap();
+        assert_eq!(answer(&checked).await.unwrap(), 42);
+        assert_eq!(answer(&unchecked).await.unwrap(), 42);
+
+        let restarting = postgres.clone();
+        tokio::task::spawn_blocking(move || {
+            restarting
+                .lock()
+                .unwrap()
+                .restart(Duration::from_millis(200))
+        })
+        .await
+        .unwrap();
+        tokio::time::sleep(CHECK_AFTER_IDLE).await;
+        // Idle past the check: pinged, found broken, replaced: the first query succeeds.
+        assert_eq!(answer(&checked).await.unwrap(), 42);
+        // Never checked: its next query meets the broken connection, once.
+        let broken = answer(&unchecked).await;
+        assert!(
+            broken.is_err(),
+            "a query on a connection the restart cut: {broken:?}"
+        );
+        assert_eq!(answer(&unchecked).await.unwrap(), 42);
+
+        // While the server is down, a holder needing a new connection waits for its return.
+        let restarting = postgres.clone();
+        let outage = tokio::task::spawn_blocking(move || {
+            restarting.lock().unwrap().restart(Duration::from_secs(2))
+        });
+        let port = url
+            .rsplit_once(':')
+            .and_then(|(_, rest)| rest.split('/').next())
+            .unwrap()
+            .to_owned();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(format!("127.0.0.1:{port}"))
+            .await
+            .is_ok()
+        {
+            assert!(Instant::now() < deadline, "PostgreSQL did not go down");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(CHECK_AFTER_IDLE).await;
+        let started = Instant::now();
+        assert_eq!(answer(&checked).await.unwrap(), 42);
+        assert!(
+            started.elapsed() >= Duration::from_millis(500),
+            "answered during the outage, after {:?}",
+            started.elapsed()
+        );
+        outage.await.unwrap();
+    })
+    .await;
+}
+
 // ---- graceful stop and connection limits: raw HTTP/1.1 over TLS ----
 
 type Tls = tokio_rustls::client::TlsStream<TcpStream>;

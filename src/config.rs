@@ -76,8 +76,8 @@ pub struct ServerConfig {
 pub struct DatabaseConfig {
     /// sqlx URL. Empty: the SQLite file `<data_dir>/pkid.db`.
     pub url: String,
-    /// Connections: SQLite read connections (writes have one of their own), PostgreSQL pool
-    /// size; 0: automatic (`store::automatic_connections`).
+    /// Connections: SQLite read connections (writes have one of their own), PostgreSQL
+    /// connections for reads and durable writes; 0: automatic (`store::automatic_connections`).
     pub max_connections: u32,
 }
 

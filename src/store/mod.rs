@@ -1,18 +1,19 @@
 //! Storage: sqlx `Any` connections to SQLite (embedded default) or PostgreSQL (replicas sharing
-//! one database), with the same SQL on both. SQLite: read connections of their own
-//! (`readers`), one writer task that commits in groups (`group_commit`), and, as this process
-//! is the file's only writer, accounts (`cache`) and fresh ACME rows (`fresh`) in memory.
-//! PostgreSQL: one pool, nothing kept in memory.
+//! one database), with the same SQL on both, on connections the store holds itself rather than
+//! sqlx's pool, which pings a connection at every use (`connections`). SQLite: read connections,
+//! one writer task that commits in groups (`group_commit`), and, as this process is the file's
+//! only writer, accounts (`cache`) and fresh ACME rows (`fresh`) in memory. PostgreSQL: reads
+//! and writes on the same connections, nothing kept in memory.
 //!
 //! Every state transition that must happen once is a conditional `UPDATE … WHERE status = …`
 //! whose `rows_affected()` decides the winner; nothing is selected and then updated.
 
 mod cache;
+pub mod connections;
 mod fresh;
 #[cfg(test)]
 mod fresh_tests;
 mod group_commit;
-mod readers;
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -20,8 +21,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Executor, Row};
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row};
 
+use connections::{Conn, Connections, Kind};
 pub use group_commit::Written;
 use group_commit::{After, GroupCommit, JobFuture};
 
@@ -76,10 +78,11 @@ pub enum Backend {
 
 #[derive(Clone)]
 pub struct Store {
-    /// Migrations, and on PostgreSQL every read and write.
+    /// Migrations (and tests' own queries).
     pool: AnyPool,
-    /// SQLite: the read connections (see `readers`).
-    readers: Option<Arc<readers::Readers>>,
+    /// Where reads go (see `connections`): SQLite's read connections; on PostgreSQL the
+    /// connections of reads and durable writes.
+    reads: Arc<Connections>,
     /// Where writes go.
     writes: Writes,
     /// Accounts in memory, when this process is the database's only writer (SQLite).
@@ -97,18 +100,20 @@ enum Writes {
     /// writers queue in order instead of meeting at the database lock, and one `fsync` carries
     /// every write that waited for it.
     Grouped(GroupCommit),
-    /// PostgreSQL: each write is a transaction of its own on the pool; the server flushes
-    /// concurrent commits together.
-    Pool {
-        pool: AnyPool,
+    /// PostgreSQL: each write is a transaction of its own, on the reads' connections; the
+    /// server flushes concurrent commits together.
+    Server {
+        conns: Arc<Connections>,
         /// Connections with `synchronous_commit = off`, for writes no client relies on
         /// surviving a crash ([`Store::execute_applied`]).
-        unflushed: AnyPool,
+        unflushed: Arc<Connections>,
     },
 }
 
-/// Connections of the PostgreSQL pool for writes that need not wait for their WAL flush.
+/// PostgreSQL connections for writes that need not wait for their WAL flush.
 const UNFLUSHED_CONNECTIONS: u32 = 4;
+/// The pool's connections on PostgreSQL: it only migrates.
+const MIGRATION_CONNECTIONS: u32 = 2;
 
 /// An owned value bound to a write statement (a write may run after its caller returned, so
 /// it owns its inputs).
@@ -652,21 +657,6 @@ fn authz_statements(account_id: &str, a: &NewAuthz, created: i64) -> Vec<Stateme
     statements
 }
 
-/// The PostgreSQL connections of [`Store::execute_applied`].
-async fn unflushed_pool(options: AnyConnectOptions) -> std::result::Result<AnyPool, sqlx::Error> {
-    AnyPoolOptions::new()
-        .max_connections(UNFLUSHED_CONNECTIONS)
-        .acquire_timeout(Duration::from_secs(30))
-        .after_connect(|conn, _meta| {
-            Box::pin(async move {
-                conn.execute("SET synchronous_commit = off").await?;
-                Ok(())
-            })
-        })
-        .connect_with(options)
-        .await
-}
-
 /// Every SQLite connection, the writer's and the readers': WAL, durable commits.
 async fn sqlite_pragmas(conn: &mut AnyConnection) -> std::result::Result<(), sqlx::Error> {
     conn.execute("PRAGMA journal_mode = WAL").await?;
@@ -678,16 +668,16 @@ async fn sqlite_pragmas(conn: &mut AnyConnection) -> std::result::Result<(), sql
     Ok(())
 }
 
-/// The database connections (SQLite: the read connections; PostgreSQL: the pool) when the
+/// The database connections (SQLite: the read connections; PostgreSQL: reads and writes) when the
 /// configuration leaves their number to pkid.
 ///
-/// - SQLite: one read connection (`readers`) per core, at least two. They only read (writes go
+/// - SQLite: one read connection (`connections`) per core, at least two. They only read (writes go
 ///   through the group commit's own connection), each connection is a thread of its own, and an SQLite
 ///   read is CPU work: more connections than cores only add threads that preempt the request
 ///   tasks. At 32 clients on two cores, 2 connections against 8 brought the worst per-step p99
 ///   from 50–60 ms to 45–51 ms, at the same rate or better.
-/// - PostgreSQL: 8. The pool carries reads and writes, and each query waits on the network and
-///   the server's commit, so more queries in flight than cores pay off.
+/// - PostgreSQL: 8. They carry reads and durable writes, and each query waits on the network
+///   and the server's commit, so more queries in flight than cores pay off.
 pub fn automatic_connections(backend: Backend) -> u32 {
     match backend {
         Backend::Sqlite => std::thread::available_parallelism()
@@ -712,57 +702,52 @@ impl Store {
             n => n,
         };
         let options = AnyConnectOptions::from_str(url)?;
-        let pool_of = |connections: u32| {
-            AnyPoolOptions::new()
-                .max_connections(connections.max(1))
-                .acquire_timeout(Duration::from_secs(30))
-                // A ping before every query is a round trip to SQLite's worker thread (two
-                // thread wake-ups) that can only fail with the file itself; PostgreSQL
-                // connections can go stale (a server restart), so those are still tested.
-                .test_before_acquire(backend == Backend::Postgres)
-                .after_connect(move |conn, _meta| {
-                    Box::pin(async move {
-                        if backend == Backend::Sqlite {
-                            sqlite_pragmas(conn).await?;
-                        }
-                        Ok(())
-                    })
+        // Reads and writes have connections of their own (`connections`): the pool only
+        // migrates.
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 1,
+                Backend::Postgres => MIGRATION_CONNECTIONS,
+            })
+            .acquire_timeout(Duration::from_secs(30))
+            .test_before_acquire(backend == Backend::Postgres)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        sqlite_pragmas(conn).await?;
+                    }
+                    Ok(())
                 })
-        };
-        // SQLite reads have connections of their own (`readers`): its pool only migrates.
-        let pool = pool_of(match backend {
-            Backend::Sqlite => 1,
-            Backend::Postgres => max_connections,
-        })
-        .connect_with(options.clone())
-        .await?;
+            })
+            .connect_with(options.clone())
+            .await?;
         match backend {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        let readers = match backend {
-            Backend::Sqlite => Some(Arc::new(
-                readers::Readers::open(&options, max_connections).await?,
-            )),
-            Backend::Postgres => None,
-        };
-        let writes = match backend {
+        let (reads, writes) = match backend {
             Backend::Sqlite => {
+                let reads = Connections::open(&options, max_connections, Kind::File).await?;
                 let mut conn = options.connect().await?;
                 sqlite_pragmas(&mut conn).await?;
-                Writes::Grouped(GroupCommit::start(conn))
+                (Arc::new(reads), Writes::Grouped(GroupCommit::start(conn)))
             }
-            Backend::Postgres => Writes::Pool {
-                pool: pool.clone(),
-                unflushed: unflushed_pool(options).await?,
-            },
+            Backend::Postgres => {
+                let conns =
+                    Arc::new(Connections::open(&options, max_connections, Kind::Server).await?);
+                let unflushed = Arc::new(
+                    Connections::open(&options, UNFLUSHED_CONNECTIONS, Kind::ServerUnflushed)
+                        .await?,
+                );
+                (conns.clone(), Writes::Server { conns, unflushed })
+            }
         };
         let accounts =
             (backend == Backend::Sqlite).then(|| Arc::new(cache::AccountCache::default()));
         let fresh = (backend == Backend::Sqlite).then(|| Arc::new(fresh::FreshObjects::default()));
         Ok(Store {
             pool,
-            readers,
+            reads,
             writes,
             accounts,
             fresh,
@@ -791,18 +776,23 @@ impl Store {
         match &self.writes {
             Writes::Grouped(group) => Ok(group.write(data, job, after).await?),
             // PostgreSQL keeps nothing in memory: no `after` is made for it.
-            Writes::Pool { pool, .. } => {
-                let mut tx = pool.begin().await?;
-                match job(&mut tx, &data).await? {
-                    Written::Commit(t) | Written::Applied(t) => {
-                        tx.commit().await?;
-                        Ok(t)
-                    }
-                    Written::Rollback(t) => {
-                        tx.rollback().await?;
-                        Ok(t)
+            Writes::Server { conns, .. } => {
+                let mut conn = conns.get().await?;
+                let written = async {
+                    let mut tx = conn.connection()?.begin().await?;
+                    match job(&mut tx, &data).await? {
+                        Written::Commit(t) | Written::Applied(t) => {
+                            tx.commit().await?;
+                            Ok(t)
+                        }
+                        Written::Rollback(t) => {
+                            tx.rollback().await?;
+                            Ok(t)
+                        }
                     }
                 }
+                .await;
+                Ok(conn.noted(written)?)
             }
         }
     }
@@ -861,8 +851,10 @@ impl Store {
         after: Option<After<u64>>,
     ) -> Result<u64> {
         match &self.writes {
-            Writes::Pool { unflushed, .. } => {
-                Ok(statement.run(&mut *unflushed.acquire().await?).await?)
+            Writes::Server { unflushed, .. } => {
+                let mut conn = unflushed.get().await?;
+                let changed = statement.run(conn.connection()?).await;
+                Ok(conn.noted(changed)?)
             }
             Writes::Grouped(_) => {
                 self.write_then(
@@ -886,7 +878,11 @@ impl Store {
     async fn execute_then(&self, statement: Statement, after: Option<After<u64>>) -> Result<u64> {
         match &self.writes {
             // One statement is a transaction already: no BEGIN and COMMIT round trips.
-            Writes::Pool { pool, .. } => Ok(statement.run(&mut *pool.acquire().await?).await?),
+            Writes::Server { conns, .. } => {
+                let mut conn = conns.get().await?;
+                let changed = statement.run(conn.connection()?).await;
+                Ok(conn.noted(changed)?)
+            }
             Writes::Grouped(_) => {
                 self.write_then(
                     statement,
@@ -910,7 +906,7 @@ impl Store {
         .await?;
         let row = sqlx::query("SELECT value FROM settings WHERE name = $1")
             .bind(name)
-            .fetch_one(&mut *self.reader().await?)
+            .fetch_one(&mut self.reader().await?)
             .await?;
         Ok(row.try_get("value")?)
     }
@@ -1035,7 +1031,7 @@ impl Store {
         let row =
             sqlx::query("SELECT id FROM admin_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
                 .bind(token_hash)
-                .fetch_optional(&mut *self.reader().await?)
+                .fetch_optional(&mut self.reader().await?)
                 .await?;
         Ok(row.map(|r| r.try_get("id")).transpose()?)
     }
@@ -1044,7 +1040,7 @@ impl Store {
     pub async fn eab_policy(&self, kid: &str) -> Result<Option<String>> {
         let row = sqlx::query("SELECT policy FROM eab_keys WHERE kid = $1")
             .bind(kid)
-            .fetch_optional(&mut *self.reader().await?)
+            .fetch_optional(&mut self.reader().await?)
             .await?;
         Ok(row
             .map(|r| r.try_get::<Option<String>, _>("policy"))
@@ -1057,7 +1053,7 @@ impl Store {
         let row =
             sqlx::query("SELECT sealed_key, directory, bound_account FROM eab_keys WHERE kid = $1")
                 .bind(kid)
-                .fetch_optional(&mut *self.reader().await?)
+                .fetch_optional(&mut self.reader().await?)
                 .await?;
         Ok(row
             .map(|r| -> std::result::Result<_, sqlx::Error> {
@@ -1073,7 +1069,7 @@ impl Store {
     /// (kid, directory, note, created_at, bound account) of every EAB key.
     pub async fn eab_keys(&self) -> Result<Vec<(String, String, String, i64, Option<String>)>> {
         let rows = sqlx::query("SELECT kid, directory, note, created_at, bound_account FROM eab_keys ORDER BY created_at")
-            .fetch_all(&mut *self.reader().await?)
+            .fetch_all(&mut self.reader().await?)
             .await?;
         Ok(rows
             .iter()
@@ -1092,7 +1088,7 @@ impl Store {
     pub async fn account_by_thumbprint(&self, thumbprint: &str) -> Result<Option<AccountRow>> {
         let row = sqlx::query("SELECT id, thumbprint, jwk, status, contact, eab_kid, created_at FROM accounts WHERE thumbprint = $1")
             .bind(thumbprint)
-            .fetch_optional(&mut *self.reader().await?)
+            .fetch_optional(&mut self.reader().await?)
             .await?;
         Ok(row.map(|r| account_from(&r)).transpose()?)
     }
@@ -1111,7 +1107,7 @@ impl Store {
             "SELECT id, thumbprint, jwk, status, contact, eab_kid, created_at FROM accounts WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(&mut *self.reader().await?)
+        .fetch_optional(&mut self.reader().await?)
         .await?;
         let account = row.map(|r| account_from(&r)).transpose()?;
         if let (Some(cache), Some(generation), Some(account)) =
@@ -1245,7 +1241,7 @@ impl Store {
         const SQL: &str = concat!("SELECT ", order_cols!(), " FROM orders WHERE id = $1");
         let row = sqlx::query(SQL)
             .bind(id)
-            .fetch_optional(&mut *self.reader().await?)
+            .fetch_optional(&mut self.reader().await?)
             .await?;
         Ok(row.map(|r| order_from(&r)).transpose()?)
     }
@@ -1257,7 +1253,7 @@ impl Store {
         }
         let rows = sqlx::query(ORDER_WITH_AUTHZS)
             .bind(id)
-            .fetch_all(&mut *self.reader().await?)
+            .fetch_all(&mut self.reader().await?)
             .await?;
         let Some(first) = rows.first() else {
             return Ok(None);
@@ -1288,7 +1284,7 @@ impl Store {
             .bind(account_id)
             .bind(limit)
             .bind(offset)
-            .fetch_all(&mut *self.reader().await?)
+            .fetch_all(&mut self.reader().await?)
             .await?;
         Ok(rows
             .iter()
@@ -1303,7 +1299,7 @@ impl Store {
         );
         let rows = sqlx::query(SQL)
             .bind(order_id)
-            .fetch_all(&mut *self.reader().await?)
+            .fetch_all(&mut self.reader().await?)
             .await?;
         Ok(rows
             .iter()
@@ -1316,7 +1312,7 @@ impl Store {
         let row = sqlx::query(ORDERS_SINCE)
             .bind(account_id)
             .bind(since)
-            .fetch_one(&mut *self.reader().await?)
+            .fetch_one(&mut self.reader().await?)
             .await?;
         Ok(row.try_get("n")?)
     }
@@ -1328,7 +1324,7 @@ impl Store {
         )
         .bind(account_id)
         .bind(since)
-        .fetch_one(&mut *self.reader().await?)
+        .fetch_one(&mut self.reader().await?)
         .await?;
         let oldest: Option<i64> = row.try_get("t")?;
         Ok(oldest.map_or(60, |t| u64::try_from(t - since).unwrap_or(60).max(1)))
@@ -1340,7 +1336,7 @@ impl Store {
             .bind(id_type)
             .bind(id_value)
             .bind(since)
-            .fetch_one(&mut *self.reader().await?)
+            .fetch_one(&mut self.reader().await?)
             .await?;
         Ok(row.try_get("n")?)
     }
@@ -1361,7 +1357,7 @@ impl Store {
             .bind(identifiers)
             .bind(profile_name)
             .bind(at + 3600)
-            .fetch_all(&mut *self.reader().await?)
+            .fetch_all(&mut self.reader().await?)
             .await?;
         Ok(rows
             .iter()
@@ -1373,7 +1369,7 @@ impl Store {
     pub async fn order_replacing(&self, cert_id: &str) -> Result<Option<String>> {
         let row = sqlx::query(ORDER_REPLACING)
             .bind(cert_id)
-            .fetch_optional(&mut *self.reader().await?)
+            .fetch_optional(&mut self.reader().await?)
             .await?;
         Ok(row.map(|r| r.try_get("id")).transpose()?)
     }
@@ -1406,7 +1402,7 @@ impl Store {
             .bind(id_value)
             .bind(i64::from(wildcard))
             .bind(valid_until)
-            .fetch_optional(&mut *self.reader().await?)
+            .fetch_optional(&mut self.reader().await?)
             .await?;
         Ok(row.map(|r| validated_authz_from(&r)).transpose()?)
     }
@@ -1425,7 +1421,7 @@ impl Store {
         }
         let rows = sqlx::query(AUTHZ_WITH_CHALLENGES)
             .bind(id)
-            .fetch_all(&mut *self.reader().await?)
+            .fetch_all(&mut self.reader().await?)
             .await?;
         let Some(first) = rows.first() else {
             return Ok(None);
@@ -1453,7 +1449,7 @@ impl Store {
              FROM challenges c JOIN authorizations a ON a.id = c.authz_id WHERE c.id = $1";
         let row = sqlx::query(SQL)
             .bind(id)
-            .fetch_optional(&mut *self.reader().await?)
+            .fetch_optional(&mut self.reader().await?)
             .await?;
         Ok(row
             .map(|r| Ok::<_, sqlx::Error>((joined_challenge_from(&r)?, authz_from(&r)?)))
@@ -1657,7 +1653,7 @@ impl Store {
     pub async fn order_csr(&self, order_id: &str) -> Result<Option<Vec<u8>>> {
         let row = sqlx::query("SELECT csr FROM orders WHERE id = $1")
             .bind(order_id)
-            .fetch_optional(&mut *self.reader().await?)
+            .fetch_optional(&mut self.reader().await?)
             .await?;
         Ok(row
             .map(|r| r.try_get::<Option<Vec<u8>>, _>("csr"))
@@ -1674,7 +1670,7 @@ impl Store {
         let rows = sqlx::query(STALE_PROCESSING_ORDERS)
             .bind(cutoff)
             .bind(directory)
-            .fetch_all(&mut *self.reader().await?)
+            .fetch_all(&mut self.reader().await?)
             .await?;
         Ok(rows
             .iter()
@@ -1873,7 +1869,7 @@ impl Store {
             "SELECT {CERT_COLS} FROM certificates WHERE serial = $1"
         ))
         .bind(serial)
-        .fetch_optional(&mut *self.reader().await?)
+        .fetch_optional(&mut self.reader().await?)
         .await?;
         Ok(row.map(|r| certificate_from(&r)).transpose()?)
     }
@@ -1883,7 +1879,7 @@ impl Store {
             "SELECT {CERT_COLS} FROM certificates WHERE order_id = $1 AND status = 'issued'"
         ))
         .bind(order_id)
-        .fetch_optional(&mut *self.reader().await?)
+        .fetch_optional(&mut self.reader().await?)
         .await?;
         Ok(row.map(|r| certificate_from(&r)).transpose()?)
     }
@@ -1930,7 +1926,7 @@ impl Store {
         if let Some(shard) = shard {
             query = query.bind(shard);
         }
-        let rows = query.fetch_all(&mut *self.reader().await?).await?;
+        let rows = query.fetch_all(&mut self.reader().await?).await?;
         rows.iter()
             .map(|r| {
                 Ok(RevokedRow {
@@ -1957,7 +1953,7 @@ impl Store {
             None => sqlx::query("SELECT MAX(revoked_at) AS t FROM certificates WHERE issuer = $1")
                 .bind(issuer),
         }
-        .fetch_one(&mut *self.reader().await?)
+        .fetch_one(&mut self.reader().await?)
         .await?;
         Ok(row.try_get::<Option<i64>, _>("t")?.unwrap_or(0))
     }
@@ -1970,7 +1966,7 @@ impl Store {
         )
         .bind(issuer)
         .bind(at)
-        .fetch_one(&mut *self.reader().await?)
+        .fetch_one(&mut self.reader().await?)
         .await?;
         Ok(row
             .try_get::<Option<i64>, _>("s")?
@@ -2002,7 +1998,7 @@ impl Store {
         )
         .bind(issuer)
         .bind(shard)
-        .fetch_optional(&mut *self.reader().await?)
+        .fetch_optional(&mut self.reader().await?)
         .await?;
         row.map(|r| crl_from(&r))
             .transpose()
@@ -2018,7 +2014,7 @@ impl Store {
         )
         .bind(issuer)
         .bind(shard)
-        .fetch_optional(&mut *self.reader().await?)
+        .fetch_optional(&mut self.reader().await?)
         .await?;
         row.map(|r| {
             Ok(CrlMeta {
@@ -2045,7 +2041,7 @@ impl Store {
         .bind(issuer)
         .bind(shard)
         .bind(number)
-        .fetch_optional(&mut *self.reader().await?)
+        .fetch_optional(&mut self.reader().await?)
         .await?;
         row.map(|r| crl_from(&r))
             .transpose()
@@ -2132,7 +2128,7 @@ impl Store {
         )
         .bind(issuer)
         .bind(at)
-        .fetch_optional(&mut *self.reader().await?)
+        .fetch_optional(&mut self.reader().await?)
         .await?;
         row.map(|r| {
             Ok(OcspResponderRow {
@@ -2152,36 +2148,9 @@ impl Store {
         &self.pool
     }
 
-    /// A connection to read on: SQLite's own read connections, PostgreSQL's pool.
-    async fn reader(&self) -> Result<ReadConnection<'_>> {
-        Ok(match &self.readers {
-            Some(readers) => ReadConnection::Sqlite(readers.get().await?),
-            None => ReadConnection::Pool(self.pool.acquire().await?),
-        })
-    }
-}
-
-enum ReadConnection<'a> {
-    Sqlite(readers::Reader<'a>),
-    Pool(sqlx::pool::PoolConnection<Any>),
-}
-
-impl std::ops::Deref for ReadConnection<'_> {
-    type Target = AnyConnection;
-    fn deref(&self) -> &AnyConnection {
-        match self {
-            ReadConnection::Sqlite(conn) => conn,
-            ReadConnection::Pool(conn) => conn,
-        }
-    }
-}
-
-impl std::ops::DerefMut for ReadConnection<'_> {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
-        match self {
-            ReadConnection::Sqlite(conn) => conn,
-            ReadConnection::Pool(conn) => conn,
-        }
+    /// A connection to read on (see `connections`).
+    async fn reader(&self) -> Result<Conn<'_>> {
+        Ok(self.reads.get().await?)
     }
 }
 
@@ -2217,7 +2186,7 @@ mod tests {
         let mut held = Vec::new();
         for _ in 0..3 {
             let mut conn = store.reader().await.unwrap();
-            check(&mut conn).await;
+            check(conn.connection().unwrap()).await;
             held.push(conn);
         }
         check(&mut store.pool().acquire().await.unwrap()).await;
