@@ -97,6 +97,21 @@ async fn two_replicas_share_nonces_and_orders_through_postgresql() {
             assert_eq!((accepted, refused), (1, 1), "round {round}:\n{}\n{}", a.describe(), b.describe());
         }
 
+        // A kid naming no account, through B (the statement that redeems the nonce reads the
+        // account and finds none): accountDoesNotExist, not an error of the server.
+        let kid = client.kid.clone().expect("registered");
+        let (base, _) = kid.rsplit_once('/').expect("an account URL");
+        client.kid = Some(format!("{base}/no-such-account"));
+        let body = client.jws(&new_order, Some(&json!({"identifiers": [{"type": "dns", "value": "ghost.pkid.test"}]})), &client.new_nonce().await);
+        let ghost = client.post_raw(&on(&replica_b, &new_order), &body, None).await;
+        client.kid = Some(kid);
+        assert_eq!(
+            (ghost.status, ghost.problem_type().as_deref()),
+            (400, Some("urn:ietf:params:acme:error:accountDoesNotExist")),
+            "{}",
+            ghost.describe()
+        );
+
         // An order made ready through A is finalized and downloaded through B.
         let names = ["replica.pkid.test"];
         let order = client.ready_order(&names, &responder).await;

@@ -132,6 +132,12 @@ impl NonceService {
         Ok((expires, u64::from_be_bytes(counter)))
     }
 
+    /// Whether nonces are redeemed in the database, so that a caller may redeem one with a
+    /// statement of its own ([`Store::account_redeeming_nonce`]).
+    pub fn redeemed_in_database(&self) -> bool {
+        matches!(self.ledger.as_ref(), Ledger::Database)
+    }
+
     /// Check and redeem, once: across all replicas, or in this process.
     pub async fn redeem(&self, store: &Store, nonce: &str) -> Result<(), Problem> {
         let (expires, counter) = self.check(nonce)?;
@@ -142,11 +148,16 @@ impl NonceService {
                 .map_err(|_| Problem::server_internal("the nonce ledger is poisoned"))?
                 .redeem(counter),
         };
-        if first {
-            Ok(())
-        } else {
-            Err(Problem::bad_nonce("JWS nonce was used already"))
-        }
+        first_redemption(first)
+    }
+}
+
+/// `badNonce` unless this was the nonce's first redemption.
+pub fn first_redemption(first: bool) -> Result<(), Problem> {
+    if first {
+        Ok(())
+    } else {
+        Err(Problem::bad_nonce("JWS nonce was used already"))
     }
 }
 

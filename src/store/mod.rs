@@ -931,6 +931,43 @@ impl Store {
         Ok(changed == 1)
     }
 
+    /// Account `id`, read in the same statement that redeems `nonce` (see
+    /// [`Store::redeem_nonce`]): on PostgreSQL one round trip where a request signed with a
+    /// `kid` made two. Returns the account, if any, and whether this was the nonce's first
+    /// redemption. The nonce is redeemed whatever comes of the request's signature check: only
+    /// whoever was given the nonce (inside TLS) can present it, so a forged request can only
+    /// use up a nonce of its own sender's.
+    pub async fn account_redeeming_nonce(
+        &self,
+        id: &str,
+        nonce: &str,
+        expires: i64,
+    ) -> Result<(Option<AccountRow>, bool)> {
+        let Writes::Server { unflushed, .. } = &self.writes else {
+            // SQLite has no insert inside a `WITH`: two steps.
+            let account = self.account(id).await?;
+            return Ok((account, self.redeem_nonce(nonce, expires).await?));
+        };
+        const SQL: &str = "WITH redeemed AS (INSERT INTO redeemed_nonces (nonce, expires) \
+             VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING RETURNING 1) \
+             SELECT (SELECT COUNT(*) FROM redeemed) AS first, a.id, a.thumbprint, a.jwk, \
+             a.status, a.contact, a.eab_kid, a.created_at \
+             FROM (SELECT 1) AS one LEFT JOIN accounts a ON a.id = $3";
+        let mut conn = unflushed.get().await?;
+        let row = sqlx::query(SQL)
+            .bind(nonce)
+            .bind(expires)
+            .bind(id)
+            .fetch_one(&mut conn)
+            .await?;
+        let first = row.try_get::<i64, _>("first")? == 1;
+        let account = match row.try_get::<Option<String>, _>("id")? {
+            Some(_) => Some(account_from(&row)?),
+            None => None,
+        };
+        Ok((account, first))
+    }
+
     pub async fn prune_nonces(&self, now: i64) -> Result<u64> {
         self.execute(statement!(
             "DELETE FROM redeemed_nonces WHERE expires < $1",
