@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::cache::to_make_room;
+use super::cache::Bounded;
 use super::{validation_of, AuthzRow, CertificateRow, ChallengeRow, OrderRow};
 
 /// Orders, and authorizations, kept; past it, one kept entry makes room for the next.
@@ -40,20 +40,31 @@ pub struct Outcome {
     pub authz_expires: Option<i64>,
 }
 
-#[derive(Default)]
 pub struct FreshObjects {
     inner: Mutex<Inner>,
 }
 
-#[derive(Default)]
 struct Inner {
     /// An order and the ids of its authorizations, in the order's order.
-    orders: HashMap<String, (OrderRow, Vec<String>)>,
+    orders: Bounded<(OrderRow, Vec<String>)>,
     /// An authorization and its challenges, ordered by type as the database orders them.
-    authzs: HashMap<String, (AuthzRow, Vec<ChallengeRow>)>,
+    authzs: Bounded<(AuthzRow, Vec<ChallengeRow>)>,
     /// Challenge id → its authorization's, for every kept authorization's challenges.
     challenges: HashMap<String, String>,
-    certificates: HashMap<String, CertificateRow>,
+    certificates: Bounded<CertificateRow>,
+}
+
+impl Default for FreshObjects {
+    fn default() -> FreshObjects {
+        FreshObjects {
+            inner: Mutex::new(Inner {
+                orders: Bounded::new(CAPACITY),
+                authzs: Bounded::new(CAPACITY),
+                challenges: HashMap::new(),
+                certificates: Bounded::new(CERTIFICATES),
+            }),
+        }
+    }
 }
 
 impl FreshObjects {
@@ -69,9 +80,6 @@ impl FreshObjects {
         for (authz, challenges) in new_authzs {
             inner.put_authz(authz, challenges);
         }
-        if let Some(evicted) = to_make_room(&inner.orders, CAPACITY, &order.id) {
-            inner.orders.remove(&evicted);
-        }
         inner.orders.insert(order.id.clone(), (order, authz_ids));
     }
 
@@ -81,12 +89,7 @@ impl FreshObjects {
     }
 
     pub fn put_certificate(&self, certificate: CertificateRow) {
-        let mut inner = self.lock();
-        if let Some(evicted) = to_make_room(&inner.certificates, CERTIFICATES, &certificate.serial)
-        {
-            inner.certificates.remove(&evicted);
-        }
-        inner
+        self.lock()
             .certificates
             .insert(certificate.serial.clone(), certificate);
     }
@@ -218,15 +221,18 @@ impl FreshObjects {
 
 impl Inner {
     fn put_authz(&mut self, authz: AuthzRow, mut challenges: Vec<ChallengeRow>) {
-        if let Some(evicted) = to_make_room(&self.authzs, CAPACITY, &authz.id) {
-            self.forget_authz(&evicted);
-        }
+        // Its challenges as they were, if it is kept already.
+        self.forget_authz(&authz.id);
         // As `AUTHZ_WITH_CHALLENGES` orders them: by type, in byte order.
         challenges.sort_by(|a, b| a.kind.cmp(&b.kind));
         for c in &challenges {
             self.challenges.insert(c.id.clone(), authz.id.clone());
         }
-        self.authzs.insert(authz.id.clone(), (authz, challenges));
+        if let Some((_, (_, dropped))) = self.authzs.insert(authz.id.clone(), (authz, challenges)) {
+            for c in dropped {
+                self.challenges.remove(&c.id);
+            }
+        }
     }
 
     fn challenge_mut(&mut self, challenge_id: &str) -> Option<&mut ChallengeRow> {
