@@ -583,6 +583,70 @@ async fn store_connections_are_replaced_after_a_postgres_restart() {
     .await;
 }
 
+/// Several writes on PostgreSQL run as one statement (data-modifying `WITH`s): the rows each
+/// changed are told apart, and a failing one undoes the others, as a transaction would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_writes_run_as_one_statement_all_or_nothing() {
+    use pkid::store::{Arg, Statement, Store};
+
+    fn setting(name: &str, value: &str) -> Statement {
+        Statement::new(
+            "INSERT INTO settings (name, value) VALUES ($1, $2)",
+            vec![Arg::from(name), Arg::from(value)],
+        )
+    }
+    fn rename(from: &str, to: &str) -> Statement {
+        Statement::new(
+            "UPDATE settings SET value = $1 WHERE name = $2 AND value <> $1",
+            vec![Arg::from(to), Arg::from(from)],
+        )
+    }
+
+    let scratch = tempfile::Builder::new()
+        .prefix("pkid-pg-combined-")
+        .tempdir()
+        .unwrap();
+    let postgres = Postgres::start(&scratch.path().join("pg"));
+    within(Duration::from_secs(60), async {
+        let store = Store::connect(&postgres.url, 2).await.unwrap();
+        let changed = store
+            .execute_all(vec![
+                setting("combined-a", "1"),
+                setting("combined-b", "1"),
+                rename("combined-none", "2"),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(changed, vec![1, 1, 0]);
+        // The second insert collides: the first and the update are undone with it.
+        let failed = store
+            .execute_all(vec![
+                setting("combined-c", "1"),
+                rename("combined-a", "2"),
+                setting("combined-b", "again"),
+            ])
+            .await;
+        assert!(failed.is_err(), "{failed:?}");
+        let rows: Vec<(String, String)> = sqlx::query(
+            "SELECT name, value FROM settings WHERE name LIKE 'combined-%' ORDER BY name",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get("name"), r.get("value")))
+        .collect();
+        assert_eq!(
+            rows,
+            vec![
+                ("combined-a".to_owned(), "1".to_owned()),
+                ("combined-b".to_owned(), "1".to_owned())
+            ]
+        );
+    })
+    .await;
+}
+
 // ---- graceful stop and connection limits: raw HTTP/1.1 over TLS ----
 
 type Tls = tokio_rustls::client::TlsStream<TcpStream>;

@@ -179,6 +179,10 @@ impl Statement {
 
     /// Runs on `conn`; the number of rows it changed.
     async fn run(&self, conn: &mut AnyConnection) -> std::result::Result<u64, sqlx::Error> {
+        Ok(self.query().execute(conn).await?.rows_affected())
+    }
+
+    fn query(&self) -> sqlx::query::Query<'_, Any, AnyArguments<'_>> {
         let mut query: sqlx::query::Query<'_, Any, AnyArguments<'_>> = sqlx::query(&self.sql);
         for arg in &self.args {
             query = match arg {
@@ -189,8 +193,86 @@ impl Statement {
                 Arg::Bytes(v) => query.bind(v.as_slice()),
             };
         }
-        Ok(query.execute(conn).await?.rows_affected())
+        query
     }
+
+    /// PostgreSQL: `statements` (inserts, updates and deletes numbering their arguments `$1`
+    /// up) as one statement, each a data-modifying `WITH` returning a row per row it changed,
+    /// counted in a column per statement: atomic as a transaction is, in one round trip.
+    /// `None` for a single statement or one that does not fit (another kind, a `RETURNING`).
+    fn combined(statements: &[Statement]) -> Option<Combined> {
+        if statements.len() < 2 {
+            return None;
+        }
+        let mut with = Vec::with_capacity(statements.len());
+        let mut counts = Vec::with_capacity(statements.len());
+        let mut args = Vec::new();
+        for (i, statement) in statements.iter().enumerate() {
+            let sql = statement.sql.trim().trim_end_matches(';');
+            let upper = sql.to_ascii_uppercase();
+            let writes = ["INSERT ", "UPDATE ", "DELETE "]
+                .iter()
+                .any(|kind| upper.starts_with(kind));
+            if !writes || upper.contains("RETURNING") {
+                return None;
+            }
+            with.push(format!(
+                "s{i} AS ({} RETURNING 1)",
+                renumber_arguments(sql, args.len())
+            ));
+            counts.push(format!("(SELECT COUNT(*) FROM s{i})"));
+            args.extend(statement.args.iter().cloned());
+        }
+        let sql = format!("WITH {} SELECT {}", with.join(", "), counts.join(", "));
+        Some(Combined {
+            statement: Statement::new(sql, args),
+            count: statements.len(),
+        })
+    }
+}
+
+/// Several statements made one ([`Statement::combined`]).
+struct Combined {
+    statement: Statement,
+    count: usize,
+}
+
+impl Combined {
+    /// The rows each statement changed.
+    async fn run_counting(
+        &self,
+        conn: &mut AnyConnection,
+    ) -> std::result::Result<Vec<u64>, sqlx::Error> {
+        let row = self.statement.query().fetch_one(conn).await?;
+        (0..self.count)
+            .map(|i| {
+                let n: i64 = row.try_get(i)?;
+                Ok(u64::try_from(n).unwrap_or(0))
+            })
+            .collect()
+    }
+}
+
+/// `sql` with every `$N` argument made `$(N + offset)`.
+fn renumber_arguments(sql: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '$' {
+            continue;
+        }
+        let mut digits = String::new();
+        while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
+            digits.push(d);
+            chars.next();
+        }
+        match digits.parse::<usize>() {
+            Ok(n) => out.push_str(&(n + offset).to_string()),
+            Err(_) => out.push_str(&digits),
+        }
+    }
+    out
 }
 
 /// `Statement::new(SQL, vec![a.into(), b.into(), …])`.
@@ -807,7 +889,9 @@ impl Store {
         Some(Arc::new(move |committed| change(&fresh, committed)))
     }
 
-    /// Runs `statements` in order as one transaction; the rows each changed.
+    /// Runs `statements` as one transaction; the rows each changed. No statement may depend
+    /// on another's changes (a row another inserts or updates; foreign keys are checked at the
+    /// end): on PostgreSQL they run as one statement ([`Statement::combined`]), on one snapshot.
     pub async fn execute_all(&self, statements: Vec<Statement>) -> Result<Vec<u64>> {
         self.execute_all_then(statements, None).await
     }
@@ -818,6 +902,14 @@ impl Store {
         statements: Vec<Statement>,
         after: Option<After<Vec<u64>>>,
     ) -> Result<Vec<u64>> {
+        if let Writes::Server { conns, .. } = &self.writes {
+            // One round trip instead of a BEGIN, each statement and a COMMIT.
+            if let Some(combined) = Statement::combined(&statements) {
+                let mut conn = conns.get().await?;
+                let changed = combined.run_counting(conn.connection()?).await;
+                return Ok(conn.noted(changed)?);
+            }
+        }
         self.write_then(
             statements,
             |conn, statements| {
@@ -2227,6 +2319,39 @@ mod tests {
             held.push(conn);
         }
         check(&mut store.pool().acquire().await.unwrap()).await;
+    }
+
+    #[test]
+    fn statements_combined_for_postgresql_number_their_arguments_in_turn() {
+        assert_eq!(
+            renumber_arguments("UPDATE t SET a = $1 WHERE b = $2 AND c = $12 AND d = $", 3),
+            "UPDATE t SET a = $4 WHERE b = $5 AND c = $15 AND d = $"
+        );
+        let combined = Statement::combined(&[
+            statement!("INSERT INTO t (a, b) VALUES ($1, $2)", "x", 1i64),
+            statement!(
+                "UPDATE u SET a = CASE WHEN $1 > 0 THEN $1 ELSE a END WHERE id = $2;",
+                2i64,
+                "y"
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            combined.statement.sql,
+            "WITH s0 AS (INSERT INTO t (a, b) VALUES ($1, $2) RETURNING 1), \
+             s1 AS (UPDATE u SET a = CASE WHEN $3 > 0 THEN $3 ELSE a END WHERE id = $4 RETURNING 1) \
+             SELECT (SELECT COUNT(*) FROM s0), (SELECT COUNT(*) FROM s1)"
+        );
+        assert_eq!((combined.statement.args.len(), combined.count), (4, 2));
+        // One statement needs no combining; a read or a RETURNING cannot be combined.
+        let insert = statement!("INSERT INTO t (a) VALUES ($1)", "x");
+        assert!(Statement::combined(std::slice::from_ref(&insert)).is_none());
+        for other in [
+            statement!("SELECT a FROM t WHERE a = $1", "x"),
+            statement!("INSERT INTO t (a) VALUES ($1) RETURNING a", "x"),
+        ] {
+            assert!(Statement::combined(&[insert.clone(), other]).is_none());
+        }
     }
 
     #[test]
