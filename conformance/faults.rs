@@ -647,6 +647,115 @@ async fn postgres_writes_run_as_one_statement_all_or_nothing() {
     .await;
 }
 
+/// An issuance's last step on PostgreSQL (one statement): the order settles and its `tbs` row
+/// becomes the certificate; a certificate with no `tbs` row (an upstream CA chose the serial)
+/// is inserted; an order settled already keeps what it has, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_completes_an_issuance_in_one_statement() {
+    use pkid::store::{IssuedRecord, PendingCertificate, Store, StoreError};
+
+    let scratch = tempfile::Builder::new()
+        .prefix("pkid-pg-complete-")
+        .tempdir()
+        .unwrap();
+    let postgres = Postgres::start(&scratch.path().join("pg"));
+    within(Duration::from_secs(60), async {
+        let store = Store::connect(&postgres.url, 2).await.unwrap();
+        // After the migrations that `connect` ran:
+        postgres.sql(
+            "INSERT INTO accounts (id, thumbprint, jwk, status, contact, created_at) \
+             VALUES ('acct', 't', '{}', 'valid', '[]', 0); \
+             INSERT INTO orders (id, account_id, directory, status, expires, identifiers, created_at) \
+             VALUES ('o-tbs', 'acct', 'default', 'processing', 9999999999, '[]', 0), \
+                    ('o-upstream', 'acct', 'default', 'processing', 9999999999, '[]', 0), \
+                    ('o-settled', 'acct', 'default', 'valid', 9999999999, '[]', 0)",
+        );
+        let pending = |order: &'static str| PendingCertificate {
+            issuer: "ca",
+            order_id: Some(order),
+            account_id: Some("acct"),
+            not_before: 1,
+            not_after: 2,
+            crl_shard: None,
+        };
+        let issued = |serial: &'static str| IssuedRecord {
+            serial,
+            tbs: b"tbs",
+            der: b"der",
+            chain_pem: "chain",
+        };
+        store
+            .record_tbs(&pending("o-tbs"), "01", b"tbs")
+            .await
+            .unwrap();
+        store
+            .complete_issuance(&issued("01"), &pending("o-tbs"))
+            .await
+            .unwrap();
+        store
+            .complete_issuance(&issued("02"), &pending("o-upstream"))
+            .await
+            .unwrap();
+        store
+            .record_tbs(&pending("o-settled"), "03", b"tbs")
+            .await
+            .unwrap();
+        let settled = store
+            .complete_issuance(&issued("03"), &pending("o-settled"))
+            .await;
+        assert!(
+            matches!(settled, Err(StoreError::OrderSettled(_))),
+            "{settled:?}"
+        );
+        // A certificate of no order (the REST surfaces) needs no order to settle.
+        let no_order = PendingCertificate {
+            order_id: None,
+            ..pending("o-tbs")
+        };
+        store.record_tbs(&no_order, "04", b"tbs").await.unwrap();
+        store
+            .complete_issuance(&issued("04"), &no_order)
+            .await
+            .unwrap();
+
+        let rows: Vec<(String, String, Option<Vec<u8>>)> =
+            sqlx::query("SELECT serial, status, der FROM certificates ORDER BY serial")
+                .fetch_all(store.pool())
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get("serial"), r.get("status"), r.get("der")))
+                .collect();
+        let der = Some(b"der".to_vec());
+        assert_eq!(
+            rows,
+            vec![
+                ("01".into(), "issued".into(), der.clone()),
+                ("02".into(), "issued".into(), der.clone()),
+                ("03".into(), "tbs".into(), None),
+                ("04".into(), "issued".into(), der),
+            ]
+        );
+        let orders: Vec<(String, String, Option<String>)> =
+            sqlx::query("SELECT id, status, certificate_serial FROM orders ORDER BY id")
+                .fetch_all(store.pool())
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get("id"), r.get("status"), r.get("certificate_serial")))
+                .collect();
+        assert_eq!(
+            orders,
+            vec![
+                ("o-settled".into(), "valid".into(), None),
+                ("o-tbs".into(), "valid".into(), Some("01".into())),
+                ("o-upstream".into(), "valid".into(), Some("02".into())),
+            ]
+        );
+    })
+    .await;
+}
+
 // ---- graceful stop and connection limits: raw HTTP/1.1 over TLS ----
 
 type Tls = tokio_rustls::client::TlsStream<TcpStream>;

@@ -1872,8 +1872,12 @@ impl Store {
         );
         let after = pending.order_id.and_then(|id| self.order_changes(id));
         // `None`: the order had settled; else whether the `tbs` row became the certificate.
-        let stored = self
-            .write_then(
+        let stored = if let Writes::Server { conns, .. } = &self.writes {
+            let mut conn = conns.get().await?;
+            let stored = complete_in_one_statement(conn.connection()?, issued, pending).await;
+            conn.noted(stored)?
+        } else {
+            self.write_then(
                 (settle, update, insert),
                 |conn, (settle, update, insert)| {
                     Box::pin(async move {
@@ -1891,7 +1895,8 @@ impl Store {
                 },
                 after,
             )
-            .await?;
+            .await?
+        };
         match (stored, pending.order_id) {
             (None, Some(order_id)) => Err(StoreError::OrderSettled(order_id.to_owned())),
             (None, None) => Ok(()),
@@ -2281,6 +2286,47 @@ impl Store {
     async fn reader(&self) -> Result<Conn<'_>> {
         Ok(self.reads.get().await?)
     }
+}
+
+/// [`Store::complete_issuance`] on PostgreSQL, in one statement where a transaction took four
+/// round trips: the order settles, then (only if it did, or there is no order) the `tbs` row
+/// becomes the certificate, or, when there is none (an upstream CA chose the serial), the
+/// certificate is inserted. `None`: the order had settled; else whether the `tbs` row was used.
+async fn complete_in_one_statement(
+    conn: &mut AnyConnection,
+    issued: &IssuedRecord<'_>,
+    pending: &PendingCertificate<'_>,
+) -> std::result::Result<Option<bool>, sqlx::Error> {
+    const SQL: &str = "WITH settled AS (UPDATE orders SET status = 'valid', certificate_serial = $1 \
+         WHERE id = $2 AND status = 'processing' RETURNING 1), \
+         stored AS (UPDATE certificates SET status = 'issued', der = $3, chain_pem = $4 \
+         WHERE serial = $1 AND status = 'tbs' AND ($2 IS NULL OR EXISTS (SELECT 1 FROM settled)) \
+         RETURNING 1), \
+         recorded AS (INSERT INTO certificates (serial, issuer, order_id, account_id, status, tbs, \
+         der, chain_pem, not_before, not_after, created_at) \
+         SELECT $1, $5, $2, $6, 'issued', $7, $3, $4, $8, $9, $10 \
+         WHERE ($2 IS NULL OR EXISTS (SELECT 1 FROM settled)) AND NOT EXISTS (SELECT 1 FROM stored) \
+         RETURNING 1) \
+         SELECT (SELECT COUNT(*) FROM settled) AS settled, (SELECT COUNT(*) FROM stored) AS stored";
+    let row = statement!(
+        SQL,
+        issued.serial,
+        pending.order_id,
+        issued.der,
+        issued.chain_pem,
+        pending.issuer,
+        pending.account_id,
+        issued.tbs,
+        pending.not_before,
+        pending.not_after,
+        now(),
+    )
+    .query()
+    .fetch_one(conn)
+    .await?;
+    let settled: i64 = row.try_get("settled")?;
+    let stored: i64 = row.try_get("stored")?;
+    Ok((pending.order_id.is_none() || settled == 1).then_some(stored == 1))
 }
 
 #[cfg(test)]
