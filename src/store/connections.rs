@@ -16,10 +16,11 @@
 //!   restart, a failover). A connection is opened on first use, and checked with a `ping` before
 //!   it is handed out only when it has been idle for [`CHECK_AFTER_IDLE`] (as HikariCP does:
 //!   under load a connection is never idle that long, and one a restart broke fails at its next
-//!   use anyway). A query that fails for a lost connection ([`super::connection_lost`]) marks it,
-//!   and a marked connection is closed when given back; the next holder opens a new one, waiting
-//!   up to [`CONNECT_PATIENCE`] while the server is down, as sqlx's pool did. sqlx's PostgreSQL
-//!   connection finishes or rolls back what a dropped future left behind at its next use.
+//!   use anyway). A query that fails for a lost connection (`connection_lost` in the store)
+//!   marks it, and a marked connection is closed when given back; the next holder opens a new
+//!   one, waiting up to [`CONNECT_PATIENCE`] while the server is down, as sqlx's pool did.
+//!   sqlx's PostgreSQL connection finishes or rolls back what a dropped future left behind at
+//!   its next use.
 //!
 //! A holder runs queries through `&mut Conn` (it implements sqlx's `Executor`, noting failures
 //! on the way) or, for a transaction, through [`Conn::connection`] and [`Conn::note`].

@@ -1,9 +1,11 @@
 //! Storage: sqlx `Any` connections to SQLite (embedded default) or PostgreSQL (replicas sharing
-//! one database), with the same SQL on both, on connections the store holds itself rather than
-//! sqlx's pool, which pings a connection at every use (`connections`). SQLite: read connections,
-//! one writer task that commits in groups (`group_commit`), and, as this process is the file's
-//! only writer, accounts (`cache`) and fresh ACME rows (`fresh`) in memory. PostgreSQL: reads
-//! and writes on the same connections, nothing kept in memory.
+//! one database), with the same SQL on both except where PostgreSQL does in one statement what
+//! SQLite does in a transaction (data-modifying `WITH`s: `Statement::combined`, the nonce
+//! redeemed with the account read, an issuance's last step), on connections the store holds
+//! itself rather than sqlx's pool, which pings a connection at every use (`connections`).
+//! SQLite: read connections, one writer task that commits in groups (`group_commit`), and, as
+//! this process is the file's only writer, accounts (`cache`) and fresh ACME rows (`fresh`) in
+//! memory. PostgreSQL: reads and writes on the same connections, nothing kept in memory.
 //!
 //! Every state transition that must happen once is a conditional `UPDATE … WHERE status = …`
 //! whose `rows_affected()` decides the winner; nothing is selected and then updated.
@@ -891,7 +893,7 @@ impl Store {
 
     /// Runs `statements` as one transaction; the rows each changed. No statement may depend
     /// on another's changes (a row another inserts or updates; foreign keys are checked at the
-    /// end): on PostgreSQL they run as one statement ([`Statement::combined`]), on one snapshot.
+    /// end): on PostgreSQL they run as one statement (`Statement::combined`), on one snapshot.
     pub async fn execute_all(&self, statements: Vec<Statement>) -> Result<Vec<u64>> {
         self.execute_all_then(statements, None).await
     }
