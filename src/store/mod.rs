@@ -794,6 +794,8 @@ impl Store {
                 Backend::Postgres => MIGRATION_CONNECTIONS,
             })
             .acquire_timeout(Duration::from_secs(30))
+            // Idle after the migrations: not kept holding a server's connection slots.
+            .idle_timeout(Duration::from_secs(60))
             .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
