@@ -414,16 +414,20 @@ async fn kill9_under_load_loses_no_certificate() {
     );
 }
 
+/// A throwaway PostgreSQL cluster in a temporary folder named `prefix…` (kept while the folder
+/// is: the caller holds both).
+fn scratch_postgres(prefix: &str) -> (tempfile::TempDir, Postgres) {
+    let scratch = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+    let postgres = Postgres::start(&scratch.path().join("pg"));
+    (scratch, postgres)
+}
+
 /// pkid on PostgreSQL under load; PostgreSQL is shut down fast (sessions cut), stays down 2 s
 /// and comes back on the same port. The same pkid process (never restarted) serves a fresh run
 /// afterwards without a single error, and the invariants hold in the database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restart_under_load_is_survived() {
-    let scratch = tempfile::Builder::new()
-        .prefix("pkid-pg-faults-")
-        .tempdir()
-        .unwrap();
-    let mut postgres = Postgres::start(&scratch.path().join("pg"));
+    let (_scratch, mut postgres) = scratch_postgres("pkid-pg-faults-");
     let mut env = Environment::start_with(&[
         ("PKID_DATABASE__URL", &postgres.url),
         (
@@ -513,13 +517,8 @@ async fn store_connections_are_replaced_after_a_postgres_restart() {
             .map(|row| row.get::<i64, _>("n"))
     }
 
-    let scratch = tempfile::Builder::new()
-        .prefix("pkid-pg-conns-")
-        .tempdir()
-        .unwrap();
-    let postgres = Arc::new(std::sync::Mutex::new(Postgres::start(
-        &scratch.path().join("pg"),
-    )));
+    let (_scratch, postgres) = scratch_postgres("pkid-pg-conns-");
+    let postgres = Arc::new(std::sync::Mutex::new(postgres));
     let url = postgres.lock().unwrap().url.clone();
     sqlx::any::install_default_drivers();
     let options = AnyConnectOptions::from_str(&url).unwrap();
@@ -602,11 +601,7 @@ async fn postgres_writes_run_as_one_statement_all_or_nothing() {
         )
     }
 
-    let scratch = tempfile::Builder::new()
-        .prefix("pkid-pg-combined-")
-        .tempdir()
-        .unwrap();
-    let postgres = Postgres::start(&scratch.path().join("pg"));
+    let (_scratch, postgres) = scratch_postgres("pkid-pg-combined-");
     within(Duration::from_secs(60), async {
         let store = Store::connect(&postgres.url, 2).await.unwrap();
         let changed = store
@@ -654,11 +649,7 @@ async fn postgres_writes_run_as_one_statement_all_or_nothing() {
 async fn postgres_completes_an_issuance_in_one_statement() {
     use pkid::store::{IssuedRecord, PendingCertificate, Store, StoreError};
 
-    let scratch = tempfile::Builder::new()
-        .prefix("pkid-pg-complete-")
-        .tempdir()
-        .unwrap();
-    let postgres = Postgres::start(&scratch.path().join("pg"));
+    let (_scratch, postgres) = scratch_postgres("pkid-pg-complete-");
     within(Duration::from_secs(60), async {
         let store = Store::connect(&postgres.url, 2).await.unwrap();
         // After the migrations that `connect` ran:

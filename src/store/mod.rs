@@ -947,11 +947,7 @@ impl Store {
         after: Option<After<u64>>,
     ) -> Result<u64> {
         match &self.writes {
-            Writes::Server { unflushed, .. } => {
-                let mut conn = unflushed.get().await?;
-                let changed = statement.run(conn.connection()?).await;
-                Ok(conn.noted(changed)?)
-            }
+            Writes::Server { unflushed, .. } => run_on(unflushed, &statement).await,
             Writes::Grouped(_) => {
                 self.write_then(
                     statement,
@@ -974,11 +970,7 @@ impl Store {
     async fn execute_then(&self, statement: Statement, after: Option<After<u64>>) -> Result<u64> {
         match &self.writes {
             // One statement is a transaction already: no BEGIN and COMMIT round trips.
-            Writes::Server { conns, .. } => {
-                let mut conn = conns.get().await?;
-                let changed = statement.run(conn.connection()?).await;
-                Ok(conn.noted(changed)?)
-            }
+            Writes::Server { conns, .. } => run_on(conns, &statement).await,
             Writes::Grouped(_) => {
                 self.write_then(
                     statement,
@@ -1844,43 +1836,43 @@ impl Store {
         issued: &IssuedRecord<'_>,
         pending: &PendingCertificate<'_>,
     ) -> Result<()> {
-        // The order first: of two issuances for one order (a recovery that took over a slow
-        // one), exactly one stores its certificate.
-        let settle = pending.order_id.map(|order_id| {
-            statement!(
-                "UPDATE orders SET status = 'valid', certificate_serial = $1 WHERE id = $2 AND status = 'processing'",
-                issued.serial,
-                order_id,
-            )
-        });
-        let update = statement!(
-            "UPDATE certificates SET status = 'issued', der = $1, chain_pem = $2 WHERE serial = $3 AND status = 'tbs'",
-            issued.der,
-            issued.chain_pem,
-            issued.serial,
-        );
-        // An upstream CA chose the serial and signed out of our sight: record its certificate.
-        let insert = statement!(
-            "INSERT INTO certificates (serial, issuer, order_id, account_id, status, tbs, der, chain_pem, not_before, not_after, created_at) \
-             VALUES ($1, $2, $3, $4, 'issued', $5, $6, $7, $8, $9, $10)",
-            issued.serial,
-            pending.issuer,
-            pending.order_id,
-            pending.account_id,
-            issued.tbs,
-            issued.der,
-            issued.chain_pem,
-            pending.not_before,
-            pending.not_after,
-            now(),
-        );
-        let after = pending.order_id.and_then(|id| self.order_changes(id));
         // `None`: the order had settled; else whether the `tbs` row became the certificate.
         let stored = if let Writes::Server { conns, .. } = &self.writes {
             let mut conn = conns.get().await?;
             let stored = complete_in_one_statement(conn.connection()?, issued, pending).await;
             conn.noted(stored)?
         } else {
+            // The order first: of two issuances for one order (a recovery that took over a slow
+            // one), exactly one stores its certificate.
+            let settle = pending.order_id.map(|order_id| {
+                statement!(
+                    "UPDATE orders SET status = 'valid', certificate_serial = $1 WHERE id = $2 AND status = 'processing'",
+                    issued.serial,
+                    order_id,
+                )
+            });
+            let update = statement!(
+                "UPDATE certificates SET status = 'issued', der = $1, chain_pem = $2 WHERE serial = $3 AND status = 'tbs'",
+                issued.der,
+                issued.chain_pem,
+                issued.serial,
+            );
+            // An upstream CA chose the serial and signed out of our sight: record its certificate.
+            let insert = statement!(
+                "INSERT INTO certificates (serial, issuer, order_id, account_id, status, tbs, der, chain_pem, not_before, not_after, created_at) \
+                 VALUES ($1, $2, $3, $4, 'issued', $5, $6, $7, $8, $9, $10)",
+                issued.serial,
+                pending.issuer,
+                pending.order_id,
+                pending.account_id,
+                issued.tbs,
+                issued.der,
+                issued.chain_pem,
+                pending.not_before,
+                pending.not_after,
+                now(),
+            );
+            let after = pending.order_id.and_then(|id| self.order_changes(id));
             self.write_then(
                 (settle, update, insert),
                 |conn, (settle, update, insert)| {
@@ -2290,6 +2282,13 @@ impl Store {
     async fn reader(&self) -> Result<Conn<'_>> {
         Ok(self.reads.get().await?)
     }
+}
+
+/// One statement on a connection of `conns` (a lost connection noted); the rows it changed.
+async fn run_on(conns: &Connections, statement: &Statement) -> Result<u64> {
+    let mut conn = conns.get().await?;
+    let changed = statement.run(conn.connection()?).await;
+    Ok(conn.noted(changed)?)
 }
 
 /// [`Store::complete_issuance`] on PostgreSQL, in one statement where a transaction took four
