@@ -71,6 +71,10 @@ struct Args {
     certs_out: Option<PathBuf>,
 }
 
+/// The same allocator as the server's: the load generator shares the machine's cores with it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let runtime = match tokio::runtime::Runtime::new() {
