@@ -747,6 +747,120 @@ async fn postgres_completes_an_issuance_in_one_statement() {
     .await;
 }
 
+/// On PostgreSQL the statement that redeems a request's nonce also reads the resource its URL
+/// names: each read gives what the store's own read of it gives (an order's authorizations and
+/// an authorization's challenges in their order included), a missing resource or account
+/// reads as none, and the nonce stays single-use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_reads_a_requests_resource_with_its_nonce() {
+    use pkid::store::{Prefetch, Prefetched, Store};
+
+    let (_scratch, postgres) = scratch_postgres("pkid-pg-prefetch-");
+    within(Duration::from_secs(60), async {
+        let store = Store::connect(&postgres.url, 2).await.unwrap();
+        postgres.sql(
+            "INSERT INTO accounts (id, thumbprint, jwk, status, contact, created_at) \
+             VALUES ('acct', 't', '{}', 'valid', '[]', 0); \
+             INSERT INTO orders (id, account_id, directory, status, expires, identifiers, created_at) \
+             VALUES ('o', 'acct', 'default', 'pending', 9999999999, '[]', 0), \
+                    ('o-bare', 'acct', 'default', 'pending', 9999999999, '[]', 0); \
+             INSERT INTO authorizations (id, account_id, id_type, id_value, wildcard, status, expires, created_at) \
+             VALUES ('a-z', 'acct', 'dns', 'z.test', 0, 'pending', 9999999999, 0), \
+                    ('a-y', 'acct', 'dns', 'y.test', 0, 'valid', 9999999999, 0); \
+             INSERT INTO order_authorizations (order_id, authz_id, position) \
+             VALUES ('o', 'a-z', 1), ('o', 'a-y', 0); \
+             INSERT INTO challenges (id, authz_id, kind, token, status, validated, error) \
+             VALUES ('c-tls', 'a-z', 'tls-alpn-01', 'k1', 'pending', NULL, NULL), \
+                    ('c-http', 'a-z', 'http-01', 'k2', 'processing', NULL, NULL), \
+                    ('c-dns', 'a-z', 'dns-01', 'k3', 'invalid', NULL, '{\"type\":\"x\"}'), \
+                    ('c-y', 'a-y', 'http-01', 'k4', 'valid', 1234, NULL); \
+             INSERT INTO certificates (serial, issuer, order_id, account_id, status, tbs, der, chain_pem, not_before, not_after, created_at) \
+             VALUES ('0a', 'ca', 'o', 'acct', 'issued', '\\x01', '\\x02', 'chain', 1, 2, 0)",
+        );
+        let mut n = 0;
+        let mut read = |prefetch: Prefetch<'static>, account: &'static str| {
+            n += 1;
+            let store = store.clone();
+            async move {
+                store
+                    .account_redeeming_nonce(account, &format!("nonce-{n}"), 9999999999, prefetch)
+                    .await
+                    .unwrap()
+            }
+        };
+        let debug = |x: &dyn std::fmt::Debug| format!("{x:?}");
+
+        let (account, first, mut got) = read(Prefetch::Order("o"), "acct").await;
+        assert!(first && account.is_some_and(|a| a.id == "acct" && a.status == "valid"));
+        let order = got.take_order("o").expect("an order was read").expect("it exists");
+        assert_eq!(order.1.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), ["a-y", "a-z"]);
+        assert_eq!(
+            order.1[0].validation,
+            Some(("http-01".to_string(), 1234)),
+            "{order:?}"
+        );
+        assert_eq!(debug(&order), debug(&store.order_with_authzs("o").await.unwrap().unwrap()));
+        let (_, _, mut got) = read(Prefetch::Order("o-bare"), "acct").await;
+        let bare = got.take_order("o-bare").unwrap().unwrap();
+        assert!(bare.1.is_empty(), "{bare:?}");
+
+        let (_, _, mut got) = read(Prefetch::Authz("a-z"), "acct").await;
+        let authz = got.take_authz("a-z").unwrap().unwrap();
+        assert_eq!(
+            authz.1.iter().map(|c| c.kind.as_str()).collect::<Vec<_>>(),
+            ["dns-01", "http-01", "tls-alpn-01"]
+        );
+        assert_eq!(debug(&authz), debug(&store.authz_with_challenges("a-z").await.unwrap().unwrap()));
+
+        let (_, _, mut got) = read(Prefetch::Challenge("c-y"), "acct").await;
+        let chall = got.take_challenge("c-y").unwrap().unwrap();
+        assert_eq!((chall.0.authz_id.as_str(), chall.1.id.as_str()), ("a-y", "a-y"));
+        assert_eq!(debug(&chall), debug(&store.challenge_with_authz("c-y").await.unwrap().unwrap()));
+
+        let (_, _, mut got) = read(Prefetch::Certificate("0a"), "acct").await;
+        let cert = got.take_certificate("0a").unwrap().unwrap();
+        assert_eq!(cert.der.as_deref(), Some(&[2u8][..]));
+        assert_eq!(debug(&cert), debug(&store.certificate("0a").await.unwrap().unwrap()));
+
+        // Nothing of that name: read, and found to be none.
+        for (prefetch, mut got) in [
+            (Prefetch::Order("nope"), read(Prefetch::Order("nope"), "acct").await.2),
+            (Prefetch::Authz("nope"), read(Prefetch::Authz("nope"), "acct").await.2),
+            (Prefetch::Challenge("nope"), read(Prefetch::Challenge("nope"), "acct").await.2),
+            (Prefetch::Certificate("nope"), read(Prefetch::Certificate("nope"), "acct").await.2),
+        ] {
+            let none = match prefetch {
+                Prefetch::Order(k) => got.take_order(k).map(|f| f.is_none()),
+                Prefetch::Authz(k) => got.take_authz(k).map(|f| f.is_none()),
+                Prefetch::Challenge(k) => got.take_challenge(k).map(|f| f.is_none()),
+                Prefetch::Certificate(k) => got.take_certificate(k).map(|f| f.is_none()),
+                Prefetch::Nothing => None,
+            };
+            assert_eq!(none, Some(true), "{prefetch:?}");
+        }
+        // No such account: the resource is still read, the account is none.
+        let (account, first, mut got) = read(Prefetch::Authz("a-y"), "ghost").await;
+        assert!(first && account.is_none());
+        assert!(got.take_authz("a-y").unwrap().is_some());
+        // Nothing to read beyond the account.
+        let (account, _, got) = read(Prefetch::Nothing, "acct").await;
+        assert!(account.is_some() && matches!(got, Prefetched::Nothing));
+
+        // A nonce redeemed once, whatever was read with it.
+        let (_, first, _) = store
+            .account_redeeming_nonce("acct", "twice", 9999999999, Prefetch::Certificate("0a"))
+            .await
+            .unwrap();
+        let (account, again, mut got) = store
+            .account_redeeming_nonce("acct", "twice", 9999999999, Prefetch::Order("o"))
+            .await
+            .unwrap();
+        assert!(first && !again && account.is_some());
+        assert!(got.take_order("o").unwrap().is_some());
+    })
+    .await;
+}
+
 // ---- graceful stop and connection limits: raw HTTP/1.1 over TLS ----
 
 type Tls = tokio_rustls::client::TlsStream<TcpStream>;

@@ -25,7 +25,8 @@ use crate::ca::{Ca, Profile};
 use crate::csr::{check_csr, CsrError, Ident};
 use crate::revocation::{Revocation, RevokeError};
 use crate::store::{
-    now, AccountRow, AuthzRow, ChallengeRow, NewAuthz, OrderAuthz, OrderRow, Store,
+    now, AccountRow, AuthzRow, ChallengeRow, NewAuthz, OrderAuthz, OrderRow, Prefetch, Prefetched,
+    Store,
 };
 use crate::va::Validator;
 use jws::{Jws, KeyRef};
@@ -128,10 +129,23 @@ struct CaaContext {
 }
 
 /// A request that passed JWS authentication.
+/// What a request's handler reads first, named by its URL: read with the nonce on PostgreSQL.
+fn prefetch<'a>(segments: &[&'a str]) -> Prefetch<'a> {
+    match *segments {
+        ["order", id] | ["order", id, "finalize"] => Prefetch::Order(id),
+        ["authz", id] => Prefetch::Authz(id),
+        ["chall", id] => Prefetch::Challenge(id),
+        ["cert", serial] | ["cert", serial, _] => Prefetch::Certificate(serial),
+        _ => Prefetch::Nothing,
+    }
+}
+
 struct Authenticated {
     jws: Jws,
     /// Set when the request was signed with an account's `kid`.
     account: Option<AccountRow>,
+    /// The resource the URL names, when it was read with the nonce (PostgreSQL).
+    prefetched: Prefetched,
 }
 
 impl AcmeServer {
@@ -330,6 +344,7 @@ impl AcmeServer {
             Some(_) => {}
         }
         let jwk_allowed = matches!(segments, ["new-account"] | ["revoke-cert"]);
+        let mut prefetched = Prefetched::Nothing;
         let (account, redeemed) = match &jws.key {
             KeyRef::Jwk(jwk) => {
                 if !jwk_allowed {
@@ -351,13 +366,15 @@ impl AcmeServer {
                         "kid {kid:?} is not an account URL of this server"
                     ))
                 })?;
-                // With nonces redeemed in the database (replicas), the account is read by the
-                // statement that redeems the nonce: one round trip instead of two.
+                // With nonces redeemed in the database (replicas), the account, and the
+                // resource the URL names, are read by the statement that redeems the nonce: one
+                // round trip instead of three.
                 let (account, redeemed) = if self.nonces.redeemed_in_database() {
-                    let (account, first) = self
+                    let (account, first, read) = self
                         .store
-                        .account_redeeming_nonce(id, &nonce, nonce_expires)
+                        .account_redeeming_nonce(id, &nonce, nonce_expires, prefetch(segments))
                         .await?;
+                    prefetched = read;
                     (account, Some(first))
                 } else {
                     (self.store.account(id).await?, None)
@@ -378,13 +395,17 @@ impl AcmeServer {
                 return Err(Problem::unauthorized(format!("account is {}", a.status)));
             }
         }
-        Ok(Authenticated { jws, account })
+        Ok(Authenticated {
+            jws,
+            account,
+            prefetched,
+        })
     }
 
     async fn dispatch(
         self: &Arc<Self>,
         segments: &[&str],
-        auth: Authenticated,
+        mut auth: Authenticated,
         links: &Links,
     ) -> AcmeResult {
         match segments {
@@ -400,8 +421,9 @@ impl AcmeServer {
             ["new-order"] => self.new_order(auth, links).await,
             ["new-authz"] if self.settings.pre_authorization => self.new_authz(auth, links).await,
             ["order", id] => {
+                let mut prefetched = std::mem::take(&mut auth.prefetched);
                 let account = require_account(&auth)?;
-                let (order, authzs) = self.owned_order(id, account).await?;
+                let (order, authzs) = self.owned_order(id, account, &mut prefetched).await?;
                 Ok(Self::order_reply(&order, &authzs, links, StatusCode::OK))
             }
             ["order", id, "finalize"] => self.finalize(id, auth, links).await,
@@ -640,7 +662,9 @@ impl AcmeServer {
         self.store
             .insert_authz(&account.id, &authz, created)
             .await?;
-        let (row, challenges) = self.owned_authz(&authz.id, account).await?;
+        let (row, challenges) = self
+            .owned_authz(&authz.id, account, &mut Prefetched::Nothing)
+            .await?;
         Ok(Reply::json(
             StatusCode::CREATED,
             &wire::authz_json(&row, &challenges, links, created),
@@ -931,12 +955,13 @@ impl AcmeServer {
         &self,
         id: &str,
         account: &AccountRow,
+        prefetched: &mut Prefetched,
     ) -> Result<(OrderRow, Vec<AuthzRow>), Problem> {
-        let (order, authzs) = self
-            .store
-            .order_with_authzs(id)
-            .await?
-            .ok_or_else(|| Problem::not_found("no such order"))?;
+        let found = match prefetched.take_order(id) {
+            Some(found) => found,
+            None => self.store.order_with_authzs(id).await?,
+        };
+        let (order, authzs) = found.ok_or_else(|| Problem::not_found("no such order"))?;
         if order.account_id != account.id {
             return Err(Problem::unauthorized(
                 "this order belongs to another account",
@@ -1002,9 +1027,10 @@ impl AcmeServer {
         reply
     }
 
-    async fn finalize(&self, id: &str, auth: Authenticated, links: &Links) -> AcmeResult {
+    async fn finalize(&self, id: &str, mut auth: Authenticated, links: &Links) -> AcmeResult {
+        let mut prefetched = std::mem::take(&mut auth.prefetched);
         let account = require_account(&auth)?;
-        let (order, authzs) = self.owned_order(id, account).await?;
+        let (order, authzs) = self.owned_order(id, account, &mut prefetched).await?;
         let req: wire::Finalize = auth.jws.json_payload()?;
         let status = Self::order_status(&order, &authzs, now());
         if status != "ready" {
@@ -1163,12 +1189,14 @@ impl AcmeServer {
         &self,
         id: &str,
         account: &AccountRow,
+        prefetched: &mut Prefetched,
     ) -> Result<(AuthzRow, Vec<ChallengeRow>), Problem> {
-        let (authz, challenges) = self
-            .store
-            .authz_with_challenges(id)
-            .await?
-            .ok_or_else(|| Problem::not_found("no such authorization"))?;
+        let found = match prefetched.take_authz(id) {
+            Some(found) => found,
+            None => self.store.authz_with_challenges(id).await?,
+        };
+        let (authz, challenges) =
+            found.ok_or_else(|| Problem::not_found("no such authorization"))?;
         Self::check_owner(&authz, account)?;
         Ok((authz, challenges))
     }
@@ -1182,9 +1210,10 @@ impl AcmeServer {
         Ok(())
     }
 
-    async fn authorization(&self, id: &str, auth: Authenticated, links: &Links) -> AcmeResult {
+    async fn authorization(&self, id: &str, mut auth: Authenticated, links: &Links) -> AcmeResult {
+        let mut prefetched = std::mem::take(&mut auth.prefetched);
         let account = require_account(&auth)?;
-        let mut found = self.owned_authz(id, account).await?;
+        let mut found = self.owned_authz(id, account, &mut prefetched).await?;
         if !auth.jws.is_post_as_get() {
             let req: wire::AuthzUpdate = auth.jws.json_payload()?;
             if req.status.as_deref() != Some("deactivated") {
@@ -1193,7 +1222,9 @@ impl AcmeServer {
                 ));
             }
             self.store.deactivate_authz(id).await?;
-            found = self.owned_authz(id, account).await?;
+            found = self
+                .owned_authz(id, account, &mut Prefetched::Nothing)
+                .await?;
         }
         let (authz, challenges) = found;
         let body = wire::authz_json(&authz, &challenges, links, now());
@@ -1207,15 +1238,15 @@ impl AcmeServer {
     async fn challenge(
         self: &Arc<Self>,
         id: &str,
-        auth: Authenticated,
+        mut auth: Authenticated,
         links: &Links,
     ) -> AcmeResult {
         let account = require_account(&auth)?.clone();
-        let (mut chall, authz) = self
-            .store
-            .challenge_with_authz(id)
-            .await?
-            .ok_or_else(|| Problem::not_found("no such challenge"))?;
+        let found = match auth.prefetched.take_challenge(id) {
+            Some(found) => found,
+            None => self.store.challenge_with_authz(id).await?,
+        };
+        let (mut chall, authz) = found.ok_or_else(|| Problem::not_found("no such challenge"))?;
         Self::check_owner(&authz, &account)?;
         if !auth.jws.is_post_as_get() {
             // The payload is `{}` (RFC 8555 §7.5.1); anything else JSON is ignored as the RFC allows.
@@ -1358,15 +1389,15 @@ impl AcmeServer {
         &self,
         serial: &str,
         alternate: usize,
-        auth: Authenticated,
+        mut auth: Authenticated,
         links: &Links,
     ) -> AcmeResult {
+        let found = match auth.prefetched.take_certificate(serial) {
+            Some(found) => found,
+            None => self.store.certificate_for_download(serial).await?,
+        };
         let account = require_account(&auth)?;
-        let cert = self
-            .store
-            .certificate_for_download(serial)
-            .await?
-            .ok_or_else(|| Problem::not_found("no such certificate"))?;
+        let cert = found.ok_or_else(|| Problem::not_found("no such certificate"))?;
         if cert.account_id.as_deref() != Some(account.id.as_str()) {
             return Err(Problem::unauthorized(
                 "this certificate belongs to another account",

@@ -16,6 +16,7 @@ mod fresh;
 #[cfg(test)]
 mod fresh_tests;
 mod group_commit;
+mod prefetch;
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -28,6 +29,7 @@ use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Ro
 use connections::{Conn, Connections, Kind};
 pub use group_commit::Written;
 use group_commit::{After, GroupCommit, JobFuture};
+pub use prefetch::{Prefetch, Prefetched};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -600,14 +602,20 @@ fn validation_of(challenges: &[ChallengeRow]) -> Option<(String, i64)> {
 }
 
 fn account_from(r: &AnyRow) -> std::result::Result<AccountRow, sqlx::Error> {
+    account_columns(r, "")
+}
+
+/// An account from the columns named `prefix` and the account's own column names.
+fn account_columns(r: &AnyRow, prefix: &str) -> std::result::Result<AccountRow, sqlx::Error> {
+    let column = |name: &str| format!("{prefix}{name}");
     Ok(AccountRow {
-        id: r.try_get("id")?,
-        thumbprint: r.try_get("thumbprint")?,
-        jwk: r.try_get("jwk")?,
-        status: r.try_get("status")?,
-        contact: r.try_get("contact")?,
-        eab_kid: r.try_get("eab_kid")?,
-        created_at: r.try_get("created_at")?,
+        id: r.try_get(column("id").as_str())?,
+        thumbprint: r.try_get(column("thumbprint").as_str())?,
+        jwk: r.try_get(column("jwk").as_str())?,
+        status: r.try_get(column("status").as_str())?,
+        contact: r.try_get(column("contact").as_str())?,
+        eab_kid: r.try_get(column("eab_kid").as_str())?,
+        created_at: r.try_get(column("created_at").as_str())?,
     })
 }
 
@@ -693,7 +701,8 @@ const ORDER_WITH_AUTHZS: &str =
      o.processing_since, o.created_at, \
      a.id AS a_id, a.account_id AS a_account_id, a.id_type AS a_id_type, \
      a.id_value AS a_id_value, a.wildcard AS a_wildcard, a.status AS a_status, \
-     a.expires AS a_expires, v.kind AS valid_kind, v.validated AS valid_at \
+     a.expires AS a_expires, oa.position AS a_position, v.kind AS valid_kind, \
+     v.validated AS valid_at \
      FROM orders o LEFT JOIN order_authorizations oa ON oa.order_id = o.id \
      LEFT JOIN authorizations a ON a.id = oa.authz_id \
      LEFT JOIN challenges v ON v.id = (SELECT c.id FROM challenges c \
@@ -706,8 +715,78 @@ const AUTHZ_WITH_CHALLENGES: &str =
      c.validated AS c_validated, c.error AS c_error \
      FROM authorizations a LEFT JOIN challenges c ON c.authz_id = a.id \
      WHERE a.id = $1 ORDER BY c.kind";
-const CERT_COLS: &str = "serial, issuer, order_id, account_id, status, der, chain_pem, not_after, \
-    revoked_at, revocation_reason, invalidity_date, crl_shard";
+macro_rules! cert_cols {
+    () => {
+        "serial, issuer, order_id, account_id, status, der, chain_pem, not_after, revoked_at, \
+         revocation_reason, invalidity_date, crl_shard"
+    };
+}
+const CERT_COLS: &str = cert_cols!();
+/// One challenge (`$1`) with its authorization, in one round trip.
+const CHALLENGE_WITH_AUTHZ: &str =
+    "SELECT a.id, a.account_id, a.id_type, a.id_value, a.wildcard, a.status, a.expires, \
+     c.id AS c_id, c.kind AS c_kind, c.token AS c_token, c.status AS c_status, \
+     c.validated AS c_validated, c.error AS c_error \
+     FROM challenges c JOIN authorizations a ON a.id = c.authz_id WHERE c.id = $1";
+/// One certificate (`$1`, its serial), all of [`CERT_COLS`].
+const CERTIFICATE: &str = concat!(
+    "SELECT ",
+    cert_cols!(),
+    " FROM certificates WHERE serial = $1"
+);
+
+/// What reads one value from a row.
+type RowReader<T> = fn(&AnyRow) -> std::result::Result<T, sqlx::Error>;
+
+/// A row with the rows joined to it, read the same way wherever the join comes from: `None`
+/// when there are no rows, or only one whose `key` column is `NULL` (a left join's, see
+/// [`prefetch`]); otherwise the head from the first row and an item from each row whose
+/// `item_key` is not `NULL`.
+fn head_and_items<H, I>(
+    rows: &[AnyRow],
+    (key, head): (&str, RowReader<H>),
+    (item_key, item): (&str, RowReader<I>),
+) -> std::result::Result<Option<(H, Vec<I>)>, sqlx::Error> {
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    if !prefetch::present(first, key)? {
+        return Ok(None);
+    }
+    let head = head(first)?;
+    let mut items = Vec::with_capacity(rows.len());
+    for row in rows {
+        if prefetch::present(row, item_key)? {
+            items.push(item(row)?);
+        }
+    }
+    Ok(Some((head, items)))
+}
+
+/// The order and its authorizations from the rows of [`ORDER_WITH_AUTHZS`].
+fn order_with_authzs_from(
+    rows: &[AnyRow],
+) -> std::result::Result<Option<(OrderRow, Vec<AuthzRow>)>, sqlx::Error> {
+    head_and_items(rows, ("id", order_from), ("a_id", joined_authz_from))
+}
+
+/// The authorization and its challenges from the rows of [`AUTHZ_WITH_CHALLENGES`].
+fn authz_with_challenges_from(
+    rows: &[AnyRow],
+) -> std::result::Result<Option<(AuthzRow, Vec<ChallengeRow>)>, sqlx::Error> {
+    let found = head_and_items(rows, ("id", authz_from), ("c_id", joined_challenge_from))?;
+    Ok(found.map(|(mut authz, challenges)| {
+        authz.validation = validation_of(&challenges);
+        (authz, challenges)
+    }))
+}
+
+/// The challenge and its authorization from a row of [`CHALLENGE_WITH_AUTHZ`].
+fn challenge_with_authz_from(
+    r: &AnyRow,
+) -> std::result::Result<(ChallengeRow, AuthzRow), sqlx::Error> {
+    Ok((joined_challenge_from(r)?, authz_from(r)?))
+}
 
 /// The statements that write an authorization and its challenges.
 fn authz_statements(account_id: &str, a: &NewAuthz, created: i64) -> Vec<Statement> {
@@ -1021,39 +1100,35 @@ impl Store {
 
     /// Account `id`, read in the same statement that redeems `nonce` (see
     /// [`Store::redeem_nonce`]): on PostgreSQL one round trip where a request signed with a
-    /// `kid` made two. Returns the account, if any, and whether this was the nonce's first
-    /// redemption. The nonce is redeemed whatever comes of the request's signature check: only
-    /// whoever was given the nonce (inside TLS) can present it, so a forged request can only
-    /// use up a nonce of its own sender's.
+    /// `kid` made two, three with the resource it names (`prefetch`, see [`Prefetch`]).
+    /// Returns the account, if any, whether this was the nonce's first redemption, and the
+    /// resource as read. The nonce is redeemed whatever comes of the request's signature check:
+    /// only whoever was given the nonce (inside TLS) can present it, so a forged request can
+    /// only use up a nonce of its own sender's.
     pub async fn account_redeeming_nonce(
         &self,
         id: &str,
         nonce: &str,
         expires: i64,
-    ) -> Result<(Option<AccountRow>, bool)> {
+        prefetch: Prefetch<'_>,
+    ) -> Result<(Option<AccountRow>, bool, Prefetched)> {
         let Writes::Server { unflushed, .. } = &self.writes else {
-            // SQLite has no insert inside a `WITH`: two steps.
+            // SQLite has no insert inside a `WITH`: two steps, and the resource is read where
+            // it is used (from memory, mostly).
             let account = self.account(id).await?;
-            return Ok((account, self.redeem_nonce(nonce, expires).await?));
+            let first = self.redeem_nonce(nonce, expires).await?;
+            return Ok((account, first, Prefetched::Nothing));
         };
-        const SQL: &str = "WITH redeemed AS (INSERT INTO redeemed_nonces (nonce, expires) \
-             VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING RETURNING 1) \
-             SELECT (SELECT COUNT(*) FROM redeemed) AS first, a.id, a.thumbprint, a.jwk, \
-             a.status, a.contact, a.eab_kid, a.created_at \
-             FROM (SELECT 1) AS one LEFT JOIN accounts a ON a.id = $3";
-        let mut conn = unflushed.get().await?;
-        let row = sqlx::query(SQL)
+        let mut query = sqlx::query(prefetch::statement(prefetch))
             .bind(nonce)
             .bind(expires)
-            .bind(id)
-            .fetch_one(&mut conn)
-            .await?;
-        let first = row.try_get::<i64, _>("first")? == 1;
-        let account = match row.try_get::<Option<String>, _>("id")? {
-            Some(_) => Some(account_from(&row)?),
-            None => None,
-        };
-        Ok((account, first))
+            .bind(id);
+        if let Some(key) = prefetch::key(prefetch) {
+            query = query.bind(key);
+        }
+        let mut conn = unflushed.get().await?;
+        let rows = query.fetch_all(&mut conn).await?;
+        Ok(prefetch::decode(prefetch, &rows)?)
     }
 
     pub async fn prune_nonces(&self, now: i64) -> Result<u64> {
@@ -1380,17 +1455,7 @@ impl Store {
             .bind(id)
             .fetch_all(&mut self.reader().await?)
             .await?;
-        let Some(first) = rows.first() else {
-            return Ok(None);
-        };
-        let order = order_from(first)?;
-        let mut authzs = Vec::with_capacity(rows.len());
-        for row in &rows {
-            if row.try_get::<Option<String>, _>("a_id")?.is_some() {
-                authzs.push(joined_authz_from(row)?);
-            }
-        }
-        Ok(Some((order, authzs)))
+        Ok(order_with_authzs_from(&rows)?)
     }
 
     /// An account's orders, newest first, `limit` from `offset`.
@@ -1548,18 +1613,7 @@ impl Store {
             .bind(id)
             .fetch_all(&mut self.reader().await?)
             .await?;
-        let Some(first) = rows.first() else {
-            return Ok(None);
-        };
-        let mut authz = authz_from(first)?;
-        let mut challenges = Vec::with_capacity(rows.len());
-        for row in &rows {
-            if row.try_get::<Option<String>, _>("c_id")?.is_some() {
-                challenges.push(joined_challenge_from(row)?);
-            }
-        }
-        authz.validation = validation_of(&challenges);
-        Ok(Some((authz, challenges)))
+        Ok(authz_with_challenges_from(&rows)?)
     }
 
     /// A challenge and its authorization, in one round trip.
@@ -1567,18 +1621,11 @@ impl Store {
         if let Some(kept) = self.fresh.as_ref().and_then(|f| f.challenge_with_authz(id)) {
             return Ok(Some(kept));
         }
-        const SQL: &str =
-            "SELECT a.id, a.account_id, a.id_type, a.id_value, a.wildcard, a.status, a.expires, \
-             c.id AS c_id, c.kind AS c_kind, c.token AS c_token, c.status AS c_status, \
-             c.validated AS c_validated, c.error AS c_error \
-             FROM challenges c JOIN authorizations a ON a.id = c.authz_id WHERE c.id = $1";
-        let row = sqlx::query(SQL)
+        let row = sqlx::query(CHALLENGE_WITH_AUTHZ)
             .bind(id)
             .fetch_optional(&mut self.reader().await?)
             .await?;
-        Ok(row
-            .map(|r| Ok::<_, sqlx::Error>((joined_challenge_from(&r)?, authz_from(&r)?)))
-            .transpose()?)
+        Ok(row.map(|r| challenge_with_authz_from(&r)).transpose()?)
     }
 
     /// pending → processing, once, stamped with its start. `false`: another request started it
@@ -1995,12 +2042,10 @@ impl Store {
     }
 
     pub async fn certificate(&self, serial: &str) -> Result<Option<CertificateRow>> {
-        let row = sqlx::query(&format!(
-            "SELECT {CERT_COLS} FROM certificates WHERE serial = $1"
-        ))
-        .bind(serial)
-        .fetch_optional(&mut self.reader().await?)
-        .await?;
+        let row = sqlx::query(CERTIFICATE)
+            .bind(serial)
+            .fetch_optional(&mut self.reader().await?)
+            .await?;
         Ok(row.map(|r| certificate_from(&r)).transpose()?)
     }
 
