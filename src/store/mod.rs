@@ -1,7 +1,8 @@
 //! Storage: sqlx `Any` connections to SQLite (embedded default) or PostgreSQL (replicas sharing
 //! one database), with the same SQL on both except where PostgreSQL does in one statement what
 //! SQLite does in a transaction (data-modifying `WITH`s: `Statement::combined`, the nonce
-//! redeemed with the account read, an issuance's last step), on connections the store holds
+//! redeemed with the account and the request's resource read (`prefetch`), an issuance's last
+//! step), on connections the store holds
 //! itself rather than sqlx's pool, which pings a connection at every use (`connections`).
 //! SQLite: read connections, one writer task that commits in groups (`group_commit`), and, as
 //! this process is the file's only writer, accounts (`cache`) and fresh ACME rows (`fresh`) in
