@@ -128,7 +128,6 @@ struct CaaContext {
     wildcard: bool,
 }
 
-/// A request that passed JWS authentication.
 /// What a request's handler reads first, named by its URL: read with the nonce on PostgreSQL.
 fn prefetch<'a>(segments: &[&'a str]) -> Prefetch<'a> {
     match *segments {
@@ -140,6 +139,7 @@ fn prefetch<'a>(segments: &[&'a str]) -> Prefetch<'a> {
     }
 }
 
+/// A request that passed JWS authentication.
 struct Authenticated {
     jws: Jws,
     /// Set when the request was signed with an account's `kid`.
@@ -1392,11 +1392,12 @@ impl AcmeServer {
         mut auth: Authenticated,
         links: &Links,
     ) -> AcmeResult {
-        let found = match auth.prefetched.take_certificate(serial) {
+        let mut prefetched = std::mem::take(&mut auth.prefetched);
+        let account = require_account(&auth)?;
+        let found = match prefetched.take_certificate(serial) {
             Some(found) => found,
             None => self.store.certificate_for_download(serial).await?,
         };
-        let account = require_account(&auth)?;
         let cert = found.ok_or_else(|| Problem::not_found("no such certificate"))?;
         if cert.account_id.as_deref() != Some(account.id.as_str()) {
             return Err(Problem::unauthorized(

@@ -2,8 +2,8 @@
 //! one database), with the same SQL on both except where PostgreSQL does in one statement what
 //! SQLite does in a transaction (data-modifying `WITH`s: `Statement::combined`, the nonce
 //! redeemed with the account and the request's resource read (`prefetch`), an issuance's last
-//! step), on connections the store holds
-//! itself rather than sqlx's pool, which pings a connection at every use (`connections`).
+//! step), on connections the store holds itself rather than sqlx's pool, which pings a
+//! connection at every use (`connections`).
 //! SQLite: read connections, one writer task that commits in groups (`group_commit`), and, as
 //! this process is the file's only writer, accounts (`cache`) and fresh ACME rows (`fresh`) in
 //! memory. PostgreSQL: reads and writes on the same connections, nothing kept in memory.
@@ -736,6 +736,11 @@ const CERTIFICATE: &str = concat!(
     " FROM certificates WHERE serial = $1"
 );
 
+/// Whether the row's `key` column holds a value, not `NULL`.
+fn present(row: &AnyRow, key: &str) -> std::result::Result<bool, sqlx::Error> {
+    Ok(row.try_get::<Option<String>, _>(key)?.is_some())
+}
+
 /// What reads one value from a row.
 type RowReader<T> = fn(&AnyRow) -> std::result::Result<T, sqlx::Error>;
 
@@ -751,13 +756,13 @@ fn head_and_items<H, I>(
     let Some(first) = rows.first() else {
         return Ok(None);
     };
-    if !prefetch::present(first, key)? {
+    if !present(first, key)? {
         return Ok(None);
     }
     let head = head(first)?;
     let mut items = Vec::with_capacity(rows.len());
     for row in rows {
-        if prefetch::present(row, item_key)? {
+        if present(row, item_key)? {
             items.push(item(row)?);
         }
     }

@@ -21,7 +21,7 @@ use sqlx::Row;
 
 use super::{
     account_columns, authz_with_challenges_from, certificate_from, challenge_with_authz_from,
-    order_with_authzs_from, AccountRow, AuthzRow, CertificateRow, ChallengeRow, OrderRow,
+    order_with_authzs_from, present, AccountRow, AuthzRow, CertificateRow, ChallengeRow, OrderRow,
     AUTHZ_WITH_CHALLENGES, CERTIFICATE, CHALLENGE_WITH_AUTHZ, ORDER_WITH_AUTHZS,
 };
 
@@ -167,11 +167,6 @@ pub(super) fn decode(
         ),
     };
     Ok((account, redeemed_first, prefetched))
-}
-
-/// Whether the row holds a resource: its key column is not `NULL`.
-pub(super) fn present(row: &AnyRow, key: &str) -> Result<bool, sqlx::Error> {
-    Ok(row.try_get::<Option<String>, _>(key)?.is_some())
 }
 
 #[cfg(test)]
