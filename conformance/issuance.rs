@@ -177,6 +177,17 @@ async fn concurrent_finalize_issues_one_certificate() {
             &names,
             &env.subdir("checks"),
         );
+
+        // pkid's stderr goes to a file here: plain lines, no terminal colour codes.
+        let logs = env.pkid.logs();
+        assert!(
+            logs.contains("certificate issued"),
+            "no issuance in pkid's log:\n{logs}"
+        );
+        assert!(
+            !logs.contains('\u{1b}'),
+            "pkid's log to a file carries escape codes:\n{logs}"
+        );
     })
     .await;
 }
