@@ -642,6 +642,21 @@ async fn postgres_writes_run_as_one_statement_all_or_nothing() {
     .await;
 }
 
+/// Account `acct` and its `orders` (id, status), unexpired, in the store's PostgreSQL tables.
+fn seed_account_and_orders(postgres: &Postgres, orders: &[(&str, &str)]) {
+    let values: Vec<String> = orders
+        .iter()
+        .map(|(id, status)| format!("('{id}', 'acct', 'default', '{status}', 9999999999, '[]', 0)"))
+        .collect();
+    postgres.sql(&format!(
+        "INSERT INTO accounts (id, thumbprint, jwk, status, contact, created_at) \
+         VALUES ('acct', 't', '{{}}', 'valid', '[]', 0); \
+         INSERT INTO orders (id, account_id, directory, status, expires, identifiers, created_at) \
+         VALUES {}",
+        values.join(", ")
+    ));
+}
+
 /// An issuance's last step on PostgreSQL (one statement): the order settles and its `tbs` row
 /// becomes the certificate; a certificate with no `tbs` row (an upstream CA chose the serial)
 /// is inserted; an order settled already keeps what it has, and nothing is written.
@@ -653,13 +668,13 @@ async fn postgres_completes_an_issuance_in_one_statement() {
     within(Duration::from_secs(60), async {
         let store = Store::connect(&postgres.url, 2).await.unwrap();
         // After the migrations that `connect` ran:
-        postgres.sql(
-            "INSERT INTO accounts (id, thumbprint, jwk, status, contact, created_at) \
-             VALUES ('acct', 't', '{}', 'valid', '[]', 0); \
-             INSERT INTO orders (id, account_id, directory, status, expires, identifiers, created_at) \
-             VALUES ('o-tbs', 'acct', 'default', 'processing', 9999999999, '[]', 0), \
-                    ('o-upstream', 'acct', 'default', 'processing', 9999999999, '[]', 0), \
-                    ('o-settled', 'acct', 'default', 'valid', 9999999999, '[]', 0)",
+        seed_account_and_orders(
+            &postgres,
+            &[
+                ("o-tbs", "processing"),
+                ("o-upstream", "processing"),
+                ("o-settled", "valid"),
+            ],
         );
         let pending = |order: &'static str| PendingCertificate {
             issuer: "ca",
@@ -758,13 +773,9 @@ async fn postgres_reads_a_requests_resource_with_its_nonce() {
     let (_scratch, postgres) = scratch_postgres("pkid-pg-prefetch-");
     within(Duration::from_secs(60), async {
         let store = Store::connect(&postgres.url, 2).await.unwrap();
+        seed_account_and_orders(&postgres, &[("o", "pending"), ("o-bare", "pending")]);
         postgres.sql(
-            "INSERT INTO accounts (id, thumbprint, jwk, status, contact, created_at) \
-             VALUES ('acct', 't', '{}', 'valid', '[]', 0); \
-             INSERT INTO orders (id, account_id, directory, status, expires, identifiers, created_at) \
-             VALUES ('o', 'acct', 'default', 'pending', 9999999999, '[]', 0), \
-                    ('o-bare', 'acct', 'default', 'pending', 9999999999, '[]', 0); \
-             INSERT INTO authorizations (id, account_id, id_type, id_value, wildcard, status, expires, created_at) \
+            "INSERT INTO authorizations (id, account_id, id_type, id_value, wildcard, status, expires, created_at) \
              VALUES ('a-z', 'acct', 'dns', 'z.test', 0, 'pending', 9999999999, 0), \
                     ('a-y', 'acct', 'dns', 'y.test', 0, 'valid', 9999999999, 0); \
              INSERT INTO order_authorizations (order_id, authz_id, position) \
