@@ -582,6 +582,57 @@ async fn store_connections_are_replaced_after_a_postgres_restart() {
     .await;
 }
 
+/// Each PostgreSQL connection of the store, of either kind, runs a statement it prepared on one
+/// generic plan, never on a plan made for one execution's values; only the kind for writes no
+/// client relies on skips waiting for the flush.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_plan_each_statement_once() {
+    use pkid::store::connections::{Connections, Kind};
+    use sqlx::any::AnyConnectOptions;
+    use std::str::FromStr;
+
+    const STATEMENT: &str = "SELECT COUNT(*) AS n FROM pg_class WHERE relname = $1";
+    let (_scratch, postgres) = scratch_postgres("pkid-pg-plans-");
+    sqlx::any::install_default_drivers();
+    let options = AnyConnectOptions::from_str(&postgres.url).unwrap();
+    within(Duration::from_secs(60), async {
+        for (kind, flushed) in [(Kind::Server, "on"), (Kind::ServerUnflushed, "off")] {
+            let conns = Connections::open(&options, 1, kind).await.unwrap();
+            let mut conn = conns.get().await.unwrap();
+            for name in ["pg_class", "pg_proc", "nothing", "pg_type", "pg_class", "x", "y"] {
+                let n: i64 = sqlx::query(STATEMENT)
+                    .bind(name)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap()
+                    .get("n");
+                assert_eq!(n, i64::from(name.starts_with("pg_")), "{name}");
+            }
+            let plans = sqlx::query(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1",
+            )
+            .bind(STATEMENT)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            let (generic, custom): (i64, i64) = (plans.get(0), plans.get(1));
+            assert_eq!(
+                (generic, custom),
+                (7, 0),
+                "{kind:?}: seven executions on the generic plan, none planned for its values \
+                 (PostgreSQL's default plans the first five for their values)"
+            );
+            let commit: String = sqlx::query("SELECT current_setting('synchronous_commit') AS s")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+                .get("s");
+            assert_eq!(commit, flushed, "{kind:?}");
+        }
+    })
+    .await;
+}
+
 /// Several writes on PostgreSQL run as one statement (data-modifying `WITH`s): the rows each
 /// changed are told apart, and a failing one undoes the others, as a transaction would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
