@@ -50,6 +50,16 @@ impl Pkid {
     /// Spawns `pkid serve` in `<dir>/pkid` with the suite's settings plus `settings`, and waits
     /// until it is ready.
     pub async fn start(dir: &Path, dns: &Dns, http01_port: u16, settings: &[(&str, &str)]) -> Pkid {
+        Pkid::start_with_resolver(dir, &dns.addr, http01_port, settings).await
+    }
+
+    /// As [`Pkid::start`], its validator asking the DNS server at `dns_addr` (`ip:port`).
+    pub async fn start_with_resolver(
+        dir: &Path,
+        dns_addr: &str,
+        http01_port: u16,
+        settings: &[(&str, &str)],
+    ) -> Pkid {
         let work_dir = dir.join("pkid");
         std::fs::create_dir_all(&work_dir).expect("create pkid's working folder");
         let mut pkid = Pkid {
@@ -59,7 +69,7 @@ impl Pkid {
             port: free_port(),
             http_port: free_port(),
             http01_port,
-            dns_addr: dns.addr.clone(),
+            dns_addr: dns_addr.to_owned(),
             settings: settings
                 .iter()
                 .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use pkid_backends::{KeyAlgorithm, KeySigner, Pkcs11Config, Pkcs11Key, SoftwareKey};
 use serde_json::{json, Value};
 
-use crate::env::{free_port, ChildGuard, Dns};
+use crate::env::{free_port, ChildGuard};
 use crate::pkid::Pkid;
 use crate::postgres::{Durability, Postgres};
 
@@ -201,8 +201,11 @@ async fn pkid_load(setup: Setup, dir: PathBuf, concurrency: usize, secs: u64) ->
     std::fs::create_dir_all(&dir).unwrap();
     let postgres =
         (setup == Setup::Postgres).then(|| Postgres::start_with(&dir.join("pg"), Durability::Full));
-    let dns = Dns::start(&dir);
-    let http01_port = free_port();
+    // The load generator answers the DNS queries for its names, as it answers http-01.
+    let answers = Answers {
+        http01_port: free_port(),
+        dns_listen: Some(format!("127.0.0.1:{}", free_port())),
+    };
     let mut settings: Vec<(String, String)> = vec![
         // The shipped default; the suite's `debug` would measure logging.
         ("PKID_LOG__LEVEL".into(), "info".into()),
@@ -243,7 +246,8 @@ async fn pkid_load(setup: Setup, dir: PathBuf, concurrency: usize, secs: u64) ->
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let pkid = Pkid::start(&dir, &dns, http01_port, &settings_ref).await;
+    let dns_addr = answers.dns_listen.clone().unwrap_or_default();
+    let pkid = Pkid::start_with_resolver(&dir, &dns_addr, answers.http01_port, &settings_ref).await;
     let pid = pkid.pid();
     assert_ne!(pid, 0, "pkid is not running");
     let report = loadgen(
@@ -251,7 +255,7 @@ async fn pkid_load(setup: Setup, dir: PathBuf, concurrency: usize, secs: u64) ->
         &pkid.root_pem_path(),
         concurrency,
         secs,
-        http01_port,
+        answers,
         pid,
         10,
     )
@@ -271,7 +275,7 @@ async fn pkid_load(setup: Setup, dir: PathBuf, concurrency: usize, secs: u64) ->
         "validation": if setup == Setup::SqliteAlwaysValid {
             "none: test mode always_valid (as pebble's PEBBLE_VA_ALWAYS_VALID)"
         } else {
-            "real http-01 against the load generator's responder"
+            "real http-01 against the load generator's responder, its DNS answers"
         },
         "loadavg_after": loadavg(),
     });
@@ -342,7 +346,10 @@ async fn pebble_load(dir: PathBuf) -> Value {
         &tls_root,
         PEBBLE_CONCURRENCY,
         PEBBLE_SECS,
-        free_port(),
+        Answers {
+            http01_port: free_port(),
+            dns_listen: None,
+        },
         pebble.pid(),
         5,
     )
@@ -380,18 +387,25 @@ fn pebble_tls(dir: &Path) -> PathBuf {
     root_path
 }
 
+/// Where the load generator answers the server's validation.
+struct Answers {
+    http01_port: u16,
+    /// `ip:port` of its DNS answers, if the server resolves through them.
+    dns_listen: Option<String>,
+}
+
 /// Runs `pkid-loadgen --json` and returns its report (or an `error`), bounded in time.
 async fn loadgen(
     directory: &str,
     root: &Path,
     concurrency: usize,
     secs: u64,
-    http01_port: u16,
+    answers: Answers,
     server_pid: u32,
     step_timeout: u64,
 ) -> Value {
     let bin = env!("CARGO_BIN_EXE_pkid-loadgen");
-    let args = vec![
+    let mut args = vec![
         "--directory".to_owned(),
         directory.to_owned(),
         "--root".to_owned(),
@@ -401,7 +415,7 @@ async fn loadgen(
         "--duration".to_owned(),
         secs.to_string(),
         "--http01-port".to_owned(),
-        http01_port.to_string(),
+        answers.http01_port.to_string(),
         "--server-pid".to_owned(),
         server_pid.to_string(),
         "--step-timeout".to_owned(),
@@ -413,6 +427,9 @@ async fn loadgen(
         "200".to_owned(),
         "--json".to_owned(),
     ];
+    if let Some(addr) = answers.dns_listen {
+        args.extend(["--dns-listen".to_owned(), addr]);
+    }
     let mut command = tokio::process::Command::new(bin);
     command.args(&args).stdin(Stdio::null()).kill_on_drop(true);
     // The load generator's own cut-off is the duration plus five step timeouts.

@@ -12,6 +12,7 @@
 //! ```
 
 mod acme_client;
+mod dns;
 mod load;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -48,6 +49,10 @@ struct Args {
     /// Port of 127.0.0.1 on which the http-01 answers are served.
     #[arg(long, default_value_t = 5002)]
     http01_port: u16,
+    /// Answer the DNS queries for the ordered names on this UDP address (`127.0.0.1:5353`):
+    /// `A` is 127.0.0.1, every other type empty; point the server's resolver here.
+    #[arg(long, value_name = "ADDR")]
+    dns_listen: Option<SocketAddr>,
     /// Ordered names are `w<worker>-<n>-<run>.<suffix>`.
     #[arg(long, default_value = "pkid.test")]
     domain_suffix: String,
@@ -123,6 +128,14 @@ async fn run(args: Args) -> Result<(), String> {
     let tokens = Tokens::default();
     let responder_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), args.http01_port);
     let responder = load::serve_http01(responder_addr, tokens.clone()).await?;
+    let dns = match args.dns_listen {
+        Some(addr) if addr.ip().is_loopback() => {
+            let zone = dns::Zone::new(&args.domain_suffix, Ipv4Addr::LOCALHOST)?;
+            Some(dns::serve_dns(addr, zone).await?)
+        }
+        Some(addr) => return Err(format!("--dns-listen {addr}: not a loopback address")),
+        None => None,
+    };
     let config = LoadConfig {
         concurrency: args.concurrency,
         until,
@@ -135,6 +148,9 @@ async fn run(args: Args) -> Result<(), String> {
     };
     let report = load::run(client, &args.directory, tokens, config).await;
     responder.abort();
+    if let Some(dns) = dns {
+        dns.abort();
+    }
     let report = report?;
     if args.json {
         let text = serde_json::to_string_pretty(&report).map_err(|e| format!("JSON: {e}"))?;
