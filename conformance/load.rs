@@ -40,34 +40,22 @@ async fn loadgen_issues_every_ordered_certificate_and_reports_json() {
             }
         })
     };
-    let output = within(TEST_BOUND, async {
-        tokio::process::Command::new(loadgen_bin())
-            .args(["--directory", &directory])
-            .arg("--root")
-            .arg(&root)
-            .args(["--concurrency", "4", "--orders", &orders])
-            .args(["--http01-port", &http01_port, "--server-pid", &pid])
-            .args(["--step-timeout", "20", "--json"])
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output()
-            .await
-            .expect("run pkid-loadgen")
-    })
+    let report = run_loadgen(&[
+        "--directory",
+        &directory,
+        "--root",
+        &root.display().to_string(),
+        "--concurrency",
+        "4",
+        "--orders",
+        &orders,
+        "--http01-port",
+        &http01_port,
+        "--server-pid",
+        &pid,
+    ])
     .await;
     sampler.abort();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "pkid-loadgen failed ({}): {stderr}",
-        output.status
-    );
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "pkid-loadgen --json printed no JSON ({e}):\n{}",
-            String::from_utf8_lossy(&output.stdout)
-        )
-    });
 
     assert_eq!(
         report["issued"], ORDERS,
@@ -141,28 +129,12 @@ async fn loadgen_issues_every_ordered_certificate_and_reports_json() {
     );
 }
 
-/// `--dns-listen`: the load generator answers the DNS queries for its names itself, as the
-/// bench runs it. pkid's resolver asks nothing else, so every issuance shows the answers work
-/// for a real resolver: the http-01 address, and the CAA walk from the name up to the root.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn loadgen_answers_the_dns_queries_for_its_names() {
-    const DNS_ORDERS: u64 = 10;
-    ensure_crypto_provider();
-    let tmp = tempfile::Builder::new()
-        .prefix("pkid-conformance-")
-        .tempdir()
-        .expect("create a temporary folder");
-    let dns_addr = format!("127.0.0.1:{}", free_port());
-    let http01_port = free_port();
-    let pkid = Pkid::start_with_resolver(tmp.path(), &dns_addr, http01_port, &[]).await;
+/// Runs `pkid-loadgen` with `args` and `--step-timeout 20 --json`, bounded in time; its report,
+/// after asserting that it succeeded.
+async fn run_loadgen(args: &[&str]) -> Value {
     let output = within(TEST_BOUND, async {
         tokio::process::Command::new(loadgen_bin())
-            .args(["--directory", &pkid.directory_url()])
-            .arg("--root")
-            .arg(pkid.root_pem_path())
-            .args(["--concurrency", "2", "--orders", &DNS_ORDERS.to_string()])
-            .args(["--http01-port", &http01_port.to_string()])
-            .args(["--dns-listen", &dns_addr])
+            .args(args)
             .args(["--step-timeout", "20", "--json"])
             .stdin(Stdio::null())
             .kill_on_drop(true)
@@ -177,8 +149,43 @@ async fn loadgen_answers_the_dns_queries_for_its_names() {
         "pkid-loadgen failed ({}): {stderr}",
         output.status
     );
-    let report: Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("pkid-loadgen --json printed no JSON ({e}): {stderr}"));
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "pkid-loadgen --json printed no JSON ({e}):\n{}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+/// `--dns-listen`: the load generator answers the DNS queries for its names itself, as the
+/// bench runs it. pkid's resolver asks nothing else, so every issuance shows the answers work
+/// for a real resolver: the http-01 address, and the CAA walk from the name up to the root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadgen_answers_the_dns_queries_for_its_names() {
+    const DNS_ORDERS: u64 = 10;
+    ensure_crypto_provider();
+    let tmp = tempfile::Builder::new()
+        .prefix("pkid-conformance-")
+        .tempdir()
+        .expect("create a temporary folder");
+    let dns_addr = format!("127.0.0.1:{}", free_port());
+    let http01_port = free_port();
+    let pkid = Pkid::start_with_resolver(tmp.path(), &dns_addr, http01_port, &[]).await;
+    let report = run_loadgen(&[
+        "--directory",
+        &pkid.directory_url(),
+        "--root",
+        &pkid.root_pem_path().display().to_string(),
+        "--concurrency",
+        "2",
+        "--orders",
+        &DNS_ORDERS.to_string(),
+        "--http01-port",
+        &http01_port.to_string(),
+        "--dns-listen",
+        &dns_addr,
+    ])
+    .await;
     assert_eq!(report["issued"], DNS_ORDERS, "{report:#}");
     assert_eq!(report["error_total"], 0, "{report:#}");
 
