@@ -693,6 +693,126 @@ async fn postgres_writes_run_as_one_statement_all_or_nothing() {
     .await;
 }
 
+/// newOrder's reuse lookups, one statement on both databases: the account's three newest
+/// unexpired pending orders for exactly the identifiers and profile, newest first (not a valid,
+/// an expiring, another account's or other identifiers' order, nor a fourth), and its valid
+/// authorization for the identifier with the challenge that validated it (not a pending, a
+/// wildcard's or an expiring one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reuse_candidates_are_read_in_one_statement_on_both_databases() {
+    use pkid::store::{AuthzReuse, OrderReuse, Store};
+
+    const X: &str = r#"[{"type":"dns","value":"x.test"}]"#;
+    let (scratch, postgres) = scratch_postgres("pkid-reuse-");
+    let sqlite = format!(
+        "sqlite://{}?mode=rwc",
+        scratch.path().join("pkid.db").display()
+    );
+    within(Duration::from_secs(60), async {
+        for url in [sqlite.as_str(), postgres.url.as_str()] {
+            let store = Store::connect(url, 2).await.unwrap();
+            let far = 9_999_999_999i64;
+            let now = pkid::store::now();
+            let order =
+                |id: &str, account: &str, status: &str, expires: i64, ids: &str, at: i64| {
+                    format!(
+                    "('{id}', '{account}', 'default', '{status}', {expires}, '{ids}', 'p', {at})"
+                )
+                };
+            let authz = |id: &str, wildcard: i64, status: &str, expires: i64| {
+                format!("('{id}', 'acct', 'dns', 'x.test', {wildcard}, '{status}', {expires}, 0)")
+            };
+            let seed = [
+                "INSERT INTO accounts (id, thumbprint, jwk, status, contact, created_at) VALUES \
+                 ('acct', 't1', '{}', 'valid', '[]', 0), ('other', 't2', '{}', 'valid', '[]', 0)"
+                    .to_owned(),
+                format!(
+                    "INSERT INTO orders (id, account_id, directory, status, expires, \
+                     identifiers, profile_name, created_at) VALUES {}",
+                    [
+                        order("oldest", "acct", "pending", far, X, 5),
+                        order("old", "acct", "pending", far, X, 10),
+                        order("new", "acct", "pending", far, X, 30),
+                        order("mid", "acct", "pending", far, X, 20),
+                        order("valid", "acct", "valid", far, X, 50),
+                        order("expiring", "acct", "pending", now + 60, X, 60),
+                        order("theirs", "other", "pending", far, X, 70),
+                        order("other-ids", "acct", "pending", far, "[]", 80),
+                    ]
+                    .join(", ")
+                ),
+                format!(
+                    "INSERT INTO authorizations (id, account_id, id_type, id_value, wildcard, \
+                     status, expires, created_at) VALUES {}",
+                    [
+                        authz("a-valid", 0, "valid", far),
+                        authz("a-pending", 0, "pending", far),
+                        authz("a-wildcard", 1, "valid", far),
+                        authz("a-expiring", 0, "valid", now + 10),
+                    ]
+                    .join(", ")
+                ),
+                "INSERT INTO challenges (id, authz_id, kind, token, status, validated) VALUES \
+                 ('c-pending', 'a-valid', 'dns-01', 'k1', 'pending', NULL), \
+                 ('c-valid', 'a-valid', 'http-01', 'k2', 'valid', 12345)"
+                    .to_owned(),
+            ];
+            for statement in seed {
+                sqlx::query(&statement)
+                    .execute(store.pool())
+                    .await
+                    .unwrap_or_else(|e| panic!("{url}: {statement}: {e}"));
+            }
+            let orders = OrderReuse {
+                account_id: "acct",
+                directory: "default",
+                identifiers: X,
+                profile_name: "p",
+                at: now,
+            };
+            let authz = AuthzReuse {
+                account_id: "acct",
+                id_type: "dns",
+                id_value: "x.test",
+                wildcard: false,
+                valid_until: now + 86400,
+            };
+            let (found, valid) = store.reuse_candidates(&orders, &authz).await.unwrap();
+            let ids: Vec<&str> = found.iter().map(|o| o.id.as_str()).collect();
+            assert_eq!(ids, ["new", "mid", "old"], "{url}");
+            let valid = valid.unwrap_or_else(|| panic!("{url}: no authorization"));
+            assert_eq!(valid.id, "a-valid", "{url}");
+            assert_eq!(
+                valid.validation,
+                Some(("http-01".to_owned(), 12345)),
+                "{url}"
+            );
+            assert!(!valid.wildcard && valid.status == "valid", "{url}");
+            assert_eq!(
+                store.reusable_authz(&authz).await.unwrap().map(|a| a.id),
+                Some("a-valid".to_owned()),
+                "{url}: the later identifiers' own lookup agrees"
+            );
+
+            let nothing = OrderReuse {
+                identifiers: "[]",
+                profile_name: "q",
+                ..orders
+            };
+            let elsewhere = AuthzReuse {
+                id_value: "y.test",
+                ..authz
+            };
+            let (found, valid) = store.reuse_candidates(&nothing, &elsewhere).await.unwrap();
+            assert!(
+                found.is_empty() && valid.is_none(),
+                "{url}: {found:?} {valid:?}"
+            );
+        }
+    })
+    .await;
+}
+
 /// Account `acct` and its `orders` (id, status), unexpired, in the store's PostgreSQL tables.
 fn seed_account_and_orders(postgres: &Postgres, orders: &[(&str, &str)]) {
     let values: Vec<String> = orders

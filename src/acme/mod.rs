@@ -25,8 +25,8 @@ use crate::ca::{Ca, Profile};
 use crate::csr::{check_csr, CsrError, Ident};
 use crate::revocation::{Revocation, RevokeError};
 use crate::store::{
-    now, AccountRow, AuthzRow, ChallengeRow, NewAuthz, OrderAuthz, OrderRow, Prefetch, Prefetched,
-    Store,
+    now, AccountRow, AuthzReuse, AuthzRow, ChallengeRow, NewAuthz, OrderAuthz, OrderReuse,
+    OrderRow, Prefetch, Prefetched, Store,
 };
 use crate::va::Validator;
 use jws::{Jws, KeyRef};
@@ -854,19 +854,36 @@ impl AcmeServer {
         let created = now();
         let identifiers_json =
             serde_json::to_string(&wire::identifiers_json(&idents)).unwrap_or_default();
+        let reuse_key = |ident: &Ident| match ident {
+            Ident::Dns(d) if d.starts_with("*.") => (d[2..].to_string(), true),
+            other => (other.value(), false),
+        };
+        let valid_until = created + 86400;
+        // The orders to reuse and the first identifier's authorization, in one round trip.
+        let (candidates, first_authz) = match idents.first() {
+            Some(first) => {
+                let (value, wildcard) = reuse_key(first);
+                let orders = OrderReuse {
+                    account_id: &account.id,
+                    directory: &self.settings.directory,
+                    identifiers: &identifiers_json,
+                    profile_name: &profile_name,
+                    at: created,
+                };
+                let authz = AuthzReuse {
+                    account_id: &account.id,
+                    id_type: first.kind(),
+                    id_value: &value,
+                    wildcard,
+                    valid_until,
+                };
+                self.store.reuse_candidates(&orders, &authz).await?
+            }
+            None => (Vec::new(), None),
+        };
         // RFC 8555 §7.4 lets a server hand back an existing order: a pending or ready order of
         // this account for the same identifiers and profile is reused rather than duplicated.
         if req.replaces.is_none() {
-            let candidates = self
-                .store
-                .reusable_orders(
-                    &account.id,
-                    &self.settings.directory,
-                    &identifiers_json,
-                    &profile_name,
-                    created,
-                )
-                .await?;
             for existing in candidates {
                 let authzs = self.store.authzs_of_order(&existing.id).await?;
                 if matches!(
@@ -886,15 +903,23 @@ impl AcmeServer {
         let mut authzs = Vec::with_capacity(idents.len());
         // What the order's reply shows of each authorization, without reading them back.
         let mut authz_rows = Vec::with_capacity(idents.len());
+        let mut first_authz = Some(first_authz);
         for ident in &idents {
-            let (value, wildcard) = match ident {
-                Ident::Dns(d) if d.starts_with("*.") => (d[2..].to_string(), true),
-                other => (other.value(), false),
+            let (value, wildcard) = reuse_key(ident);
+            let reuse = match first_authz.take() {
+                Some(read) => read,
+                None => {
+                    self.store
+                        .reusable_authz(&AuthzReuse {
+                            account_id: &account.id,
+                            id_type: ident.kind(),
+                            id_value: &value,
+                            wildcard,
+                            valid_until,
+                        })
+                        .await?
+                }
             };
-            let reuse = self
-                .store
-                .reusable_authz(&account.id, ident.kind(), &value, wildcard, created + 86400)
-                .await?;
             let kinds: &[&str] = match ident {
                 _ if wildcard => &["dns-01"],
                 Ident::Dns(_) => &["http-01", "dns-01", "tls-alpn-01"],
