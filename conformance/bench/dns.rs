@@ -39,13 +39,10 @@ enum Place {
 impl Zone {
     /// The zone under `suffix` (a DNS name, `pkid.test`), whose `A` answers are `address`.
     pub fn new(suffix: &str, address: Ipv4Addr) -> Result<Zone, String> {
-        let suffix = Name::from_ascii(suffix)
+        let mut suffix = Name::from_ascii(suffix)
             .map_err(|e| format!("--domain-suffix {suffix:?}: {e}"))?
             .to_lowercase();
-        let suffix = Name::from_labels(suffix.iter())
-            .map_err(|e| format!("--domain-suffix: {e}"))?
-            .append_domain(&Name::root())
-            .map_err(|e| format!("--domain-suffix: {e}"))?;
+        suffix.set_fqdn(true);
         let apex_label = |label: &str| {
             Name::from_ascii(label)
                 .and_then(|n| n.append_domain(&suffix))

@@ -1578,13 +1578,15 @@ impl Store {
 
     /// What a newOrder could reuse, in one round trip: unexpired, not yet finalized orders of
     /// an account for exactly these identifiers and profile, newest first (valid an hour past
-    /// `at` at least); and a valid authorization of the account for one identifier, as
+    /// `at` at least); and a valid authorization of the same account for one identifier, as
     /// [`Store::reusable_authz`] finds it.
     pub async fn reuse_candidates(
         &self,
         orders: &OrderReuse<'_>,
         authz: &AuthzReuse<'_>,
     ) -> Result<(Vec<OrderRow>, Option<AuthzRow>)> {
+        // One account for both lookups: the statement binds it once.
+        debug_assert_eq!(orders.account_id, authz.account_id);
         let rows = sqlx::query(REUSE_CANDIDATES)
             .bind(orders.account_id)
             .bind(orders.directory)
