@@ -290,18 +290,40 @@ pub async fn issue_leaf(
     let tbs = build_leaf_tbs(req, issuer)?;
     journal.record_tbs(&req.serial, &tbs).await?;
     let key = Arc::clone(&issuer.key);
-    let sign = move || {
-        let cert = sign_tbs(&tbs, key.as_ref())?;
-        check_certificate(&cert, &tbs, key.public_key_der())?;
+    let sign = |tbs: &[u8], key: &dyn KeySigner| {
+        let cert = sign_tbs(tbs, key)?;
+        check_certificate(&cert, tbs, key.public_key_der())?;
         Ok(cert)
     };
-    if issuer.key.signs_inline() {
-        return sign();
+    if key.signs_inline() {
+        return sign(&tbs, key.as_ref());
     }
-    tokio::task::spawn_blocking(sign)
-        .await
-        .map_err(|e| BackendError::Sign(format!("the signing task did not finish: {e}")))?
+    // A key with few sessions: wait here for one, not on a blocking thread of our own. The
+    // permit goes with the signature, and is given back when it ends.
+    let slot = match key.signing_slots() {
+        Some(slots) => Some(
+            tokio::time::timeout(SLOT_WAIT, slots.acquire_owned())
+                .await
+                .map_err(|_| {
+                    BackendError::Sign(format!(
+                        "no signing session came free within {} s",
+                        SLOT_WAIT.as_secs()
+                    ))
+                })?
+                .map_err(|_| BackendError::Sign("the key's sessions are closed".into()))?,
+        ),
+        None => None,
+    };
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        sign(&tbs, key.as_ref())
+    })
+    .await
+    .map_err(|e| BackendError::Sign(format!("the signing task did not finish: {e}")))?
 }
+
+/// How long a signature waits for one of its key's [`KeySigner::signing_slots`].
+const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The TBSCertificate of a leaf, from the request and its profile only.
 ///

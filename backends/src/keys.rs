@@ -31,6 +31,12 @@ pub trait KeySigner: Send + Sync {
     fn signs_inline(&self) -> bool {
         false
     }
+    /// At most this many signatures can run at once (a PKCS#11 key's logged-in sessions); async
+    /// code takes a permit before it hands a signature to a blocking thread, so that waiting
+    /// for a free session costs a queued task rather than a parked thread. `None`: no limit.
+    fn signing_slots(&self) -> Option<std::sync::Arc<tokio::sync::Semaphore>> {
+        None
+    }
 }
 
 enum KeyPairKind {

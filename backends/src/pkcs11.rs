@@ -769,6 +769,8 @@ pub struct Pkcs11Key {
     token: TokenKeyRef,
     spki: Vec<u8>,
     pool: SessionPool,
+    /// One permit per session of the pool ([`KeySigner::signing_slots`]).
+    slots: Arc<tokio::sync::Semaphore>,
     /// Signatures that needed a fresh session or library.
     recoveries: AtomicU64,
 }
@@ -809,6 +811,7 @@ impl Pkcs11Key {
                 idle: Mutex::new(idle),
                 returned: Condvar::new(),
             },
+            slots: Arc::new(tokio::sync::Semaphore::new(cfg.sessions)),
             recoveries: AtomicU64::new(0),
         })
     }
@@ -977,6 +980,10 @@ impl Pkcs11Key {
 impl KeySigner for Pkcs11Key {
     fn algorithm(&self) -> KeyAlgorithm {
         self.token.algorithm
+    }
+
+    fn signing_slots(&self) -> Option<Arc<tokio::sync::Semaphore>> {
+        Some(Arc::clone(&self.slots))
     }
 
     fn public_key_der(&self) -> &[u8] {

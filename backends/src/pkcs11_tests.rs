@@ -707,3 +707,70 @@ fn pkcs11_ecdsa_raw_signatures_become_der() {
         "CKR_SESSION_HANDLE_INVALID"
     );
 }
+
+/// A token key that counts the signatures running at once.
+struct Counting {
+    key: Pkcs11Key,
+    running: AtomicUsize,
+    most: AtomicUsize,
+}
+
+impl KeySigner for Counting {
+    fn algorithm(&self) -> KeyAlgorithm {
+        self.key.algorithm()
+    }
+    fn public_key_der(&self) -> &[u8] {
+        self.key.public_key_der()
+    }
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, BackendError> {
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        let signature = self.key.sign(message);
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        signature
+    }
+    fn signing_slots(&self) -> Option<Arc<tokio::sync::Semaphore>> {
+        self.key.signing_slots()
+    }
+}
+
+/// Many issuances at once through a key of two sessions: all are issued, and no more signatures
+/// run (each on a blocking thread) than the key has sessions; the others wait as tasks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pkcs11_issuances_beyond_the_sessions_wait_as_tasks_not_threads() {
+    let _serial = SERIAL.lock().await;
+    let token = TestToken::new();
+    let key = Arc::new(Counting {
+        key: Pkcs11Key::generate(&token.config(KeyAlgorithm::EcdsaP256)).unwrap(),
+        running: AtomicUsize::new(0),
+        most: AtomicUsize::new(0),
+    });
+    let root = builder::self_signed_root(
+        key.as_ref(),
+        "Test Token Root",
+        None,
+        now() - Duration::hours(1),
+        now() + Duration::days(365),
+    )
+    .unwrap();
+    let issuer = Arc::new(IssuerInfo::new(root, Arc::clone(&key) as Arc<dyn KeySigner>).unwrap());
+    let issuances: Vec<_> = (0..24)
+        .map(|_| {
+            let issuer = Arc::clone(&issuer);
+            tokio::spawn(async move {
+                let req = leaf_request(tls_profile());
+                builder::issue_leaf(&req, &issuer, &NoJournal).await
+            })
+        })
+        .collect();
+    for issuance in issuances {
+        let leaf = issuance.await.unwrap().unwrap();
+        assert!(x509_parser::parse_x509_certificate(&leaf).is_ok());
+    }
+    let most = key.most.load(Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&most),
+        "{most} signatures ran at once with two sessions"
+    );
+    assert_eq!(key.key.recoveries(), 0);
+}
