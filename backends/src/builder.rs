@@ -298,8 +298,21 @@ pub async fn issue_leaf(
     if key.signs_inline() {
         return sign(&tbs, key.as_ref());
     }
-    // A key with few sessions: wait here for one, not on a blocking thread of our own. The
-    // permit goes with the signature, and is given back when it ends.
+    on_signing_thread(issuer.key.as_ref(), "signing", move || {
+        sign(&tbs, key.as_ref())
+    })
+    .await
+}
+
+/// Runs `work`, which signs with `key`, on a blocking thread. A key with few sessions
+/// ([`KeySigner::signing_slots`]) is waited for here, as a queued task rather than a thread
+/// parked on the token; the permit goes with `work` and is given back when it ends. `what`
+/// names the task in errors.
+pub async fn on_signing_thread<T: Send + 'static>(
+    key: &dyn KeySigner,
+    what: &str,
+    work: impl FnOnce() -> Result<T, BackendError> + Send + 'static,
+) -> Result<T, BackendError> {
     let slot = match key.signing_slots() {
         Some(slots) => Some(
             tokio::time::timeout(SLOT_WAIT, slots.acquire_owned())
@@ -316,10 +329,10 @@ pub async fn issue_leaf(
     };
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        sign(&tbs, key.as_ref())
+        work()
     })
     .await
-    .map_err(|e| BackendError::Sign(format!("the signing task did not finish: {e}")))?
+    .map_err(|e| BackendError::Sign(format!("the {what} task did not finish: {e}")))?
 }
 
 /// How long a signature waits for one of its key's [`KeySigner::signing_slots`].

@@ -34,20 +34,22 @@ pub(crate) async fn sign_crl(
     issuer: &IssuerInfo,
     req: CrlRequest,
 ) -> Result<Vec<u8>, BackendError> {
-    let issuer = issuer.clone();
-    tokio::task::spawn_blocking(move || crate::crl::build_crl(&req, &issuer))
-        .await
-        .map_err(|e| BackendError::Sign(format!("the CRL signing task did not finish: {e}")))?
+    let owned = issuer.clone();
+    builder::on_signing_thread(issuer.key.as_ref(), "CRL signing", move || {
+        crate::crl::build_crl(&req, &owned)
+    })
+    .await
 }
 
 pub(crate) async fn sign_ocsp(
     issuer: &IssuerInfo,
     req: crate::ocsp::OcspResponseRequest,
 ) -> Result<Vec<u8>, BackendError> {
-    let issuer = issuer.clone();
-    tokio::task::spawn_blocking(move || crate::ocsp::build_ocsp_response_by_issuer(&req, &issuer))
-        .await
-        .map_err(|e| BackendError::Sign(format!("the OCSP signing task did not finish: {e}")))?
+    let owned = issuer.clone();
+    builder::on_signing_thread(issuer.key.as_ref(), "OCSP signing", move || {
+        crate::ocsp::build_ocsp_response_by_issuer(&req, &owned)
+    })
+    .await
 }
 
 /// `SigningBackend` for a local backend type with `name`, `issuer` and `chain` fields.

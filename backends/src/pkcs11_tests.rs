@@ -734,10 +734,11 @@ impl KeySigner for Counting {
     }
 }
 
-/// Many issuances at once through a key of two sessions: all are issued, and no more signatures
-/// run (each on a blocking thread) than the key has sessions; the others wait as tasks.
+/// Many issuances and CRLs at once through a key of two sessions: all are signed, and no more
+/// signatures run (each on a blocking thread) than the key has sessions; the others wait as
+/// tasks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pkcs11_issuances_beyond_the_sessions_wait_as_tasks_not_threads() {
+async fn pkcs11_signatures_beyond_the_sessions_wait_as_tasks_not_threads() {
     let _serial = SERIAL.lock().await;
     let token = TestToken::new();
     let key = Arc::new(Counting {
@@ -763,9 +764,30 @@ async fn pkcs11_issuances_beyond_the_sessions_wait_as_tasks_not_threads() {
             })
         })
         .collect();
+    let crls: Vec<_> = (0..8)
+        .map(|number| {
+            let issuer = Arc::clone(&issuer);
+            tokio::spawn(async move {
+                let req = CrlRequest {
+                    crl_number: number,
+                    this_update: now(),
+                    next_update: now() + Duration::days(7),
+                    entries: Vec::new(),
+                    issuing_distribution_point: None,
+                    delta_crl_indicator: None,
+                    freshest_crl: None,
+                };
+                crate::local::sign_crl(&issuer, req).await
+            })
+        })
+        .collect();
     for issuance in issuances {
         let leaf = issuance.await.unwrap().unwrap();
         assert!(x509_parser::parse_x509_certificate(&leaf).is_ok());
+    }
+    for crl in crls {
+        let der = crl.await.unwrap().unwrap();
+        assert!(x509_parser::parse_x509_crl(&der).is_ok());
     }
     let most = key.most.load(Ordering::SeqCst);
     assert!(
