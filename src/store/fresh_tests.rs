@@ -24,16 +24,10 @@ async fn stores() -> Stores {
     file.fresh = None;
     file.accounts = None;
     for id in ["acct", "other"] {
-        let account = AccountRow {
-            id: id.into(),
-            thumbprint: format!("thumbprint-{id}"),
-            jwk: "{}".into(),
-            status: "valid".into(),
-            contact: "[]".into(),
-            eab_kid: None,
-            created_at: now(),
-        };
-        store.insert_account(&account, None).await.unwrap();
+        store
+            .insert_account(&AccountRow::for_tests(id), None)
+            .await
+            .unwrap();
     }
     Stores {
         store,

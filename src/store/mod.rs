@@ -236,6 +236,60 @@ impl Statement {
     }
 }
 
+impl Statement {
+    /// SQLite: `statements` as one text of statements separated by `;`, their arguments
+    /// renumbered to follow each other. SQLite prepares and runs them one after the other in a
+    /// single call to the connection's worker thread, where one call each would cost a round
+    /// trip to that thread per statement; [`Chained::run_counting`] reads the rows each changed.
+    fn chained(statements: &[Statement]) -> Chained {
+        let mut sql = String::new();
+        let mut args = Vec::new();
+        for statement in statements {
+            if !sql.is_empty() {
+                sql.push_str(";\n");
+            }
+            let text = statement.sql.trim().trim_end_matches(';');
+            sql.push_str(&renumber_arguments(text, args.len()));
+            args.extend(statement.args.iter().cloned());
+        }
+        Chained {
+            statement: Statement::new(sql, args),
+            count: statements.len(),
+        }
+    }
+}
+
+/// Several statements in one text ([`Statement::chained`]).
+struct Chained {
+    statement: Statement,
+    count: usize,
+}
+
+impl Chained {
+    /// Runs every statement, in order; the rows each changed.
+    async fn run_counting(
+        &self,
+        conn: &mut AnyConnection,
+    ) -> std::result::Result<Vec<u64>, sqlx::Error> {
+        use futures_util::TryStreamExt;
+        let mut changed = Vec::with_capacity(self.count);
+        let mut results = conn.fetch_many(self.statement.query());
+        while let Some(item) = results.try_next().await? {
+            if let sqlx::Either::Left(done) = item {
+                changed.push(done.rows_affected());
+            }
+        }
+        if changed.len() != self.count {
+            return Err(sqlx::Error::Protocol(format!(
+                "{} statements ran where {} were sent",
+                changed.len(),
+                self.count
+            )));
+        }
+        Ok(changed)
+    }
+}
+
 /// Several statements made one ([`Statement::combined`]).
 struct Combined {
     statement: Statement,
@@ -320,6 +374,22 @@ pub struct OrderRow {
     pub certificate_serial: Option<String>,
     pub processing_since: Option<i64>,
     pub created_at: i64,
+}
+
+#[cfg(test)]
+impl AccountRow {
+    /// A valid account with no contact, its key's thumbprint `thumbprint-<id>`, for unit tests.
+    pub fn for_tests(id: &str) -> AccountRow {
+        AccountRow {
+            id: id.into(),
+            thumbprint: format!("thumbprint-{id}"),
+            jwk: "{}".into(),
+            status: "valid".into(),
+            contact: "[]".into(),
+            eab_kid: None,
+            created_at: now(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1037,6 +1107,19 @@ impl Store {
                 let changed = combined.run_counting(conn.connection()?).await;
                 return Ok(conn.noted(changed)?);
             }
+        }
+        if statements.len() > 1 {
+            return self
+                .write_then(
+                    Statement::chained(&statements),
+                    |conn, chained| {
+                        Box::pin(
+                            async move { Ok(Written::Commit(chained.run_counting(conn).await?)) },
+                        )
+                    },
+                    after,
+                )
+                .await;
         }
         self.write_then(
             statements,
@@ -1941,20 +2024,33 @@ impl Store {
             conn.noted(stored)?
         } else {
             // The order first: of two issuances for one order (a recovery that took over a slow
-            // one), exactly one stores its certificate.
-            let settle = pending.order_id.map(|order_id| {
-                statement!(
-                    "UPDATE orders SET status = 'valid', certificate_serial = $1 WHERE id = $2 AND status = 'processing'",
+            // one), exactly one stores its certificate. The settle and the store go to the
+            // connection in one call (`Statement::chained`); the store's condition is the order
+            // this settle made valid, so when the settle changes nothing neither does the store.
+            let settle_then_store = match pending.order_id {
+                Some(order_id) => Statement::chained(&[
+                    statement!(
+                        "UPDATE orders SET status = 'valid', certificate_serial = $1 WHERE id = $2 AND status = 'processing'",
+                        issued.serial,
+                        order_id,
+                    ),
+                    statement!(
+                        "UPDATE certificates SET status = 'issued', der = $1, chain_pem = $2 WHERE serial = $3 AND status = 'tbs' \
+                         AND EXISTS (SELECT 1 FROM orders WHERE id = $4 AND status = 'valid' AND certificate_serial = $3)",
+                        issued.der,
+                        issued.chain_pem,
+                        issued.serial,
+                        order_id,
+                    ),
+                ]),
+                None => Statement::chained(&[statement!(
+                    "UPDATE certificates SET status = 'issued', der = $1, chain_pem = $2 WHERE serial = $3 AND status = 'tbs'",
+                    issued.der,
+                    issued.chain_pem,
                     issued.serial,
-                    order_id,
-                )
-            });
-            let update = statement!(
-                "UPDATE certificates SET status = 'issued', der = $1, chain_pem = $2 WHERE serial = $3 AND status = 'tbs'",
-                issued.der,
-                issued.chain_pem,
-                issued.serial,
-            );
+                )]),
+            };
+            let settles = pending.order_id.is_some();
             // An upstream CA chose the serial and signed out of our sight: record its certificate.
             let insert = statement!(
                 "INSERT INTO certificates (serial, issuer, order_id, account_id, status, tbs, der, chain_pem, not_before, not_after, created_at) \
@@ -1972,15 +2068,14 @@ impl Store {
             );
             let after = pending.order_id.and_then(|id| self.order_changes(id));
             self.write_then(
-                (settle, update, insert),
-                |conn, (settle, update, insert)| {
+                (settle_then_store, insert),
+                move |conn, (settle_then_store, insert)| {
                     Box::pin(async move {
-                        if let Some(settle) = settle {
-                            if settle.run(conn).await? != 1 {
-                                return Ok(Written::Commit(None));
-                            }
-                        }
-                        let from_tbs = update.run(conn).await? == 1;
+                        let from_tbs = match settle_then_store.run_counting(conn).await?[..] {
+                            [1, stored] if settles => stored == 1,
+                            [stored] if !settles => stored == 1,
+                            _ => return Ok(Written::Commit(None)),
+                        };
                         if !from_tbs {
                             insert.run(conn).await?;
                         }
@@ -2499,6 +2594,172 @@ mod tests {
         }
     }
 
+    /// On SQLite several statements go to the connection as one text: each still reports the
+    /// rows it changed, their arguments keep to their own statement, and a statement that
+    /// fails takes the earlier ones' changes with it.
+    #[tokio::test]
+    async fn statements_chained_for_sqlite_count_each_and_fail_as_one() {
+        let chained = Statement::chained(&[
+            statement!("INSERT INTO t (a, b) VALUES ($1, $2);", "x", 1i64),
+            statement!("UPDATE t SET b = $2 WHERE a = $1", "x", 2i64),
+        ]);
+        assert_eq!(
+            chained.statement.sql,
+            "INSERT INTO t (a, b) VALUES ($1, $2);\nUPDATE t SET b = $4 WHERE a = $3"
+        );
+        assert_eq!((chained.statement.args.len(), chained.count), (4, 2));
+
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("pkid.db").display());
+        let store = Store::connect(&url, 1).await.unwrap();
+        for id in ["a1", "a2"] {
+            let account = AccountRow::for_tests(id);
+            store.insert_account(&account, None).await.unwrap();
+        }
+        let accounts = || async {
+            sqlx::query("SELECT id, contact, status FROM accounts ORDER BY id")
+                .fetch_all(store.pool())
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get("id"), r.get("contact"), r.get("status")))
+                .collect::<Vec<(String, String, String)>>()
+        };
+        let contact = |id: &str, contact: &str| {
+            statement!(
+                "UPDATE accounts SET contact = $1 WHERE id = $2",
+                contact,
+                id
+            )
+        };
+        let changed = store
+            .execute_all(vec![
+                contact("a1", r#"["mailto:one@pkid.test"]"#),
+                contact("nobody", "[]"),
+                statement!(
+                    "UPDATE accounts SET status = 'deactivated' WHERE id IN ($1, $2)",
+                    "a1",
+                    "a2"
+                ),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(changed, vec![1, 0, 2]);
+        let expected = vec![
+            (
+                "a1".to_owned(),
+                r#"["mailto:one@pkid.test"]"#.to_owned(),
+                "deactivated".to_owned(),
+            ),
+            ("a2".to_owned(), "[]".to_owned(), "deactivated".to_owned()),
+        ];
+        assert_eq!(accounts().await, expected);
+
+        // The second statement breaks the accounts' unique thumbprint: the first one's change
+        // is undone with it, and the third never runs.
+        let failed = store
+            .execute_all(vec![
+                contact("a2", r#"["mailto:two@pkid.test"]"#),
+                statement!(
+                    "UPDATE accounts SET thumbprint = 'thumbprint-a1' WHERE id = $1",
+                    "a2"
+                ),
+                contact("a1", "[]"),
+            ])
+            .await;
+        assert!(matches!(failed, Err(StoreError::Db(_))), "{failed:?}");
+        assert_eq!(accounts().await, expected, "nothing half-written");
+    }
+
+    /// Every way an issuance ends on SQLite, whose settle and store go to the connection as
+    /// one text: from the `tbs` row, from an upstream CA (no `tbs` row), and both with no
+    /// order (the REST surfaces' certificates).
+    #[tokio::test]
+    async fn every_way_an_issuance_completes_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, pending) = processing_order(&dir).await;
+        let upstream_order = OrderRow::for_tests("upstream", "acct", "pending", now() + 3600);
+        store.insert_order(&upstream_order, &[]).await.unwrap();
+        assert!(store
+            .begin_processing("upstream", "{}", b"csr", now())
+            .await
+            .unwrap());
+        let issued = |serial: &'static str| IssuedRecord {
+            serial,
+            tbs: b"tbs",
+            der: b"der",
+            chain_pem: "chain",
+        };
+        let upstream = PendingCertificate {
+            order_id: Some("upstream"),
+            ..pending
+        };
+        let no_order = PendingCertificate {
+            order_id: None,
+            ..pending
+        };
+        store.record_tbs(&pending, "01", b"tbs").await.unwrap();
+        store
+            .complete_issuance(&issued("01"), &pending)
+            .await
+            .unwrap();
+        store
+            .complete_issuance(&issued("02"), &upstream)
+            .await
+            .unwrap();
+        store.record_tbs(&no_order, "03", b"tbs").await.unwrap();
+        store
+            .complete_issuance(&issued("03"), &no_order)
+            .await
+            .unwrap();
+        store
+            .complete_issuance(&issued("04"), &no_order)
+            .await
+            .unwrap();
+
+        type Stored = (String, String, Option<String>, Option<Vec<u8>>);
+        let rows: Vec<Stored> =
+            sqlx::query("SELECT serial, status, order_id, der FROM certificates ORDER BY serial")
+                .fetch_all(store.pool())
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r.get("serial"),
+                        r.get("status"),
+                        r.get("order_id"),
+                        r.get("der"),
+                    )
+                })
+                .collect();
+        let der = Some(b"der".to_vec());
+        let issued_row = |serial: &str, order: Option<&str>| {
+            (
+                serial.to_owned(),
+                "issued".to_owned(),
+                order.map(str::to_owned),
+                der.clone(),
+            )
+        };
+        assert_eq!(
+            rows,
+            vec![
+                issued_row("01", Some("order")),
+                issued_row("02", Some("upstream")),
+                issued_row("03", None),
+                issued_row("04", None),
+            ]
+        );
+        for (order, serial) in [("order", "01"), ("upstream", "02")] {
+            let row = store.order(order).await.unwrap().unwrap();
+            assert_eq!(
+                (row.status.as_str(), row.certificate_serial.as_deref()),
+                ("valid", Some(serial))
+            );
+        }
+    }
+
     #[test]
     fn a_lost_connection_is_told_from_a_refused_statement() {
         let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
@@ -2559,16 +2820,10 @@ mod tests {
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("pkid.db").display());
         let store = Store::connect(&url, 2).await.unwrap();
         let t = now();
-        let account = AccountRow {
-            id: "acct".into(),
-            thumbprint: "thumbprint".into(),
-            jwk: "{}".into(),
-            status: "valid".into(),
-            contact: "[]".into(),
-            eab_kid: None,
-            created_at: t,
-        };
-        store.insert_account(&account, None).await.unwrap();
+        store
+            .insert_account(&AccountRow::for_tests("acct"), None)
+            .await
+            .unwrap();
         let order = OrderRow::for_tests("order", "acct", "pending", t + 3600);
         store.insert_order(&order, &[]).await.unwrap();
         assert!(store
