@@ -830,10 +830,11 @@ fn seed_account_and_orders(postgres: &Postgres, orders: &[(&str, &str)]) {
 
 /// An issuance's last step on PostgreSQL (one statement): the order settles and its `tbs` row
 /// becomes the certificate; a certificate with no `tbs` row (an upstream CA chose the serial)
-/// is inserted; an order settled already keeps what it has, and nothing is written.
+/// is inserted; an order settled already keeps what it has, and nothing is written. Its first
+/// step, the finalize's claim with the `tbs` record, is one statement too, made once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_completes_an_issuance_in_one_statement() {
-    use pkid::store::{IssuedRecord, PendingCertificate, Store, StoreError};
+    use pkid::store::{Claim, IssuedRecord, PendingCertificate, Store, StoreError};
 
     let (_scratch, postgres) = scratch_postgres("pkid-pg-complete-");
     within(Duration::from_secs(60), async {
@@ -845,6 +846,7 @@ async fn postgres_completes_an_issuance_in_one_statement() {
                 ("o-tbs", "processing"),
                 ("o-upstream", "processing"),
                 ("o-settled", "valid"),
+                ("o-claimed", "pending"),
             ],
         );
         let pending = |order: &'static str| PendingCertificate {
@@ -894,6 +896,24 @@ async fn postgres_completes_an_issuance_in_one_statement() {
             .complete_issuance(&issued("04"), &no_order)
             .await
             .unwrap();
+        // A finalize's claim with its to-be-signed record, one statement: the first claim
+        // records its serial, a second finds the order taken and records nothing.
+        let claim = Claim {
+            order_id: "o-claimed",
+            profile_snapshot: "{}",
+            csr: b"csr",
+            now: 1,
+        };
+        for (serial, claimed) in [("05", true), ("06", false)] {
+            assert_eq!(
+                store
+                    .claim_with_tbs(&claim, &pending("o-claimed"), serial, b"tbs")
+                    .await
+                    .unwrap(),
+                claimed,
+                "{serial}"
+            );
+        }
 
         let rows: Vec<(String, String, Option<Vec<u8>>)> =
             sqlx::query("SELECT serial, status, der FROM certificates ORDER BY serial")
@@ -911,6 +931,7 @@ async fn postgres_completes_an_issuance_in_one_statement() {
                 ("02".into(), "issued".into(), der.clone()),
                 ("03".into(), "tbs".into(), None),
                 ("04".into(), "issued".into(), der),
+                ("05".into(), "tbs".into(), None),
             ]
         );
         let orders: Vec<(String, String, Option<String>)> =
@@ -924,6 +945,7 @@ async fn postgres_completes_an_issuance_in_one_statement() {
         assert_eq!(
             orders,
             vec![
+                ("o-claimed".into(), "processing".into(), None),
                 ("o-settled".into(), "valid".into(), None),
                 ("o-tbs".into(), "valid".into(), Some("01".into())),
                 ("o-upstream".into(), "valid".into(), Some("02".into())),

@@ -13,6 +13,7 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use pkid_backends::{
@@ -24,7 +25,7 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::csr::{CheckedCsr, Ident};
-use crate::store::{IssuedRecord, PendingCertificate, Store};
+use crate::store::{Claim, IssuedRecord, PendingCertificate, Store, StoreError};
 
 /// What an order is issued under, snapshotted into the order at finalize.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,6 +75,9 @@ pub enum IssueError {
     Mismatch(String),
     #[error("the backend has not issued yet")]
     Pending,
+    /// Another finalize claimed the order first: nothing was recorded or signed.
+    #[error("the order is already being finalized")]
+    ClaimLost,
 }
 
 pub struct IssuedCert {
@@ -98,15 +102,38 @@ pub struct Ca {
 struct StoreJournal<'a> {
     store: &'a Store,
     pending: PendingCertificate<'a>,
+    /// The finalize's claim of its order, made with the record ([`Store::claim_with_tbs`]).
+    claim: Option<Claim<'a>>,
+    /// Set when another finalize had claimed the order: nothing was recorded or signed.
+    claim_lost: AtomicBool,
 }
 
 #[async_trait::async_trait]
 impl IssuanceJournal for StoreJournal<'_> {
     async fn record_tbs(&self, serial: &Serial, tbs_der: &[u8]) -> Result<(), BackendError> {
-        self.store
-            .record_tbs(&self.pending, &serial.to_hex(), tbs_der)
+        let serial = serial.to_hex();
+        let failed = |e: StoreError| {
+            BackendError::Io(format!("recording the to-be-signed certificate: {e}"))
+        };
+        let Some(claim) = &self.claim else {
+            return self
+                .store
+                .record_tbs(&self.pending, &serial, tbs_der)
+                .await
+                .map_err(failed);
+        };
+        if self
+            .store
+            .claim_with_tbs(claim, &self.pending, &serial, tbs_der)
             .await
-            .map_err(|e| BackendError::Io(format!("recording the to-be-signed certificate: {e}")))
+            .map_err(failed)?
+        {
+            return Ok(());
+        }
+        self.claim_lost.store(true, Ordering::Relaxed);
+        Err(BackendError::Io(
+            "the order is already being finalized".into(),
+        ))
     }
 }
 
@@ -232,6 +259,41 @@ impl Ca {
         order_id: Option<&str>,
         account_id: Option<&str>,
     ) -> Result<IssuedCert, IssueError> {
+        self.issue_with(csr, profile, order_id, account_id, None)
+            .await
+    }
+
+    /// [`Ca::issue`] for a finalize that has yet to claim its order (`ready → processing`,
+    /// exactly once; [`IssueError::ClaimLost`] to all finalizes but one). A backend that hands
+    /// its to-be-signed certificate to the store claims with that record, in one write; for
+    /// the others (upstream CAs), the claim comes first, on its own.
+    pub async fn issue_claiming(
+        &self,
+        csr: &CheckedCsr,
+        profile: &Profile,
+        claim: Claim<'_>,
+        account_id: Option<&str>,
+    ) -> Result<IssuedCert, IssueError> {
+        if !self.backend.capabilities().journals {
+            if !self.store.begin_processing(&claim).await? {
+                return Err(IssueError::ClaimLost);
+            }
+            return self
+                .issue_with(csr, profile, Some(claim.order_id), account_id, None)
+                .await;
+        }
+        self.issue_with(csr, profile, Some(claim.order_id), account_id, Some(claim))
+            .await
+    }
+
+    async fn issue_with(
+        &self,
+        csr: &CheckedCsr,
+        profile: &Profile,
+        order_id: Option<&str>,
+        account_id: Option<&str>,
+        claim: Option<Claim<'_>>,
+    ) -> Result<IssuedCert, IssueError> {
         let now = time::OffsetDateTime::now_utc();
         let not_before = now - time::Duration::seconds(self.backdate_secs);
         let not_after = not_before + time::Duration::seconds(profile.validity_secs);
@@ -289,6 +351,8 @@ impl Ca {
                 not_after: not_after.unix_timestamp(),
                 crl_shard,
             },
+            claim,
+            claim_lost: AtomicBool::new(false),
         };
         let chain = self
             .sign_and_check(request, &journal, |leaf| check_leaf(leaf, csr))
@@ -336,6 +400,8 @@ impl Ca {
                 not_after: not_after.unix_timestamp(),
                 crl_shard: None,
             },
+            claim: None,
+            claim_lost: AtomicBool::new(false),
         };
         let chain = self
             .sign_and_check(request, &journal, |cert| {
@@ -363,6 +429,9 @@ impl Ca {
     ) -> Result<Vec<Vec<u8>>, IssueError> {
         let serial_hex = request.serial.to_hex();
         let first = self.backend.issue(request, journal).await;
+        if journal.claim_lost.load(Ordering::Relaxed) {
+            return Err(IssueError::ClaimLost);
+        }
         let chain = match self.finish_pending(first).await {
             Ok(chain) => chain,
             Err(e) => {

@@ -200,6 +200,10 @@ pub struct Capabilities {
     /// Issuance may answer [`Issuance::Pending`]; the caller polls.
     pub pending: bool,
     pub key_generation: bool,
+    /// Issuance hands the to-be-signed certificate to the caller's [`IssuanceJournal`] before
+    /// it signs (the local backends); an upstream CA builds and signs out of sight.
+    #[serde(default)]
+    pub journals: bool,
 }
 
 /// Key usage bits (RFC 5280 §4.2.1.3).

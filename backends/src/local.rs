@@ -13,6 +13,7 @@ pub(crate) fn capabilities() -> Capabilities {
         ocsp: true,
         pending: false,
         key_generation: true,
+        journals: true,
     }
 }
 

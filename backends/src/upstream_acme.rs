@@ -599,6 +599,7 @@ impl SigningBackend for UpstreamAcmeBackend {
             ocsp: false,
             pending: true,
             key_generation: false,
+            journals: false,
         }
     }
 

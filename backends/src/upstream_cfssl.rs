@@ -516,6 +516,7 @@ impl SigningBackend for UpstreamCfsslBackend {
             ocsp: false,
             pending: false,
             key_generation: false,
+            journals: false,
         }
     }
 

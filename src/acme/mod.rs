@@ -25,7 +25,7 @@ use crate::ca::{Ca, Profile};
 use crate::csr::{check_csr, CsrError, Ident};
 use crate::revocation::{Revocation, RevokeError};
 use crate::store::{
-    now, AccountRow, AuthzReuse, AuthzRow, ChallengeRow, NewAuthz, OrderAuthz, OrderReuse,
+    now, AccountRow, AuthzReuse, AuthzRow, ChallengeRow, Claim, NewAuthz, OrderAuthz, OrderReuse,
     OrderRow, Prefetch, Prefetched, Store,
 };
 use crate::va::Validator;
@@ -1092,21 +1092,24 @@ impl AcmeServer {
                 Problem::invalid_profile(format!("profile {profile_name:?} is no longer offered"))
             })?;
         let snapshot = serde_json::to_string(&profile).unwrap_or_default();
-        if !self
-            .store
-            .begin_processing(&order.id, &snapshot, &csr_der, now())
-            .await?
-        {
-            return Err(Problem::order_not_ready("order is already being finalized"));
-        }
+        // ready → processing, exactly once, made by the issuance with its first record.
+        let claim = Claim {
+            order_id: &order.id,
+            profile_snapshot: &snapshot,
+            csr: &csr_der,
+            now: now(),
+        };
         let issued = match self
             .ca
-            .issue(&csr, &profile, Some(&order.id), Some(&account.id))
+            .issue_claiming(&csr, &profile, claim, Some(&account.id))
             .await
         {
             Ok(issued) => {
                 tracing::info!(order = %order.id, serial = %issued.serial, "certificate issued");
                 Some(issued.serial)
+            }
+            Err(crate::ca::IssueError::ClaimLost) => {
+                return Err(Problem::order_not_ready("order is already being finalized"));
             }
             Err(crate::ca::IssueError::Pending) => None,
             Err(crate::ca::IssueError::Store(crate::store::StoreError::OrderSettled(_))) => {

@@ -147,7 +147,7 @@ async fn memory_and_file_agree_through_an_issuance() {
     // Finalize and issue.
     assert!(s
         .store
-        .begin_processing("o1", "{}", b"csr", now())
+        .begin_processing(&Claim::for_tests("o1", now()))
         .await
         .unwrap());
     let pending = PendingCertificate {
@@ -314,7 +314,7 @@ async fn failed_deactivated_and_recovered_orders_are_read_from_the_file() {
     let t = now();
     assert!(s
         .store
-        .begin_processing("recovered", "{}", b"csr", t)
+        .begin_processing(&Claim::for_tests("recovered", t))
         .await
         .unwrap());
     assert!(s
@@ -430,7 +430,7 @@ async fn reads_racing_with_changes_never_go_back() {
                 "read after the change was answered"
             );
             assert!(store
-                .begin_processing(&format!("o{i}"), "{}", b"csr", now())
+                .begin_processing(&Claim::for_tests(&format!("o{i}"), now()))
                 .await
                 .unwrap());
             store.fail_order(&format!("o{i}"), "{}").await.unwrap();

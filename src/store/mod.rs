@@ -549,6 +549,63 @@ pub struct IssuedRecord<'a> {
     pub chain_pem: &'a str,
 }
 
+impl PendingCertificate<'_> {
+    /// The insert of its `tbs` row (step 1 of the issuance cycle), made when `condition` holds.
+    fn tbs_record(&self, serial: &str, tbs: &[u8], condition: &str) -> Statement {
+        statement!(
+            format!(
+                "INSERT INTO certificates (serial, issuer, order_id, account_id, status, tbs, not_before, not_after, created_at, crl_shard) \
+                 SELECT $1, $2, $3, $4, 'tbs', $5, $6, $7, $8, $9 WHERE {condition}"
+            ),
+            serial,
+            self.issuer,
+            self.order_id,
+            self.account_id,
+            tbs,
+            self.not_before,
+            self.not_after,
+            now(),
+            self.crl_shard,
+        )
+    }
+}
+
+/// A finalize's claim of its order: `pending → processing`, with what recovery needs to issue
+/// again (the profile as it stood, the CSR).
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    pub order_id: &'a str,
+    /// The profile, as JSON.
+    pub profile_snapshot: &'a str,
+    pub csr: &'a [u8],
+    pub now: i64,
+}
+
+#[cfg(test)]
+impl Claim<'_> {
+    /// A claim at `now` with an empty profile and the CSR `csr`, for unit tests.
+    pub fn for_tests(order_id: &str, now: i64) -> Claim<'_> {
+        Claim {
+            order_id,
+            profile_snapshot: "{}",
+            csr: b"csr",
+            now,
+        }
+    }
+}
+
+impl Claim<'_> {
+    fn statement(&self) -> Statement {
+        statement!(
+            "UPDATE orders SET status = 'processing', processing_since = $1, profile = $2, csr = $3 WHERE id = $4 AND status = 'pending'",
+            self.now,
+            self.profile_snapshot,
+            self.csr,
+            self.order_id,
+        )
+    }
+}
+
 /// What the issuance cycle knows of a certificate before it is signed.
 #[derive(Debug, Clone)]
 pub struct PendingCertificate<'a> {
@@ -1905,31 +1962,63 @@ impl Store {
     /// ready → processing, exactly once: the finalize that gets `true` issues; all others don't.
     /// Answered before it is durable ([`Store::execute_applied`]): nothing is signed before the
     /// issuance's next write, the to-be-signed record, is durable, and that commit carries this
-    /// one; a crash before it leaves the order `ready` to be finalized again.
-    pub async fn begin_processing(
-        &self,
-        order_id: &str,
-        profile_snapshot: &str,
-        csr: &[u8],
-        now: i64,
-    ) -> Result<bool> {
+    /// one; a crash before it leaves the order `ready` to be finalized again. For a backend that
+    /// hands its to-be-signed certificate to the store, [`Store::claim_with_tbs`] makes the
+    /// claim and that record as one write.
+    pub async fn begin_processing(&self, claim: &Claim<'_>) -> Result<bool> {
         let changed = self
-            .execute_applied_then(
-                statement!(
-                    "UPDATE orders SET status = 'processing', processing_since = $1, profile = $2, csr = $3 WHERE id = $4 AND status = 'pending'",
-                    now,
-                    profile_snapshot,
-                    csr,
-                    order_id,
-                ),
-                // Past this, memory would only hold the order's rows for nobody.
-                {
-                    let id = order_id.to_owned();
-                    self.after(move |fresh, _: Option<&u64>| fresh.forget_order_and_authzs(&id))
-                },
-            )
+            .execute_applied_then(claim.statement(), self.claim_changes(claim.order_id))
             .await?;
         Ok(changed == 1)
+    }
+
+    /// [`Store::begin_processing`] and step 1 of the issuance cycle ([`Store::record_tbs`]) as
+    /// one write, durable when this returns: `false`, and nothing written, when another
+    /// finalize claimed the order first. One statement on PostgreSQL; on SQLite one call to
+    /// the connection, where the record is inserted only if the claim's update changed its row.
+    pub async fn claim_with_tbs(
+        &self,
+        claim: &Claim<'_>,
+        pending: &PendingCertificate<'_>,
+        serial: &str,
+        tbs: &[u8],
+    ) -> Result<bool> {
+        let record = |condition: &str| pending.tbs_record(serial, tbs, condition);
+        let changed = match &self.writes {
+            Writes::Server { conns, .. } => {
+                let claim = claim.statement();
+                let insert = record("EXISTS (SELECT 1 FROM claimed)");
+                let sql = format!(
+                    "WITH claimed AS ({} RETURNING 1), recorded AS ({} RETURNING 1) \
+                     SELECT (SELECT COUNT(*) FROM claimed), (SELECT COUNT(*) FROM recorded)",
+                    claim.sql,
+                    renumber_arguments(&insert.sql, claim.args.len()),
+                );
+                let both = Combined {
+                    statement: Statement::new(sql, [claim.args, insert.args].concat()),
+                    count: 2,
+                };
+                let mut conn = conns.get().await?;
+                let counted = both.run_counting(conn.connection()?).await;
+                conn.noted(counted)?
+            }
+            // `changes()`: the rows the statement before it, the claim, changed.
+            Writes::Grouped(_) => {
+                self.execute_all_then(
+                    vec![claim.statement(), record("changes() = 1")],
+                    self.claim_changes(claim.order_id),
+                )
+                .await?
+            }
+        };
+        Ok(changed.first() == Some(&1))
+    }
+
+    /// What memory does once an order is claimed: past this, it would only hold the order's
+    /// rows for nobody.
+    fn claim_changes<T: 'static>(&self, order_id: &str) -> Option<After<T>> {
+        let id = order_id.to_owned();
+        self.after(move |fresh, _: Option<&T>| fresh.forget_order_and_authzs(&id))
     }
 
     /// An order whose issuance failed: `invalid` with `error_json`, and whatever serial its
@@ -1993,20 +2082,8 @@ impl Store {
         serial: &str,
         tbs: &[u8],
     ) -> Result<()> {
-        self.execute(statement!(
-            "INSERT INTO certificates (serial, issuer, order_id, account_id, status, tbs, not_before, not_after, created_at, crl_shard) \
-             VALUES ($1, $2, $3, $4, 'tbs', $5, $6, $7, $8, $9)",
-            serial,
-            pending.issuer,
-            pending.order_id,
-            pending.account_id,
-            tbs,
-            pending.not_before,
-            pending.not_after,
-            now(),
-            pending.crl_shard,
-        ))
-        .await?;
+        self.execute(pending.tbs_record(serial, tbs, "TRUE"))
+            .await?;
         Ok(())
     }
 
@@ -2671,6 +2748,53 @@ mod tests {
         assert_eq!(accounts().await, expected, "nothing half-written");
     }
 
+    /// A finalize's claim and its to-be-signed record are one write: the first claim records
+    /// its serial; a later one finds the order taken and records nothing.
+    #[tokio::test]
+    async fn a_claim_and_its_record_are_made_together_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, pending) = processing_order(&dir).await;
+        let order = OrderRow::for_tests("second", "acct", "pending", now() + 3600);
+        store.insert_order(&order, &[]).await.unwrap();
+        let pending = PendingCertificate {
+            order_id: Some("second"),
+            ..pending
+        };
+        let first = Claim::for_tests("second", now());
+        assert!(store
+            .claim_with_tbs(&first, &pending, "01", b"tbs")
+            .await
+            .unwrap());
+        let late = Claim {
+            csr: b"another csr",
+            ..first
+        };
+        assert!(!store
+            .claim_with_tbs(&late, &pending, "02", b"tbs")
+            .await
+            .unwrap());
+        // An order claimed on its own (an upstream CA's issuance) is not claimed again.
+        assert!(!store
+            .claim_with_tbs(&Claim::for_tests("order", now()), &pending, "03", b"tbs")
+            .await
+            .unwrap());
+
+        let order = store.order("second").await.unwrap().unwrap();
+        assert_eq!(order.status, "processing");
+        assert_eq!(store.order_csr("second").await.unwrap().unwrap(), b"csr");
+        let recorded = store.certificate("01").await.unwrap().unwrap();
+        assert_eq!(
+            (recorded.status.as_str(), recorded.order_id.as_deref()),
+            ("tbs", Some("second"))
+        );
+        for serial in ["02", "03"] {
+            assert!(
+                store.certificate(serial).await.unwrap().is_none(),
+                "{serial}"
+            );
+        }
+    }
+
     /// Every way an issuance ends on SQLite, whose settle and store go to the connection as
     /// one text: from the `tbs` row, from an upstream CA (no `tbs` row), and both with no
     /// order (the REST surfaces' certificates).
@@ -2681,7 +2805,7 @@ mod tests {
         let upstream_order = OrderRow::for_tests("upstream", "acct", "pending", now() + 3600);
         store.insert_order(&upstream_order, &[]).await.unwrap();
         assert!(store
-            .begin_processing("upstream", "{}", b"csr", now())
+            .begin_processing(&Claim::for_tests("upstream", now()))
             .await
             .unwrap());
         let issued = |serial: &'static str| IssuedRecord {
@@ -2827,7 +2951,7 @@ mod tests {
         let order = OrderRow::for_tests("order", "acct", "pending", t + 3600);
         store.insert_order(&order, &[]).await.unwrap();
         assert!(store
-            .begin_processing("order", "{}", b"csr", t)
+            .begin_processing(&Claim::for_tests("order", t))
             .await
             .unwrap());
         let pending = PendingCertificate {
