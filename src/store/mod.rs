@@ -201,6 +201,30 @@ impl Statement {
         query
     }
 
+    /// SQLite: `statements` as one text of statements separated by `;`, their arguments
+    /// renumbered to follow each other. SQLite prepares and runs them one after the other in a
+    /// single call to the connection's worker thread, where one call each would cost a round
+    /// trip to that thread per statement; [`Chained::run_counting`] reads the rows each changed.
+    /// sqlx 0.8 keeps this for SQLite but marks it deprecated (its issue 3108): should an
+    /// upgrade run only the first statement, `run_counting` fails the write instead of leaving
+    /// it half done, and `statements_chained_for_sqlite_count_each_and_fail_as_one` fails.
+    fn chained(statements: &[Statement]) -> Chained {
+        let mut sql = String::new();
+        let mut args = Vec::new();
+        for statement in statements {
+            if !sql.is_empty() {
+                sql.push_str(";\n");
+            }
+            let text = statement.sql.trim().trim_end_matches(';');
+            sql.push_str(&renumber_arguments(text, args.len()));
+            args.extend(statement.args.iter().cloned());
+        }
+        Chained {
+            statement: Statement::new(sql, args),
+            count: statements.len(),
+        }
+    }
+
     /// PostgreSQL: `statements` (inserts, updates and deletes numbering their arguments `$1`
     /// up) as one statement, each a data-modifying `WITH` returning a row per row it changed,
     /// counted in a column per statement: atomic as a transaction is, in one round trip.
@@ -233,29 +257,6 @@ impl Statement {
             statement: Statement::new(sql, args),
             count: statements.len(),
         })
-    }
-}
-
-impl Statement {
-    /// SQLite: `statements` as one text of statements separated by `;`, their arguments
-    /// renumbered to follow each other. SQLite prepares and runs them one after the other in a
-    /// single call to the connection's worker thread, where one call each would cost a round
-    /// trip to that thread per statement; [`Chained::run_counting`] reads the rows each changed.
-    fn chained(statements: &[Statement]) -> Chained {
-        let mut sql = String::new();
-        let mut args = Vec::new();
-        for statement in statements {
-            if !sql.is_empty() {
-                sql.push_str(";\n");
-            }
-            let text = statement.sql.trim().trim_end_matches(';');
-            sql.push_str(&renumber_arguments(text, args.len()));
-            args.extend(statement.args.iter().cloned());
-        }
-        Chained {
-            statement: Statement::new(sql, args),
-            count: statements.len(),
-        }
     }
 }
 
@@ -1960,11 +1961,11 @@ impl Store {
     }
 
     /// ready → processing, exactly once: the finalize that gets `true` issues; all others don't.
-    /// Answered before it is durable ([`Store::execute_applied`]): nothing is signed before the
-    /// issuance's next write, the to-be-signed record, is durable, and that commit carries this
-    /// one; a crash before it leaves the order `ready` to be finalized again. For a backend that
-    /// hands its to-be-signed certificate to the store, [`Store::claim_with_tbs`] makes the
-    /// claim and that record as one write.
+    /// For a backend that does not hand its to-be-signed certificate to the store (an upstream
+    /// CA); the others claim with that record, in one write ([`Store::claim_with_tbs`]).
+    /// Answered before it is durable ([`Store::execute_applied`]): the issuance's next durable
+    /// write carries it to the disk; a crash before that leaves the order `ready` to be
+    /// finalized again, and whatever the upstream signed meanwhile is never served.
     pub async fn begin_processing(&self, claim: &Claim<'_>) -> Result<bool> {
         let changed = self
             .execute_applied_then(claim.statement(), self.claim_changes(claim.order_id))
@@ -2002,7 +2003,8 @@ impl Store {
                 let counted = both.run_counting(conn.connection()?).await;
                 conn.noted(counted)?
             }
-            // `changes()`: the rows the statement before it, the claim, changed.
+            // `changes()`: the rows the statement before it, the claim, changed (SQLite runs
+            // a write's statements in turn; only PostgreSQL's need to be independent).
             Writes::Grouped(_) => {
                 self.execute_all_then(
                     vec![claim.statement(), record("changes() = 1")],
