@@ -298,6 +298,14 @@ struct Combined {
 }
 
 impl Combined {
+    /// Runs on a connection of `conns` (a lost connection noted); the rows each statement
+    /// changed.
+    async fn run_on(&self, conns: &Connections) -> Result<Vec<u64>> {
+        let mut conn = conns.get().await?;
+        let changed = self.run_counting(conn.connection()?).await;
+        Ok(conn.noted(changed)?)
+    }
+
     /// The rows each statement changed.
     async fn run_counting(
         &self,
@@ -1161,9 +1169,7 @@ impl Store {
         if let Writes::Server { conns, .. } = &self.writes {
             // One round trip instead of a BEGIN, each statement and a COMMIT.
             if let Some(combined) = Statement::combined(&statements) {
-                let mut conn = conns.get().await?;
-                let changed = combined.run_counting(conn.connection()?).await;
-                return Ok(conn.noted(changed)?);
+                return combined.run_on(conns).await;
             }
         }
         if statements.len() > 1 {
@@ -1999,9 +2005,7 @@ impl Store {
                     statement: Statement::new(sql, [claim.args, insert.args].concat()),
                     count: 2,
                 };
-                let mut conn = conns.get().await?;
-                let counted = both.run_counting(conn.connection()?).await;
-                conn.noted(counted)?
+                both.run_on(conns).await?
             }
             // `changes()`: the rows the statement before it, the claim, changed (SQLite runs
             // a write's statements in turn; only PostgreSQL's need to be independent).
