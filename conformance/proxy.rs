@@ -1,5 +1,5 @@
 //! RFC 3820 proxy chains made by OpenSSL, judged twice: by pkid's checker of uploaded proxy
-//! files (`pkid::proxy`) and by `openssl verify -allow_proxy_certs`. The two must agree on
+//! files (`pkid::pki::proxy`) and by `openssl verify -allow_proxy_certs`. The two must agree on
 //! every chain, and each chain must get the verdict it was built for, so a setup mistake that
 //! both refuse fails the test too.
 
@@ -127,7 +127,7 @@ fn pkid_accepts(dir: &Path, leaf: &str, untrusted: &[&str]) -> (bool, String) {
     for name in untrusted {
         file.push_str(&read(dir, &format!("{name}.pem")));
     }
-    match pkid::proxy::parse_bundle(&file, pkid::store::now()) {
+    match pkid::pki::proxy::parse_bundle(&file, pkid::store::now()) {
         Ok(bundle) => (true, format!("{:?}", bundle.facts)),
         Err(e) => (false, e.to_string()),
     }

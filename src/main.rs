@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use pkid::config::Config;
-use pkid::server::BoxError;
+use pkid::startup::BoxError;
 
 #[derive(Parser)]
 #[command(
@@ -133,12 +133,12 @@ enum BackendCommand {
 
 async fn dispatch(cfg: Config, command: Command) -> Result<(), BoxError> {
     match command {
-        Command::Serve => pkid::server::run(cfg).await,
+        Command::Serve => pkid::startup::run(cfg).await,
         Command::Revoke {
             serial,
             reason,
             invalidity_date,
-        } => pkid::cli::revoke(&cfg, &serial, reason, invalidity_date.as_deref()).await,
+        } => pkid::commands::revoke(&cfg, &serial, reason, invalidity_date.as_deref()).await,
         Command::Crl {
             command:
                 CrlCommand::Generate {
@@ -153,20 +153,20 @@ async fn dispatch(cfg: Config, command: Command) -> Result<(), BoxError> {
                 (None, true) => pkid::revocation::CrlScope::Delta,
                 (None, false) => pkid::revocation::CrlScope::Full,
             };
-            pkid::cli::crl_generate(&cfg, issuer.as_deref(), scope, out).await
+            pkid::commands::crl_generate(&cfg, issuer.as_deref(), scope, out).await
         }
         Command::Ca {
             command: CaCommand::List,
-        } => pkid::cli::ca_list(&cfg).await,
+        } => pkid::commands::ca_list(&cfg).await,
         Command::Ca {
             command: CaCommand::Create { name },
-        } => pkid::cli::ca_create(&cfg, &name).await,
+        } => pkid::commands::ca_create(&cfg, &name).await,
         Command::Admin {
             command:
                 AdminCommand::Token {
                     command: TokenCommand::Create { note },
                 },
-        } => pkid::cli::admin_token_create(&cfg, &note).await,
+        } => pkid::commands::admin_token_create(&cfg, &note).await,
         Command::Eab {
             command:
                 EabCommand::Create {
@@ -176,22 +176,22 @@ async fn dispatch(cfg: Config, command: Command) -> Result<(), BoxError> {
                     profiles,
                 },
         } => {
-            let policy = pkid::acme::eab::BindingPolicy {
-                identifiers: pkid::acme::policy::IdentifierPolicy {
+            let policy = pkid::api::acme::eab::BindingPolicy {
+                identifiers: pkid::api::acme::policy::IdentifierPolicy {
                     allowed_dns_suffixes: allow_dns_suffixes,
                     allowed_ip_ranges: allow_ip_ranges,
                     ..Default::default()
                 },
                 profiles,
             };
-            pkid::cli::eab_create(&cfg, &note, &policy).await
+            pkid::commands::eab_create(&cfg, &note, &policy).await
         }
         Command::Eab {
             command: EabCommand::List,
-        } => pkid::cli::eab_list(&cfg).await,
+        } => pkid::commands::eab_list(&cfg).await,
         Command::Backend {
             command: BackendCommand::Check { name },
-        } => pkid::cli::backend_check(&cfg, &name).await,
+        } => pkid::commands::backend_check(&cfg, &name).await,
     }
 }
 
@@ -213,7 +213,7 @@ fn main() -> ExitCode {
         // Commands log warnings and errors only; their output is for the operator.
         let mut quiet = cfg.clone();
         quiet.log.level = "warn".into();
-        pkid::server::init_logging(&quiet);
+        pkid::startup::init_logging(&quiet);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1334,7 +1334,8 @@ mod property_tests {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let mut params = rcgen::CertificateParams::new(vec!["shard.pkid.test".into()]).unwrap();
         params.distinguished_name = rcgen::DistinguishedName::new();
-        let csr = crate::csr::check_csr(params.serialize_request(&key).unwrap().der()).unwrap();
+        let csr =
+            crate::pki::csr::check_csr(params.serialize_request(&key).unwrap().der()).unwrap();
         let issued = ca
             .issue(&csr, &Profile::tls_server("p", validity_secs), None, None)
             .await

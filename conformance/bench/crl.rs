@@ -220,7 +220,7 @@ async fn ocsp_figures() {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut params = rcgen::CertificateParams::new(vec!["ocsp.bench.test".into()]).unwrap();
     params.distinguished_name = rcgen::DistinguishedName::new();
-    let csr = pkid::csr::check_csr(params.serialize_request(&key).unwrap().der()).unwrap();
+    let csr = pkid::pki::csr::check_csr(params.serialize_request(&key).unwrap().der()).unwrap();
     let issued = ca
         .issue(
             &csr,

@@ -1,8 +1,6 @@
 //! HTTPS transport: rustls + hyper (no framework). Routing to the API surfaces, body limits,
 //! header-read timeouts, a connection limit, request ids, graceful shutdown.
 
-pub mod admin;
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,8 +19,8 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
-use crate::acme::problem::Problem;
-use crate::acme::{header_value, AcmeServer, Reply};
+use crate::api::acme::problem::Problem;
+use crate::api::acme::{header_value, AcmeServer, Reply};
 use crate::revocation::{CrlScope, Revocation};
 use base64::Engine;
 
@@ -39,7 +37,7 @@ pub struct App {
     /// ACME directories: named ones (`/acme/NAME/…`) and the default (`/acme/…`).
     pub acme: Vec<Arc<AcmeServer>>,
     pub revocation: Arc<Revocation>,
-    pub admin: admin::AdminApi,
+    pub admin: crate::api::admin::AdminApi,
     pub settings: HttpSettings,
     request_counter: AtomicU64,
 }
@@ -57,7 +55,7 @@ impl App {
     pub fn new(
         acme: Vec<Arc<AcmeServer>>,
         revocation: Arc<Revocation>,
-        admin: admin::AdminApi,
+        admin: crate::api::admin::AdminApi,
         settings: HttpSettings,
     ) -> App {
         App {
@@ -146,7 +144,7 @@ impl App {
                         .handle(&parts.method, &path, &parts.headers, body)
                         .await
                 }
-                Err(p) => admin::AdminReply {
+                Err(p) => crate::api::admin::AdminReply {
                     status: p.status_code(),
                     body: serde_json::json!({"error": p.detail}),
                 },

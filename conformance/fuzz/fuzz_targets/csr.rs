@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = pkid::csr::check_csr(data);
+    let _ = pkid::pki::csr::check_csr(data);
 });

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pkid::acme::jws::{check_public_key, thumbprint, Jws, KeyRef};
+use pkid::api::acme::jws::{check_public_key, thumbprint, Jws, KeyRef};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(jws) = Jws::parse(data) {

@@ -1,6 +1,6 @@
-//! RFC 3820 proxy files as a user uploads them (`pkid::proxy::parse_bundle`: PEM blocks, the
+//! RFC 3820 proxy files as a user uploads them (`pkid::pki::proxy::parse_bundle`: PEM blocks, the
 //! private key, then every proxy rule over the chain), and raw DER chains
-//! (`pkid::proxy::check_chain`) cut from the input by two-byte length prefixes.
+//! (`pkid::pki::proxy::check_chain`) cut from the input by two-byte length prefixes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     };
     if mode % 2 == 0 {
         if let Ok(text) = std::str::from_utf8(rest) {
-            let _ = pkid::proxy::parse_bundle(text, AT);
+            let _ = pkid::pki::proxy::parse_bundle(text, AT);
         }
         return;
     }
@@ -27,5 +27,5 @@ fuzz_target!(|data: &[u8]| {
         chain.push(input[2..2 + take].to_vec());
         input = &input[2 + take..];
     }
-    let _ = pkid::proxy::check_chain(&chain, AT);
+    let _ = pkid::pki::proxy::check_chain(&chain, AT);
 });

@@ -12,12 +12,12 @@ use pkid_backends::software::SoftwareBackend;
 use pkid_backends::SigningBackend;
 use rand::RngCore;
 
-use crate::acme::nonce::NonceService;
-use crate::acme::{AcmeServer, AcmeSettings};
+use crate::api::acme::nonce::NonceService;
+use crate::api::acme::{AcmeServer, AcmeSettings};
 use crate::ca::{Ca, Profile};
 use crate::config::{BackendSpec, Config, OcspResponderMode};
-use crate::csr::check_csr;
 use crate::http::{App, HttpSettings, Surface};
+use crate::pki::csr::check_csr;
 use crate::revocation::{Revocation, RevocationSettings};
 use crate::store::Store;
 use crate::va::{Validator, ValidatorSettings};
@@ -513,7 +513,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
     let directory_names = std::iter::once("default".to_string())
         .chain(cfg.acme.directories.keys().cloned())
         .collect();
-    let admin = crate::http::admin::AdminApi::new(store.clone(), kek.clone(), directory_names);
+    let admin = crate::api::admin::AdminApi::new(store.clone(), kek.clone(), directory_names);
     let app = Arc::new(App::new(
         directories.clone(),
         revocation.clone(),
@@ -574,7 +574,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
 
 /// Seconds after which a challenge still `processing` counts as abandoned: the validator's
 /// deadline, test mode's longest delay, and half a minute for clocks and a busy machine.
-fn validation_lease(validator: &Validator, test_mode: &crate::acme::policy::TestMode) -> i64 {
+fn validation_lease(validator: &Validator, test_mode: &crate::api::acme::policy::TestMode) -> i64 {
     let lease = validator.deadline() + test_mode.max_validation_delay() + Duration::from_secs(30);
     i64::try_from(lease.as_secs()).unwrap_or(i64::MAX / 2)
 }

@@ -11,15 +11,9 @@ use rand::RngCore;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::acme::eab::{BindingPolicy, SEALED_AAD};
+use crate::api::acme::eab::{BindingPolicy, SEALED_AAD};
+use crate::identity::{random_secret, token_hash, Principal};
 use crate::store::Store;
-
-/// Who is calling. The REST surfaces of the seeds will add their users here.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Principal {
-    /// An operator holding an admin token.
-    Operator { token_id: String },
-}
 
 pub struct AdminApi {
     store: Store,
@@ -45,20 +39,6 @@ fn ok(status: StatusCode, result: Value) -> AdminReply {
         status,
         body: json!({ "result": result }),
     }
-}
-
-pub fn token_hash(token: &str) -> String {
-    hex::encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        token.as_bytes(),
-    ))
-}
-
-/// A fresh random secret, base64url.
-pub fn random_secret(bytes: usize) -> zeroize::Zeroizing<String> {
-    let mut raw = zeroize::Zeroizing::new(vec![0u8; bytes]);
-    rand::thread_rng().fill_bytes(raw.as_mut_slice());
-    zeroize::Zeroizing::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw.as_slice()))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -189,7 +169,7 @@ impl AdminApi {
                     "kid": kid,
                     "directory": directory,
                     "note": note,
-                    "created_at": crate::acme::rfc3339(created_at),
+                    "created_at": crate::api::acme::rfc3339(created_at),
                     "bound_account": bound,
                 })
             })

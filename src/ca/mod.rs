@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::csr::{CheckedCsr, Ident};
+use crate::pki::csr::{CheckedCsr, Ident};
 use crate::store::{Claim, IssuedRecord, PendingCertificate, Store, StoreError};
 
 /// What an order is issued under, snapshotted into the order at finalize.

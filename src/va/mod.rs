@@ -18,8 +18,8 @@ use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::rr::rdata::CAA;
 use hickory_resolver::TokioResolver;
 
-use crate::acme::problem::Problem;
-use crate::csr::Ident;
+use crate::api::acme::problem::Problem;
+use crate::pki::csr::Ident;
 
 const MAX_BODY: usize = 8 * 1024;
 const MAX_REDIRECTS: usize = 10;

@@ -414,7 +414,7 @@ fn the_fuzz_seeds_are_a_valid_file_and_a_path_length_violation() {
     let seed = |text: &'static str| text.strip_prefix('0').unwrap();
     let good = parse_bundle(
         seed(include_str!(
-            "../../conformance/fuzz/corpus/proxy_chain/grid-proxy-file.txt"
+            "../../../conformance/fuzz/corpus/proxy_chain/grid-proxy-file.txt"
         )),
         AT,
     )
@@ -423,7 +423,7 @@ fn the_fuzz_seeds_are_a_valid_file_and_a_path_length_violation() {
     assert_eq!(good.facts.policy.path_len, Some(0));
     let limited = parse_bundle(
         seed(include_str!(
-            "../../conformance/fuzz/corpus/proxy_chain/two-proxies-past-a-limit.txt"
+            "../../../conformance/fuzz/corpus/proxy_chain/two-proxies-past-a-limit.txt"
         )),
         AT,
     );

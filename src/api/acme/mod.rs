@@ -22,7 +22,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde_json::{json, Map, Value};
 
 use crate::ca::{Ca, Profile};
-use crate::csr::{check_csr, CsrError, Ident};
+use crate::pki::csr::{check_csr, CsrError, Ident};
 use crate::revocation::{Revocation, RevokeError};
 use crate::store::{
     now, AccountRow, AuthzReuse, AuthzRow, ChallengeRow, Claim, NewAuthz, OrderAuthz, OrderReuse,

@@ -33,7 +33,7 @@ pub struct BindingPolicy {
 }
 
 impl BindingPolicy {
-    pub fn check(&self, idents: &[crate::csr::Ident], profile: &str) -> Result<(), Problem> {
+    pub fn check(&self, idents: &[crate::pki::csr::Ident], profile: &str) -> Result<(), Problem> {
         for ident in idents {
             self.identifiers.check(ident).map_err(|_| {
                 Problem::rejected_identifier(format!(

@@ -7,7 +7,7 @@ use pkid_backends::RevocationReason;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::config::Config;
-use crate::server::{open_authorities, BoxError};
+use crate::startup::{open_authorities, BoxError};
 
 /// `pkid revoke SERIAL --reason R [--invalidity-date RFC3339]`.
 pub async fn revoke(
@@ -109,7 +109,7 @@ pub async fn backend_check(cfg: &Config, name: &str) -> Result<(), BoxError> {
     let mut params = rcgen::CertificateParams::new(vec!["backend-check.pkid.invalid".to_string()])?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     let csr_der = params.serialize_request(&key)?.der().to_vec();
-    let csr = crate::csr::check_csr(&csr_der).map_err(|e| format!("test CSR: {e:?}"))?;
+    let csr = crate::pki::csr::check_csr(&csr_der).map_err(|e| format!("test CSR: {e:?}"))?;
     let profile = crate::ca::Profile::tls_server("backend-check", 300);
     let started = std::time::Instant::now();
     let issued = ca.issue(&csr, &profile, None, None).await?;
@@ -135,10 +135,10 @@ pub async fn backend_check(cfg: &Config, name: &str) -> Result<(), BoxError> {
 pub async fn eab_create(
     cfg: &Config,
     note: &str,
-    policy: &crate::acme::eab::BindingPolicy,
+    policy: &crate::api::acme::eab::BindingPolicy,
 ) -> Result<(), BoxError> {
     let authorities = open_authorities(cfg).await?;
-    let (kid, hmac_key) = crate::http::admin::mint_eab_key(
+    let (kid, hmac_key) = crate::api::admin::mint_eab_key(
         &authorities.store,
         &authorities.kek,
         "default",
@@ -157,7 +157,7 @@ pub async fn eab_list(cfg: &Config) -> Result<(), BoxError> {
     for (kid, directory, note, created_at, bound) in authorities.store.eab_keys().await? {
         println!(
             "{kid}\tdirectory={directory}\tcreated={}\tbound={}\t{note}",
-            crate::acme::rfc3339(created_at),
+            crate::api::acme::rfc3339(created_at),
             bound.as_deref().unwrap_or("-")
         );
     }
@@ -200,12 +200,12 @@ pub async fn ca_create(cfg: &Config, name: &str) -> Result<(), BoxError> {
 /// only its SHA-256 is stored.
 pub async fn admin_token_create(cfg: &Config, note: &str) -> Result<(), BoxError> {
     let authorities = open_authorities(cfg).await?;
-    let token = crate::http::admin::random_secret(32);
+    let token = crate::identity::random_secret(32);
     let token = zeroize::Zeroizing::new(format!("pkid_{}", token.as_str()));
-    let id = crate::http::admin::random_secret(9).to_string();
+    let id = crate::identity::random_secret(9).to_string();
     authorities
         .store
-        .insert_admin_token(&id, &crate::http::admin::token_hash(&token), note)
+        .insert_admin_token(&id, &crate::identity::token_hash(&token), note)
         .await?;
     println!("id: {id}");
     println!("token: {}", token.as_str());

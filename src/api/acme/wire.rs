@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::links::Links;
 use super::problem::Problem;
-use crate::csr::Ident;
+use crate::pki::csr::Ident;
 use crate::store::{AccountRow, AuthzRow, ChallengeRow};
 
 const MAX_IDENTIFIERS: usize = 100;
