@@ -7,3 +7,6 @@
 
 pub mod acme;
 pub mod admin;
+mod body;
+
+pub use body::{BodyError, RequestBody};

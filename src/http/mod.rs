@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -19,8 +19,8 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
-use crate::api::acme::problem::Problem;
 use crate::api::acme::{header_value, AcmeServer, Reply};
+use crate::api::RequestBody;
 use crate::revocation::{CrlScope, Revocation};
 use base64::Engine;
 
@@ -67,15 +67,15 @@ impl App {
         }
     }
 
-    fn origin(&self, req: &Request<Incoming>) -> String {
+    fn origin(&self, parts: &http::request::Parts) -> String {
         if let Some(base) = &self.settings.base_url {
             return base.clone();
         }
-        let host = req
-            .headers()
+        let host = parts
+            .headers
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri().authority().map(|a| a.as_str()))
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
             .filter(|h| {
                 !h.is_empty()
                     && h.len() <= 255
@@ -100,14 +100,19 @@ impl App {
         let span = tracing::info_span!("request", id, %method, path = %path, %peer);
         async move {
             let started = std::time::Instant::now();
-            let response = if header_bytes(&req) > MAX_HEADER_BYTES {
+            let oversized_head = header_bytes(&req) > MAX_HEADER_BYTES;
+            let (parts, incoming) = req.into_parts();
+            let mut body = RequestBody::new(incoming, self.settings.header_timeout);
+            let response = if oversized_head {
                 plain(
                     StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                     "request header fields too large\n",
                 )
             } else {
-                self.route(req, surface).await
+                self.route(&parts, &mut body, surface).await
             };
+            // Whatever the surface did not read, so that its answer reaches the client.
+            body.drain(self.settings.max_body_bytes).await;
             tracing::debug!(
                 status = response.status().as_u16(),
                 elapsed_ms = started.elapsed().as_millis() as u64,
@@ -119,34 +124,32 @@ impl App {
         .await
     }
 
-    async fn route(&self, req: Request<Incoming>, surface: Surface) -> Response<Full<Bytes>> {
-        let path = req.uri().path().to_string();
+    async fn route(
+        &self,
+        parts: &http::request::Parts,
+        body: &mut RequestBody,
+        surface: Surface,
+    ) -> Response<Full<Bytes>> {
+        let path = parts.uri.path();
         if path.starts_with("/crl/") || path == "/ocsp" || path.starts_with("/ocsp/") {
-            return self.revocation_route(req, &path).await;
+            return self.revocation_route(&parts.method, body, path).await;
         }
         if let Some(file) = path.strip_prefix("/ca/") {
-            return self.issuer_certificate(req.method(), file);
+            return self.issuer_certificate(&parts.method, file);
         }
         if surface == Surface::RevocationOnly {
             return plain(StatusCode::NOT_FOUND, "not found\n");
         }
         if path.starts_with("/admin/") {
-            let (parts, body) = req.into_parts();
-            let reply = match read_body(
-                body,
-                self.settings.max_body_bytes,
-                self.settings.header_timeout,
-            )
-            .await
-            {
+            let reply = match body.read(self.settings.max_body_bytes).await {
                 Ok(body) => {
                     self.admin
-                        .handle(&parts.method, &path, &parts.headers, body)
+                        .handle(&parts.method, path, &parts.headers, body)
                         .await
                 }
-                Err(p) => crate::api::admin::AdminReply {
-                    status: p.status_code(),
-                    body: serde_json::json!({"error": p.detail}),
+                Err(e) => crate::api::admin::AdminReply {
+                    status: e.status(),
+                    body: serde_json::json!({"error": e.to_string()}),
                 },
             };
             let mut r = Response::new(Full::new(Bytes::from(
@@ -164,8 +167,7 @@ impl App {
             return r;
         }
         if path == "/acme" || path.starts_with("/acme/") {
-            let origin = self.origin(&req);
-            let (parts, body) = req.into_parts();
+            let origin = self.origin(parts);
             // The longest matching prefix wins: `/acme/NAME/…` before `/acme/…`.
             let directory = self
                 .acme
@@ -178,23 +180,17 @@ impl App {
             let Some(directory) = directory else {
                 return plain(StatusCode::NOT_FOUND, "no such ACME directory\n");
             };
-            let body = match read_body(
-                body,
-                self.settings.max_body_bytes,
-                self.settings.header_timeout,
-            )
-            .await
-            {
+            let body = match body.read(self.settings.max_body_bytes).await {
                 Ok(b) => b,
                 // Still an ACME error: problem document, fresh nonce, index link.
-                Err(p) => return to_response(directory.error_reply(&p, &origin)),
+                Err(e) => return to_response(directory.error_reply(&e.into(), &origin)),
             };
             let reply = directory
-                .handle(&parts.method, &path, &parts.headers, body, &origin)
+                .handle(&parts.method, path, &parts.headers, body, &origin)
                 .await;
             return to_response(reply);
         }
-        match path.as_str() {
+        match path {
             "/healthz" => plain(StatusCode::OK, "ok\n"),
             "/" => plain(StatusCode::OK, "pkid: ACME directory at /acme/directory\n"),
             _ => plain(StatusCode::NOT_FOUND, "not found\n"),
@@ -223,8 +219,12 @@ impl App {
     }
 
     /// RFC 5280 CRLs (DER and PEM) and RFC 6960 OCSP (POST, and GET with base64 in the path).
-    async fn revocation_route(&self, req: Request<Incoming>, path: &str) -> Response<Full<Bytes>> {
-        let method = req.method().clone();
+    async fn revocation_route(
+        &self,
+        method: &http::Method,
+        body: &mut RequestBody,
+        path: &str,
+    ) -> Response<Full<Bytes>> {
         if let Some(file) = path.strip_prefix("/crl/") {
             if method != http::Method::GET && method != http::Method::HEAD {
                 return plain(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
@@ -273,7 +273,7 @@ impl App {
                 }
             };
         }
-        let request_der = match (&method, path.strip_prefix("/ocsp/")) {
+        let request_der = match (method, path.strip_prefix("/ocsp/")) {
             (&http::Method::GET, Some(encoded)) => {
                 let decoded = percent_decode(encoded);
                 match base64::engine::general_purpose::STANDARD
@@ -290,19 +290,17 @@ impl App {
                     }
                 }
             }
-            (&http::Method::POST, None) => {
-                match read_body(req.into_body(), 16 * 1024, self.settings.header_timeout).await {
-                    Ok(b) => b.to_vec(),
-                    Err(_) => {
-                        return bytes_response(
-                            "application/ocsp-response",
-                            pkid_backends::ocsp::error_response(
-                                pkid_backends::ocsp::OcspError::MalformedRequest,
-                            ),
-                        )
-                    }
+            (&http::Method::POST, None) => match body.read(16 * 1024).await {
+                Ok(b) => b.to_vec(),
+                Err(_) => {
+                    return bytes_response(
+                        "application/ocsp-response",
+                        pkid_backends::ocsp::error_response(
+                            pkid_backends::ocsp::OcspError::MalformedRequest,
+                        ),
+                    )
                 }
-            }
+            },
             _ => {
                 return plain(
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -386,28 +384,6 @@ fn bytes_response(content_type: &'static str, body: Vec<u8>) -> Response<Full<By
         http::HeaderValue::from_static(content_type),
     );
     r
-}
-
-/// The whole body, at most `limit` bytes, within `deadline` (a client trickling its body holds a
-/// connection and a task: it gets 408 instead of holding them for ever).
-async fn read_body(body: Incoming, limit: usize, deadline: Duration) -> Result<Bytes, Problem> {
-    match tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e))
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(Problem::payload_too_large(format!(
-                "request body exceeds {limit} bytes"
-            )))
-        }
-        Ok(Err(_)) => Err(Problem::malformed("request body could not be read")),
-        Err(_) => Err(Problem::malformed(format!(
-            "request body was not received within {} s",
-            deadline.as_secs()
-        ))
-        .with_status(StatusCode::REQUEST_TIMEOUT)),
-    }
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {

@@ -208,3 +208,16 @@ impl From<crate::store::StoreError> for Problem {
         Problem::server_internal("the server could not complete the request; it is safe to retry")
     }
 }
+
+impl From<crate::api::BodyError> for Problem {
+    fn from(e: crate::api::BodyError) -> Problem {
+        use crate::api::BodyError;
+        match e {
+            BodyError::TooLarge { .. } => Problem::payload_too_large(e.to_string()),
+            BodyError::Unreadable => Problem::malformed(e.to_string()),
+            BodyError::TimedOut { .. } => {
+                Problem::malformed(e.to_string()).with_status(StatusCode::REQUEST_TIMEOUT)
+            }
+        }
+    }
+}
