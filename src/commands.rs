@@ -62,7 +62,7 @@ pub async fn crl_generate(
         .revocation
         .generate_scope_now(&issuer, scope)
         .await?;
-    let pem = crate::ca::to_pem("X509 CRL", &crl.der);
+    let pem = crate::pki::pem::to_pem("X509 CRL", &crl.der);
     match out {
         Some(path) => {
             std::fs::write(&path, &pem).map_err(|e| format!("writing {}: {e}", path.display()))?;

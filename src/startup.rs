@@ -265,7 +265,7 @@ async fn open_pkcs11(
             Pkcs11Backend::create_intermediate(&name, key, &root, &format!("pkid {name} Intermediate CA"))?
         };
         std::fs::create_dir_all(&dir)?;
-        let pem: String = backend.ca_chain().iter().map(|der| crate::ca::to_pem("CERTIFICATE", der)).collect();
+        let pem: String = backend.ca_chain().iter().map(|der| crate::pki::pem::to_pem("CERTIFICATE", der)).collect();
         write_private(&chain_path, pem.as_bytes())?;
         tracing::info!(backend = %name, "certified the token key as a CA");
         Ok(backend)
@@ -299,15 +299,18 @@ async fn open_backend(
                 tracing::info!(backend = name, dir = %dir.display(), algorithm = %algorithm, "created a software CA (root and intermediate)");
             }
             if name == "default" {
-                let root_pem = crate::ca::to_pem("CERTIFICATE", backend.root_der());
+                let root_pem = crate::pki::pem::to_pem("CERTIFICATE", backend.root_der());
                 if std::fs::read_to_string(root_path).ok().as_deref() != Some(root_pem.as_str()) {
                     std::fs::write(root_path, &root_pem)
                         .map_err(|e| format!("writing {}: {e}", root_path.display()))?;
                 }
             } else {
                 let path = cfg.data_dir.join(format!("root-{name}.pem"));
-                std::fs::write(&path, crate::ca::to_pem("CERTIFICATE", backend.root_der()))
-                    .map_err(|e| format!("writing {}: {e}", path.display()))?;
+                std::fs::write(
+                    &path,
+                    crate::pki::pem::to_pem("CERTIFICATE", backend.root_der()),
+                )
+                .map_err(|e| format!("writing {}: {e}", path.display()))?;
             }
             Ok(Arc::new(backend))
         }

@@ -137,13 +137,6 @@ impl IssuanceJournal for StoreJournal<'_> {
     }
 }
 
-pub fn to_pem(tag: &str, der: &[u8]) -> String {
-    pem::encode_config(
-        &pem::Pem::new(tag, der.to_vec()),
-        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-    )
-}
-
 impl Ca {
     pub fn new(
         name: String,
@@ -469,7 +462,10 @@ impl Ca {
             // An upstream CA picked its own serial; ours stays recorded as unused.
             self.store.abandon_tbs(serial_hex).await?;
         }
-        let chain_pem: String = chain.iter().map(|der| to_pem("CERTIFICATE", der)).collect();
+        let chain_pem: String = chain
+            .iter()
+            .map(|der| crate::pki::pem::to_pem("CERTIFICATE", der))
+            .collect();
         let record = IssuedRecord {
             serial: &leaf_serial,
             tbs: parsed.tbs_certificate.as_ref(),

@@ -211,7 +211,7 @@ impl App {
         match self.revocation.issuer_certificate(name) {
             Some(der) if pem => bytes_response(
                 "application/x-pem-file",
-                crate::ca::to_pem("CERTIFICATE", &der).into_bytes(),
+                crate::pki::pem::to_pem("CERTIFICATE", &der).into_bytes(),
             ),
             Some(der) => bytes_response("application/pkix-cert", der),
             None => plain(StatusCode::NOT_FOUND, "no such issuer\n"),
@@ -246,7 +246,7 @@ impl App {
             return match self.revocation.current_crl_scope(name, scope).await {
                 Ok(crl) if pem => bytes_response(
                     "application/x-pem-file",
-                    crate::ca::to_pem("X509 CRL", &crl.der).into_bytes(),
+                    crate::pki::pem::to_pem("X509 CRL", &crl.der).into_bytes(),
                 ),
                 Ok(crl) => {
                     let mut r = bytes_response("application/pkix-crl", Vec::new());

@@ -5,7 +5,7 @@
 //! fixed allow-list (never `none`, never a MAC); exactly one of `jwk` and `kid`; `url` present.
 //! The caller checks `url` against the request URL, redeems the nonce and looks up `kid`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use aws_lc_rs::signature::ParsedPublicKey;
@@ -14,7 +14,6 @@ use base64::Engine;
 use josekit::jwk::Jwk;
 use josekit::jws::JwsVerifier;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use super::problem::Problem;
 
@@ -386,62 +385,18 @@ pub fn check_public_key(jwk: &Map<String, Value>) -> Result<(), Problem> {
     }
 }
 
-/// RFC 7638 thumbprint: SHA-256 over the canonical JSON of the required members, base64url.
+/// RFC 7638 thumbprint (see [`crate::pki::jwk::thumbprint`]), refused as `badPublicKey`.
 pub fn thumbprint(jwk: &Map<String, Value>) -> Result<String, Problem> {
-    let required: &[&str] = match jwk.get("kty").and_then(Value::as_str) {
-        Some("EC") => &["crv", "kty", "x", "y"],
-        Some("RSA") => &["e", "kty", "n"],
-        Some("OKP") => &["crv", "kty", "x"],
-        other => {
-            return Err(Problem::bad_public_key(format!(
-                "unsupported JWK key type {other:?}"
-            )))
-        }
-    };
-    let mut canonical = BTreeMap::new();
-    for member in required {
-        let v = jwk
-            .get(*member)
-            .and_then(Value::as_str)
-            .ok_or_else(|| Problem::bad_public_key(format!("JWK lacks member {member:?}")))?;
-        canonical.insert(*member, v);
-    }
-    let json = serde_json::to_string(&canonical)
-        .map_err(|_| Problem::bad_public_key("JWK cannot be serialized"))?;
-    Ok(URL_SAFE_NO_PAD.encode(Sha256::digest(json.as_bytes())))
+    crate::pki::jwk::thumbprint(jwk).map_err(|e| Problem::bad_public_key(e.to_string()))
 }
 
-/// The public members only, in a stable form for storage.
-pub fn public_jwk(jwk: &Map<String, Value>) -> Map<String, Value> {
-    let keep = ["kty", "crv", "x", "y", "n", "e"];
-    jwk.iter()
-        .filter(|(k, _)| keep.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
-}
+pub use crate::pki::jwk::public_jwk;
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use serde_json::json;
-
-    /// RFC 7638 §3.1 example key and thumbprint.
-    #[test]
-    fn rfc7638_test_vector() {
-        let jwk = json!({
-            "kty": "RSA",
-            "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
-            "e": "AQAB",
-            "alg": "RS256",
-            "kid": "2011-04-29"
-        });
-        let map = jwk.as_object().unwrap();
-        assert_eq!(
-            thumbprint(map).unwrap(),
-            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
-        );
-    }
 
     fn flattened(header: Value, payload: &[u8]) -> Vec<u8> {
         let p = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap());

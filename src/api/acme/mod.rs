@@ -741,7 +741,8 @@ impl AcmeServer {
 
     /// RFC 9773 §4: the suggested renewal window of a certificate, by ARI certID.
     async fn renewal_info(&self, cert_id: &str) -> AcmeResult {
-        let (_, serial) = wire::parse_ari_cert_id(cert_id)?;
+        let (_, serial) = crate::pki::ari::parse_cert_id(cert_id)
+            .map_err(|e| Problem::malformed(e.to_string()))?;
         let cert = self
             .store
             .certificate(&serial)
@@ -751,7 +752,7 @@ impl AcmeServer {
         let der = cert.der.clone().unwrap_or_default();
         let (_, parsed) = x509_parser::parse_x509_certificate(&der)
             .map_err(|_| Problem::server_internal("stored certificate is unreadable"))?;
-        if wire::ari_cert_id(&parsed).as_deref() != Some(cert_id) {
+        if crate::pki::ari::cert_id(&parsed).as_deref() != Some(cert_id) {
             return Err(Problem::not_found("no certificate with that certID"));
         }
         let not_before = parsed.validity().not_before.timestamp();
@@ -779,7 +780,8 @@ impl AcmeServer {
         account: &AccountRow,
         idents: &[Ident],
     ) -> Result<(), Problem> {
-        let (_, serial) = wire::parse_ari_cert_id(cert_id)?;
+        let (_, serial) = crate::pki::ari::parse_cert_id(cert_id)
+            .map_err(|e| Problem::malformed(e.to_string()))?;
         let cert = self
             .store
             .certificate(&serial)
@@ -791,7 +793,7 @@ impl AcmeServer {
         let der = cert.der.clone().unwrap_or_default();
         let (_, parsed) = x509_parser::parse_x509_certificate(&der)
             .map_err(|_| Problem::server_internal("stored certificate is unreadable"))?;
-        if wire::ari_cert_id(&parsed).as_deref() != Some(cert_id) {
+        if crate::pki::ari::cert_id(&parsed).as_deref() != Some(cert_id) {
             return Err(Problem::malformed(
                 "replaces names no certificate of this account",
             ));
@@ -1449,7 +1451,7 @@ impl AcmeServer {
                 let leaf = cert.der.as_deref().unwrap_or_default();
                 std::iter::once(leaf)
                     .chain(alt.iter().map(Vec::as_slice))
-                    .map(|der| crate::ca::to_pem("CERTIFICATE", der))
+                    .map(|der| crate::pki::pem::to_pem("CERTIFICATE", der))
                     .collect()
             }
         };
@@ -1586,7 +1588,8 @@ impl AcmeServer {
             }
             (None, KeyRef::Jwk(jwk)) => {
                 let signer = jws::thumbprint(jwk)?;
-                if wire::spki_thumbprint(cert.public_key().raw).as_deref() != Some(signer.as_str())
+                if crate::pki::jwk::spki_thumbprint(cert.public_key().raw).as_deref()
+                    != Some(signer.as_str())
                 {
                     return Err(Problem::unauthorized(
                         "the request is not signed by the certificate's key",

@@ -63,41 +63,6 @@ pub struct NewAuthz {
     pub identifier: WireIdentifier,
 }
 
-/// RFC 9773 §4.1: `base64url(AKI keyIdentifier) "." base64url(serial DER content)`.
-pub fn ari_cert_id(cert: &x509_parser::certificate::X509Certificate<'_>) -> Option<String> {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine;
-    use x509_parser::extensions::ParsedExtension;
-    let aki = cert
-        .extensions()
-        .iter()
-        .find_map(|e| match e.parsed_extension() {
-            ParsedExtension::AuthorityKeyIdentifier(aki) => {
-                aki.key_identifier.as_ref().map(|k| k.0.to_vec())
-            }
-            _ => None,
-        })?;
-    Some(format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(aki),
-        URL_SAFE_NO_PAD.encode(cert.raw_serial())
-    ))
-}
-
-/// Split an ARI certID into (AKI key identifier, serial as lowercase hex).
-pub fn parse_ari_cert_id(cert_id: &str) -> Result<(Vec<u8>, String), Problem> {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine;
-    let bad = || Problem::malformed("not an ARI certID (base64url AKI \".\" base64url serial)");
-    let (aki, serial) = cert_id.split_once('.').ok_or_else(bad)?;
-    let aki = URL_SAFE_NO_PAD.decode(aki).map_err(|_| bad())?;
-    let serial = URL_SAFE_NO_PAD.decode(serial).map_err(|_| bad())?;
-    if aki.is_empty() || serial.is_empty() || serial.len() > 21 {
-        return Err(bad());
-    }
-    Ok((aki, hex::encode(serial)))
-}
-
 #[derive(Debug, Deserialize)]
 pub struct Finalize {
     pub csr: String,
@@ -115,54 +80,6 @@ pub struct Revocation {
     pub certificate: String,
     #[serde(default)]
     pub reason: Option<i64>,
-}
-
-/// RFC 7638 thumbprint of a certificate's SubjectPublicKeyInfo, to compare with a JWK.
-pub fn spki_thumbprint(spki_der: &[u8]) -> Option<String> {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine;
-    use x509_parser::prelude::FromDer;
-    use x509_parser::public_key::PublicKey;
-    let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der).ok()?;
-    let strip = |b: &[u8]| -> Vec<u8> { b.iter().skip_while(|x| **x == 0).copied().collect() };
-    let mut jwk = serde_json::Map::new();
-    match spki.parsed().ok()? {
-        PublicKey::EC(point) => {
-            let data = point.data();
-            let (crv, len) = match data.len() {
-                65 => ("P-256", 32),
-                97 => ("P-384", 48),
-                _ => return None,
-            };
-            if data.first() != Some(&4) {
-                return None;
-            }
-            jwk.insert("kty".into(), json!("EC"));
-            jwk.insert("crv".into(), json!(crv));
-            jwk.insert("x".into(), json!(URL_SAFE_NO_PAD.encode(&data[1..1 + len])));
-            jwk.insert("y".into(), json!(URL_SAFE_NO_PAD.encode(&data[1 + len..])));
-        }
-        PublicKey::RSA(rsa) => {
-            jwk.insert("kty".into(), json!("RSA"));
-            jwk.insert(
-                "n".into(),
-                json!(URL_SAFE_NO_PAD.encode(strip(rsa.modulus))),
-            );
-            jwk.insert(
-                "e".into(),
-                json!(URL_SAFE_NO_PAD.encode(strip(rsa.exponent))),
-            );
-        }
-        PublicKey::Unknown(raw)
-            if spki.algorithm.algorithm == x509_parser::oid_registry::OID_SIG_ED25519 =>
-        {
-            jwk.insert("kty".into(), json!("OKP"));
-            jwk.insert("crv".into(), json!("Ed25519"));
-            jwk.insert("x".into(), json!(URL_SAFE_NO_PAD.encode(raw)));
-        }
-        _ => return None,
-    }
-    super::jws::thumbprint(&jwk).ok()
 }
 
 #[derive(Debug, Deserialize)]
