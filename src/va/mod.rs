@@ -18,8 +18,10 @@ use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::rr::rdata::CAA;
 use hickory_resolver::TokioResolver;
 
-use crate::api::acme::problem::Problem;
 use crate::pki::csr::Ident;
+
+mod error;
+pub use error::{ValidationError, ValidationErrorKind};
 
 const MAX_BODY: usize = 8 * 1024;
 const MAX_REDIRECTS: usize = 10;
@@ -154,7 +156,7 @@ impl Validator {
         ident: &Ident,
         token: &str,
         key_authorization: &str,
-    ) -> Result<(), Problem> {
+    ) -> Result<(), ValidationError> {
         let bound = self.timeout + Duration::from_secs(1);
         let outcome = match kind {
             "http-01" => {
@@ -165,13 +167,13 @@ impl Validator {
                 tokio::time::timeout(bound, self.tls_alpn01(ident, key_authorization)).await
             }
             other => {
-                return Err(Problem::malformed(format!(
+                return Err(ValidationError::malformed(format!(
                     "challenge type {other} is not supported"
                 )))
             }
         };
         outcome.unwrap_or_else(|_| {
-            Err(Problem::connection(format!(
+            Err(ValidationError::connection(format!(
                 "{kind} validation of {} timed out",
                 ident.value()
             )))
@@ -190,7 +192,7 @@ impl Validator {
         &self,
         query: &CaaQuery<'_>,
         identities: &[String],
-    ) -> Result<(), Problem> {
+    ) -> Result<(), ValidationError> {
         use hickory_resolver::proto::rr::{RData, RecordType};
         let labels: Vec<&str> = query.domain.trim_end_matches('.').split('.').collect();
         let names: Vec<String> = (0..labels.len())
@@ -219,7 +221,7 @@ impl Validator {
         let mut next = 0;
         while let Some(joined) = lookups.join_next().await {
             let (position, records) = joined.map_err(|e| {
-                Problem::caa(format!("CAA lookup failed ({e}); issuance is not allowed"))
+                ValidationError::caa(format!("CAA lookup failed ({e}); issuance is not allowed"))
             })?;
             answers[position] = Some(records);
             // Decide as far as the walk's order allows; the lookups still running are
@@ -228,7 +230,7 @@ impl Validator {
                 let name = &names[next];
                 match answer {
                     Err(e) => {
-                        return Err(Problem::caa(format!(
+                        return Err(ValidationError::caa(format!(
                             "CAA lookup of {name} failed ({e}); issuance is not allowed without an answer"
                         )))
                     }
@@ -243,9 +245,11 @@ impl Validator {
     }
 
     /// RFC 8555 §8.4.
-    async fn dns01(&self, ident: &Ident, key_authorization: &str) -> Result<(), Problem> {
+    async fn dns01(&self, ident: &Ident, key_authorization: &str) -> Result<(), ValidationError> {
         let Ident::Dns(domain) = ident else {
-            return Err(Problem::malformed("dns-01 validates DNS names only"));
+            return Err(ValidationError::malformed(
+                "dns-01 validates DNS names only",
+            ));
         };
         let expected = digest_b64(key_authorization);
         let name = format!("_acme-challenge.{domain}.");
@@ -253,7 +257,7 @@ impl Validator {
             .resolver
             .txt_lookup(name.as_str())
             .await
-            .map_err(|e| Problem::dns(format!("TXT lookup of {name} failed: {e}")))?;
+            .map_err(|e| ValidationError::dns(format!("TXT lookup of {name} failed: {e}")))?;
         let found: Vec<String> = lookup
             .iter()
             .map(|txt| {
@@ -266,7 +270,7 @@ impl Validator {
         if found.iter().any(|v| v == &expected) {
             Ok(())
         } else {
-            Err(Problem::incorrect_response(format!(
+            Err(ValidationError::incorrect_response(format!(
                 "no TXT record at {name} holds the expected digest; found {} record(s)",
                 found.len()
             )))
@@ -274,27 +278,33 @@ impl Validator {
     }
 
     /// RFC 8737 (and RFC 8738 §6 for IP identifiers).
-    async fn tls_alpn01(&self, ident: &Ident, key_authorization: &str) -> Result<(), Problem> {
+    async fn tls_alpn01(
+        &self,
+        ident: &Ident,
+        key_authorization: &str,
+    ) -> Result<(), ValidationError> {
         let (sni, addrs) = match ident {
             Ident::Dns(d) => {
                 let ips = self
                     .resolver
                     .lookup_ip(d.as_str())
                     .await
-                    .map_err(|e| Problem::dns(format!("looking up {d}: {e}")))?;
+                    .map_err(|e| ValidationError::dns(format!("looking up {d}: {e}")))?;
                 (d.clone(), ips.iter().collect::<Vec<_>>())
             }
             Ident::Ip(ip) => (reverse_dns_name(ip), vec![*ip]),
         };
         let server_name = rustls_pki_types::ServerName::try_from(sni.clone())
-            .map_err(|_| Problem::malformed(format!("{sni} cannot be sent as SNI")))?;
+            .map_err(|_| ValidationError::malformed(format!("{sni} cannot be sent as SNI")))?;
         let mut last_error = None;
         for ip in addrs {
             let addr = SocketAddr::new(ip, self.tls_alpn01_port);
             let tcp = match tokio::net::TcpStream::connect(addr).await {
                 Ok(t) => t,
                 Err(e) => {
-                    last_error = Some(Problem::connection(format!("connecting to {addr}: {e}")));
+                    last_error = Some(ValidationError::connection(format!(
+                        "connecting to {addr}: {e}"
+                    )));
                     continue;
                 }
             };
@@ -303,21 +313,24 @@ impl Validator {
                 .connect(server_name.clone(), tcp)
                 .await
                 .map_err(|e| {
-                    Problem::tls(format!("TLS handshake with {addr} (SNI {sni}) failed: {e}"))
+                    ValidationError::tls(format!(
+                        "TLS handshake with {addr} (SNI {sni}) failed: {e}"
+                    ))
                 })?;
             let (_, conn) = tls.get_ref();
             if conn.alpn_protocol() != Some(b"acme-tls/1") {
-                return Err(Problem::unauthorized(format!(
+                return Err(ValidationError::unauthorized(format!(
                     "{addr} did not negotiate the acme-tls/1 protocol"
                 )));
             }
             let cert = conn
                 .peer_certificates()
                 .and_then(|c| c.first())
-                .ok_or_else(|| Problem::tls(format!("{addr} sent no certificate")))?;
+                .ok_or_else(|| ValidationError::tls(format!("{addr} sent no certificate")))?;
             return check_alpn_certificate(cert.as_ref(), ident, key_authorization);
         }
-        Err(last_error.unwrap_or_else(|| Problem::dns(format!("{} has no address", ident.value()))))
+        Err(last_error
+            .unwrap_or_else(|| ValidationError::dns(format!("{} has no address", ident.value()))))
     }
 
     async fn http01(
@@ -325,7 +338,7 @@ impl Validator {
         ident: &Ident,
         token: &str,
         key_authorization: &str,
-    ) -> Result<(), Problem> {
+    ) -> Result<(), ValidationError> {
         let host = match ident {
             Ident::Dns(d) => d.clone(),
             Ident::Ip(IpAddr::V4(ip)) => ip.to_string(),
@@ -338,13 +351,13 @@ impl Validator {
         let mut resp = self.http.get(&url).send().await.map_err(|e| {
             let detail = format!("fetching {url}: {}", error_chain(&e));
             if is_dns_error(&e) {
-                Problem::dns(detail)
+                ValidationError::dns(detail)
             } else {
-                Problem::connection(detail)
+                ValidationError::connection(detail)
             }
         })?;
         if !resp.status().is_success() {
-            return Err(Problem::unauthorized(format!(
+            return Err(ValidationError::unauthorized(format!(
                 "{url} answered HTTP {}",
                 resp.status().as_u16()
             )));
@@ -353,10 +366,10 @@ impl Validator {
         while let Some(chunk) = resp
             .chunk()
             .await
-            .map_err(|e| Problem::connection(format!("reading {url}: {e}")))?
+            .map_err(|e| ValidationError::connection(format!("reading {url}: {e}")))?
         {
             if body.len() + chunk.len() > MAX_BODY {
-                return Err(Problem::unauthorized(format!(
+                return Err(ValidationError::unauthorized(format!(
                     "{url} answered with more than {MAX_BODY} bytes"
                 )));
             }
@@ -367,7 +380,7 @@ impl Validator {
             Ok(())
         } else {
             let shown: String = got.chars().take(120).collect();
-            Err(Problem::incorrect_response(format!(
+            Err(ValidationError::incorrect_response(format!(
                 "{url}: the key authorization does not match; expected {key_authorization:?}, got {shown:?}"
             )))
         }
@@ -382,13 +395,13 @@ pub fn caa_permits(
     records: &[CAA],
     query: &CaaQuery<'_>,
     identities: &[String],
-) -> Result<(), Problem> {
+) -> Result<(), ValidationError> {
     use hickory_resolver::proto::rr::rdata::caa::Property;
     if records
         .iter()
         .any(|r| r.issuer_critical() && matches!(r.tag(), Property::Unknown(_)))
     {
-        return Err(Problem::caa(format!(
+        return Err(ValidationError::caa(format!(
             "{name} has a critical CAA property pkid does not know"
         )));
     }
@@ -416,7 +429,7 @@ pub fn caa_permits(
     if permitted {
         Ok(())
     } else {
-        Err(Problem::caa(format!(
+        Err(ValidationError::caa(format!(
             "CAA records at {name} do not allow this CA to issue for {}",
             query.domain
         )))
@@ -504,16 +517,17 @@ fn check_alpn_certificate(
     der: &[u8],
     ident: &Ident,
     key_authorization: &str,
-) -> Result<(), Problem> {
+) -> Result<(), ValidationError> {
     use x509_parser::extensions::GeneralName;
     use x509_parser::prelude::{FromDer, X509Certificate};
-    let (_, cert) = X509Certificate::from_der(der)
-        .map_err(|_| Problem::unauthorized("the tls-alpn-01 certificate cannot be parsed"))?;
+    let (_, cert) = X509Certificate::from_der(der).map_err(|_| {
+        ValidationError::unauthorized("the tls-alpn-01 certificate cannot be parsed")
+    })?;
     let san = cert
         .subject_alternative_name()
         .ok()
         .flatten()
-        .ok_or_else(|| Problem::unauthorized("the tls-alpn-01 certificate has no SAN"))?;
+        .ok_or_else(|| ValidationError::unauthorized("the tls-alpn-01 certificate has no SAN"))?;
     let names = &san.value.general_names;
     let matches = names.len() == 1
         && match (&names[0], ident) {
@@ -523,22 +537,24 @@ fn check_alpn_certificate(
             _ => false,
         };
     if !matches {
-        return Err(Problem::unauthorized(format!(
+        return Err(ValidationError::unauthorized(format!(
             "the tls-alpn-01 certificate must name exactly {} in its SAN",
             ident.value()
         )));
     }
     let oid = x509_parser::der_parser::oid::Oid::from(OID_ACME_IDENTIFIER)
-        .map_err(|_| Problem::server_internal("acmeIdentifier OID"))?;
+        .map_err(|_| ValidationError::internal("acmeIdentifier OID"))?;
     let ext = cert
         .extensions()
         .iter()
         .find(|e| e.oid == oid)
         .ok_or_else(|| {
-            Problem::unauthorized("the tls-alpn-01 certificate has no acmeIdentifier extension")
+            ValidationError::unauthorized(
+                "the tls-alpn-01 certificate has no acmeIdentifier extension",
+            )
         })?;
     if !ext.critical {
-        return Err(Problem::unauthorized(
+        return Err(ValidationError::unauthorized(
             "the acmeIdentifier extension must be critical",
         ));
     }
@@ -547,7 +563,7 @@ fn check_alpn_certificate(
     let mut expected = vec![0x04, 0x20];
     expected.extend_from_slice(digest.as_ref());
     if ext.value != expected.as_slice() {
-        return Err(Problem::incorrect_response(
+        return Err(ValidationError::incorrect_response(
             "the acmeIdentifier extension does not hold the key authorization digest",
         ));
     }
