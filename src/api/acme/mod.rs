@@ -682,6 +682,7 @@ impl AcmeServer {
         self.validator
             .check_caa(&query, &self.settings.caa_identities)
             .await
+            .map_err(Problem::from)
     }
 
     /// RFC 8659 at finalize: CAA is checked again for DNS authorizations validated longer ago
@@ -1345,9 +1346,12 @@ impl AcmeServer {
         let outcome = if test_mode.enabled && test_mode.always_valid {
             Ok(())
         } else {
-            let proof =
+            let proof = async {
                 self.validator
-                    .validate(&chall.kind, &ident, &chall.token, &key_authorization);
+                    .validate(&chall.kind, &ident, &chall.token, &key_authorization)
+                    .await
+                    .map_err(Problem::from)
+            };
             let checked = async {
                 match &ident {
                     // CAA (RFC 8659) is looked up while the challenge is checked, as Boulder's

@@ -221,3 +221,56 @@ impl From<crate::api::BodyError> for Problem {
         }
     }
 }
+
+/// A failed validation or CAA check becomes the problem of its ACME error type (RFC 8555 §8).
+impl From<crate::va::ValidationError> for Problem {
+    fn from(e: crate::va::ValidationError) -> Problem {
+        use crate::va::ValidationErrorKind as Kind;
+        let crate::va::ValidationError { kind, detail } = e;
+        match kind {
+            Kind::Malformed => Problem::malformed(detail),
+            Kind::Connection => Problem::connection(detail),
+            Kind::Dns => Problem::dns(detail),
+            Kind::Caa => Problem::caa(detail),
+            Kind::IncorrectResponse => Problem::incorrect_response(detail),
+            Kind::Tls => Problem::tls(detail),
+            Kind::Unauthorized => Problem::unauthorized(detail),
+            Kind::Internal => Problem::server_internal(detail),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::va::{ValidationError, ValidationErrorKind as Kind};
+
+    #[test]
+    fn validation_errors_keep_their_acme_type_status_and_detail() {
+        let cases = [
+            (Kind::Malformed, "malformed", 400),
+            (Kind::Connection, "connection", 400),
+            (Kind::Dns, "dns", 400),
+            (Kind::Caa, "caa", 403),
+            (Kind::IncorrectResponse, "incorrectResponse", 403),
+            (Kind::Tls, "tls", 400),
+            (Kind::Unauthorized, "unauthorized", 403),
+            (Kind::Internal, "serverInternal", 500),
+        ];
+        for (kind, name, status) in cases {
+            let detail = format!("what went wrong ({name})");
+            let problem = Problem::from(ValidationError {
+                kind,
+                detail: detail.clone(),
+            });
+            assert_eq!(
+                problem.to_json(),
+                serde_json::json!({
+                    "type": format!("urn:ietf:params:acme:error:{name}"),
+                    "detail": detail,
+                    "status": status,
+                })
+            );
+        }
+    }
+}
