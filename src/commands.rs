@@ -110,7 +110,7 @@ pub async fn backend_check(cfg: &Config, name: &str) -> Result<(), BoxError> {
     params.distinguished_name = rcgen::DistinguishedName::new();
     let csr_der = params.serialize_request(&key)?.der().to_vec();
     let csr = crate::pki::csr::check_csr(&csr_der).map_err(|e| format!("test CSR: {e:?}"))?;
-    let profile = crate::ca::Profile::tls_server("backend-check", 300);
+    let profile = crate::ca::IssuanceProfile::tls_server("backend-check", 300);
     let started = std::time::Instant::now();
     let issued = ca.issue(&csr, &profile, None, None).await?;
     let elapsed = started.elapsed();
@@ -135,10 +135,10 @@ pub async fn backend_check(cfg: &Config, name: &str) -> Result<(), BoxError> {
 pub async fn eab_create(
     cfg: &Config,
     note: &str,
-    policy: &crate::api::acme::eab::BindingPolicy,
+    policy: &crate::ra::BindingPolicy,
 ) -> Result<(), BoxError> {
     let authorities = open_authorities(cfg).await?;
-    let (kid, hmac_key) = crate::api::admin::mint_eab_key(
+    let (kid, hmac_key) = crate::ra::mint_eab_key(
         &authorities.store,
         &authorities.kek,
         "default",

@@ -181,13 +181,13 @@ pub struct AcmeConfig {
     /// Allow newAuthz pre-authorization (RFC 8555 §7.4.1).
     pub pre_authorization: bool,
     /// External account binding: `not-required`, `new-account-required`, `always-required`.
-    pub external_account_binding: crate::api::acme::eab::EabPolicy,
+    pub external_account_binding: crate::ra::EabPolicy,
     /// Which identifiers this directory issues for.
-    pub policy: crate::api::acme::policy::IdentifierPolicy,
+    pub policy: crate::ra::policy::IdentifierPolicy,
     /// Hourly limits (429 rateLimited past them).
-    pub rate_limits: crate::api::acme::policy::RateLimits,
+    pub rate_limits: crate::ra::policy::RateLimits,
     /// For ACME client authors; off by default.
-    pub test_mode: crate::api::acme::policy::TestMode,
+    pub test_mode: crate::ra::policy::TestMode,
     /// Issuer domain names of this CA in CAA records (RFC 8659). A name with CAA `issue`
     /// records naming none of these is refused.
     pub caa_identities: Vec<String>,
@@ -212,7 +212,7 @@ pub struct DirectoryConfig {
     /// Names of the profiles offered (of `[acme.profiles]`); empty: all.
     pub profiles: Vec<String>,
     pub default_profile: Option<String>,
-    pub external_account_binding: Option<crate::api::acme::eab::EabPolicy>,
+    pub external_account_binding: Option<crate::ra::EabPolicy>,
     pub pre_authorization: Option<bool>,
 }
 
@@ -318,7 +318,7 @@ impl Default for AcmeConfig {
             terms_of_service: String::new(),
             processing_timeout_secs: 300,
             pre_authorization: true,
-            external_account_binding: crate::api::acme::eab::EabPolicy::NotRequired,
+            external_account_binding: crate::ra::EabPolicy::NotRequired,
             policy: Default::default(),
             rate_limits: Default::default(),
             test_mode: Default::default(),

@@ -20,6 +20,7 @@ pub mod config;
 pub mod http;
 pub mod identity;
 pub mod pki;
+pub mod ra;
 pub mod revocation;
 pub mod startup;
 pub mod store;

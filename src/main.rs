@@ -176,8 +176,8 @@ async fn dispatch(cfg: Config, command: Command) -> Result<(), BoxError> {
                     profiles,
                 },
         } => {
-            let policy = pkid::api::acme::eab::BindingPolicy {
-                identifiers: pkid::api::acme::policy::IdentifierPolicy {
+            let policy = pkid::ra::BindingPolicy {
+                identifiers: pkid::ra::IdentifierPolicy {
                     allowed_dns_suffixes: allow_dns_suffixes,
                     allowed_ip_ranges: allow_ip_ranges,
                     ..Default::default()

@@ -1269,7 +1269,7 @@ mod property_tests {
     //! and CRL generations, with a real SQLite store and software CA.
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
-    use crate::ca::Profile;
+    use crate::ca::IssuanceProfile;
     use rand::{Rng, SeedableRng};
     use std::collections::BTreeSet;
     use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
@@ -1337,7 +1337,12 @@ mod property_tests {
         let csr =
             crate::pki::csr::check_csr(params.serialize_request(&key).unwrap().der()).unwrap();
         let issued = ca
-            .issue(&csr, &Profile::tls_server("p", validity_secs), None, None)
+            .issue(
+                &csr,
+                &IssuanceProfile::tls_server("p", validity_secs),
+                None,
+                None,
+            )
             .await
             .unwrap();
         let (_, cert) = X509Certificate::from_der(&issued.der).unwrap();

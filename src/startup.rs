@@ -14,10 +14,11 @@ use rand::RngCore;
 
 use crate::api::acme::nonce::NonceService;
 use crate::api::acme::{AcmeServer, AcmeSettings};
-use crate::ca::{Ca, Profile};
+use crate::ca::{Ca, IssuanceProfile};
 use crate::config::{BackendSpec, Config, OcspResponderMode};
 use crate::http::{App, HttpSettings, Surface};
 use crate::pki::csr::check_csr;
+use crate::ra::{Directory, Ra, RaSettings};
 use crate::revocation::{Revocation, RevocationSettings};
 use crate::store::Store;
 use crate::va::{Validator, ValidatorSettings};
@@ -94,7 +95,7 @@ async fn server_tls(cfg: &Config, ca: &Ca) -> Result<Arc<rustls::ServerConfig>, 
     params.distinguished_name = rcgen::DistinguishedName::new();
     let csr_der = params.serialize_request(&key)?.der().to_vec();
     let csr = check_csr(&csr_der).map_err(|e| format!("server CSR: {e:?}"))?;
-    let profile = Profile::tls_server("pkid-server", 30 * 86400);
+    let profile = IssuanceProfile::tls_server("pkid-server", 30 * 86400);
     let issued = ca.issue(&csr, &profile, None, None).await?;
     let mut chain = vec![rustls_pki_types::CertificateDer::from(issued.der.clone())];
     for der in ca.backend.ca_chain().into_iter().take(1) {
@@ -362,7 +363,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
                 )
                 .await?;
             let secret = base64::engine::general_purpose::STANDARD.decode(secret)?;
-            NonceService::new(&secret, cfg.acme.nonce_lifetime_secs)
+            NonceService::new(&secret, cfg.acme.nonce_lifetime_secs, store.clone())
         }
         crate::store::Backend::Sqlite => NonceService::in_process(cfg.acme.nonce_lifetime_secs),
     };
@@ -376,13 +377,29 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
     // A challenge `processing` for longer than this was left by a process that stopped: no
     // validation of a live one lasts that long.
     let validation_lease = validation_lease(&validator, &cfg.acme.test_mode);
+    let ra = Arc::new(Ra::new(
+        store.clone(),
+        validator,
+        revocation.clone(),
+        kek.clone(),
+        RaSettings {
+            order_lifetime_secs: i64::try_from(cfg.acme.order_lifetime_secs).unwrap_or(604800),
+            authz_reuse_secs: i64::try_from(cfg.acme.authz_reuse_secs).unwrap_or(0),
+            terms_of_service: Some(cfg.acme.terms_of_service.clone()).filter(|s| !s.is_empty()),
+            identifier_policy: cfg.acme.policy.clone(),
+            rate_limits: cfg.acme.rate_limits.clone(),
+            test_mode: cfg.acme.test_mode.clone(),
+            caa_identities: cfg.acme.caa_identities.clone(),
+            caa_recheck_secs: i64::try_from(cfg.acme.caa_recheck_secs).unwrap_or(28800),
+        },
+    ));
     // The embedded file has no other writer, so every challenge in flight was this process's
     // before it stopped; replicas of a shared database requeue only those past the lease.
     let started_before = match store.backend {
         crate::store::Backend::Sqlite => i64::MAX,
         crate::store::Backend::Postgres => crate::store::now() - validation_lease,
     };
-    let requeued = store.requeue_stuck_challenges(started_before).await?;
+    let requeued = ra.requeue_stuck_challenges(started_before).await?;
     if requeued > 0 {
         tracing::info!(
             requeued,
@@ -393,12 +410,13 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         pkid_backends::builder::check_certificate_policies(&p.certificate_policies)
             .map_err(|e| format!("acme.profiles.{name}.certificate_policies: {e}"))?;
     }
-    let profiles: std::collections::BTreeMap<String, Profile> = cfg
+    let profiles: std::collections::BTreeMap<String, IssuanceProfile> = cfg
         .acme
         .profiles
         .iter()
         .map(|(name, p)| {
-            let mut profile = Profile::tls_server(name, i64::from(p.validity_days.max(1)) * 86400);
+            let mut profile =
+                IssuanceProfile::tls_server(name, i64::from(p.validity_days.max(1)) * 86400);
             profile.client_auth = p.client_auth;
             profile.description = p.description.clone();
             profile.identifier_types = p.identifier_types.clone();
@@ -451,7 +469,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
             .ok_or_else(|| {
                 format!("ACME directory {name:?}: backend {backend:?} is not configured")
             })?;
-        let offered: std::collections::BTreeMap<String, Profile> = profiles
+        let offered: std::collections::BTreeMap<String, IssuanceProfile> = profiles
             .iter()
             .filter(|(p, _)| dir.profiles.is_empty() || dir.profiles.contains(p))
             .map(|(p, v)| (p.clone(), v.clone()))
@@ -466,37 +484,25 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
             )
             .into());
         }
-        let settings = AcmeSettings {
-            order_lifetime_secs: i64::try_from(cfg.acme.order_lifetime_secs).unwrap_or(604800),
-            authz_reuse_secs: i64::try_from(cfg.acme.authz_reuse_secs).unwrap_or(0),
-            terms_of_service: Some(cfg.acme.terms_of_service.clone()).filter(|s| !s.is_empty()),
+        let directory = Directory {
+            name: name.unwrap_or("default").to_string(),
+            ca,
             profiles: offered,
             default_profile,
-            pre_authorization: dir.pre_authorization.unwrap_or(cfg.acme.pre_authorization),
-            directory: name.unwrap_or("default").to_string(),
             eab_policy: dir
                 .external_account_binding
                 .unwrap_or(cfg.acme.external_account_binding),
-            identifier_policy: cfg.acme.policy.clone(),
-            rate_limits: cfg.acme.rate_limits.clone(),
-            test_mode: cfg.acme.test_mode.clone(),
-            caa_identities: cfg.acme.caa_identities.clone(),
-            caa_recheck_secs: i64::try_from(cfg.acme.caa_recheck_secs).unwrap_or(28800),
-            challenge_wait: std::time::Duration::from_millis(cfg.acme.challenge_wait_ms),
-            kek: kek.clone(),
+            pre_authorization: dir.pre_authorization.unwrap_or(cfg.acme.pre_authorization),
         };
-        let server = AcmeServer::new(
-            store.clone(),
+        let settings = AcmeSettings {
+            challenge_wait: std::time::Duration::from_millis(cfg.acme.challenge_wait_ms),
+        };
+        directories.push(Arc::new(AcmeServer::new(
+            ra.clone(),
+            directory,
             nonces.clone(),
-            validator.clone(),
-            ca,
-            revocation.clone(),
             settings,
-        );
-        directories.push(Arc::new(match name {
-            Some(n) => server.with_name(n),
-            None => server,
-        }));
+        )));
     }
     let tls = server_tls(&cfg, &ca).await?;
 
@@ -519,13 +525,14 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
     let admin = crate::api::admin::AdminApi::new(store.clone(), kek.clone(), directory_names);
     let app = Arc::new(App::new(
         directories.clone(),
-        revocation.clone(),
+        crate::api::repository::Repository::new(revocation.clone()),
         admin,
         http_settings,
     ));
 
     spawn_housekeeping(
         store.clone(),
+        ra,
         directories,
         cfg.acme.processing_timeout_secs,
         validation_lease,
@@ -577,7 +584,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
 
 /// Seconds after which a challenge still `processing` counts as abandoned: the validator's
 /// deadline, test mode's longest delay, and half a minute for clocks and a busy machine.
-fn validation_lease(validator: &Validator, test_mode: &crate::api::acme::policy::TestMode) -> i64 {
+fn validation_lease(validator: &Validator, test_mode: &crate::ra::policy::TestMode) -> i64 {
     let lease = validator.deadline() + test_mode.max_validation_delay() + Duration::from_secs(30);
     i64::try_from(lease.as_secs()).unwrap_or(i64::MAX / 2)
 }
@@ -586,6 +593,7 @@ fn validation_lease(validator: &Validator, test_mode: &crate::api::acme::policy:
 /// challenges whose validation's process stopped (another replica's, on a shared database).
 fn spawn_housekeeping(
     store: Store,
+    ra: Arc<Ra>,
     directories: Vec<Arc<AcmeServer>>,
     processing_timeout_secs: u64,
     validation_lease: i64,
@@ -600,11 +608,14 @@ fn spawn_housekeeping(
             rounds += 1;
             let at = crate::store::now();
             for acme in &directories {
-                if let Err(e) = acme.recover_stale_orders(at - timeout).await {
+                if let Err(e) = ra
+                    .recover_stale_orders(acme.directory(), at - timeout)
+                    .await
+                {
                     tracing::warn!(error = %e, "recovering stale orders failed");
                 }
             }
-            match store.requeue_stuck_challenges(at - validation_lease).await {
+            match ra.requeue_stuck_challenges(at - validation_lease).await {
                 Ok(0) => {}
                 Ok(requeued) => tracing::info!(
                     requeued,

@@ -224,7 +224,7 @@ async fn ocsp_figures() {
     let issued = ca
         .issue(
             &csr,
-            &pkid::ca::Profile::tls_server("bench", 86400),
+            &pkid::ca::IssuanceProfile::tls_server("bench", 86400),
             None,
             None,
         )

@@ -1,12 +1,75 @@
-//! The API surfaces, one folder each: its routes, wire types, and the mapping of the core's
-//! errors to the surface's own error shape. A surface reads what it shows and writes only
-//! through the RA (`crate::ra`).
+//! The API surfaces, one folder (or file) each: its routes, wire types, and the mapping of the
+//! core's errors to the surface's own error shape. A surface reads what it shows and writes
+//! only through the RA (`crate::ra`).
 //!
 //! - [`acme`]: RFC 8555 (with RFC 8737, 8738, 9773, EAB and profiles) under `/acme`.
 //! - [`admin`]: operator resources under `/admin` (EAB keys).
+//! - [`repository`]: CRLs, OCSP and CA certificates for relying parties (`/crl`, `/ocsp`, `/ca`).
+//!
+//! What the transport hands a surface and takes back is here: the request's [`RequestBody`],
+//! read by the surface that wants it, and the [`Reply`].
 
 pub mod acme;
 pub mod admin;
 mod body;
+pub mod repository;
+
+use bytes::Bytes;
+use http::{HeaderName, StatusCode};
+use serde_json::Value;
 
 pub use body::{BodyError, RequestBody};
+
+/// A surface's answer, before the transport turns it into an HTTP response.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: Vec<(HeaderName, String)>,
+    /// Empty: no `Content-Type`.
+    pub content_type: &'static str,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(status: StatusCode, value: &Value) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            content_type: "application/json",
+            body: Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
+        }
+    }
+
+    pub fn empty(status: StatusCode) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            content_type: "",
+            body: Bytes::new(),
+        }
+    }
+
+    /// `text/plain`.
+    pub fn text(status: StatusCode, text: &'static str) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            content_type: "text/plain",
+            body: Bytes::from_static(text.as_bytes()),
+        }
+    }
+
+    /// 200 with `body` as `content_type`.
+    pub fn bytes(content_type: &'static str, body: impl Into<Bytes>) -> Reply {
+        Reply {
+            status: StatusCode::OK,
+            headers: Vec::new(),
+            content_type,
+            body: body.into(),
+        }
+    }
+
+    pub fn header(mut self, name: HeaderName, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
+        self
+    }
+}

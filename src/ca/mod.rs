@@ -9,7 +9,7 @@
 //! 5. one transaction stores the certificate and marks the order `valid`.
 //!
 //! A crash between 2 and 5 leaves a `tbs` row: the serial is never reused, and start-up
-//! recovery re-runs the order with a fresh serial (see `Ra::recover`).
+//! recovery re-runs the order with a fresh serial (see `Ra::recover_stale_orders`).
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -29,7 +29,7 @@ use crate::store::{Claim, IssuedRecord, PendingCertificate, Store, StoreError};
 
 /// What an order is issued under, snapshotted into the order at finalize.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Profile {
+pub struct IssuanceProfile {
     pub name: String,
     pub validity_secs: i64,
     pub server_auth: bool,
@@ -45,10 +45,10 @@ pub struct Profile {
     pub certificate_policies: Vec<String>,
 }
 
-impl Profile {
+impl IssuanceProfile {
     /// A TLS server profile for any identifier type.
-    pub fn tls_server(name: &str, validity_secs: i64) -> Profile {
-        Profile {
+    pub fn tls_server(name: &str, validity_secs: i64) -> IssuanceProfile {
+        IssuanceProfile {
             name: name.into(),
             validity_secs: validity_secs.max(60),
             server_auth: true,
@@ -248,7 +248,7 @@ impl Ca {
     pub async fn issue(
         &self,
         csr: &CheckedCsr,
-        profile: &Profile,
+        profile: &IssuanceProfile,
         order_id: Option<&str>,
         account_id: Option<&str>,
     ) -> Result<IssuedCert, IssueError> {
@@ -263,7 +263,7 @@ impl Ca {
     pub async fn issue_claiming(
         &self,
         csr: &CheckedCsr,
-        profile: &Profile,
+        profile: &IssuanceProfile,
         claim: Claim<'_>,
         account_id: Option<&str>,
     ) -> Result<IssuedCert, IssueError> {
@@ -282,7 +282,7 @@ impl Ca {
     async fn issue_with(
         &self,
         csr: &CheckedCsr,
-        profile: &Profile,
+        profile: &IssuanceProfile,
         order_id: Option<&str>,
         account_id: Option<&str>,
         claim: Option<Claim<'_>>,

@@ -1,5 +1,6 @@
-//! HTTPS transport: rustls + hyper (no framework). Routing to the API surfaces, body limits,
-//! header-read timeouts, a connection limit, request ids, graceful shutdown.
+//! The transport: rustls + hyper (no framework). Listeners, TLS, a connection limit, header-read
+//! timeouts, request ids, graceful shutdown; each request routed by its path prefix to one API
+//! surface (`crate::api`), its body handed over unread, and the surface's [`Reply`] sent back.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,10 +20,10 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
-use crate::api::acme::{header_value, AcmeServer, Reply};
-use crate::api::RequestBody;
-use crate::revocation::{CrlScope, Revocation};
-use base64::Engine;
+use crate::api::acme::{header_value, AcmeServer};
+use crate::api::admin::AdminApi;
+use crate::api::repository::Repository;
+use crate::api::{Reply, RequestBody};
 
 pub struct HttpSettings {
     /// Fixed origin for absolute URLs; `None`: taken from the request's Host header.
@@ -33,11 +34,14 @@ pub struct HttpSettings {
     pub max_connections: usize,
 }
 
+/// The surfaces one process serves, by path prefix.
 pub struct App {
     /// ACME directories: named ones (`/acme/NAME/…`) and the default (`/acme/…`).
     pub acme: Vec<Arc<AcmeServer>>,
-    pub revocation: Arc<Revocation>,
-    pub admin: crate::api::admin::AdminApi,
+    /// `/crl/…`, `/ocsp`, `/ca/…`.
+    pub repository: Repository,
+    /// `/admin/…`.
+    pub admin: AdminApi,
     pub settings: HttpSettings,
     request_counter: AtomicU64,
 }
@@ -54,13 +58,13 @@ pub enum Surface {
 impl App {
     pub fn new(
         acme: Vec<Arc<AcmeServer>>,
-        revocation: Arc<Revocation>,
-        admin: crate::api::admin::AdminApi,
+        repository: Repository,
+        admin: AdminApi,
         settings: HttpSettings,
     ) -> App {
         App {
             acme,
-            revocation,
+            repository,
             admin,
             settings,
             request_counter: AtomicU64::new(0),
@@ -103,8 +107,8 @@ impl App {
             let oversized_head = header_bytes(&req) > MAX_HEADER_BYTES;
             let (parts, incoming) = req.into_parts();
             let mut body = RequestBody::new(incoming, self.settings.header_timeout);
-            let response = if oversized_head {
-                plain(
+            let reply = if oversized_head {
+                Reply::text(
                     StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                     "request header fields too large\n",
                 )
@@ -114,57 +118,37 @@ impl App {
             // Whatever the surface did not read, so that its answer reaches the client.
             body.drain(self.settings.max_body_bytes).await;
             tracing::debug!(
-                status = response.status().as_u16(),
+                status = reply.status.as_u16(),
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "served"
             );
-            response
+            to_response(reply)
         }
         .instrument(span)
         .await
     }
 
+    /// The surface a path belongs to, by prefix; the plain-HTTP listener serves the
+    /// repository only.
     async fn route(
         &self,
         parts: &http::request::Parts,
         body: &mut RequestBody,
         surface: Surface,
-    ) -> Response<Full<Bytes>> {
+    ) -> Reply {
         let path = parts.uri.path();
-        if path.starts_with("/crl/") || path == "/ocsp" || path.starts_with("/ocsp/") {
-            return self.revocation_route(&parts.method, body, path).await;
-        }
-        if let Some(file) = path.strip_prefix("/ca/") {
-            return self.issuer_certificate(&parts.method, file);
+        if Repository::serves(path) {
+            return self.repository.handle(&parts.method, path, body).await;
         }
         if surface == Surface::RevocationOnly {
-            return plain(StatusCode::NOT_FOUND, "not found\n");
+            return Reply::text(StatusCode::NOT_FOUND, "not found\n");
         }
         if path.starts_with("/admin/") {
-            let reply = match body.read(self.settings.max_body_bytes).await {
-                Ok(body) => {
-                    self.admin
-                        .handle(&parts.method, path, &parts.headers, body)
-                        .await
-                }
-                Err(e) => crate::api::admin::AdminReply {
-                    status: e.status(),
-                    body: serde_json::json!({"error": e.to_string()}),
-                },
-            };
-            let mut r = Response::new(Full::new(Bytes::from(
-                serde_json::to_vec(&reply.body).unwrap_or_default(),
-            )));
-            *r.status_mut() = reply.status;
-            r.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
-            r.headers_mut().insert(
-                http::header::CACHE_CONTROL,
-                http::HeaderValue::from_static("no-store"),
-            );
-            return r;
+            let limit = self.settings.max_body_bytes;
+            return self
+                .admin
+                .handle(&parts.method, path, &parts.headers, body, limit)
+                .await;
         }
         if path == "/acme" || path.starts_with("/acme/") {
             let origin = self.origin(parts);
@@ -178,140 +162,22 @@ impl App {
                 })
                 .max_by_key(|d| d.prefix().len());
             let Some(directory) = directory else {
-                return plain(StatusCode::NOT_FOUND, "no such ACME directory\n");
+                return Reply::text(StatusCode::NOT_FOUND, "no such ACME directory\n");
             };
             let body = match body.read(self.settings.max_body_bytes).await {
                 Ok(b) => b,
                 // Still an ACME error: problem document, fresh nonce, index link.
-                Err(e) => return to_response(directory.error_reply(&e.into(), &origin)),
+                Err(e) => return directory.error_reply(&e.into(), &origin),
             };
-            let reply = directory
+            return directory
                 .handle(&parts.method, path, &parts.headers, body, &origin)
                 .await;
-            return to_response(reply);
         }
         match path {
-            "/healthz" => plain(StatusCode::OK, "ok\n"),
-            "/" => plain(StatusCode::OK, "pkid: ACME directory at /acme/directory\n"),
-            _ => plain(StatusCode::NOT_FOUND, "not found\n"),
+            "/healthz" => Reply::text(StatusCode::OK, "ok\n"),
+            "/" => Reply::text(StatusCode::OK, "pkid: ACME directory at /acme/directory\n"),
+            _ => Reply::text(StatusCode::NOT_FOUND, "not found\n"),
         }
-    }
-}
-
-impl App {
-    /// The issuing CA certificate a leaf's AIA caIssuers names (RFC 5280 §4.2.2.1): DER as
-    /// `application/pkix-cert` at `/ca/NAME.der`, PEM at `/ca/NAME.pem`.
-    fn issuer_certificate(&self, method: &http::Method, file: &str) -> Response<Full<Bytes>> {
-        if method != http::Method::GET && method != http::Method::HEAD {
-            return plain(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
-        }
-        let Some((name, pem)) = der_or_pem(file, ".der") else {
-            return plain(StatusCode::NOT_FOUND, "not found\n");
-        };
-        match self.revocation.issuer_certificate(name) {
-            Some(der) if pem => bytes_response(
-                "application/x-pem-file",
-                crate::pki::pem::to_pem("CERTIFICATE", &der).into_bytes(),
-            ),
-            Some(der) => bytes_response("application/pkix-cert", der),
-            None => plain(StatusCode::NOT_FOUND, "no such issuer\n"),
-        }
-    }
-
-    /// RFC 5280 CRLs (DER and PEM) and RFC 6960 OCSP (POST, and GET with base64 in the path).
-    async fn revocation_route(
-        &self,
-        method: &http::Method,
-        body: &mut RequestBody,
-        path: &str,
-    ) -> Response<Full<Bytes>> {
-        if let Some(file) = path.strip_prefix("/crl/") {
-            if method != http::Method::GET && method != http::Method::HEAD {
-                return plain(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
-            }
-            let Some((name, pem)) = der_or_pem(file, ".crl") else {
-                return plain(StatusCode::NOT_FOUND, "not found\n");
-            };
-            // `NAME` (the complete CRL), `NAME/SHARD` or `NAME/delta`.
-            let (name, scope) = match name.split_once('/') {
-                None => (name, CrlScope::Full),
-                Some((issuer, "delta")) => (issuer, CrlScope::Delta),
-                Some((issuer, shard)) => match shard.parse::<i64>() {
-                    Ok(k) if shard.bytes().all(|b| b.is_ascii_digit()) => {
-                        (issuer, CrlScope::Shard(k))
-                    }
-                    _ => return plain(StatusCode::NOT_FOUND, "no such CRL shard\n"),
-                },
-            };
-            return match self.revocation.current_crl_scope(name, scope).await {
-                Ok(crl) if pem => bytes_response(
-                    "application/x-pem-file",
-                    crate::pki::pem::to_pem("X509 CRL", &crl.der).into_bytes(),
-                ),
-                Ok(crl) => {
-                    let mut r = bytes_response("application/pkix-crl", Vec::new());
-                    // The stored CRL's bytes, shared with other requests rather than copied.
-                    *r.body_mut() = Full::new(Bytes::from_owner(SharedCrl(crl)));
-                    r
-                }
-                Err(crate::revocation::RevocationError::UnknownIssuer(_)) => {
-                    plain(StatusCode::NOT_FOUND, "no such issuer\n")
-                }
-                Err(crate::revocation::RevocationError::UnknownShard(..)) => {
-                    plain(StatusCode::NOT_FOUND, "no such CRL shard\n")
-                }
-                Err(crate::revocation::RevocationError::NoDeltaCrls(_)) => plain(
-                    StatusCode::NOT_FOUND,
-                    "this issuer publishes no delta CRLs\n",
-                ),
-                Err(e) => {
-                    tracing::error!(code = "PKID-CRL", error = %e, "CRL unavailable");
-                    plain(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "CRL temporarily unavailable\n",
-                    )
-                }
-            };
-        }
-        let request_der = match (method, path.strip_prefix("/ocsp/")) {
-            (&http::Method::GET, Some(encoded)) => {
-                let decoded = percent_decode(encoded);
-                match base64::engine::general_purpose::STANDARD
-                    .decode(decoded.trim_end_matches('\n'))
-                {
-                    Ok(der) => der,
-                    Err(_) => {
-                        return bytes_response(
-                            "application/ocsp-response",
-                            pkid_backends::ocsp::error_response(
-                                pkid_backends::ocsp::OcspError::MalformedRequest,
-                            ),
-                        )
-                    }
-                }
-            }
-            (&http::Method::POST, None) => match body.read(16 * 1024).await {
-                Ok(b) => b.to_vec(),
-                Err(_) => {
-                    return bytes_response(
-                        "application/ocsp-response",
-                        pkid_backends::ocsp::error_response(
-                            pkid_backends::ocsp::OcspError::MalformedRequest,
-                        ),
-                    )
-                }
-            },
-            _ => {
-                return plain(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "use POST /ocsp or GET /ocsp/{base64}\n",
-                )
-            }
-        };
-        bytes_response(
-            "application/ocsp-response",
-            self.revocation.answer_ocsp(&request_der).await,
-        )
     }
 }
 
@@ -327,73 +193,6 @@ fn header_bytes<B>(req: &Request<B>) -> usize {
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum::<usize>()
         + target
-}
-
-/// `NAME<der_suffix>` → (NAME, false), `NAME.pem` → (NAME, true): a published document's name
-/// and whether it is asked for in PEM.
-fn der_or_pem<'a>(file: &'a str, der_suffix: &str) -> Option<(&'a str, bool)> {
-    match (file.strip_suffix(der_suffix), file.strip_suffix(".pem")) {
-        (Some(name), _) => Some((name, false)),
-        (_, Some(name)) => Some((name, true)),
-        _ => None,
-    }
-}
-
-/// `%XX` escapes decoded byte by byte (a path may hold any UTF-8 after a `%`).
-/// A served CRL's DER as a response body.
-struct SharedCrl(Arc<crate::store::CrlRow>);
-
-impl AsRef<[u8]> for SharedCrl {
-    fn as_ref(&self) -> &[u8] {
-        &self.0.der
-    }
-}
-
-fn percent_decode(s: &str) -> String {
-    fn hex(b: u8) -> Option<u8> {
-        char::from(b)
-            .to_digit(16)
-            .and_then(|d| u8::try_from(d).ok())
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let pair = bytes
-                .get(i + 1)
-                .copied()
-                .and_then(hex)
-                .zip(bytes.get(i + 2).copied().and_then(hex));
-            if let Some((high, low)) = pair {
-                out.push(high << 4 | low);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn bytes_response(content_type: &'static str, body: Vec<u8>) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static(content_type),
-    );
-    r
-}
-
-fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain"),
-    );
-    r
 }
 
 fn to_response(reply: Reply) -> Response<Full<Bytes>> {
@@ -619,19 +418,5 @@ async fn serve_connection<IO>(
         () = idle_for(&activity, header_timeout) => {
             tracing::debug!(%peer, "idle connection closed");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::percent_decode;
-
-    #[test]
-    fn percent_decoding_survives_multibyte_text_after_a_percent() {
-        assert_eq!(percent_decode("MFQw%2BTjA%3D"), "MFQw+TjA=");
-        assert_eq!(percent_decode("%4"), "%4");
-        // A '%' followed by one hex digit and a two-byte character once sliced a char in half.
-        assert_eq!(percent_decode("%aé"), "%aé");
-        assert_eq!(percent_decode("%é%"), "%é%");
     }
 }

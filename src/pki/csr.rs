@@ -38,6 +38,25 @@ impl Ident {
     }
 }
 
+/// A fully qualified name of LDH labels, at least two labels, at most 253 characters.
+pub fn is_dns_name(name: &str) -> bool {
+    if name.is_empty() || name.len() > 253 || name.ends_with('.') {
+        return false;
+    }
+    let labels: Vec<&str> = name.split('.').collect();
+    labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        && labels
+            .last()
+            .is_some_and(|tld| !tld.bytes().all(|b| b.is_ascii_digit()))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CsrError {
     /// Not a CSR, or its signature does not verify (`badCSR`).
@@ -185,6 +204,18 @@ fn check_key(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Result<(), C
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn dns_names() {
+        assert!(is_dns_name("a.pkid.test"));
+        assert!(is_dns_name("xn--bcher-kva.example"));
+        assert!(!is_dns_name("localhost"));
+        assert!(!is_dns_name("-a.test"));
+        assert!(!is_dns_name("a..test"));
+        assert!(!is_dns_name("a_b.test"));
+        assert!(!is_dns_name("1.2.3.4"));
+        assert!(!is_dns_name(&format!("{}.test", "a".repeat(64))));
+    }
 
     fn csr_for(names: &[&str], alg: &'static rcgen::SignatureAlgorithm) -> Vec<u8> {
         let key = rcgen::KeyPair::generate_for(alg).unwrap();

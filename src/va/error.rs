@@ -29,6 +29,33 @@ pub enum ValidationErrorKind {
     Internal,
 }
 
+impl ValidationErrorKind {
+    /// The RFC 8555 §6.7 error type this kind stands for, without its URN prefix.
+    pub fn acme_type(self) -> &'static str {
+        match self {
+            ValidationErrorKind::Malformed => "malformed",
+            ValidationErrorKind::Connection => "connection",
+            ValidationErrorKind::Dns => "dns",
+            ValidationErrorKind::Caa => "caa",
+            ValidationErrorKind::IncorrectResponse => "incorrectResponse",
+            ValidationErrorKind::Tls => "tls",
+            ValidationErrorKind::Unauthorized => "unauthorized",
+            ValidationErrorKind::Internal => "serverInternal",
+        }
+    }
+
+    /// The HTTP status a problem of this type carries.
+    pub fn status(self) -> u16 {
+        match self {
+            ValidationErrorKind::Caa
+            | ValidationErrorKind::IncorrectResponse
+            | ValidationErrorKind::Unauthorized => 403,
+            ValidationErrorKind::Internal => 500,
+            _ => 400,
+        }
+    }
+}
+
 /// A failed validation: its kind and the detail shown to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidationError {

@@ -240,8 +240,43 @@ impl From<crate::va::ValidationError> for Problem {
     }
 }
 
+/// The RA's refusals and failures as ACME problems (RFC 8555 §6.7), one variant to one type.
+impl From<crate::ra::RaError> for Problem {
+    fn from(e: crate::ra::RaError) -> Problem {
+        use crate::ra::RaError;
+        match e {
+            RaError::Malformed(d) => Problem::malformed(d),
+            RaError::NotFound(d) => Problem::not_found(d),
+            RaError::Unauthorized(d) => Problem::unauthorized(d),
+            RaError::NoAccount(d) => Problem::account_does_not_exist(d),
+            RaError::BindingRequired(d) => Problem::external_account_required(d),
+            RaError::TermsNotAgreed(d) => Problem::user_action_required(d),
+            RaError::InvalidContact(d) => Problem::invalid_contact(d),
+            RaError::UnsupportedContact(d) => Problem::unsupported_contact(d),
+            // The surface names the other account (a `Location`) where it can build its URL.
+            RaError::KeyInUse { detail, .. } => Problem::conflict(detail, String::new()),
+            RaError::IdentifierRefused(d) => Problem::rejected_identifier(d),
+            RaError::ProfileRefused(d) => Problem::invalid_profile(d),
+            RaError::RateLimited {
+                detail,
+                retry_after,
+            } => Problem::rate_limited(detail).with_retry_after(retry_after),
+            RaError::AlreadyReplaced(d) => Problem::already_replaced(d),
+            RaError::NotReady(d) => Problem::order_not_ready(d),
+            RaError::BadCsr(d) => Problem::bad_csr(d),
+            RaError::WeakKey(d) => Problem::bad_public_key(d),
+            RaError::Validation(e) => Problem::from(e),
+            RaError::BadRevocationReason(d) => Problem::bad_revocation_reason(d),
+            RaError::AlreadyRevoked(d) => Problem::already_revoked(d),
+            RaError::Internal(d) => Problem::server_internal(d),
+            RaError::Store(e) => Problem::from(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::va::{ValidationError, ValidationErrorKind as Kind};
 
@@ -271,6 +306,37 @@ mod tests {
                     "status": status,
                 })
             );
+            // What the RA stores in a challenge's `error` is this same document, byte for byte.
+            assert_eq!(
+                crate::ra::problem_document(kind.acme_type(), kind.status(), &detail),
+                problem.to_json().to_string()
+            );
         }
+    }
+
+    #[test]
+    fn contacts_are_refused_as_acme_contact_problems() {
+        assert!(crate::ra::check_contacts(&["mailto:a@b.test".into()]).is_ok());
+        assert_eq!(
+            crate::ra::check_contacts(&["tel:+1".into()])
+                .map_err(Problem::from)
+                .unwrap_err()
+                .short_type(),
+            "unsupportedContact"
+        );
+        assert_eq!(
+            crate::ra::check_contacts(&["mailto:a@b.test?subject=x".into()])
+                .map_err(Problem::from)
+                .unwrap_err()
+                .short_type(),
+            "invalidContact"
+        );
+        assert_eq!(
+            crate::ra::check_contacts(&["mailto:a@b.test,c@d.test".into()])
+                .map_err(Problem::from)
+                .unwrap_err()
+                .short_type(),
+            "invalidContact"
+        );
     }
 }

@@ -8,15 +8,15 @@ use serde_json::{json, Value};
 
 use super::links::Links;
 use super::problem::Problem;
-use crate::pki::csr::Ident;
+use crate::pki::csr::{is_dns_name, Ident};
+use crate::ra::authz_status;
 use crate::store::{AccountRow, AuthzRow, ChallengeRow};
 
 const MAX_IDENTIFIERS: usize = 100;
-const MAX_CONTACTS: usize = 10;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct NewAccount {
+pub struct NewAccountRequest {
     #[serde(default)]
     pub contact: Option<Vec<String>>,
     #[serde(default)]
@@ -28,7 +28,7 @@ pub struct NewAccount {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct AccountUpdate {
+pub struct AccountUpdateRequest {
     #[serde(default)]
     pub contact: Option<Vec<String>>,
     #[serde(default)]
@@ -44,7 +44,7 @@ pub struct WireIdentifier {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct NewOrder {
+pub struct NewOrderRequest {
     pub identifiers: Vec<WireIdentifier>,
     /// The Let's Encrypt `profiles` extension.
     #[serde(default)]
@@ -59,31 +59,31 @@ pub struct NewOrder {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct NewAuthz {
+pub struct NewAuthzRequest {
     pub identifier: WireIdentifier,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct Finalize {
+pub struct FinalizeRequest {
     pub csr: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct KeyChange {
+pub struct KeyChangeRequest {
     pub account: String,
     pub old_key: serde_json::Map<String, Value>,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct Revocation {
+pub struct RevocationRequest {
     pub certificate: String,
     #[serde(default)]
     pub reason: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct AuthzUpdate {
+pub struct AuthzUpdateRequest {
     #[serde(default)]
     pub status: Option<String>,
 }
@@ -96,51 +96,6 @@ pub fn rfc3339(unix: i64) -> String {
                 .ok()
         })
         .unwrap_or_default()
-}
-
-/// `mailto:` contacts with one plain address each (RFC 8555 §7.3).
-pub fn check_contacts(contacts: &[String]) -> Result<Vec<String>, Problem> {
-    if contacts.len() > MAX_CONTACTS {
-        return Err(Problem::invalid_contact(format!(
-            "at most {MAX_CONTACTS} contacts are accepted"
-        )));
-    }
-    for c in contacts {
-        let Some(addr) = c.strip_prefix("mailto:") else {
-            return Err(Problem::unsupported_contact(format!(
-                "contact {c:?} is not a mailto: URL"
-            )));
-        };
-        let valid = !addr.contains(['?', ',', ' ', '<', '>'])
-            && addr
-                .split_once('@')
-                .is_some_and(|(local, domain)| !local.is_empty() && is_dns_name(domain));
-        if !valid {
-            return Err(Problem::invalid_contact(format!(
-                "contact {c:?} is not a single e-mail address"
-            )));
-        }
-    }
-    Ok(contacts.to_vec())
-}
-
-/// A fully qualified name of LDH labels, at least two labels, at most 253 characters.
-pub fn is_dns_name(name: &str) -> bool {
-    if name.is_empty() || name.len() > 253 || name.ends_with('.') {
-        return false;
-    }
-    let labels: Vec<&str> = name.split('.').collect();
-    labels.len() >= 2
-        && labels.iter().all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-        && labels
-            .last()
-            .is_some_and(|tld| !tld.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Validate and canonicalize an order's identifiers (deduplicated, DNS lower-cased).
@@ -182,38 +137,6 @@ pub fn check_identifiers(ids: &[WireIdentifier]) -> Result<Vec<Ident>, Problem> 
         }
     }
     Ok(out.into_iter().collect())
-}
-
-pub fn identifiers_json(ids: &[Ident]) -> Value {
-    Value::Array(
-        ids.iter()
-            .map(|i| json!({"type": i.kind(), "value": i.value()}))
-            .collect(),
-    )
-}
-
-/// The identifier an authorization stands for in the order and the CSR (`*.name` for a
-/// wildcard authorization, whose own identifier is the base name, RFC 8555 §7.1.4).
-pub fn authz_ident(a: &AuthzRow) -> Option<Ident> {
-    match a.id_type.as_str() {
-        "dns" if a.wildcard => Some(Ident::Dns(format!("*.{}", a.id_value))),
-        "dns" => Some(Ident::Dns(a.id_value.clone())),
-        "ip" => a.id_value.parse().ok().map(Ident::Ip),
-        _ => None,
-    }
-}
-
-/// Status with expiry applied (§7.1.6: pending and valid authorizations expire).
-pub fn authz_status(a: &AuthzRow, at: i64) -> &'static str {
-    match a.status.as_str() {
-        "pending" | "valid" if a.expires <= at => "expired",
-        "pending" => "pending",
-        "valid" => "valid",
-        "invalid" => "invalid",
-        "deactivated" => "deactivated",
-        "revoked" => "revoked",
-        _ => "invalid",
-    }
 }
 
 pub fn account_json(a: &AccountRow, links: &Links) -> Value {
@@ -266,18 +189,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dns_names() {
-        assert!(is_dns_name("a.pkid.test"));
-        assert!(is_dns_name("xn--bcher-kva.example"));
-        assert!(!is_dns_name("localhost"));
-        assert!(!is_dns_name("-a.test"));
-        assert!(!is_dns_name("a..test"));
-        assert!(!is_dns_name("a_b.test"));
-        assert!(!is_dns_name("1.2.3.4"));
-        assert!(!is_dns_name(&format!("{}.test", "a".repeat(64))));
-    }
-
-    #[test]
     fn identifiers_are_canonical_and_deduplicated() {
         let ids = vec![
             WireIdentifier {
@@ -305,47 +216,5 @@ mod tests {
             check_identifiers(&[]).unwrap_err().short_type(),
             "malformed"
         );
-    }
-
-    #[test]
-    fn contacts() {
-        assert!(check_contacts(&["mailto:a@b.test".into()]).is_ok());
-        assert_eq!(
-            check_contacts(&["tel:+1".into()]).unwrap_err().short_type(),
-            "unsupportedContact"
-        );
-        assert_eq!(
-            check_contacts(&["mailto:a@b.test?subject=x".into()])
-                .unwrap_err()
-                .short_type(),
-            "invalidContact"
-        );
-        assert_eq!(
-            check_contacts(&["mailto:a@b.test,c@d.test".into()])
-                .unwrap_err()
-                .short_type(),
-            "invalidContact"
-        );
-    }
-
-    fn authz(status: &str, expires: i64) -> AuthzRow {
-        AuthzRow {
-            id: "a".into(),
-            account_id: "x".into(),
-            id_type: "dns".into(),
-            id_value: "a.test".into(),
-            wildcard: false,
-            status: status.into(),
-            expires,
-            validation: None,
-        }
-    }
-
-    #[test]
-    fn authorizations_expire() {
-        assert_eq!(authz_status(&authz("valid", 10), 5), "valid");
-        assert_eq!(authz_status(&authz("valid", 10), 10), "expired");
-        assert_eq!(authz_status(&authz("pending", 10), 11), "expired");
-        assert_eq!(authz_status(&authz("invalid", 10), 11), "invalid");
     }
 }

@@ -4,15 +4,14 @@
 //! Authentication: `Authorization: Bearer <token>`, a token made by `pkid admin token create`
 //! (only its SHA-256 is stored). Envelope: `{"result": …}` on success, `{"error": "…"}` otherwise.
 
-use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
-use rand::RngCore;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::api::acme::eab::{BindingPolicy, SEALED_AAD};
-use crate::identity::{random_secret, token_hash, Principal};
+use crate::api::{Reply, RequestBody};
+use crate::identity::{token_hash, Principal};
+use crate::ra::{mint_eab_key, BindingPolicy, MintError};
 use crate::store::Store;
 
 pub struct AdminApi {
@@ -22,9 +21,16 @@ pub struct AdminApi {
     directories: Vec<String>,
 }
 
-pub struct AdminReply {
-    pub status: StatusCode,
-    pub body: Value,
+/// An answer in this surface's envelope, before it becomes a [`Reply`].
+struct AdminReply {
+    status: StatusCode,
+    body: Value,
+}
+
+impl From<AdminReply> for Reply {
+    fn from(r: AdminReply) -> Reply {
+        Reply::json(r.status, &r.body).header(http::header::CACHE_CONTROL, "no-store")
+    }
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> AdminReply {
@@ -39,39 +45,6 @@ fn ok(status: StatusCode, result: Value) -> AdminReply {
         status,
         body: json!({ "result": result }),
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum MintError {
-    #[error("store: {0}")]
-    Store(#[from] crate::store::StoreError),
-    #[error("the key could not be sealed")]
-    Seal,
-}
-
-/// A fresh single-use EAB key for `directory`: (kid, base64url HMAC key). The HMAC key is stored
-/// sealed and returned this once.
-pub async fn mint_eab_key(
-    store: &Store,
-    kek: &pkid_backends::KeyEncryptionKey,
-    directory: &str,
-    note: &str,
-    policy: &BindingPolicy,
-) -> Result<(String, zeroize::Zeroizing<String>), MintError> {
-    let mut key = zeroize::Zeroizing::new([0u8; 32]);
-    rand::thread_rng().fill_bytes(key.as_mut());
-    let kid = random_secret(12).to_string();
-    let sealed = kek
-        .seal_pem(key.as_ref(), SEALED_AAD)
-        .map_err(|_| MintError::Seal)?;
-    let policy_json = (policy != &BindingPolicy::default())
-        .then(|| serde_json::to_string(policy).ok())
-        .flatten();
-    store
-        .insert_eab_key(&kid, &sealed, directory, note, policy_json.as_deref())
-        .await?;
-    let hmac_key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.as_ref());
-    Ok((kid, zeroize::Zeroizing::new(hmac_key)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,7 +100,23 @@ impl AdminApi {
         }
     }
 
+    /// Serve one request under `/admin/`: the body (at most `max_body` bytes) is read first.
     pub async fn handle(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: &mut RequestBody,
+        max_body: usize,
+    ) -> Reply {
+        let body = match body.read(max_body).await {
+            Ok(body) => body,
+            Err(e) => return error(e.status(), e.to_string()).into(),
+        };
+        self.serve(method, path, headers, body).await.into()
+    }
+
+    async fn serve(
         &self,
         method: &Method,
         path: &str,

@@ -1,13 +1,14 @@
-//! RA policy for ACME: which identifiers a directory issues for, how fast an account may
-//! order, and a test mode for client authors (like pebble's: rejected nonces, slow validation,
-//! always-valid challenges).
+//! RA policy: which identifiers a directory issues for, how fast an account may order (and
+//! the check of both), and a test mode for client authors (like pebble's: rejected nonces, slow
+//! validation, always-valid challenges).
 
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::problem::Problem;
+use super::{Ra, RaError};
 use crate::pki::csr::Ident;
+use crate::store::{now, AccountRow};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -113,7 +114,7 @@ pub fn in_range(ip: &IpAddr, cidr: &str) -> bool {
 
 impl IdentifierPolicy {
     /// `rejectedIdentifier` for a name or address this directory does not issue for.
-    pub fn check(&self, ident: &Ident) -> Result<(), Problem> {
+    pub fn check(&self, ident: &Ident) -> Result<(), RaError> {
         let allowed = match ident {
             Ident::Dns(d) => {
                 let name = d.trim_start_matches("*.");
@@ -136,11 +137,52 @@ impl IdentifierPolicy {
         if allowed {
             Ok(())
         } else {
-            Err(Problem::rejected_identifier(format!(
+            Err(RaError::IdentifierRefused(format!(
                 "this directory does not issue for {}",
                 ident.value()
             )))
         }
+    }
+}
+
+impl Ra {
+    /// `RateLimited` (with its Retry-After) past the configured hourly limits.
+    pub(super) async fn check_rate_limits(
+        &self,
+        account: &AccountRow,
+        idents: &[Ident],
+    ) -> Result<(), RaError> {
+        let limits = &self.settings.rate_limits;
+        let since = now() - 3600;
+        if limits.orders_per_account_per_hour > 0 {
+            let n = self.store.orders_since(&account.id, since).await?;
+            if n >= i64::from(limits.orders_per_account_per_hour) {
+                return Err(RaError::RateLimited {
+                    detail: format!(
+                        "this account created {n} orders in the last hour; the limit is {}",
+                        limits.orders_per_account_per_hour
+                    ),
+                    retry_after: self.store.retry_after_orders(&account.id, since).await?,
+                });
+            }
+        }
+        if limits.authorizations_per_identifier_per_hour > 0 {
+            for ident in idents {
+                let value = ident.value();
+                let value = value.trim_start_matches("*.");
+                let n = self.store.authzs_since(ident.kind(), value, since).await?;
+                if n >= i64::from(limits.authorizations_per_identifier_per_hour) {
+                    return Err(RaError::RateLimited {
+                        detail: format!(
+                            "{value} had {n} authorizations in the last hour; the limit is {}",
+                            limits.authorizations_per_identifier_per_hour
+                        ),
+                        retry_after: 600,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -15,7 +15,8 @@ use sqlx::Row;
 
 use super::nonce::NonceService;
 use super::{AcmeServer, AcmeSettings, Reply};
-use crate::ca::{Ca, Profile};
+use crate::ca::{Ca, IssuanceProfile};
+use crate::ra::{Directory, EabPolicy, Ra, RaSettings};
 use crate::store::Store;
 use crate::va::Validator;
 
@@ -23,6 +24,8 @@ const ORIGIN: &str = "https://pkid.test";
 
 struct Harness {
     acme: Arc<AcmeServer>,
+    kek: Arc<pkid_backends::KeyEncryptionKey>,
+    store: Store,
     checker: NonceService,
     _dir: tempfile::TempDir,
 }
@@ -49,34 +52,6 @@ async fn harness() -> Harness {
         })
         .unwrap(),
     );
-    let settings = AcmeSettings {
-        order_lifetime_secs: 3600,
-        authz_reuse_secs: 3600,
-        terms_of_service: None,
-        profiles: [
-            (
-                "tls-server".to_string(),
-                Profile::tls_server("tls-server", 90 * 86400),
-            ),
-            (
-                "short-lived".to_string(),
-                Profile::tls_server("short-lived", 7 * 86400),
-            ),
-        ]
-        .into_iter()
-        .collect(),
-        default_profile: "tls-server".into(),
-        pre_authorization: true,
-        directory: "default".into(),
-        eab_policy: super::eab::EabPolicy::NotRequired,
-        identifier_policy: Default::default(),
-        rate_limits: Default::default(),
-        test_mode: Default::default(),
-        caa_identities: vec!["pkid.invalid".into()],
-        caa_recheck_secs: 28800,
-        challenge_wait: std::time::Duration::ZERO,
-        kek: kek.clone(),
-    };
     let revocation = Arc::new(crate::revocation::Revocation::new(
         store.clone(),
         std::slice::from_ref(&ca),
@@ -85,17 +60,54 @@ async fn harness() -> Harness {
             ocsp_lifetime_secs: 3600,
         },
     ));
-    let acme = Arc::new(AcmeServer::new(
-        store,
-        NonceService::new(b"k", 60),
+    let ra = Arc::new(Ra::new(
+        store.clone(),
         validator,
-        ca.clone(),
         revocation,
-        settings,
+        kek.clone(),
+        RaSettings {
+            order_lifetime_secs: 3600,
+            authz_reuse_secs: 3600,
+            terms_of_service: None,
+            identifier_policy: Default::default(),
+            rate_limits: Default::default(),
+            test_mode: Default::default(),
+            caa_identities: vec!["pkid.invalid".into()],
+            caa_recheck_secs: 28800,
+        },
+    ));
+    let directory = Directory {
+        name: "default".into(),
+        ca: ca.clone(),
+        profiles: [
+            (
+                "tls-server".to_string(),
+                IssuanceProfile::tls_server("tls-server", 90 * 86400),
+            ),
+            (
+                "short-lived".to_string(),
+                IssuanceProfile::tls_server("short-lived", 7 * 86400),
+            ),
+        ]
+        .into_iter()
+        .collect(),
+        default_profile: "tls-server".into(),
+        eab_policy: EabPolicy::NotRequired,
+        pre_authorization: true,
+    };
+    let acme = Arc::new(AcmeServer::new(
+        ra,
+        directory,
+        NonceService::new(b"k", 60, store.clone()),
+        AcmeSettings {
+            challenge_wait: std::time::Duration::ZERO,
+        },
     ));
     Harness {
         acme,
-        checker: NonceService::new(b"k", 60),
+        checker: NonceService::new(b"k", 60, store.clone()),
+        kek,
+        store,
         _dir: dir,
     }
 }
@@ -164,7 +176,7 @@ impl Harness {
 
     async fn count(&self, table: &str) -> i64 {
         let row = sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
-            .fetch_one(self.acme.store().pool())
+            .fetch_one(self.store.pool())
             .await
             .unwrap();
         row.try_get("n").unwrap()
@@ -800,20 +812,17 @@ async fn an_eab_key_carries_ra_policy_to_its_account() {
     let h = harness().await;
     let hmac_key = [7u8; 32];
     let sealed = h
-        .acme
-        .settings
         .kek
-        .seal_pem(&hmac_key, super::eab::SEALED_AAD)
+        .seal_pem(&hmac_key, crate::ra::binding::SEALED_AAD)
         .unwrap();
-    let policy = super::eab::BindingPolicy {
-        identifiers: super::policy::IdentifierPolicy {
+    let policy = crate::ra::BindingPolicy {
+        identifiers: crate::ra::IdentifierPolicy {
             allowed_dns_suffixes: vec!["ok.test".into()],
             ..Default::default()
         },
         profiles: vec!["tls-server".into()],
     };
-    h.acme
-        .store()
+    h.store
         .insert_eab_key(
             "kid-1",
             &sealed,

@@ -1,0 +1,109 @@
+//! The registration authority: every write of every surface goes through [`Ra`], which decides
+//! what may be done (policy: identifiers, external account binding, rate limits, profiles) and
+//! runs the lifecycles (accounts, orders, authorizations and challenges, revocation, recovery
+//! after a stop). Surfaces parse their wire formats, authenticate the caller, read what they
+//! show, and call the RA for anything that changes state; the RA answers in [`RaError`], which
+//! each surface maps once to its own error shape.
+//!
+//! The order lifecycle is RFC 8555's (§7.1.6): `pending` → `ready` (every authorization valid)
+//! → `processing` (claimed by one finalize) → `valid` (certificate stored) or `invalid`.
+//!
+//! - [`accounts`]: registration (with EAB, [`binding`]), contacts, deactivation, key roll-over
+//! - [`orders`]: newOrder (order and authorization reuse, RFC 9773 replacement), status, finalize
+//! - [`authorizations`]: pre-authorization, deactivation, challenge validation through `va`
+//! - [`revoke`]: who may revoke, with which reason
+//! - [`recovery`]: orders and challenges left behind by a stop
+//! - [`policy`], [`binding`]: the rules; [`ids`]: names of new objects
+
+mod accounts;
+mod authorizations;
+pub mod binding;
+mod error;
+pub mod ids;
+mod orders;
+pub mod policy;
+mod recovery;
+mod revoke;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use pkid_backends::KeyEncryptionKey;
+
+use crate::ca::{Ca, IssuanceProfile};
+use crate::revocation::Revocation;
+use crate::store::Store;
+use crate::va::Validator;
+
+pub use accounts::{check_contacts, AccountUpdate, NewAccount, Registered};
+pub use authorizations::{authz_ident, authz_status, ValidationStarted};
+pub use binding::{mint_eab_key, BindingPolicy, BindingProof, EabPolicy, MintError};
+pub use error::{problem_document, RaError};
+pub use orders::{identifiers_json, order_status, CreatedOrder, NewOrder};
+pub use policy::{IdentifierPolicy, RateLimits, TestMode};
+pub use revoke::Revoker;
+
+/// The RA's own settings, the same for every directory.
+pub struct RaSettings {
+    pub order_lifetime_secs: i64,
+    /// How long a valid authorization is reused for new orders of its account.
+    pub authz_reuse_secs: i64,
+    /// Terms a new account must agree to; `None`: none.
+    pub terms_of_service: Option<String>,
+    pub identifier_policy: IdentifierPolicy,
+    pub rate_limits: RateLimits,
+    pub test_mode: TestMode,
+    /// Issuer domain names this CA answers to in CAA `issue`/`issuewild` records.
+    pub caa_identities: Vec<String>,
+    /// CAA is checked again at finalize when the validation is older than this.
+    pub caa_recheck_secs: i64,
+}
+
+/// What one ACME directory issues under: its CA, the profiles it offers, its EAB rule.
+pub struct Directory {
+    /// `default`, or the name of `[acme.directories.NAME]` (EAB keys are bound to one).
+    pub name: String,
+    pub ca: Arc<Ca>,
+    /// Profiles by name (the Let's Encrypt `profiles` extension).
+    pub profiles: BTreeMap<String, IssuanceProfile>,
+    pub default_profile: String,
+    pub eab_policy: EabPolicy,
+    /// newAuthz pre-authorization (RFC 8555 §7.4.1).
+    pub pre_authorization: bool,
+}
+
+pub struct Ra {
+    store: Store,
+    validator: Arc<Validator>,
+    revocation: Arc<Revocation>,
+    /// Unseals EAB HMAC keys.
+    kek: Arc<KeyEncryptionKey>,
+    settings: RaSettings,
+}
+
+impl Ra {
+    pub fn new(
+        store: Store,
+        validator: Arc<Validator>,
+        revocation: Arc<Revocation>,
+        kek: Arc<KeyEncryptionKey>,
+        settings: RaSettings,
+    ) -> Ra {
+        Ra {
+            store,
+            validator,
+            revocation,
+            kek,
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> &RaSettings {
+        &self.settings
+    }
+
+    /// The store, for what surfaces read.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
