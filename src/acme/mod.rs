@@ -26,7 +26,7 @@ use crate::csr::{check_csr, CsrError, Ident};
 use crate::revocation::{Revocation, RevokeError};
 use crate::store::{
     now, AccountRow, AuthzReuse, AuthzRow, ChallengeRow, Claim, NewAuthz, OrderAuthz, OrderReuse,
-    OrderRow, Prefetch, Prefetched, Store,
+    OrderRow, Prefetch, Prefetched, SealedEabKey, Store,
 };
 use crate::va::Validator;
 use jws::{Jws, KeyRef};
@@ -534,7 +534,11 @@ impl AcmeServer {
         links: &Links,
     ) -> Result<String, Problem> {
         let binding = eab::parse(eab, &links.new_account(), jwk)?;
-        let (sealed, directory, bound) = self
+        let SealedEabKey {
+            sealed_key,
+            directory,
+            bound_account,
+        } = self
             .store
             .eab_key(&binding.kid)
             .await?
@@ -547,12 +551,12 @@ impl AcmeServer {
         let key = self
             .settings
             .kek
-            .open_pem(&sealed, eab::SEALED_AAD)
+            .open_pem(&sealed_key, eab::SEALED_AAD)
             .map_err(|_| {
                 Problem::server_internal("the external account binding key cannot be unsealed")
             })?;
         binding.verify(&key)?;
-        if bound.is_some() {
+        if bound_account.is_some() {
             return Err(Problem::unauthorized(
                 "this external account binding key was used already",
             ));

@@ -4,7 +4,7 @@
 use sqlx::Row;
 
 use super::sql::statement;
-use super::{now, Result, Store};
+use super::{now, EabKeyRow, Result, SealedEabKey, Store};
 
 impl Store {
     /// The RA policy (JSON) an EAB key carries, if any.
@@ -19,8 +19,8 @@ impl Store {
             .flatten())
     }
 
-    /// (sealed key, directory, bound account) of an EAB key id.
-    pub async fn eab_key(&self, kid: &str) -> Result<Option<(String, String, Option<String>)>> {
+    /// An EAB key by its id, sealed, as a newAccount checks it.
+    pub async fn eab_key(&self, kid: &str) -> Result<Option<SealedEabKey>> {
         let row =
             sqlx::query("SELECT sealed_key, directory, bound_account FROM eab_keys WHERE kid = $1")
                 .bind(kid)
@@ -28,30 +28,30 @@ impl Store {
                 .await?;
         Ok(row
             .map(|r| -> std::result::Result<_, sqlx::Error> {
-                Ok((
-                    r.try_get("sealed_key")?,
-                    r.try_get("directory")?,
-                    r.try_get("bound_account")?,
-                ))
+                Ok(SealedEabKey {
+                    sealed_key: r.try_get("sealed_key")?,
+                    directory: r.try_get("directory")?,
+                    bound_account: r.try_get("bound_account")?,
+                })
             })
             .transpose()?)
     }
 
-    /// (kid, directory, note, created_at, bound account) of every EAB key.
-    pub async fn eab_keys(&self) -> Result<Vec<(String, String, String, i64, Option<String>)>> {
+    /// Every EAB key, oldest first, without its key.
+    pub async fn eab_keys(&self) -> Result<Vec<EabKeyRow>> {
         let rows = sqlx::query("SELECT kid, directory, note, created_at, bound_account FROM eab_keys ORDER BY created_at")
             .fetch_all(&mut self.reader().await?)
             .await?;
         Ok(rows
             .iter()
             .map(|r| -> std::result::Result<_, sqlx::Error> {
-                Ok((
-                    r.try_get("kid")?,
-                    r.try_get("directory")?,
-                    r.try_get("note")?,
-                    r.try_get("created_at")?,
-                    r.try_get("bound_account")?,
-                ))
+                Ok(EabKeyRow {
+                    kid: r.try_get("kid")?,
+                    directory: r.try_get("directory")?,
+                    note: r.try_get("note")?,
+                    created_at: r.try_get("created_at")?,
+                    bound_account: r.try_get("bound_account")?,
+                })
             })
             .collect::<std::result::Result<_, _>>()?)
     }

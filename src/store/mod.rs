@@ -15,7 +15,7 @@
 //!
 //! | file | what it holds |
 //! |---|---|
-//! | `mod.rs` | [`Store`], [`StoreError`], [`Backend`], `connect`, the writes every aggregate's go through (`write`, `execute*`) |
+//! | `mod.rs` | [`Store`], [`StoreError`], [`Database`], `connect`, the writes every aggregate's go through (`write`, `execute*`) |
 //! | `sql.rs` | the statement engine: [`Arg`], [`Statement`] (chained for SQLite, combined for PostgreSQL), running one, reading a row with the rows joined to it, SQLite's pragmas |
 //! | `rows.rs` | the rows read ([`AccountRow`], [`OrderRow`] …), their columns and how each is read |
 //! | `nonces.rs` | redeemed nonces (RFC 8555 §7.2), settings |
@@ -65,8 +65,8 @@ pub use fast::{Prefetch, Prefetched};
 pub use group_commit::Written;
 pub use orders::{AuthzReuse, Claim, OrderAuthz, OrderReuse};
 pub use rows::{
-    AccountRow, AuthzRow, CertificateRow, ChallengeRow, CrlMeta, CrlRow, OcspResponderRow,
-    OrderRow, RevokedRow, FULL_CRL,
+    AccountRow, AuthzRow, CertificateRow, ChallengeRow, CrlMeta, CrlRow, EabKeyRow,
+    OcspResponderRow, OrderRow, RevokedRow, SealedEabKey, FULL_CRL,
 };
 pub use sql::{Arg, Statement};
 
@@ -97,8 +97,10 @@ pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
+/// What the store runs on: the embedded SQLite file, this process its only writer, or a
+/// PostgreSQL server that replicas share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub enum Database {
     Sqlite,
     Postgres,
 }
@@ -117,7 +119,7 @@ pub struct Store {
     /// Orders and authorizations until finalized, issued certificates for their download:
     /// likewise (`fresh`).
     fresh: Option<Arc<fast::fresh::FreshObjects>>,
-    pub backend: Backend,
+    pub database: Database,
 }
 
 /// How the store writes.
@@ -152,44 +154,44 @@ const MIGRATION_CONNECTIONS: u32 = 2;
 ///   from 50–60 ms to 45–51 ms, at the same rate or better.
 /// - PostgreSQL: 8. They carry reads and durable writes, and each query waits on the network
 ///   and the server's commit, so more queries in flight than cores pay off.
-pub fn automatic_connections(backend: Backend) -> u32 {
-    match backend {
-        Backend::Sqlite => std::thread::available_parallelism()
+pub fn automatic_connections(database: Database) -> u32 {
+    match database {
+        Database::Sqlite => std::thread::available_parallelism()
             .map_or(2, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
             .max(2),
-        Backend::Postgres => 8,
+        Database::Postgres => 8,
     }
 }
 
 impl Store {
     /// Connect, apply pending migrations, and set SQLite to durable WAL mode. `max_connections`
-    /// 0 picks the pool's size for the backend ([`automatic_connections`]).
+    /// 0 picks the pool's size for the database ([`automatic_connections`]).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store> {
         sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("postgres") {
-            Backend::Postgres
+        let database = if url.starts_with("postgres") {
+            Database::Postgres
         } else {
-            Backend::Sqlite
+            Database::Sqlite
         };
         let max_connections = match max_connections {
-            0 => automatic_connections(backend),
+            0 => automatic_connections(database),
             n => n,
         };
         let options = AnyConnectOptions::from_str(url)?;
         // Reads and writes have connections of their own (`connections`): the pool only
         // migrates.
         let pool = AnyPoolOptions::new()
-            .max_connections(match backend {
-                Backend::Sqlite => 1,
-                Backend::Postgres => MIGRATION_CONNECTIONS,
+            .max_connections(match database {
+                Database::Sqlite => 1,
+                Database::Postgres => MIGRATION_CONNECTIONS,
             })
             .acquire_timeout(Duration::from_secs(30))
             // Idle after the migrations: not kept holding a server's connection slots.
             .idle_timeout(Duration::from_secs(60))
-            .test_before_acquire(backend == Backend::Postgres)
+            .test_before_acquire(database == Database::Postgres)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
-                    if backend == Backend::Sqlite {
+                    if database == Database::Sqlite {
                         sqlite_pragmas(conn).await?;
                     }
                     Ok(())
@@ -197,18 +199,18 @@ impl Store {
             })
             .connect_with(options.clone())
             .await?;
-        match backend {
-            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
-            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
+        match database {
+            Database::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+            Database::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        let (reads, writes) = match backend {
-            Backend::Sqlite => {
+        let (reads, writes) = match database {
+            Database::Sqlite => {
                 let reads = Connections::open(&options, max_connections, Kind::File).await?;
                 let mut conn = options.connect().await?;
                 sqlite_pragmas(&mut conn).await?;
                 (Arc::new(reads), Writes::Grouped(GroupCommit::start(conn)))
             }
-            Backend::Postgres => {
+            Database::Postgres => {
                 let conns =
                     Arc::new(Connections::open(&options, max_connections, Kind::Server).await?);
                 let unflushed = Arc::new(
@@ -218,17 +220,17 @@ impl Store {
                 (conns.clone(), Writes::Server { conns, unflushed })
             }
         };
-        let accounts =
-            (backend == Backend::Sqlite).then(|| Arc::new(fast::accounts::AccountCache::default()));
+        let accounts = (database == Database::Sqlite)
+            .then(|| Arc::new(fast::accounts::AccountCache::default()));
         let fresh =
-            (backend == Backend::Sqlite).then(|| Arc::new(fast::fresh::FreshObjects::default()));
+            (database == Database::Sqlite).then(|| Arc::new(fast::fresh::FreshObjects::default()));
         Ok(Store {
             pool,
             reads,
             writes,
             accounts,
             fresh,
-            backend,
+            database,
         })
     }
 

@@ -167,6 +167,27 @@ impl CrlRow {
 /// The `crls.shard` of an issuer's complete (unsharded) CRL.
 pub const FULL_CRL: i64 = -1;
 
+/// An external account binding key as a newAccount checks it (RFC 8555 §7.3.4).
+#[derive(Debug, Clone)]
+pub struct SealedEabKey {
+    /// PEM of the KEK-sealed HMAC key.
+    pub sealed_key: String,
+    /// The ACME directory the key is for.
+    pub directory: String,
+    /// The account created with it, once one was.
+    pub bound_account: Option<String>,
+}
+
+/// An external account binding key as an operator lists it: never the key itself.
+#[derive(Debug, Clone)]
+pub struct EabKeyRow {
+    pub kid: String,
+    pub directory: String,
+    pub note: String,
+    pub created_at: i64,
+    pub bound_account: Option<String>,
+}
+
 /// A delegated OCSP responder certificate and its sealed key.
 #[derive(Debug, Clone)]
 pub struct OcspResponderRow {
