@@ -7,8 +7,9 @@ use std::sync::Arc;
 use super::group_commit::After;
 use super::rows::account_from;
 use super::sql::statement;
-use super::{AccountRow, Result, Store, Written};
+use super::{AccountRow, Reads, Result, Store, Written};
 
+/// What came of [`Store::insert_account`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NewAccountOutcome {
     Created,
@@ -18,7 +19,7 @@ pub enum NewAccountOutcome {
     EabUsed,
 }
 
-impl Store {
+impl Reads {
     pub async fn account_by_thumbprint(&self, thumbprint: &str) -> Result<Option<AccountRow>> {
         let row = sqlx::query("SELECT id, thumbprint, jwk, status, contact, eab_kid, created_at FROM accounts WHERE thumbprint = $1")
             .bind(thumbprint)
@@ -27,6 +28,8 @@ impl Store {
         Ok(row.map(|r| account_from(&r)).transpose()?)
     }
 
+    /// On SQLite from memory, or read and kept there unless an account changed meanwhile
+    /// (`fast::accounts`): no copy outlives a change of the row, so this is a read.
     pub async fn account(&self, id: &str) -> Result<Option<AccountRow>> {
         let generation = match &self.accounts {
             Some(cache) => {

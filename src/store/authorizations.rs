@@ -8,7 +8,7 @@ use sqlx::Row;
 use super::fast::fresh;
 use super::rows::{authz_with_challenges_from, challenge_with_authz_from};
 use super::sql::statement;
-use super::{now, Arg, AuthzRow, ChallengeRow, Result, Statement, Store};
+use super::{now, Arg, AuthzRow, ChallengeRow, Reads, Result, Statement, Store};
 
 /// A new authorization and its challenges, written with its order.
 pub struct NewAuthz {
@@ -104,7 +104,7 @@ pub(super) const CHALLENGE_WITH_AUTHZ: &str =
      c.validated AS c_validated, c.error AS c_error \
      FROM challenges c JOIN authorizations a ON a.id = c.authz_id WHERE c.id = $1";
 
-impl Store {
+impl Reads {
     /// Authorizations created for an identifier since `since`, all accounts.
     pub async fn authzs_since(&self, id_type: &str, id_value: &str, since: i64) -> Result<i64> {
         let row = sqlx::query(AUTHZS_SINCE)

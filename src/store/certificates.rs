@@ -8,7 +8,9 @@ use sqlx::{AnyConnection, Row};
 
 use super::rows::{cert_cols, certificate_from};
 use super::sql::{renumber_arguments, statement, Combined};
-use super::{now, CertificateRow, Claim, Result, Statement, Store, StoreError, Writes, Written};
+use super::{
+    now, CertificateRow, Claim, Reads, Result, Statement, Store, StoreError, Writes, Written,
+};
 
 /// What the issuance cycle knows of a certificate before it is signed.
 #[derive(Debug, Clone)]
@@ -60,9 +62,9 @@ pub(super) const CERTIFICATE: &str = concat!(
     " FROM certificates WHERE serial = $1"
 );
 
-impl Store {
+impl Reads {
     /// A certificate for its download: its serial, issuer, account, status, DER and chain as
-    /// [`Store::certificate`] has them, its revocation possibly not (an issuance of this
+    /// [`Reads::certificate`] has them, its revocation possibly not (an issuance of this
     /// process keeps these in memory for the client's download).
     pub async fn certificate_for_download(&self, serial: &str) -> Result<Option<CertificateRow>> {
         if let Some(kept) = self.fresh.as_ref().and_then(|f| f.certificate(serial)) {

@@ -6,9 +6,9 @@ use sqlx::Row;
 
 use super::rows::crl_from;
 use super::sql::statement;
-use super::{CrlMeta, CrlRow, Result, RevokedRow, Store, StoreError};
+use super::{CrlMeta, CrlRow, Reads, Result, RevokedRow, Store, StoreError};
 
-impl Store {
+impl Reads {
     /// Revoked certificates of an issuer that have not expired at `at`: a CRL's entries. `shard`:
     /// only those of that CRL shard; `None`: all of them (the issuer's full CRL).
     pub async fn revoked_unexpired(

@@ -4,9 +4,9 @@
 use sqlx::Row;
 
 use super::sql::statement;
-use super::{now, EabKeyRow, Result, SealedEabKey, Store};
+use super::{now, EabKeyRow, Reads, Result, SealedEabKey, Store};
 
-impl Store {
+impl Reads {
     /// The RA policy (JSON) an EAB key carries, if any.
     pub async fn eab_policy(&self, kid: &str) -> Result<Option<String>> {
         let row = sqlx::query("SELECT policy FROM eab_keys WHERE kid = $1")

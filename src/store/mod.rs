@@ -11,23 +11,42 @@
 //! Every state transition that must happen once is a conditional `UPDATE … WHERE status = …`
 //! whose `rows_affected()` decides the winner; nothing is selected and then updated.
 //!
-//! One `impl Store` per aggregate, each in its own file:
+//! ## Reads and writes
 //!
-//! | file | what it holds |
-//! |---|---|
-//! | `mod.rs` | [`Store`], [`StoreError`], [`Database`], `connect`, the writes every aggregate's go through (`write`, `execute*`) |
-//! | `sql.rs` | the statement engine: [`Arg`], [`Statement`] (chained for SQLite, combined for PostgreSQL), running one, reading a row with the rows joined to it, SQLite's pragmas |
-//! | `rows.rs` | the rows read ([`AccountRow`], [`OrderRow`] …), their columns and how each is read |
-//! | `nonces.rs` | redeemed nonces (RFC 8555 §7.2), settings |
-//! | `accounts.rs` | accounts (RFC 8555 §7.3) |
-//! | `eab.rs`, `tokens.rs` | external account binding keys (RFC 8555 §7.3.4), admin tokens |
-//! | `orders.rs` | orders (RFC 8555 §7.4): newOrder's reuse lookups, rate-limit counts, the claim of a finalize, failing and settling, recovery |
-//! | `authorizations.rs` | authorizations and challenges (RFC 8555 §7.5) |
-//! | `certificates.rs` | the issuance cycle's records (to-be-signed, issued, abandoned) and certificates |
-//! | `crls.rs` | revocations, CRLs and the leases that let one replica at a time generate them |
-//! | `ocsp.rs` | delegated OCSP responders |
-//! | `fast/` | the ACME fast paths: reads answered from memory (SQLite) or with the nonce (PostgreSQL) |
-//! | `connections.rs`, `group_commit.rs` | the connections the store holds; SQLite's group commit |
+//! [`Reads`] is the store's read side and [`Store`] the whole (Boulder's `sa/saro.go` beside
+//! `sa/sa.go`): a `Store` holds its `Reads` and derefs to it, so every read is called on a
+//! `Store` as on a `Reads`, and [`Store::reads`] hands out a `Reads` (a few `Arc`s cloned) to
+//! code that must not write. A method is a write, defined on `Store`, when it inserts, updates,
+//! deletes, redeems a nonce, claims an order or takes a lease, or changes what memory holds for
+//! later reads (`fast`); one that reads and writes (the account read by the statement that
+//! redeems the nonce) is a write. A read keeps in memory only a row it read itself, and only
+//! where no kept copy can outlive a change of the row: the account cache's generations
+//! (`fast::accounts`), so [`Reads::account`] is a read.
+//!
+//! ## Where each thing is
+//!
+//! Each aggregate's file holds its reads (`impl Reads`), its writes (`impl Store`) and its SQL.
+//!
+//! - `mod.rs`: [`Store`], [`Reads`], [`StoreError`], [`Database`], `connect`, and the writes every
+//!   aggregate's go through (`write`, `execute*`, on SQLite with what they change in memory).
+//! - `sql.rs`: the statement engine: [`Arg`], [`Statement`] (chained for SQLite, combined for
+//!   PostgreSQL), one run on a held connection, a lost connection told from a refused statement,
+//!   a row read with the rows joined to it; SQLite's pragmas.
+//! - `rows.rs`: the rows read ([`AccountRow`], [`OrderRow`] …), their columns, how each is read.
+//! - `nonces.rs`: redeemed nonces (RFC 8555 §7.2) and the settings replicas share.
+//! - `accounts.rs`: accounts (RFC 8555 §7.3); `eab.rs`: external account binding keys
+//!   (§7.3.4); `tokens.rs`: admin tokens.
+//! - `orders.rs`: orders (RFC 8555 §7.4): newOrder's reuse lookups and rate-limit counts, a
+//!   finalize's claim, how an order fails, settles or is recovered.
+//! - `authorizations.rs`: authorizations and challenges (RFC 8555 §7.5).
+//! - `certificates.rs`: the issuance cycle's records (to-be-signed, issued, abandoned) and the
+//!   certificates.
+//! - `crls.rs`: revocations, CRLs (RFC 5280 §5), the leases of their generation.
+//! - `ocsp.rs`: delegated OCSP responders (RFC 6960).
+//! - `fast/`: the ACME fast paths: reads answered from memory (SQLite) or with the nonce
+//!   (PostgreSQL), and the rule that keeps them exact.
+//! - `connections.rs`: the connections the store holds; `group_commit.rs`: SQLite's writer.
+//! - `tests.rs`: the store against a real SQLite file.
 
 mod accounts;
 mod authorizations;
@@ -47,6 +66,7 @@ mod tokens;
 #[cfg(test)]
 mod tests;
 
+use std::ops::Deref;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,21 +125,38 @@ pub enum Database {
     Postgres,
 }
 
+/// The store's read side: every method of it only reads. A [`Store`] derefs to its `Reads`;
+/// [`Store::reads`] hands one out to code that must not write.
 #[derive(Clone)]
-pub struct Store {
-    /// Migrations (and tests' own queries).
-    pool: AnyPool,
+pub struct Reads {
     /// Where reads go (see `connections`): SQLite's read connections; on PostgreSQL the
     /// connections of reads and durable writes.
-    reads: Arc<Connections>,
-    /// Where writes go.
-    writes: Writes,
+    connections: Arc<Connections>,
     /// Accounts in memory, when this process is the database's only writer (SQLite).
     accounts: Option<Arc<fast::accounts::AccountCache>>,
     /// Orders and authorizations until finalized, issued certificates for their download:
-    /// likewise (`fresh`).
+    /// likewise (`fast::fresh`).
     fresh: Option<Arc<fast::fresh::FreshObjects>>,
     pub database: Database,
+}
+
+/// The store: its reads ([`Reads`], which it derefs to) and its writes.
+#[derive(Clone)]
+pub struct Store {
+    reads: Reads,
+    /// Migrations (and tests' own queries).
+    pool: AnyPool,
+    /// Where writes go.
+    writes: Writes,
+}
+
+/// Every read is called on a `Store` as on its `Reads`.
+impl Deref for Store {
+    type Target = Reads;
+
+    fn deref(&self) -> &Reads {
+        &self.reads
+    }
 }
 
 /// How the store writes.
@@ -203,7 +240,7 @@ impl Store {
             Database::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Database::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        let (reads, writes) = match database {
+        let (connections, writes) = match database {
             Database::Sqlite => {
                 let reads = Connections::open(&options, max_connections, Kind::File).await?;
                 let mut conn = options.connect().await?;
@@ -225,13 +262,20 @@ impl Store {
         let fresh =
             (database == Database::Sqlite).then(|| Arc::new(fast::fresh::FreshObjects::default()));
         Ok(Store {
+            reads: Reads {
+                connections,
+                accounts,
+                fresh,
+                database,
+            },
             pool,
-            reads,
             writes,
-            accounts,
-            fresh,
-            database,
         })
+    }
+
+    /// The read side, for code that must not write (a few `Arc`s cloned).
+    pub fn reads(&self) -> Reads {
+        self.reads.clone()
     }
 
     /// Runs `job` over `data` as one transaction, durable when this returns: on SQLite in the
@@ -418,9 +462,11 @@ impl Store {
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
+}
 
+impl Reads {
     /// A connection to read on (see `connections`).
     async fn reader(&self) -> Result<Conn<'_>> {
-        Ok(self.reads.get().await?)
+        Ok(self.connections.get().await?)
     }
 }

@@ -3,9 +3,9 @@
 use sqlx::Row;
 
 use super::sql::statement;
-use super::{now, OcspResponderRow, Result, Store, StoreError};
+use super::{now, OcspResponderRow, Reads, Result, Store, StoreError};
 
-impl Store {
+impl Reads {
     /// The issuer's responder certificate that stays valid longest, if one is valid at `at`.
     pub async fn latest_ocsp_responder(
         &self,

@@ -12,7 +12,7 @@ use super::rows::{
     validated_authz_from,
 };
 use super::sql::statement;
-use super::{AuthzRow, NewAuthz, OrderRow, Result, Statement, Store};
+use super::{AuthzRow, NewAuthz, OrderRow, Reads, Result, Statement, Store};
 
 /// What a new order links to: an authorization to create, or an existing one to reuse.
 pub enum OrderAuthz {
@@ -56,7 +56,7 @@ impl Claim<'_> {
     }
 }
 
-/// The orders a newOrder could reuse ([`Store::reuse_candidates`]).
+/// The orders a newOrder could reuse ([`Reads::reuse_candidates`]).
 pub struct OrderReuse<'a> {
     pub account_id: &'a str,
     pub directory: &'a str,
@@ -82,7 +82,8 @@ pub struct AuthzReuse<'a> {
 /// account (`$1`) for exactly these identifiers (`$3`) and profile (`$4`) in this directory
 /// (`$2`), newest first, with the order columns; and the account's newest valid authorization
 /// for one identifier (`$6`–`$8`) valid past `$9`, with the `a_` columns of
-/// [`joined_authz_from`]. Each row has the other's columns NULL.
+/// [`joined_authz_from`](super::rows::joined_authz_from). Each row has the other's columns
+/// NULL.
 pub(super) const REUSE_CANDIDATES: &str = concat!(
     "WITH reuse_orders AS (SELECT ",
     order_cols!(),
@@ -134,7 +135,7 @@ pub(super) const ORDER_WITH_AUTHZS: &str =
      WHERE c.authz_id = a.id AND c.status = 'valid' ORDER BY c.validated LIMIT 1) \
      WHERE o.id = $1 ORDER BY oa.position";
 
-impl Store {
+impl Reads {
     pub async fn order(&self, id: &str) -> Result<Option<OrderRow>> {
         if let Some(order) = self.fresh.as_ref().and_then(|f| f.order(id)) {
             return Ok(Some(order));
@@ -224,7 +225,7 @@ impl Store {
     /// What a newOrder could reuse, in one round trip: unexpired, not yet finalized orders of
     /// an account for exactly these identifiers and profile, newest first (valid an hour past
     /// `at` at least); and a valid authorization of the same account for one identifier, as
-    /// [`Store::reusable_authz`] finds it.
+    /// [`Reads::reusable_authz`] finds it.
     pub async fn reuse_candidates(
         &self,
         orders: &OrderReuse<'_>,

@@ -251,7 +251,7 @@ pub(super) fn order_from(r: &AnyRow) -> std::result::Result<OrderRow, sqlx::Erro
 }
 
 /// An authorization from `authz_select!` (or, with `validation` left to the caller, from
-/// [`AUTHZ_WITH_CHALLENGES`]).
+/// [`AUTHZ_WITH_CHALLENGES`](super::authorizations::AUTHZ_WITH_CHALLENGES)).
 pub(super) fn authz_from(r: &AnyRow) -> std::result::Result<AuthzRow, sqlx::Error> {
     Ok(AuthzRow {
         id: r.try_get("id")?,
@@ -275,7 +275,8 @@ pub(super) fn validated_authz_from(r: &AnyRow) -> std::result::Result<AuthzRow, 
     })
 }
 
-/// An authorization from the `a_`-prefixed columns of [`ORDER_WITH_AUTHZS`].
+/// An authorization from the `a_`-prefixed columns of
+/// [`ORDER_WITH_AUTHZS`](super::orders::ORDER_WITH_AUTHZS).
 pub(super) fn joined_authz_from(r: &AnyRow) -> std::result::Result<AuthzRow, sqlx::Error> {
     let kind: Option<String> = r.try_get("valid_kind")?;
     let at: Option<i64> = r.try_get("valid_at")?;
@@ -363,14 +364,16 @@ pub(super) fn crl_from(r: &AnyRow) -> std::result::Result<CrlRow, sqlx::Error> {
     })
 }
 
-/// The order and its authorizations from the rows of [`ORDER_WITH_AUTHZS`].
+/// The order and its authorizations from the rows of
+/// [`ORDER_WITH_AUTHZS`](super::orders::ORDER_WITH_AUTHZS).
 pub(super) fn order_with_authzs_from(
     rows: &[AnyRow],
 ) -> std::result::Result<Option<(OrderRow, Vec<AuthzRow>)>, sqlx::Error> {
     head_and_items(rows, ("id", order_from), ("a_id", joined_authz_from))
 }
 
-/// The authorization and its challenges from the rows of [`AUTHZ_WITH_CHALLENGES`].
+/// The authorization and its challenges from the rows of
+/// [`AUTHZ_WITH_CHALLENGES`](super::authorizations::AUTHZ_WITH_CHALLENGES).
 pub(super) fn authz_with_challenges_from(
     rows: &[AnyRow],
 ) -> std::result::Result<Option<(AuthzRow, Vec<ChallengeRow>)>, sqlx::Error> {
@@ -381,7 +384,8 @@ pub(super) fn authz_with_challenges_from(
     }))
 }
 
-/// The challenge and its authorization from a row of [`CHALLENGE_WITH_AUTHZ`].
+/// The challenge and its authorization from a row of
+/// [`CHALLENGE_WITH_AUTHZ`](super::authorizations::CHALLENGE_WITH_AUTHZ).
 pub(super) fn challenge_with_authz_from(
     r: &AnyRow,
 ) -> std::result::Result<(ChallengeRow, AuthzRow), sqlx::Error> {

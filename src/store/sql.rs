@@ -271,8 +271,8 @@ pub(super) type RowReader<T> = fn(&AnyRow) -> std::result::Result<T, sqlx::Error
 
 /// A row with the rows joined to it, read the same way wherever the join comes from: `None`
 /// when there are no rows, or only one whose `key` column is `NULL` (a left join's, see
-/// [`prefetch`]); otherwise the head from the first row and an item from each row whose
-/// `item_key` is not `NULL`.
+/// [`prefetch`](super::fast::prefetch)); otherwise the head from the first row and an item
+/// from each row whose `item_key` is not `NULL`.
 pub(super) fn head_and_items<H, I>(
     rows: &[AnyRow],
     (key, head): (&str, RowReader<H>),

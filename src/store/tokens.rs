@@ -3,9 +3,9 @@
 use sqlx::Row;
 
 use super::sql::statement;
-use super::{now, Result, Store};
+use super::{now, Reads, Result, Store};
 
-impl Store {
+impl Reads {
     /// The id of a live admin token with this SHA-256.
     pub async fn admin_token(&self, token_hash: &str) -> Result<Option<String>> {
         let row =

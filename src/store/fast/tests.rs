@@ -25,8 +25,8 @@ async fn stores() -> Stores {
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("pkid.db").display());
     let store = Store::connect(&url, 2).await.unwrap();
     let mut file = store.clone();
-    file.fresh = None;
-    file.accounts = None;
+    file.reads.fresh = None;
+    file.reads.accounts = None;
     for id in ["acct", "other"] {
         store
             .insert_account(&AccountRow::for_tests(id), None)
