@@ -75,7 +75,8 @@ impl Reads {
             .map_or(0, |s| s.saturating_add(1)))
     }
 
-    /// The newest stored CRL of one issuer's shard ([`FULL_CRL`]: its complete CRL).
+    /// The newest stored CRL of one issuer's shard ([`FULL_CRL`](super::FULL_CRL): its
+    /// complete CRL).
     pub async fn latest_crl(&self, issuer: &str, shard: i64) -> Result<Option<CrlRow>> {
         let row = sqlx::query(
             "SELECT issuer, shard, number, generated_at, this_update, next_update, der FROM crls \

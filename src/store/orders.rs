@@ -82,8 +82,7 @@ pub struct AuthzReuse<'a> {
 /// account (`$1`) for exactly these identifiers (`$3`) and profile (`$4`) in this directory
 /// (`$2`), newest first, with the order columns; and the account's newest valid authorization
 /// for one identifier (`$6`–`$8`) valid past `$9`, with the `a_` columns of
-/// [`joined_authz_from`](super::rows::joined_authz_from). Each row has the other's columns
-/// NULL.
+/// [`joined_authz_from`]. Each row has the other's columns NULL.
 pub(super) const REUSE_CANDIDATES: &str = concat!(
     "WITH reuse_orders AS (SELECT ",
     order_cols!(),

@@ -11,7 +11,8 @@ use sqlx::{Any, AnyConnection, Executor, Row};
 use super::connections::Connections;
 use super::Result;
 
-/// Tries of [`Store::execute_retrying`] when the connection is lost (250 ms, doubling, between).
+/// Tries of [`Store::execute_retrying`](super::Store::execute_retrying) when the connection is
+/// lost (250 ms, doubling, between).
 pub(super) const LOST_CONNECTION_ATTEMPTS: u32 = 4;
 
 /// The database went away under a statement (a restart, a cut connection), as opposed to
