@@ -154,11 +154,14 @@ pub async fn eab_create(
 /// `pkid eab list`: key ids and whether an account is bound to them (never the keys).
 pub async fn eab_list(cfg: &Config) -> Result<(), BoxError> {
     let authorities = open_authorities(cfg).await?;
-    for (kid, directory, note, created_at, bound) in authorities.store.eab_keys().await? {
+    for key in authorities.store.eab_keys().await? {
         println!(
-            "{kid}\tdirectory={directory}\tcreated={}\tbound={}\t{note}",
-            crate::api::acme::rfc3339(created_at),
-            bound.as_deref().unwrap_or("-")
+            "{}\tdirectory={}\tcreated={}\tbound={}\t{}",
+            key.kid,
+            key.directory,
+            crate::api::acme::rfc3339(key.created_at),
+            key.bound_account.as_deref().unwrap_or("-"),
+            key.note
         );
     }
     Ok(())

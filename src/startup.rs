@@ -352,8 +352,8 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
 
     // Replicas of one PostgreSQL database share the nonce key and redeem nonces there; the
     // embedded SQLite file has one writer, this process, which redeems them in memory.
-    let nonces = match store.backend {
-        crate::store::Backend::Postgres => {
+    let nonces = match store.database {
+        crate::store::Database::Postgres => {
             let mut fresh = [0u8; 32];
             rand::thread_rng().fill_bytes(&mut fresh);
             let secret = store
@@ -365,7 +365,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
             let secret = base64::engine::general_purpose::STANDARD.decode(secret)?;
             NonceService::new(&secret, cfg.acme.nonce_lifetime_secs, store.clone())
         }
-        crate::store::Backend::Sqlite => NonceService::in_process(cfg.acme.nonce_lifetime_secs),
+        crate::store::Database::Sqlite => NonceService::in_process(cfg.acme.nonce_lifetime_secs),
     };
 
     let validator = Arc::new(Validator::new(ValidatorSettings {
@@ -395,9 +395,9 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
     ));
     // The embedded file has no other writer, so every challenge in flight was this process's
     // before it stopped; replicas of a shared database requeue only those past the lease.
-    let started_before = match store.backend {
-        crate::store::Backend::Sqlite => i64::MAX,
-        crate::store::Backend::Postgres => crate::store::now() - validation_lease,
+    let started_before = match store.database {
+        crate::store::Database::Sqlite => i64::MAX,
+        crate::store::Database::Postgres => crate::store::now() - validation_lease,
     };
     let requeued = ra.requeue_stuck_challenges(started_before).await?;
     if requeued > 0 {

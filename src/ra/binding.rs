@@ -125,19 +125,22 @@ impl Ra {
         directory: &Directory,
         proof: &BindingProof,
     ) -> Result<String, RaError> {
-        let (sealed, bound_to, bound) = self.store.eab_key(&proof.kid).await?.ok_or_else(|| {
+        let key = self.store.eab_key(&proof.kid).await?.ok_or_else(|| {
             RaError::Unauthorized("unknown external account binding key id".into())
         })?;
-        if bound_to != directory.name {
+        if key.directory != directory.name {
             return Err(RaError::Unauthorized(
                 "this external account binding key is for another directory".into(),
             ));
         }
-        let key = self.kek.open_pem(&sealed, SEALED_AAD).map_err(|_| {
-            RaError::Internal("the external account binding key cannot be unsealed".into())
-        })?;
-        proof.verify(&key)?;
-        if bound.is_some() {
+        let hmac_key = self
+            .kek
+            .open_pem(&key.sealed_key, SEALED_AAD)
+            .map_err(|_| {
+                RaError::Internal("the external account binding key cannot be unsealed".into())
+            })?;
+        proof.verify(&hmac_key)?;
+        if key.bound_account.is_some() {
             return Err(RaError::Unauthorized(
                 "this external account binding key was used already".into(),
             ));

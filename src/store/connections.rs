@@ -35,7 +35,7 @@ use sqlx::any::{AnyConnectOptions, AnyQueryResult, AnyRow, AnyStatement, AnyType
 use sqlx::{Any, AnyConnection, ConnectOptions, Connection, Describe, Either, Execute, Executor};
 use tokio::sync::{Mutex, MutexGuard, Semaphore, SemaphorePermit};
 
-use super::{connection_lost, sqlite_pragmas};
+use super::sql::{connection_lost, sqlite_pragmas};
 
 /// A PostgreSQL connection used within this long is handed out unchecked.
 pub const CHECK_AFTER_IDLE: Duration = Duration::from_millis(500);

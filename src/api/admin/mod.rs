@@ -153,13 +153,13 @@ impl AdminApi {
             .eab_keys()
             .await?
             .into_iter()
-            .map(|(kid, directory, note, created_at, bound)| {
+            .map(|key| {
                 json!({
-                    "kid": kid,
-                    "directory": directory,
-                    "note": note,
-                    "created_at": crate::api::acme::rfc3339(created_at),
-                    "bound_account": bound,
+                    "kid": key.kid,
+                    "directory": key.directory,
+                    "note": key.note,
+                    "created_at": crate::api::acme::rfc3339(key.created_at),
+                    "bound_account": key.bound_account,
                 })
             })
             .collect();
@@ -222,7 +222,7 @@ impl AdminApi {
     ) -> Result<AdminReply, crate::store::StoreError> {
         match self.store.eab_key(kid).await? {
             None => Ok(error(StatusCode::NOT_FOUND, "no such EAB key")),
-            Some((_, _, Some(_))) => Ok(error(
+            Some(key) if key.bound_account.is_some() => Ok(error(
                 StatusCode::CONFLICT,
                 "the key is bound to an account already",
             )),

@@ -12,18 +12,22 @@
 //! relies on: every write that depends on a row's state checks that state in its own statement
 //! (`… WHERE status = 'pending'`), and a handler that writes reads again afterwards.
 //!
-//! [`Store::account_redeeming_nonce`]: super::Store::account_redeeming_nonce
+//! [`Store::account_redeeming_nonce`]: crate::store::Store::account_redeeming_nonce
 
 use std::sync::LazyLock;
 
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{
+use crate::store::authorizations::{AUTHZ_WITH_CHALLENGES, CHALLENGE_WITH_AUTHZ};
+use crate::store::certificates::CERTIFICATE;
+use crate::store::orders::ORDER_WITH_AUTHZS;
+use crate::store::rows::{
     account_columns, authz_with_challenges_from, certificate_from, challenge_with_authz_from,
-    order_with_authzs_from, present, AccountRow, AuthzRow, CertificateRow, ChallengeRow, OrderRow,
-    AUTHZ_WITH_CHALLENGES, CERTIFICATE, CHALLENGE_WITH_AUTHZ, ORDER_WITH_AUTHZS,
+    order_with_authzs_from,
 };
+use crate::store::sql::present;
+use crate::store::{AccountRow, AuthzRow, CertificateRow, ChallengeRow, OrderRow};
 
 /// What a request will read once it is authenticated, named by its URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +92,7 @@ impl Prefetched {
 /// The statement for `prefetch`: `$1` the nonce, `$2` its expiry, `$3` the account, `$4` the
 /// resource's key. One row at least (the nonce's count and the account, `NULL`s when there is
 /// none), one per row of the resource otherwise, in the order its own read gives them.
-pub(super) fn statement(prefetch: Prefetch<'_>) -> &'static str {
+pub(in crate::store) fn statement(prefetch: Prefetch<'_>) -> &'static str {
     static NOTHING: LazyLock<String> = LazyLock::new(|| compose(None));
     static ORDER: LazyLock<String> =
         LazyLock::new(|| compose(Some((ORDER_WITH_AUTHZS, " ORDER BY r.a_position"))));
@@ -107,7 +111,7 @@ pub(super) fn statement(prefetch: Prefetch<'_>) -> &'static str {
 }
 
 /// The resource's key, bound as `$4`.
-pub(super) fn key<'a>(prefetch: Prefetch<'a>) -> Option<&'a str> {
+pub(in crate::store) fn key<'a>(prefetch: Prefetch<'a>) -> Option<&'a str> {
     match prefetch {
         Prefetch::Nothing => None,
         Prefetch::Order(k)
@@ -139,7 +143,7 @@ fn compose(read: Option<(&str, &str)>) -> String {
 }
 
 /// The account, whether this was the nonce's first redemption, and the resource.
-pub(super) fn decode(
+pub(in crate::store) fn decode(
     prefetch: Prefetch<'_>,
     rows: &[AnyRow],
 ) -> Result<(Option<AccountRow>, bool, Prefetched), sqlx::Error> {

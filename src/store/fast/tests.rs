@@ -6,7 +6,11 @@
 
 use std::time::{Duration, Instant};
 
-use super::*;
+use crate::store::group_commit::tests::hold_writer;
+use crate::store::{
+    now, AccountRow, Claim, IssuedRecord, NewAuthz, OrderAuthz, OrderRow, PendingCertificate,
+    Statement, Store,
+};
 
 struct Stores {
     /// Reads from memory where it can.
@@ -21,8 +25,8 @@ async fn stores() -> Stores {
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("pkid.db").display());
     let store = Store::connect(&url, 2).await.unwrap();
     let mut file = store.clone();
-    file.fresh = None;
-    file.accounts = None;
+    file.reads.fresh = None;
+    file.reads.accounts = None;
     for id in ["acct", "other"] {
         store
             .insert_account(&AccountRow::for_tests(id), None)
@@ -346,7 +350,7 @@ async fn a_change_whose_caller_is_gone_still_drops_the_row() {
         .await
         .unwrap();
     // Hold the writer so that the change waits in its queue, then drop its caller.
-    let release = super::group_commit::tests::hold_writer(&s.store).await;
+    let release = hold_writer(&s.store).await;
     let caller = {
         let store = s.store.clone();
         tokio::spawn(async move { store.deactivate_authz("a").await })

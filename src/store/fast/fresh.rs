@@ -22,15 +22,16 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::cache::Bounded;
-use super::{validation_of, AuthzRow, CertificateRow, ChallengeRow, OrderRow};
+use super::bounded::Bounded;
+use crate::store::rows::validation_of;
+use crate::store::{AuthzRow, CertificateRow, ChallengeRow, OrderRow};
 
 /// Orders, and authorizations, kept; past it, one kept entry makes room for the next.
 const CAPACITY: usize = 8_192;
 /// Issued certificates kept for their download (a few KiB each).
 const CERTIFICATES: usize = 1_024;
 
-/// A validation's outcome as [`super::Store::finish_challenge`] wrote it.
+/// A validation's outcome as [`crate::store::Store::finish_challenge`] wrote it.
 pub struct Outcome {
     /// `valid` or `invalid`, for the challenge and its authorization.
     pub status: String,

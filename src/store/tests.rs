@@ -1,0 +1,362 @@
+//! The store against a real SQLite file: durable connections, the claim and its record, every
+//! way an issuance completes, recovery, and the plans of the frequent queries.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use sqlx::{AnyConnection, Row};
+
+use super::authorizations::{AUTHZS_SINCE, AUTHZ_WITH_CHALLENGES, STALE_PROCESSING_CHALLENGES};
+use super::orders::{
+    ORDERS_SINCE, ORDER_REPLACING, ORDER_WITH_AUTHZS, REUSABLE_AUTHZ, REUSE_CANDIDATES,
+    STALE_PROCESSING_ORDERS,
+};
+use super::*;
+
+/// Every pooled SQLite connection runs in WAL mode with `synchronous = FULL`: a commit (and
+/// so a certificate answered after it) has reached the disk, not only the page cache.
+#[tokio::test]
+async fn every_sqlite_connection_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("pkid.db").display());
+    let store = Store::connect(&url, 3).await.unwrap();
+    async fn check(conn: &mut AnyConnection) {
+        let synchronous: i64 = sqlx::query("PRAGMA synchronous")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap()
+            .try_get(0)
+            .unwrap();
+        let journal: String = sqlx::query("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap()
+            .try_get(0)
+            .unwrap();
+        assert_eq!((synchronous, journal.as_str()), (2, "wal"), "2 is FULL");
+    }
+    // The three read connections at once, and the pool's: each one was set up.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut conn = store.reader().await.unwrap();
+        check(conn.connection().unwrap()).await;
+        held.push(conn);
+    }
+    check(&mut store.pool().acquire().await.unwrap()).await;
+}
+
+/// A finalize's claim and its to-be-signed record are one write: the first claim records
+/// its serial; a later one finds the order taken and records nothing.
+#[tokio::test]
+async fn a_claim_and_its_record_are_made_together_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, pending) = processing_order(&dir).await;
+    let order = OrderRow::for_tests("second", "acct", "pending", now() + 3600);
+    store.insert_order(&order, &[]).await.unwrap();
+    let pending = PendingCertificate {
+        order_id: Some("second"),
+        ..pending
+    };
+    let first = Claim::for_tests("second", now());
+    assert!(store
+        .claim_with_tbs(&first, &pending, "01", b"tbs")
+        .await
+        .unwrap());
+    let late = Claim {
+        csr: b"another csr",
+        ..first
+    };
+    assert!(!store
+        .claim_with_tbs(&late, &pending, "02", b"tbs")
+        .await
+        .unwrap());
+    // An order claimed on its own (an upstream CA's issuance) is not claimed again.
+    assert!(!store
+        .claim_with_tbs(&Claim::for_tests("order", now()), &pending, "03", b"tbs")
+        .await
+        .unwrap());
+
+    let order = store.order("second").await.unwrap().unwrap();
+    assert_eq!(order.status, "processing");
+    assert_eq!(store.order_csr("second").await.unwrap().unwrap(), b"csr");
+    let recorded = store.certificate("01").await.unwrap().unwrap();
+    assert_eq!(
+        (recorded.status.as_str(), recorded.order_id.as_deref()),
+        ("tbs", Some("second"))
+    );
+    for serial in ["02", "03"] {
+        assert!(
+            store.certificate(serial).await.unwrap().is_none(),
+            "{serial}"
+        );
+    }
+}
+
+/// Every way an issuance ends on SQLite, whose settle and store go to the connection as
+/// one text: from the `tbs` row, from an upstream CA (no `tbs` row), and both with no
+/// order (the REST surfaces' certificates).
+#[tokio::test]
+async fn every_way_an_issuance_completes_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, pending) = processing_order(&dir).await;
+    let upstream_order = OrderRow::for_tests("upstream", "acct", "pending", now() + 3600);
+    store.insert_order(&upstream_order, &[]).await.unwrap();
+    assert!(store
+        .begin_processing(&Claim::for_tests("upstream", now()))
+        .await
+        .unwrap());
+    let issued = |serial: &'static str| IssuedRecord {
+        serial,
+        tbs: b"tbs",
+        der: b"der",
+        chain_pem: "chain",
+    };
+    let upstream = PendingCertificate {
+        order_id: Some("upstream"),
+        ..pending
+    };
+    let no_order = PendingCertificate {
+        order_id: None,
+        ..pending
+    };
+    store.record_tbs(&pending, "01", b"tbs").await.unwrap();
+    store
+        .complete_issuance(&issued("01"), &pending)
+        .await
+        .unwrap();
+    store
+        .complete_issuance(&issued("02"), &upstream)
+        .await
+        .unwrap();
+    store.record_tbs(&no_order, "03", b"tbs").await.unwrap();
+    store
+        .complete_issuance(&issued("03"), &no_order)
+        .await
+        .unwrap();
+    store
+        .complete_issuance(&issued("04"), &no_order)
+        .await
+        .unwrap();
+
+    type Stored = (String, String, Option<String>, Option<Vec<u8>>);
+    let rows: Vec<Stored> =
+        sqlx::query("SELECT serial, status, order_id, der FROM certificates ORDER BY serial")
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r.get("serial"),
+                    r.get("status"),
+                    r.get("order_id"),
+                    r.get("der"),
+                )
+            })
+            .collect();
+    let der = Some(b"der".to_vec());
+    let issued_row = |serial: &str, order: Option<&str>| {
+        (
+            serial.to_owned(),
+            "issued".to_owned(),
+            order.map(str::to_owned),
+            der.clone(),
+        )
+    };
+    assert_eq!(
+        rows,
+        vec![
+            issued_row("01", Some("order")),
+            issued_row("02", Some("upstream")),
+            issued_row("03", None),
+            issued_row("04", None),
+        ]
+    );
+    for (order, serial) in [("order", "01"), ("upstream", "02")] {
+        let row = store.order(order).await.unwrap().unwrap();
+        assert_eq!(
+            (row.status.as_str(), row.certificate_serial.as_deref()),
+            ("valid", Some(serial))
+        );
+    }
+}
+
+/// The queries that run on every newOrder, order and authorization read, and every
+/// recovery round find their rows through an index: their cost does not grow with the
+/// number of orders the CA has made.
+#[tokio::test]
+async fn plans_of_frequent_queries_use_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("pkid.db").display());
+    let store = Store::connect(&url, 1).await.unwrap();
+    let queries = [
+        ("reusable orders and authorization", REUSE_CANDIDATES),
+        ("reusable authorization", REUSABLE_AUTHZ),
+        ("order replacing a certificate", ORDER_REPLACING),
+        ("stale processing orders", STALE_PROCESSING_ORDERS),
+        ("stale processing challenges", STALE_PROCESSING_CHALLENGES),
+        ("orders since", ORDERS_SINCE),
+        ("authorizations since", AUTHZS_SINCE),
+        ("order with authorizations", ORDER_WITH_AUTHZS),
+        ("authorization with challenges", AUTHZ_WITH_CHALLENGES),
+    ];
+    for (what, sql) in queries {
+        let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<String, _>("detail"))
+            .collect();
+        // A scan of a `WITH` clause's few rows is no table's.
+        let scanned = |step: &&String| {
+            step.strip_prefix("SCAN ").is_some_and(|rest| {
+                !["reuse_orders", "reuse_authz"]
+                    .iter()
+                    .any(|cte| rest.split_whitespace().next() == Some(cte))
+            })
+        };
+        assert!(
+            !plan.iter().any(|step| scanned(&step)),
+            "{what} reads a whole table: {plan:?}"
+        );
+        assert!(
+            plan.iter().any(|step| step.starts_with("SEARCH ")),
+            "{what}: {plan:?}"
+        );
+    }
+}
+
+/// A store with account `acct` and its order `order` in `processing`, and what the
+/// issuance cycle knows of the order's certificate.
+async fn processing_order(dir: &tempfile::TempDir) -> (Store, PendingCertificate<'static>) {
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("pkid.db").display());
+    let store = Store::connect(&url, 2).await.unwrap();
+    let t = now();
+    store
+        .insert_account(&AccountRow::for_tests("acct"), None)
+        .await
+        .unwrap();
+    let order = OrderRow::for_tests("order", "acct", "pending", t + 3600);
+    store.insert_order(&order, &[]).await.unwrap();
+    assert!(store
+        .begin_processing(&Claim::for_tests("order", t))
+        .await
+        .unwrap());
+    let pending = PendingCertificate {
+        issuer: "default",
+        order_id: Some("order"),
+        account_id: Some("acct"),
+        not_before: t,
+        not_after: t + 86400,
+        crl_shard: None,
+    };
+    (store, pending)
+}
+
+/// A challenge whose validation started before the bound goes back to `pending`; one
+/// that another replica is validating right now stays `processing`.
+#[tokio::test]
+async fn only_challenges_stuck_past_the_bound_are_requeued() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = processing_order(&dir).await;
+    let t = now();
+    let authz = NewAuthz {
+        id: "authz".into(),
+        id_type: "dns".into(),
+        id_value: "lease.pkid.test".into(),
+        wildcard: false,
+        expires: t + 3600,
+        challenges: vec![
+            ("stuck".into(), "http-01".into(), "token-1".into()),
+            ("in-flight".into(), "dns-01".into(), "token-2".into()),
+        ],
+    };
+    let order = OrderRow::for_tests("order-2", "acct", "pending", t + 3600);
+    store
+        .insert_order(&order, &[OrderAuthz::New(authz)])
+        .await
+        .unwrap();
+    for id in ["stuck", "in-flight"] {
+        assert!(store.start_challenge(id).await.unwrap());
+    }
+    // The first one started long ago, on a replica that has stopped since.
+    sqlx::query("UPDATE challenges SET processing_since = $1 WHERE id = 'stuck'")
+        .bind(t - 600)
+        .execute(store.pool())
+        .await
+        .unwrap();
+
+    assert_eq!(store.requeue_stuck_challenges(t - 60).await.unwrap(), 1);
+    let status = |id: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .challenge_with_authz(id)
+                .await
+                .unwrap()
+                .unwrap()
+                .0
+                .status
+        }
+    };
+    assert_eq!(status("stuck").await, "pending");
+    assert_eq!(status("in-flight").await, "processing");
+    // The live validation's outcome is still recorded, and a requeued challenge starts again.
+    assert!(store
+        .finish_challenge("in-flight", "authz", Some(t), None, t + 3600)
+        .await
+        .unwrap());
+    assert!(store.start_challenge("stuck").await.unwrap());
+}
+
+/// A failed issuance leaves no serial at the `tbs` step: failing the order abandons it,
+/// even when the step that should have abandoned it never ran.
+#[tokio::test]
+async fn a_failed_order_abandons_its_unsigned_serials() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, pending) = processing_order(&dir).await;
+    store.record_tbs(&pending, "03cc", b"tbs").await.unwrap();
+    store.fail_order("order", r#"{"type":"x"}"#).await.unwrap();
+
+    let order = store.order("order").await.unwrap().unwrap();
+    assert_eq!(order.status, "invalid");
+    let cert = store.certificate("03cc").await.unwrap().unwrap();
+    assert_eq!(cert.status, "abandoned");
+}
+
+/// A recovery that took over a slow issuance, and the slow one, both finish: the order keeps
+/// the first certificate stored, the second is refused and left for the CA to abandon.
+#[tokio::test]
+async fn of_two_issuances_for_one_order_only_the_first_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, pending) = processing_order(&dir).await;
+    let record = |serial: &'static str| IssuedRecord {
+        serial,
+        tbs: b"tbs",
+        der: serial.as_bytes(),
+        chain_pem: "",
+    };
+    for serial in ["01aa", "02bb"] {
+        store.record_tbs(&pending, serial, b"tbs").await.unwrap();
+    }
+
+    store
+        .complete_issuance(&record("01aa"), &pending)
+        .await
+        .unwrap();
+    let late = store.complete_issuance(&record("02bb"), &pending).await;
+    assert!(
+        matches!(late, Err(StoreError::OrderSettled(ref id)) if id == "order"),
+        "{late:?}"
+    );
+
+    let order = store.order("order").await.unwrap().unwrap();
+    assert_eq!(
+        (order.status.as_str(), order.certificate_serial.as_deref()),
+        ("valid", Some("01aa"))
+    );
+    let served = store.certificate_of_order("order").await.unwrap().unwrap();
+    assert_eq!(served.serial, "01aa");
+    let refused = store.certificate("02bb").await.unwrap().unwrap();
+    assert_eq!((refused.status.as_str(), refused.der), ("tbs", None));
+}
