@@ -60,8 +60,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use crate::keys::software::write_private_atomic;
 use crate::sealed::KeyEncryptionKey;
-use crate::software::write_private_atomic;
 use crate::upstream::{self, Expected};
 use crate::{
     BackendError, Capabilities, CrlRequest, Issuance, IssuanceJournal, IssueRequest,

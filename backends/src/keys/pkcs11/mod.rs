@@ -44,10 +44,10 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use crate::builder::{self, IssuerInfo};
-use crate::der;
+use crate::keys::software::{CA_BACKDATE, INTERMEDIATE_VALIDITY, ORGANIZATION, ROOT_VALIDITY};
 use crate::keys::KeySigner;
-use crate::software::{CA_BACKDATE, INTERMEDIATE_VALIDITY, ORGANIZATION, ROOT_VALIDITY};
+use crate::local::builder::{self, IssuerInfo};
+use crate::local::der;
 use crate::{BackendError, KeyAlgorithm};
 
 /// Where Debian's `softhsm2` package puts its module.
@@ -1053,7 +1053,7 @@ impl Drop for Pkcs11Key {
     }
 }
 
-/// A CA whose issuing key lives in a PKCS#11 token: [`crate::software::SoftwareBackend`] with
+/// A CA whose issuing key lives in a PKCS#11 token: [`crate::keys::software::SoftwareBackend`] with
 /// another custodian.
 pub struct Pkcs11Backend {
     name: String,
@@ -1166,5 +1166,4 @@ impl Module {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-#[path = "pkcs11_tests.rs"]
 mod tests;

@@ -1,4 +1,4 @@
-//! What the upstream backends ([`crate::upstream_acme`], [`crate::upstream_cfssl`]) share: one
+//! What the upstream backends ([`acme`], [`cfssl`]) share: one
 //! HTTPS client (rustls over aws-lc-rs, native roots plus configured extra roots), bounded retries,
 //! and the check that a certificate coming back from a remote CA is the one that was asked for.
 //!
@@ -6,6 +6,12 @@
 //! an upstream backend its public key must equal the request's key (RFC 5280 §4.1.2.7), its
 //! subjectAltName entries must equal the request's identifiers (RFC 5280 §4.2.1.6), and each
 //! certificate of the chain must be signed by the next.
+
+pub mod acme;
+pub mod cfssl;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;

@@ -12,8 +12,8 @@
 
 use time::OffsetDateTime;
 
-use crate::builder::{check_serial, signature_algorithm_der, verify_signature, IssuerInfo};
-use crate::der;
+use crate::local::builder::{check_serial, signature_algorithm_der, verify_signature, IssuerInfo};
+use crate::local::der;
 use crate::{BackendError, CrlRequest, RevocationReason, RevokedEntry};
 
 /// id-ce-cRLNumber, id-ce-reasonCode, id-ce-invalidityDate, id-ce-issuingDistributionPoint,
