@@ -16,7 +16,8 @@
 //! - [`keys`]: who holds the key — [`KeySigner`] and [`SoftwareKey`], the software backend
 //!   ([`keys::software`]) and PKCS#11 tokens ([`keys::pkcs11`]);
 //! - [`local`]: what a local CA builds — certificates ([`local::builder`]), CRLs
-//!   ([`local::crl`]) and OCSP responses ([`local::ocsp`]), over a small DER writer;
+//!   ([`local::crl`]), OCSP responses ([`local::ocsp`]) and the OCSP requests they answer
+//!   ([`local::ocsp_request`]), over a small DER writer and reader;
 //! - [`upstream`]: remote CAs — ACME ([`upstream::acme`]) and CFSSL ([`upstream::cfssl`]);
 //! - [`sealed`] and [`secret`]: the key-encryption key and secrets read from the environment or
 //!   files.

@@ -6,6 +6,7 @@ pub mod builder;
 pub mod crl;
 pub(crate) mod der;
 pub mod ocsp;
+pub mod ocsp_request;
 
 use self::builder::IssuerInfo;
 use crate::{BackendError, Capabilities, CrlRequest, Issuance, IssuanceJournal, IssueRequest};
