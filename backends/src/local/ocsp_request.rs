@@ -1,6 +1,6 @@
 //! OCSP requests (RFC 6960 §4.1.1) as a responder receives them: what pkid reads of an
 //! OCSPRequest ([`parse_ocsp_request`]: its CertIDs, one issuer and at most 20, and its nonce,
-//! RFC 8954), with the strict DER reader of [`super::der`]. Any error is answered
+//! RFC 8954), with the strict DER reader of `super::der`. Any error is answered
 //! `malformedRequest`; the responses are built in [`super::ocsp`].
 
 use super::der::expect;
