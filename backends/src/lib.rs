@@ -1,7 +1,7 @@
 //! pkid signing backends: one trait ([`SigningBackend`]) over who issues, one ([`KeySigner`])
 //! over who holds the key.
 //!
-//! Local backends (software keys, later PKCS#11 tokens) share one certificate and CRL builder
+//! Local backends (software keys, PKCS#11 tokens) share one certificate and CRL builder
 //! ([`builder`]) that follows Boulder's issuance cycle: build the to-be-signed certificate,
 //! hand it to the caller's [`IssuanceJournal`], sign it, assemble the certificate, check it.
 //! Remote backends (upstream ACME CAs, CFSSL) forward the CSR and may answer
@@ -9,6 +9,18 @@
 //!
 //! Certificates and CRLs follow RFC 5280 (§4 certificates, §5 CRLs); must-staple is the TLS
 //! feature extension of RFC 7633.
+//!
+//! Where things are:
+//! - this file: the trait and what crosses it ([`IssueRequest`], [`Issuance`], [`CrlRequest`],
+//!   [`Capabilities`], [`Serial`], [`KeyAlgorithm`], [`BackendError`]);
+//! - [`keys`]: who holds the key — [`KeySigner`] and [`SoftwareKey`], the software backend
+//!   ([`keys::software`]) and PKCS#11 tokens ([`keys::pkcs11`]);
+//! - [`local`]: what a local CA builds — certificates ([`local::builder`]), CRLs
+//!   ([`local::crl`]), OCSP responses ([`local::ocsp`]) and the OCSP requests they answer
+//!   ([`local::ocsp_request`]), over a small DER writer and reader;
+//! - [`upstream`]: remote CAs — ACME ([`upstream::acme`]) and CFSSL ([`upstream::cfssl`]);
+//! - [`sealed`] and [`secret`]: the key-encryption key and secrets read from the environment or
+//!   files.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -17,34 +29,27 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-pub mod builder;
-pub mod crl;
-mod der;
 pub mod keys;
-mod local;
-pub mod ocsp;
-pub mod pkcs11;
+pub mod local;
 pub mod sealed;
 pub mod secret;
-pub mod software;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests;
-mod upstream;
-pub mod upstream_acme;
-pub mod upstream_cfssl;
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod upstream_tests;
+pub mod upstream;
 
-pub use builder::IssuerInfo;
+// The module paths callers have used since before the crate took folders.
+pub use keys::{pkcs11, software};
+pub use local::{builder, crl, ocsp};
+
+pub use keys::pkcs11::{Pin, Pkcs11Backend, Pkcs11Config, Pkcs11Key};
+pub use keys::software::SoftwareBackend;
 pub use keys::{KeySigner, SoftwareKey};
-pub use pkcs11::{Pin, Pkcs11Backend, Pkcs11Config, Pkcs11Key};
+pub use local::builder::IssuerInfo;
 pub use sealed::KeyEncryptionKey;
-pub use software::SoftwareBackend;
+pub use upstream::acme::{UpstreamAcmeBackend, UpstreamAcmeConfig};
+pub use upstream::cfssl::{UpstreamCfsslBackend, UpstreamCfsslConfig};
 pub use upstream::pem_certificates;
-pub use upstream_acme::{UpstreamAcmeBackend, UpstreamAcmeConfig};
-pub use upstream_cfssl::{UpstreamCfsslBackend, UpstreamCfsslConfig};
 
 /// The key algorithms pkid can generate and sign with.
 ///
@@ -389,7 +394,10 @@ pub trait SigningBackend: Send + Sync {
     /// A DER CRL over `req.entries`.
     async fn sign_crl(&self, req: CrlRequest) -> Result<Vec<u8>, BackendError>;
     /// Sign an OCSP response for certificates of this issuer (local backends).
-    async fn sign_ocsp(&self, req: ocsp::OcspResponseRequest) -> Result<Vec<u8>, BackendError> {
+    async fn sign_ocsp(
+        &self,
+        req: local::ocsp::OcspResponseRequest,
+    ) -> Result<Vec<u8>, BackendError> {
         let _ = req;
         Err(BackendError::Unsupported(
             "this backend does not sign OCSP responses",

@@ -10,10 +10,10 @@ use time::{Duration, OffsetDateTime};
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::builder::{self, IssuerInfo};
+use crate::keys::software::SoftwareBackend;
 use crate::keys::{KeySigner, SoftwareKey};
+use crate::local::builder::{self, IssuerInfo};
 use crate::sealed::KeyEncryptionKey;
-use crate::software::SoftwareBackend;
 use crate::{
     BackendError, CertProfile, CrlRequest, ExtKeyUsage, Issuance, IssuanceJournal, IssueRequest,
     KeyAlgorithm, KeyUsageBit, RevocationReason, RevokedEntry, Serial, SigningBackend,

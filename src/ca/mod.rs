@@ -241,7 +241,7 @@ impl Ca {
     /// The CRL shard a new certificate with `serial` belongs to; `None` when unsharded.
     fn crl_shard_for(&self, serial: &Serial) -> Option<i64> {
         (self.crl_shards > 1 && self.revocation_base.is_some())
-            .then(|| crate::revocation::crl_shard_of(serial, self.crl_shards))
+            .then(|| crl_shard_of(serial, self.crl_shards))
     }
 
     /// Run the issuance cycle for a checked CSR.
@@ -514,6 +514,17 @@ impl Ca {
             }
         }
     }
+}
+
+/// The CRL shard of a certificate with `serial` among `shards` (the issuer owns serial → shard →
+/// CRL distribution point URL; revocation signs each shard's CRL): the first 8 bytes of the
+/// SHA-256 of its serial, modulo `shards`. Fixed at issuance (it is written into the
+/// certificate), so it never depends on settings that may change later.
+pub fn crl_shard_of(serial: &Serial, shards: u32) -> i64 {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, serial.normalized());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest.as_ref()[..8]);
+    i64::try_from(u64::from_be_bytes(first) % u64::from(shards.max(1))).unwrap_or(0)
 }
 
 fn is_rsa(spki_der: &[u8]) -> bool {

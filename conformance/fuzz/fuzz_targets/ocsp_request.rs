@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = pkid::revocation::parse_ocsp_request(data);
+    let _ = pkid_backends::local::ocsp_request::parse_ocsp_request(data);
 });

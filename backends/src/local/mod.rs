@@ -2,7 +2,13 @@
 //! holds the issuing key (a [`crate::KeySigner`]); issuing, CRL and OCSP signing are the same
 //! code over the issuer's [`IssuerInfo`].
 
-use crate::builder::{self, IssuerInfo};
+pub mod builder;
+pub mod crl;
+pub(crate) mod der;
+pub mod ocsp;
+pub mod ocsp_request;
+
+use self::builder::IssuerInfo;
 use crate::{BackendError, Capabilities, CrlRequest, Issuance, IssuanceJournal, IssueRequest};
 
 pub(crate) fn capabilities() -> Capabilities {
@@ -37,18 +43,18 @@ pub(crate) async fn sign_crl(
 ) -> Result<Vec<u8>, BackendError> {
     let owned = issuer.clone();
     builder::on_signing_thread(issuer.key.as_ref(), "CRL signing", move || {
-        crate::crl::build_crl(&req, &owned)
+        crl::build_crl(&req, &owned)
     })
     .await
 }
 
 pub(crate) async fn sign_ocsp(
     issuer: &IssuerInfo,
-    req: crate::ocsp::OcspResponseRequest,
+    req: ocsp::OcspResponseRequest,
 ) -> Result<Vec<u8>, BackendError> {
     let owned = issuer.clone();
     builder::on_signing_thread(issuer.key.as_ref(), "OCSP signing", move || {
-        crate::ocsp::build_ocsp_response_by_issuer(&req, &owned)
+        ocsp::build_ocsp_response_by_issuer(&req, &owned)
     })
     .await
 }
@@ -109,7 +115,7 @@ macro_rules! local_signing_backend {
 
             async fn sign_ocsp(
                 &self,
-                req: $crate::ocsp::OcspResponseRequest,
+                req: $crate::local::ocsp::OcspResponseRequest,
             ) -> Result<Vec<u8>, $crate::BackendError> {
                 $crate::local::sign_ocsp(&self.issuer, req).await
             }

@@ -18,16 +18,20 @@ use aws_lc_rs::signature::{
     UnparsedPublicKey, VerificationAlgorithm, ECDSA_P256_SHA256_ASN1, ECDSA_P384_SHA384_ASN1,
     RSA_PKCS1_2048_8192_SHA256,
 };
+use cryptoki::error::RvError;
 use cryptoki::object::{Attribute, AttributeType};
 use time::Duration;
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
+use super::encoding::{ecdsa_raw_to_der, uncompressed_point};
+use super::module::ckr_name;
 use super::*;
 use crate::keys::SoftwareKey;
 use crate::tests::{assert_openssl_ok, leaf_request, now, tls_profile, write_pem};
 use crate::{
-    CrlRequest, Issuance, NoJournal, RevocationReason, RevokedEntry, Serial, SigningBackend,
+    CrlRequest, Issuance, KeyAlgorithm, NoJournal, RevocationReason, RevokedEntry, Serial,
+    SigningBackend,
 };
 
 const USER_PIN: &str = "4321";

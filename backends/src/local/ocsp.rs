@@ -9,9 +9,9 @@ use time::OffsetDateTime;
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
-use crate::builder::{signature_algorithm_der, verify_signature, IssuerInfo};
-use crate::der;
 use crate::keys::KeySigner;
+use crate::local::builder::{signature_algorithm_der, verify_signature, IssuerInfo};
+use crate::local::der;
 use crate::{BackendError, RevocationReason};
 
 /// id-pkix-ocsp-basic, 1.3.6.1.5.5.7.48.1.1

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
-use crate::builder::{self, IssuerInfo};
 use crate::keys::{KeySigner, SoftwareKey};
+use crate::local::builder::{self, IssuerInfo};
 use crate::sealed::KeyEncryptionKey;
-use crate::upstream_acme::{ChallengeMode, UpstreamAcmeBackend, UpstreamAcmeConfig};
-use crate::upstream_cfssl::{UpstreamCfsslBackend, UpstreamCfsslConfig};
+use crate::upstream::acme::{ChallengeMode, UpstreamAcmeBackend, UpstreamAcmeConfig};
+use crate::upstream::cfssl::{UpstreamCfsslBackend, UpstreamCfsslConfig};
 use crate::{
     BackendError, CertProfile, ExtKeyUsage, Issuance, IssueRequest, KeyAlgorithm, KeyUsageBit,
     NoJournal, RevocationReason, Serial, SigningBackend,

@@ -11,10 +11,10 @@
 //!   upstream still wants a challenge POSTed before it moves an authorization on, so the backend
 //!   triggers exactly one challenge per pending authorization: http-01 if offered, else the first
 //!   one offered. Nothing is served.
-//! - `answer-http01`: the upstream validates for real. The backend owns a small HTTP responder on
-//!   `http01_listen` that serves `/.well-known/acme-challenge/{token}` (RFC 8555 §8.3) from a
-//!   token → key authorization map shared by all concurrent orders; each order removes its tokens
-//!   when it is done with them.
+//! - `answer-http01`: the upstream validates for real. The backend owns a small HTTP responder
+//!   on `http01_listen` (in `acme_http`, beside instant-acme's transport) that serves
+//!   `/.well-known/acme-challenge/{token}` (RFC 8555 §8.3) from a token → key authorization map
+//!   shared by all concurrent orders; each order removes its tokens when it is done with them.
 //!
 //! Slow upstreams: if the certificate is not ready `pending_after_secs` after finalization,
 //! [`SigningBackend::issue`] answers [`Issuance::Pending`] and [`SigningBackend::poll`] finishes
@@ -39,29 +39,26 @@
 //! running: an `accountDoesNotExist` answer to newOrder or revokeCert drops the cached account,
 //! finds or creates it again and repeats the request once.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use instant_acme::{
-    Account, AuthorizationStatus, BodyWrapper, BytesResponse, ChallengeType, ExternalAccountKey,
-    Identifier, NewAccount, NewOrder, Order, OrderStatus, RevocationRequest,
+    Account, AuthorizationStatus, ChallengeType, ExternalAccountKey, Identifier, NewAccount,
+    NewOrder, Order, OrderStatus, RevocationRequest,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use crate::keys::software::write_private_atomic;
 use crate::sealed::KeyEncryptionKey;
-use crate::software::write_private_atomic;
+use crate::upstream::acme_http::{AcmeHttp, Http01Responder, Published};
 use crate::upstream::{self, Expected};
 use crate::{
     BackendError, Capabilities, CrlRequest, Issuance, IssuanceJournal, IssueRequest,
@@ -72,8 +69,6 @@ use crate::{
 const ACCOUNT_KEY_AAD: &[u8] = b"pkid upstream ACME account key";
 const FIRST_POLL_DELAY: Duration = Duration::from_millis(250);
 const MAX_POLL_DELAY: Duration = Duration::from_secs(2);
-/// The http-01 path prefix (RFC 8555 §8.3).
-const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
 const FRAGMENT_PREFIX: &str = "#expect=";
 
 /// How pending authorizations at the upstream are satisfied.
@@ -665,162 +660,4 @@ impl SigningBackend for UpstreamAcmeBackend {
             "an upstream ACME CA publishes its own CRLs",
         ))
     }
-}
-
-/// instant-acme's transport: reqwest with the backend's TLS roots, bounded retries and readable
-/// errors. Connection failures and 5xx answers are retried (a replayed JWS is safe: its nonce is
-/// single-use, and instant-acme fetches a fresh one after `badNonce`).
-struct AcmeHttp {
-    client: reqwest::Client,
-}
-
-fn acme_retry_status(status: reqwest::StatusCode) -> bool {
-    status.is_server_error()
-}
-
-impl instant_acme::HttpClient for AcmeHttp {
-    fn request(
-        &self,
-        req: http::Request<BodyWrapper<Bytes>>,
-    ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
-        let client = self.client.clone();
-        Box::pin(async move {
-            let (parts, body) = req.into_parts();
-            let body = match body.collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(never) => match never {},
-            };
-            let target = format!("{} {}", parts.method, parts.uri);
-            let request = reqwest::Request::try_from(http::Request::from_parts(parts, body))
-                .map_err(|e| other(format!("{target}: {}", upstream::error_chain(&e))))?;
-            let response = upstream::send_with_retries(&client, request, acme_retry_status, None)
-                .await
-                .map_err(other)?;
-            let status = response.status();
-            if status.is_server_error() {
-                let body = response.bytes().await.unwrap_or_default();
-                return Err(other(format!(
-                    "{target} answered {status} after {} attempts: {}",
-                    upstream::MAX_RETRIES + 1,
-                    upstream::excerpt(&body)
-                )));
-            }
-            Ok(BytesResponse::from(http::Response::<reqwest::Body>::from(
-                response,
-            )))
-        })
-    }
-}
-
-fn other(message: String) -> instant_acme::Error {
-    instant_acme::Error::Other(message.into())
-}
-
-/// The http-01 responder: serves key authorizations for tokens that orders publish.
-struct Http01Responder {
-    addr: SocketAddr,
-    answers: Arc<Mutex<HashMap<String, String>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Http01Responder {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// One published token; withdrawn on drop.
-struct Published {
-    token: String,
-    answers: Arc<Mutex<HashMap<String, String>>>,
-}
-
-impl Drop for Published {
-    fn drop(&mut self) {
-        if let Ok(mut answers) = self.answers.lock() {
-            answers.remove(&self.token);
-        }
-    }
-}
-
-impl Http01Responder {
-    async fn bind(addr: SocketAddr) -> Result<Self, BackendError> {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            BackendError::Io(format!("binding the http-01 responder to {addr}: {e}"))
-        })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| BackendError::Io(format!("the http-01 responder's address: {e}")))?;
-        let answers: Arc<Mutex<HashMap<String, String>>> = Arc::default();
-        let task = tokio::spawn(serve_http01(listener, answers.clone()));
-        tracing::debug!(%addr, "http-01 responder listening");
-        Ok(Http01Responder {
-            addr,
-            answers,
-            task,
-        })
-    }
-
-    fn publish(&self, token: String, key_authorization: String) -> Published {
-        if let Ok(mut answers) = self.answers.lock() {
-            answers.insert(token.clone(), key_authorization);
-        }
-        Published {
-            token,
-            answers: self.answers.clone(),
-        }
-    }
-}
-
-async fn serve_http01(
-    listener: tokio::net::TcpListener,
-    answers: Arc<Mutex<HashMap<String, String>>>,
-) {
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                tracing::debug!(error = %e, "http-01 responder: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let answers = answers.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
-                let answer = http01_answer(&answers, req.method(), req.uri().path());
-                async move { Ok::<_, std::convert::Infallible>(answer) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "http-01 responder: connection ended with an error");
-            }
-        });
-    }
-}
-
-fn http01_answer(
-    answers: &Mutex<HashMap<String, String>>,
-    method: &http::Method,
-    path: &str,
-) -> hyper::Response<Full<Bytes>> {
-    let found = (method == http::Method::GET || method == http::Method::HEAD)
-        .then(|| path.strip_prefix(HTTP01_PREFIX))
-        .flatten()
-        .and_then(|token| answers.lock().ok()?.get(token).cloned());
-    let mut response =
-        hyper::Response::new(Full::new(Bytes::from(found.clone().unwrap_or_default())));
-    match found {
-        Some(_) => {
-            response.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/octet-stream"),
-            );
-        }
-        None => *response.status_mut() = http::StatusCode::NOT_FOUND,
-    }
-    response
 }

@@ -1,4 +1,4 @@
-//! CRLs (RFC 5280 §5) over a [`KeySigner`]: the `TBSCertList` is written directly as DER into
+//! CRLs (RFC 5280 §5) over a [`crate::KeySigner`]: the `TBSCertList` is written directly as DER into
 //! one buffer sized in advance, so a CRL of a million entries costs about its own size in memory
 //! and one pass to write (rcgen's builder keeps several copies per entry).
 //!
@@ -12,8 +12,8 @@
 
 use time::OffsetDateTime;
 
-use crate::builder::{check_serial, signature_algorithm_der, verify_signature, IssuerInfo};
-use crate::der;
+use crate::local::builder::{check_serial, signature_algorithm_der, verify_signature, IssuerInfo};
+use crate::local::der;
 use crate::{BackendError, CrlRequest, RevocationReason, RevokedEntry};
 
 /// id-ce-cRLNumber, id-ce-reasonCode, id-ce-invalidityDate, id-ce-issuingDistributionPoint,

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::FromDer;
 
-use crate::builder::{self, IssuerInfo};
 use crate::keys::{KeySigner, SoftwareKey};
+use crate::local::builder::{self, IssuerInfo};
 use crate::sealed::KeyEncryptionKey;
 use crate::{BackendError, KeyAlgorithm};
 

@@ -1,5 +1,7 @@
 //! A tiny DER (X.690 §10) writer: just enough to assemble a signed certificate or CRL around a
-//! to-be-signed structure and to encode the few extensions rcgen does not know.
+//! to-be-signed structure and to encode the few extensions rcgen does not know; and a small
+//! strict reader ([`read_tlv`], [`expect`]) for what pkid parses by hand (OCSP requests, see
+//! [`super::ocsp_request`]).
 
 pub(crate) const SEQUENCE: u8 = 0x30;
 pub(crate) const INTEGER: u8 = 0x02;
@@ -116,6 +118,58 @@ fn push_base128(out: &mut Vec<u8>, mut value: u64) {
         value >>= 7;
     }
     out.extend(groups.iter().rev());
+}
+
+// ---- Reading ----
+
+/// One DER element: its tag, its contents, and its whole encoding.
+pub(crate) struct Tlv<'a> {
+    pub(crate) tag: u8,
+    pub(crate) content: &'a [u8],
+    pub(crate) whole: &'a [u8],
+}
+
+/// Read one element; returns it and the bytes after it.
+pub(crate) fn read_tlv(input: &[u8]) -> Result<(Tlv<'_>, &[u8]), String> {
+    let (&tag, rest) = input.split_first().ok_or("truncated")?;
+    if tag & 0x1f == 0x1f {
+        return Err("multi-byte tags are not used in OCSP".into());
+    }
+    let (&first, rest) = rest.split_first().ok_or("truncated length")?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return Err("bad length".into());
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        if len < 0x80 || rest[0] == 0 {
+            return Err("length is not minimally encoded".into());
+        }
+        (len, &rest[n..])
+    };
+    if rest.len() < len {
+        return Err("truncated content".into());
+    }
+    let header = input.len() - rest.len();
+    let tlv = Tlv {
+        tag,
+        content: &rest[..len],
+        whole: &input[..header + len],
+    };
+    Ok((tlv, &rest[len..]))
+}
+
+/// Read one element that must carry `tag`.
+pub(crate) fn expect(input: &[u8], tag: u8) -> Result<(Tlv<'_>, &[u8]), String> {
+    let (tlv, rest) = read_tlv(input)?;
+    if tlv.tag != tag {
+        return Err(format!("expected tag {tag:#04x}, found {:#04x}", tlv.tag));
+    }
+    Ok((tlv, rest))
 }
 
 #[cfg(test)]

@@ -1,11 +1,20 @@
-//! What the upstream backends ([`crate::upstream_acme`], [`crate::upstream_cfssl`]) share: one
-//! HTTPS client (rustls over aws-lc-rs, native roots plus configured extra roots), bounded retries,
-//! and the check that a certificate coming back from a remote CA is the one that was asked for.
+//! Remote CAs as signing backends: an upstream ACME CA ([`acme`]; its HTTP transport and http-01
+//! responder in `acme_http`) and a CFSSL remote signer ([`cfssl`]). This file is what they
+//! share: one HTTPS client (rustls over aws-lc-rs, native roots plus configured extra roots),
+//! bounded retries, and the check that a certificate coming back from a remote CA is the one that
+//! was asked for.
 //!
 //! An upstream CA is trusted to sign, never to decide what it signs: before a certificate leaves
 //! an upstream backend its public key must equal the request's key (RFC 5280 §4.1.2.7), its
 //! subjectAltName entries must equal the request's identifiers (RFC 5280 §4.2.1.6), and each
 //! certificate of the chain must be signed by the next.
+
+pub mod acme;
+mod acme_http;
+pub mod cfssl;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;

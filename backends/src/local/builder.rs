@@ -29,8 +29,8 @@ use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::{CertificateRevocationList, FromDer, X509Certificate};
 use x509_parser::x509::SubjectPublicKeyInfo;
 
-use crate::der;
 use crate::keys::KeySigner;
+use crate::local::der;
 use crate::{
     BackendError, ExtKeyUsage, IssuanceJournal, IssueRequest, KeyAlgorithm, KeyUsageBit, Serial,
 };
@@ -246,7 +246,7 @@ pub fn check_certificate(
 }
 
 /// Checks a signed CRL the way [`check_certificate`] checks a certificate (parsing it whole:
-/// for tests and small CRLs; [`crate::crl::build_crl`] checks its signature without a parse).
+/// for tests and small CRLs; [`crate::local::crl::build_crl`] checks its signature without a parse).
 pub fn check_crl(
     crl_der: &[u8],
     expected_tbs: &[u8],
