@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use crate::certs::{check_issued, pem_chain};
-use crate::client::{csr_der, finalize_payload, AcmeClient, Http01Responder, Response};
-use crate::env::{within, Environment};
+use crate::harness::certs::{check_issued, pem_chain};
+use crate::harness::client::{csr_der, finalize_payload, AcmeClient, Http01Responder, Response};
+use crate::harness::environment::{within, Environment};
 
 const TEST_BOUND: Duration = Duration::from_secs(120);
 

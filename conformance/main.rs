@@ -6,19 +6,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod harness;
+
 mod backends;
 mod badinput;
 mod caa;
-mod certs;
-mod client;
-mod env;
 mod faults;
 mod hostile;
 mod issuance;
 mod jws;
 mod load;
-mod pkid;
-mod postgres;
 mod proxy;
 mod replicas;
 mod revocation;

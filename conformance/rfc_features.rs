@@ -22,9 +22,9 @@ use instant_acme::{
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::json;
 
-use crate::certs::{check_issued, leaf_validity, pem_chain};
-use crate::client::{csr_der, AcmeClient, Http01Responder};
-use crate::env::{within, Environment};
+use crate::harness::certs::{check_issued, leaf_validity, pem_chain};
+use crate::harness::client::{csr_der, AcmeClient, Http01Responder};
+use crate::harness::environment::{within, Environment};
 
 const TEST_BOUND: Duration = Duration::from_secs(120);
 
@@ -413,7 +413,7 @@ async fn serve_tls_alpn01(
 /// address as its only iPAddress SAN; the leaf holds the address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ip_identifier_over_tls_alpn01() {
-    let tls_port = crate::env::free_port();
+    let tls_port = crate::harness::process::free_port();
     let port_setting = tls_port.to_string();
     let env = Environment::start_with(&[("PKID_ACME__TLS_ALPN01_PORT", &port_setting)]).await;
     within(TEST_BOUND, async {

@@ -24,29 +24,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::env::ensure_crypto_provider;
+use super::tls::https_client;
 
 /// How long a test waits for an authorization or an order to reach a wanted state.
 pub const POLL_BOUND: Duration = Duration::from_secs(30);
 
 pub fn b64(bytes: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// An HTTPS client that trusts exactly the given PEM roots (plus the platform's, unused here).
-pub fn https_client(root_pem: &[u8]) -> Result<reqwest::Client, String> {
-    ensure_crypto_provider();
-    let roots = reqwest::Certificate::from_pem_bundle(root_pem)
-        .map_err(|err| format!("parse root PEM: {err}"))?;
-    let mut builder = reqwest::Client::builder()
-        .use_rustls_tls()
-        .timeout(Duration::from_secs(30));
-    for root in roots {
-        builder = builder.add_root_certificate(root);
-    }
-    builder
-        .build()
-        .map_err(|err| format!("build HTTPS client: {err}"))
 }
 
 /// An ES256 account key with its public JWK and RFC 7638 thumbprint.
