@@ -21,8 +21,9 @@ use crate::harness::certs::{
     openssl_crl_verify, openssl_verify, pem_chain, revocation_endpoints, write_chain_files,
     write_crl_pem,
 };
-use crate::harness::client::{csr_der, AcmeClient, Http01Responder, Response};
+use crate::harness::client::{csr_der, AcmeClient, Response};
 use crate::harness::environment::{within, Environment};
+use crate::harness::http01::Http01Responder;
 use crate::harness::process::require_tool;
 use crate::harness::softhsm::SoftHsm;
 use crate::harness::tls::https_client;

@@ -23,8 +23,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::badinput::{issue, open_read_only, snapshot};
-use crate::harness::client::{b64, AcmeClient, Http01Responder};
+use crate::harness::acme::b64;
+use crate::harness::client::{AcmeClient, TestKey};
 use crate::harness::environment::{within, Environment};
+use crate::harness::http01::Http01Responder;
 use crate::harness::process::require_tool;
 use crate::harness::tls::ensure_crypto_provider;
 

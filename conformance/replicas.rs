@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::client::{csr_der, finalize_payload, AcmeClient, Http01Responder};
+use crate::harness::acme::finalize_payload;
+use crate::harness::client::{csr_der, AcmeClient};
 use crate::harness::environment::{within, Environment};
+use crate::harness::http01::Http01Responder;
 use crate::harness::pkid::Pkid;
 use crate::harness::postgres::Postgres;
 
@@ -131,7 +133,7 @@ async fn two_replicas_share_nonces_and_orders_through_postgresql() {
         // other waits for it, so both serve the same bytes, listing the serial.
         let leaf = crate::harness::certs::pem_chain(&download.text()).remove(0);
         let revoke = client
-            .post(&client.resource("revokeCert"), Some(&json!({"certificate": crate::harness::client::b64(&leaf), "reason": 4})))
+            .post(&client.resource("revokeCert"), Some(&json!({"certificate": crate::harness::acme::b64(&leaf), "reason": 4})))
             .await;
         assert_eq!(revoke.status, 200, "revokeCert: {}", revoke.describe());
         // Revocation times are whole seconds, so a CRL signed in the revocation's second counts as
@@ -170,7 +172,7 @@ async fn two_replicas_share_nonces_and_orders_through_postgresql() {
         let second = client.download_certificate(&done.certificate_url().expect("a certificate URL")).await;
         let leaf = crate::harness::certs::pem_chain(&second).remove(0);
         let revoke = client
-            .post(&client.resource("revokeCert"), Some(&json!({"certificate": crate::harness::client::b64(&leaf), "reason": 1})))
+            .post(&client.resource("revokeCert"), Some(&json!({"certificate": crate::harness::acme::b64(&leaf), "reason": 1})))
             .await;
         assert_eq!(revoke.status, 200, "revokeCert: {}", revoke.describe());
         tokio::time::sleep(Duration::from_millis(1100)).await;

@@ -30,8 +30,9 @@ use crate::harness::certs::{
     openssl_crl_verify, openssl_verify_with_crl, pkilint_crl, pkilint_ocsp_response, pkilint_pkix,
     revocation_endpoints, write_chain_files, write_crl_pem, OcspSubject,
 };
-use crate::harness::client::{csr_der, AcmeClient, Http01Responder};
+use crate::harness::client::{csr_der, AcmeClient};
 use crate::harness::environment::{within, Environment};
+use crate::harness::http01::Http01Responder;
 use crate::harness::process::require_tool;
 
 const TEST_BOUND: Duration = Duration::from_secs(120);

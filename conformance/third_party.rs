@@ -18,8 +18,9 @@ use crate::harness::certs::{
     check_ca_issuers, check_issued, crl_listing, ocsp_status, openssl_crl_verify, pem_chain,
     revocation_endpoints, write_chain_files, OcspSubject,
 };
-use crate::harness::client::{AcmeClient, Http01Responder};
+use crate::harness::client::AcmeClient;
 use crate::harness::environment::{within, Environment};
+use crate::harness::http01::Http01Responder;
 use crate::harness::process::{free_port, require_tool, run_bounded};
 
 const CLIENT_BOUND: Duration = Duration::from_secs(120);

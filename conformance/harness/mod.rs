@@ -1,20 +1,27 @@
-//! The conformance harness: what the suites stand on, and never the other way round. Layered
-//! bottom up, each file importing only those above it in this list:
+//! The conformance harness: what the suites stand on, never the other way round. Bottom up, each
+//! file importing only files listed before it:
 //!
-//! - `tls`: the process-wide rustls crypto provider and the HTTPS client (imports nothing here)
+//! - `tls`: the process-wide rustls crypto provider and the HTTPS client
 //! - `process`: child processes as guards killed by PID, free loopback ports, required tools
-//! - `dns`, `postgres`, `softhsm`, `upstream`: the servers and tokens a test starts beside pkid
-//!   (pebble-challtestsrv; a PostgreSQL cluster; a SoftHSM2 token folder; pebble and cfssl)
-//! - `pkid`: the pkid process under test; `environment`: one test's world (folder, DNS, pkid)
-//! - `client`: the suite's ACME client; `certs`: the checks a user would make on what pkid issues
+//! - `dns` (pebble-challtestsrv), `postgres` (a PostgreSQL cluster), `softhsm` (a SoftHSM2
+//!   token folder), `upstream` (pebble and cfssl): what a test starts beside pkid
+//! - `pkid`: the pkid process under test
+//! - `environment`: one test's world (folder, DNS, pkid) and the bound on a test body
+//! - `acme`: the one ACME client's core (JWS, thumbprint, nonces, directory) and pkid-loadgen's
+//!   layer over it; it imports nothing of the harness, as the load generator mounts it alone
+//! - `http01`: the http-01 responder
+//! - `client`: the suites' ACME client, a panicking layer over `acme`
+//! - `certs`: the checks a user would make on what pkid issues
 //!
-//! Mounted by the conformance test binary and by `cargo bench --bench acme` (`#[path]`, as a bench
+//! Mounted by the conformance test binary and by `cargo bench --bench acme` (`#[path]`: a bench
 //! target cannot use the test binary's modules); items here may be unused by one of them.
 
+pub mod acme;
 pub mod certs;
 pub mod client;
 pub mod dns;
 pub mod environment;
+pub mod http01;
 pub mod pkid;
 pub mod postgres;
 pub mod process;

@@ -9,7 +9,7 @@ use super::process::run_tool;
 /// A SoftHSM2 token folder of the test's own and the `SOFTHSM2_CONF` file naming it: pkid, the
 /// CLI, `softhsm2-util` and `pkcs11-tool` all get `SOFTHSM2_CONF`, so they see only this
 /// test's tokens. The folder is removed when the guard drops (after the pkid using it, when the
-/// guard is declared before the [`Environment`](super::environment::Environment)).
+/// guard is declared before the test's `Environment`).
 pub struct SoftHsm {
     pub conf: PathBuf,
     pub tokens: PathBuf,

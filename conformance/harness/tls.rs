@@ -1,5 +1,6 @@
 //! The bottom of the harness: the process-wide rustls crypto provider and the HTTPS client the
-//! suites, the pkid process guard and the pebble guard talk through. Imports nothing of the harness.
+//! suites, the pkid process guard and the pebble guard talk through. Imports nothing of the
+//! harness.
 
 use std::sync::OnceLock;
 use std::time::Duration;
