@@ -16,13 +16,18 @@ use std::time::Duration;
 use x509_parser::prelude::{CertificateRevocationList, FromDer, X509Certificate};
 use x509_parser::x509::{ReasonCode, SubjectPublicKeyInfo};
 
-use crate::certs::{
+use crate::harness::certs::{
     assert_revoked_and_live, assert_sans, check_issued, crl_listing, leaf_serial_hex, openssl,
     openssl_crl_verify, openssl_verify, pem_chain, revocation_endpoints, write_chain_files,
     write_crl_pem,
 };
-use crate::client::{csr_der, https_client, AcmeClient, Http01Responder, Response};
-use crate::env::{require_tool, within, Cfssl, Environment, Pebble, SoftHsm};
+use crate::harness::client::{csr_der, AcmeClient, Response};
+use crate::harness::environment::{within, Environment};
+use crate::harness::http01::Http01Responder;
+use crate::harness::process::require_tool;
+use crate::harness::softhsm::SoftHsm;
+use crate::harness::tls::https_client;
+use crate::harness::upstream::{Cfssl, Pebble};
 use crate::third_party::{Challenge, Lego};
 
 const TEST_BOUND: Duration = Duration::from_secs(150);

@@ -18,9 +18,12 @@ use serde_json::{json, Value};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::Row;
 
-use crate::certs::{check_issued, openssl, pem_chain};
-use crate::client::{b64, csr_der, AccountKey, AcmeClient, Http01Responder, Order, Response};
-use crate::env::{require_tool, within, Environment};
+use crate::harness::acme::{b64, AccountKey};
+use crate::harness::certs::{check_issued, openssl, pem_chain};
+use crate::harness::client::{csr_der, AcmeClient, Order, Response, TestKey};
+use crate::harness::environment::{within, Environment};
+use crate::harness::http01::Http01Responder;
+use crate::harness::process::require_tool;
 
 const TEST_BOUND: Duration = Duration::from_secs(120);
 

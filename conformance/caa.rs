@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::certs::check_issued;
-use crate::client::{csr_der, AcmeClient, Http01Responder};
-use crate::env::{within, Environment};
+use crate::harness::certs::check_issued;
+use crate::harness::client::{csr_der, AcmeClient};
+use crate::harness::environment::{within, Environment};
+use crate::harness::http01::Http01Responder;
 
 const TEST_BOUND: Duration = Duration::from_secs(120);
 const CAA_PROBLEM: &str = "urn:ietf:params:acme:error:caa";

@@ -19,11 +19,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::certs::pem_chain;
-use crate::client::AcmeClient;
-use crate::env::{read_log, within, Environment};
-use crate::pkid::Pkid;
-use crate::postgres::Postgres;
+use crate::harness::certs::pem_chain;
+use crate::harness::client::AcmeClient;
+use crate::harness::environment::{within, Environment};
+use crate::harness::pkid::Pkid;
+use crate::harness::postgres::Postgres;
+use crate::harness::process::read_log;
 
 /// The load generator cargo built beside the test binary.
 const LOADGEN: &str = env!("CARGO_BIN_EXE_pkid-loadgen");
@@ -1321,7 +1322,7 @@ async fn slowloris_is_cut_off_and_clients_over_the_limit_wait() {
             // Each client its own connection, all started while the slots are taken.
             let clients: Vec<_> = (0..8)
                 .map(|_| {
-                    let http = crate::client::https_client(&root).unwrap();
+                    let http = crate::harness::tls::https_client(&root).unwrap();
                     let url = format!("https://127.0.0.1:{port}/healthz");
                     tokio::spawn(async move {
                         let response = http.get(&url).send().await;

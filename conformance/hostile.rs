@@ -23,8 +23,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::badinput::{issue, open_read_only, snapshot};
-use crate::client::{b64, AcmeClient, Http01Responder};
-use crate::env::{ensure_crypto_provider, require_tool, within, Environment};
+use crate::harness::acme::b64;
+use crate::harness::client::{AcmeClient, TestKey};
+use crate::harness::environment::{within, Environment};
+use crate::harness::http01::Http01Responder;
+use crate::harness::process::require_tool;
+use crate::harness::tls::ensure_crypto_provider;
 
 const TEST_BOUND: Duration = Duration::from_secs(150);
 /// `server.max_body_bytes` of this test: large enough for a CSR with 5,000 names.

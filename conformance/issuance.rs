@@ -5,9 +5,11 @@
 
 use std::time::Duration;
 
-use crate::certs::{check_issued, pem_chain};
-use crate::client::{csr_der, finalize_payload, AcmeClient, Http01Responder, Response};
-use crate::env::{within, Environment};
+use crate::harness::acme::finalize_payload;
+use crate::harness::certs::{check_issued, pem_chain};
+use crate::harness::client::{csr_der, AcmeClient, Response};
+use crate::harness::environment::{within, Environment};
+use crate::harness::http01::Http01Responder;
 
 const TEST_BOUND: Duration = Duration::from_secs(120);
 

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::client::AcmeClient;
-use crate::env::{within, Environment};
+use crate::harness::client::AcmeClient;
+use crate::harness::environment::{within, Environment};
 
 const TEST_BOUND: Duration = Duration::from_secs(60);
 

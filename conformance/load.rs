@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::env::{ensure_crypto_provider, free_port, within, Environment};
-use crate::pkid::Pkid;
+use crate::harness::environment::{within, Environment};
+use crate::harness::pkid::Pkid;
+use crate::harness::process::free_port;
+use crate::harness::tls::ensure_crypto_provider;
 
 const ORDERS: u64 = 50;
 const TEST_BOUND: Duration = Duration::from_secs(120);

@@ -3,22 +3,42 @@
 //! the results are checked with the tools a user would use (`openssl verify`, x509-parser).
 //!
 //! Run everything, installing what is missing, with `./conformance/run`.
+//!
+//! `harness/`, what the suites stand on (its `mod.rs` gives the layers):
+//! - `tls.rs` crypto provider and HTTPS client; `process.rs` child guards, ports, tools
+//! - `dns.rs`, `postgres.rs`, `softhsm.rs`, `upstream.rs` (pebble, cfssl): servers beside pkid
+//! - `pkid.rs` the pkid process; `environment.rs` one test's world and its time bound
+//! - `acme/` the ACME client's core (JWS, thumbprint, nonces, directory) and pkid-loadgen's layer;
+//!   `client.rs` the suites' layer over it; `http01.rs` the http-01 responder
+//! - `certs.rs` the checks a user would make (openssl, pkilint, CRL, OCSP)
+//!
+//! The suites, each a module named as its file (test names are `module::test`):
+//! - `issuance`: one order issues at most once however finalize races; orders survive restarts
+//! - `jws`: crafted JWS requests (§6.2, §6.5) real clients never send
+//! - `badinput`: requests that break RFC 8555 get their problem and leave the database unchanged
+//! - `hostile`: hostile bytes on every surface (ACME, admin, CRL/OCSP) get bounded answers
+//! - `caa`: CAA (RFC 8659, RFC 8657 parameters) as pkid's validator sees it
+//! - `rfc_features`: key rollover, profiles, ARI, pre-authorization, IP identifiers, order lists
+//! - `third_party`: lego and certbot against pkid, every challenge type, EAB, revocation
+//! - `revocation`: operator revocation as relying parties see it (CRL, OCSP, openssl)
+//! - `backends`: issuance through PKCS#11 (SoftHSM2), an upstream ACME CA (pebble) and cfssl
+//! - `proxy`: pkid's RFC 3820 proxy checks agree with `openssl verify -allow_proxy_certs`
+//! - `replicas`: several pkid replicas on one PostgreSQL share nonces, orders and CRLs
+//! - `faults`: SIGKILL and PostgreSQL restarts under load, graceful stop, connection limits
+//! - `load`: pkid-loadgen issues every ordered certificate and reports JSON that adds up
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod harness;
 
 mod backends;
 mod badinput;
 mod caa;
-mod certs;
-mod client;
-mod env;
 mod faults;
 mod hostile;
 mod issuance;
 mod jws;
 mod load;
-mod pkid;
-mod postgres;
 mod proxy;
 mod replicas;
 mod revocation;

@@ -6,7 +6,7 @@
 use std::ffi::OsStr;
 use std::path::Path;
 
-use crate::certs::openssl_in;
+use crate::harness::certs::openssl_in;
 
 /// Runs openssl in `dir`; (success, output).
 fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {

@@ -25,13 +25,15 @@ use base64::Engine;
 use x509_parser::prelude::{CertificateRevocationList, FromDer};
 use x509_parser::x509::ReasonCode;
 
-use crate::certs::{
+use crate::harness::certs::{
     check_issued, crl_entry_reason, crl_listing, leaf_serial_hex, ocsp_query, ocsp_status, openssl,
     openssl_crl_verify, openssl_verify_with_crl, pkilint_crl, pkilint_ocsp_response, pkilint_pkix,
     revocation_endpoints, write_chain_files, write_crl_pem, OcspSubject,
 };
-use crate::client::{csr_der, AcmeClient, Http01Responder};
-use crate::env::{require_tool, within, Environment};
+use crate::harness::client::{csr_der, AcmeClient};
+use crate::harness::environment::{within, Environment};
+use crate::harness::http01::Http01Responder;
+use crate::harness::process::require_tool;
 
 const TEST_BOUND: Duration = Duration::from_secs(120);
 /// The invalidity date given to `pkid revoke`, and as `openssl` prints it.

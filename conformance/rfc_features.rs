@@ -1,17 +1,17 @@
 //! ACME features beyond plain issuance, driven by a real Rust client, instant-acme, where it can
-//! express them, and by the suite's own client (`client.rs`) where it cannot:
+//! express them, and by the suite's own client (`harness/client.rs`) where it cannot:
 //!
 //! - key rollover (RFC 8555 §7.3.5): instant-acme's `update_key`; the 409 for a key another
 //!   account holds needs a hand-built keyChange JWS (instant-acme always makes a fresh key);
 //! - profiles (draft-aaron-acme-profiles): `NewOrder::profile`, the leaf's validity, and
 //!   `invalidProfile`;
 //! - renewal information (RFC 9773): `renewal_info` and `NewOrder::replaces`, `alreadyReplaced`;
-//! - pre-authorization (RFC 8555 §7.4.1): instant-acme has no newAuthz, so `client.rs`;
+//! - pre-authorization (RFC 8555 §7.4.1): instant-acme has no newAuthz, so `harness/client.rs`;
 //! - IP identifiers (RFC 8738) over http-01 and over tls-alpn-01 (RFC 8737), where the
 //!   validator's SNI is the address's reverse-DNS name (RFC 8738 §6) and the test answers with
 //!   its own acme-tls/1 server;
 //! - the account's orders list (§7.1.2.1) and its paging (§7.4.2.1 `Link: rel="next"`): not in
-//!   instant-acme, so `client.rs`.
+//!   instant-acme, so `harness/client.rs`.
 
 use std::time::Duration;
 
@@ -22,9 +22,10 @@ use instant_acme::{
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::json;
 
-use crate::certs::{check_issued, leaf_validity, pem_chain};
-use crate::client::{csr_der, AcmeClient, Http01Responder};
-use crate::env::{within, Environment};
+use crate::harness::certs::{check_issued, leaf_validity, pem_chain};
+use crate::harness::client::{csr_der, AcmeClient, TestKey};
+use crate::harness::environment::{within, Environment};
+use crate::harness::http01::Http01Responder;
 
 const TEST_BOUND: Duration = Duration::from_secs(120);
 
@@ -162,7 +163,7 @@ async fn key_change_moves_the_account_to_the_new_key() {
             .await
             .unwrap_or_else(|err| panic!("newOrder with the new key: {err}"));
 
-        // A key that holds another account: 409 + Location (client.rs; see the module docs).
+        // A key that holds another account: 409 + Location (the suite's client; see the module docs).
         let mut mine = AcmeClient::new(&env.pkid.directory_url(), &env.pkid.root_pem()).await;
         let mine_url = mine.register().await;
         let mut theirs = AcmeClient::new(&env.pkid.directory_url(), &env.pkid.root_pem()).await;
@@ -413,7 +414,7 @@ async fn serve_tls_alpn01(
 /// address as its only iPAddress SAN; the leaf holds the address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ip_identifier_over_tls_alpn01() {
-    let tls_port = crate::env::free_port();
+    let tls_port = crate::harness::process::free_port();
     let port_setting = tls_port.to_string();
     let env = Environment::start_with(&[("PKID_ACME__TLS_ALPN01_PORT", &port_setting)]).await;
     within(TEST_BOUND, async {

@@ -14,12 +14,14 @@ use std::time::Duration;
 use serde_json::json;
 use x509_parser::x509::ReasonCode;
 
-use crate::certs::{
+use crate::harness::certs::{
     check_ca_issuers, check_issued, crl_listing, ocsp_status, openssl_crl_verify, pem_chain,
     revocation_endpoints, write_chain_files, OcspSubject,
 };
-use crate::client::{AcmeClient, Http01Responder};
-use crate::env::{free_port, require_tool, run_bounded, within, Environment};
+use crate::harness::client::AcmeClient;
+use crate::harness::environment::{within, Environment};
+use crate::harness::http01::Http01Responder;
+use crate::harness::process::{free_port, require_tool, run_bounded};
 
 const CLIENT_BOUND: Duration = Duration::from_secs(120);
 const TEST_BOUND: Duration = Duration::from_secs(180);
@@ -596,7 +598,7 @@ async fn lego_picks_an_alternate_chain_through_a_cross_signed_intermediate() {
     let path = |name: &str| work.join(name).into_os_string();
     let run = |args: &[std::ffi::OsString]| {
         let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
-        let (ok, output) = crate::certs::openssl(&refs);
+        let (ok, output) = crate::harness::certs::openssl(&refs);
         assert!(ok, "openssl {args:?} failed:\n{output}");
         output
     };
@@ -678,7 +680,11 @@ async fn lego_picks_an_alternate_chain_through_a_cross_signed_intermediate() {
             .run(&["run", "--preferred-chain", "Other Root"])
             .await;
         let chain = preferred.chain(&output);
-        crate::certs::openssl_verify(&work.join("other.pem"), &chain, &work.join("verify-alt"));
+        crate::harness::certs::openssl_verify(
+            &work.join("other.pem"),
+            &chain,
+            &work.join("verify-alt"),
+        );
         let default = Lego::new(&env, "lego-default", &names, Challenge::Http01);
         default.obtain_and_check().await;
     })
@@ -698,7 +704,7 @@ async fn admin_rest_manages_eab_keys_that_lego_uses() {
     .await;
     within(TEST_BOUND, async {
         let token = env.pkid.admin_token("test").await;
-        let http = crate::client::https_client(&env.pkid.root_pem()).unwrap();
+        let http = crate::harness::tls::https_client(&env.pkid.root_pem()).unwrap();
         let base = env
             .pkid
             .directory_url()

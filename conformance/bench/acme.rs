@@ -13,18 +13,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+// A bench target cannot use the test binary's modules: it mounts the harness itself, and uses
+// only part of it (pkid, PostgreSQL, processes, TLS).
 #[allow(dead_code)]
-#[path = "../client.rs"]
-mod client;
-#[allow(dead_code)]
-#[path = "../env.rs"]
-mod env;
-#[allow(dead_code)]
-#[path = "../pkid.rs"]
-mod pkid;
-#[allow(dead_code)]
-#[path = "../postgres.rs"]
-mod postgres;
+#[path = "../harness/mod.rs"]
+mod harness;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -33,9 +26,10 @@ use std::time::{Duration, Instant};
 use pkid_backends::{KeyAlgorithm, KeySigner, Pkcs11Config, Pkcs11Key, SoftwareKey};
 use serde_json::{json, Value};
 
-use crate::env::{free_port, ChildGuard};
-use crate::pkid::Pkid;
-use crate::postgres::{Durability, Postgres};
+use crate::harness::pkid::Pkid;
+use crate::harness::postgres::{Durability, Postgres};
+use crate::harness::process::{free_port, read_log, require_tool, ChildGuard};
+use crate::harness::tls::{ensure_crypto_provider, https_client};
 
 /// Clients and seconds of the main pkid runs (the figures are at 32 clients).
 const CONCURRENCY: usize = 32;
@@ -287,7 +281,7 @@ async fn pkid_load(setup: Setup, dir: PathBuf, concurrency: usize, secs: u64) ->
 
 /// pebble with `PEBBLE_VA_ALWAYS_VALID=1 PEBBLE_VA_NOSLEEP=1` under the load generator.
 async fn pebble_load(dir: PathBuf) -> Value {
-    env::require_tool("pebble");
+    require_tool("pebble");
     std::fs::create_dir_all(&dir).unwrap();
     let tls_root = pebble_tls(&dir);
     let port = free_port();
@@ -324,13 +318,13 @@ async fn pebble_load(dir: PathBuf) -> Value {
             .stderr(log),
     );
     let directory = format!("https://127.0.0.1:{port}/dir");
-    let http = client::https_client(&std::fs::read(&tls_root).unwrap()).unwrap();
+    let http = https_client(&std::fs::read(&tls_root).unwrap()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(status) = pebble.try_exit_status() {
             panic!(
                 "pebble exited with {status}: {}",
-                env::read_log(&dir.join("pebble.log"))
+                read_log(&dir.join("pebble.log"))
             );
         }
         if let Ok(r) = http.get(&directory).send().await {
@@ -461,7 +455,7 @@ fn merge(into: &mut Value, from: Value) {
 // Start-up: spawn → first 200 on the directory
 
 async fn startup(dir: PathBuf) -> Value {
-    env::ensure_crypto_provider();
+    ensure_crypto_provider();
     // Only the timing matters here, not who signed pkid's certificate.
     let http = reqwest::Client::builder()
         .use_rustls_tls()
@@ -532,7 +526,7 @@ async fn time_startup(http: &reqwest::Client, work: &Path) -> (f64, Option<u64>)
         if let Some(status) = child.try_exit_status() {
             panic!(
                 "pkid exited during start-up with {status}: {}",
-                env::read_log(&work.join("pkid.log"))
+                read_log(&work.join("pkid.log"))
             );
         }
         assert!(Instant::now() < deadline, "pkid not ready within 20 s");
@@ -572,7 +566,7 @@ fn softhsm_setup(dir: &Path) -> PathBuf {
 
 /// A fresh token labelled `label` in the bench's token folder.
 fn init_token(label: &str) {
-    env::require_tool("softhsm2-util");
+    require_tool("softhsm2-util");
     let out = Command::new("softhsm2-util")
         .args(["--init-token", "--free", "--label", label])
         .args(["--pin", HSM_PIN, "--so-pin", HSM_SO_PIN])
@@ -678,7 +672,7 @@ fn thread_cpu_s() -> f64 {
 
 /// `openssl speed`'s sign/s for one algorithm (`ecdsap256`, `ecdsap384`, `rsa2048`, `ed25519`).
 fn openssl_speed(name: &str) -> Result<f64, String> {
-    env::require_tool("openssl");
+    require_tool("openssl");
     let out = Command::new("openssl")
         .args(["speed", "-seconds", "1", name])
         .stdin(Stdio::null())

@@ -14,7 +14,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use serde::Serialize;
 
-use crate::acme_client::{self, Account, AcmeError, Client, Order};
+use crate::acme::load::{authorization_error, Account, Authorization, Client, Order};
+use crate::acme::AcmeError;
 
 const CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 
@@ -243,15 +244,6 @@ async fn timed<T>(
         .unwrap_or(Err(AcmeError::Timeout))
 }
 
-/// A CSR for `name` under a fresh P-256 key.
-fn csr(name: &str) -> Result<Vec<u8>, AcmeError> {
-    let fail = |e: rcgen::Error| AcmeError::Protocol(format!("building a CSR: {e}"));
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(fail)?;
-    let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).map_err(fail)?;
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    Ok(params.serialize_request(&key).map_err(fail)?.der().to_vec())
-}
-
 /// One full issuance for `name`; each finished step's latency goes to `outcome`.
 async fn issue(
     client: &Client,
@@ -302,12 +294,10 @@ async fn issue(
             match answered.status.as_str() {
                 "valid" => return Ok(()),
                 "invalid" => {
-                    return Err(acme_client::authorization_error(
-                        acme_client::Authorization {
-                            status: answered.status.clone(),
-                            challenges: vec![answered],
-                        },
-                    ))
+                    return Err(authorization_error(Authorization {
+                        status: answered.status.clone(),
+                        challenges: vec![answered],
+                    }))
                 }
                 _ => {}
             }
@@ -317,7 +307,7 @@ async fn issue(
                 let authz = client.authorization(account, &authz_url).await?;
                 match authz.status.as_str() {
                     "valid" => return Ok(()),
-                    "invalid" => return Err(acme_client::authorization_error(authz)),
+                    "invalid" => return Err(authorization_error(authz)),
                     _ => {}
                 }
             }
@@ -329,7 +319,7 @@ async fn issue(
     outcome.record(Step::ChallengeToValid, started.elapsed());
 
     let started = Instant::now();
-    let csr = csr(name).map_err(|e| (Step::Finalize, e))?;
+    let csr = crate::acme::csr(&[name]).map_err(|e| (Step::Finalize, e))?;
     let order = timed(
         limit,
         finalize_and_wait(client, account, order, &csr, config),

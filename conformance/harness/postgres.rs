@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::env::{free_port, require_tool, ChildGuard};
+use super::process::{free_port, read_log, require_tool, ChildGuard};
 
 /// Whether the cluster flushes its commits to disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,7 +161,7 @@ impl Postgres {
             assert!(
                 Instant::now() < deadline,
                 "PostgreSQL did not start within 30 s: {}",
-                crate::env::read_log(&dir.join("postgres.log"))
+                read_log(&dir.join("postgres.log"))
             );
             std::thread::sleep(Duration::from_millis(200));
         }

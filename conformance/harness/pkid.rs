@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::client::https_client;
-use crate::env::{free_port, read_log, ChildGuard, Dns};
+use super::dns::Dns;
+use super::process::{free_port, read_log, ChildGuard};
+use super::tls::https_client;
 
 /// How long pkid may take from spawn to a 200 on its directory.
 const READY_BOUND: Duration = Duration::from_secs(20);

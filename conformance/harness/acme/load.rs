@@ -1,104 +1,18 @@
-//! A small ACME client for load generation (RFC 8555): just the requests one http-01 issuance
-//! needs, with one ES256 account key per worker, so every step can be timed on its own and every
-//! failure classified by its problem type (§6.7).
+//! The load generator's client (pkid-loadgen), over the core in [`super`]: just the requests one
+//! http-01 issuance needs, with one account per worker, so every step can be timed on its own and
+//! every failure classified by its problem type (§6.7).
 //!
 //! - §7.1.1 directory, §7.2 nonces (`badNonce` is retried with the fresh nonce, §6.5)
-//! - §6.2 JWS: flattened serialization, `jwk` for newAccount, `kid` afterwards; §6.3 POST-as-GET
 //! - §7.3 newAccount, §7.4 newOrder and finalize, §7.5 authorizations, §7.5.1 responding,
-//!   §7.4.2 certificate download; §8.1 key authorizations (RFC 7638 thumbprint)
+//!   §7.4.2 certificate download
 
-use std::fmt;
-
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
+
+use super::{AccountKey, AcmeError, Problem};
 
 /// How many times one request is re-sent after `badNonce`.
 const BAD_NONCE_RETRIES: u32 = 3;
-
-/// What went wrong, classified so that a run can count errors by kind.
-#[derive(Debug)]
-pub enum AcmeError {
-    /// No HTTP answer: connection refused or reset, TLS, timeout of the request itself.
-    Transport(String),
-    /// An error answer; `kind` is the problem type without its `urn:ietf:params:acme:error:`.
-    Problem {
-        status: u16,
-        kind: String,
-        detail: String,
-    },
-    /// An object reached `invalid`; `kind` as for `Problem`, from the object's `error`.
-    Invalid { kind: String, detail: String },
-    /// An answer that does not fit RFC 8555 (missing header, unparsable body …).
-    Protocol(String),
-    /// A step did not finish in the time given.
-    Timeout,
-}
-
-impl AcmeError {
-    /// A short, stable label for counting: `transport`, `429 rateLimited`, `invalid connection` …
-    pub fn kind(&self) -> String {
-        match self {
-            AcmeError::Transport(_) => "transport".into(),
-            AcmeError::Problem { status, kind, .. } => format!("{status} {kind}"),
-            AcmeError::Invalid { kind, .. } => format!("invalid {kind}"),
-            AcmeError::Protocol(_) => "protocol".into(),
-            AcmeError::Timeout => "timeout".into(),
-        }
-    }
-}
-
-impl fmt::Display for AcmeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AcmeError::Transport(m) => write!(f, "transport: {m}"),
-            AcmeError::Problem {
-                status,
-                kind,
-                detail,
-            } => write!(f, "{status} {kind}: {detail}"),
-            AcmeError::Invalid { kind, detail } => write!(f, "invalid ({kind}): {detail}"),
-            AcmeError::Protocol(m) => write!(f, "protocol: {m}"),
-            AcmeError::Timeout => write!(f, "timed out"),
-        }
-    }
-}
-
-impl std::error::Error for AcmeError {}
-
-/// An RFC 7807 problem document, as far as classification needs it.
-#[derive(Debug, Default, Deserialize)]
-pub struct Problem {
-    #[serde(rename = "type", default)]
-    pub problem_type: String,
-    #[serde(default)]
-    pub detail: String,
-}
-
-impl Problem {
-    fn short_type(&self) -> String {
-        let short = self
-            .problem_type
-            .strip_prefix("urn:ietf:params:acme:error:")
-            .unwrap_or(&self.problem_type);
-        if short.is_empty() {
-            "unknown".into()
-        } else {
-            short.into()
-        }
-    }
-
-    fn into_invalid(self) -> AcmeError {
-        AcmeError::Invalid {
-            kind: self.short_type(),
-            detail: self.detail,
-        }
-    }
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -157,12 +71,9 @@ pub struct Client {
 /// One account: its key, URL (`kid`) and the nonce its next request uses. Not shared between
 /// workers, so nonces never race.
 pub struct Account {
-    key: EcdsaKeyPair,
-    jwk: Value,
-    thumbprint: String,
+    key: AccountKey,
     kid: Option<String>,
     nonce: Option<String>,
-    rng: SystemRandom,
     /// Requests re-sent after `badNonce`.
     pub bad_nonce_retries: u64,
 }
@@ -170,69 +81,18 @@ pub struct Account {
 impl Account {
     /// A fresh P-256 key, not yet registered.
     pub fn generate() -> Result<Account, AcmeError> {
-        let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
-            .map_err(|_| AcmeError::Protocol("generating a P-256 account key".into()))?;
-        let point = key.public_key().as_ref();
-        // An uncompressed SEC1 point: 0x04 ‖ x ‖ y.
-        if point.len() != 65 || point[0] != 4 {
-            return Err(AcmeError::Protocol(
-                "unexpected P-256 public key encoding".into(),
-            ));
-        }
-        let x = URL_SAFE_NO_PAD.encode(&point[1..33]);
-        let y = URL_SAFE_NO_PAD.encode(&point[33..65]);
-        // RFC 7638: the required members, lexicographic order, no whitespace.
-        let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
-        let thumbprint = URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()));
         Ok(Account {
-            key,
-            jwk: json!({"crv": "P-256", "kty": "EC", "x": x, "y": y}),
-            thumbprint,
+            key: AccountKey::random()?,
             kid: None,
             nonce: None,
-            rng: SystemRandom::new(),
             bad_nonce_retries: 0,
         })
     }
 
     /// The http-01 key authorization for `token` (§8.1).
     pub fn key_authorization(&self, token: &str) -> String {
-        format!("{token}.{}", self.thumbprint)
+        self.key.key_authorization(token)
     }
-
-    /// A flattened JWS (§6.2) of `payload` (`None`: POST-as-GET's empty payload) for `url`.
-    fn sign(&self, url: &str, nonce: &str, payload: Option<&Value>) -> Result<Value, AcmeError> {
-        let mut protected = json!({"alg": "ES256", "nonce": nonce, "url": url});
-        match &self.kid {
-            Some(kid) => protected["kid"] = json!(kid),
-            None => protected["jwk"] = self.jwk.clone(),
-        }
-        let protected = URL_SAFE_NO_PAD.encode(protected.to_string());
-        let payload = match payload {
-            Some(value) => URL_SAFE_NO_PAD.encode(value.to_string()),
-            None => String::new(),
-        };
-        let signing_input = format!("{protected}.{payload}");
-        let signature = self
-            .key
-            .sign(&self.rng, signing_input.as_bytes())
-            .map_err(|_| AcmeError::Protocol("signing a JWS".into()))?;
-        Ok(json!({
-            "protected": protected,
-            "payload": payload,
-            "signature": URL_SAFE_NO_PAD.encode(signature.as_ref()),
-        }))
-    }
-}
-
-fn transport(context: &str, error: &reqwest::Error) -> AcmeError {
-    let mut message = format!("{context}: {error}");
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        message.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    AcmeError::Transport(message)
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(what: &str, body: &[u8]) -> Result<T, AcmeError> {
@@ -243,35 +103,14 @@ fn parse<T: for<'de> Deserialize<'de>>(what: &str, body: &[u8]) -> Result<T, Acm
 impl Client {
     /// Fetches the directory at `directory_url` through `http`.
     pub async fn connect(http: reqwest::Client, directory_url: &str) -> Result<Client, AcmeError> {
-        let response = http
-            .get(directory_url)
-            .send()
-            .await
-            .map_err(|e| transport(directory_url, &e))?;
-        let status = response.status().as_u16();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| transport(directory_url, &e))?;
-        if status != 200 {
-            return Err(AcmeError::Protocol(format!(
-                "{directory_url} answered {status}"
-            )));
-        }
-        let directory = parse("directory", &body)?;
+        let document = super::directory(&http, directory_url).await?;
+        let directory = serde_json::from_value(document)
+            .map_err(|e| AcmeError::Protocol(format!("directory: unparsable answer: {e}")))?;
         Ok(Client { http, directory })
     }
 
     async fn fresh_nonce(&self) -> Result<String, AcmeError> {
-        let url = &self.directory.new_nonce;
-        let response = self
-            .http
-            .head(url)
-            .send()
-            .await
-            .map_err(|e| transport("newNonce", &e))?;
-        replay_nonce(&response)
-            .ok_or_else(|| AcmeError::Protocol("newNonce answered without Replay-Nonce".into()))
+        super::new_nonce(&self.http, &self.directory.new_nonce).await
     }
 
     /// POSTs a JWS of `payload` to `url`; re-sends after `badNonce`; an error status becomes
@@ -288,23 +127,23 @@ impl Client {
                 Some(nonce) => nonce,
                 None => self.fresh_nonce().await?,
             };
-            let body = account.sign(url, &nonce, payload)?;
-            let response = self
-                .http
-                .post(url)
-                .header(http::header::CONTENT_TYPE, "application/jose+json")
-                .body(body.to_string())
-                .send()
+            let body = account
+                .key
+                .jws(url, &nonce, account.kid.as_deref(), payload)?;
+            let response = super::post_jose(&self.http, url, &body, None)
                 .await
-                .map_err(|e| transport(url, &e))?;
-            account.nonce = replay_nonce(&response);
+                .map_err(|e| super::transport(url, &e))?;
+            account.nonce = super::replay_nonce(response.headers());
             let status = response.status().as_u16();
             let location = response
                 .headers()
                 .get(http::header::LOCATION)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            let body = response.bytes().await.map_err(|e| transport(url, &e))?;
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| super::transport(url, &e))?;
             if status < 400 {
                 return Ok(Answer {
                     status,
@@ -342,7 +181,7 @@ impl Client {
     /// newOrder for one DNS name (§7.4).
     pub async fn new_order(&self, account: &mut Account, name: &str) -> Result<Order, AcmeError> {
         let url = self.directory.new_order.clone();
-        let payload = json!({"identifiers": [{"type": "dns", "value": name}]});
+        let payload = super::new_order_payload(&[name]);
         let answer = self.post(account, &url, Some(&payload)).await?;
         if answer.status != 201 {
             return Err(AcmeError::Protocol(format!(
@@ -389,7 +228,7 @@ impl Client {
         order: &Order,
         csr_der: &[u8],
     ) -> Result<Order, AcmeError> {
-        let payload = json!({"csr": URL_SAFE_NO_PAD.encode(csr_der)});
+        let payload = super::finalize_payload(csr_der);
         let answer = self.post(account, &order.finalize, Some(&payload)).await?;
         let mut finalized: Order = parse("finalize", &answer.body)?;
         finalized.url = order.url.clone();
@@ -425,12 +264,4 @@ pub fn authorization_error(authz: Authorization) -> AcmeError {
         .find_map(|c| c.error)
         .unwrap_or_default()
         .into_invalid()
-}
-
-fn replay_nonce(response: &reqwest::Response) -> Option<String> {
-    response
-        .headers()
-        .get("replay-nonce")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
 }

@@ -17,7 +17,7 @@ use x509_parser::oid_registry::{
 use x509_parser::prelude::{CertificateRevocationList, FromDer, X509Certificate};
 use x509_parser::x509::ReasonCode;
 
-use crate::env::require_tool;
+use super::process::require_tool;
 
 /// The DER certificates of a PEM chain, leaf first.
 pub fn pem_chain(pem_text: &str) -> Vec<Vec<u8>> {

@@ -1,0 +1,31 @@
+//! The bottom of the harness: the process-wide rustls crypto provider and the HTTPS client the
+//! suites, the pkid process guard and the pebble guard talk through. Imports nothing of the
+//! harness.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// rustls needs one process-wide crypto provider; reqwest is built without one.
+pub fn ensure_crypto_provider() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        // Err means another thread installed one first: that is fine.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    });
+}
+
+/// An HTTPS client that trusts exactly the given PEM roots (plus the platform's, unused here).
+pub fn https_client(root_pem: &[u8]) -> Result<reqwest::Client, String> {
+    ensure_crypto_provider();
+    let roots = reqwest::Certificate::from_pem_bundle(root_pem)
+        .map_err(|err| format!("parse root PEM: {err}"))?;
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(Duration::from_secs(30));
+    for root in roots {
+        builder = builder.add_root_certificate(root);
+    }
+    builder
+        .build()
+        .map_err(|err| format!("build HTTPS client: {err}"))
+}
