@@ -203,13 +203,7 @@ pub async fn ca_create(cfg: &Config, name: &str) -> Result<(), BoxError> {
 /// only its SHA-256 is stored.
 pub async fn admin_token_create(cfg: &Config, note: &str) -> Result<(), BoxError> {
     let authorities = open_authorities(cfg).await?;
-    let token = crate::identity::random_secret(32);
-    let token = zeroize::Zeroizing::new(format!("pkid_{}", token.as_str()));
-    let id = crate::identity::random_secret(9).to_string();
-    authorities
-        .store
-        .insert_admin_token(&id, &crate::identity::token_hash(&token), note)
-        .await?;
+    let (id, token) = crate::identity::admin_tokens::create(&authorities.store, note).await?;
     println!("id: {id}");
     println!("token: {}", token.as_str());
     Ok(())

@@ -522,7 +522,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
     let directory_names = std::iter::once("default".to_string())
         .chain(cfg.acme.directories.keys().cloned())
         .collect();
-    let admin = crate::api::admin::AdminApi::new(store.clone(), kek.clone(), directory_names);
+    let admin = crate::api::admin::AdminApi::new(ra.clone(), directory_names);
     let app = Arc::new(App::new(
         directories.clone(),
         crate::api::repository::Repository::new(revocation.clone()),

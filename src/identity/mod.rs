@@ -4,6 +4,8 @@
 //!
 //! Secrets are stored only as their SHA-256 ([`token_hash`]) and are never logged.
 
+pub mod admin_tokens;
+
 use base64::Engine;
 use rand::RngCore;
 

@@ -118,6 +118,40 @@ pub async fn mint_eab_key(
 }
 
 impl Ra {
+    /// A fresh EAB key for `directory` (see [`mint_eab_key`]): its id and its HMAC key, which
+    /// is returned this once.
+    pub async fn mint_eab_key(
+        &self,
+        directory: &str,
+        note: &str,
+        policy: &BindingPolicy,
+    ) -> Result<(String, zeroize::Zeroizing<String>), RaError> {
+        mint_eab_key(&self.store, &self.kek, directory, note, policy)
+            .await
+            .map_err(|e| match e {
+                MintError::Store(e) => RaError::Store(e),
+                MintError::Seal => RaError::Internal("the key could not be sealed".into()),
+            })
+    }
+
+    /// Withdraw an EAB key no account has used yet.
+    pub async fn withdraw_eab_key(&self, kid: &str) -> Result<(), RaError> {
+        let key = self
+            .store
+            .eab_key(kid)
+            .await?
+            .ok_or_else(|| RaError::NotFound("no such EAB key".into()))?;
+        if key.bound_account.is_some() {
+            return Err(RaError::Conflict(
+                "the key is bound to an account already".into(),
+            ));
+        }
+        if !self.store.delete_unbound_eab_key(kid).await? {
+            return Err(RaError::Conflict("the key was bound meanwhile".into()));
+        }
+        Ok(())
+    }
+
     /// Check a binding's proof against the key it names: known, of this directory, the MAC
     /// verifies, not used yet. Returns the key's id.
     pub(super) async fn verify_binding(

@@ -31,6 +31,9 @@ pub enum RaError {
     /// A contact's scheme is not supported.
     #[error("{0}")]
     UnsupportedContact(String),
+    /// The resource is not in a state that allows this.
+    #[error("{0}")]
+    Conflict(String),
     /// The new key belongs to another account (its id, when it could be read, for the surface
     /// to name it).
     #[error("{detail}")]
@@ -88,6 +91,7 @@ impl RaError {
             RaError::TermsNotAgreed(_) => "PKID-RA-TERMS",
             RaError::InvalidContact(_) => "PKID-RA-CONTACT",
             RaError::UnsupportedContact(_) => "PKID-RA-CONTACT-SCHEME",
+            RaError::Conflict(_) => "PKID-RA-CONFLICT",
             RaError::KeyInUse { .. } => "PKID-RA-KEY-IN-USE",
             RaError::IdentifierRefused(_) => "PKID-RA-IDENTIFIER",
             RaError::ProfileRefused(_) => "PKID-RA-PROFILE",

@@ -32,7 +32,7 @@ use pkid_backends::KeyEncryptionKey;
 
 use crate::ca::{Ca, IssuanceProfile};
 use crate::revocation::Revocation;
-use crate::store::Store;
+use crate::store::{Reads, Store};
 use crate::va::Validator;
 
 pub use accounts::{check_contacts, AccountUpdate, NewAccount, Registered};
@@ -102,8 +102,8 @@ impl Ra {
         &self.settings
     }
 
-    /// The store, for what surfaces read.
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// The store's read side, for what surfaces show: they write only through the RA.
+    pub fn reads(&self) -> Reads {
+        self.store.reads()
     }
 }

@@ -25,7 +25,7 @@ use serde_json::{json, Map, Value};
 
 use crate::api::Reply;
 use crate::ra::{Directory, Ra};
-use crate::store::{AccountRow, Prefetch, Prefetched, Store};
+use crate::store::{AccountRow, Prefetch, Prefetched, Reads};
 use jws::{Jws, KeyRef};
 use links::Links;
 use nonce::NonceService;
@@ -62,8 +62,8 @@ pub struct AcmeServer {
     ra: Arc<Ra>,
     /// What this directory issues under (its CA, profiles, EAB rule): the RA's policy for it.
     directory: Directory,
-    /// What this surface reads to show; it writes only through `ra` (and its nonces).
-    reads: Store,
+    /// What this surface reads to show; it writes only through `ra` (and redeems its nonces).
+    reads: Reads,
     nonces: NonceService,
     settings: AcmeSettings,
     /// The accounts' keys, parsed once per key.
@@ -103,7 +103,7 @@ impl AcmeServer {
         };
         AcmeServer {
             prefix,
-            reads: ra.store().clone(),
+            reads: ra.reads(),
             ra,
             directory,
             nonces,

@@ -253,6 +253,7 @@ impl From<crate::ra::RaError> for Problem {
             RaError::TermsNotAgreed(d) => Problem::user_action_required(d),
             RaError::InvalidContact(d) => Problem::invalid_contact(d),
             RaError::UnsupportedContact(d) => Problem::unsupported_contact(d),
+            RaError::Conflict(d) => Problem::malformed(d).with_status(StatusCode::CONFLICT),
             // The surface names the other account (a `Location`) where it can build its URL.
             RaError::KeyInUse { detail, .. } => Problem::conflict(detail, String::new()),
             RaError::IdentifierRefused(d) => Problem::rejected_identifier(d),

@@ -4,19 +4,22 @@
 //! Authentication: `Authorization: Bearer <token>`, a token made by `pkid admin token create`
 //! (only its SHA-256 is stored). Envelope: `{"result": …}` on success, `{"error": "…"}` otherwise.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::api::{Reply, RequestBody};
-use crate::identity::{token_hash, Principal};
-use crate::ra::{mint_eab_key, BindingPolicy, MintError};
-use crate::store::Store;
+use crate::identity::admin_tokens::{self, AuthError};
+use crate::identity::Principal;
+use crate::ra::{BindingPolicy, Ra, RaError};
+use crate::store::Reads;
 
 pub struct AdminApi {
-    store: Store,
-    kek: std::sync::Arc<pkid_backends::KeyEncryptionKey>,
+    ra: Arc<Ra>,
+    reads: Reads,
     /// ACME directory names EAB keys may be bound to.
     directories: Vec<String>,
 }
@@ -59,45 +62,26 @@ struct NewEabKey {
 }
 
 impl AdminApi {
-    pub fn new(
-        store: Store,
-        kek: std::sync::Arc<pkid_backends::KeyEncryptionKey>,
-        directories: Vec<String>,
-    ) -> AdminApi {
+    pub fn new(ra: Arc<Ra>, directories: Vec<String>) -> AdminApi {
         AdminApi {
-            store,
-            kek,
+            reads: ra.reads(),
+            ra,
             directories,
         }
     }
 
     async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AdminReply> {
-        let token = headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                error(
-                    StatusCode::UNAUTHORIZED,
-                    "an admin bearer token is required",
-                )
-            })?;
-        match self.store.admin_token(&token_hash(token)).await {
-            Ok(Some(token_id)) => Ok(Principal::Operator { token_id }),
-            Ok(None) => Err(error(
-                StatusCode::UNAUTHORIZED,
-                "the bearer token is not valid",
-            )),
-            Err(e) => {
-                tracing::error!(code = "PKID-STORE", error = %e, "admin token lookup failed");
-                Err(error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the database is unavailable; retry",
-                ))
-            }
-        }
+        admin_tokens::operator(&self.reads, headers)
+            .await
+            .map_err(|e| match e {
+                AuthError::Missing | AuthError::Invalid => {
+                    error(StatusCode::UNAUTHORIZED, e.to_string())
+                }
+                AuthError::Unavailable(e) => {
+                    tracing::error!(code = "PKID-STORE", error = %e, "admin token lookup failed");
+                    unavailable()
+                }
+            })
     }
 
     /// Serve one request under `/admin/`: the body (at most `max_body` bytes) is read first.
@@ -138,18 +122,12 @@ impl AdminApi {
             )),
             _ => Ok(error(StatusCode::NOT_FOUND, "no such admin resource")),
         };
-        outcome.unwrap_or_else(|e| {
-            tracing::error!(code = "PKID-STORE", error = %e, "admin request failed");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the database is unavailable; retry",
-            )
-        })
+        outcome.unwrap_or_else(ra_error)
     }
 
-    async fn list_eab_keys(&self) -> Result<AdminReply, crate::store::StoreError> {
+    async fn list_eab_keys(&self) -> Result<AdminReply, RaError> {
         let keys: Vec<Value> = self
-            .store
+            .reads
             .eab_keys()
             .await?
             .into_iter()
@@ -167,11 +145,7 @@ impl AdminApi {
     }
 
     /// A fresh key: its HMAC key is returned this once and stored sealed.
-    async fn create_eab_key(
-        &self,
-        body: &[u8],
-        who: &Principal,
-    ) -> Result<AdminReply, crate::store::StoreError> {
+    async fn create_eab_key(&self, body: &[u8], who: &Principal) -> Result<AdminReply, RaError> {
         let req: NewEabKey = match serde_json::from_slice(body) {
             Ok(r) => r,
             Err(e) => {
@@ -195,17 +169,7 @@ impl AdminApi {
             ));
         }
         let policy = req.policy.unwrap_or_default();
-        let (kid, hmac_key) =
-            match mint_eab_key(&self.store, &self.kek, &directory, &req.note, &policy).await {
-                Ok(minted) => minted,
-                Err(MintError::Store(e)) => return Err(e),
-                Err(MintError::Seal) => {
-                    return Ok(error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "the key could not be sealed",
-                    ))
-                }
-            };
+        let (kid, hmac_key) = self.ra.mint_eab_key(&directory, &req.note, &policy).await?;
         let Principal::Operator { token_id } = who;
         tracing::info!(kid = %kid, directory = %directory, by = %token_id, "EAB key created");
         Ok(ok(
@@ -215,25 +179,31 @@ impl AdminApi {
     }
 
     /// Withdraw a key no account has used yet.
-    async fn delete_eab_key(
-        &self,
-        kid: &str,
-        who: &Principal,
-    ) -> Result<AdminReply, crate::store::StoreError> {
-        match self.store.eab_key(kid).await? {
-            None => Ok(error(StatusCode::NOT_FOUND, "no such EAB key")),
-            Some(key) if key.bound_account.is_some() => Ok(error(
-                StatusCode::CONFLICT,
-                "the key is bound to an account already",
-            )),
-            Some(_) => {
-                if !self.store.delete_unbound_eab_key(kid).await? {
-                    return Ok(error(StatusCode::CONFLICT, "the key was bound meanwhile"));
-                }
-                let Principal::Operator { token_id } = who;
-                tracing::info!(kid = %kid, by = %token_id, "EAB key deleted");
-                Ok(ok(StatusCode::OK, json!({"kid": kid})))
-            }
+    async fn delete_eab_key(&self, kid: &str, who: &Principal) -> Result<AdminReply, RaError> {
+        self.ra.withdraw_eab_key(kid).await?;
+        let Principal::Operator { token_id } = who;
+        tracing::info!(kid = %kid, by = %token_id, "EAB key deleted");
+        Ok(ok(StatusCode::OK, json!({"kid": kid})))
+    }
+}
+
+fn unavailable() -> AdminReply {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the database is unavailable; retry",
+    )
+}
+
+/// The RA's refusals in this surface's envelope.
+fn ra_error(e: RaError) -> AdminReply {
+    match e {
+        RaError::NotFound(d) => error(StatusCode::NOT_FOUND, d),
+        RaError::Conflict(d) => error(StatusCode::CONFLICT, d),
+        RaError::Internal(d) => error(StatusCode::INTERNAL_SERVER_ERROR, d),
+        RaError::Store(e) => {
+            tracing::error!(code = "PKID-STORE", error = %e, "admin request failed");
+            unavailable()
         }
+        other => error(StatusCode::BAD_REQUEST, other.to_string()),
     }
 }
