@@ -159,7 +159,7 @@ pub async fn eab_list(cfg: &Config) -> Result<(), BoxError> {
             "{}\tdirectory={}\tcreated={}\tbound={}\t{}",
             key.kid,
             key.directory,
-            crate::api::acme::rfc3339(key.created_at),
+            crate::pki::rfc3339(key.created_at),
             key.bound_account.as_deref().unwrap_or("-"),
             key.note
         );

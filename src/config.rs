@@ -421,6 +421,92 @@ impl Config {
     pub fn validation_timeout(&self) -> Duration {
         Duration::from_secs(self.acme.validation_timeout_secs.max(1))
     }
+
+    /// The ACME directories: the default one (named `default`, at `/acme`), then each of
+    /// `[acme.directories]`, its unset keys filled from `[acme]`.
+    pub fn acme_directories(&self) -> Vec<(String, DirectoryConfig)> {
+        let own = |dir: &DirectoryConfig| DirectoryConfig {
+            backend: Some(
+                dir.backend
+                    .clone()
+                    .unwrap_or_else(|| self.acme.backend.clone()),
+            ),
+            profiles: if dir.profiles.is_empty() {
+                self.acme.profiles.keys().cloned().collect()
+            } else {
+                dir.profiles.clone()
+            },
+            default_profile: Some(
+                dir.default_profile
+                    .clone()
+                    .unwrap_or_else(|| self.acme.default_profile.clone()),
+            ),
+            external_account_binding: Some(
+                dir.external_account_binding
+                    .unwrap_or(self.acme.external_account_binding),
+            ),
+            pre_authorization: Some(dir.pre_authorization.unwrap_or(self.acme.pre_authorization)),
+        };
+        std::iter::once(("default".to_string(), own(&DirectoryConfig::default())))
+            .chain(
+                self.acme
+                    .directories
+                    .iter()
+                    .map(|(n, d)| (n.clone(), own(d))),
+            )
+            .collect()
+    }
+
+    /// What the configuration must hold together before anything is opened: profiles whose
+    /// policies can be written, directory names that are not ACME resource names, and each
+    /// directory's backend and default profile known.
+    pub fn check(&self) -> Result<(), String> {
+        for (name, p) in &self.acme.profiles {
+            pkid_backends::builder::check_certificate_policies(&p.certificate_policies)
+                .map_err(|e| format!("acme.profiles.{name}.certificate_policies: {e}"))?;
+        }
+        const RESERVED: &[&str] = &[
+            "directory",
+            "new-nonce",
+            "new-account",
+            "new-order",
+            "new-authz",
+            "revoke-cert",
+            "key-change",
+            "renewal-info",
+            "acct",
+            "order",
+            "authz",
+            "chall",
+            "cert",
+        ];
+        for n in self.acme.directories.keys() {
+            let well_formed = !n.is_empty()
+                && n.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !well_formed || RESERVED.contains(&n.as_str()) || n == "default" {
+                return Err(format!("acme.directories.{n}: a directory name is lowercase letters, digits and '-', and not an ACME resource name"));
+            }
+        }
+        for (name, dir) in self.acme_directories() {
+            let shown = (name != "default").then_some(name.as_str());
+            let backend = dir.backend.unwrap_or_default();
+            if !self.backends.contains_key(&backend) {
+                return Err(format!(
+                    "ACME directory {shown:?}: backend {backend:?} is not configured"
+                ));
+            }
+            let default_profile = dir.default_profile.unwrap_or_default();
+            let offered = self.acme.profiles.contains_key(&default_profile)
+                && dir.profiles.contains(&default_profile);
+            if !offered {
+                return Err(format!(
+                    "ACME directory {shown:?}: default profile {default_profile:?} is not offered"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -440,6 +526,44 @@ mod tests {
             serde_json::to_value(&cfg).unwrap(),
             serde_json::to_value(&default).unwrap()
         );
+    }
+
+    #[test]
+    fn the_default_configuration_holds_together() {
+        assert_eq!(Config::default().check(), Ok(()));
+    }
+
+    #[test]
+    fn directories_that_cannot_be_served_are_refused_before_start() {
+        let with = |name: &str, dir: DirectoryConfig| {
+            let mut cfg = Config::default();
+            cfg.acme.directories.insert(name.into(), dir);
+            cfg.check()
+        };
+        for reserved in ["new-order", "default", "Upper", ""] {
+            let refused = with(reserved, DirectoryConfig::default()).unwrap_err();
+            assert!(
+                refused.contains("a directory name is"),
+                "{reserved:?}: {refused}"
+            );
+        }
+        assert_eq!(with("team-1", DirectoryConfig::default()), Ok(()));
+        let unknown_backend = DirectoryConfig {
+            backend: Some("nowhere".into()),
+            ..DirectoryConfig::default()
+        };
+        assert_eq!(
+            with("team-1", unknown_backend).unwrap_err(),
+            "ACME directory Some(\"team-1\"): backend \"nowhere\" is not configured"
+        );
+        let default_not_offered = DirectoryConfig {
+            profiles: vec!["short-lived".into()],
+            default_profile: Some("tls-server".into()),
+            ..DirectoryConfig::default()
+        };
+        assert!(with("team-1", default_not_offered)
+            .unwrap_err()
+            .contains("default profile \"tls-server\" is not offered"));
     }
 
     #[test]

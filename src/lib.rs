@@ -25,3 +25,6 @@ pub mod revocation;
 pub mod startup;
 pub mod store;
 pub mod va;
+
+#[cfg(test)]
+mod tests;

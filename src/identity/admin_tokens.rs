@@ -4,7 +4,8 @@
 use http::HeaderMap;
 use zeroize::Zeroizing;
 
-use super::{random_secret, token_hash, Principal};
+use super::{token_hash, Principal};
+use crate::ra::ids::random_secret;
 use crate::store::{Reads, Store, StoreError};
 
 /// Why a request is not an operator's.

@@ -6,9 +6,6 @@
 
 pub mod admin_tokens;
 
-use base64::Engine;
-use rand::RngCore;
-
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
@@ -22,11 +19,4 @@ pub fn token_hash(token: &str) -> String {
         &aws_lc_rs::digest::SHA256,
         token.as_bytes(),
     ))
-}
-
-/// A fresh random secret, base64url.
-pub fn random_secret(bytes: usize) -> zeroize::Zeroizing<String> {
-    let mut raw = zeroize::Zeroizing::new(vec![0u8; bytes]);
-    rand::thread_rng().fill_bytes(raw.as_mut_slice());
-    zeroize::Zeroizing::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw.as_slice()))
 }

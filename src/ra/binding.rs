@@ -103,7 +103,7 @@ pub async fn mint_eab_key(
 ) -> Result<(String, zeroize::Zeroizing<String>), MintError> {
     let mut key = zeroize::Zeroizing::new([0u8; 32]);
     rand::thread_rng().fill_bytes(key.as_mut());
-    let kid = crate::identity::random_secret(12).to_string();
+    let kid = super::ids::random_secret(12).to_string();
     let sealed = kek
         .seal_pem(key.as_ref(), SEALED_AAD)
         .map_err(|_| MintError::Seal)?;

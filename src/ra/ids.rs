@@ -16,7 +16,7 @@
 //! id adds, and says nothing about any other account.
 //!
 //! A challenge token (RFC 8555 §8.1: at least 128 bits of entropy) is 256 random bits and
-//! nothing else: it indexes nothing.
+//! nothing else: it indexes nothing. Secrets ([`random_secret`]) likewise.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -59,6 +59,14 @@ fn random_base64(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     rand::thread_rng().fill_bytes(&mut b);
     URL_SAFE_NO_PAD.encode(b)
+}
+
+/// A fresh random secret of `bytes` bytes, base64url (an EAB key id, a bearer token), wiped
+/// from memory when dropped.
+pub fn random_secret(bytes: usize) -> zeroize::Zeroizing<String> {
+    let mut raw = zeroize::Zeroizing::new(vec![0u8; bytes]);
+    rand::thread_rng().fill_bytes(raw.as_mut_slice());
+    zeroize::Zeroizing::new(URL_SAFE_NO_PAD.encode(raw.as_slice()))
 }
 
 #[cfg(test)]

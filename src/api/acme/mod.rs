@@ -30,7 +30,6 @@ use jws::{Jws, KeyRef};
 use links::Links;
 use nonce::NonceService;
 use problem::Problem;
-pub use wire::rfc3339;
 
 /// A problem document as ACME answers it (RFC 8555 §6.7), with the headers its problem carries.
 pub fn problem_reply(p: &Problem) -> Reply {

@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 
 use super::links::Links;
 use super::problem::Problem;
-use super::{require_account, rfc3339, wire, AcmeResult, AcmeServer, Authenticated, Reply};
+use super::{require_account, wire, AcmeResult, AcmeServer, Authenticated, Reply};
+use crate::pki::rfc3339;
 use crate::ra::{order_status, CreatedOrder, NewOrder};
 use crate::store::{now, AccountRow, AuthzRow, OrderRow, Prefetched};
 

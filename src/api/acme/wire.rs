@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::links::Links;
 use super::problem::Problem;
 use crate::pki::csr::{is_dns_name, Ident};
+use crate::pki::rfc3339;
 use crate::ra::authz_status;
 use crate::store::{AccountRow, AuthzRow, ChallengeRow};
 
@@ -86,16 +87,6 @@ pub struct RevocationRequest {
 pub struct AuthzUpdateRequest {
     #[serde(default)]
     pub status: Option<String>,
-}
-
-pub fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 /// Validate and canonicalize an order's identifiers (deduplicated, DNS lower-cased).

@@ -136,7 +136,7 @@ impl AdminApi {
                     "kid": key.kid,
                     "directory": key.directory,
                     "note": key.note,
-                    "created_at": crate::api::acme::rfc3339(key.created_at),
+                    "created_at": crate::pki::rfc3339(key.created_at),
                     "bound_account": key.bound_account,
                 })
             })

@@ -1,0 +1,385 @@
+//! The issuance cycle (see `ca`'s map): journal, sign, check, store — for a CSR under an
+//! issuance profile, for a finalize that claims its order with its first record, and for a
+//! delegated OCSP responder's certificate.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pkid_backends::{
+    BackendError, CertProfile, ExtKeyUsage, Issuance, IssuanceJournal, IssueRequest, KeyUsageBit,
+    Serial,
+};
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::{Ca, IssuanceProfile, IssueError, IssuedCert};
+use crate::pki::csr::{CheckedCsr, Ident};
+use crate::store::{Claim, IssuedRecord, PendingCertificate, Store, StoreError};
+
+struct StoreJournal<'a> {
+    store: &'a Store,
+    pending: PendingCertificate<'a>,
+    /// The finalize's claim of its order, made with the record ([`Store::claim_with_tbs`]).
+    claim: Option<Claim<'a>>,
+    /// Set when another finalize had claimed the order: nothing was recorded or signed.
+    claim_lost: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl IssuanceJournal for StoreJournal<'_> {
+    async fn record_tbs(&self, serial: &Serial, tbs_der: &[u8]) -> Result<(), BackendError> {
+        let serial = serial.to_hex();
+        let failed = |e: StoreError| {
+            BackendError::Io(format!("recording the to-be-signed certificate: {e}"))
+        };
+        let Some(claim) = &self.claim else {
+            return self
+                .store
+                .record_tbs(&self.pending, &serial, tbs_der)
+                .await
+                .map_err(failed);
+        };
+        if self
+            .store
+            .claim_with_tbs(claim, &self.pending, &serial, tbs_der)
+            .await
+            .map_err(failed)?
+        {
+            return Ok(());
+        }
+        self.claim_lost.store(true, Ordering::Relaxed);
+        Err(BackendError::Io(
+            "the order is already being finalized".into(),
+        ))
+    }
+}
+
+impl Ca {
+    /// Run the issuance cycle for a checked CSR.
+    pub async fn issue(
+        &self,
+        csr: &CheckedCsr,
+        profile: &IssuanceProfile,
+        order_id: Option<&str>,
+        account_id: Option<&str>,
+    ) -> Result<IssuedCert, IssueError> {
+        self.issue_with(csr, profile, order_id, account_id, None)
+            .await
+    }
+
+    /// [`Ca::issue`] for a finalize that has yet to claim its order (`ready → processing`,
+    /// exactly once; [`IssueError::ClaimLost`] to all finalizes but one). A backend that hands
+    /// its to-be-signed certificate to the store claims with that record, in one write; for
+    /// the others (upstream CAs), the claim comes first, on its own.
+    pub async fn issue_claiming(
+        &self,
+        csr: &CheckedCsr,
+        profile: &IssuanceProfile,
+        claim: Claim<'_>,
+        account_id: Option<&str>,
+    ) -> Result<IssuedCert, IssueError> {
+        if !self.backend.capabilities().journals {
+            if !self.store.begin_processing(&claim).await? {
+                return Err(IssueError::ClaimLost);
+            }
+            return self
+                .issue_with(csr, profile, Some(claim.order_id), account_id, None)
+                .await;
+        }
+        self.issue_with(csr, profile, Some(claim.order_id), account_id, Some(claim))
+            .await
+    }
+
+    async fn issue_with(
+        &self,
+        csr: &CheckedCsr,
+        profile: &IssuanceProfile,
+        order_id: Option<&str>,
+        account_id: Option<&str>,
+        claim: Option<Claim<'_>>,
+    ) -> Result<IssuedCert, IssueError> {
+        let now = time::OffsetDateTime::now_utc();
+        let not_before = now - time::Duration::seconds(self.backdate_secs);
+        let not_after = not_before + time::Duration::seconds(profile.validity_secs);
+        let serial = Serial::random();
+        let serial_hex = serial.to_hex();
+        let crl_shard = self.crl_shard_for(&serial);
+
+        let mut dns_names = Vec::new();
+        let mut ip_addresses = Vec::new();
+        for ident in &csr.identifiers {
+            match ident {
+                Ident::Dns(d) => dns_names.push(d.clone()),
+                Ident::Ip(ip) => ip_addresses.push(*ip),
+            }
+        }
+        let mut ext_key_usage = Vec::new();
+        if profile.server_auth {
+            ext_key_usage.push(ExtKeyUsage::ServerAuth);
+        }
+        if profile.client_auth {
+            ext_key_usage.push(ExtKeyUsage::ClientAuth);
+        }
+        let mut key_usage = vec![KeyUsageBit::DigitalSignature];
+        if is_rsa(&csr.public_key) {
+            key_usage.push(KeyUsageBit::KeyEncipherment);
+        }
+        let request = IssueRequest {
+            csr_der: csr.der.clone(),
+            subject_public_key_der: csr.public_key.clone(),
+            // Subject left empty (names live in the SAN), as CA/B Forum BRs recommend.
+            common_name: None,
+            dns_names,
+            ip_addresses,
+            serial,
+            not_before,
+            not_after,
+            profile: CertProfile {
+                key_usage,
+                ext_key_usage,
+                crl_distribution_points: self.crl_url(crl_shard).into_iter().collect(),
+                ocsp_urls: self.ocsp_url().into_iter().collect(),
+                ca_issuers_urls: self.ca_issuers_url().into_iter().collect(),
+                must_staple: false,
+                ocsp_no_check: false,
+                certificate_policies: profile.certificate_policies.clone(),
+            },
+        };
+        let journal = StoreJournal {
+            store: &self.store,
+            pending: PendingCertificate {
+                issuer: &self.name,
+                order_id,
+                account_id,
+                not_before: not_before.unix_timestamp(),
+                not_after: not_after.unix_timestamp(),
+                crl_shard,
+            },
+            claim,
+            claim_lost: AtomicBool::new(false),
+        };
+        let chain = self
+            .sign_and_check(request, &journal, |leaf| check_leaf(leaf, csr))
+            .await?;
+        self.store_issued(&serial_hex, &chain, &journal.pending)
+            .await
+    }
+
+    /// A delegated OCSP responder certificate (RFC 6960 §4.2.2.2) for `spki_der`, through the
+    /// same issuance cycle: id-kp-OCSPSigning, id-pkix-ocsp-nocheck, digitalSignature, and no
+    /// revocation pointers (nocheck: relying parties do not check it, so it is short-lived).
+    pub async fn issue_ocsp_responder(
+        &self,
+        spki_der: &[u8],
+        validity_secs: i64,
+    ) -> Result<IssuedCert, IssueError> {
+        let now = time::OffsetDateTime::now_utc();
+        let not_before = now - time::Duration::seconds(self.backdate_secs);
+        let not_after = now + time::Duration::seconds(validity_secs.max(60));
+        let serial = Serial::random();
+        let serial_hex = serial.to_hex();
+        let request = IssueRequest {
+            csr_der: Vec::new(),
+            subject_public_key_der: spki_der.to_vec(),
+            common_name: Some(format!("pkid {} OCSP Responder", self.name)),
+            dns_names: Vec::new(),
+            ip_addresses: Vec::new(),
+            serial,
+            not_before,
+            not_after,
+            profile: CertProfile {
+                key_usage: vec![KeyUsageBit::DigitalSignature],
+                ext_key_usage: vec![ExtKeyUsage::OcspSigning],
+                ocsp_no_check: true,
+                ..CertProfile::default()
+            },
+        };
+        let journal = StoreJournal {
+            store: &self.store,
+            pending: PendingCertificate {
+                issuer: &self.name,
+                order_id: None,
+                account_id: None,
+                not_before: not_before.unix_timestamp(),
+                not_after: not_after.unix_timestamp(),
+                crl_shard: None,
+            },
+            claim: None,
+            claim_lost: AtomicBool::new(false),
+        };
+        let chain = self
+            .sign_and_check(request, &journal, |cert| {
+                let (_, parsed) = X509Certificate::from_der(cert)
+                    .map_err(|e| IssueError::Mismatch(format!("unparseable certificate: {e}")))?;
+                if parsed.public_key().raw != spki_der {
+                    return Err(IssueError::Mismatch(
+                        "the responder certificate does not carry the responder key".into(),
+                    ));
+                }
+                Ok(())
+            })
+            .await?;
+        self.store_issued(&serial_hex, &chain, &journal.pending)
+            .await
+    }
+
+    /// Steps 2–4 of the cycle: the backend journals, signs and checks; `check` looks at the
+    /// leaf. On any failure the journaled serial is marked abandoned.
+    async fn sign_and_check(
+        &self,
+        request: IssueRequest,
+        journal: &StoreJournal<'_>,
+        check: impl FnOnce(&[u8]) -> Result<(), IssueError>,
+    ) -> Result<Vec<Vec<u8>>, IssueError> {
+        let serial_hex = request.serial.to_hex();
+        let first = self.backend.issue(request, journal).await;
+        if journal.claim_lost.load(Ordering::Relaxed) {
+            return Err(IssueError::ClaimLost);
+        }
+        let chain = match self.finish_pending(first).await {
+            Ok(chain) => chain,
+            Err(e) => {
+                self.store.abandon_tbs(&serial_hex).await?;
+                return Err(e);
+            }
+        };
+        let Some(leaf) = chain.first() else {
+            self.store.abandon_tbs(&serial_hex).await?;
+            return Err(IssueError::Mismatch(
+                "the backend returned an empty chain".into(),
+            ));
+        };
+        if let Err(e) = check(leaf) {
+            self.store.abandon_tbs(&serial_hex).await?;
+            return Err(e);
+        }
+        Ok(chain)
+    }
+
+    /// Step 5: store the certificate (and complete its order, if any).
+    async fn store_issued(
+        &self,
+        serial_hex: &str,
+        chain: &[Vec<u8>],
+        pending: &PendingCertificate<'_>,
+    ) -> Result<IssuedCert, IssueError> {
+        let leaf = chain
+            .first()
+            .ok_or_else(|| IssueError::Mismatch("the backend returned an empty chain".into()))?;
+        let (_, parsed) = X509Certificate::from_der(leaf)
+            .map_err(|e| IssueError::Mismatch(format!("unparseable certificate: {e}")))?;
+        let leaf_serial = hex::encode(parsed.raw_serial());
+        if leaf_serial != serial_hex {
+            // An upstream CA picked its own serial; ours stays recorded as unused.
+            self.store.abandon_tbs(serial_hex).await?;
+        }
+        let chain_pem: String = chain
+            .iter()
+            .map(|der| crate::pki::pem::to_pem("CERTIFICATE", der))
+            .collect();
+        let record = IssuedRecord {
+            serial: &leaf_serial,
+            tbs: parsed.tbs_certificate.as_ref(),
+            der: leaf,
+            chain_pem: &chain_pem,
+        };
+        if let Err(e) = self.store.complete_issuance(&record, pending).await {
+            if matches!(e, crate::store::StoreError::OrderSettled(_)) {
+                // Signed but never served: the serial stays recorded, unused.
+                self.store.abandon_tbs(&leaf_serial).await?;
+            }
+            return Err(e.into());
+        }
+        Ok(IssuedCert {
+            serial: leaf_serial,
+            der: leaf.clone(),
+            chain_pem,
+        })
+    }
+
+    /// A backend that answered `Pending` (a slow upstream) is polled, within a bound.
+    async fn finish_pending(
+        &self,
+        first: Result<Issuance, BackendError>,
+    ) -> Result<Vec<Vec<u8>>, IssueError> {
+        const POLL_BOUND: std::time::Duration = std::time::Duration::from_secs(120);
+        let started = std::time::Instant::now();
+        let mut outcome = first?;
+        loop {
+            match outcome {
+                Issuance::Issued { chain } => return Ok(chain),
+                Issuance::Pending {
+                    upstream_ref,
+                    retry_after,
+                } => {
+                    if started.elapsed() >= POLL_BOUND {
+                        return Err(IssueError::Pending);
+                    }
+                    let wait = retry_after.clamp(
+                        std::time::Duration::from_millis(200),
+                        std::time::Duration::from_secs(10),
+                    );
+                    tokio::time::sleep(wait).await;
+                    outcome = self.backend.poll(&upstream_ref).await?;
+                }
+            }
+        }
+    }
+}
+
+fn is_rsa(spki_der: &[u8]) -> bool {
+    x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der)
+        .map(|(_, spki)| {
+            spki.algorithm.algorithm == x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION
+        })
+        .unwrap_or(false)
+}
+
+/// The identifiers a certificate's SAN names (other name types are left out).
+pub fn certificate_idents(cert: &X509Certificate<'_>) -> BTreeSet<Ident> {
+    let mut names = BTreeSet::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(d) => {
+                    names.insert(Ident::Dns(d.to_ascii_lowercase()));
+                }
+                GeneralName::IPAddress(b) => {
+                    if let Ok(a) = <[u8; 4]>::try_from(*b) {
+                        names.insert(Ident::Ip(IpAddr::from(a)));
+                    } else if let Ok(a) = <[u8; 16]>::try_from(*b) {
+                        names.insert(Ident::Ip(IpAddr::from(a)));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    names
+}
+
+/// The certificate must carry the CSR's key and exactly the CSR's names: a mismatched
+/// certificate (a faulty upstream, say) is never served.
+fn check_leaf(der: &[u8], csr: &CheckedCsr) -> Result<(), IssueError> {
+    let (_, cert) = X509Certificate::from_der(der)
+        .map_err(|e| IssueError::Mismatch(format!("unparseable certificate: {e}")))?;
+    if cert.public_key().raw != csr.public_key.as_slice() {
+        return Err(IssueError::Mismatch(
+            "the certificate's public key is not the CSR's".into(),
+        ));
+    }
+    let names = certificate_idents(&cert);
+    let san_entries = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map_or(0, |san| san.value.general_names.len());
+    if names != csr.identifiers || san_entries != names.len() {
+        return Err(IssueError::Mismatch(format!(
+            "the certificate names {names:?}, the request {:?}",
+            csr.identifiers
+        )));
+    }
+    Ok(())
+}
