@@ -17,57 +17,13 @@ use super::encoding::{
     coordinate_len, curve_oid, ecdsa_raw_to_der, rsa_modulus_len, uncompressed_point, DER_NULL,
     OID_EC_PUBLIC_KEY, OID_RSA_ENCRYPTION, RSA_PUBLIC_EXPONENT,
 };
-use super::module::{classify, Failure, LibraryState, Module};
-use super::sessions::{Lease, SessionPool};
+use super::module::{classify, Failure};
+use super::sessions::{Lease, SessionPool, TokenKeyRef};
 use crate::keys::KeySigner;
 use crate::local::der;
 use crate::{BackendError, KeyAlgorithm};
 
-/// The token and key a [`Pkcs11Key`] refers to, and how to reach them.
-pub(super) struct TokenKeyRef {
-    pub(super) module: Arc<Module>,
-    pub(super) token_label: String,
-    pub(super) key_label: String,
-    pub(super) pin: Pin,
-    pub(super) algorithm: KeyAlgorithm,
-}
-
 impl TokenKeyRef {
-    fn new(cfg: &Pkcs11Config, pin: Pin) -> Result<Self, BackendError> {
-        cfg.validate()?;
-        Ok(TokenKeyRef {
-            module: Module::get(&cfg.module)?,
-            token_label: cfg.token_label.clone(),
-            key_label: cfg.key_label.clone(),
-            pin,
-            algorithm: cfg.algorithm,
-        })
-    }
-
-    /// Runs `op` under the library lock; when it fails in a way a fresh start may cure,
-    /// re-initialises the library and runs it once more. For start-up paths.
-    fn with_retry<T>(
-        &self,
-        mut op: impl FnMut(&LibraryState) -> Result<T, Failure>,
-    ) -> Result<T, BackendError> {
-        let generation = {
-            let state = self.module.read();
-            match op(&state) {
-                Ok(value) => return Ok(value),
-                Err(Failure::Fatal(e)) => return Err(e),
-                Err(failure) => {
-                    tracing::debug!(token = %self.token_label, %failure, "PKCS#11: re-initialising the library and trying again");
-                    state.generation
-                }
-            }
-        };
-        self.module
-            .reinitialize(generation)
-            .map_err(|f| f.into_error(BackendError::Key))?;
-        let state = self.module.read();
-        op(&state).map_err(|f| f.into_error(BackendError::Key))
-    }
-
     fn find_private_keys(&self, session: &Session) -> Result<Vec<ObjectHandle>, Failure> {
         session
             .find_objects(&[

@@ -1,17 +1,18 @@
-//! A key's logged-in sessions: opening one on the token (find the slot by its label, log in,
+//! The token a key lives on ([`TokenKeyRef`]) and the key's logged-in sessions: opening one on
+//! the token (find the slot by its label, log in,
 //! find the key again and check it is the key the CA started with), and the pool a signature
 //! leases one from, so that no session is ever used by two threads at once.
 
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::object::ObjectHandle;
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 
-use super::key::TokenKeyRef;
-use super::module::{classify, Failure, LibraryState};
-use crate::BackendError;
+use super::config::{Pin, Pkcs11Config};
+use super::module::{classify, Failure, LibraryState, Module};
+use crate::{BackendError, KeyAlgorithm};
 
 /// How long a signature waits for a free session before giving up.
 const SESSION_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -65,7 +66,51 @@ impl SessionPool {
     }
 }
 
+/// The token and key a [`super::Pkcs11Key`] refers to, and how to reach them.
+pub(super) struct TokenKeyRef {
+    pub(super) module: Arc<Module>,
+    pub(super) token_label: String,
+    pub(super) key_label: String,
+    pub(super) pin: Pin,
+    pub(super) algorithm: KeyAlgorithm,
+}
+
 impl TokenKeyRef {
+    pub(super) fn new(cfg: &Pkcs11Config, pin: Pin) -> Result<Self, BackendError> {
+        cfg.validate()?;
+        Ok(TokenKeyRef {
+            module: Module::get(&cfg.module)?,
+            token_label: cfg.token_label.clone(),
+            key_label: cfg.key_label.clone(),
+            pin,
+            algorithm: cfg.algorithm,
+        })
+    }
+
+    /// Runs `op` under the library lock; when it fails in a way a fresh start may cure,
+    /// re-initialises the library and runs it once more. For start-up paths.
+    pub(super) fn with_retry<T>(
+        &self,
+        mut op: impl FnMut(&LibraryState) -> Result<T, Failure>,
+    ) -> Result<T, BackendError> {
+        let generation = {
+            let state = self.module.read();
+            match op(&state) {
+                Ok(value) => return Ok(value),
+                Err(Failure::Fatal(e)) => return Err(e),
+                Err(failure) => {
+                    tracing::debug!(token = %self.token_label, %failure, "PKCS#11: re-initialising the library and trying again");
+                    state.generation
+                }
+            }
+        };
+        self.module
+            .reinitialize(generation)
+            .map_err(|f| f.into_error(BackendError::Key))?;
+        let state = self.module.read();
+        op(&state).map_err(|f| f.into_error(BackendError::Key))
+    }
+
     fn find_slot(&self, state: &LibraryState) -> Result<Slot, Failure> {
         if !state.initialized {
             return Err(Failure::Lost(format!(
