@@ -701,7 +701,7 @@ async fn postgres_writes_run_as_one_statement_all_or_nothing() {
 /// wildcard's or an expiring one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reuse_candidates_are_read_in_one_statement_on_both_databases() {
-    use pkid::store::{AuthzReuse, OrderReuse, Store};
+    use pkid::store::{AuthzReuse, AuthzStatus, OrderReuse, Store};
 
     const X: &str = r#"[{"type":"dns","value":"x.test"}]"#;
     let (scratch, postgres) = scratch_postgres("pkid-reuse-");
@@ -788,7 +788,10 @@ async fn reuse_candidates_are_read_in_one_statement_on_both_databases() {
                 Some(("http-01".to_owned(), 12345)),
                 "{url}"
             );
-            assert!(!valid.wildcard && valid.status == "valid", "{url}");
+            assert!(
+                !valid.wildcard && valid.status == AuthzStatus::Valid,
+                "{url}"
+            );
             assert_eq!(
                 store.reusable_authz(&authz).await.unwrap().map(|a| a.id),
                 Some("a-valid".to_owned()),
@@ -962,7 +965,7 @@ async fn postgres_completes_an_issuance_in_one_statement() {
 /// reads as none, and the nonce stays single-use.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_reads_a_requests_resource_with_its_nonce() {
-    use pkid::store::{Prefetch, Prefetched, Store};
+    use pkid::store::{AccountStatus, Prefetch, Prefetched, Store};
 
     let (_scratch, postgres) = scratch_postgres("pkid-pg-prefetch-");
     within(Duration::from_secs(60), async {
@@ -996,7 +999,7 @@ async fn postgres_reads_a_requests_resource_with_its_nonce() {
         let debug = |x: &dyn std::fmt::Debug| format!("{x:?}");
 
         let (account, first, mut got) = read(Prefetch::Order("o"), "acct").await;
-        assert!(first && account.is_some_and(|a| a.id == "acct" && a.status == "valid"));
+        assert!(first && account.is_some_and(|a| a.id == "acct" && a.status == AccountStatus::Valid));
         let order = got.take_order("o").expect("an order was read").expect("it exists");
         assert_eq!(order.1.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), ["a-y", "a-z"]);
         assert_eq!(

@@ -7,7 +7,7 @@ use serde_json::json;
 use super::binding::{BindingProof, EabPolicy};
 use super::{ids, Directory, Ra, RaError};
 use crate::pki::csr::is_dns_name;
-use crate::store::{now, AccountRow, NewAccountOutcome};
+use crate::store::{now, AccountRow, AccountStatus, NewAccountOutcome};
 
 /// At most this many contacts per account.
 const MAX_CONTACTS: usize = 10;
@@ -83,7 +83,7 @@ impl Ra {
             None => None,
         };
         if let Some(existing) = self.store.account_by_thumbprint(&req.thumbprint).await? {
-            if existing.status != "valid" {
+            if existing.status != AccountStatus::Valid {
                 return Err(RaError::Unauthorized(format!(
                     "the account of this key is {}",
                     existing.status
@@ -109,7 +109,7 @@ impl Ra {
             id: ids::object_id(),
             thumbprint: req.thumbprint,
             jwk: req.jwk,
-            status: "valid".into(),
+            status: AccountStatus::Valid,
             contact: json!(contact).to_string(),
             eab_kid: binding.clone(),
             created_at: now(),

@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use super::orders::new_authz;
 use super::{Ra, RaError};
 use crate::pki::csr::Ident;
-use crate::store::{now, AccountRow, AuthzRow, ChallengeRow};
+use crate::store::{now, AccountRow, AuthzRow, AuthzStatus, ChallengeRow, ChallengeStatus};
 use crate::va::{CaaQuery, ValidationError};
 
 /// What CAA needs to know beyond the name (RFC 8657 parameters).
@@ -32,19 +32,6 @@ pub fn authz_ident(a: &AuthzRow) -> Option<Ident> {
         "dns" => Some(Ident::Dns(a.id_value.clone())),
         "ip" => a.id_value.parse().ok().map(Ident::Ip),
         _ => None,
-    }
-}
-
-/// Status with expiry applied (§7.1.6: pending and valid authorizations expire).
-pub fn authz_status(a: &AuthzRow, at: i64) -> &'static str {
-    match a.status.as_str() {
-        "pending" | "valid" if a.expires <= at => "expired",
-        "pending" => "pending",
-        "valid" => "valid",
-        "invalid" => "invalid",
-        "deactivated" => "deactivated",
-        "revoked" => "revoked",
-        _ => "invalid",
     }
 }
 
@@ -93,9 +80,9 @@ impl Ra {
         account: &AccountRow,
         account_uri: String,
     ) -> Result<(ChallengeRow, Option<ValidationStarted>), RaError> {
-        let status = authz_status(authz, now());
-        if status != "pending" {
-            if chall.status == "pending" {
+        let status = authz.status_at(now());
+        if status != AuthzStatus::Pending {
+            if chall.status == ChallengeStatus::Pending {
                 return Err(RaError::Malformed(format!("the authorization is {status}")));
             }
             return Ok((chall, None));
@@ -103,7 +90,7 @@ impl Ra {
         if !self.store.start_challenge(&chall.id).await? {
             return Ok((chall, None));
         }
-        chall.status = "processing".into();
+        chall.status = ChallengeStatus::Processing;
         // A wildcard authorization is validated for its base name.
         let ident = authz_ident(authz)
             .map(|i| match i {
@@ -214,7 +201,11 @@ impl Ra {
         {
             // The challenge as it now stands in the store.
             Ok(true) => Some(ChallengeRow {
-                status: if valid { "valid" } else { "invalid" }.into(),
+                status: if valid {
+                    ChallengeStatus::Valid
+                } else {
+                    ChallengeStatus::Invalid
+                },
                 validated,
                 error,
                 ..chall
@@ -225,31 +216,5 @@ impl Ra {
                 None
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn authz(status: &str, expires: i64) -> AuthzRow {
-        AuthzRow {
-            id: "a".into(),
-            account_id: "x".into(),
-            id_type: "dns".into(),
-            id_value: "a.test".into(),
-            wildcard: false,
-            status: status.into(),
-            expires,
-            validation: None,
-        }
-    }
-
-    #[test]
-    fn authorizations_expire() {
-        assert_eq!(authz_status(&authz("valid", 10), 5), "valid");
-        assert_eq!(authz_status(&authz("valid", 10), 10), "expired");
-        assert_eq!(authz_status(&authz("pending", 10), 11), "expired");
-        assert_eq!(authz_status(&authz("invalid", 10), 11), "invalid");
     }
 }

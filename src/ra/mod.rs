@@ -6,10 +6,12 @@
 //! each surface maps once to its own error shape.
 //!
 //! The order lifecycle is RFC 8555's (§7.1.6): `pending` → `ready` (every authorization valid)
-//! → `processing` (claimed by one finalize) → `valid` (certificate stored) or `invalid`.
+//! → `processing` (claimed by one finalize) → `valid` (certificate stored) or `invalid`; the
+//! statuses are the store's ([`crate::store::OrderStatus`] …), a client's view of them derived
+//! on the rows (`OrderRow::status_at`: `ready` and an authorization's `expired` are never stored).
 //!
 //! - [`accounts`]: registration (with EAB, [`binding`]), contacts, deactivation, key roll-over
-//! - [`orders`]: newOrder (order and authorization reuse, RFC 9773 replacement), status, finalize
+//! - [`orders`]: newOrder (order and authorization reuse, RFC 9773 replacement), finalize
 //! - [`authorizations`]: pre-authorization, deactivation, challenge validation through `va`
 //! - [`revoke`]: who may revoke, with which reason
 //! - [`recovery`]: orders and challenges left behind by a stop
@@ -36,10 +38,10 @@ use crate::store::{Reads, Store};
 use crate::va::Validator;
 
 pub use accounts::{check_contacts, AccountUpdate, NewAccount, Registered};
-pub use authorizations::{authz_ident, authz_status, ValidationStarted};
+pub use authorizations::{authz_ident, ValidationStarted};
 pub use binding::{mint_eab_key, BindingPolicy, BindingProof, EabPolicy, MintError};
 pub use error::{problem_document, RaError};
-pub use orders::{identifiers_json, order_status, CreatedOrder, NewOrder};
+pub use orders::{identifiers_json, CreatedOrder, NewOrder};
 pub use policy::{IdentifierPolicy, RateLimits, TestMode};
 pub use revoke::Revoker;
 

@@ -1,20 +1,20 @@
 //! Orders (RFC 8555 §7.4): newOrder with its policy (profile, identifiers, the account's
 //! binding, rate limits, RFC 9773 replacement), reuse of a pending order or of a valid
-//! authorization, the order's status (§7.1.6), and finalize: the CSR's checks, CAA again when
-//! the validation is old (RFC 8659), the claim of the order and the issuance through the CA.
+//! authorization, and finalize of a ready order (§7.1.6): the CSR's checks, CAA again when the
+//! validation is old (RFC 8659), the claim of the order and the issuance through the CA.
 
 use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
-use super::authorizations::{authz_ident, authz_status, CaaContext};
+use super::authorizations::{authz_ident, CaaContext};
 use super::binding::BindingPolicy;
 use super::{ids, Directory, Ra, RaError};
 use crate::ca::IssueError;
 use crate::pki::csr::{check_csr, CsrError, Ident};
 use crate::store::{
-    now, AccountRow, AuthzReuse, AuthzRow, Claim, NewAuthz, OrderAuthz, OrderReuse, OrderRow,
-    StoreError,
+    now, AccountRow, AuthzReuse, AuthzRow, CertificateStatus, Claim, NewAuthz, OrderAuthz,
+    OrderReuse, OrderRow, OrderStatus, StoreError,
 };
 
 /// A newOrder, its identifiers checked and canonical (deduplicated, DNS lower-cased).
@@ -30,27 +30,6 @@ pub struct NewOrder {
 pub struct CreatedOrder {
     pub order: OrderRow,
     pub authzs: Vec<AuthzRow>,
-}
-
-/// The order's status as RFC 8555 §7.1.6 defines it, derived from its authorizations while it
-/// has not been finalized.
-pub fn order_status(order: &OrderRow, authzs: &[AuthzRow], at: i64) -> &'static str {
-    match order.status.as_str() {
-        "valid" => "valid",
-        "processing" => "processing",
-        "invalid" => "invalid",
-        _ if order.expires <= at => "invalid",
-        _ => {
-            let statuses: Vec<&str> = authzs.iter().map(|a| authz_status(a, at)).collect();
-            if statuses.iter().any(|s| *s != "valid" && *s != "pending") {
-                "invalid"
-            } else if !statuses.is_empty() && statuses.iter().all(|s| *s == "valid") {
-                "ready"
-            } else {
-                "pending"
-            }
-        }
-    }
 }
 
 /// Identifiers in their stored form (and the form of an order's `identifiers`): `[{type, value}]`.
@@ -167,8 +146,8 @@ impl Ra {
             for existing in candidates {
                 let authzs = self.store.authzs_of_order(&existing.id).await?;
                 if matches!(
-                    order_status(&existing, &authzs, created),
-                    "pending" | "ready"
+                    existing.status_at(&authzs, created),
+                    OrderStatus::Pending | OrderStatus::Ready
                 ) {
                     return Ok(CreatedOrder {
                         order: existing,
@@ -215,7 +194,7 @@ impl Ra {
             id: ids::object_id(),
             account_id: account.id.clone(),
             directory: directory.name.clone(),
-            status: "pending".into(),
+            status: OrderStatus::Pending,
             expires,
             identifiers: identifiers_json,
             not_before: None,
@@ -251,7 +230,8 @@ impl Ra {
             .certificate(&serial)
             .await?
             .filter(|c| {
-                c.status == "issued" && c.account_id.as_deref() == Some(account.id.as_str())
+                c.status == CertificateStatus::Issued
+                    && c.account_id.as_deref() == Some(account.id.as_str())
             })
             .ok_or_else(|| {
                 RaError::Malformed("replaces names no certificate of this account".into())
@@ -291,8 +271,8 @@ impl Ra {
         csr_der: Vec<u8>,
         account_uri: &str,
     ) -> Result<OrderRow, RaError> {
-        let status = order_status(&order, authzs, now());
-        if status != "ready" {
+        let status = order.status_at(authzs, now());
+        if status != OrderStatus::Ready {
             return Err(RaError::NotReady(format!("order is {status}, not ready")));
         }
         let csr = check_csr(&csr_der).map_err(|e| match e {
@@ -354,7 +334,7 @@ impl Ra {
         match issued {
             // The order is what this issuance made it: no need to read it back.
             Some(serial) => Ok(OrderRow {
-                status: "valid".into(),
+                status: OrderStatus::Valid,
                 certificate_serial: Some(serial),
                 ..order
             }),
@@ -391,80 +371,5 @@ impl Ra {
             self.check_caa(&authz.id_value, &caa, kind).await?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::AuthzRow;
-
-    fn order(status: &str, expires: i64) -> OrderRow {
-        OrderRow::for_tests("o", "a", status, expires)
-    }
-
-    fn authz(status: &str, expires: i64) -> AuthzRow {
-        AuthzRow {
-            id: "z".into(),
-            account_id: "a".into(),
-            id_type: "dns".into(),
-            id_value: "a.test".into(),
-            wildcard: false,
-            status: status.into(),
-            expires,
-            validation: None,
-        }
-    }
-
-    /// RFC 8555 §7.1.6: pending → ready → processing → valid, invalid on any failed,
-    /// deactivated or expired authorization, or when the order itself expires.
-    #[test]
-    fn order_state_transitions() {
-        let at = 100;
-        let pending = order("pending", 200);
-        assert_eq!(
-            order_status(&pending, &[authz("pending", 200)], at),
-            "pending"
-        );
-        assert_eq!(
-            order_status(&pending, &[authz("valid", 200), authz("pending", 200)], at),
-            "pending"
-        );
-        assert_eq!(
-            order_status(&pending, &[authz("valid", 200), authz("valid", 300)], at),
-            "ready"
-        );
-        assert_eq!(
-            order_status(&pending, &[authz("valid", 200), authz("invalid", 200)], at),
-            "invalid"
-        );
-        assert_eq!(
-            order_status(&pending, &[authz("deactivated", 200)], at),
-            "invalid"
-        );
-        assert_eq!(
-            order_status(&pending, &[authz("valid", 50)], at),
-            "invalid",
-            "expired authorization"
-        );
-        assert_eq!(
-            order_status(&order("pending", 50), &[authz("valid", 200)], at),
-            "invalid",
-            "expired order"
-        );
-        assert_eq!(order_status(&pending, &[], at), "pending");
-        assert_eq!(
-            order_status(&order("processing", 200), &[authz("valid", 200)], at),
-            "processing"
-        );
-        assert_eq!(
-            order_status(&order("valid", 50), &[authz("valid", 50)], at),
-            "valid",
-            "valid stays valid"
-        );
-        assert_eq!(
-            order_status(&order("invalid", 200), &[authz("valid", 200)], at),
-            "invalid"
-        );
     }
 }

@@ -14,7 +14,7 @@ use pkid_backends::ocsp::{
 use pkid_backends::BackendError;
 
 use super::{canonical_serial_hex, odt, reason_of, Revocation, RevocationError};
-use crate::store::{now, CertificateRow, StoreError};
+use crate::store::{now, CertificateRow, CertificateStatus, StoreError};
 
 /// Cached OCSP responses by (issuer index, CertID DER).
 pub(super) type OcspCache = HashMap<(usize, Vec<u8>), Arc<CachedResponse>>;
@@ -120,7 +120,7 @@ impl Revocation {
             .store
             .certificate(&canonical_serial_hex(&hex::encode(serial)))
             .await?;
-        Ok(stored.filter(|c| &c.issuer == issuer && c.status == "issued"))
+        Ok(stored.filter(|c| &c.issuer == issuer && c.status == CertificateStatus::Issued))
     }
 
     /// Sign one response for `ids` (CertID DER, stored certificate), by the delegated

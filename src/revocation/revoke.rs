@@ -5,7 +5,7 @@
 use pkid_backends::{RevocationReason, Serial};
 
 use super::{canonical_serial_hex, Revocation, RevokeError};
-use crate::store::now;
+use crate::store::{now, CertificateStatus};
 
 impl Revocation {
     /// Revoke an issued certificate, whatever surface asked: the issuer's backend first
@@ -35,7 +35,7 @@ impl Revocation {
             .store
             .certificate(&serial_hex)
             .await?
-            .filter(|c| c.status == "issued")
+            .filter(|c| c.status == CertificateStatus::Issued)
             .ok_or_else(|| RevokeError::NotFound(serial_hex.clone()))?;
         if cert.revoked_at.is_some() {
             return Err(RevokeError::AlreadyRevoked(serial_hex));

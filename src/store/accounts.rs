@@ -70,7 +70,7 @@ impl Store {
             &a.id,
             &a.thumbprint,
             &a.jwk,
-            &a.status,
+            a.status.as_str(),
             &a.contact,
             eab_kid,
             a.created_at,

@@ -8,7 +8,9 @@ use sqlx::Row;
 use super::fast::fresh;
 use super::rows::{authz_with_challenges_from, challenge_with_authz_from};
 use super::sql::statement;
-use super::{now, Arg, AuthzRow, ChallengeRow, Reads, Result, Statement, Store};
+use super::{
+    now, Arg, AuthzRow, AuthzStatus, ChallengeRow, ChallengeStatus, Reads, Result, Statement, Store,
+};
 
 /// A new authorization and its challenges, written with its order.
 pub struct NewAuthz {
@@ -29,7 +31,7 @@ impl NewAuthz {
             id_type: self.id_type.clone(),
             id_value: self.id_value.clone(),
             wildcard: self.wildcard,
-            status: "pending".into(),
+            status: AuthzStatus::Pending,
             expires: self.expires,
             validation: None,
         }
@@ -44,7 +46,7 @@ impl NewAuthz {
                 authz_id: self.id.clone(),
                 kind: kind.clone(),
                 token: token.clone(),
-                status: "pending".into(),
+                status: ChallengeStatus::Pending,
                 validated: None,
                 error: None,
             })
@@ -202,10 +204,15 @@ impl Store {
         authz_expires: i64,
     ) -> Result<bool> {
         let valid = validated.is_some();
-        let status = if valid { "valid" } else { "invalid" };
+        let (challenge_status, authz_status) = if valid {
+            (ChallengeStatus::Valid, AuthzStatus::Valid)
+        } else {
+            (ChallengeStatus::Invalid, AuthzStatus::Invalid)
+        };
         let (challenge, authz) = (challenge_id.to_owned(), authz_id.to_owned());
         let outcome = fresh::Outcome {
-            status: status.to_owned(),
+            challenge_status,
+            authz_status,
             validated,
             error: error.map(str::to_owned),
             authz_expires: valid.then_some(authz_expires),
@@ -224,14 +231,14 @@ impl Store {
             vec![
                 statement!(
                     "UPDATE challenges SET status = $1, validated = $2, error = $3 WHERE id = $4 AND status = 'processing'",
-                    status,
+                    challenge_status.as_str(),
                     validated,
                     error,
                     challenge_id,
                 ),
                 statement!(
                     "UPDATE authorizations SET status = $1, expires = CASE WHEN $2 > 0 THEN $2 ELSE expires END WHERE id = $3 AND status = 'pending'",
-                    status,
+                    authz_status.as_str(),
                     if valid { authz_expires } else { 0 },
                     authz_id,
                 ),

@@ -9,7 +9,8 @@ use sqlx::{AnyConnection, Row};
 use super::rows::{cert_cols, certificate_from};
 use super::sql::{renumber_arguments, statement, Combined};
 use super::{
-    now, CertificateRow, Claim, Reads, Result, Statement, Store, StoreError, Writes, Written,
+    now, CertificateRow, CertificateStatus, Claim, Reads, Result, Statement, Store, StoreError,
+    Writes, Written,
 };
 
 /// What the issuance cycle knows of a certificate before it is signed.
@@ -234,7 +235,7 @@ impl Store {
                         issuer: pending.issuer.to_owned(),
                         order_id: pending.order_id.map(str::to_owned),
                         account_id: pending.account_id.map(str::to_owned),
-                        status: "issued".into(),
+                        status: CertificateStatus::Issued,
                         der: Some(issued.der.to_vec()),
                         chain_pem: Some(issued.chain_pem.to_owned()),
                         not_after: pending.not_after,

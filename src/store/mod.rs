@@ -33,6 +33,7 @@
 //!   PostgreSQL), one run on a held connection, a lost connection told from a refused statement,
 //!   a row read with the rows joined to it; SQLite's pragmas.
 //! - `rows.rs`: the rows read ([`AccountRow`], [`OrderRow`] …), their columns, how each is read.
+//! - `status.rs`: the rows' statuses ([`OrderStatus`] …), and those ACME derives from them.
 //! - `nonces.rs`: redeemed nonces (RFC 8555 §7.2) and the settings replicas share.
 //! - `accounts.rs`: accounts (RFC 8555 §7.3); `eab.rs`: external account binding keys
 //!   (§7.3.4); `tokens.rs`: admin tokens.
@@ -61,6 +62,7 @@ mod ocsp;
 mod orders;
 mod rows;
 mod sql;
+mod status;
 mod tokens;
 
 #[cfg(test)]
@@ -89,6 +91,9 @@ pub use rows::{
     OcspResponderRow, OrderRow, RevokedRow, SealedEabKey, FULL_CRL,
 };
 pub use sql::{Arg, Statement};
+pub use status::{
+    AccountStatus, AuthzStatus, CertificateStatus, ChallengeStatus, OrderStatus, UnknownStatus,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -319,7 +319,7 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             &order.id,
             &order.account_id,
-            &order.status,
+            order.status.as_str(),
             order.expires,
             &order.identifiers,
             order.not_before,

@@ -8,13 +8,15 @@ use sqlx::Row;
 #[cfg(test)]
 use super::now;
 use super::sql::head_and_items;
+use super::status::StoredStatus;
+use super::{AccountStatus, AuthzStatus, CertificateStatus, ChallengeStatus, OrderStatus};
 
 #[derive(Debug, Clone)]
 pub struct AccountRow {
     pub id: String,
     pub thumbprint: String,
     pub jwk: String,
-    pub status: String,
+    pub status: AccountStatus,
     pub contact: String,
     /// The external account binding key the account was created with, if any.
     pub eab_kid: Option<String>,
@@ -27,7 +29,7 @@ pub struct OrderRow {
     pub account_id: String,
     /// The ACME directory the order was placed in (`default` or a configured name).
     pub directory: String,
-    pub status: String,
+    pub status: OrderStatus,
     pub expires: i64,
     pub identifiers: String,
     pub not_before: Option<i64>,
@@ -52,7 +54,7 @@ impl AccountRow {
             id: id.into(),
             thumbprint: format!("thumbprint-{id}"),
             jwk: "{}".into(),
-            status: "valid".into(),
+            status: AccountStatus::Valid,
             contact: "[]".into(),
             eab_kid: None,
             created_at: now(),
@@ -63,12 +65,12 @@ impl AccountRow {
 #[cfg(test)]
 impl OrderRow {
     /// A bare order (no identifiers, no profile) for unit tests.
-    pub fn for_tests(id: &str, account_id: &str, status: &str, expires: i64) -> OrderRow {
+    pub fn for_tests(id: &str, account_id: &str, status: OrderStatus, expires: i64) -> OrderRow {
         OrderRow {
             id: id.into(),
             account_id: account_id.into(),
             directory: "default".into(),
-            status: status.into(),
+            status,
             expires,
             identifiers: "[]".into(),
             not_before: None,
@@ -91,7 +93,7 @@ pub struct AuthzRow {
     pub id_type: String,
     pub id_value: String,
     pub wildcard: bool,
-    pub status: String,
+    pub status: AuthzStatus,
     pub expires: i64,
     /// The challenge that validated it: its type and when (CAA is rechecked from these).
     pub validation: Option<(String, i64)>,
@@ -103,7 +105,7 @@ pub struct ChallengeRow {
     pub authz_id: String,
     pub kind: String,
     pub token: String,
-    pub status: String,
+    pub status: ChallengeStatus,
     pub validated: Option<i64>,
     pub error: Option<String>,
 }
@@ -114,7 +116,7 @@ pub struct CertificateRow {
     pub issuer: String,
     pub order_id: Option<String>,
     pub account_id: Option<String>,
-    pub status: String,
+    pub status: CertificateStatus,
     pub der: Option<Vec<u8>>,
     pub chain_pem: Option<String>,
     pub not_after: i64,
@@ -230,12 +232,22 @@ macro_rules! cert_cols {
 }
 pub(super) use cert_cols;
 
+/// A status column: a text no code writes (unknown, or a status only ever derived) is a
+/// decode error naming the column and the text.
+fn status<S: StoredStatus>(r: &AnyRow, column: &str) -> std::result::Result<S, sqlx::Error> {
+    let text: &str = r.try_get(column)?;
+    S::from_stored(text).map_err(|e| sqlx::Error::ColumnDecode {
+        index: format!("{column:?}"),
+        source: Box::new(e),
+    })
+}
+
 pub(super) fn order_from(r: &AnyRow) -> std::result::Result<OrderRow, sqlx::Error> {
     Ok(OrderRow {
         id: r.try_get("id")?,
         account_id: r.try_get("account_id")?,
         directory: r.try_get("directory")?,
-        status: r.try_get("status")?,
+        status: status(r, "status")?,
         expires: r.try_get("expires")?,
         identifiers: r.try_get("identifiers")?,
         not_before: r.try_get("not_before")?,
@@ -259,7 +271,7 @@ pub(super) fn authz_from(r: &AnyRow) -> std::result::Result<AuthzRow, sqlx::Erro
         id_type: r.try_get("id_type")?,
         id_value: r.try_get("id_value")?,
         wildcard: r.try_get::<i64, _>("wildcard")? != 0,
-        status: r.try_get("status")?,
+        status: status(r, "status")?,
         expires: r.try_get("expires")?,
         validation: None,
     })
@@ -286,7 +298,7 @@ pub(super) fn joined_authz_from(r: &AnyRow) -> std::result::Result<AuthzRow, sql
         id_type: r.try_get("a_id_type")?,
         id_value: r.try_get("a_id_value")?,
         wildcard: r.try_get::<i64, _>("a_wildcard")? != 0,
-        status: r.try_get("a_status")?,
+        status: status(r, "a_status")?,
         expires: r.try_get("a_expires")?,
         validation: kind.map(|kind| (kind, at.unwrap_or(0))),
     })
@@ -299,7 +311,7 @@ pub(super) fn joined_challenge_from(r: &AnyRow) -> std::result::Result<Challenge
         authz_id: r.try_get("id")?,
         kind: r.try_get("c_kind")?,
         token: r.try_get("c_token")?,
-        status: r.try_get("c_status")?,
+        status: status(r, "c_status")?,
         validated: r.try_get("c_validated")?,
         error: r.try_get("c_error")?,
     })
@@ -309,7 +321,7 @@ pub(super) fn joined_challenge_from(r: &AnyRow) -> std::result::Result<Challenge
 pub(super) fn validation_of(challenges: &[ChallengeRow]) -> Option<(String, i64)> {
     challenges
         .iter()
-        .filter(|c| c.status == "valid")
+        .filter(|c| c.status == ChallengeStatus::Valid)
         .min_by_key(|c| c.validated.unwrap_or(0))
         .map(|c| (c.kind.clone(), c.validated.unwrap_or(0)))
 }
@@ -328,7 +340,7 @@ pub(super) fn account_columns(
         id: r.try_get(column("id").as_str())?,
         thumbprint: r.try_get(column("thumbprint").as_str())?,
         jwk: r.try_get(column("jwk").as_str())?,
-        status: r.try_get(column("status").as_str())?,
+        status: status(r, &column("status"))?,
         contact: r.try_get(column("contact").as_str())?,
         eab_kid: r.try_get(column("eab_kid").as_str())?,
         created_at: r.try_get(column("created_at").as_str())?,
@@ -341,7 +353,7 @@ pub(super) fn certificate_from(r: &AnyRow) -> std::result::Result<CertificateRow
         issuer: r.try_get("issuer")?,
         order_id: r.try_get("order_id")?,
         account_id: r.try_get("account_id")?,
-        status: r.try_get("status")?,
+        status: status(r, "status")?,
         der: r.try_get("der")?,
         chain_pem: r.try_get("chain_pem")?,
         not_after: r.try_get("not_after")?,

@@ -50,7 +50,7 @@ async fn every_sqlite_connection_is_durable() {
 async fn a_claim_and_its_record_are_made_together_once() {
     let dir = tempfile::tempdir().unwrap();
     let (store, pending) = processing_order(&dir).await;
-    let order = OrderRow::for_tests("second", "acct", "pending", now() + 3600);
+    let order = OrderRow::for_tests("second", "acct", OrderStatus::Pending, now() + 3600);
     store.insert_order(&order, &[]).await.unwrap();
     let pending = PendingCertificate {
         order_id: Some("second"),
@@ -76,12 +76,12 @@ async fn a_claim_and_its_record_are_made_together_once() {
         .unwrap());
 
     let order = store.order("second").await.unwrap().unwrap();
-    assert_eq!(order.status, "processing");
+    assert_eq!(order.status, OrderStatus::Processing);
     assert_eq!(store.order_csr("second").await.unwrap().unwrap(), b"csr");
     let recorded = store.certificate("01").await.unwrap().unwrap();
     assert_eq!(
-        (recorded.status.as_str(), recorded.order_id.as_deref()),
-        ("tbs", Some("second"))
+        (recorded.status, recorded.order_id.as_deref()),
+        (CertificateStatus::Tbs, Some("second"))
     );
     for serial in ["02", "03"] {
         assert!(
@@ -98,7 +98,8 @@ async fn a_claim_and_its_record_are_made_together_once() {
 async fn every_way_an_issuance_completes_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let (store, pending) = processing_order(&dir).await;
-    let upstream_order = OrderRow::for_tests("upstream", "acct", "pending", now() + 3600);
+    let upstream_order =
+        OrderRow::for_tests("upstream", "acct", OrderStatus::Pending, now() + 3600);
     store.insert_order(&upstream_order, &[]).await.unwrap();
     assert!(store
         .begin_processing(&Claim::for_tests("upstream", now()))
@@ -174,8 +175,8 @@ async fn every_way_an_issuance_completes_on_sqlite() {
     for (order, serial) in [("order", "01"), ("upstream", "02")] {
         let row = store.order(order).await.unwrap().unwrap();
         assert_eq!(
-            (row.status.as_str(), row.certificate_serial.as_deref()),
-            ("valid", Some(serial))
+            (row.status, row.certificate_serial.as_deref()),
+            (OrderStatus::Valid, Some(serial))
         );
     }
 }
@@ -236,7 +237,7 @@ async fn processing_order(dir: &tempfile::TempDir) -> (Store, PendingCertificate
         .insert_account(&AccountRow::for_tests("acct"), None)
         .await
         .unwrap();
-    let order = OrderRow::for_tests("order", "acct", "pending", t + 3600);
+    let order = OrderRow::for_tests("order", "acct", OrderStatus::Pending, t + 3600);
     store.insert_order(&order, &[]).await.unwrap();
     assert!(store
         .begin_processing(&Claim::for_tests("order", t))
@@ -271,7 +272,7 @@ async fn only_challenges_stuck_past_the_bound_are_requeued() {
             ("in-flight".into(), "dns-01".into(), "token-2".into()),
         ],
     };
-    let order = OrderRow::for_tests("order-2", "acct", "pending", t + 3600);
+    let order = OrderRow::for_tests("order-2", "acct", OrderStatus::Pending, t + 3600);
     store
         .insert_order(&order, &[OrderAuthz::New(authz)])
         .await
@@ -299,8 +300,8 @@ async fn only_challenges_stuck_past_the_bound_are_requeued() {
                 .status
         }
     };
-    assert_eq!(status("stuck").await, "pending");
-    assert_eq!(status("in-flight").await, "processing");
+    assert_eq!(status("stuck").await, ChallengeStatus::Pending);
+    assert_eq!(status("in-flight").await, ChallengeStatus::Processing);
     // The live validation's outcome is still recorded, and a requeued challenge starts again.
     assert!(store
         .finish_challenge("in-flight", "authz", Some(t), None, t + 3600)
@@ -319,9 +320,9 @@ async fn a_failed_order_abandons_its_unsigned_serials() {
     store.fail_order("order", r#"{"type":"x"}"#).await.unwrap();
 
     let order = store.order("order").await.unwrap().unwrap();
-    assert_eq!(order.status, "invalid");
+    assert_eq!(order.status, OrderStatus::Invalid);
     let cert = store.certificate("03cc").await.unwrap().unwrap();
-    assert_eq!(cert.status, "abandoned");
+    assert_eq!(cert.status, CertificateStatus::Abandoned);
 }
 
 /// A recovery that took over a slow issuance, and the slow one, both finish: the order keeps
@@ -352,11 +353,31 @@ async fn of_two_issuances_for_one_order_only_the_first_is_stored() {
 
     let order = store.order("order").await.unwrap().unwrap();
     assert_eq!(
-        (order.status.as_str(), order.certificate_serial.as_deref()),
-        ("valid", Some("01aa"))
+        (order.status, order.certificate_serial.as_deref()),
+        (OrderStatus::Valid, Some("01aa"))
     );
     let served = store.certificate_of_order("order").await.unwrap().unwrap();
     assert_eq!(served.serial, "01aa");
     let refused = store.certificate("02bb").await.unwrap().unwrap();
-    assert_eq!((refused.status.as_str(), refused.der), ("tbs", None));
+    assert_eq!(
+        (refused.status, refused.der),
+        (CertificateStatus::Tbs, None)
+    );
+}
+
+/// A status no code writes (here one only ever derived) is refused when read, with the
+/// column and the text named.
+#[tokio::test]
+async fn a_status_no_code_writes_is_refused_when_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = processing_order(&dir).await;
+    sqlx::query("UPDATE orders SET status = 'ready' WHERE id = 'order'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let refused = store.order("order").await.unwrap_err().to_string();
+    assert!(
+        refused.contains("\"status\"") && refused.contains("\"ready\" is no stored order status"),
+        "{refused}"
+    );
 }

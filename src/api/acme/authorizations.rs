@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::links::Links;
 use super::problem::Problem;
 use super::{require_account, wire, AcmeResult, AcmeServer, Authenticated, Reply};
-use crate::store::{now, AccountRow, AuthzRow, ChallengeRow, Prefetched};
+use crate::store::{now, AccountRow, AuthzRow, ChallengeRow, ChallengeStatus, Prefetched};
 
 impl AcmeServer {
     /// RFC 8555 §7.4.1: an authorization before any order (not for wildcards).
@@ -70,7 +70,10 @@ impl AcmeServer {
         let (authz, challenges) = found;
         let body = wire::authz_json(&authz, &challenges, links, now());
         let mut reply = Reply::json(StatusCode::OK, &body);
-        if challenges.iter().any(|c| c.status == "processing") {
+        if challenges
+            .iter()
+            .any(|c| c.status == ChallengeStatus::Processing)
+        {
             reply = reply.header(http::header::RETRY_AFTER, "1");
         }
         Ok(reply)
@@ -110,7 +113,7 @@ impl AcmeServer {
             http::header::LINK,
             format!("<{}>;rel=\"up\"", links.authz(&authz.id)),
         );
-        if chall.status == "processing" {
+        if chall.status == ChallengeStatus::Processing {
             reply = reply.header(http::header::RETRY_AFTER, "1");
         }
         Ok(reply)

@@ -11,6 +11,7 @@ use super::links::Links;
 use super::problem::Problem;
 use super::{require_account, wire, AcmeResult, AcmeServer, Authenticated, Reply};
 use crate::ra::Revoker;
+use crate::store::CertificateStatus;
 
 impl AcmeServer {
     /// RFC 8555 §7.4.2: the chain (`alternate` 0) or one of the issuer's alternate chains, with
@@ -34,7 +35,11 @@ impl AcmeServer {
                 "this certificate belongs to another account",
             ));
         }
-        let Some(chain) = cert.chain_pem.clone().filter(|_| cert.status == "issued") else {
+        let Some(chain) = cert
+            .chain_pem
+            .clone()
+            .filter(|_| cert.status == CertificateStatus::Issued)
+        else {
             return Err(Problem::not_found("no such certificate"));
         };
         let ca = &self.directory.ca;

@@ -25,7 +25,7 @@ use serde_json::{json, Map, Value};
 
 use crate::api::Reply;
 use crate::ra::{Directory, Ra};
-use crate::store::{AccountRow, Prefetch, Prefetched, Reads};
+use crate::store::{AccountRow, AccountStatus, Prefetch, Prefetched, Reads};
 use jws::{Jws, KeyRef};
 use links::Links;
 use nonce::NonceService;
@@ -331,7 +331,7 @@ impl AcmeServer {
             None => self.nonces.redeem(&nonce).await?,
         }
         if let Some(a) = &account {
-            if a.status != "valid" {
+            if a.status != AccountStatus::Valid {
                 return Err(Problem::unauthorized(format!("account is {}", a.status)));
             }
         }

@@ -11,8 +11,10 @@ use super::links::Links;
 use super::problem::Problem;
 use super::{require_account, wire, AcmeResult, AcmeServer, Authenticated, Reply};
 use crate::pki::rfc3339;
-use crate::ra::{order_status, CreatedOrder, NewOrder};
-use crate::store::{now, AccountRow, AuthzRow, OrderRow, Prefetched};
+use crate::ra::{CreatedOrder, NewOrder};
+use crate::store::{
+    now, AccountRow, AuthzRow, CertificateStatus, OrderRow, OrderStatus, Prefetched,
+};
 
 impl AcmeServer {
     pub(super) async fn new_order(&self, auth: Authenticated, links: &Links) -> AcmeResult {
@@ -71,9 +73,9 @@ impl AcmeServer {
         links: &Links,
         status: StatusCode,
     ) -> Reply {
-        let order_status = order_status(order, authzs, now());
+        let order_status = order.status_at(authzs, now());
         let mut body = json!({
-            "status": order_status,
+            "status": order_status.as_str(),
             "expires": rfc3339(order.expires),
             "identifiers": serde_json::from_str::<Value>(&order.identifiers).unwrap_or(Value::Null),
             "authorizations": authzs.iter().map(|a| links.authz(&a.id)).collect::<Vec<_>>(),
@@ -93,7 +95,7 @@ impl AcmeServer {
         }
         let mut reply =
             Reply::json(status, &body).header(http::header::LOCATION, links.order(&order.id));
-        if order_status == "processing" {
+        if order_status == OrderStatus::Processing {
             reply = reply.header(http::header::RETRY_AFTER, "1");
         }
         reply
@@ -109,8 +111,8 @@ impl AcmeServer {
         let account = require_account(&auth)?;
         let (order, authzs) = self.owned_order(id, account, &mut prefetched).await?;
         let req: wire::FinalizeRequest = auth.jws.json_payload()?;
-        let status = order_status(&order, &authzs, now());
-        if status != "ready" {
+        let status = order.status_at(&authzs, now());
+        if status != OrderStatus::Ready {
             return Err(Problem::order_not_ready(format!(
                 "order is {status}, not ready"
             )));
@@ -140,7 +142,7 @@ impl AcmeServer {
             .reads
             .certificate(&serial)
             .await?
-            .filter(|c| c.status == "issued")
+            .filter(|c| c.status == CertificateStatus::Issued)
             .ok_or_else(|| Problem::not_found("no certificate with that serial"))?;
         let der = cert.der.clone().unwrap_or_default();
         let (_, parsed) = x509_parser::parse_x509_certificate(&der)

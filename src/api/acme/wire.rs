@@ -10,8 +10,7 @@ use super::links::Links;
 use super::problem::Problem;
 use crate::pki::csr::{is_dns_name, Ident};
 use crate::pki::rfc3339;
-use crate::ra::authz_status;
-use crate::store::{AccountRow, AuthzRow, ChallengeRow};
+use crate::store::{AccountRow, AuthzRow, AuthzStatus, ChallengeRow, ChallengeStatus};
 
 const MAX_IDENTIFIERS: usize = 100;
 
@@ -132,7 +131,7 @@ pub fn check_identifiers(ids: &[WireIdentifier]) -> Result<Vec<Ident>, Problem> 
 
 pub fn account_json(a: &AccountRow, links: &Links) -> Value {
     json!({
-        "status": a.status,
+        "status": a.status.as_str(),
         "contact": serde_json::from_str::<Value>(&a.contact).unwrap_or(json!([])),
         "orders": links.account_orders(&a.id),
     })
@@ -142,7 +141,7 @@ pub fn challenge_json(c: &ChallengeRow, links: &Links) -> Value {
     let mut v = json!({
         "type": c.kind,
         "url": links.challenge(&c.id),
-        "status": c.status,
+        "status": c.status.as_str(),
         "token": c.token,
     });
     if let Some(t) = c.validated {
@@ -155,16 +154,16 @@ pub fn challenge_json(c: &ChallengeRow, links: &Links) -> Value {
 }
 
 pub fn authz_json(a: &AuthzRow, challenges: &[ChallengeRow], links: &Links, at: i64) -> Value {
-    let status = authz_status(a, at);
+    let status = a.status_at(at);
     // A valid authorization lists only the challenge that validated it (§7.1.4).
     let shown: Vec<Value> = challenges
         .iter()
-        .filter(|c| status != "valid" || c.status == "valid")
+        .filter(|c| status != AuthzStatus::Valid || c.status == ChallengeStatus::Valid)
         .map(|c| challenge_json(c, links))
         .collect();
     let mut v = json!({
         "identifier": {"type": a.id_type, "value": a.id_value},
-        "status": status,
+        "status": status.as_str(),
         "expires": rfc3339(a.expires),
         "challenges": shown,
     });

@@ -73,13 +73,14 @@ impl AccountCache {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::store::AccountStatus;
 
-    fn row(id: &str, status: &str) -> AccountRow {
+    fn row(id: &str, status: AccountStatus) -> AccountRow {
         AccountRow {
             id: id.into(),
             thumbprint: format!("t-{id}"),
             jwk: "{}".into(),
-            status: status.into(),
+            status,
             contact: "[]".into(),
             eab_kid: None,
             created_at: 0,
@@ -92,12 +93,12 @@ mod tests {
         let generation = cache.generation();
         // The read saw the old row; the change committed and dropped the copy meanwhile.
         cache.forget("a");
-        cache.keep(&row("a", "valid"), generation);
+        cache.keep(&row("a", AccountStatus::Valid), generation);
         assert!(cache.get("a").is_none());
 
         let generation = cache.generation();
-        cache.keep(&row("a", "deactivated"), generation);
-        assert_eq!(cache.get("a").unwrap().status, "deactivated");
+        cache.keep(&row("a", AccountStatus::Deactivated), generation);
+        assert_eq!(cache.get("a").unwrap().status, AccountStatus::Deactivated);
         cache.forget("a");
         assert!(cache.get("a").is_none());
     }
@@ -107,7 +108,7 @@ mod tests {
         let cache = AccountCache::default();
         for i in 0..CAPACITY + 10 {
             let generation = cache.generation();
-            cache.keep(&row(&i.to_string(), "valid"), generation);
+            cache.keep(&row(&i.to_string(), AccountStatus::Valid), generation);
         }
         assert_eq!(cache.lock().rows.len(), CAPACITY);
     }

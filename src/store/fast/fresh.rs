@@ -24,7 +24,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::bounded::Bounded;
 use crate::store::rows::validation_of;
-use crate::store::{AuthzRow, CertificateRow, ChallengeRow, OrderRow};
+use crate::store::{
+    AuthzRow, AuthzStatus, CertificateRow, ChallengeRow, ChallengeStatus, OrderRow,
+};
 
 /// Orders, and authorizations, kept; past it, one kept entry makes room for the next.
 const CAPACITY: usize = 8_192;
@@ -33,8 +35,9 @@ const CERTIFICATES: usize = 1_024;
 
 /// A validation's outcome as [`crate::store::Store::finish_challenge`] wrote it.
 pub struct Outcome {
-    /// `valid` or `invalid`, for the challenge and its authorization.
-    pub status: String,
+    /// `valid` or `invalid`, the challenge's and its authorization's alike.
+    pub challenge_status: ChallengeStatus,
+    pub authz_status: AuthzStatus,
     pub validated: Option<i64>,
     pub error: Option<String>,
     /// The authorization's new expiry (a valid outcome).
@@ -131,7 +134,7 @@ impl FreshObjects {
     pub fn challenge_started(&self, challenge_id: &str) {
         let mut inner = self.lock();
         if let Some(challenge) = inner.challenge_mut(challenge_id) {
-            challenge.status = "processing".into();
+            challenge.status = ChallengeStatus::Processing;
         }
     }
 
@@ -153,10 +156,10 @@ impl FreshObjects {
             inner.forget_authz(authz_id);
             return;
         };
-        challenge.status.clone_from(&outcome.status);
+        challenge.status = outcome.challenge_status;
         challenge.validated = outcome.validated;
         challenge.error.clone_from(&outcome.error);
-        authz.status.clone_from(&outcome.status);
+        authz.status = outcome.authz_status;
         if let Some(expires) = outcome.authz_expires {
             authz.expires = expires;
         }
@@ -255,6 +258,7 @@ impl Inner {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::store::OrderStatus;
 
     fn authz(id: &str, account: &str) -> (AuthzRow, Vec<ChallengeRow>) {
         let row = AuthzRow {
@@ -263,7 +267,7 @@ mod tests {
             id_type: "dns".into(),
             id_value: format!("{id}.example"),
             wildcard: false,
-            status: "pending".into(),
+            status: AuthzStatus::Pending,
             expires: 100,
             validation: None,
         };
@@ -274,7 +278,7 @@ mod tests {
                 authz_id: id.into(),
                 kind: (*kind).into(),
                 token: "t".into(),
-                status: "pending".into(),
+                status: ChallengeStatus::Pending,
                 validated: None,
                 error: None,
             })
@@ -286,7 +290,7 @@ mod tests {
     fn an_order_is_whole_only_while_all_its_authorizations_are_kept() {
         let fresh = FreshObjects::default();
         fresh.put_order(
-            OrderRow::for_tests("o", "acct", "pending", 100),
+            OrderRow::for_tests("o", "acct", OrderStatus::Pending, 100),
             vec!["a".into(), "b".into()],
             vec![authz("a", "acct"), authz("b", "acct")],
         );
@@ -315,7 +319,8 @@ mod tests {
             fresh.put_authz(row, challenges);
         }
         let outcome = Outcome {
-            status: "valid".into(),
+            challenge_status: ChallengeStatus::Valid,
+            authz_status: AuthzStatus::Valid,
             validated: Some(5),
             error: None,
             authz_expires: Some(200),
@@ -329,10 +334,10 @@ mod tests {
         fresh.challenge_finished("a-http-01", "a", &outcome);
         let (authz, challenges) = fresh.authz_with_challenges("a").unwrap();
         assert_eq!(
-            (authz.status.as_str(), authz.expires, authz.validation),
-            ("valid", 200, Some(("http-01".to_owned(), 5)))
+            (authz.status, authz.expires, authz.validation),
+            (AuthzStatus::Valid, 200, Some(("http-01".to_owned(), 5)))
         );
-        assert_eq!(challenges[1].status, "valid");
+        assert_eq!(challenges[1].status, ChallengeStatus::Valid);
     }
 
     #[test]
@@ -365,7 +370,7 @@ mod tests {
         for i in 0..CAPACITY + 10 {
             let (row, challenges) = authz(&i.to_string(), "acct");
             fresh.put_order(
-                OrderRow::for_tests(&format!("o{i}"), "acct", "pending", 100),
+                OrderRow::for_tests(&format!("o{i}"), "acct", OrderStatus::Pending, 100),
                 vec![row.id.clone()],
                 vec![(row, challenges)],
             );

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::store::group_commit::tests::hold_writer;
 use crate::store::{
-    now, AccountRow, Claim, IssuedRecord, NewAuthz, OrderAuthz, OrderRow, PendingCertificate,
-    Statement, Store,
+    now, AccountRow, AuthzStatus, CertificateStatus, ChallengeStatus, Claim, IssuedRecord,
+    NewAuthz, OrderAuthz, OrderRow, OrderStatus, PendingCertificate, Statement, Store,
 };
 
 struct Stores {
@@ -65,7 +65,7 @@ fn order(id: &str, account: &str) -> OrderRow {
         identifiers: r#"[{"type":"dns","value":"a.example"}]"#.into(),
         profile_name: Some("default".into()),
         created_at: now(),
-        ..OrderRow::for_tests(id, account, "pending", now() + 3600)
+        ..OrderRow::for_tests(id, account, OrderStatus::Pending, now() + 3600)
     }
 }
 
@@ -143,10 +143,10 @@ async fn memory_and_file_agree_through_an_issuance() {
     }
     assert!(s.kept_order("o1"));
     let (order, authzs) = s.store.order_with_authzs("o1").await.unwrap().unwrap();
-    assert_eq!(order.status, "pending");
+    assert_eq!(order.status, OrderStatus::Pending);
     assert!(authzs
         .iter()
-        .all(|a| a.status == "valid" && a.validation.is_some()));
+        .all(|a| a.status == AuthzStatus::Valid && a.validation.is_some()));
 
     // Finalize and issue.
     assert!(s
@@ -174,7 +174,10 @@ async fn memory_and_file_agree_through_an_issuance() {
     };
     s.store.complete_issuance(&issued, &pending).await.unwrap();
     s.agree("o1", &["a1", "reused"]).await;
-    assert_eq!(s.store.order("o1").await.unwrap().unwrap().status, "valid");
+    assert_eq!(
+        s.store.order("o1").await.unwrap().unwrap().status,
+        OrderStatus::Valid
+    );
     let kept = s.store.certificate_for_download("0a0b").await.unwrap();
     assert!(s
         .store
@@ -207,8 +210,8 @@ async fn memory_and_file_agree_through_an_issuance() {
         .unwrap()
         .unwrap();
     assert_eq!(
-        (download.status.as_str(), download.der.as_deref()),
-        ("issued", Some(&b"der"[..]))
+        (download.status, download.der.as_deref()),
+        (CertificateStatus::Issued, Some(&b"der"[..]))
     );
 }
 
@@ -242,7 +245,7 @@ async fn failed_and_requeued_validations_are_followed() {
     assert!(s.kept_authz("af"));
     s.agree("failed", &["af"]).await;
     let (authz, _) = s.store.authz_with_challenges("af").await.unwrap().unwrap();
-    assert_eq!(authz.status, "invalid");
+    assert_eq!(authz.status, AuthzStatus::Invalid);
 
     // A second outcome for a finished challenge changes nothing in the file: memory forgets.
     assert!(!s
@@ -274,7 +277,7 @@ async fn failed_and_requeued_validations_are_followed() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(challenge.status, "pending");
+    assert_eq!(challenge.status, ChallengeStatus::Pending);
 }
 
 #[tokio::test]
@@ -304,13 +307,13 @@ async fn failed_deactivated_and_recovered_orders_are_read_from_the_file() {
     assert!(!s.kept_order("failed"));
     assert_eq!(
         s.store.order("failed").await.unwrap().unwrap().status,
-        "invalid"
+        OrderStatus::Invalid
     );
 
     assert!(s.store.deactivate_account("other").await.unwrap());
     assert!(!s.kept_authz("ad") && s.kept_authz("ak"));
     let (authz, _) = s.store.authz_with_challenges("ad").await.unwrap().unwrap();
-    assert_eq!(authz.status, "deactivated");
+    assert_eq!(authz.status, AuthzStatus::Deactivated);
 
     assert!(s.store.deactivate_authz("ak").await.unwrap());
     assert!(!s.kept_authz("ak"));
@@ -363,7 +366,7 @@ async fn a_change_whose_caller_is_gone_still_drops_the_row() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let (authz, _) = s.file.authz_with_challenges("a").await.unwrap().unwrap();
-        if authz.status == "deactivated" {
+        if authz.status == AuthzStatus::Deactivated {
             break;
         }
         assert!(
@@ -374,7 +377,8 @@ async fn a_change_whose_caller_is_gone_still_drops_the_row() {
     }
     let (authz, _) = s.store.authz_with_challenges("a").await.unwrap().unwrap();
     assert_eq!(
-        authz.status, "deactivated",
+        authz.status,
+        AuthzStatus::Deactivated,
         "memory kept the row from before"
     );
     s.agree("o", &["a"]).await;
@@ -430,7 +434,8 @@ async fn reads_racing_with_changes_never_go_back() {
                 .unwrap()
                 .unwrap();
             assert_eq!(
-                authzs[0].status, "valid",
+                authzs[0].status,
+                AuthzStatus::Valid,
                 "read after the change was answered"
             );
             assert!(store
@@ -440,7 +445,8 @@ async fn reads_racing_with_changes_never_go_back() {
             store.fail_order(&format!("o{i}"), "{}").await.unwrap();
             let order = store.order(&format!("o{i}")).await.unwrap().unwrap();
             assert_eq!(
-                order.status, "invalid",
+                order.status,
+                OrderStatus::Invalid,
                 "read after the change was answered"
             );
         });
