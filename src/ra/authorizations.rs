@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
-use super::orders::new_authz;
-use super::{Ra, RaError};
+use super::{ids, Ra, RaError};
 use crate::pki::csr::Ident;
-use crate::store::{now, AccountRow, AuthzRow, AuthzStatus, ChallengeRow, ChallengeStatus};
+use crate::store::{
+    now, AccountRow, AuthzRow, AuthzStatus, ChallengeRow, ChallengeStatus, NewAuthz,
+};
 use crate::va::{CaaQuery, ValidationError};
 
 /// What CAA needs to know beyond the name (RFC 8657 parameters).
@@ -32,6 +33,31 @@ pub fn authz_ident(a: &AuthzRow) -> Option<Ident> {
         "dns" => Some(Ident::Dns(a.id_value.clone())),
         "ip" => a.id_value.parse().ok().map(Ident::Ip),
         _ => None,
+    }
+}
+
+/// The challenge types offered for an identifier: a wildcard is proven by dns-01 only (RFC 8555
+/// §7.1.3), an IP address by http-01 and tls-alpn-01 (RFC 8738 §7).
+pub(super) fn challenge_kinds(ident: &Ident, wildcard: bool) -> &'static [&'static str] {
+    match ident {
+        _ if wildcard => &["dns-01"],
+        Ident::Dns(_) => &["http-01", "dns-01", "tls-alpn-01"],
+        Ident::Ip(_) => &["http-01", "tls-alpn-01"],
+    }
+}
+
+/// A new pending authorization of `ident` (`value` without `*.`), with fresh challenges.
+pub(super) fn new_authz(ident: &Ident, value: String, wildcard: bool, expires: i64) -> NewAuthz {
+    NewAuthz {
+        id: ids::object_id(),
+        id_type: ident.kind().into(),
+        id_value: value,
+        wildcard,
+        expires,
+        challenges: challenge_kinds(ident, wildcard)
+            .iter()
+            .map(|k| (ids::object_id(), k.to_string(), ids::challenge_token()))
+            .collect(),
     }
 }
 

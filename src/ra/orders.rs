@@ -7,14 +7,14 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
-use super::authorizations::{authz_ident, CaaContext};
+use super::authorizations::{authz_ident, new_authz, CaaContext};
 use super::binding::BindingPolicy;
 use super::{ids, Directory, Ra, RaError};
 use crate::ca::IssueError;
 use crate::pki::csr::{check_csr, CsrError, Ident};
 use crate::store::{
-    now, AccountRow, AuthzReuse, AuthzRow, CertificateStatus, Claim, NewAuthz, OrderAuthz,
-    OrderReuse, OrderRow, OrderStatus, StoreError,
+    now, AccountRow, AuthzReuse, AuthzRow, CertificateStatus, Claim, OrderAuthz, OrderReuse,
+    OrderRow, OrderStatus, StoreError,
 };
 
 /// A newOrder, its identifiers checked and canonical (deduplicated, DNS lower-cased).
@@ -39,31 +39,6 @@ pub fn identifiers_json(ids: &[Ident]) -> Value {
             .map(|i| json!({"type": i.kind(), "value": i.value()}))
             .collect(),
     )
-}
-
-/// The challenge types offered for an identifier: a wildcard is proven by dns-01 only (RFC 8555
-/// §7.1.3), an IP address by http-01 and tls-alpn-01 (RFC 8738 §7).
-pub(super) fn challenge_kinds(ident: &Ident, wildcard: bool) -> &'static [&'static str] {
-    match ident {
-        _ if wildcard => &["dns-01"],
-        Ident::Dns(_) => &["http-01", "dns-01", "tls-alpn-01"],
-        Ident::Ip(_) => &["http-01", "tls-alpn-01"],
-    }
-}
-
-/// A new pending authorization of `ident` (`value` without `*.`), with fresh challenges.
-pub(super) fn new_authz(ident: &Ident, value: String, wildcard: bool, expires: i64) -> NewAuthz {
-    NewAuthz {
-        id: ids::object_id(),
-        id_type: ident.kind().into(),
-        id_value: value,
-        wildcard,
-        expires,
-        challenges: challenge_kinds(ident, wildcard)
-            .iter()
-            .map(|k| (ids::object_id(), k.to_string(), ids::challenge_token()))
-            .collect(),
-    }
 }
 
 /// What an authorization for `ident` is looked up by: the name without `*.`, and whether it is

@@ -35,8 +35,6 @@ use sqlx::any::{AnyConnectOptions, AnyQueryResult, AnyRow, AnyStatement, AnyType
 use sqlx::{Any, AnyConnection, ConnectOptions, Connection, Describe, Either, Execute, Executor};
 use tokio::sync::{Mutex, MutexGuard, Semaphore, SemaphorePermit};
 
-use super::sql::{connection_lost, sqlite_pragmas};
-
 /// A PostgreSQL connection used within this long is handed out unchecked.
 pub const CHECK_AFTER_IDLE: Duration = Duration::from_millis(500);
 /// How long a holder waits for the server to take a new connection before it fails.
@@ -311,6 +309,36 @@ impl<'c> Executor<'c> for &'c mut Conn<'_> {
     }
 }
 
+/// Tries of [`Store::execute_retrying`](super::Store::execute_retrying) when the connection is
+/// lost (250 ms, doubling, between).
+pub(super) const LOST_CONNECTION_ATTEMPTS: u32 = 4;
+
+/// The database went away under a statement (a restart, a cut connection), as opposed to
+/// refusing it: worth another try on a fresh connection.
+pub(super) fn connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        // SQLSTATE class 08 (connection exception), 57P01-03 (shutdown, cannot connect now).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
+    }
+}
+
+/// Every SQLite connection, the writer's and the readers': WAL, durable commits.
+pub(super) async fn sqlite_pragmas(
+    conn: &mut AnyConnection,
+) -> std::result::Result<(), sqlx::Error> {
+    conn.execute("PRAGMA journal_mode = WAL").await?;
+    // FULL: a commit, and so every answer given after it, has reached the disk.
+    conn.execute("PRAGMA synchronous = FULL").await?;
+    // Still needed: other processes (the CLI) write to the same file.
+    conn.execute("PRAGMA busy_timeout = 10000").await?;
+    conn.execute("PRAGMA foreign_keys = ON").await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -395,5 +423,13 @@ mod tests {
             assert!(!conn.slot.lost);
         }
         assert_eq!(conns.open_connections(), 1);
+    }
+
+    #[test]
+    fn a_lost_connection_is_told_from_a_refused_statement() {
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(connection_lost(&sqlx::Error::Io(reset)));
+        assert!(connection_lost(&sqlx::Error::PoolTimedOut));
+        assert!(!connection_lost(&sqlx::Error::RowNotFound));
     }
 }

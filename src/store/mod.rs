@@ -76,9 +76,10 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection};
 
+use connections::{connection_lost, sqlite_pragmas, LOST_CONNECTION_ATTEMPTS};
 use connections::{Conn, Connections, Kind};
 use group_commit::{After, GroupCommit, JobFuture};
-use sql::{connection_lost, run_on, sqlite_pragmas, LOST_CONNECTION_ATTEMPTS};
+use sql::run_on;
 
 pub use accounts::NewAccountOutcome;
 pub use authorizations::NewAuthz;

@@ -11,23 +11,6 @@ use sqlx::{Any, AnyConnection, Executor, Row};
 use super::connections::Connections;
 use super::Result;
 
-/// Tries of [`Store::execute_retrying`](super::Store::execute_retrying) when the connection is
-/// lost (250 ms, doubling, between).
-pub(super) const LOST_CONNECTION_ATTEMPTS: u32 = 4;
-
-/// The database went away under a statement (a restart, a cut connection), as opposed to
-/// refusing it: worth another try on a fresh connection.
-pub(super) fn connection_lost(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
-        // SQLSTATE class 08 (connection exception), 57P01-03 (shutdown, cannot connect now).
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
-        _ => false,
-    }
-}
-
 /// An owned value bound to a write statement (a write may run after its caller returned, so
 /// it owns its inputs).
 #[derive(Debug, Clone)]
@@ -295,19 +278,6 @@ pub(super) fn head_and_items<H, I>(
     Ok(Some((head, items)))
 }
 
-/// Every SQLite connection, the writer's and the readers': WAL, durable commits.
-pub(super) async fn sqlite_pragmas(
-    conn: &mut AnyConnection,
-) -> std::result::Result<(), sqlx::Error> {
-    conn.execute("PRAGMA journal_mode = WAL").await?;
-    // FULL: a commit, and so every answer given after it, has reached the disk.
-    conn.execute("PRAGMA synchronous = FULL").await?;
-    // Still needed: other processes (the CLI) write to the same file.
-    conn.execute("PRAGMA busy_timeout = 10000").await?;
-    conn.execute("PRAGMA foreign_keys = ON").await?;
-    Ok(())
-}
-
 /// One statement on a connection of `conns` (a lost connection noted); the rows it changed.
 pub(super) async fn run_on(conns: &Connections, statement: &Statement) -> Result<u64> {
     let mut conn = conns.get().await?;
@@ -431,13 +401,5 @@ mod tests {
             .await;
         assert!(matches!(failed, Err(StoreError::Db(_))), "{failed:?}");
         assert_eq!(accounts().await, expected, "nothing half-written");
-    }
-
-    #[test]
-    fn a_lost_connection_is_told_from_a_refused_statement() {
-        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
-        assert!(connection_lost(&sqlx::Error::Io(reset)));
-        assert!(connection_lost(&sqlx::Error::PoolTimedOut));
-        assert!(!connection_lost(&sqlx::Error::RowNotFound));
     }
 }

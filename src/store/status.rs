@@ -13,8 +13,6 @@ use std::str::FromStr;
 
 use serde::{Serialize, Serializer};
 
-use super::rows::{AuthzRow, OrderRow};
-
 /// A status text that names none of the type's statuses (or, read from the database, names a
 /// status that is derived and never stored).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -166,122 +164,9 @@ statuses! {
     } derived {}
 }
 
-impl AuthzRow {
-    /// The status with expiry applied (§7.1.6: pending and valid authorizations expire).
-    pub fn status_at(&self, at: i64) -> AuthzStatus {
-        match self.status {
-            AuthzStatus::Pending | AuthzStatus::Valid if self.expires <= at => AuthzStatus::Expired,
-            status => status,
-        }
-    }
-}
-
-impl OrderRow {
-    /// The order's status as RFC 8555 §7.1.6 defines it, derived from its authorizations while
-    /// it has not been finalized.
-    pub fn status_at(&self, authzs: &[AuthzRow], at: i64) -> OrderStatus {
-        match self.status {
-            OrderStatus::Valid | OrderStatus::Processing | OrderStatus::Invalid => self.status,
-            _ if self.expires <= at => OrderStatus::Invalid,
-            OrderStatus::Pending | OrderStatus::Ready => {
-                let is = |a: &AuthzRow, s: AuthzStatus| a.status_at(at) == s;
-                if authzs
-                    .iter()
-                    .any(|a| !is(a, AuthzStatus::Valid) && !is(a, AuthzStatus::Pending))
-                {
-                    OrderStatus::Invalid
-                } else if !authzs.is_empty() && authzs.iter().all(|a| is(a, AuthzStatus::Valid)) {
-                    OrderStatus::Ready
-                } else {
-                    OrderStatus::Pending
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn order(status: OrderStatus, expires: i64) -> OrderRow {
-        OrderRow::for_tests("o", "a", status, expires)
-    }
-
-    fn authz(status: AuthzStatus, expires: i64) -> AuthzRow {
-        AuthzRow {
-            id: "z".into(),
-            account_id: "a".into(),
-            id_type: "dns".into(),
-            id_value: "a.test".into(),
-            wildcard: false,
-            status,
-            expires,
-            validation: None,
-        }
-    }
-
-    #[test]
-    fn authorizations_expire() {
-        use AuthzStatus::*;
-        assert_eq!(authz(Valid, 10).status_at(5), Valid);
-        assert_eq!(authz(Valid, 10).status_at(10), Expired);
-        assert_eq!(authz(Pending, 10).status_at(11), Expired);
-        assert_eq!(authz(Invalid, 10).status_at(11), Invalid);
-    }
-
-    /// RFC 8555 §7.1.6: pending → ready → processing → valid, invalid on any failed,
-    /// deactivated or expired authorization, or when the order itself expires.
-    #[test]
-    fn order_state_transitions() {
-        use AuthzStatus::{Deactivated, Invalid, Pending, Valid};
-        let at = 100;
-        let pending = order(OrderStatus::Pending, 200);
-        assert_eq!(
-            pending.status_at(&[authz(Pending, 200)], at),
-            OrderStatus::Pending
-        );
-        assert_eq!(
-            pending.status_at(&[authz(Valid, 200), authz(Pending, 200)], at),
-            OrderStatus::Pending
-        );
-        assert_eq!(
-            pending.status_at(&[authz(Valid, 200), authz(Valid, 300)], at),
-            OrderStatus::Ready
-        );
-        assert_eq!(
-            pending.status_at(&[authz(Valid, 200), authz(Invalid, 200)], at),
-            OrderStatus::Invalid
-        );
-        assert_eq!(
-            pending.status_at(&[authz(Deactivated, 200)], at),
-            OrderStatus::Invalid
-        );
-        assert_eq!(
-            pending.status_at(&[authz(Valid, 50)], at),
-            OrderStatus::Invalid,
-            "expired authorization"
-        );
-        assert_eq!(
-            order(OrderStatus::Pending, 50).status_at(&[authz(Valid, 200)], at),
-            OrderStatus::Invalid,
-            "expired order"
-        );
-        assert_eq!(pending.status_at(&[], at), OrderStatus::Pending);
-        assert_eq!(
-            order(OrderStatus::Processing, 200).status_at(&[authz(Valid, 200)], at),
-            OrderStatus::Processing
-        );
-        assert_eq!(
-            order(OrderStatus::Valid, 50).status_at(&[authz(Valid, 50)], at),
-            OrderStatus::Valid,
-            "valid stays valid"
-        );
-        assert_eq!(
-            order(OrderStatus::Invalid, 200).status_at(&[authz(Valid, 200)], at),
-            OrderStatus::Invalid
-        );
-    }
 
     /// Every spelling reads back as itself; the derived ones are never read from the database,
     /// and what is shown is the spelling.
