@@ -122,7 +122,7 @@ impl AcmeServer {
 
     /// Serve one request under `/acme/`. `origin` is `https://host[:port]` as the client addressed us.
     pub async fn handle(
-        self: &Arc<Self>,
+        &self,
         method: &Method,
         path: &str,
         headers: &HeaderMap,
@@ -168,7 +168,7 @@ impl AcmeServer {
     }
 
     async fn route(
-        self: &Arc<Self>,
+        &self,
         method: &Method,
         path: &str,
         headers: &HeaderMap,
@@ -343,7 +343,7 @@ impl AcmeServer {
     }
 
     async fn dispatch(
-        self: &Arc<Self>,
+        &self,
         segments: &[&str],
         mut auth: Authenticated,
         links: &Links,
