@@ -1,17 +1,21 @@
 //! pkid: a Certificate Authority and Registration Authority server.
 //!
-//! Layers, data flowing down only (docs/architecture.md walks one request through them):
+//! Layers, data flowing down only (`tests.rs` checks it on the source; docs/architecture.md walks
+//! one request through them):
 //!
 //! ```text
 //! http/        transport: listeners, TLS, limits, routing by path prefix to a surface
-//! api/         one folder per surface (acme, admin): routes, wire types, error shapes
-//! identity/    who is calling (Principal)
-//! ra/          every write of every surface: policy, order lifecycle, recovery
-//! va/ ca/ revocation/ store/    validation, issuance, CRL/OCSP, sqlx storage
-//! pkid-backends (crate)         signing: software keys, PKCS#11, upstream CAs
-//! pki/         CSR and RFC 3820 formats, used by every layer
+//! api/         one per surface (acme, admin, repository): routes, wire types, error shapes;
+//!              reads through store::Reads, writes through the RA
+//! identity/    who is calling (Principal, operator tokens)
+//! ra/          every write of every surface: policy, lifecycles, recovery; RaError
+//! va/ ca/ revocation/    validation and CAA; issuers and the issuance cycle; CRLs and OCSP
+//! store/       sqlx over SQLite or PostgreSQL, one file per aggregate
+//! pkid-backends (crate)  signing: software keys, PKCS#11, upstream CAs
+//! pki/         CSR, RFC 3820 proxy files, JWK thumbprints, ARI, PEM: used by every layer
 //! ```
-//! `startup` wires them in that order; `commands` are the operator's command-line verbs.
+//! `startup` wires them bottom-up in that order; `commands` are the operator's command-line
+//! verbs; `config` is the one `Config`.
 
 pub mod api;
 pub mod ca;
