@@ -1,9 +1,11 @@
-//! PKI formats every layer reads and writes: PKCS#10 requests ([`csr`]), RFC 3820 proxy
-//! certificate files ([`proxy`]), JWK thumbprints ([`jwk`]), ARI certificate identifiers
-//! ([`ari`]), PEM ([`pem`]), and RFC 3339 times ([`rfc3339`]).
+//! PKI formats every layer reads and writes: PKCS#10 requests ([`csr`]), distinguished names in
+//! RFC 2253 form ([`dn`]), RFC 3820 proxy certificate files ([`proxy`]), JWK thumbprints
+//! ([`jwk`]), ARI certificate identifiers ([`ari`]), PEM ([`pem`]), and RFC 3339 times
+//! ([`rfc3339`]).
 
 pub mod ari;
 pub mod csr;
+pub mod dn;
 pub mod jwk;
 pub mod pem;
 pub mod proxy;
