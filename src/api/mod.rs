@@ -6,19 +6,30 @@
 //! - [`admin`]: operator resources under `/admin` (EAB keys).
 //! - [`repository`]: CRLs, OCSP and CA certificates for relying parties (`/crl`, `/ocsp`, `/ca`).
 //!
-//! What the transport hands a surface and takes back is here: the request's [`RequestBody`],
-//! read by the surface that wants it, and the [`Reply`].
+//! What the transport hands a surface and takes back is here: who is on the other end of the
+//! connection ([`Caller`]), the request's [`RequestBody`], read by the surface that wants it, and
+//! the [`Reply`].
 
 pub mod acme;
 pub mod admin;
 mod body;
 pub mod repository;
 
+use std::net::SocketAddr;
+
 use bytes::Bytes;
 use http::{HeaderName, StatusCode};
 use serde_json::Value;
 
 pub use body::{BodyError, RequestBody};
+
+/// What the transport knows of the other end of a request's connection; `identity` decides
+/// what it proves.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The peer's address (a TLS-terminating proxy's, behind one).
+    pub peer: SocketAddr,
+}
 
 /// A surface's answer, before the transport turns it into an HTTP response.
 pub struct Reply {

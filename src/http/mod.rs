@@ -23,7 +23,7 @@ use tracing::Instrument;
 use crate::api::acme::{header_value, AcmeServer};
 use crate::api::admin::AdminApi;
 use crate::api::repository::Repository;
-use crate::api::{Reply, RequestBody};
+use crate::api::{Caller, Reply, RequestBody};
 
 pub struct HttpSettings {
     /// Fixed origin for absolute URLs; `None`: taken from the request's Host header.
@@ -113,7 +113,8 @@ impl App {
                     "request header fields too large\n",
                 )
             } else {
-                self.route(&parts, &mut body, surface).await
+                self.route(&parts, &mut body, &Caller { peer }, surface)
+                    .await
             };
             // Whatever the surface did not read, so that its answer reaches the client.
             body.drain(self.settings.max_body_bytes).await;
@@ -134,6 +135,7 @@ impl App {
         &self,
         parts: &http::request::Parts,
         body: &mut RequestBody,
+        caller: &Caller,
         surface: Surface,
     ) -> Reply {
         let path = parts.uri.path();
@@ -147,7 +149,7 @@ impl App {
             let limit = self.settings.max_body_bytes;
             return self
                 .admin
-                .handle(&parts.method, path, &parts.headers, body, limit)
+                .handle(&parts.method, path, &parts.headers, caller, body, limit)
                 .await;
         }
         if path == "/acme" || path.starts_with("/acme/") {

@@ -187,10 +187,7 @@ mod tests {
             (rcgen::DnType::CommonName, " lead+trail "),
         ]);
         let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
-        assert_eq!(
-            rfc2253(cert.subject()),
-            r"CN=\ lead\+trail\ ,O=Acme\, Inc."
-        );
+        assert_eq!(rfc2253(cert.subject()), r"CN=\ lead\+trail\ ,O=Acme\, Inc.");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use http::{HeaderMap, Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::api::{Reply, RequestBody};
+use crate::api::{Caller, Reply, RequestBody};
 use crate::identity::admin_tokens::{self, AuthError};
 use crate::identity::Principal;
 use crate::ra::{BindingPolicy, Ra, RaError};
@@ -90,6 +90,7 @@ impl AdminApi {
         method: &Method,
         path: &str,
         headers: &HeaderMap,
+        _caller: &Caller,
         body: &mut RequestBody,
         max_body: usize,
     ) -> Reply {
