@@ -18,6 +18,7 @@
 //! - `badinput`: requests that break RFC 8555 get their problem and leave the database unchanged
 //! - `hostile`: hostile bytes on every surface (ACME, admin, CRL/OCSP) get bounded answers
 //! - `caa`: CAA (RFC 8659, RFC 8657 parameters) as pkid's validator sees it
+//! - `validation`: the validator is no SSRF tool: redirect and address rules, no echoed answers
 //! - `rfc_features`: key rollover, profiles, ARI, pre-authorization, IP identifiers, order lists
 //! - `third_party`: lego and certbot against pkid, every challenge type, EAB, revocation
 //! - `revocation`: operator revocation as relying parties see it (CRL, OCSP, openssl)
@@ -44,3 +45,4 @@ mod replicas;
 mod revocation;
 mod rfc_features;
 mod third_party;
+mod validation;

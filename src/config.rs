@@ -184,6 +184,8 @@ pub struct AcmeConfig {
     pub external_account_binding: crate::ra::EabPolicy,
     /// Which identifiers this directory issues for.
     pub policy: crate::ra::policy::IdentifierPolicy,
+    /// Where the validator may connect.
+    pub validation: ValidationConfig,
     /// Hourly limits (429 rateLimited past them).
     pub rate_limits: crate::ra::policy::RateLimits,
     /// For ACME client authors; off by default.
@@ -201,6 +203,15 @@ pub struct AcmeConfig {
     pub default_profile: String,
     /// Certificate profiles offered in the directory's `meta.profiles`.
     pub profiles: BTreeMap<String, ProfileConfig>,
+}
+
+/// The validator's address policy beyond its fixed floor (`va::ALWAYS_DENIED`, pkid's own
+/// listeners).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ValidationConfig {
+    /// CIDR ranges the validator never connects to.
+    pub denied_ranges: Vec<String>,
 }
 
 /// A named ACME directory; unset keys inherit `[acme]`.
@@ -320,6 +331,7 @@ impl Default for AcmeConfig {
             pre_authorization: true,
             external_account_binding: crate::ra::EabPolicy::NotRequired,
             policy: Default::default(),
+            validation: ValidationConfig::default(),
             rate_limits: Default::default(),
             test_mode: Default::default(),
             caa_identities: vec!["pkid.invalid".into()],
@@ -461,6 +473,13 @@ impl Config {
     /// policies can be written, directory names that are not ACME resource names, and each
     /// directory's backend and default profile known.
     pub fn check(&self) -> Result<(), String> {
+        for range in &self.acme.validation.denied_ranges {
+            if !crate::pki::ip::is_range(range) {
+                return Err(format!(
+                    "acme.validation.denied_ranges: {range:?} is not a CIDR range"
+                ));
+            }
+        }
         for (name, p) in &self.acme.profiles {
             pkid_backends::builder::check_certificate_policies(&p.certificate_policies)
                 .map_err(|e| format!("acme.profiles.{name}.certificate_policies: {e}"))?;

@@ -37,7 +37,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "store",
         ],
     ),
-    ("config", &["ra"]),
+    ("config", &["pki", "ra"]),
     ("http", &["api"]),
     (
         "api",

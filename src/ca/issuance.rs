@@ -15,6 +15,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::{Ca, IssuanceProfile, IssueError, IssuedCert};
 use crate::pki::csr::{CheckedCsr, Ident};
+use crate::pki::ip::canonical;
 use crate::store::{Claim, IssuedRecord, PendingCertificate, Store, StoreError};
 
 struct StoreJournal<'a> {
@@ -349,7 +350,7 @@ pub fn certificate_idents(cert: &X509Certificate<'_>) -> BTreeSet<Ident> {
                     if let Ok(a) = <[u8; 4]>::try_from(*b) {
                         names.insert(Ident::Ip(IpAddr::from(a)));
                     } else if let Ok(a) = <[u8; 16]>::try_from(*b) {
-                        names.insert(Ident::Ip(IpAddr::from(a)));
+                        names.insert(Ident::Ip(canonical(IpAddr::from(a))));
                     }
                 }
                 _ => {}

@@ -123,7 +123,7 @@ pub fn check_csr(der: &[u8]) -> Result<CheckedCsr, CsrError> {
                                     ))
                                 }
                             };
-                            identifiers.insert(Ident::Ip(ip));
+                            identifiers.insert(Ident::Ip(super::ip::canonical(ip)));
                         }
                         other => {
                             return Err(CsrError::Bad(format!(
@@ -148,7 +148,7 @@ pub fn check_csr(der: &[u8]) -> Result<CheckedCsr, CsrError> {
 
 fn parse_ident(s: &str) -> Ident {
     match s.parse::<IpAddr>() {
-        Ok(ip) => Ident::Ip(ip),
+        Ok(ip) => Ident::Ip(super::ip::canonical(ip)),
         Err(_) => Ident::Dns(s.to_ascii_lowercase()),
     }
 }

@@ -2,12 +2,11 @@
 //! the check of both), and a test mode for client authors (like pebble's: rejected nonces, slow
 //! validation, always-valid challenges).
 
-use std::net::IpAddr;
-
 use serde::{Deserialize, Serialize};
 
 use super::{Ra, RaError};
 use crate::pki::csr::Ident;
+use crate::pki::ip::{canonical, in_range};
 use crate::store::{now, AccountRow};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,38 +79,6 @@ fn suffix_matches(name: &str, suffix: &str) -> bool {
     name == suffix || name.ends_with(&format!(".{suffix}"))
 }
 
-/// `true` if `ip` is inside `cidr` (`a.b.c.d/n` or `x::/n`); a malformed range matches nothing.
-pub fn in_range(ip: &IpAddr, cidr: &str) -> bool {
-    let (net, bits) = match cidr.split_once('/') {
-        Some((n, b)) => (n, b.parse::<u32>().ok()),
-        None => (cidr, None),
-    };
-    let Ok(net) = net.parse::<IpAddr>() else {
-        return false;
-    };
-    match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let bits = bits.unwrap_or(32).min(32);
-            let mask = if bits == 0 {
-                0
-            } else {
-                u32::MAX << (32 - bits)
-            };
-            u32::from(*a) & mask == u32::from(n) & mask
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let bits = bits.unwrap_or(128).min(128);
-            let mask = if bits == 0 {
-                0
-            } else {
-                u128::MAX << (128 - bits)
-            };
-            u128::from(*a) & mask == u128::from(n) & mask
-        }
-        _ => false,
-    }
-}
-
 impl IdentifierPolicy {
     /// `rejectedIdentifier` for a name or address this directory does not issue for.
     pub fn check(&self, ident: &Ident) -> Result<(), RaError> {
@@ -129,9 +96,12 @@ impl IdentifierPolicy {
                             .any(|s| suffix_matches(name, s)))
             }
             Ident::Ip(ip) => {
-                !self.denied_ip_ranges.iter().any(|r| in_range(ip, r))
+                // An IPv4 address written as IPv6 (`::ffff:10.0.0.1`, NAT64) is that IPv4
+                // address: checked in its canonical form, so no spelling slips past a range.
+                let ip = canonical(*ip);
+                !self.denied_ip_ranges.iter().any(|r| in_range(&ip, r))
                     && (self.allowed_ip_ranges.is_empty()
-                        || self.allowed_ip_ranges.iter().any(|r| in_range(ip, r)))
+                        || self.allowed_ip_ranges.iter().any(|r| in_range(&ip, r)))
             }
         };
         if allowed {

@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::http::{App, HttpSettings, Surface};
 use crate::ra::{Directory, Ra, RaSettings};
 use crate::store::{Database, Store};
-use crate::va::{Validator, ValidatorSettings};
+use crate::va::{AddressPolicy, Validator, ValidatorSettings};
 pub use authorities::{open_authorities, Authorities};
 use tls::server_tls;
 
@@ -83,11 +83,21 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
     } = open_authorities(&cfg).await?;
 
     // va
+    let identifiers = cfg.acme.policy.clone();
     let validator = Arc::new(Validator::new(ValidatorSettings {
         http01_port: cfg.acme.http01_port,
         tls_alpn01_port: cfg.acme.tls_alpn01_port,
         dns_resolver: &cfg.acme.dns_resolver,
         timeout: cfg.validation_timeout(),
+        addresses: AddressPolicy::new(
+            cfg.acme.validation.denied_ranges.clone(),
+            own_listeners(&cfg),
+        ),
+        redirect_names: Arc::new(move |name| {
+            identifiers
+                .check(&crate::pki::csr::Ident::Dns(name.to_string()))
+                .is_ok()
+        }),
     })?);
     // A challenge `processing` for longer than this was left by a process that stopped: no
     // validation of a live one lasts that long.
@@ -200,6 +210,13 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
     }
     tracing::info!("pkid stopped");
     Ok(())
+}
+
+/// pkid's own listeners, which the validator never connects to.
+fn own_listeners(cfg: &Config) -> Vec<std::net::SocketAddr> {
+    std::iter::once(cfg.server.listen)
+        .chain(cfg.server.http_listen.parse().ok())
+        .collect()
 }
 
 fn ra_settings(cfg: &Config) -> RaSettings {

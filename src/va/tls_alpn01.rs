@@ -27,21 +27,33 @@ impl Validator {
                     .resolver
                     .lookup_ip(d.as_str())
                     .await
-                    .map_err(|e| ValidationError::dns(format!("looking up {d}: {e}")))?;
+                    .map_err(|_| ValidationError::dns(format!("{d} could not be resolved")))?;
                 (d.clone(), ips.iter().collect::<Vec<_>>())
             }
             Ident::Ip(ip) => (reverse_dns_name(ip), vec![*ip]),
         };
         let server_name = rustls_pki_types::ServerName::try_from(sni.clone())
             .map_err(|_| ValidationError::malformed(format!("{sni} cannot be sent as SNI")))?;
+        let port = self.tls_alpn01_port;
+        let addrs: Vec<IpAddr> = addrs
+            .into_iter()
+            .filter(|ip| self.addresses.allows(SocketAddr::new(*ip, port)))
+            .collect();
+        if addrs.is_empty() {
+            return Err(ValidationError::connection(format!(
+                "every address of {} is refused by the validation address policy",
+                ident.value()
+            )));
+        }
         let mut last_error = None;
         for ip in addrs {
-            let addr = SocketAddr::new(ip, self.tls_alpn01_port);
+            let addr = SocketAddr::new(ip, port);
             let tcp = match tokio::net::TcpStream::connect(addr).await {
                 Ok(t) => t,
-                Err(e) => {
+                Err(_) => {
                     last_error = Some(ValidationError::connection(format!(
-                        "connecting to {addr}: {e}"
+                        "could not connect to {} on port {port}",
+                        ident.value()
                     )));
                     continue;
                 }
@@ -52,7 +64,9 @@ impl Validator {
                 .await
                 .map_err(|e| {
                     ValidationError::tls(format!(
-                        "TLS handshake with {addr} (SNI {sni}) failed: {e}"
+                        "TLS handshake with {} on port {port} (SNI {sni}) failed: {}",
+                        ident.value(),
+                        handshake_failure(&e)
                     ))
                 })?;
             let (_, conn) = tls.get_ref();
@@ -69,6 +83,18 @@ impl Validator {
         }
         Err(last_error
             .unwrap_or_else(|| ValidationError::dns(format!("{} has no address", ident.value()))))
+    }
+}
+
+/// Why a challenge handshake failed, in few words: a TLS alert or a certificate fault is the
+/// client's to fix and is named; anything else is "the connection failed".
+fn handshake_failure(e: &std::io::Error) -> String {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(tls) => tls.to_string(),
+        None => "the connection failed".into(),
     }
 }
 

@@ -49,6 +49,8 @@ async fn harness() -> Harness {
             tls_alpn01_port: 443,
             dns_resolver: "127.0.0.1:9",
             timeout: std::time::Duration::from_secs(1),
+            addresses: crate::va::AddressPolicy::default(),
+            redirect_names: Arc::new(|_| true),
         })
         .unwrap(),
     );

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::links::Links;
 use super::problem::Problem;
 use crate::pki::csr::{is_dns_name, Ident};
+use crate::pki::ip::canonical;
 use crate::pki::rfc3339;
 use crate::store::{AccountRow, AuthzRow, AuthzStatus, ChallengeRow, ChallengeStatus};
 
@@ -117,7 +118,8 @@ pub fn check_identifiers(ids: &[WireIdentifier]) -> Result<Vec<Ident>, Problem> 
                 let ip: IpAddr = id.value.parse().map_err(|_| {
                     Problem::malformed(format!("{:?} is not an IP address", id.value))
                 })?;
-                out.insert(Ident::Ip(ip));
+                // One spelling per address: `::ffff:10.0.0.1` is the order of `10.0.0.1`.
+                out.insert(Ident::Ip(canonical(ip)));
             }
             other => {
                 return Err(Problem::unsupported_identifier(format!(
