@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine;
+use serde_json::json;
 
 use x509_parser::prelude::{CertificateRevocationList, FromDer};
 use x509_parser::x509::ReasonCode;
@@ -536,6 +537,126 @@ async fn delta_crls_carry_revocations_until_the_next_complete_crl() {
             ok,
             "the complete CRL alone predates the revocation:\n{text}"
         );
+    })
+    .await;
+}
+
+/// Revocation reasons (security hardening, item 3): a subscriber revokes with the reasons Boulder
+/// allows (0, 1, 3, 4, 5); removeFromCRL is refused to everyone, the operator included; a
+/// certificate revoked for another reason may be revoked again for keyCompromise, which the CRL
+/// and OCSP then show, and nothing else revokes it twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriber_reasons_only_and_a_later_key_compromise_replaces_the_reason() {
+    require_tool("openssl");
+    let env = Environment::start().await;
+    within(TEST_BOUND, async {
+        let responder = Http01Responder::bind(env.http01_port).await;
+        let mut client = AcmeClient::new(&env.pkid.directory_url(), &env.pkid.root_pem()).await;
+        client.register().await;
+        let chain = issue(&mut client, &responder, &["reasons.pkid.test"]).await;
+        let leaf = crate::harness::certs::pem_chain(&chain).remove(0);
+        let revoke = |reason: u8| {
+            let client = &client;
+            let body = json!({"certificate": crate::harness::acme::b64(&leaf), "reason": reason});
+            async move {
+                client
+                    .post(&client.resource("revokeCert"), Some(&body))
+                    .await
+            }
+        };
+        for refused in [2u8, 6, 8, 9, 10] {
+            let answer = revoke(refused).await;
+            assert_eq!(
+                answer.status,
+                400,
+                "reason {refused}: {}",
+                answer.describe()
+            );
+            assert_eq!(
+                answer.problem_type().as_deref(),
+                Some("urn:ietf:params:acme:error:badRevocationReason"),
+                "reason {refused}"
+            );
+        }
+        let (crl_url, ocsp_url) = revocation_endpoints(&chain);
+        let root = env.pkid.root_pem_path();
+        let (leaf_file, issuer, bundle) = write_chain_files(&root, &chain, &env.subdir("reasons"));
+
+        let answer = revoke(4).await;
+        assert_eq!(answer.status, 200, "superseded: {}", answer.describe());
+        let (_, reason) = crl_listing(&crl_url, &chain).await;
+        assert_eq!(reason, Some(ReasonCode::Superseded));
+        for again in [4u8, 0, 5] {
+            let answer = revoke(again).await;
+            assert_eq!(
+                answer.problem_type().as_deref(),
+                Some("urn:ietf:params:acme:error:alreadyRevoked"),
+                "reason {again} over superseded: {}",
+                answer.describe()
+            );
+        }
+
+        // Past the second of the first revocation, so the CRL signed for it counts as older.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let answer = revoke(1).await;
+        assert_eq!(
+            answer.status,
+            200,
+            "keyCompromise over superseded: {}",
+            answer.describe()
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let (_, reason) = crl_listing(&crl_url, &chain).await;
+            if reason == Some(ReasonCode::KeyCompromise) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the CRL still shows {reason:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let (status, text) = ocsp_query(
+            &issuer,
+            &bundle,
+            &ocsp_url,
+            OcspSubject::Cert(&leaf_file),
+            &["-no_nonce"],
+        );
+        assert_eq!(status, "revoked", "{text}");
+        assert!(
+            text.contains("keyCompromise"),
+            "OCSP shows the new reason:\n{text}"
+        );
+        let answer = revoke(1).await;
+        assert_eq!(
+            answer.problem_type().as_deref(),
+            Some("urn:ietf:params:acme:error:alreadyRevoked"),
+            "keyCompromise twice: {}",
+            answer.describe()
+        );
+
+        // The operator cannot give removeFromCRL either; nothing is recorded.
+        let other = issue(&mut client, &responder, &["reasons-cli.pkid.test"]).await;
+        let serial = leaf_serial_hex(&other);
+        let (ok, stdout, stderr) = env.pkid.cli(&["revoke", &serial, "--reason", "8"]).await;
+        assert!(!ok, "pkid revoke --reason 8 succeeded:\n{stdout}");
+        assert!(
+            stderr.contains("reason 8 cannot be given to a revocation"),
+            "{stderr}"
+        );
+        let (other_crl, _) = revocation_endpoints(&other);
+        let http = reqwest::Client::new();
+        let der = http
+            .get(&other_crl)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(crl_entry_reason(&der, &other), None, "nothing was revoked");
     })
     .await;
 }

@@ -6,6 +6,9 @@ use pkid_backends::RevocationReason;
 use super::{Ra, RaError};
 use crate::revocation::RevokeError;
 
+/// The RFC 5280 reasons a subscriber may give (RFC 8555 §7.6 leaves the choice to the CA).
+const SUBSCRIBER_REASONS: &[u8] = &[0, 1, 3, 4, 5];
+
 /// Who asks for a revocation.
 pub enum Revoker<'a> {
     /// The account that holds the certificate.
@@ -16,21 +19,25 @@ pub enum Revoker<'a> {
 }
 
 impl Ra {
-    /// Revoke the certificate `der` (as this CA issued it) for `reason` (an RFC 5280 reason
-    /// code; 7 is not one), if `by` may.
+    /// Revoke the certificate `der` (as this CA issued it) for `reason` (one of the subscriber
+    /// reasons), if `by` may; a certificate revoked already may be revoked again for
+    /// keyCompromise.
     pub async fn revoke_certificate(
         &self,
         der: &[u8],
         reason: i64,
         by: Revoker<'_>,
     ) -> Result<(), RaError> {
+        // Boulder's subscriber reasons: what a subscriber can know of its own certificate. The
+        // others are the CA's to give (cACompromise, privilegeWithdrawn, aACompromise), hold a
+        // certificate (certificateHold), or undo a hold (removeFromCRL).
         let reason_code = u8::try_from(reason)
             .ok()
-            .filter(|r| *r != 7)
+            .filter(|r| SUBSCRIBER_REASONS.contains(r))
             .and_then(RevocationReason::from_code)
             .ok_or_else(|| {
                 RaError::BadRevocationReason(format!(
-                    "reason {reason} is not an RFC 5280 reason code pkid accepts (0-10, not 7)"
+                    "reason {reason} is not one a subscriber may give: 0 unspecified, 1 keyCompromise, 3 affiliationChanged, 4 superseded, 5 cessationOfOperation"
                 ))
             })?;
         let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|_| {
@@ -74,6 +81,9 @@ impl Ra {
             Err(RevokeError::InvalidityInFuture) => Err(RaError::Malformed(
                 "the invalidity date is in the future".into(),
             )),
+            Err(RevokeError::ReasonNotAllowed(code)) => Err(RaError::BadRevocationReason(format!(
+                "reason {code} cannot be given to a revocation"
+            ))),
             Err(RevokeError::Backend(e)) => {
                 tracing::error!(serial = %serial, error = %e, "backend revocation failed");
                 Err(RaError::Internal(

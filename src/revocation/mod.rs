@@ -84,6 +84,11 @@ pub enum RevokeError {
     AlreadyRevoked(String),
     #[error("the invalidity date is in the future")]
     InvalidityInFuture,
+    /// removeFromCRL (8) only undoes a certificateHold in a delta CRL, which pkid never
+    /// issues: as a revocation reason it would make relying parties treat the certificate as
+    /// not revoked.
+    #[error("reason {0} cannot be given to a revocation")]
+    ReasonNotAllowed(u8),
     #[error("the issuer's backend refused or failed: {0}")]
     Backend(pkid_backends::BackendError),
     #[error("store: {0}")]
@@ -144,9 +149,12 @@ fn odt(unix: i64) -> time::OffsetDateTime {
     time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
+/// The reason a stored revocation shows in CRLs and OCSP. removeFromCRL, which an earlier
+/// version let through, is shown as no reason: the certificate stays revoked.
 fn reason_of(code: Option<i64>) -> Option<RevocationReason> {
     code.and_then(|c| u8::try_from(c).ok())
         .and_then(RevocationReason::from_code)
+        .filter(|r| *r != RevocationReason::RemoveFromCrl)
 }
 
 impl Revocation {

@@ -8,6 +8,18 @@ use super::rows::crl_from;
 use super::sql::statement;
 use super::{CrlMeta, CrlRow, Reads, Result, RevokedRow, Store, StoreError};
 
+/// The newest revocation and the newest change of a reason of an issuer: two indexed maxima.
+pub(super) const LAST_REVOCATION: &str =
+    "SELECT (SELECT MAX(revoked_at) FROM certificates WHERE issuer = $1) AS t, \
+     (SELECT MAX(reason_changed_at) FROM certificates WHERE issuer = $1 \
+      AND reason_changed_at IS NOT NULL) AS c";
+
+/// [`LAST_REVOCATION`] within one CRL shard.
+pub(super) const LAST_REVOCATION_IN_SHARD: &str =
+    "SELECT (SELECT MAX(revoked_at) FROM certificates WHERE issuer = $1 AND crl_shard = $2) AS t, \
+     (SELECT MAX(reason_changed_at) FROM certificates WHERE issuer = $1 AND crl_shard = $2 \
+      AND reason_changed_at IS NOT NULL) AS c";
+
 impl Reads {
     /// Revoked certificates of an issuer that have not expired at `at`: a CRL's entries. `shard`:
     /// only those of that CRL shard; `None`: all of them (the issuer's full CRL).
@@ -44,20 +56,20 @@ impl Reads {
             .map_err(StoreError::from)
     }
 
-    /// When the issuer's newest revocation happened (0 if none), in one shard or in all.
+    /// When the issuer's newest revocation, or change of a revocation's reason, happened (0 if
+    /// none), in one shard or in all: a CRL generated before it is stale.
     pub async fn last_revocation(&self, issuer: &str, shard: Option<i64>) -> Result<i64> {
         let row = match shard {
-            Some(shard) => sqlx::query(
-                "SELECT MAX(revoked_at) AS t FROM certificates WHERE issuer = $1 AND crl_shard = $2",
-            )
-            .bind(issuer)
-            .bind(shard),
-            None => sqlx::query("SELECT MAX(revoked_at) AS t FROM certificates WHERE issuer = $1")
-                .bind(issuer),
+            Some(shard) => sqlx::query(LAST_REVOCATION_IN_SHARD)
+                .bind(issuer)
+                .bind(shard),
+            None => sqlx::query(LAST_REVOCATION).bind(issuer),
         }
         .fetch_one(&mut self.reader().await?)
         .await?;
-        Ok(row.try_get::<Option<i64>, _>("t")?.unwrap_or(0))
+        let revoked = row.try_get::<Option<i64>, _>("t")?.unwrap_or(0);
+        let changed = row.try_get::<Option<i64>, _>("c")?.unwrap_or(0);
+        Ok(revoked.max(changed))
     }
 
     /// One more than the highest CRL shard an unexpired certificate of the issuer points to (0:
@@ -150,6 +162,28 @@ impl Store {
                  WHERE serial = $4 AND status = 'issued' AND revoked_at IS NULL",
                 at,
                 reason,
+                invalidity_date,
+                serial,
+            ))
+            .await?;
+        Ok(changed == 1)
+    }
+
+    /// A revoked certificate's reason becomes keyCompromise (and its invalidity date the one
+    /// given, if any), unless it is keyCompromise already; `true` if it changed.
+    pub async fn rerevoke_for_key_compromise(
+        &self,
+        serial: &str,
+        at: i64,
+        invalidity_date: Option<i64>,
+    ) -> Result<bool> {
+        let changed = self
+            .execute(statement!(
+                "UPDATE certificates SET revocation_reason = 1, reason_changed_at = $1, \
+                 invalidity_date = COALESCE($2, invalidity_date) \
+                 WHERE serial = $3 AND status = 'issued' AND revoked_at IS NOT NULL \
+                 AND (revocation_reason IS NULL OR revocation_reason <> 1)",
+                at,
                 invalidity_date,
                 serial,
             ))
