@@ -1,6 +1,6 @@
 //! JWS request authentication, RFC 8555 §6.2 and §6.4, and RFC 7638 JWK thumbprints: the one
 //! verifier of every JWS-signed request, ACME's (`api::acme`) and the REST surfaces'
-//! (`signed_request`).
+//! ([`super::signed_request`]).
 //!
 //! Rules enforced here (pebble's `wfe/jose.go` and Boulder's `wfe2/verify.go` are the models):
 //! flattened JSON serialization only (no `signatures`, no unprotected `header`); an `alg` from a
