@@ -48,3 +48,9 @@ async fn replayed_nonce_is_rejected() {
     })
     .await;
 }
+
+// JWS-signed REST requests (`identity::signed_request`) end to end go here once users exist:
+// bind an ES256 key to a user (`pkid user bind-key NAME --jwk FILE`), take a nonce from
+// `/acme/new-nonce`, send `GET /identity/me` signed with `kid` = `{origin}/identity/keys/
+// {thumbprint}` and `url` = the request URL, and expect that user; then the same nonce again, a
+// wrong `url` and an unbound key, each 401.

@@ -2,9 +2,17 @@
 //! prove it (admin bearer tokens today; users, OAuth2 tokens, client certificates and JWS-bound
 //! keys as the REST surfaces arrive).
 //!
+//! - [`admin_tokens`]: operator bearer tokens.
+//! - [`jws`] and [`nonce`]: the JWS verifier and the anti-replay nonces of RFC 8555 §6.2–§6.5,
+//!   which ACME's requests and JWS-signed REST requests share.
+//! - [`signed_request`]: a JWS-signed REST request by a key bound to a user.
+//!
 //! Secrets are stored only as their SHA-256 ([`token_hash`]) and are never logged.
 
 pub mod admin_tokens;
+pub mod jws;
+pub mod nonce;
+pub mod signed_request;
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,13 +14,13 @@ use std::time::Duration;
 use base64::Engine;
 use rand::RngCore;
 
-use crate::api::acme::nonce::NonceService;
 use crate::api::acme::{AcmeServer, AcmeSettings};
 use crate::api::admin::AdminApi;
 use crate::api::repository::Repository;
 use crate::ca::{Ca, IssuanceProfile};
 use crate::config::Config;
 use crate::http::{App, HttpSettings, Surface};
+use crate::identity::nonce::NonceService;
 use crate::ra::{Directory, Ra, RaSettings};
 use crate::store::{Database, Store};
 use crate::va::{AddressPolicy, Validator, ValidatorSettings};

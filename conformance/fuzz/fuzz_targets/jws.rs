@@ -1,9 +1,9 @@
 //! JWS request bodies (RFC 8555 §6.2) and JWKs: `Jws::parse`, then for an embedded key
-//! `check_public_key`, `thumbprint` and a signature check, as the ACME surface runs them.
+//! `check_public_key`, `thumbprint` and a signature check, as every JWS-signed request runs them.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pkid::api::acme::jws::{check_public_key, thumbprint, Jws, KeyRef};
+use pkid::identity::jws::{check_public_key, thumbprint, Jws, KeyRef};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(jws) = Jws::parse(data) {

@@ -5,10 +5,10 @@
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use super::jws::{self, Jws, KeyRef};
 use super::links::Links;
 use super::problem::Problem;
 use super::{eab, require_account, wire, AcmeResult, AcmeServer, Authenticated, Reply};
+use crate::identity::jws::{self, Jws, KeyRef};
 use crate::ra::{AccountUpdate, NewAccount, RaError, Registered};
 
 impl AcmeServer {
@@ -121,7 +121,7 @@ impl AcmeServer {
         let account = require_account(&auth)?;
         let outer_url = auth.jws.url.clone().unwrap_or_default();
         let inner = Jws::parse(&auth.jws.payload)
-            .map_err(|p| Problem::malformed(format!("inner JWS: {}", p.detail)))?;
+            .map_err(|e| Problem::malformed(format!("inner JWS: {e}")))?;
         let KeyRef::Jwk(new_key) = &inner.key else {
             return Err(Problem::malformed(
                 "the inner JWS must carry the new key as jwk",

@@ -6,10 +6,10 @@ use base64::Engine;
 use bytes::Bytes;
 use http::StatusCode;
 
-use super::jws::{self, KeyRef};
 use super::links::Links;
 use super::problem::Problem;
 use super::{require_account, wire, AcmeResult, AcmeServer, Authenticated, Reply};
+use crate::identity::jws::{self, KeyRef};
 use crate::ra::Revoker;
 use crate::store::CertificateStatus;
 

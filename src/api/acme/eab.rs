@@ -7,6 +7,7 @@ use base64::Engine;
 use serde_json::{Map, Value};
 
 use super::problem::Problem;
+use crate::identity::jws;
 use crate::ra::BindingProof;
 
 fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<&'a str, Problem> {
@@ -58,7 +59,7 @@ pub fn parse(
     let kid = field(&protected, "kid")?.to_string();
     let payload: Map<String, Value> = serde_json::from_slice(&decode("payload", payload_b64)?)
         .map_err(|_| Problem::malformed("externalAccountBinding payload is not a JWK"))?;
-    if super::jws::thumbprint(&payload)? != super::jws::thumbprint(account_jwk)? {
+    if jws::thumbprint(&payload)? != jws::thumbprint(account_jwk)? {
         return Err(Problem::unauthorized(
             "externalAccountBinding binds another key than the account's",
         ));

@@ -10,9 +10,7 @@ mod accounts;
 mod authorizations;
 mod certificates;
 pub mod eab;
-pub mod jws;
 pub mod links;
-pub mod nonce;
 mod orders;
 pub mod problem;
 mod wire;
@@ -24,11 +22,11 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde_json::{json, Map, Value};
 
 use crate::api::Reply;
+use crate::identity::jws::{self, Jws, KeyRef};
+use crate::identity::nonce::{self, NonceService};
 use crate::ra::{Directory, Ra};
 use crate::store::{AccountRow, AccountStatus, Prefetch, Prefetched, Reads};
-use jws::{Jws, KeyRef};
 use links::Links;
-use nonce::NonceService;
 use problem::Problem;
 
 /// A problem document as ACME answers it (RFC 8555 §6.7), with the headers its problem carries.
@@ -250,20 +248,13 @@ impl AcmeServer {
         links: &Links,
         segments: &[&str],
     ) -> Result<Authenticated, Problem> {
-        let content_type = headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if content_type.split(';').next().map(str::trim) != Some("application/jose+json") {
+        if !jws::is_jose_json(headers) {
             return Err(Problem::unsupported_media_type(
                 "POST requests must have Content-Type application/jose+json",
             ));
         }
         let jws = Jws::parse(body)?;
-        let nonce = jws
-            .nonce
-            .clone()
-            .ok_or_else(|| Problem::bad_nonce("JWS has no anti-replay nonce"))?;
+        let nonce = jws.required_nonce()?.to_owned();
         // Cheap check before any database work. Redeemed after the signature verifies, or, in
         // the database, by the statement that reads the signer's account.
         let (nonce_expires, _) = self.nonces.check(&nonce)?;
@@ -272,15 +263,7 @@ impl AcmeServer {
                 "test mode: this valid nonce was refused on purpose",
             ));
         }
-        match &jws.url {
-            None => return Err(Problem::malformed("JWS protected header has no url")),
-            Some(u) if u != url => {
-                return Err(Problem::unauthorized(format!(
-                    "JWS url {u:?} is not the request URL {url:?}"
-                )))
-            }
-            Some(_) => {}
-        }
+        jws.check_url(url)?;
         let jwk_allowed = matches!(segments, ["new-account"] | ["revoke-cert"]);
         let mut prefetched = Prefetched::Nothing;
         let (account, redeemed) = match &jws.key {

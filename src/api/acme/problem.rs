@@ -240,6 +240,25 @@ impl From<crate::va::ValidationError> for Problem {
     }
 }
 
+/// A refused JWS, key or nonce becomes the problem of its ACME error type (RFC 8555 §6.2–§6.5),
+/// `badSignatureAlgorithm` with the algorithms pkid accepts.
+impl From<crate::identity::jws::JwsError> for Problem {
+    fn from(e: crate::identity::jws::JwsError) -> Problem {
+        use crate::identity::jws::JwsError;
+        match e {
+            JwsError::Malformed(d) => Problem::malformed(d),
+            JwsError::BadNonce(d) => Problem::bad_nonce(d),
+            JwsError::BadSignatureAlgorithm { detail, algorithms } => {
+                Problem::bad_signature_algorithm(detail).with_algorithms(algorithms)
+            }
+            JwsError::BadPublicKey(d) => Problem::bad_public_key(d),
+            JwsError::Unauthorized(d) => Problem::unauthorized(d),
+            JwsError::Internal(d) => Problem::server_internal(d),
+            JwsError::Store(e) => Problem::from(e),
+        }
+    }
+}
+
 /// The RA's refusals and failures as ACME problems (RFC 8555 §6.7), one variant to one type.
 impl From<crate::ra::RaError> for Problem {
     fn from(e: crate::ra::RaError) -> Problem {
@@ -313,6 +332,56 @@ mod tests {
                 problem.to_json().to_string()
             );
         }
+    }
+
+    #[test]
+    fn jws_errors_keep_their_acme_type_status_and_detail() {
+        use crate::identity::jws::{JwsError, ALLOWED_ALGS};
+        let cases = [
+            (JwsError::malformed("m"), "malformed", 400),
+            (JwsError::bad_nonce("m"), "badNonce", 400),
+            (JwsError::bad_public_key("m"), "badPublicKey", 400),
+            (JwsError::Unauthorized("m".into()), "unauthorized", 403),
+            (JwsError::internal("m"), "serverInternal", 500),
+        ];
+        for (error, name, status) in cases {
+            assert_eq!(error.acme_type(), name);
+            assert_eq!(
+                Problem::from(error).to_json(),
+                serde_json::json!({
+                    "type": format!("urn:ietf:params:acme:error:{name}"),
+                    "detail": "m",
+                    "status": status,
+                })
+            );
+        }
+        // An algorithm the verifier refuses: the problem lists the accepted ones (§6.2).
+        let refused = crate::identity::jws::Jws::parse(
+            br#"{"protected":"eyJhbGciOiJub25lIn0","payload":"","signature":""}"#,
+        )
+        .unwrap_err();
+        assert_eq!(refused.acme_type(), "badSignatureAlgorithm");
+        assert_eq!(
+            Problem::from(refused).to_json(),
+            serde_json::json!({
+                "type": "urn:ietf:params:acme:error:badSignatureAlgorithm",
+                "detail": format!(
+                    "JWS algorithm \"none\" is not accepted; use one of {}",
+                    ALLOWED_ALGS.join(", ")
+                ),
+                "status": 400,
+                "algorithms": ALLOWED_ALGS,
+            })
+        );
+        // A database failure is logged, never shown.
+        let store = Problem::from(JwsError::Store(crate::store::StoreError::Corrupt(
+            "a row".into(),
+        )));
+        assert_eq!(store.short_type(), "serverInternal");
+        assert_eq!(
+            store.detail,
+            "the server could not complete the request; it is safe to retry"
+        );
     }
 
     #[test]

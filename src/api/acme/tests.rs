@@ -13,9 +13,9 @@ use josekit::jws::JwsSigner;
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use super::nonce::NonceService;
 use super::{AcmeServer, AcmeSettings, Reply};
 use crate::ca::{Ca, IssuanceProfile};
+use crate::identity::nonce::NonceService;
 use crate::ra::{Directory, EabPolicy, Ra, RaSettings};
 use crate::store::Store;
 use crate::va::Validator;

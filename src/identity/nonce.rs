@@ -1,4 +1,6 @@
-//! Anti-replay nonces, RFC 8555 §6.5.
+//! Anti-replay nonces, RFC 8555 §6.5: issued by the ACME directories (`/acme/new-nonce` and
+//! every ACME answer's `Replay-Nonce`), redeemed once by every JWS-signed request, ACME's and
+//! the REST surfaces' alike.
 //!
 //! A nonce is `base64url(expiry ‖ counter ‖ random ‖ HMAC)`: whoever holds the key can check it
 //! without a lookup, so issuing a nonce writes nothing. Where it is redeemed depends on who
@@ -22,7 +24,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
 
-use super::problem::Problem;
+use super::jws::JwsError;
 use crate::store::{now, AccountRow, Prefetch, Prefetched, Store, StoreError};
 
 const COUNTER_LEN: usize = 8;
@@ -111,8 +113,8 @@ impl NonceService {
     }
 
     /// Check the MAC and the expiry; returns the expiry and the counter. Does not redeem.
-    pub fn check(&self, nonce: &str) -> Result<(i64, u64), Problem> {
-        let bad = || Problem::bad_nonce("JWS has an invalid anti-replay nonce");
+    pub fn check(&self, nonce: &str) -> Result<(i64, u64), JwsError> {
+        let bad = || JwsError::bad_nonce("JWS has an invalid anti-replay nonce");
         let raw = URL_SAFE_NO_PAD.decode(nonce).map_err(|_| bad())?;
         if raw.len() != RAW_LEN {
             return Err(bad());
@@ -125,7 +127,7 @@ impl NonceService {
         exp.copy_from_slice(&raw[..8]);
         let expires = i64::from_be_bytes(exp);
         if expires < now() {
-            return Err(Problem::bad_nonce("JWS nonce has expired"));
+            return Err(JwsError::bad_nonce("JWS nonce has expired"));
         }
         let mut counter = [0u8; COUNTER_LEN];
         counter.copy_from_slice(&raw[8..8 + COUNTER_LEN]);
@@ -155,13 +157,13 @@ impl NonceService {
     }
 
     /// Check and redeem, once: across all replicas, or in this process.
-    pub async fn redeem(&self, nonce: &str) -> Result<(), Problem> {
+    pub async fn redeem(&self, nonce: &str) -> Result<(), JwsError> {
         let (expires, counter) = self.check(nonce)?;
         let first = match self.ledger.as_ref() {
             Ledger::Database(store) => store.redeem_nonce(nonce, expires).await?,
             Ledger::InProcess(redeemed) => redeemed
                 .lock()
-                .map_err(|_| Problem::server_internal("the nonce ledger is poisoned"))?
+                .map_err(|_| JwsError::internal("the nonce ledger is poisoned"))?
                 .redeem(counter),
         };
         first_redemption(first)
@@ -169,11 +171,11 @@ impl NonceService {
 }
 
 /// `badNonce` unless this was the nonce's first redemption.
-pub fn first_redemption(first: bool) -> Result<(), Problem> {
+pub fn first_redemption(first: bool) -> Result<(), JwsError> {
     if first {
         Ok(())
     } else {
-        Err(Problem::bad_nonce("JWS nonce was used already"))
+        Err(JwsError::bad_nonce("JWS nonce was used already"))
     }
 }
 
@@ -193,8 +195,8 @@ mod tests {
         let b = NonceService::with_ledger(b"key b", 60, in_memory());
         let n = a.issue();
         assert!(a.check(&n).is_ok());
-        assert_eq!(b.check(&n).unwrap_err().short_type(), "badNonce");
-        assert_eq!(a.check("abc").unwrap_err().short_type(), "badNonce");
+        assert_eq!(b.check(&n).unwrap_err().acme_type(), "badNonce");
+        assert_eq!(a.check("abc").unwrap_err().acme_type(), "badNonce");
         let mut tampered = URL_SAFE_NO_PAD.decode(&n).unwrap();
         tampered[9] ^= 1;
         assert!(a.check(&URL_SAFE_NO_PAD.encode(tampered)).is_err());
@@ -211,11 +213,11 @@ mod tests {
         assert!(service.redeem(&nonce).await.is_ok());
         // A clone (another directory of the same server) shares the ledger.
         let again = shared.redeem(&nonce).await.unwrap_err();
-        assert_eq!(again.short_type(), "badNonce");
+        assert_eq!(again.acme_type(), "badNonce");
         // A restarted process has another key: the old nonce fails its MAC.
         let restarted = NonceService::in_process(60);
         let stale = restarted.redeem(&service.issue()).await.unwrap_err();
-        assert_eq!(stale.short_type(), "badNonce");
+        assert_eq!(stale.acme_type(), "badNonce");
         // Nothing was written: the in-process ledger keeps no table.
         let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM redeemed_nonces")
             .fetch_one(store.pool())
