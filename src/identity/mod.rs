@@ -2,9 +2,14 @@
 //! prove it (admin bearer tokens today; users, OAuth2 tokens, client certificates and JWS-bound
 //! keys as the REST surfaces arrive).
 //!
+//! - [`admin_tokens`]: operator bearer tokens.
+//! - [`certificates`]: client certificates (TLS client authentication, or `X-APP-CERTIFICATE`
+//!   from a trusted proxy) verified against the configured trust anchors.
+//!
 //! Secrets are stored only as their SHA-256 ([`token_hash`]) and are never logged.
 
 pub mod admin_tokens;
+pub mod certificates;
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]

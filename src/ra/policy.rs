@@ -80,6 +80,20 @@ fn suffix_matches(name: &str, suffix: &str) -> bool {
     name == suffix || name.ends_with(&format!(".{suffix}"))
 }
 
+/// `true` if `cidr` is an address range [`in_range`] understands: an address, or an address
+/// and a prefix length no longer than the address.
+pub fn is_range(cidr: &str) -> bool {
+    let (net, bits) = match cidr.split_once('/') {
+        Some((n, b)) => (n, Some(b)),
+        None => (cidr, None),
+    };
+    let Ok(net) = net.parse::<IpAddr>() else {
+        return false;
+    };
+    let longest = if net.is_ipv4() { 32 } else { 128 };
+    bits.is_none_or(|b| b.parse::<u32>().is_ok_and(|b| b <= longest))
+}
+
 /// `true` if `ip` is inside `cidr` (`a.b.c.d/n` or `x::/n`); a malformed range matches nothing.
 pub fn in_range(ip: &IpAddr, cidr: &str) -> bool {
     let (net, bits) = match cidr.split_once('/') {
