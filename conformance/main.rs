@@ -24,6 +24,7 @@
 //! - `revocation`: operator revocation as relying parties see it (CRL, OCSP, openssl)
 //! - `backends`: issuance through PKCS#11 (SoftHSM2), an upstream ACME CA (pebble) and cfssl
 //! - `proxy`: pkid's RFC 3820 proxy checks agree with `openssl verify -allow_proxy_certs`
+//! - `client_certs`: TLS client authentication offered, never required (curl, openssl s_client)
 //! - `replicas`: several pkid replicas on one PostgreSQL share nonces, orders and CRLs
 //! - `faults`: SIGKILL and PostgreSQL restarts under load, graceful stop, connection limits
 //! - `load`: pkid-loadgen issues every ordered certificate and reports JSON that adds up
@@ -35,6 +36,7 @@ mod harness;
 mod backends;
 mod badinput;
 mod caa;
+mod client_certs;
 mod faults;
 mod hostile;
 mod issuance;

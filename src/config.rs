@@ -69,6 +69,15 @@ pub struct ServerConfig {
     pub header_timeout_secs: u64,
     /// Most connections served at once.
     pub max_connections: usize,
+    /// Trust anchors for client certificates (TLS client authentication, and
+    /// `X-APP-CERTIFICATE` from a trusted proxy): PEM files of CA certificates, or
+    /// `backend:NAME` for the CA chain of a configured backend (pkid's own CAs). Empty: the
+    /// HTTPS listener does not ask for client certificates.
+    pub client_ca_files: Vec<String>,
+    /// Addresses (CIDR, or one address) of TLS-terminating proxies whose `X-APP-CERTIFICATE`
+    /// header (the client's certificate, URL-encoded PEM) is believed; from any other address
+    /// the header is ignored. Empty: none.
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -240,6 +249,9 @@ pub struct ProfileConfig {
     pub certificate_policies: Vec<String>,
 }
 
+/// The prefix of a `server.client_ca_files` entry that names a backend instead of a file.
+pub const BACKEND_ANCHOR: &str = "backend:";
+
 /// The CA/Browser Forum's domain-validated policy (BRs §7.1.6.1): what ACME validation proves.
 const DOMAIN_VALIDATED: &str = "2.23.140.1.2.1";
 
@@ -293,6 +305,8 @@ impl Default for ServerConfig {
             max_body_bytes: 64 * 1024,
             header_timeout_secs: 10,
             max_connections: 4096,
+            client_ca_files: Vec::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -470,13 +484,30 @@ impl Config {
     }
 
     /// What the configuration must hold together before anything is opened: profiles whose
-    /// policies can be written, directory names that are not ACME resource names, and each
-    /// directory's backend and default profile known.
+    /// policies can be written, directory names that are not ACME resource names, each
+    /// directory's backend and default profile known, client certificate anchors naming
+    /// configured backends, and trusted proxies that are address ranges.
     pub fn check(&self) -> Result<(), String> {
         for range in &self.acme.validation.denied_ranges {
             if !crate::pki::ip::is_range(range) {
                 return Err(format!(
                     "acme.validation.denied_ranges: {range:?} is not a CIDR range"
+                ));
+            }
+        }
+        for entry in &self.server.client_ca_files {
+            if let Some(backend) = entry.strip_prefix(BACKEND_ANCHOR) {
+                if !self.backends.contains_key(backend) {
+                    return Err(format!(
+                        "server.client_ca_files: backend {backend:?} is not configured"
+                    ));
+                }
+            }
+        }
+        for range in &self.server.trusted_proxies {
+            if !crate::pki::ip::is_range(range) {
+                return Err(format!(
+                    "server.trusted_proxies: {range:?} is not an address or a CIDR range"
                 ));
             }
         }
@@ -586,11 +617,48 @@ mod tests {
     }
 
     #[test]
+    fn client_certificate_settings_are_checked_before_start() {
+        let with = |anchors: &[&str], proxies: &[&str]| {
+            let mut cfg = Config::default();
+            cfg.server.client_ca_files = anchors.iter().map(|s| s.to_string()).collect();
+            cfg.server.trusted_proxies = proxies.iter().map(|s| s.to_string()).collect();
+            cfg.check()
+        };
+        assert_eq!(
+            with(
+                &["backend:default", "clients-ca.pem"],
+                &["10.0.0.0/8", "::1", "2001:db8::/32"]
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            with(&["backend:nowhere"], &[]).unwrap_err(),
+            "server.client_ca_files: backend \"nowhere\" is not configured"
+        );
+        for bad in ["10.0.0.0/33", "proxy.example", "10.0.0.0/", "::1/129"] {
+            assert!(
+                with(&[], &[bad])
+                    .unwrap_err()
+                    .contains("is not an address or a CIDR range"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn environment_overrides_nested_keys() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("PKID_SERVER__LISTEN", "127.0.0.1:9443");
             jail.set_env("PKID_ACME__HTTP01_PORT", "5002");
+            jail.set_env(
+                "PKID_SERVER__CLIENT_CA_FILES",
+                "[\"backend:default\", \"clients.pem\"]",
+            );
             let cfg = Config::load(None).unwrap();
+            assert_eq!(
+                cfg.server.client_ca_files,
+                vec!["backend:default".to_string(), "clients.pem".to_string()]
+            );
             assert_eq!(cfg.server.listen.port(), 9443);
             assert_eq!(cfg.acme.http01_port, 5002);
             assert_eq!(cfg.base_url(), "https://localhost:9443");

@@ -19,9 +19,11 @@ pub mod identity_keys;
 pub mod repository;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderName, StatusCode};
+use rustls_pki_types::CertificateDer;
 use serde_json::Value;
 
 pub use body::{BodyError, RequestBody};
@@ -32,6 +34,10 @@ pub use body::{BodyError, RequestBody};
 pub struct Caller {
     /// The peer's address (a TLS-terminating proxy's, behind one).
     pub peer: SocketAddr,
+    /// The certificate chain the client presented in the TLS handshake, its leaf first: the
+    /// client proved it holds the leaf's key, nothing more is checked yet
+    /// (`identity::certificates` judges it). Read once per connection; `None`: no certificate.
+    pub client_chain: Option<Arc<Vec<CertificateDer<'static>>>>,
 }
 
 /// A surface's answer, before the transport turns it into an HTTP response.

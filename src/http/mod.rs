@@ -1,6 +1,11 @@
 //! The transport: rustls + hyper (no framework). Listeners, TLS, a connection limit, header-read
 //! timeouts, request ids, graceful shutdown; each request routed by its path prefix to one API
 //! surface (`crate::api`), its body handed over unread, and the surface's [`Reply`] sent back.
+//!
+//! TLS client authentication is offered, never required ([`client_auth`]); the chain a client
+//! presents is read once per connection and handed to each of its requests in [`Caller`].
+
+pub mod client_auth;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,6 +20,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use rustls_pki_types::CertificateDer;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -95,12 +101,13 @@ impl App {
     pub async fn serve_request(
         self: Arc<Self>,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        caller: Caller,
         surface: Surface,
     ) -> Response<Full<Bytes>> {
         let id = self.request_counter.fetch_add(1, Ordering::Relaxed);
         let method = req.method().clone();
         let path = req.uri().path().to_string();
+        let peer = caller.peer;
         let span = tracing::info_span!("request", id, %method, path = %path, %peer);
         async move {
             let started = std::time::Instant::now();
@@ -113,8 +120,7 @@ impl App {
                     "request header fields too large\n",
                 )
             } else {
-                self.route(&parts, &mut body, &Caller { peer }, surface)
-                    .await
+                self.route(&parts, &mut body, &caller, surface).await
             };
             // Whatever the surface did not read, so that its answer reaches the client.
             body.drain(self.settings.max_body_bytes).await;
@@ -268,8 +274,9 @@ pub async fn serve(
                         Some(b"h2") => Protocol::Http2,
                         _ => Protocol::Http1,
                     };
+                    let client_chain = client_chain(tls.get_ref().1, peer);
                     let connection = Connection {
-                        peer,
+                        caller: Caller { peer, client_chain },
                         surface,
                         protocol,
                         header_timeout,
@@ -278,7 +285,10 @@ pub async fn serve(
                 }
                 None => {
                     let connection = Connection {
-                        peer,
+                        caller: Caller {
+                            peer,
+                            client_chain: None,
+                        },
                         surface,
                         protocol: Protocol::Http1,
                         header_timeout,
@@ -296,6 +306,18 @@ pub async fn serve(
     Ok(())
 }
 
+/// The certificate chain the client presented in the handshake, if any (its leaf key proven by
+/// [`client_auth::OptionalClientAuth`]; the chain itself not yet judged), kept for every
+/// request of the connection.
+fn client_chain(
+    tls: &rustls::ServerConnection,
+    peer: SocketAddr,
+) -> Option<Arc<Vec<CertificateDer<'static>>>> {
+    let chain = tls.peer_certificates().filter(|c| !c.is_empty())?;
+    tracing::debug!(%peer, certificates = chain.len(), "client certificate presented");
+    Some(Arc::new(chain.to_vec()))
+}
+
 /// The HTTP protocol of a connection, fixed before the first request byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Protocol {
@@ -305,7 +327,8 @@ enum Protocol {
 
 /// What one accepted connection is served with.
 struct Connection {
-    peer: SocketAddr,
+    /// Who is on the other end, handed to each request.
+    caller: Caller,
     surface: Surface,
     protocol: Protocol,
     header_timeout: Duration,
@@ -375,18 +398,20 @@ async fn serve_connection<IO>(
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let Connection {
-        peer,
+        caller,
         surface,
         protocol,
         header_timeout,
     } = connection;
+    let peer = caller.peer;
     let activity = Activity::new();
     let requests = activity.clone();
     let service = service_fn(move |req| {
         let app = app.clone();
+        let caller = caller.clone();
         let in_flight = requests.begin();
         async move {
-            let response = app.serve_request(req, peer, surface).await;
+            let response = app.serve_request(req, caller, surface).await;
             drop(in_flight);
             Ok::<_, Infallible>(response)
         }

@@ -3,6 +3,8 @@
 //! keys as the REST surfaces arrive).
 //!
 //! - [`admin_tokens`]: operator bearer tokens.
+//! - [`certificates`]: client certificates (TLS client authentication, or `X-APP-CERTIFICATE`
+//!   from a trusted proxy) verified against the configured trust anchors.
 //! - [`jws`] and [`nonce`]: the JWS verifier and the anti-replay nonces of RFC 8555 §6.2–§6.5,
 //!   which ACME's requests and JWS-signed REST requests share.
 //! - [`signed_request`]: a JWS-signed REST request by a key bound to a user.
@@ -10,6 +12,7 @@
 //! Secrets are stored only as their SHA-256 ([`token_hash`]) and are never logged.
 
 pub mod admin_tokens;
+pub mod certificates;
 pub mod jws;
 pub mod nonce;
 pub mod signed_request;

@@ -25,7 +25,7 @@ use crate::ra::{Directory, Ra, RaSettings};
 use crate::store::{Database, Store};
 use crate::va::{AddressPolicy, Validator, ValidatorSettings};
 pub use authorities::{open_authorities, Authorities};
-use tls::server_tls;
+use tls::{client_certificates, server_tls};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -137,8 +137,13 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
     );
     let repository = Repository::new(revocation.clone());
 
+    // identity: the trust anchors of client certificates, loaded once. The surfaces judge each
+    // request's chain with it (`ClientCertificates::presented`) once identity authenticates
+    // their callers; until then it serves the listener's certificate request.
+    let client_certificates = Arc::new(client_certificates(&cfg, &cas)?);
+
     // http
-    let tls = server_tls(&cfg, &default_ca).await?;
+    let tls = server_tls(&cfg, &default_ca, &client_certificates).await?;
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .map_err(|e| format!("binding {}: {e}", cfg.server.listen))?;

@@ -1,17 +1,50 @@
-//! pkid's own HTTPS certificate, issued by its default CA through the same issuance cycle as
-//! any other.
+//! The HTTPS listener's TLS: pkid's own certificate, issued by its default CA through the same
+//! issuance cycle as any other, and the client certificates it asks for — the trust anchors of
+//! `server.client_ca_files` (files, or `backend:NAME` for a configured backend's CA chain),
+//! loaded once here.
 
 use std::sync::Arc;
 
 use super::BoxError;
 use crate::ca::{Ca, IssuanceProfile};
-use crate::config::Config;
+use crate::config::{Config, BACKEND_ANCHOR};
+use crate::http::client_auth::OptionalClientAuth;
+use crate::identity::certificates::{certificates_from_pem, ClientCertificates};
 use crate::pki::csr::check_csr;
 
-/// The server's own TLS certificate, issued by the CA through the same issuance cycle.
+/// The trust anchors of `server.client_ca_files` and the ranges of `server.trusted_proxies`.
+pub(super) fn client_certificates(
+    cfg: &Config,
+    cas: &[Arc<Ca>],
+) -> Result<ClientCertificates, BoxError> {
+    let mut anchors = Vec::new();
+    for entry in &cfg.server.client_ca_files {
+        let origin = format!("server.client_ca_files: {entry}");
+        let certificates = match entry.strip_prefix(BACKEND_ANCHOR) {
+            Some(name) => cas
+                .iter()
+                .find(|ca| ca.name == name)
+                .map(|ca| ca.backend.ca_chain())
+                .ok_or_else(|| format!("{origin}: no such backend"))?,
+            None => {
+                let text = std::fs::read(entry).map_err(|e| format!("{origin}: {e}"))?;
+                certificates_from_pem(&origin, &text)?
+            }
+        };
+        anchors.push((origin, certificates));
+    }
+    Ok(ClientCertificates::new(
+        &anchors,
+        &cfg.server.trusted_proxies,
+    )?)
+}
+
+/// The server's own TLS certificate, issued by the CA through the same issuance cycle; client
+/// authentication offered (never required) when there are anchors to verify certificates with.
 pub(super) async fn server_tls(
     cfg: &Config,
     ca: &Ca,
+    clients: &ClientCertificates,
 ) -> Result<Arc<rustls::ServerConfig>, BoxError> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
@@ -35,9 +68,15 @@ pub(super) async fn server_tls(
         chain.push(rustls_pki_types::CertificateDer::from(der));
     }
     let key_der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
-    let mut tls = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(chain, key_der)?;
+    let builder = rustls::ServerConfig::builder();
+    let mut tls = if clients.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        let algorithms = builder.crypto_provider().signature_verification_algorithms;
+        let verifier = OptionalClientAuth::new(clients.anchor_subjects(), algorithms);
+        builder.with_client_cert_verifier(Arc::new(verifier))
+    }
+    .with_single_cert(chain, key_der)?;
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(tls))
 }
