@@ -661,3 +661,52 @@ async fn cfssl_upstream_behind_pkid() {
     })
     .await;
 }
+
+/// An upstream certificate is checked against the profile before pkid serves it (security
+/// hardening, item 9): a CFSSL signer misconfigured to issue certificates that may sign
+/// certificates, for code signing too, makes issuance fail with a clear ACME error, and pkid
+/// stores no issued certificate for it. (A CA-flagged certificate is refused by the same check,
+/// `ca::issuance`'s unit test; cfssl issues CA certificates without the requested names, which
+/// the name check refuses first.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_certificate_outside_the_profile_is_never_served() {
+    require_tool("lego");
+    let cfssl = Cfssl::start_with(serde_json::json!({
+        "expiry": "168h",
+        "usages": ["digital signature", "cert sign", "server auth", "code signing"]
+    }));
+    let env = Environment::start_with(&[
+        ("PKID_BACKENDS__SIGNER__KIND", "cfssl"),
+        ("PKID_BACKENDS__SIGNER__URL", &cfssl.url),
+        ("PKID_BACKENDS__SIGNER__AUTH_KEY_HEX", &cfssl.auth_key_hex),
+        ("PKID_ACME__DIRECTORIES__SIGNER__BACKEND", "signer"),
+    ])
+    .await;
+    within(TEST_BOUND, async {
+        let client = lego(
+            &env,
+            "signer",
+            "lego-ca-flag",
+            &["ca-flag.signer.pkid.test"],
+        );
+        let (status, output) = client.try_run(&["run"]).await;
+        assert_issuance_refused(status, &output);
+        let log = env.pkid.logs();
+        assert!(
+            log.contains("the certificate may sign certificates or CRLs"),
+            "pkid says why it refused:\n{log}"
+        );
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(env.pkid.database_path())
+            .read_only(true);
+        let db = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        let issued: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM certificates WHERE status = 'issued' AND issuer = 'signer'",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        assert_eq!(issued, 0, "nothing issued through the signer was stored");
+    })
+    .await;
+}

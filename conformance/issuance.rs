@@ -272,3 +272,50 @@ async fn finalize_after_interruption(interruption: Interruption, names: &[&str])
     })
     .await;
 }
+
+/// The key-encryption key can live outside the data folder (security hardening, item 10):
+/// with `ca.key_encryption_key_file` pkid creates the key there (owner-only), keeps none in the
+/// data folder, warns of nothing, and reopens its sealed CA with it after a restart; with the
+/// key in the data folder (the default), pkid says at start-up what a copy of that folder gives
+/// away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_encryption_key_may_live_outside_the_data_folder() {
+    use std::os::unix::fs::PermissionsExt;
+    const WARNING: &str = "the key-encryption key is inside the data folder";
+    let outside = tempfile::tempdir().unwrap();
+    let key_file = outside.path().join("pkid-kek");
+    let mut env = Environment::start_with(&[(
+        "PKID_CA__KEY_ENCRYPTION_KEY_FILE",
+        key_file.to_str().unwrap(),
+    )])
+    .await;
+    within(TEST_BOUND, async {
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the key file is the owner's only");
+        let data = env.pkid.database_path().parent().unwrap().to_path_buf();
+        assert!(!data.join("kek").exists(), "no key in the data folder");
+        assert!(!env.pkid.logs().contains(WARNING), "{}", env.pkid.logs());
+        let key = std::fs::read(&key_file).unwrap();
+        env.pkid.restart().await;
+        assert_eq!(std::fs::read(&key_file).unwrap(), key, "the same key, kept");
+        let responder = Http01Responder::bind(env.http01_port).await;
+        let mut client = AcmeClient::new(&env.pkid.directory_url(), &env.pkid.root_pem()).await;
+        client.register().await;
+        let names = ["kek-outside.pkid.test"];
+        let order = client.ready_order(&names, &responder).await;
+        let answer = client.finalize(&order, &csr_der(&names)).await;
+        assert_eq!(
+            answer.status,
+            200,
+            "the sealed CA key opened: {}",
+            answer.describe()
+        );
+    })
+    .await;
+    let default = Environment::start().await;
+    assert!(
+        default.pkid.logs().contains(WARNING),
+        "pkid warns of a key in the data folder:\n{}",
+        default.pkid.logs()
+    );
+}

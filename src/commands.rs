@@ -110,7 +110,17 @@ pub async fn backend_check(cfg: &Config, name: &str) -> Result<(), BoxError> {
     params.distinguished_name = rcgen::DistinguishedName::new();
     let csr_der = params.serialize_request(&key)?.der().to_vec();
     let csr = crate::pki::csr::check_csr(&csr_der).map_err(|e| format!("test CSR: {e:?}"))?;
-    let profile = crate::ca::IssuanceProfile::tls_server("backend-check", 300);
+    // A local key signs a five-minute certificate; an upstream CA chooses its own validity,
+    // which must fit the default ACME profile, as for any issuance through it.
+    let validity = if ca.backend.capabilities().journals {
+        300
+    } else {
+        cfg.acme
+            .profiles
+            .get(&cfg.acme.default_profile)
+            .map_or(300, |p| i64::from(p.validity_days.max(1)) * 86400)
+    };
+    let profile = crate::ca::IssuanceProfile::tls_server("backend-check", validity);
     let started = std::time::Instant::now();
     let issued = ca.issue(&csr, &profile, None, None).await?;
     let elapsed = started.elapsed();

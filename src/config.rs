@@ -93,9 +93,12 @@ pub struct DatabaseConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CaConfig {
-    /// base64 of 32 bytes sealing private keys at rest. Empty: read from `<data_dir>/kek`,
-    /// created (mode 0600) on first start. Prefer setting `PKID_CA__KEY_ENCRYPTION_KEY`.
+    /// base64 of 32 bytes sealing private keys at rest. Empty: read from
+    /// `key_encryption_key_file`. Prefer setting `PKID_CA__KEY_ENCRYPTION_KEY`.
     pub key_encryption_key: String,
+    /// The file holding the key, created (mode 0600) on first start if missing; best kept
+    /// outside `data_dir`. Empty: `<data_dir>/kek`.
+    pub key_encryption_key_file: PathBuf,
     /// Seconds certificates are back-dated to absorb clock skew.
     pub backdate_secs: u64,
     /// Base of the CRL distribution point and OCSP URLs put in certificates. Empty:
@@ -315,6 +318,7 @@ impl Default for CaConfig {
     fn default() -> Self {
         CaConfig {
             key_encryption_key: String::new(),
+            key_encryption_key_file: PathBuf::new(),
             backdate_secs: 60,
             revocation_base_url: String::new(),
             crl_lifetime_secs: 86400,

@@ -83,7 +83,9 @@ impl Pebble {
                 "httpPort": free_port(),
                 "tlsPort": free_port(),
                 "ocspResponderURL": "",
-                "externalAccountBindingRequired": false
+                "externalAccountBindingRequired": false,
+                // Within pkid's profiles (pkid refuses a longer-lived certificate): 7 days.
+                "certificateValidityPeriod": 604800
             }
         });
         let config = file("pebble.json", &config.to_string());
@@ -178,6 +180,13 @@ pub struct Cfssl {
 
 impl Cfssl {
     pub fn start() -> Cfssl {
+        let usages = ["digital signature", "key encipherment", "server auth"];
+        Cfssl::start_with(serde_json::json!({"expiry": "168h", "usages": usages}))
+    }
+
+    /// [`Cfssl::start`] with `profile` as the default signing profile (its `auth_key` is set
+    /// here): for a signer that issues what it should not.
+    pub fn start_with(mut profile: serde_json::Value) -> Cfssl {
         require_tool("cfssl");
         let dir = tempfile::Builder::new()
             .prefix("pkid-cfssl-")
@@ -219,11 +228,9 @@ impl Cfssl {
         }
         // Letters first: a digits-only key would read as a number from PKID_* variables.
         let auth_key_hex = format!("feedface{}", hex::encode(rand::random::<[u8; 12]>()));
-        let usages = ["digital signature", "key encipherment", "server auth"];
+        profile["auth_key"] = serde_json::json!("pkid");
         let config = serde_json::json!({
-            "signing": {
-                "default": {"expiry": "168h", "usages": usages, "auth_key": "pkid"}
-            },
+            "signing": {"default": profile},
             "auth_keys": {"pkid": {"type": "standard", "key": auth_key_hex}}
         });
         let config_path = dir.path().join("config.json");

@@ -161,7 +161,7 @@ impl Ca {
             claim_lost: AtomicBool::new(false),
         };
         let chain = self
-            .sign_and_check(request, &journal, |leaf| check_leaf(leaf, csr))
+            .sign_and_check(request, &journal, |leaf| check_leaf(leaf, csr, profile))
             .await?;
         self.store_issued(&serial_hex, &chain, &journal.pending)
             .await
@@ -360,9 +360,10 @@ pub fn certificate_idents(cert: &X509Certificate<'_>) -> BTreeSet<Ident> {
     names
 }
 
-/// The certificate must carry the CSR's key and exactly the CSR's names: a mismatched
-/// certificate (a faulty upstream, say) is never served.
-fn check_leaf(der: &[u8], csr: &CheckedCsr) -> Result<(), IssueError> {
+/// The certificate must carry the CSR's key and exactly the CSR's names, and be what the profile
+/// allows (`check_profile`): a mismatched certificate (a faulty or misconfigured upstream CA,
+/// one that copies a CSR's extensions) is never served.
+fn check_leaf(der: &[u8], csr: &CheckedCsr, profile: &IssuanceProfile) -> Result<(), IssueError> {
     let (_, cert) = X509Certificate::from_der(der)
         .map_err(|e| IssueError::Mismatch(format!("unparseable certificate: {e}")))?;
     if cert.public_key().raw != csr.public_key.as_slice() {
@@ -382,5 +383,177 @@ fn check_leaf(der: &[u8], csr: &CheckedCsr) -> Result<(), IssueError> {
             csr.identifiers
         )));
     }
+    check_profile(
+        &cert,
+        profile,
+        time::OffsetDateTime::now_utc().unix_timestamp(),
+    )
+}
+
+/// Extensions a leaf may carry: what pkid's builder writes and what a public CA adds (SCTs).
+/// Anything else (name constraints, a CT poison, what an upstream copied from a CSR) is refused.
+const LEAF_EXTENSIONS: &[&str] = &[
+    "2.5.29.14",               // subjectKeyIdentifier
+    "2.5.29.35",               // authorityKeyIdentifier
+    "2.5.29.15",               // keyUsage
+    "2.5.29.37",               // extKeyUsage
+    "2.5.29.17",               // subjectAltName
+    "2.5.29.19",               // basicConstraints
+    "2.5.29.31",               // cRLDistributionPoints
+    "2.5.29.32",               // certificatePolicies
+    "1.3.6.1.5.5.7.1.1",       // authorityInfoAccess
+    "1.3.6.1.5.5.7.1.24",      // TLS feature (must-staple)
+    "1.3.6.1.4.1.11129.2.4.2", // embedded SCTs
+];
+
+/// Slack on the profile's validity for a certificate issued a while ago (an upstream CA that
+/// answered after polling, clocks apart).
+const VALIDITY_SLACK_SECS: i64 = 3600;
+
+/// Security hardening (item 9): whatever the backend, the certificate served is an end-entity
+/// TLS certificate of the profile: not a CA, no key usage a CA has, extended key usages TLS
+/// only and those the profile asks for, no longer-lived than the profile, no extension beyond
+/// [`LEAF_EXTENSIONS`].
+fn check_profile(
+    cert: &X509Certificate<'_>,
+    profile: &IssuanceProfile,
+    now: i64,
+) -> Result<(), IssueError> {
+    use x509_parser::extensions::ParsedExtension;
+    let refuse = |why: String| Err(IssueError::Mismatch(why));
+    let mut server_auth = false;
+    let mut client_auth = false;
+    for ext in cert.extensions() {
+        let oid = ext.oid.to_id_string();
+        if !LEAF_EXTENSIONS.contains(&oid.as_str()) {
+            return refuse(format!(
+                "the certificate carries extension {oid}, which no profile writes"
+            ));
+        }
+        match ext.parsed_extension() {
+            ParsedExtension::BasicConstraints(bc) if bc.ca => {
+                return refuse("the certificate is a CA certificate".into());
+            }
+            ParsedExtension::KeyUsage(ku) if ku.key_cert_sign() || ku.crl_sign() => {
+                return refuse("the certificate may sign certificates or CRLs".into());
+            }
+            ParsedExtension::ExtendedKeyUsage(eku) => {
+                if eku.any
+                    || eku.code_signing
+                    || eku.email_protection
+                    || eku.time_stamping
+                    || eku.ocsp_signing
+                    || !eku.other.is_empty()
+                {
+                    return refuse("the certificate has extended key usages beyond TLS".into());
+                }
+                server_auth = eku.server_auth;
+                client_auth = eku.client_auth;
+            }
+            _ => {}
+        }
+    }
+    if profile.server_auth && !server_auth {
+        return refuse("the certificate lacks the serverAuth extended key usage".into());
+    }
+    if profile.client_auth && !client_auth {
+        return refuse("the certificate lacks the clientAuth extended key usage".into());
+    }
+    let not_after = cert.validity().not_after.timestamp();
+    if not_after > now + profile.validity_secs + VALIDITY_SLACK_SECS {
+        return refuse(format!(
+            "the certificate is valid until {not_after}, beyond the profile's {} s",
+            profile.validity_secs
+        ));
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A leaf for `a.test` made by rcgen, as an upstream CA might make it, after `shape`.
+    fn leaf(shape: impl FnOnce(&mut rcgen::CertificateParams)) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["a.test".to_string()]).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now;
+        params.not_after = now + time::Duration::days(7);
+        shape(&mut params);
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    fn checked(der: &[u8], profile: &IssuanceProfile) -> Result<(), IssueError> {
+        let (_, cert) = X509Certificate::from_der(der).unwrap();
+        check_profile(
+            &cert,
+            profile,
+            time::OffsetDateTime::now_utc().unix_timestamp(),
+        )
+    }
+
+    #[test]
+    fn a_certificate_outside_the_profile_is_never_served() {
+        let profile = IssuanceProfile::tls_server("p", 90 * 86400);
+        assert!(checked(&leaf(|_| {}), &profile).is_ok());
+        let with_client_auth = leaf(|p| {
+            p.extended_key_usages
+                .push(rcgen::ExtendedKeyUsagePurpose::ClientAuth)
+        });
+        assert!(
+            checked(&with_client_auth, &profile).is_ok(),
+            "TLS client use too"
+        );
+        let refused: [(&str, Vec<u8>); 6] = [
+            (
+                "a CA",
+                leaf(|p| p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained)),
+            ),
+            (
+                "a certificate signer",
+                leaf(|p| p.key_usages.push(rcgen::KeyUsagePurpose::KeyCertSign)),
+            ),
+            (
+                "code signing",
+                leaf(|p| {
+                    p.extended_key_usages
+                        .push(rcgen::ExtendedKeyUsagePurpose::CodeSigning)
+                }),
+            ),
+            (
+                "no serverAuth",
+                leaf(|p| p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth]),
+            ),
+            (
+                "longer-lived than the profile",
+                leaf(|p| p.not_after = p.not_before + time::Duration::days(365)),
+            ),
+            (
+                "name constraints copied from a CSR",
+                leaf(|p| {
+                    p.name_constraints = Some(rcgen::NameConstraints {
+                        permitted_subtrees: vec![rcgen::GeneralSubtree::DnsName("a.test".into())],
+                        excluded_subtrees: Vec::new(),
+                    })
+                }),
+            ),
+        ];
+        for (what, der) in refused {
+            assert!(
+                matches!(checked(&der, &profile), Err(IssueError::Mismatch(_))),
+                "{what} was accepted"
+            );
+        }
+        let mut client = IssuanceProfile::tls_server("c", 90 * 86400);
+        client.client_auth = true;
+        assert!(
+            checked(&leaf(|_| {}), &client).is_err(),
+            "the profile's clientAuth is missing"
+        );
+    }
 }

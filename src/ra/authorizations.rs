@@ -75,6 +75,15 @@ impl Ra {
             ));
         }
         self.settings.identifier_policy.check(ident)?;
+        // The account's binding limits its authorizations as it limits its orders.
+        if let Some(policy) = self.binding_policy(account).await? {
+            policy.identifiers.check(ident).map_err(|_| {
+                RaError::IdentifierRefused(format!(
+                    "this account's external account binding does not allow {}",
+                    ident.value()
+                ))
+            })?;
+        }
         self.check_rate_limits(account, std::slice::from_ref(ident))
             .await?;
         let created = now();

@@ -13,8 +13,8 @@ use super::{ids, Directory, Ra, RaError};
 use crate::ca::IssueError;
 use crate::pki::csr::{check_csr, CsrError, Ident};
 use crate::store::{
-    now, AccountRow, AuthzReuse, AuthzRow, CertificateStatus, Claim, OrderAuthz, OrderReuse,
-    OrderRow, OrderStatus, StoreError,
+    now, AccountRow, AccountStatus, AuthzReuse, AuthzRow, AuthzStatus, CertificateStatus, Claim,
+    OrderAuthz, OrderReuse, OrderRow, OrderStatus, StoreError,
 };
 
 /// A newOrder, its identifiers checked and canonical (deduplicated, DNS lower-cased).
@@ -39,6 +39,30 @@ pub fn identifiers_json(ids: &[Ident]) -> Value {
             .map(|i| json!({"type": i.kind(), "value": i.value()}))
             .collect(),
     )
+}
+
+/// What issuance for an order needs of its account and authorizations at the moment it happens
+/// (at finalize, and again when recovery issues after a stop): the account is valid and every
+/// authorization is valid and unexpired.
+pub(super) fn check_issuable(account: &AccountRow, authzs: &[AuthzRow]) -> Result<(), RaError> {
+    if account.status != AccountStatus::Valid {
+        return Err(RaError::Unauthorized(format!(
+            "the account is {}",
+            account.status
+        )));
+    }
+    let at = now();
+    if let Some(authz) = authzs
+        .iter()
+        .find(|a| a.status_at(at) != AuthzStatus::Valid)
+    {
+        return Err(RaError::NotReady(format!(
+            "authorization {} is {}",
+            authz.id,
+            authz.status_at(at)
+        )));
+    }
+    Ok(())
 }
 
 /// What an authorization for `ident` is looked up by: the name without `*.`, and whether it is
@@ -79,13 +103,8 @@ impl Ra {
         for ident in &idents {
             self.settings.identifier_policy.check(ident)?;
         }
-        if let Some(kid) = &account.eab_kid {
-            if let Some(policy) = self.store.eab_policy(kid).await? {
-                let policy: BindingPolicy = serde_json::from_str(&policy).map_err(|_| {
-                    RaError::Internal("the binding's stored policy is unreadable".into())
-                })?;
-                policy.check(&idents, &profile_name)?;
-            }
+        if let Some(policy) = self.binding_policy(account).await? {
+            policy.check(&idents, &profile_name)?;
         }
         self.check_rate_limits(account, &idents).await?;
         if let Some(cert_id) = &req.replaces {
@@ -250,10 +269,18 @@ impl Ra {
         if status != OrderStatus::Ready {
             return Err(RaError::NotReady(format!("order is {status}, not ready")));
         }
+        check_issuable(account, authzs)?;
         let csr = check_csr(&csr_der).map_err(|e| match e {
             CsrError::Bad(m) => RaError::BadCsr(m),
             CsrError::WeakKey(m) => RaError::WeakKey(m),
         })?;
+        // Boulder's rule: the certificate's key is not the account's (a key proves one thing).
+        if crate::pki::jwk::spki_thumbprint(&csr.public_key).as_deref() == Some(&account.thumbprint)
+        {
+            return Err(RaError::BadCsr(
+                "the CSR's public key is the account's key; use another key".into(),
+            ));
+        }
         let wanted: BTreeSet<Ident> = authzs.iter().filter_map(authz_ident).collect();
         if csr.identifiers != wanted {
             return Err(RaError::BadCsr(format!(
@@ -319,6 +346,22 @@ impl Ra {
                 .await?
                 .ok_or_else(|| RaError::NotFound("no such order".into())),
         }
+    }
+
+    /// The RA policy the account's external account binding carries, if any.
+    pub(super) async fn binding_policy(
+        &self,
+        account: &AccountRow,
+    ) -> Result<Option<BindingPolicy>, RaError> {
+        let Some(kid) = &account.eab_kid else {
+            return Ok(None);
+        };
+        let Some(policy) = self.store.eab_policy(kid).await? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&policy)
+            .map(Some)
+            .map_err(|_| RaError::Internal("the binding's stored policy is unreadable".into()))
     }
 
     /// The order is `invalid`, its error a `serverInternal` problem with `detail`.

@@ -1,8 +1,10 @@
 //! What a stop leaves behind (a crash, a kill -9, a stalled backend), put right from what the
 //! store recorded (Boulder's issuance cycle, `docs/issuance-cycle.md`): orders left
 //! `processing` are finished with the certificate stored before the stop, issued again with a
-//! fresh serial, or failed; challenges left `processing` are pending again.
+//! fresh serial (if its account and authorizations still allow it), or failed; challenges left
+//! `processing` are pending again.
 
+use super::orders::check_issuable;
 use super::{Directory, Ra, RaError};
 use crate::ca::{IssuanceProfile, IssueError};
 use crate::pki::csr::check_csr;
@@ -39,6 +41,23 @@ impl Ra {
                 continue;
             }
             let abandoned = self.store.abandon_tbs_of_order(&order.id).await?;
+            // Issued again only for what is still true now: the account valid, every
+            // authorization valid and unexpired.
+            let account = self.store.account(&order.account_id).await?;
+            let authzs = self.store.authzs_of_order(&order.id).await?;
+            let still = match &account {
+                Some(account) => check_issuable(account, &authzs),
+                None => Err(RaError::Unauthorized("the account is gone".into())),
+            };
+            if let Err(refused) = still {
+                tracing::info!(order = %order.id, reason = %refused, "recovery: the order is no longer issuable");
+                self.fail_order(
+                    &order.id,
+                    "issuance was interrupted and the order is no longer issuable",
+                )
+                .await?;
+                continue;
+            }
             let csr = self
                 .store
                 .order_csr(&order.id)

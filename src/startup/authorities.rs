@@ -21,7 +21,19 @@ fn key_encryption_key(cfg: &Config) -> Result<KeyEncryptionKey, BoxError> {
         return KeyEncryptionKey::from_base64(&cfg.ca.key_encryption_key)
             .map_err(|e| format!("ca.key_encryption_key is unusable: {e}").into());
     }
-    let path = cfg.data_dir.join("kek");
+    let path = if cfg.ca.key_encryption_key_file.as_os_str().is_empty() {
+        cfg.data_dir.join("kek")
+    } else {
+        cfg.ca.key_encryption_key_file.clone()
+    };
+    if inside(&path, &cfg.data_dir) {
+        tracing::warn!(
+            path = %path.display(),
+            "the key-encryption key is inside the data folder: a copy of the data folder (the \
+             database, every sealed CA and EAB key, and this key) is the whole CA; keep the key \
+             elsewhere (ca.key_encryption_key_file, or PKID_CA__KEY_ENCRYPTION_KEY)"
+        );
+    }
     if path.exists() {
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("reading {}: {e}", path.display()))?;
@@ -31,8 +43,25 @@ fn key_encryption_key(cfg: &Config) -> Result<KeyEncryptionKey, BoxError> {
     let kek = KeyEncryptionKey::generate();
     write_private(&path, kek.to_base64().as_bytes())
         .map_err(|e| format!("writing {}: {e}", path.display()))?;
-    tracing::warn!(path = %path.display(), "created a key-encryption key file; set PKID_CA__KEY_ENCRYPTION_KEY in production");
+    tracing::info!(path = %path.display(), "created the key-encryption key file");
     Ok(kek)
+}
+
+/// Whether `path` is inside `dir` (both made absolute as far as they exist).
+fn inside(path: &Path, dir: &Path) -> bool {
+    let absolute = |p: &Path| {
+        let parent = p.parent().filter(|q| !q.as_os_str().is_empty());
+        match (std::fs::canonicalize(p), parent) {
+            (Ok(full), _) => full,
+            (Err(_), Some(parent)) => std::fs::canonicalize(parent)
+                .map(|full| full.join(p.file_name().unwrap_or_default()))
+                .unwrap_or_else(|_| p.to_path_buf()),
+            (Err(_), None) => std::env::current_dir()
+                .map(|cwd| cwd.join(p))
+                .unwrap_or_else(|_| p.to_path_buf()),
+        }
+    };
+    absolute(path).starts_with(absolute(dir))
 }
 
 /// The store and every issuer, opened (and on first start created) from the configuration.

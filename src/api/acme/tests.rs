@@ -886,4 +886,168 @@ async fn an_eab_key_carries_ra_policy_to_its_account() {
         order(br#"{"identifiers":[{"type":"dns","value":"b.ok.test"}],"profile":"short-lived"}"#)
             .await;
     assert_eq!(problem_type(&profile), "invalidProfile");
+
+    // Pre-authorization (RFC 8555 §7.4.1) follows the binding too.
+    let authz = |body: &'static [u8]| {
+        let (k, kid) = (k.clone(), kid.clone());
+        async move {
+            let n = h.nonce().await;
+            h.post("/acme/new-authz", sign(&k, json!({"alg":"ES256","kid":kid,"nonce":n,"url":format!("{ORIGIN}/acme/new-authz")}), body)).await
+        }
+    };
+    let before = h.snapshot().await;
+    let other = authz(br#"{"identifier":{"type":"dns","value":"c.other.test"}}"#).await;
+    assert_eq!(problem_type(&other), "rejectedIdentifier");
+    assert_eq!(h.snapshot().await, before, "nothing was written");
+    let allowed = authz(br#"{"identifier":{"type":"dns","value":"c.ok.test"}}"#).await;
+    assert_eq!(allowed.status, StatusCode::CREATED);
+}
+
+/// An order of `kid`'s account for `name`, made ready in the store as if its http-01 challenge
+/// had been validated: (order id, authorization id).
+async fn ready_order(h: &Harness, k: &Key, kid: &str, name: &str) -> (String, String) {
+    let n = h.nonce().await;
+    let body = format!(r#"{{"identifiers":[{{"type":"dns","value":"{name}"}}]}}"#);
+    let r = h
+        .post(
+            "/acme/new-order",
+            sign(
+                k,
+                json!({"alg":"ES256","kid":kid,"nonce":n,"url":format!("{ORIGIN}/acme/new-order")}),
+                body.as_bytes(),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let order: Value = serde_json::from_slice(&r.body).unwrap();
+    let order_url = r
+        .headers
+        .iter()
+        .find(|(n, _)| n == http::header::LOCATION)
+        .unwrap()
+        .1
+        .clone();
+    let order_id = order_url.rsplit('/').next().unwrap().to_string();
+    let authz_id = order["authorizations"][0]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let (_, challenges) = h
+        .store
+        .authz_with_challenges(&authz_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let now = crate::store::now();
+    assert!(h.store.start_challenge(&challenges[0].id).await.unwrap());
+    assert!(h
+        .store
+        .finish_challenge(&challenges[0].id, &authz_id, Some(now), None, now + 3600)
+        .await
+        .unwrap());
+    (order_id, authz_id)
+}
+
+/// A CSR for `name` over `key`'s private key (PKCS#8 DER).
+fn csr_of(key_der: &[u8], name: &str) -> Vec<u8> {
+    let key = rcgen::KeyPair::try_from(key_der).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.serialize_request(&key).unwrap().der().to_vec()
+}
+
+/// Boulder's rule: a certificate's key is never the account's (security hardening, item 9).
+#[tokio::test]
+async fn a_csr_over_the_account_key_is_refused() {
+    let h = harness().await;
+    let (k, kid) = h.account().await;
+    let (order_id, _) = ready_order(&h, &k, &kid, "same-key.test").await;
+    let finalize_url = format!("{ORIGIN}/acme/order/{order_id}/finalize");
+    let h = &h;
+    let order_id = &order_id;
+    let finalize = |csr: Vec<u8>| {
+        let (k, kid, url) = (k.clone(), kid.clone(), finalize_url.clone());
+        async move {
+            let n = h.nonce().await;
+            let payload = json!({"csr": URL_SAFE_NO_PAD.encode(csr)}).to_string();
+            h.post(
+                &format!("/acme/order/{order_id}/finalize"),
+                sign(
+                    &k,
+                    json!({"alg":"ES256","kid":kid,"nonce":n,"url":url}),
+                    payload.as_bytes(),
+                ),
+            )
+            .await
+        }
+    };
+    let before = h.snapshot().await;
+    let refused = finalize(csr_of(&k.der, "same-key.test")).await;
+    assert_eq!(problem_type(&refused), "badCSR");
+    assert_eq!(h.snapshot().await, before, "nothing was written");
+    let other = key();
+    let issued = finalize(csr_of(&other.der, "same-key.test")).await;
+    assert_eq!(
+        issued.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&issued.body)
+    );
+    let order: Value = serde_json::from_slice(&issued.body).unwrap();
+    assert_eq!(order["status"], "valid");
+}
+
+/// An order left `processing` by a stop is issued again only while its account is valid
+/// (security hardening, item 9): recovery after the account was deactivated fails the order.
+#[tokio::test]
+async fn recovery_issues_again_only_for_a_valid_account() {
+    for deactivate in [false, true] {
+        let h = harness().await;
+        let (k, kid) = h.account().await;
+        let account_id = kid.rsplit('/').next().unwrap().to_string();
+        let (order_id, _) = ready_order(&h, &k, &kid, "recovered.test").await;
+        let csr = csr_of(&key().der, "recovered.test");
+        let profile = serde_json::to_string(&h.acme.directory.profiles["tls-server"]).unwrap();
+        let claim = crate::store::Claim {
+            order_id: &order_id,
+            profile_snapshot: &profile,
+            csr: &csr,
+            now: crate::store::now() - 600,
+        };
+        // Claimed, then the process stopped before anything was signed.
+        assert!(h.store.begin_processing(&claim).await.unwrap());
+        // The claim is applied before it is flushed (nobody waits on it): read it back first.
+        for _ in 0..100 {
+            let stale = h
+                .store
+                .stale_processing_orders("default", crate::store::now())
+                .await
+                .unwrap();
+            if !stale.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        if deactivate {
+            assert!(h.store.deactivate_account(&account_id).await.unwrap());
+        }
+        let recovered = h
+            .acme
+            .ra
+            .recover_stale_orders(&h.acme.directory, crate::store::now())
+            .await
+            .unwrap();
+        assert_eq!(recovered, 1);
+        let order = h.store.order(&order_id).await.unwrap().unwrap();
+        if deactivate {
+            assert_eq!(order.status, crate::store::OrderStatus::Invalid);
+            assert!(order.error.unwrap().contains("no longer issuable"));
+            assert_eq!(h.count("certificates WHERE status = 'issued'").await, 0);
+        } else {
+            assert_eq!(order.status, crate::store::OrderStatus::Valid);
+        }
+    }
 }

@@ -28,8 +28,8 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
 use crate::pki::dn::rfc2253;
-use crate::pki::proxy::{check_chain, proxy_cert_info, ProxyError, MAX_CHAIN};
 use crate::pki::ip::{in_range, is_range};
+use crate::pki::proxy::{check_chain, proxy_cert_info, ProxyError, MAX_CHAIN};
 
 /// The header a TLS-terminating proxy puts the client's certificate in (CZERTAINLY).
 pub const APP_CERTIFICATE_HEADER: &str = "x-app-certificate";
