@@ -4,6 +4,8 @@
 //!
 //! - [`acme`]: RFC 8555 (with RFC 8737, 8738, 9773, EAB and profiles) under `/acme`.
 //! - [`admin`]: operator resources under `/admin` (EAB keys).
+//! - [`identity`]: `/token` (OAuth2), `/login` (Notary), `/.well-known/jwks.json`,
+//!   `/identity/me`.
 //! - [`repository`]: CRLs, OCSP and CA certificates for relying parties (`/crl`, `/ocsp`, `/ca`).
 //!
 //! What the transport hands a surface and takes back is here: who is on the other end of the
@@ -13,6 +15,7 @@
 pub mod acme;
 pub mod admin;
 mod body;
+pub mod identity;
 pub mod repository;
 
 use std::net::SocketAddr;
