@@ -211,6 +211,11 @@ pub async fn admin_token_create(
 ) -> Result<(), BoxError> {
     let authorities = open_authorities(cfg).await?;
     let days = expires_days.unwrap_or(cfg.identity.admin_token_days);
+    if days == 0 {
+        return Err(
+            "an admin token is valid for at least one day (--expires-days 1 or more)".into(),
+        );
+    }
     let (id, token, expires_at) =
         crate::identity::admin_tokens::create(&authorities.store, note, days).await?;
     println!("id: {id}");
