@@ -987,3 +987,90 @@ async fn operator_commands_manage_users_clients_and_admin_tokens() {
     })
     .await;
 }
+
+/// Two replicas on one PostgreSQL (the migration's other half): a user and its linked
+/// certificate written in one statement, a token signed by one replica accepted by the other,
+/// and a user disabled through one refused by the other at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_postgresql_share_users_and_the_token_key() {
+    let scratch = tempfile::Builder::new()
+        .prefix("pkid-pg-")
+        .tempdir()
+        .unwrap();
+    let postgres = crate::harness::postgres::Postgres::start(&scratch.path().join("pg"));
+    let origin = "https://pkid.test";
+    let settings = [
+        ("PKID_DATABASE__URL", postgres.url.as_str()),
+        ("PKID_SERVER__BASE_URL", origin),
+    ];
+    let env = Environment::start_with(&settings).await;
+    let data_a = env.pkid.root_pem_path().parent().unwrap().to_path_buf();
+    let dir_b = env.subdir("replica-b");
+    let data_b = dir_b.join("pkid").join("data");
+    crate::replicas::copy_dir(&data_a.join("ca"), &data_b.join("ca"));
+    std::fs::copy(data_a.join("kek"), data_b.join("kek")).unwrap();
+    let replica_b = Pkid::start(&dir_b, &env.dns, env.http01_port, &settings).await;
+    within(TEST_BOUND, async {
+        let (a, b) = (&env.pkid, &replica_b);
+        let http = client_from(a, "127.0.0.1");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "pg-user");
+        let cert_path = env.subdir("certs").join("pg.pem");
+        std::fs::write(&cert_path, params.self_signed(&key).unwrap().pem()).unwrap();
+        let email = "ada@pkid.test";
+        let args = [
+            "user",
+            "create",
+            "ada",
+            "--role",
+            "admin",
+            "--email",
+            email,
+            "--password-stdin",
+            "--certificate",
+            cert_path.to_str().unwrap(),
+        ];
+        let (ok, stdout, stderr) = a.cli_with_input(&args, Some(PASSWORD.as_bytes())).await;
+        assert!(ok, "{stdout}\n{stderr}");
+        let listed = cli_ok(b, &["user", "list"]).await;
+        assert!(
+            listed.contains("  certificate\tsubject=CN=pg-user"),
+            "{listed}"
+        );
+        let (id, secret) = create_client(b, "reader", "iam:admin.read", &[]).await;
+
+        let token = login_token(&http, a, "ada").await;
+        assert_eq!(whoami(&http, b, Some(&token)).await.status, 200);
+        let client_token = access_token(
+            token_request(
+                &http,
+                b,
+                Some((&id, &secret)),
+                &[("grant_type", "client_credentials")],
+            )
+            .await,
+        )
+        .await;
+        let keys = send(
+            http.get(format!("{}/admin/eab-keys", base(a)))
+                .bearer_auth(&client_token),
+        )
+        .await;
+        assert_eq!(keys.status, 200, "{}", keys.body);
+        let jwks = |p: &Pkid| {
+            let http = http.clone();
+            let url = format!("{}/.well-known/jwks.json", base(p));
+            async move { send(http.get(url)).await.body }
+        };
+        assert_eq!(jwks(a).await, jwks(b).await, "one key");
+        let (_, claims, _) = jwt_parts(&token);
+        assert_eq!(claims["iss"], origin);
+
+        cli_ok(b, &["user", "disable", "ada"]).await;
+        assert_eq!(whoami(&http, a, Some(&token)).await.status, 401);
+    })
+    .await;
+}
