@@ -21,7 +21,7 @@ pub mod repository;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use http::{HeaderName, StatusCode};
+use http::{HeaderMap, HeaderName, StatusCode};
 use serde_json::Value;
 
 pub use body::{BodyError, RequestBody};
@@ -32,6 +32,18 @@ pub use body::{BodyError, RequestBody};
 pub struct Caller {
     /// The peer's address (a TLS-terminating proxy's, behind one).
     pub peer: SocketAddr,
+}
+
+impl Caller {
+    /// What this request presents to `identity`: everything the transport learned of the
+    /// caller, with the request's headers. The one place a new transport fact (a verified client
+    /// certificate) is handed on.
+    pub fn presented<'a>(&self, headers: &'a HeaderMap) -> crate::identity::Presented<'a> {
+        crate::identity::Presented {
+            peer: self.peer.ip(),
+            headers,
+        }
+    }
 }
 
 /// A surface's answer, before the transport turns it into an HTTP response.

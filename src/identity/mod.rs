@@ -54,8 +54,8 @@ pub struct IdentitySettings {
     pub throttle: ThrottleSettings,
 }
 
-/// What a request presents to be judged by, as its surface hands it over (the transport's
-/// `api::Caller` and the request's headers).
+/// What a request presents to be judged by, as its surface hands it over
+/// (`api::Caller::presented`: what the transport learned, and the request's headers).
 pub struct Presented<'a> {
     /// The peer's address (a TLS-terminating proxy's, behind one).
     pub peer: IpAddr,
@@ -117,13 +117,17 @@ impl Identity {
     ///    (verified but linked to nobody: `Anonymous`);
     /// 4. nothing: `Anonymous`.
     pub async fn authenticate(&self, presented: &Presented<'_>) -> Result<Principal, AuthError> {
-        // Step 1, JWS-signed requests: the verifier (moved from api/acme) is wired here, before
-        // the bearer token, for requests whose Content-Type is application/jose+json.
+        // Step 1 (to be wired), JWS-signed requests: when `Content-Type` is
+        // `application/jose+json`, the JWS verifier and nonce service (moving here from
+        // api/acme) check the request (its body and URL join `Presented`), and the `kid`'s key
+        // names the user through `Reads::user_by_key`; a user who is not enabled is refused.
         if let Some(token) = bearer_token(presented.headers)? {
             return self.bearer(token).await;
         }
-        // Step 3, client certificates: the verified chain the transport hands over (through
-        // `Presented`) is looked up here with `Reads::user_by_certificate`.
+        // Step 3 (to be wired), client certificates: the verified chain the transport hands
+        // over (a field of `Presented`, filled in `api::Caller::presented`) names the user
+        // through `Reads::user_by_certificate` (end-entity subject and issuer DN, RFC 2253);
+        // linked to nobody: `Anonymous`; to a user who is not enabled: refused.
         Ok(Principal::Anonymous)
     }
 

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::api::{Caller, Reply, RequestBody};
-use crate::identity::{authorize, Action, AuthError, Denied, Identity, Presented, Principal};
+use crate::identity::{authorize, Action, AuthError, Denied, Identity, Principal};
 use crate::ra::{BindingPolicy, Ra, RaError};
 use crate::store::Reads;
 
@@ -78,12 +78,8 @@ impl AdminApi {
         headers: &HeaderMap,
         caller: &Caller,
     ) -> Result<Principal, AdminReply> {
-        let presented = Presented {
-            peer: caller.peer.ip(),
-            headers,
-        };
         self.identity
-            .authenticate(&presented)
+            .authenticate(&caller.presented(headers))
             .await
             .map_err(|e| match e {
                 AuthError::Invalid(_) => {

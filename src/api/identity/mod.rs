@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::api::{Caller, Reply, RequestBody};
-use crate::identity::{authorize, Action, AuthError, GrantError, Identity, Presented, Principal};
+use crate::identity::{authorize, Action, AuthError, GrantError, Identity, Principal};
 
 pub struct IdentityApi {
     identity: Arc<Identity>,
@@ -134,11 +134,7 @@ impl IdentityApi {
 
     /// `GET /identity/me`.
     async fn me(&self, headers: &HeaderMap, caller: &Caller) -> Reply {
-        let presented = Presented {
-            peer: caller.peer.ip(),
-            headers,
-        };
-        let principal = match self.identity.authenticate(&presented).await {
+        let principal = match self.identity.authenticate(&caller.presented(headers)).await {
             Ok(principal) => principal,
             Err(AuthError::Invalid(_)) => {
                 return error(StatusCode::UNAUTHORIZED, "the credential is not valid").header(
