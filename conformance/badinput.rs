@@ -861,7 +861,11 @@ async fn unrouted_posts_with_bodies_get_their_404_over_http2_and_http11() {
             for size in [0, 20 * 1024, limit - 1] {
                 let file = bodies.join(format!("{size}.bin"));
                 std::fs::write(&file, vec![b'x'; size]).unwrap();
-                for path in ["/token", "/api/v1/certificate_requests", "/no/such/path"] {
+                for path in [
+                    "/oauth/token",
+                    "/api/v1/certificate_requests",
+                    "/no/such/path",
+                ] {
                     // Three tries each: the reset came on most tries, not on every one.
                     for _ in 0..3 {
                         let url = format!("https://localhost:{}{path}", env.pkid.port());

@@ -16,6 +16,8 @@
 //! - `issuance`: one order issues at most once however finalize races; orders survive restarts
 //! - `jws`: crafted JWS requests (§6.2, §6.5) real clients never send
 //! - `badinput`: requests that break RFC 8555 get their problem and leave the database unchanged
+//! - `identity`: who may do what (the authorization matrix), the OAuth2 token endpoint, access
+//!   tokens, password guessing slowed, the user, client and admin token commands
 //! - `hostile`: hostile bytes on every surface (ACME, admin, CRL/OCSP) get bounded answers
 //! - `caa`: CAA (RFC 8659, RFC 8657 parameters) as pkid's validator sees it
 //! - `validation`: the validator is no SSRF tool: redirect and address rules, no echoed answers
@@ -39,6 +41,7 @@ mod caa;
 mod client_certs;
 mod faults;
 mod hostile;
+mod identity;
 mod issuance;
 mod jws;
 mod load;

@@ -18,7 +18,7 @@ use crate::harness::postgres::Postgres;
 
 const TEST_BOUND: Duration = Duration::from_secs(180);
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap().flatten() {
         let target = to.join(entry.file_name());

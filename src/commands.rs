@@ -1,7 +1,9 @@
-//! Operator commands beside `serve`: revocation, CRLs, CA inventory, backend checks.
-//! They open the same store and issuers as the server (a running server sees their effects).
+//! Operator commands beside `serve`: revocation, CRLs, CA inventory, backend checks, users,
+//! OAuth2 clients and admin tokens. They open the same store and issuers as the server (a
+//! running server sees their effects). A secret (a client secret, an admin token) is printed
+//! once, to standard output, and never logged.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use pkid_backends::RevocationReason;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -209,12 +211,234 @@ pub async fn ca_create(cfg: &Config, name: &str) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// `pkid admin token create [--note N]`: an operator bearer token for `/admin/…`, printed once;
-/// only its SHA-256 is stored.
-pub async fn admin_token_create(cfg: &Config, note: &str) -> Result<(), BoxError> {
+/// `pkid admin token create [--note N] [--expires-days D]`: an operator bearer token for
+/// `/admin/…`, printed once; only its SHA-256 is stored. It expires after `expires_days` days
+/// (default `identity.admin_token_days`).
+pub async fn admin_token_create(
+    cfg: &Config,
+    note: &str,
+    expires_days: Option<u32>,
+) -> Result<(), BoxError> {
     let authorities = open_authorities(cfg).await?;
-    let (id, token) = crate::identity::admin_tokens::create(&authorities.store, note).await?;
+    let days = expires_days.unwrap_or(cfg.identity.admin_token_days);
+    if days == 0 {
+        return Err(
+            "an admin token is valid for at least one day (--expires-days 1 or more)".into(),
+        );
+    }
+    let (id, token, expires_at) =
+        crate::identity::admin_tokens::create(&authorities.store, note, days).await?;
     println!("id: {id}");
     println!("token: {}", token.as_str());
+    println!("expires: {}", crate::pki::rfc3339(expires_at));
+    Ok(())
+}
+
+/// `pkid admin token list`: every admin token's id, times and state (never the token).
+pub async fn admin_token_list(cfg: &Config) -> Result<(), BoxError> {
+    let authorities = open_authorities(cfg).await?;
+    let at = crate::store::now();
+    for token in crate::identity::admin_tokens::list(&authorities.store).await? {
+        let state = match (token.revoked_at, token.expires_at) {
+            (Some(_), _) => "revoked",
+            (None, Some(expires)) if expires <= at => "expired",
+            (None, _) => "live",
+        };
+        println!(
+            "{}\t{state}\tcreated={}\texpires={}\t{}",
+            token.id,
+            crate::pki::rfc3339(token.created_at),
+            token
+                .expires_at
+                .map_or_else(|| "never".to_string(), crate::pki::rfc3339),
+            token.note
+        );
+    }
+    Ok(())
+}
+
+/// `pkid admin token revoke ID`: the token stops working at its next use.
+pub async fn admin_token_revoke(cfg: &Config, id: &str) -> Result<(), BoxError> {
+    let authorities = open_authorities(cfg).await?;
+    if !crate::identity::admin_tokens::revoke(&authorities.store, id).await? {
+        return Err(format!("no live admin token with id {id:?}").into());
+    }
+    println!("revoked admin token {id}");
+    Ok(())
+}
+
+/// What `pkid user create` reads besides the name and roles.
+pub struct UserOptions {
+    pub email: Option<String>,
+    /// Read the password from standard input (one line; the line break is not part of it).
+    pub password_stdin: bool,
+    /// A certificate (PEM or DER) to link to the user.
+    pub certificate: Option<PathBuf>,
+}
+
+/// The password on standard input: all of it, less one line break at the end.
+fn password_from_stdin() -> Result<zeroize::Zeroizing<String>, BoxError> {
+    use std::io::Read;
+    let mut text = zeroize::Zeroizing::new(String::new());
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|e| format!("reading the password from standard input: {e}"))?;
+    let end = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .map_or(text.len(), str::len);
+    Ok(zeroize::Zeroizing::new(text[..end].to_string()))
+}
+
+/// `pkid user create NAME --role ROLE …`.
+pub async fn user_create(
+    cfg: &Config,
+    username: &str,
+    roles: &[String],
+    options: UserOptions,
+) -> Result<(), BoxError> {
+    use crate::identity::users::{create_user, NewUser};
+    let roles = roles
+        .iter()
+        .map(|r| r.parse::<crate::identity::Role>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let password = options
+        .password_stdin
+        .then(password_from_stdin)
+        .transpose()?;
+    let certificate = options
+        .certificate
+        .as_ref()
+        .map(|path| std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display())))
+        .transpose()?;
+    let authorities = open_authorities(cfg).await?;
+    let user = create_user(
+        &authorities.store,
+        &NewUser {
+            username,
+            roles,
+            email: options.email.as_deref(),
+            password: password.as_ref().map(|p| p.as_str()),
+            certificate: certificate.as_deref(),
+        },
+    )
+    .await?;
+    println!("id: {}", user.id);
+    println!("username: {}", user.username);
+    println!("roles: {}", user.roles);
+    for link in authorities.store.user_certificates(&user.id).await? {
+        println!(
+            "certificate: subject={} issuer={}",
+            link.subject_dn, link.issuer_dn
+        );
+    }
+    Ok(())
+}
+
+/// `pkid user list`: each user, then its linked certificates and bound keys, indented.
+pub async fn user_list(cfg: &Config) -> Result<(), BoxError> {
+    let authorities = open_authorities(cfg).await?;
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    for listed in crate::identity::users::list_users(&authorities.store).await? {
+        let user = &listed.user;
+        println!(
+            "{}\tid={}\troles={}\temail={}\tenabled={}\tpassword={}",
+            user.username,
+            user.id,
+            user.roles.replace(' ', ","),
+            user.email.as_deref().unwrap_or("-"),
+            yes_no(user.enabled),
+            yes_no(user.password_hash.is_some()),
+        );
+        for link in &listed.certificates {
+            println!(
+                "  certificate\tsubject={}\tissuer={}",
+                link.subject_dn, link.issuer_dn
+            );
+        }
+        for key in &listed.keys {
+            println!("  key\t{}", key.thumbprint);
+        }
+    }
+    Ok(())
+}
+
+/// `pkid user disable NAME`: the user's tokens and links stop working at their next use.
+pub async fn user_disable(cfg: &Config, username: &str) -> Result<(), BoxError> {
+    let authorities = open_authorities(cfg).await?;
+    crate::identity::users::disable_user(&authorities.store, username).await?;
+    println!("disabled user {username}");
+    Ok(())
+}
+
+/// `pkid user bind-key NAME --jwk FILE`: a public key (JWK) the user signs requests with.
+pub async fn user_bind_key(cfg: &Config, username: &str, jwk: &Path) -> Result<(), BoxError> {
+    let text =
+        std::fs::read_to_string(jwk).map_err(|e| format!("reading {}: {e}", jwk.display()))?;
+    let authorities = open_authorities(cfg).await?;
+    let thumbprint = crate::identity::users::bind_key(&authorities.store, username, &text).await?;
+    println!("bound key {thumbprint} to user {username}");
+    Ok(())
+}
+
+/// `pkid client create NAME --scopes "S1 S2" [--grant-type G] [--json]`: the client id and its
+/// secret, printed once.
+pub async fn client_create(
+    cfg: &Config,
+    name: &str,
+    scopes: &str,
+    grant_types: &[String],
+    as_json: bool,
+) -> Result<(), BoxError> {
+    use crate::identity::clients::{create_client, GrantType};
+    let grant_types = grant_types
+        .iter()
+        .map(|g| g.parse::<GrantType>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let authorities = open_authorities(cfg).await?;
+    let (client, secret) = create_client(&authorities.store, name, scopes, &grant_types).await?;
+    let split =
+        |text: &str| -> Vec<String> { text.split_ascii_whitespace().map(str::to_string).collect() };
+    if as_json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "client_id": client.client_id,
+                "client_secret": secret.as_str(),
+                "name": client.name,
+                "scopes": split(&client.scopes),
+                "grant_types": split(&client.grant_types),
+            })
+        );
+    } else {
+        println!("client_id: {}", client.client_id);
+        println!("client_secret: {}", secret.as_str());
+        println!("scopes: {}", client.scopes);
+        println!("grant_types: {}", client.grant_types);
+    }
+    Ok(())
+}
+
+/// `pkid client list`: every client (never its secret).
+pub async fn client_list(cfg: &Config) -> Result<(), BoxError> {
+    let authorities = open_authorities(cfg).await?;
+    for client in crate::identity::clients::list_clients(&authorities.store).await? {
+        println!(
+            "{}\tclient_id={}\tscopes={}\tgrant_types={}\tenabled={}",
+            client.name,
+            client.client_id,
+            client.scopes.replace(' ', ","),
+            client.grant_types.replace(' ', ","),
+            if client.enabled { "yes" } else { "no" },
+        );
+    }
+    Ok(())
+}
+
+/// `pkid client disable NAME`: its tokens stop working at their next use.
+pub async fn client_disable(cfg: &Config, name: &str) -> Result<(), BoxError> {
+    let authorities = open_authorities(cfg).await?;
+    crate::identity::clients::disable_client(&authorities.store, name).await?;
+    println!("disabled client {name}");
     Ok(())
 }

@@ -22,6 +22,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub ca: CaConfig,
     pub acme: AcmeConfig,
+    pub identity: IdentityConfig,
     pub log: LogConfig,
     /// Signing backends by name. `default`, a software CA, always exists: it issues pkid's own
     /// TLS certificate and its root is `root.pem`.
@@ -270,6 +271,39 @@ impl Default for ProfileConfig {
     }
 }
 
+/// Users, OAuth2 clients, access tokens and admin tokens (`docs/identity.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// Seconds an access token (a JWT from `/login` or `/token`) is valid.
+    pub token_lifetime_secs: u64,
+    /// Days an admin token is valid when `pkid admin token create` names no `--expires-days`.
+    pub admin_token_days: u32,
+    /// Failed logins (`/login`, `/token`) on one username or client id within the window
+    /// before further attempts on it are refused (429).
+    pub failures_per_name: u32,
+    /// Failed logins from one address (IPv6: one /64) within the window before its further
+    /// attempts are refused.
+    pub failures_per_address: u32,
+    /// Seconds a window of failures lasts, from its first failure.
+    pub throttle_window_secs: u64,
+    /// Names (and, apart, addresses) whose failures are remembered at most.
+    pub throttle_max_tracked: usize,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            token_lifetime_secs: 900,
+            admin_token_days: 90,
+            failures_per_name: 10,
+            failures_per_address: 30,
+            throttle_window_secs: 300,
+            throttle_max_tracked: 65_536,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
@@ -287,6 +321,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             ca: CaConfig::default(),
             acme: AcmeConfig::default(),
+            identity: IdentityConfig::default(),
             log: LogConfig::default(),
             backends: BTreeMap::from([(
                 "default".to_string(),

@@ -5,9 +5,10 @@
 //!
 //! ```text
 //! http/        transport: listeners, TLS, limits, routing by path prefix to a surface
-//! api/         one per surface (acme, admin, repository): routes, wire types, error shapes;
-//!              reads through store::Reads, writes through the RA
-//! identity/    who is calling (Principal, operator tokens), the JWS verifier and nonces
+//! api/         one per surface (acme, admin, identity, repository): routes, wire types, error
+//!              shapes; reads through store::Reads, writes through the RA
+//! identity/    who is calling (Principal: users, clients, tokens, certificates, JWS keys) and
+//!              authorize(); the JWS verifier and nonces
 //! ra/          every write of every surface: policy, lifecycles, recovery; RaError
 //! va/ ca/ revocation/    validation and CAA; issuers and the issuance cycle; CRLs and OCSP
 //! store/       sqlx over SQLite or PostgreSQL, one file per aggregate

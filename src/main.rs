@@ -61,6 +61,66 @@ enum Command {
         #[command(subcommand)]
         command: EabCommand,
     },
+    /// Users: roles, passwords, linked certificates, bound keys.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// OAuth2 clients of the token endpoint (/token).
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user.
+    Create {
+        name: String,
+        /// admin, certificate-manager, certificate-requestor or read-only (repeatable).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        #[arg(long)]
+        email: Option<String>,
+        /// Read the password from standard input (no password: no password login).
+        #[arg(long)]
+        password_stdin: bool,
+        /// A certificate (PEM or DER) to link: its subject and issuer then log the user in.
+        #[arg(long)]
+        certificate: Option<PathBuf>,
+    },
+    /// List users with their linked certificates and bound keys.
+    List,
+    /// Disable a user: its tokens stop working at their next use.
+    Disable { name: String },
+    /// Bind a public key (a JWK file) for JWS-signed requests.
+    BindKey {
+        name: String,
+        #[arg(long)]
+        jwk: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register a client; prints its client_id and secret once.
+    Create {
+        name: String,
+        /// The scopes it may be granted, space-separated.
+        #[arg(long, default_value = "")]
+        scopes: String,
+        /// password or client_credentials (repeatable; default both).
+        #[arg(long = "grant-type")]
+        grant_types: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List clients (never their secrets).
+    List,
+    /// Disable a client: its tokens stop working at their next use.
+    Disable { name: String },
 }
 
 #[derive(Subcommand)]
@@ -78,7 +138,14 @@ enum TokenCommand {
     Create {
         #[arg(long, default_value = "")]
         note: String,
+        /// Days until it expires (default: identity.admin_token_days, 90).
+        #[arg(long)]
+        expires_days: Option<u32>,
     },
+    /// List tokens: id, state, times, note (never the token).
+    List,
+    /// Revoke a token by its id.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -164,9 +231,23 @@ async fn dispatch(cfg: Config, command: Command) -> Result<(), BoxError> {
         Command::Admin {
             command:
                 AdminCommand::Token {
-                    command: TokenCommand::Create { note },
+                    command: TokenCommand::Create { note, expires_days },
                 },
-        } => pkid::commands::admin_token_create(&cfg, &note).await,
+        } => pkid::commands::admin_token_create(&cfg, &note, expires_days).await,
+        Command::Admin {
+            command:
+                AdminCommand::Token {
+                    command: TokenCommand::List,
+                },
+        } => pkid::commands::admin_token_list(&cfg).await,
+        Command::Admin {
+            command:
+                AdminCommand::Token {
+                    command: TokenCommand::Revoke { id },
+                },
+        } => pkid::commands::admin_token_revoke(&cfg, &id).await,
+        Command::User { command } => user(&cfg, command).await,
+        Command::Client { command } => client(&cfg, command).await,
         Command::Eab {
             command:
                 EabCommand::Create {
@@ -192,6 +273,41 @@ async fn dispatch(cfg: Config, command: Command) -> Result<(), BoxError> {
         Command::Backend {
             command: BackendCommand::Check { name },
         } => pkid::commands::backend_check(&cfg, &name).await,
+    }
+}
+
+async fn user(cfg: &Config, command: UserCommand) -> Result<(), BoxError> {
+    match command {
+        UserCommand::Create {
+            name,
+            roles,
+            email,
+            password_stdin,
+            certificate,
+        } => {
+            let options = pkid::commands::UserOptions {
+                email,
+                password_stdin,
+                certificate,
+            };
+            pkid::commands::user_create(cfg, &name, &roles, options).await
+        }
+        UserCommand::List => pkid::commands::user_list(cfg).await,
+        UserCommand::Disable { name } => pkid::commands::user_disable(cfg, &name).await,
+        UserCommand::BindKey { name, jwk } => pkid::commands::user_bind_key(cfg, &name, &jwk).await,
+    }
+}
+
+async fn client(cfg: &Config, command: ClientCommand) -> Result<(), BoxError> {
+    match command {
+        ClientCommand::Create {
+            name,
+            scopes,
+            grant_types,
+            json,
+        } => pkid::commands::client_create(cfg, &name, &scopes, &grant_types, json).await,
+        ClientCommand::List => pkid::commands::client_list(cfg).await,
+        ClientCommand::Disable { name } => pkid::commands::client_disable(cfg, &name).await,
     }
 }
 

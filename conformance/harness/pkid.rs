@@ -115,11 +115,26 @@ impl Pkid {
     /// folder with pkid's configuration, so it opens the same database; bounded to 30 s.
     /// Returns (success, stdout, stderr).
     pub async fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        self.cli_with_input(args, None).await
+    }
+
+    /// [`Pkid::cli`], with `input` on the command's standard input (`--password-stdin`).
+    pub async fn cli_with_input(
+        &self,
+        args: &[&str],
+        input: Option<&[u8]>,
+    ) -> (bool, String, String) {
         let mut command = tokio::process::Command::new(&self.bin);
         command
             .args(args)
             .current_dir(&self.work_dir)
-            .stdin(Stdio::null())
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .kill_on_drop(true);
         // Only this test's configuration, as for the server.
         for (key, _) in std::env::vars_os() {
@@ -130,7 +145,16 @@ impl Pkid {
         for (key, value) in self.environment() {
             command.env(key, value);
         }
-        let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+        let run = async {
+            let mut child = command.spawn()?;
+            if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+                use tokio::io::AsyncWriteExt;
+                stdin.write_all(input).await?;
+                // Dropped: the command reads to the end.
+            }
+            child.wait_with_output().await
+        };
+        let output = tokio::time::timeout(Duration::from_secs(30), run)
             .await
             .unwrap_or_else(|_| panic!("pkid {args:?} did not finish within 30 s"))
             .unwrap_or_else(|err| panic!("run pkid {args:?}: {err}"));

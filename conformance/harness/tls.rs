@@ -16,11 +16,20 @@ pub fn ensure_crypto_provider() {
 
 /// An HTTPS client that trusts exactly the given PEM roots (plus the platform's, unused here).
 pub fn https_client(root_pem: &[u8]) -> Result<reqwest::Client, String> {
+    https_client_from(root_pem, None)
+}
+
+/// [`https_client`], its connections made from `local` (another loopback address, say).
+pub fn https_client_from(
+    root_pem: &[u8],
+    local: Option<std::net::IpAddr>,
+) -> Result<reqwest::Client, String> {
     ensure_crypto_provider();
     let roots = reqwest::Certificate::from_pem_bundle(root_pem)
         .map_err(|err| format!("parse root PEM: {err}"))?;
     let mut builder = reqwest::Client::builder()
         .use_rustls_tls()
+        .local_address(local)
         .timeout(Duration::from_secs(30));
     for root in roots {
         builder = builder.add_root_certificate(root);

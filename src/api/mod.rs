@@ -4,6 +4,8 @@
 //!
 //! - [`acme`]: RFC 8555 (with RFC 8737, 8738, 9773, EAB and profiles) under `/acme`.
 //! - [`admin`]: operator resources under `/admin` (EAB keys).
+//! - [`identity`]: `/token` (OAuth2), `/login` (Notary), `/.well-known/jwks.json`,
+//!   `/identity/me`.
 //! - [`identity_keys`]: key bindings, `/identity/keys/{thumbprint}` (the `kid` of JWS-signed
 //!   REST requests), for the identity surface to serve.
 //! - [`repository`]: CRLs, OCSP and CA certificates for relying parties (`/crl`, `/ocsp`, `/ca`).
@@ -15,6 +17,7 @@
 pub mod acme;
 pub mod admin;
 mod body;
+pub mod identity;
 pub mod identity_keys;
 pub mod repository;
 
@@ -22,7 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderName, StatusCode};
+use http::{HeaderMap, HeaderName, StatusCode};
 use rustls_pki_types::CertificateDer;
 use serde_json::Value;
 
@@ -38,6 +41,18 @@ pub struct Caller {
     /// client proved it holds the leaf's key, nothing more is checked yet
     /// (`identity::certificates` judges it). Read once per connection; `None`: no certificate.
     pub client_chain: Option<Arc<Vec<CertificateDer<'static>>>>,
+}
+
+impl Caller {
+    /// What this request presents to `identity`: everything the transport learned of the
+    /// caller, with the request's headers. The one place a new transport fact (a verified client
+    /// certificate) is handed on.
+    pub fn presented<'a>(&self, headers: &'a HeaderMap) -> crate::identity::Presented<'a> {
+        crate::identity::Presented {
+            peer: self.peer.ip(),
+            headers,
+        }
+    }
 }
 
 /// A surface's answer, before the transport turns it into an HTTP response.

@@ -28,6 +28,7 @@ use tracing::Instrument;
 
 use crate::api::acme::{header_value, AcmeServer};
 use crate::api::admin::AdminApi;
+use crate::api::identity::IdentityApi;
 use crate::api::repository::Repository;
 use crate::api::{Caller, Reply, RequestBody};
 
@@ -48,6 +49,8 @@ pub struct App {
     pub repository: Repository,
     /// `/admin/…`.
     pub admin: AdminApi,
+    /// `/token`, `/login`, `/.well-known/jwks.json`, `/identity/…`.
+    pub identity: IdentityApi,
     pub settings: HttpSettings,
     request_counter: AtomicU64,
 }
@@ -66,12 +69,14 @@ impl App {
         acme: Vec<Arc<AcmeServer>>,
         repository: Repository,
         admin: AdminApi,
+        identity: IdentityApi,
         settings: HttpSettings,
     ) -> App {
         App {
             acme,
             repository,
             admin,
+            identity,
             settings,
             request_counter: AtomicU64::new(0),
         }
@@ -155,6 +160,13 @@ impl App {
             let limit = self.settings.max_body_bytes;
             return self
                 .admin
+                .handle(&parts.method, path, &parts.headers, caller, body, limit)
+                .await;
+        }
+        if IdentityApi::serves(path) {
+            let limit = self.settings.max_body_bytes;
+            return self
+                .identity
                 .handle(&parts.method, path, &parts.headers, caller, body, limit)
                 .await;
         }

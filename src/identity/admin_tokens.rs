@@ -1,46 +1,45 @@
 //! Operator bearer tokens (`pkid admin token create`): `pkid_` and 32 random bytes, shown once;
-//! only their SHA-256 is stored, and a request's token is found by that hash.
+//! only their SHA-256 is stored, and a request's token is found by that hash. New tokens expire
+//! (`identity.admin_token_days` unless the command says otherwise); tokens made before expiry
+//! existed are valid until revoked. `pkid admin token list` and `revoke` manage them.
 
-use http::HeaderMap;
 use zeroize::Zeroizing;
 
-use super::{token_hash, Principal};
+use super::token_hash;
 use crate::ra::ids::random_secret;
-use crate::store::{Reads, Store, StoreError};
+use crate::store::{now, AdminTokenRow, Reads, Store, StoreError};
 
-/// Why a request is not an operator's.
-#[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    #[error("an admin bearer token is required")]
-    Missing,
-    #[error("the bearer token is not valid")]
-    Invalid,
-    #[error("the token could not be looked up: {0}")]
-    Unavailable(#[from] StoreError),
+/// What every admin token starts with: a bearer token that does is looked up as one.
+pub const PREFIX: &str = "pkid_";
+
+/// The id of the live admin token `token` is, if any.
+pub(super) async fn lookup(reads: &Reads, token: &str) -> Result<Option<String>, StoreError> {
+    reads.admin_token(&token_hash(token), now()).await
 }
 
-/// The operator whose token the request's `Authorization: Bearer` carries.
-pub async fn operator(reads: &Reads, headers: &HeaderMap) -> Result<Principal, AuthError> {
-    let token = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or(AuthError::Missing)?;
-    match reads.admin_token(&token_hash(token)).await? {
-        Some(token_id) => Ok(Principal::Operator { token_id }),
-        None => Err(AuthError::Invalid),
-    }
-}
-
-/// A new operator token: its id and the token itself, which is not kept.
-pub async fn create(store: &Store, note: &str) -> Result<(String, Zeroizing<String>), StoreError> {
+/// A new operator token valid for `expires_days` days: its id and the token itself, which is
+/// not kept.
+pub async fn create(
+    store: &Store,
+    note: &str,
+    expires_days: u32,
+) -> Result<(String, Zeroizing<String>, i64), StoreError> {
     let token = random_secret(32);
-    let token = Zeroizing::new(format!("pkid_{}", token.as_str()));
+    let token = Zeroizing::new(format!("{PREFIX}{}", token.as_str()));
     let id = random_secret(9).to_string();
+    let expires_at = now() + i64::from(expires_days) * 86_400;
     store
-        .insert_admin_token(&id, &token_hash(&token), note)
+        .insert_admin_token(&id, &token_hash(&token), note, Some(expires_at))
         .await?;
-    Ok((id, token))
+    Ok((id, token, expires_at))
+}
+
+/// Every admin token (never its hash), oldest first.
+pub async fn list(reads: &Reads) -> Result<Vec<AdminTokenRow>, StoreError> {
+    reads.admin_tokens().await
+}
+
+/// Revoke token `id` now. `false`: no such live token.
+pub async fn revoke(store: &Store, id: &str) -> Result<bool, StoreError> {
+    store.revoke_admin_token(id).await
 }

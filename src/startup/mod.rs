@@ -16,11 +16,14 @@ use rand::RngCore;
 
 use crate::api::acme::{AcmeServer, AcmeSettings};
 use crate::api::admin::AdminApi;
+use crate::api::identity::IdentityApi;
 use crate::api::repository::Repository;
 use crate::ca::{Ca, IssuanceProfile};
 use crate::config::Config;
 use crate::http::{App, HttpSettings, Surface};
 use crate::identity::nonce::NonceService;
+use crate::identity::throttle::ThrottleSettings;
+use crate::identity::{Identity, IdentitySettings};
 use crate::ra::{Directory, Ra, RaSettings};
 use crate::store::{Database, Store};
 use crate::va::{AddressPolicy, Validator, ValidatorSettings};
@@ -125,11 +128,20 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         );
     }
 
-    // api: ACME directories (with their nonces), admin, repository
+    // identity: users, clients, tokens (its signing key made on first start)
+    let identity = Arc::new(
+        Identity::open(&store, &kek, &cfg.base_url(), identity_settings(&cfg))
+            .await
+            .map_err(|e| format!("identity: {e}"))?,
+    );
+
+    // api: ACME directories (with their nonces), admin, identity, repository
     let nonces = nonce_service(&cfg, &store).await?;
     let directories = acme_directories(&cfg, &cas, &ra, &nonces);
+    let identity_api = IdentityApi::new(identity.clone());
     let admin = AdminApi::new(
         ra.clone(),
+        identity,
         directories
             .iter()
             .map(|d| d.directory().name.clone())
@@ -161,6 +173,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         directories.clone(),
         repository,
         admin,
+        identity_api,
         http_settings,
     ));
 
@@ -234,6 +247,19 @@ fn ra_settings(cfg: &Config) -> RaSettings {
         test_mode: cfg.acme.test_mode.clone(),
         caa_identities: cfg.acme.caa_identities.clone(),
         caa_recheck_secs: i64::try_from(cfg.acme.caa_recheck_secs).unwrap_or(28800),
+    }
+}
+
+fn identity_settings(cfg: &Config) -> IdentitySettings {
+    let c = &cfg.identity;
+    IdentitySettings {
+        token_lifetime_secs: i64::try_from(c.token_lifetime_secs.max(1)).unwrap_or(900),
+        throttle: ThrottleSettings {
+            failures_per_name: c.failures_per_name.max(1),
+            failures_per_address: c.failures_per_address.max(1),
+            window: Duration::from_secs(c.throttle_window_secs.max(1)),
+            max_tracked: c.throttle_max_tracked.max(1),
+        },
     }
 }
 

@@ -36,7 +36,10 @@
 //! - `status.rs`: the rows' statuses ([`OrderStatus`] …), and those ACME derives from them.
 //! - `nonces.rs`: redeemed nonces (RFC 8555 §7.2) and the settings replicas share.
 //! - `accounts.rs`: accounts (RFC 8555 §7.3); `eab.rs`: external account binding keys
-//!   (§7.3.4); `tokens.rs`: admin tokens.
+//!   (§7.3.4).
+//! - `users.rs`: users, the certificates linked to them and the keys bound to them;
+//!   `clients.rs`: OAuth2 clients; `tokens.rs`: admin tokens (each with its rows: they are
+//!   read nowhere else).
 //! - `orders.rs`: orders (RFC 8555 §7.4): newOrder's reuse lookups and rate-limit counts, a
 //!   finalize's claim, how an order fails, settles or is recovered.
 //! - `authorizations.rs`: authorizations and challenges (RFC 8555 §7.5).
@@ -52,6 +55,7 @@
 mod accounts;
 mod authorizations;
 mod certificates;
+mod clients;
 pub mod connections;
 mod crls;
 mod eab;
@@ -64,6 +68,7 @@ mod rows;
 mod sql;
 mod status;
 mod tokens;
+mod users;
 
 #[cfg(test)]
 mod tests;
@@ -84,6 +89,7 @@ use sql::run_on;
 pub use accounts::NewAccountOutcome;
 pub use authorizations::NewAuthz;
 pub use certificates::{IssuedRecord, PendingCertificate};
+pub use clients::ClientRow;
 pub use fast::{Prefetch, Prefetched};
 pub use group_commit::Written;
 pub use orders::{AuthzReuse, Claim, OrderAuthz, OrderReuse};
@@ -95,6 +101,8 @@ pub use sql::{Arg, Statement};
 pub use status::{
     AccountStatus, AuthzStatus, CertificateStatus, ChallengeStatus, OrderStatus, UnknownStatus,
 };
+pub use tokens::AdminTokenRow;
+pub use users::{UserCertificateRow, UserKeyRow, UserRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

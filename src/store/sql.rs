@@ -20,6 +20,7 @@ pub enum Arg {
     Int(i64),
     OptInt(Option<i64>),
     Bytes(Vec<u8>),
+    OptBytes(Option<Vec<u8>>),
 }
 
 impl From<&str> for Arg {
@@ -57,6 +58,11 @@ impl From<&[u8]> for Arg {
         Arg::Bytes(v.to_vec())
     }
 }
+impl From<Option<&[u8]>> for Arg {
+    fn from(v: Option<&[u8]>) -> Arg {
+        Arg::OptBytes(v.map(<[u8]>::to_vec))
+    }
+}
 
 /// One write statement and its values.
 #[derive(Debug, Clone)]
@@ -90,6 +96,7 @@ impl Statement {
                 Arg::Int(v) => query.bind(*v),
                 Arg::OptInt(v) => query.bind(*v),
                 Arg::Bytes(v) => query.bind(v.as_slice()),
+                Arg::OptBytes(v) => query.bind(v.as_deref()),
             };
         }
         query

@@ -386,3 +386,161 @@ async fn a_status_no_code_writes_is_refused_when_read() {
         "{refused}"
     );
 }
+
+/// Users are found by id, username, e-mail, linked certificate and bound key; a username, an
+/// e-mail, a certificate or a key taken already refuses the whole write; disabling and a new
+/// password show at the next read.
+#[tokio::test]
+async fn users_their_certificates_and_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("pkid.db").display());
+    let store = Store::connect(&url, 2).await.unwrap();
+    let user = |id: &str, username: &str, email: Option<&str>| UserRow {
+        id: id.into(),
+        username: username.into(),
+        email: email.map(str::to_string),
+        roles: "admin".into(),
+        password_hash: Some("$argon2id$…".into()),
+        enabled: true,
+        created_at: now(),
+        updated_at: now(),
+    };
+    let link = |id: &str, user_id: &str, subject: &str| UserCertificateRow {
+        id: id.into(),
+        user_id: user_id.into(),
+        subject_dn: subject.into(),
+        issuer_dn: "CN=CA".into(),
+        der: None,
+        created_at: now(),
+    };
+    let ada = user("u1", "ada", Some("ada@pkid.test"));
+    store
+        .insert_user(&ada, &[link("c1", "u1", "CN=ada")])
+        .await
+        .unwrap();
+    assert_eq!(store.user("u1").await.unwrap(), Some(ada.clone()));
+    assert_eq!(
+        store.user_by_username("ada").await.unwrap(),
+        Some(ada.clone())
+    );
+    assert_eq!(
+        store.user_by_email("ada@pkid.test").await.unwrap(),
+        Some(ada.clone())
+    );
+    assert_eq!(
+        store.user_by_certificate("CN=ada", "CN=CA").await.unwrap(),
+        Some(ada.clone())
+    );
+    assert_eq!(
+        store
+            .user_by_certificate("CN=ada", "CN=other")
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Taken: the username, the e-mail, the certificate. Nothing of a refused write is kept.
+    for (other, links) in [
+        (user("u2", "ada", None), vec![]),
+        (user("u2", "bob", Some("ada@pkid.test")), vec![]),
+        (user("u2", "bob", None), vec![link("c2", "u2", "CN=ada")]),
+    ] {
+        let refused = store.insert_user(&other, &links).await.unwrap_err();
+        assert!(refused.is_unique_violation(), "{refused}");
+        assert_eq!(store.user("u2").await.unwrap(), None);
+    }
+
+    let key = UserKeyRow {
+        thumbprint: "tp".into(),
+        user_id: "u1".into(),
+        jwk: "{}".into(),
+        created_at: now(),
+    };
+    store.insert_user_key(&key).await.unwrap();
+    assert!(store
+        .insert_user_key(&key)
+        .await
+        .unwrap_err()
+        .is_unique_violation());
+    assert_eq!(
+        store.user_by_key("tp").await.unwrap(),
+        Some((ada.clone(), key.clone()))
+    );
+    assert_eq!(store.user_keys("u1").await.unwrap(), vec![key]);
+    assert_eq!(store.user_certificates("u1").await.unwrap().len(), 1);
+
+    assert!(store.set_user_password("u1", None).await.unwrap());
+    assert!(store.disable_user("ada").await.unwrap());
+    assert!(!store.disable_user("nobody").await.unwrap());
+    let read = store.user("u1").await.unwrap().unwrap();
+    assert_eq!((read.enabled, read.password_hash), (false, None));
+    assert_eq!(store.users().await.unwrap().len(), 1);
+}
+
+/// Clients by id, unique by name, disabled; admin tokens live until they expire or are
+/// revoked, and tokens without an expiry (made before it existed) until revoked.
+#[tokio::test]
+async fn clients_and_admin_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("pkid.db").display());
+    let store = Store::connect(&url, 2).await.unwrap();
+    let client = ClientRow {
+        client_id: "c1".into(),
+        name: "portal".into(),
+        secret_hash: "hash".into(),
+        scopes: "iam:admin.read".into(),
+        grant_types: "password client_credentials".into(),
+        enabled: true,
+        created_at: now(),
+    };
+    store.insert_client(&client).await.unwrap();
+    let twin = ClientRow {
+        client_id: "c2".into(),
+        ..client.clone()
+    };
+    assert!(store
+        .insert_client(&twin)
+        .await
+        .unwrap_err()
+        .is_unique_violation());
+    assert_eq!(store.client("c1").await.unwrap(), Some(client.clone()));
+    assert!(store.disable_client("portal").await.unwrap());
+    assert!(!store.client("c1").await.unwrap().unwrap().enabled);
+    assert_eq!(store.clients().await.unwrap().len(), 1);
+
+    let at = now();
+    store
+        .insert_admin_token("live", "h-live", "", Some(at + 60))
+        .await
+        .unwrap();
+    store
+        .insert_admin_token("old", "h-old", "", None)
+        .await
+        .unwrap();
+    store
+        .insert_admin_token("gone", "h-gone", "", Some(at - 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.admin_token("h-live", at).await.unwrap().as_deref(),
+        Some("live")
+    );
+    assert_eq!(store.admin_token("h-live", at + 60).await.unwrap(), None);
+    assert_eq!(
+        store
+            .admin_token("h-old", at + 1_000_000)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("old")
+    );
+    assert_eq!(store.admin_token("h-gone", at).await.unwrap(), None);
+    assert!(store.revoke_admin_token("old").await.unwrap());
+    assert!(!store.revoke_admin_token("old").await.unwrap());
+    assert_eq!(store.admin_token("h-old", at).await.unwrap(), None);
+    let listed = store.admin_tokens().await.unwrap();
+    assert_eq!(listed.len(), 3);
+    assert!(listed
+        .iter()
+        .any(|t| t.id == "old" && t.revoked_at.is_some()));
+}

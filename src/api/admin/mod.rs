@@ -1,8 +1,10 @@
 //! The admin REST surface (`/admin/…`): operator resources that have no ACME or seed shape —
 //! today the external account binding keys of RFC 8555 §7.3.4.
 //!
-//! Authentication: `Authorization: Bearer <token>`, a token made by `pkid admin token create`
-//! (only its SHA-256 is stored). Envelope: `{"result": …}` on success, `{"error": "…"}` otherwise.
+//! Authentication through `identity`: an admin token (`pkid admin token create`), an access
+//! token of an `admin` user, or an OAuth2 client's token with scope `iam:admin.read` (reads) or
+//! `iam:admin.write` (writes). 401 without a valid credential, 403 with one that does not allow
+//! the request. Envelope: `{"result": …}` on success, `{"error": "…"}` otherwise.
 
 use std::sync::Arc;
 
@@ -12,14 +14,14 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::api::{Caller, Reply, RequestBody};
-use crate::identity::admin_tokens::{self, AuthError};
-use crate::identity::Principal;
+use crate::identity::{authorize, Action, AuthError, Denied, Identity, Principal};
 use crate::ra::{BindingPolicy, Ra, RaError};
 use crate::store::Reads;
 
 pub struct AdminApi {
     ra: Arc<Ra>,
     reads: Reads,
+    identity: Arc<Identity>,
     /// ACME directory names EAB keys may be bound to.
     directories: Vec<String>,
 }
@@ -62,20 +64,26 @@ struct NewEabKey {
 }
 
 impl AdminApi {
-    pub fn new(ra: Arc<Ra>, directories: Vec<String>) -> AdminApi {
+    pub fn new(ra: Arc<Ra>, identity: Arc<Identity>, directories: Vec<String>) -> AdminApi {
         AdminApi {
             reads: ra.reads(),
             ra,
+            identity,
             directories,
         }
     }
 
-    async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AdminReply> {
-        admin_tokens::operator(&self.reads, headers)
+    async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        caller: &Caller,
+    ) -> Result<Principal, AdminReply> {
+        self.identity
+            .authenticate(&caller.presented(headers))
             .await
             .map_err(|e| match e {
-                AuthError::Missing | AuthError::Invalid => {
-                    error(StatusCode::UNAUTHORIZED, e.to_string())
+                AuthError::Invalid(_) => {
+                    error(StatusCode::UNAUTHORIZED, "the bearer token is not valid")
                 }
                 AuthError::Unavailable(e) => {
                     tracing::error!(code = "PKID-STORE", error = %e, "admin token lookup failed");
@@ -90,7 +98,7 @@ impl AdminApi {
         method: &Method,
         path: &str,
         headers: &HeaderMap,
-        _caller: &Caller,
+        caller: &Caller,
         body: &mut RequestBody,
         max_body: usize,
     ) -> Reply {
@@ -98,7 +106,7 @@ impl AdminApi {
             Ok(body) => body,
             Err(e) => return error(e.status(), e.to_string()).into(),
         };
-        self.serve(method, path, headers, body).await.into()
+        self.serve(method, path, headers, caller, body).await.into()
     }
 
     async fn serve(
@@ -106,13 +114,37 @@ impl AdminApi {
         method: &Method,
         path: &str,
         headers: &HeaderMap,
+        caller: &Caller,
         body: Bytes,
     ) -> AdminReply {
-        let principal = match self.authenticate(headers).await {
+        let principal = match self.authenticate(headers, caller).await {
             Ok(p) => p,
             Err(reply) => return reply,
         };
         let segments: Vec<&str> = path.trim_start_matches("/admin/").split('/').collect();
+        let action = match (method, segments.as_slice()) {
+            (&Method::GET, ["eab-keys"]) => Action::AdminRead,
+            (&Method::POST, ["eab-keys"]) | (&Method::DELETE, ["eab-keys", _]) => {
+                Action::AdminWrite
+            }
+            // A 404 or 405 tells nothing: whoever is authenticated may get one.
+            _ => Action::Whoami,
+        };
+        match authorize(&principal, action) {
+            Ok(()) => {}
+            Err(Denied::Unauthenticated) => {
+                return error(
+                    StatusCode::UNAUTHORIZED,
+                    "authentication is required: an admin token or an access token",
+                )
+            }
+            Err(Denied::Forbidden) => {
+                return error(
+                    StatusCode::FORBIDDEN,
+                    "this credential does not allow this request",
+                )
+            }
+        }
         let outcome = match (method, segments.as_slice()) {
             (&Method::GET, ["eab-keys"]) => self.list_eab_keys().await,
             (&Method::POST, ["eab-keys"]) => self.create_eab_key(&body, &principal).await,
@@ -171,8 +203,7 @@ impl AdminApi {
         }
         let policy = req.policy.unwrap_or_default();
         let (kid, hmac_key) = self.ra.mint_eab_key(&directory, &req.note, &policy).await?;
-        let Principal::Operator { token_id } = who;
-        tracing::info!(kid = %kid, directory = %directory, by = %token_id, "EAB key created");
+        tracing::info!(kid = %kid, directory = %directory, by = %who.describe(), "EAB key created");
         Ok(ok(
             StatusCode::CREATED,
             json!({"kid": kid, "hmac_key": hmac_key.as_str(), "directory": directory}),
@@ -182,8 +213,7 @@ impl AdminApi {
     /// Withdraw a key no account has used yet.
     async fn delete_eab_key(&self, kid: &str, who: &Principal) -> Result<AdminReply, RaError> {
         self.ra.withdraw_eab_key(kid).await?;
-        let Principal::Operator { token_id } = who;
-        tracing::info!(kid = %kid, by = %token_id, "EAB key deleted");
+        tracing::info!(kid = %kid, by = %who.describe(), "EAB key deleted");
         Ok(ok(StatusCode::OK, json!({"kid": kid})))
     }
 }

@@ -1,0 +1,180 @@
+//! The identity surface: where credentials become tokens, and where a caller learns who it is.
+//!
+//! - `POST /token`: the OAuth2 token endpoint (RFC 6749 §3.2), `token.rs`.
+//! - `POST /login`: Notary's login, `{"email", "password"}` → `{"result": {"token": "<JWT>"}}`;
+//!   errors `{"error": "…"}`: 400 (a body that is not the login's), 401 (wrong credentials, the
+//!   same for an unknown user), 429 with `Retry-After` (too many failures).
+//! - `GET /.well-known/jwks.json`: the key the access tokens are signed with (RFC 7517 §5).
+//! - `GET /identity/me`: who the request's credential names, `{"result": {"kind": …}}`; 401
+//!   `{"error": …}` with `WWW-Authenticate: Bearer` (RFC 6750 §3) when it names nobody.
+//!
+//! Every answer carries `Cache-Control: no-store`, but the JWK Set's.
+
+mod token;
+
+use std::sync::Arc;
+
+use http::{HeaderMap, Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::api::{Caller, Reply, RequestBody};
+use crate::identity::{authorize, Action, AuthError, GrantError, Identity, Principal};
+
+pub struct IdentityApi {
+    identity: Arc<Identity>,
+}
+
+/// `{"error": message}` with `status`, not to be cached.
+fn error(status: StatusCode, message: &str) -> Reply {
+    Reply::json(status, &json!({ "error": message }))
+        .header(http::header::CACHE_CONTROL, "no-store")
+}
+
+fn method_not_allowed(allowed: &'static str) -> Reply {
+    error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed").header(http::header::ALLOW, allowed)
+}
+
+#[derive(Deserialize)]
+struct Login {
+    email: Option<String>,
+    password: Option<String>,
+}
+
+impl IdentityApi {
+    pub fn new(identity: Arc<Identity>) -> IdentityApi {
+        IdentityApi { identity }
+    }
+
+    /// Whether `path` is this surface's.
+    pub fn serves(path: &str) -> bool {
+        matches!(path, "/token" | "/login" | "/.well-known/jwks.json")
+            || path == "/identity"
+            || path.starts_with("/identity/")
+    }
+
+    /// Serve one request of this surface; a body is read (at most `max_body` bytes) only where
+    /// one is expected.
+    pub async fn handle(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        caller: &Caller,
+        body: &mut RequestBody,
+        max_body: usize,
+    ) -> Reply {
+        match (path, method) {
+            ("/token", &Method::POST) => {
+                let body = match body.read(max_body).await {
+                    Ok(body) => body,
+                    Err(e) => return token::read_error(&e),
+                };
+                token::serve(&self.identity, headers, caller, &body).await
+            }
+            ("/token", _) => token::method_not_allowed(),
+            ("/login", &Method::POST) => {
+                let body = match body.read(max_body).await {
+                    Ok(body) => body,
+                    Err(e) => return error(e.status(), &e.to_string()),
+                };
+                self.login(&body, caller).await
+            }
+            ("/login", _) => method_not_allowed("POST"),
+            ("/.well-known/jwks.json", &Method::GET | &Method::HEAD) => {
+                Reply::json(StatusCode::OK, &self.identity.jwks())
+                    .header(http::header::CACHE_CONTROL, "public, max-age=300")
+            }
+            ("/.well-known/jwks.json", _) => method_not_allowed("GET, HEAD"),
+            ("/identity/me", &Method::GET) => self.me(headers, caller).await,
+            ("/identity/me", _) => method_not_allowed("GET"),
+            _ => error(StatusCode::NOT_FOUND, "no such identity resource"),
+        }
+    }
+
+    /// Notary's `POST /login`.
+    async fn login(&self, body: &[u8], caller: &Caller) -> Reply {
+        let Ok(login) = serde_json::from_slice::<Login>(body) else {
+            return error(StatusCode::BAD_REQUEST, "Invalid JSON format");
+        };
+        let (Some(email), Some(password)) = (login.email, login.password) else {
+            return error(StatusCode::BAD_REQUEST, "Email and password are required");
+        };
+        if email.is_empty() || password.is_empty() {
+            return error(StatusCode::BAD_REQUEST, "Email and password are required");
+        }
+        match self
+            .identity
+            .login(&email, &password, caller.peer.ip())
+            .await
+        {
+            Ok(issued) => Reply::json(
+                StatusCode::OK,
+                &json!({"result": {"token": issued.access_token}}),
+            )
+            .header(http::header::CACHE_CONTROL, "no-store"),
+            Err(GrantError::Throttled(t)) => error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many failed login attempts. Try again later.",
+            )
+            .header(http::header::RETRY_AFTER, t.retry_after_secs().to_string()),
+            Err(GrantError::Unavailable(e)) => {
+                tracing::error!(code = "PKID-IDENTITY", error = %e, "a login could not be served");
+                error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the service is unavailable; retry",
+                )
+            }
+            Err(_) => error(
+                StatusCode::UNAUTHORIZED,
+                "The email or password is incorrect. Try again.",
+            ),
+        }
+    }
+
+    /// `GET /identity/me`.
+    async fn me(&self, headers: &HeaderMap, caller: &Caller) -> Reply {
+        let principal = match self.identity.authenticate(&caller.presented(headers)).await {
+            Ok(principal) => principal,
+            Err(AuthError::Invalid(_)) => {
+                return error(StatusCode::UNAUTHORIZED, "the credential is not valid").header(
+                    http::header::WWW_AUTHENTICATE,
+                    r#"Bearer realm="pkid", error="invalid_token""#,
+                )
+            }
+            Err(AuthError::Unavailable(e)) => {
+                tracing::error!(code = "PKID-STORE", error = %e, "a credential could not be checked");
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the database is unavailable; retry",
+                );
+            }
+        };
+        if authorize(&principal, Action::Whoami).is_err() {
+            return error(StatusCode::UNAUTHORIZED, "authentication is required")
+                .header(http::header::WWW_AUTHENTICATE, r#"Bearer realm="pkid""#);
+        }
+        Reply::json(StatusCode::OK, &json!({ "result": describe(&principal) }))
+            .header(http::header::CACHE_CONTROL, "no-store")
+    }
+}
+
+/// A principal as `/identity/me` shows it.
+fn describe(principal: &Principal) -> Value {
+    match principal {
+        Principal::Anonymous => json!({"kind": "anonymous"}),
+        Principal::Operator { token_id } => json!({"kind": "operator", "token_id": token_id}),
+        Principal::User(user) => json!({
+            "kind": "user",
+            "id": user.id,
+            "username": user.username,
+            "email": user.email,
+            "roles": user.roles.iter().map(|r| r.name()).collect::<Vec<_>>(),
+            "proof": user.proof.name(),
+            "scopes": user.scopes,
+        }),
+        Principal::Client { client_id, scopes } => {
+            json!({"kind": "client", "client_id": client_id, "scopes": scopes})
+        }
+    }
+}

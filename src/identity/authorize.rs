@@ -1,0 +1,158 @@
+//! The one authorization check: principal × action → allowed, or why not ([`Denied`], which
+//! each surface answers in its own shape: 401 / 403). Every rule is in the `match` of
+//! [`authorize`]; a surface adds its actions here, never a check of its own. Ownership
+//! ("requestors see only their own") stays with the surface, which compares the resource's
+//! owner with [`Principal::user_id`].
+//!
+//! | action | anonymous | operator (admin token) | user | OAuth2 client |
+//! |---|---|---|---|---|
+//! | `Whoami` | 401 | yes | yes | yes |
+//! | `AdminRead` | 401 | yes | role `admin`, and scope `iam:admin.read` if scope-limited | scope `iam:admin.read` |
+//! | `AdminWrite` | 401 | yes | role `admin`, and scope `iam:admin.write` if scope-limited | scope `iam:admin.write` |
+//!
+//! `iam:admin.write` does not imply `iam:admin.read`, as in IAM.
+
+use super::principal::{Principal, Role};
+
+/// OAuth2 scope of IAM's administrative reads.
+pub const SCOPE_ADMIN_READ: &str = "iam:admin.read";
+/// OAuth2 scope of IAM's administrative writes.
+pub const SCOPE_ADMIN_WRITE: &str = "iam:admin.write";
+
+/// What a request wants to do, for every surface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Learn who the credential names (`GET /identity/me`).
+    Whoami,
+    /// Read operator resources (`GET /admin/…`).
+    AdminRead,
+    /// Change operator resources (`POST`/`DELETE /admin/…`).
+    AdminWrite,
+}
+
+/// Why a principal may not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// No credential (401: authenticate and try again).
+    Unauthenticated,
+    /// A credential that does not allow this (403).
+    Forbidden,
+}
+
+/// Whether `principal` may do `action`.
+pub fn authorize(principal: &Principal, action: Action) -> Result<(), Denied> {
+    use Action::*;
+    let allowed = match (principal, action) {
+        (Principal::Anonymous, _) => return Err(Denied::Unauthenticated),
+        (_, Whoami) => true,
+        (Principal::Operator { .. }, AdminRead | AdminWrite) => true,
+        (Principal::User(user), AdminRead) => {
+            user.has_role(Role::Admin) && user.allows_scope(SCOPE_ADMIN_READ)
+        }
+        (Principal::User(user), AdminWrite) => {
+            user.has_role(Role::Admin) && user.allows_scope(SCOPE_ADMIN_WRITE)
+        }
+        (Principal::Client { scopes, .. }, AdminRead) => has(scopes, SCOPE_ADMIN_READ),
+        (Principal::Client { scopes, .. }, AdminWrite) => has(scopes, SCOPE_ADMIN_WRITE),
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(Denied::Forbidden)
+    }
+}
+
+fn has(scopes: &[String], scope: &str) -> bool {
+    scopes.iter().any(|s| s == scope)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::principal::{Proof, UserPrincipal};
+
+    fn user(role: Role, scopes: Option<&[&str]>) -> Principal {
+        Principal::User(UserPrincipal {
+            id: "u".into(),
+            username: "u".into(),
+            email: None,
+            roles: vec![role],
+            proof: Proof::Bearer,
+            scopes: scopes.map(|s| s.iter().map(|s| s.to_string()).collect()),
+        })
+    }
+
+    fn client(scopes: &[&str]) -> Principal {
+        Principal::Client {
+            client_id: "c".into(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    type Outcome = Result<(), Denied>;
+
+    /// The table of the module's header, row by row.
+    #[test]
+    fn the_table() {
+        const OK: Outcome = Ok(());
+        const E401: Outcome = Err(Denied::Unauthenticated);
+        const E403: Outcome = Err(Denied::Forbidden);
+        let rows: Vec<(&str, Principal, [Outcome; 3])> = vec![
+            ("anonymous", Principal::Anonymous, [E401, E401, E401]),
+            (
+                "operator",
+                Principal::Operator {
+                    token_id: "t".into(),
+                },
+                [OK, OK, OK],
+            ),
+            ("admin", user(Role::Admin, None), [OK, OK, OK]),
+            (
+                "manager",
+                user(Role::CertificateManager, None),
+                [OK, E403, E403],
+            ),
+            (
+                "requestor",
+                user(Role::CertificateRequestor, None),
+                [OK, E403, E403],
+            ),
+            ("read-only", user(Role::ReadOnly, None), [OK, E403, E403]),
+            (
+                "admin, read scope",
+                user(Role::Admin, Some(&[SCOPE_ADMIN_READ])),
+                [OK, OK, E403],
+            ),
+            (
+                "admin, write scope",
+                user(Role::Admin, Some(&[SCOPE_ADMIN_WRITE])),
+                [OK, E403, OK],
+            ),
+            (
+                "admin, other scope",
+                user(Role::Admin, Some(&["proxy:generate"])),
+                [OK, E403, E403],
+            ),
+            (
+                "requestor with admin scopes",
+                user(
+                    Role::CertificateRequestor,
+                    Some(&[SCOPE_ADMIN_READ, SCOPE_ADMIN_WRITE]),
+                ),
+                [OK, E403, E403],
+            ),
+            ("client, read", client(&[SCOPE_ADMIN_READ]), [OK, OK, E403]),
+            (
+                "client, write",
+                client(&[SCOPE_ADMIN_WRITE]),
+                [OK, E403, OK],
+            ),
+            ("client, none", client(&[]), [OK, E403, E403]),
+        ];
+        for (name, principal, expected) in rows {
+            let got = [Action::Whoami, Action::AdminRead, Action::AdminWrite]
+                .map(|action| authorize(&principal, action));
+            assert_eq!(got, expected, "{name}");
+        }
+    }
+}
