@@ -4,10 +4,8 @@
 //!
 //! - [`acme`]: RFC 8555 (with RFC 8737, 8738, 9773, EAB and profiles) under `/acme`.
 //! - [`admin`]: operator resources under `/admin` (EAB keys).
-//! - [`identity`]: `/token` (OAuth2), `/login` (Notary), `/.well-known/jwks.json`,
-//!   `/identity/me`.
-//! - [`identity_keys`]: key bindings, `/identity/keys/{thumbprint}` (the `kid` of JWS-signed
-//!   REST requests), for the identity surface to serve.
+//! - [`identity`]: `/token` (OAuth2), `/login` (Notary), `/.well-known/jwks.json`, `/identity/me`,
+//!   `/identity/keys/{thumbprint}` (key bindings).
 //! - [`repository`]: CRLs, OCSP and CA certificates for relying parties (`/crl`, `/ocsp`, `/ca`).
 //!
 //! What the transport hands a surface and takes back is here: who is on the other end of the
@@ -18,7 +16,6 @@ pub mod acme;
 pub mod admin;
 mod body;
 pub mod identity;
-pub mod identity_keys;
 pub mod repository;
 
 use std::net::SocketAddr;
@@ -47,11 +44,33 @@ impl Caller {
     /// What this request presents to `identity`: everything the transport learned of the
     /// caller, with the request's headers. The one place a new transport fact (a verified client
     /// certificate) is handed on.
-    pub fn presented<'a>(&self, headers: &'a HeaderMap) -> crate::identity::Presented<'a> {
+    pub fn presented<'a>(&'a self, headers: &'a HeaderMap) -> crate::identity::Presented<'a> {
         crate::identity::Presented {
             peer: self.peer.ip(),
             headers,
+            client_chain: self.client_chain.as_deref().map(Vec::as_slice),
+            request: None,
         }
+    }
+}
+
+/// A request's head as the transport hands it to a REST surface: what it asks, who sent it, and
+/// the origin it was sent to (the URL a JWS signature covers is `origin` + `path`).
+pub struct RequestHead<'a> {
+    pub method: &'a http::Method,
+    pub path: &'a str,
+    pub headers: &'a HeaderMap,
+    pub caller: &'a Caller,
+    /// `https://host[:port]`, as the client addressed pkid.
+    pub origin: &'a str,
+}
+
+impl<'a> RequestHead<'a> {
+    /// What this request presents to `identity`, its body (a JWS-signed request's) included.
+    pub fn presented(&self, body: &'a [u8]) -> crate::identity::Presented<'a> {
+        self.caller
+            .presented(self.headers)
+            .signed(body, self.origin, self.path)
     }
 }
 

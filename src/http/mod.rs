@@ -30,7 +30,7 @@ use crate::api::acme::{header_value, AcmeServer};
 use crate::api::admin::AdminApi;
 use crate::api::identity::IdentityApi;
 use crate::api::repository::Repository;
-use crate::api::{Caller, Reply, RequestBody};
+use crate::api::{Caller, Reply, RequestBody, RequestHead};
 
 pub struct HttpSettings {
     /// Fixed origin for absolute URLs; `None`: taken from the request's Host header.
@@ -156,19 +156,21 @@ impl App {
         if surface == Surface::RevocationOnly {
             return Reply::text(StatusCode::NOT_FOUND, "not found\n");
         }
-        if path.starts_with("/admin/") {
+        if path.starts_with("/admin/") || IdentityApi::serves(path) {
             let limit = self.settings.max_body_bytes;
-            return self
-                .admin
-                .handle(&parts.method, path, &parts.headers, caller, body, limit)
-                .await;
-        }
-        if IdentityApi::serves(path) {
-            let limit = self.settings.max_body_bytes;
-            return self
-                .identity
-                .handle(&parts.method, path, &parts.headers, caller, body, limit)
-                .await;
+            let origin = self.origin(parts);
+            let head = RequestHead {
+                method: &parts.method,
+                path,
+                headers: &parts.headers,
+                caller,
+                origin: &origin,
+            };
+            return if path.starts_with("/admin/") {
+                self.admin.handle(&head, body, limit).await
+            } else {
+                self.identity.handle(&head, body, limit).await
+            };
         }
         if path == "/acme" || path.starts_with("/acme/") {
             let origin = self.origin(parts);

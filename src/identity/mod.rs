@@ -33,18 +33,23 @@ pub mod throttle;
 pub mod users;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use http::HeaderMap;
 use pkid_backends::sealed::KeyEncryptionKey;
+use rustls_pki_types::CertificateDer;
 use serde_json::Value;
 
 use crate::store::{now, Reads, Store, StoreError};
 
 pub use authorize::{authorize, Action, Denied, SCOPE_ADMIN_READ, SCOPE_ADMIN_WRITE};
+use certificates::ClientCertificates;
 pub use grants::{ClientCredentials, GrantError, IssuedToken};
 pub use jwt::{KeyError, TokenKeys};
+use nonce::NonceService;
 use passwords::PasswordChecker;
 pub use principal::{Principal, Proof, Role, UnknownRole, UserPrincipal};
+use signed_request::{BoundKey, KeyBindings, SignedRequestError, SignedRequests};
 use throttle::{Throttle, ThrottleSettings};
 
 /// The stored form of a bearer secret: its SHA-256, hex.
@@ -69,6 +74,45 @@ pub struct Presented<'a> {
     /// The peer's address (a TLS-terminating proxy's, behind one).
     pub peer: IpAddr,
     pub headers: &'a HeaderMap,
+    /// The TLS client certificate chain of the connection, leaf first (possession of the leaf's
+    /// key proven, nothing else checked yet).
+    pub client_chain: Option<&'a [CertificateDer<'static>]>,
+    /// Where a JWS-signed request could be: the request's body and URL, given by a surface that
+    /// takes JWS-signed requests ([`Presented::signed`]).
+    pub request: Option<SignedParts<'a>>,
+}
+
+/// A request as a JWS signature covers it.
+#[derive(Clone, Copy)]
+pub struct SignedParts<'a> {
+    pub body: &'a [u8],
+    /// `https://host[:port]`, as the client addressed pkid.
+    pub origin: &'a str,
+    pub path: &'a str,
+}
+
+impl<'a> Presented<'a> {
+    /// The same, with the request's body and URL for a JWS signature to cover.
+    pub fn signed(mut self, body: &'a [u8], origin: &'a str, path: &'a str) -> Presented<'a> {
+        self.request = Some(SignedParts { body, origin, path });
+        self
+    }
+}
+
+/// Who a request is from, and, for a JWS-signed request, the body it signed (the request's
+/// body for the surface to read: the JWS around it is identity's).
+pub struct Authenticated {
+    pub principal: Principal,
+    pub signed_payload: Option<Vec<u8>>,
+}
+
+impl From<Principal> for Authenticated {
+    fn from(principal: Principal) -> Authenticated {
+        Authenticated {
+            principal,
+            signed_payload: None,
+        }
+    }
 }
 
 /// Why a request carrying a credential is not authenticated: a credential that is present but
@@ -82,6 +126,9 @@ pub enum AuthError {
     /// 503: it could not be checked.
     #[error("the credential could not be checked: {0}")]
     Unavailable(#[from] StoreError),
+    /// 500: pkid failed while checking it; the detail is safe to log.
+    #[error("the credential could not be checked: {0}")]
+    Failed(String),
 }
 
 /// Users, clients, tokens and the throttle, for the surfaces.
@@ -91,24 +138,58 @@ pub struct Identity {
     passwords: PasswordChecker,
     throttle: Throttle,
     settings: IdentitySettings,
+    /// Client certificates' trust anchors and trusted proxies.
+    certificates: Arc<ClientCertificates>,
+    /// JWS-signed requests by keys bound to users.
+    signed: SignedRequests,
+}
+
+/// Key bindings as the store keeps them (`user_keys` with its user).
+struct StoredBindings(Reads);
+
+#[async_trait::async_trait]
+impl KeyBindings for StoredBindings {
+    async fn key(&self, thumbprint: &str) -> Result<Option<BoundKey>, StoreError> {
+        Ok(self
+            .0
+            .user_by_key(thumbprint)
+            .await?
+            .map(|(user, key)| BoundKey {
+                user_id: user.id,
+                username: user.username,
+                jwk: key.jwk,
+            }))
+    }
 }
 
 impl Identity {
     /// Identity over `store`, its token signing key made on first start (sealed with `kek`);
     /// `issuer` is the `iss` of its tokens (pkid's base URL).
+    /// `certificates`: the anchors client certificates are verified against; `nonces`: the
+    /// service ACME issues its nonces from (a JWS-signed request uses one of them).
     pub async fn open(
         store: &Store,
         kek: &KeyEncryptionKey,
         issuer: &str,
         settings: IdentitySettings,
+        certificates: Arc<ClientCertificates>,
+        nonces: NonceService,
     ) -> Result<Identity, KeyError> {
+        let bindings = Arc::new(StoredBindings(store.reads()));
         Ok(Identity {
             reads: store.reads(),
             keys: TokenKeys::load_or_create(store, kek, issuer).await?,
             passwords: PasswordChecker::default(),
             throttle: Throttle::new(settings.throttle),
             settings,
+            certificates,
+            signed: SignedRequests::new(nonces, bindings),
         })
+    }
+
+    /// The key bindings, for the URL that names each (`/identity/keys/{thumbprint}`).
+    pub fn bindings(&self) -> Arc<dyn KeyBindings> {
+        Arc::new(StoredBindings(self.reads.clone()))
     }
 
     /// The JWK Set of the token signing key (`/.well-known/jwks.json`).
@@ -125,19 +206,105 @@ impl Identity {
     /// 3. a verified client certificate linked to a user → `User { proof: Certificate }`
     ///    (verified but linked to nobody: `Anonymous`);
     /// 4. nothing: `Anonymous`.
-    pub async fn authenticate(&self, presented: &Presented<'_>) -> Result<Principal, AuthError> {
-        // Step 1 (to be wired), JWS-signed requests: when `Content-Type` is
-        // `application/jose+json`, the JWS verifier and nonce service (moving here from
-        // api/acme) check the request (its body and URL join `Presented`), and the `kid`'s key
-        // names the user through `Reads::user_by_key`; a user who is not enabled is refused.
-        if let Some(token) = bearer_token(presented.headers)? {
-            return self.bearer(token).await;
+    pub async fn authenticate(
+        &self,
+        presented: &Presented<'_>,
+    ) -> Result<Authenticated, AuthError> {
+        if let Some(request) = presented
+            .request
+            .filter(|_| jws::is_jose_json(presented.headers))
+        {
+            return self.signed_request(presented.headers, request).await;
         }
-        // Step 3 (to be wired), client certificates: the verified chain the transport hands
-        // over (a field of `Presented`, filled in `api::Caller::presented`) names the user
-        // through `Reads::user_by_certificate` (end-entity subject and issuer DN, RFC 2253);
-        // linked to nobody: `Anonymous`; to a user who is not enabled: refused.
-        Ok(Principal::Anonymous)
+        if let Some(token) = bearer_token(presented.headers)? {
+            return self.bearer(token).await.map(Authenticated::from);
+        }
+        self.certificate(presented).await.map(Authenticated::from)
+    }
+
+    /// Step 1: a JWS-signed request by a key bound to an enabled user.
+    async fn signed_request(
+        &self,
+        headers: &HeaderMap,
+        request: SignedParts<'_>,
+    ) -> Result<Authenticated, AuthError> {
+        let signed = self
+            .signed
+            .authenticate(headers, request.body, request.origin, request.path)
+            .await
+            .map_err(|e| match e {
+                SignedRequestError::Store(e) => AuthError::Unavailable(e),
+                e if e.is_refusal() => {
+                    tracing::debug!(reason = %e, "a JWS-signed request was refused");
+                    AuthError::Invalid("not a valid JWS-signed request")
+                }
+                e => AuthError::Failed(e.to_string()),
+            })?;
+        let user = self.enabled_user(&signed.user_id).await?;
+        Ok(Authenticated {
+            principal: Principal::User(UserPrincipal {
+                proof: Proof::JwsKey {
+                    thumbprint: signed.thumbprint,
+                },
+                scopes: None,
+                ..user
+            }),
+            signed_payload: Some(signed.payload),
+        })
+    }
+
+    /// Step 3: a verified client certificate linked to an enabled user. One that does not
+    /// verify, or is linked to nobody, proves nothing pkid knows: `Anonymous`.
+    async fn certificate(&self, presented: &Presented<'_>) -> Result<Principal, AuthError> {
+        let verified = match self.certificates.presented(
+            presented.peer,
+            presented.client_chain,
+            presented.headers,
+        ) {
+            None => return Ok(Principal::Anonymous),
+            Some(Err(e)) => {
+                tracing::debug!(reason = %e, "a client certificate did not verify");
+                return Ok(Principal::Anonymous);
+            }
+            Some(Ok(verified)) => verified,
+        };
+        let Some(user) = self
+            .reads
+            .user_by_certificate(&verified.subject_dn, &verified.issuer_dn)
+            .await?
+        else {
+            return Ok(Principal::Anonymous);
+        };
+        let user = self.enabled_user(&user.id).await?;
+        Ok(Principal::User(UserPrincipal {
+            proof: Proof::Certificate {
+                subject_dn: verified.subject_dn,
+                issuer_dn: verified.issuer_dn,
+                via_proxy: verified.via_proxy,
+            },
+            scopes: None,
+            ..user
+        }))
+    }
+
+    /// The user `id` as a principal (its proof to be set), if it exists and is enabled.
+    async fn enabled_user(&self, id: &str) -> Result<UserPrincipal, AuthError> {
+        let user = self
+            .reads
+            .user(id)
+            .await?
+            .filter(|u| u.enabled)
+            .ok_or(AuthError::Invalid("the user is disabled or gone"))?;
+        let roles = Role::parse_list(&user.roles)
+            .map_err(|_| AuthError::Invalid("the user's roles are not readable"))?;
+        Ok(UserPrincipal {
+            id: user.id,
+            username: user.username,
+            email: user.email,
+            roles,
+            proof: Proof::Bearer,
+            scopes: None,
+        })
     }
 
     /// Step 2: an admin token, or one of pkid's access tokens.

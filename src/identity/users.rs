@@ -201,6 +201,9 @@ pub async fn bind_key(store: &Store, username: &str, jwk: &str) -> Result<String
     let jwk: Map<String, Value> = serde_json::from_str(jwk)
         .map_err(|e| UserError::Invalid(format!("not a JWK (a JSON object): {e}")))?;
     let public = crate::pki::jwk::public_jwk(&jwk);
+    // A key a request could not be verified with (weak RSA, an unknown type) is refused now,
+    // not at its first signature.
+    super::jws::check_public_key(&public).map_err(|e| UserError::Invalid(e.to_string()))?;
     let thumbprint =
         crate::pki::jwk::thumbprint(&public).map_err(|e| UserError::Invalid(e.to_string()))?;
     let key = UserKeyRow {

@@ -128,15 +128,25 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         );
     }
 
-    // identity: users, clients, tokens (its signing key made on first start)
+    // identity: the trust anchors of client certificates, loaded once; users, clients and
+    // tokens (the token signing key made on first start); JWS-signed requests use the nonces
+    // ACME issues
+    let client_certificates = Arc::new(client_certificates(&cfg, &cas)?);
+    let nonces = nonce_service(&cfg, &store).await?;
     let identity = Arc::new(
-        Identity::open(&store, &kek, &cfg.base_url(), identity_settings(&cfg))
-            .await
-            .map_err(|e| format!("identity: {e}"))?,
+        Identity::open(
+            &store,
+            &kek,
+            &cfg.base_url(),
+            identity_settings(&cfg),
+            client_certificates.clone(),
+            nonces.clone(),
+        )
+        .await
+        .map_err(|e| format!("identity: {e}"))?,
     );
 
     // api: ACME directories (with their nonces), admin, identity, repository
-    let nonces = nonce_service(&cfg, &store).await?;
     let directories = acme_directories(&cfg, &cas, &ra, &nonces);
     let identity_api = IdentityApi::new(identity.clone());
     let admin = AdminApi::new(
@@ -148,11 +158,6 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
             .collect(),
     );
     let repository = Repository::new(revocation.clone());
-
-    // identity: the trust anchors of client certificates, loaded once. The surfaces judge each
-    // request's chain with it (`ClientCertificates::presented`) once identity authenticates
-    // their callers; until then it serves the listener's certificate request.
-    let client_certificates = Arc::new(client_certificates(&cfg, &cas)?);
 
     // http
     let tls = server_tls(&cfg, &default_ca, &client_certificates).await?;

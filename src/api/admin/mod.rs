@@ -9,12 +9,12 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, StatusCode};
+use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::api::{Caller, Reply, RequestBody};
-use crate::identity::{authorize, Action, AuthError, Denied, Identity, Principal};
+use crate::api::{Reply, RequestBody, RequestHead};
+use crate::identity::{authorize, Action, AuthError, Authenticated, Denied, Identity, Principal};
 use crate::ra::{BindingPolicy, Ra, RaError};
 use crate::store::Reads;
 
@@ -73,21 +73,26 @@ impl AdminApi {
         }
     }
 
+    /// Who the request is from; a JWS-signed request's payload is its body.
     async fn authenticate(
         &self,
-        headers: &HeaderMap,
-        caller: &Caller,
-    ) -> Result<Principal, AdminReply> {
+        head: &RequestHead<'_>,
+        body: &[u8],
+    ) -> Result<Authenticated, AdminReply> {
         self.identity
-            .authenticate(&caller.presented(headers))
+            .authenticate(&head.presented(body))
             .await
             .map_err(|e| match e {
                 AuthError::Invalid(_) => {
-                    error(StatusCode::UNAUTHORIZED, "the bearer token is not valid")
+                    error(StatusCode::UNAUTHORIZED, "the credential is not valid")
                 }
                 AuthError::Unavailable(e) => {
-                    tracing::error!(code = "PKID-STORE", error = %e, "admin token lookup failed");
+                    tracing::error!(code = "PKID-STORE", error = %e, "a credential could not be checked");
                     unavailable()
+                }
+                AuthError::Failed(e) => {
+                    tracing::error!(code = "PKID-IDENTITY", error = %e, "a credential could not be checked");
+                    error(StatusCode::INTERNAL_SERVER_ERROR, "the credential could not be checked")
                 }
             })
     }
@@ -95,10 +100,7 @@ impl AdminApi {
     /// Serve one request under `/admin/`: the body (at most `max_body` bytes) is read first.
     pub async fn handle(
         &self,
-        method: &Method,
-        path: &str,
-        headers: &HeaderMap,
-        caller: &Caller,
+        head: &RequestHead<'_>,
         body: &mut RequestBody,
         max_body: usize,
     ) -> Reply {
@@ -106,19 +108,16 @@ impl AdminApi {
             Ok(body) => body,
             Err(e) => return error(e.status(), e.to_string()).into(),
         };
-        self.serve(method, path, headers, caller, body).await.into()
+        self.serve(head, body).await.into()
     }
 
-    async fn serve(
-        &self,
-        method: &Method,
-        path: &str,
-        headers: &HeaderMap,
-        caller: &Caller,
-        body: Bytes,
-    ) -> AdminReply {
-        let principal = match self.authenticate(headers, caller).await {
-            Ok(p) => p,
+    async fn serve(&self, head: &RequestHead<'_>, body: Bytes) -> AdminReply {
+        let (method, path) = (head.method, head.path);
+        let (principal, body) = match self.authenticate(head, &body).await {
+            Ok(Authenticated {
+                principal,
+                signed_payload,
+            }) => (principal, signed_payload.map(Bytes::from).unwrap_or(body)),
             Err(reply) => return reply,
         };
         let segments: Vec<&str> = path.trim_start_matches("/admin/").split('/').collect();

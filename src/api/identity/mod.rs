@@ -6,23 +6,30 @@
 //!   same for an unknown user), 429 with `Retry-After` (too many failures).
 //! - `GET /.well-known/jwks.json`: the key the access tokens are signed with (RFC 7517 §5).
 //! - `GET /identity/me`: who the request's credential names, `{"result": {"kind": …}}`; 401
-//!   `{"error": …}` with `WWW-Authenticate: Bearer` (RFC 6750 §3) when it names nobody.
+//!   `{"error": …}` with `WWW-Authenticate: Bearer` (RFC 6750 §3) when it names nobody. A
+//!   JWS-signed request (`identity::signed_request`) is one credential among the others.
+//! - `GET /identity/keys/{thumbprint}`: a key binding, the `kid` of the requests its key signs
+//!   (`keys.rs`), shown to its user and to admins.
 //!
 //! Every answer carries `Cache-Control: no-store`, but the JWK Set's.
 
+mod keys;
 mod token;
 
 use std::sync::Arc;
 
-use http::{HeaderMap, Method, StatusCode};
+use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::api::{Caller, Reply, RequestBody};
-use crate::identity::{authorize, Action, AuthError, GrantError, Identity, Principal};
+use crate::api::{Caller, Reply, RequestBody, RequestHead};
+use crate::identity::{
+    authorize, Action, AuthError, Authenticated, GrantError, Identity, Principal,
+};
 
 pub struct IdentityApi {
     identity: Arc<Identity>,
+    keys: keys::IdentityKeys,
 }
 
 /// `{"error": message}` with `status`, not to be cached.
@@ -43,7 +50,10 @@ struct Login {
 
 impl IdentityApi {
     pub fn new(identity: Arc<Identity>) -> IdentityApi {
-        IdentityApi { identity }
+        IdentityApi {
+            keys: keys::IdentityKeys::new(identity.bindings()),
+            identity,
+        }
     }
 
     /// Whether `path` is this surface's.
@@ -57,13 +67,28 @@ impl IdentityApi {
     /// one is expected.
     pub async fn handle(
         &self,
-        method: &Method,
-        path: &str,
-        headers: &HeaderMap,
-        caller: &Caller,
+        head: &RequestHead<'_>,
         body: &mut RequestBody,
         max_body: usize,
     ) -> Reply {
+        let (method, path, headers, caller) = (head.method, head.path, head.headers, head.caller);
+        if keys::IdentityKeys::serves(path) {
+            let principal = match self.caller(head, None).await {
+                Ok(who) => who.principal,
+                Err(reply) => return reply,
+            };
+            return self
+                .keys
+                .handle(method, path, |binding| match &principal {
+                    Principal::Operator { .. } => true,
+                    Principal::User(user) => {
+                        user.id == binding.user_id
+                            || authorize(&principal, Action::AdminRead).is_ok()
+                    }
+                    _ => authorize(&principal, Action::AdminRead).is_ok(),
+                })
+                .await;
+        }
         match (path, method) {
             ("/token", &Method::POST) => {
                 let body = match body.read(max_body).await {
@@ -86,7 +111,14 @@ impl IdentityApi {
                     .header(http::header::CACHE_CONTROL, "public, max-age=300")
             }
             ("/.well-known/jwks.json", _) => method_not_allowed("GET, HEAD"),
-            ("/identity/me", &Method::GET) => self.me(headers, caller).await,
+            ("/identity/me", &Method::GET) => {
+                // A JWS-signed request carries its signature in the body.
+                let body = match body.read(max_body).await {
+                    Ok(body) => body,
+                    Err(e) => return error(e.status(), &e.to_string()),
+                };
+                self.me(head, &body).await
+            }
             ("/identity/me", _) => method_not_allowed("GET"),
             _ => error(StatusCode::NOT_FOUND, "no such identity resource"),
         }
@@ -132,23 +164,49 @@ impl IdentityApi {
         }
     }
 
+    /// Who the request is from, or the answer that says it could not be told; `body`: what a
+    /// JWS signature would cover, for a request that may be JWS-signed.
+    async fn caller(
+        &self,
+        head: &RequestHead<'_>,
+        body: Option<&[u8]>,
+    ) -> Result<Authenticated, Reply> {
+        let presented = match body {
+            Some(body) => head.presented(body),
+            None => head.caller.presented(head.headers),
+        };
+        self.identity
+            .authenticate(&presented)
+            .await
+            .map_err(|e| match e {
+                AuthError::Invalid(_) => {
+                    error(StatusCode::UNAUTHORIZED, "the credential is not valid").header(
+                        http::header::WWW_AUTHENTICATE,
+                        r#"Bearer realm="pkid", error="invalid_token""#,
+                    )
+                }
+                AuthError::Unavailable(e) => {
+                    tracing::error!(code = "PKID-STORE", error = %e, "a credential could not be checked");
+                    error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the database is unavailable; retry",
+                    )
+                }
+                AuthError::Failed(e) => {
+                    tracing::error!(code = "PKID-IDENTITY", error = %e, "a credential could not be checked");
+                    error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "the credential could not be checked",
+                    )
+                }
+            })
+    }
+
     /// `GET /identity/me`.
-    async fn me(&self, headers: &HeaderMap, caller: &Caller) -> Reply {
-        let principal = match self.identity.authenticate(&caller.presented(headers)).await {
-            Ok(principal) => principal,
-            Err(AuthError::Invalid(_)) => {
-                return error(StatusCode::UNAUTHORIZED, "the credential is not valid").header(
-                    http::header::WWW_AUTHENTICATE,
-                    r#"Bearer realm="pkid", error="invalid_token""#,
-                )
-            }
-            Err(AuthError::Unavailable(e)) => {
-                tracing::error!(code = "PKID-STORE", error = %e, "a credential could not be checked");
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the database is unavailable; retry",
-                );
-            }
+    async fn me(&self, head: &RequestHead<'_>, body: &[u8]) -> Reply {
+        let principal = match self.caller(head, Some(body)).await {
+            Ok(who) => who.principal,
+            Err(reply) => return reply,
         };
         if authorize(&principal, Action::Whoami).is_err() {
             return error(StatusCode::UNAUTHORIZED, "authentication is required")

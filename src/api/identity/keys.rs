@@ -4,8 +4,8 @@
 //! with 404 for no binding (or one the caller may not see), 405 for another method, 500 when
 //! the lookup fails. Not cached.
 //!
-//! The surface that routes this path authenticates the caller first and says which bindings it
-//! may see (an admin, or the user a key is bound to); this module only answers.
+//! The identity surface authenticates the caller first and says which bindings it may see (an
+//! admin, or the user a key is bound to); this module only answers.
 
 use std::sync::Arc;
 
