@@ -2,104 +2,56 @@
 //! `server.client_ca_files` set: pkid asks for a client certificate (naming its anchors) and never
 //! requires one. Verification is deferred to each request (identity), so a trusted, an untrusted
 //! and an RFC 3820 proxy chain all complete the handshake and are answered; a client without a
-//! certificate is answered as before, and an ACME client without one still issues.
+//! certificate is answered as before, and an ACME client without one still issues. A certificate
+//! linked to a user authenticates as that user (by TLS, through an RFC 3820 proxy, or in
+//! `X-APP-CERTIFICATE` from a trusted proxy); an unlinked or untrusted one, and the header from
+//! any other address, do not.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
-
-use rcgen::{
-    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-};
 
 use crate::harness::certs::pem_chain;
 use crate::harness::client::{csr_der, AcmeClient};
 use crate::harness::environment::{within, Environment};
 use crate::harness::http01::Http01Responder;
+use crate::harness::made::{ca, client, proxy, write_pair};
 use crate::harness::process::run_tool;
+use crate::identity::cli_ok;
 
 const TEST_BOUND: Duration = Duration::from_secs(120);
-
-struct Made {
-    pem: String,
-    key: KeyPair,
-    params: CertificateParams,
-}
-
-fn certificate(params: CertificateParams, issuer: Option<&Made>) -> Made {
-    let key = KeyPair::generate().expect("generate a key");
-    let cert = match issuer {
-        Some(i) => params.signed_by(&key, &Issuer::from_params(&i.params, &i.key)),
-        None => params.self_signed(&key),
-    }
-    .expect("make a certificate");
-    Made {
-        pem: cert.pem(),
-        key,
-        params,
-    }
-}
-
-fn named(unit: &str) -> CertificateParams {
-    let mut params = CertificateParams::default();
-    let mut name = DistinguishedName::new();
-    name.push(DnType::OrganizationName, "pkid conformance");
-    name.push(DnType::OrganizationalUnitName, unit);
-    params.distinguished_name = name;
-    params
-}
-
-fn ca(unit: &str) -> Made {
-    let mut params = named(unit);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    certificate(params, None)
-}
-
-fn client(unit: &str, issuer: &Made) -> Made {
-    let mut params = named(unit);
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    certificate(params, Some(issuer))
-}
-
-/// An RFC 3820 proxy (critical proxyCertInfo, inheritAll) under `issuer`.
-fn proxy(issuer: &Made) -> Made {
-    let mut params = CertificateParams::default();
-    params.distinguished_name = issuer.params.distinguished_name.clone();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "1234567");
-    let info = vec![
-        0x30, 0x0c, 0x30, 0x0a, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x15, 0x01,
-    ];
-    let mut ext = CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 14], info);
-    ext.set_criticality(true);
-    params.custom_extensions.push(ext);
-    certificate(params, Some(issuer))
-}
-
-/// Writes `NAME.pem` (the chain, leaf first) and `NAME.key`; returns their paths.
-fn write_pair(dir: &Path, name: &str, chain: &[&Made], key: &Made) -> (PathBuf, PathBuf) {
-    let pem = dir.join(format!("{name}.pem"));
-    let key_path = dir.join(format!("{name}.key"));
-    let text: String = chain.iter().map(|c| c.pem.as_str()).collect();
-    std::fs::write(&pem, text).expect("write a certificate");
-    std::fs::write(&key_path, key.key.serialize_pem()).expect("write a key");
-    (pem, key_path)
-}
 
 /// `curl -v https://…/healthz` trusting pkid's root, with a client certificate when given:
 /// (success, body, verbose log).
 fn curl_healthz(env: &Environment, pair: Option<&(PathBuf, PathBuf)>) -> (bool, String) {
-    let url = format!("https://{}/healthz", env.pkid.https_addr());
-    let root = env.pkid.root_pem_path();
-    let mut args = vec![
-        "-sS".to_string(),
-        "-v".to_string(),
-        "--max-time".to_string(),
-        "20".to_string(),
-        "--cacert".to_string(),
-        root.display().to_string(),
-    ];
+    curl(env, "/healthz", pair, None, "127.0.0.1")
+}
+
+/// `curl -v` GET of `path` from the loopback address `from`, trusting pkid's root, with a client
+/// certificate and an `X-APP-CERTIFICATE` header when given: (success, body and verbose log).
+fn curl(
+    env: &Environment,
+    path: &str,
+    pair: Option<&(PathBuf, PathBuf)>,
+    app_certificate: Option<&str>,
+    from: &str,
+) -> (bool, String) {
+    let url = format!("https://{}{path}", env.pkid.https_addr());
+    let root = env.pkid.root_pem_path().display().to_string();
+    // `-w \n`: the body ends its line, before the verbose log.
+    let mut args: Vec<String> = [
+        "-sS",
+        "-v",
+        "-w",
+        "\\n",
+        "--max-time",
+        "20",
+        "--interface",
+        from,
+        "--cacert",
+    ]
+    .map(String::from)
+    .into();
+    args.push(root);
     if let Some((pem, key)) = pair {
         args.extend([
             "--cert".to_string(),
@@ -108,15 +60,58 @@ fn curl_healthz(env: &Environment, pair: Option<&(PathBuf, PathBuf)>) -> (bool, 
             key.display().to_string(),
         ]);
     }
+    if let Some(pem) = app_certificate {
+        let encoded = percent_encoded(pem);
+        args.extend(["-H".to_string(), format!("X-APP-CERTIFICATE: {encoded}")]);
+    }
     args.push(url);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     run_tool("curl", &args, &[])
+}
+
+/// `text` percent-encoded as nginx's `$ssl_client_escaped_cert` is: every byte but RFC 3986's
+/// unreserved ones as `%XX` (so base64's `+` stays itself and a space is `%20`, not `+`).
+fn percent_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Who `GET /identity/me` says the caller is: the username, or the status when not 200.
+fn whoami(
+    env: &Environment,
+    pair: Option<&(PathBuf, PathBuf)>,
+    app_certificate: Option<&str>,
+    from: &str,
+) -> Result<String, String> {
+    let (ok, out) = curl(env, "/identity/me", pair, app_certificate, from);
+    assert!(ok, "curl /identity/me:\n{out}");
+    let status = out
+        .lines()
+        .find_map(|l| l.strip_prefix("< HTTP/").and_then(|l| l.split(' ').nth(1)))
+        .unwrap_or_else(|| panic!("no status in:\n{out}"));
+    if status != "200" {
+        return Err(status.to_string());
+    }
+    let body = out
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON body in:\n{out}"));
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["result"]["proof"], "certificate", "{body}");
+    Ok(body["result"]["username"].as_str().unwrap().to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_listener_asks_for_a_client_certificate_and_never_requires_one() {
     let clients_ca = ca("Clients CA");
     let alice = client("alice", &clients_ca);
+    let bob = client("bob", &clients_ca);
     let elsewhere = ca("Elsewhere CA");
     let mallory = client("mallory", &elsewhere);
     let alice_proxy = proxy(&alice);
@@ -128,7 +123,12 @@ async fn the_listener_asks_for_a_client_certificate_and_never_requires_one() {
     let ca_file = anchors.path().join("clients-ca.pem");
     std::fs::write(&ca_file, &clients_ca.pem).expect("write the clients' CA");
     let setting = format!("[\"{}\", \"backend:default\"]", ca_file.display());
-    let env = Environment::start_with(&[("PKID_SERVER__CLIENT_CA_FILES", &setting)]).await;
+    // 127.0.0.2 plays the TLS-terminating proxy.
+    let env = Environment::start_with(&[
+        ("PKID_SERVER__CLIENT_CA_FILES", &setting),
+        ("PKID_SERVER__TRUSTED_PROXIES", "[\"127.0.0.2\"]"),
+    ])
+    .await;
     within(TEST_BOUND, async {
         let dir = env.subdir("clients");
         // The certificate request names the anchors: the file's CA and pkid's own root.
@@ -173,10 +173,46 @@ async fn the_listener_asks_for_a_client_certificate_and_never_requires_one() {
         let (ok, out) = curl_healthz(&env, None);
         assert!(ok && out.contains("ok"), "no certificate:\n{out}");
 
-        // The lead adds here, with users (`pkid user create … --certificate alice.pem`): a
-        // linked certificate (TLS, and X-APP-CERTIFICATE from a trusted proxy) authenticates
-        // as its user; an unlinked, an untrusted one, and X-APP-CERTIFICATE from an untrusted
-        // address do not.
+        // With alice linked to her certificate, it authenticates as her: by TLS, through an
+        // RFC 3820 proxy she issued, and in X-APP-CERTIFICATE from the trusted proxy.
+        let alice_pem = dir.join("alice-linked.pem");
+        std::fs::write(&alice_pem, &alice.pem).expect("write alice's certificate");
+        let alice_pem = alice_pem.display().to_string();
+        cli_ok(
+            &env.pkid,
+            &[
+                "user",
+                "create",
+                "alice",
+                "--role",
+                "certificate-requestor",
+                "--certificate",
+                &alice_pem,
+            ],
+        )
+        .await;
+        let bob_pair = write_pair(&dir, "bob", &[&bob], &bob);
+        let me = |pair, header, from| whoami(&env, pair, header, from);
+        assert_eq!(me(Some(&trusted), None, "127.0.0.1"), Ok("alice".into()));
+        assert_eq!(me(Some(&proxied), None, "127.0.0.1"), Ok("alice".into()));
+        assert_eq!(me(None, Some(&alice.pem), "127.0.0.2"), Ok("alice".into()));
+        // A trusted certificate linked to nobody, an untrusted one, and no certificate: anonymous.
+        assert_eq!(me(Some(&bob_pair), None, "127.0.0.1"), Err("401".into()));
+        assert_eq!(me(Some(&untrusted), None, "127.0.0.1"), Err("401".into()));
+        assert_eq!(me(None, None, "127.0.0.1"), Err("401".into()));
+        // The trusted proxy vouches only for certificates that verify …
+        assert_eq!(me(None, Some(&mallory.pem), "127.0.0.2"), Err("401".into()));
+        // … and from any other address the header is stripped: unheeded alone, and unable to
+        // override the certificate the connection presented.
+        assert_eq!(me(None, Some(&alice.pem), "127.0.0.1"), Err("401".into()));
+        assert_eq!(
+            me(Some(&bob_pair), Some(&alice.pem), "127.0.0.3"),
+            Err("401".into())
+        );
+        assert_eq!(
+            me(Some(&untrusted), Some(&alice.pem), "127.0.0.1"),
+            Err("401".into())
+        );
 
         // An ACME client that presents no certificate still issues.
         let responder = Http01Responder::bind(env.http01_port).await;

@@ -1,13 +1,17 @@
-//! Crafted requests against pkid's JWS checks (RFC 8555 §6.2, §6.5): what real clients never send.
+//! Crafted requests against pkid's JWS checks (RFC 8555 §6.2, §6.5): what real clients never
+//! send, to ACME and to the REST surfaces (JWS-signed requests by keys bound to users).
 
 use std::time::Duration;
 
-use serde_json::json;
+use reqwest::Method;
+use serde_json::{json, Value};
 
 use crate::harness::client::AcmeClient;
 use crate::harness::environment::{within, Environment};
+use crate::harness::tls::https_client;
+use crate::identity::{bind_key, binding_url, cli_ok, create_user, send, signed, Answer};
 
-const TEST_BOUND: Duration = Duration::from_secs(60);
+const TEST_BOUND: Duration = Duration::from_secs(120);
 
 /// A nonce is redeemable once (§6.5): the same nonce on a second request gets 400 `badNonce`,
 /// and that answer carries a fresh nonce to retry with.
@@ -49,8 +53,81 @@ async fn replayed_nonce_is_rejected() {
     .await;
 }
 
-// JWS-signed REST requests (`identity::signed_request`) end to end go here once users exist:
-// bind an ES256 key to a user (`pkid user bind-key NAME --jwk FILE`), take a nonce from
-// `/acme/new-nonce`, send `GET /identity/me` signed with `kid` = `{origin}/identity/keys/
-// {thumbprint}` and `url` = the request URL, and expect that user; then the same nonce again, a
-// wrong `url` and an unbound key, each 401.
+/// A REST request signed with a key bound to a user (RFC 8555 §6.2 framing, `kid` the key's
+/// binding URL) authenticates as that user, whether the key was bound from a JWK file or from an
+/// ACME account. A replayed nonce, a `url` naming another resource, an unbound key, a key signing
+/// for another's binding, an embedded `jwk` and a disabled user are each refused with 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_signed_with_a_bound_key_authenticates_its_user() {
+    let env = Environment::start().await;
+    within(TEST_BOUND, async {
+        let pkid = &env.pkid;
+        let http = https_client(&pkid.root_pem()).unwrap();
+        let keys = env.subdir("keys");
+        create_user(pkid, "jay", "certificate-requestor").await;
+        let jay = AcmeClient::new(&pkid.directory_url(), &pkid.root_pem()).await;
+        bind_key(pkid, &keys, "jay", &jay).await;
+        let me = format!("https://127.0.0.1:{}/identity/me", pkid.port());
+
+        let answer = signed(&http, pkid, &jay, Method::GET, &me, "").await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(answer.body["result"]["username"], "jay");
+        assert_eq!(answer.body["result"]["proof"], "jws-key");
+
+        // A request as a test crafts it: any protected header, sent to `to`.
+        let send_signed = |signer: &AcmeClient, protected: Value, to: String| {
+            let jws = signer.key.sign_flattened(&protected, b"").unwrap();
+            let http = http.clone();
+            async move {
+                send(
+                    http.get(to)
+                        .header("content-type", "application/jose+json")
+                        .body(jws.to_string()),
+                )
+                .await
+            }
+        };
+        let refused = |answer: Answer, what: &str| {
+            assert_eq!(answer.status, 401, "{what}: {}", answer.body);
+            assert!(answer.body["error"].is_string(), "{what}: {}", answer.body);
+        };
+
+        let nonce = jay.new_nonce().await;
+        let header = json!({"alg": "ES256", "nonce": nonce, "url": me, "kid": binding_url(pkid, &jay)});
+        let first = send_signed(&jay, header.clone(), me.clone()).await;
+        assert_eq!(first.status, 200, "{}", first.body);
+        refused(send_signed(&jay, header, me.clone()).await, "a replayed nonce");
+
+        let elsewhere = format!("https://127.0.0.1:{}/admin/eab-keys", pkid.port());
+        let header = json!({"alg": "ES256", "nonce": jay.new_nonce().await, "url": elsewhere, "kid": binding_url(pkid, &jay)});
+        refused(send_signed(&jay, header, me.clone()).await, "a url naming another resource");
+
+        let stranger = AcmeClient::new(&pkid.directory_url(), &pkid.root_pem()).await;
+        refused(
+            signed(&http, pkid, &stranger, Method::GET, &me, "").await,
+            "an unbound key",
+        );
+        let header = json!({"alg": "ES256", "nonce": jay.new_nonce().await, "url": me, "kid": binding_url(pkid, &jay)});
+        refused(
+            send_signed(&stranger, header, me.clone()).await,
+            "another key signing for jay's binding",
+        );
+        let header = json!({"alg": "ES256", "nonce": jay.new_nonce().await, "url": me, "jwk": jay.key.jwk});
+        refused(send_signed(&jay, header, me.clone()).await, "an embedded jwk");
+
+        // An ACME account's key, bound by the account's URL, signs REST requests too.
+        let mut account = AcmeClient::new(&pkid.directory_url(), &pkid.root_pem()).await;
+        let account_url = account.register().await;
+        cli_ok(pkid, &["user", "bind-key", "jay", "--account", &account_url]).await;
+        let answer = signed(&http, pkid, &account, Method::GET, &me, "").await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(answer.body["result"]["username"], "jay");
+
+        cli_ok(pkid, &["user", "disable", "jay"]).await;
+        refused(
+            signed(&http, pkid, &jay, Method::GET, &me, "").await,
+            "a disabled user's key",
+        );
+    })
+    .await;
+}

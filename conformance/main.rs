@@ -14,10 +14,12 @@
 //!
 //! The suites, each a module named as its file (test names are `module::test`):
 //! - `issuance`: one order issues at most once however finalize races; orders survive restarts
-//! - `jws`: crafted JWS requests (§6.2, §6.5) real clients never send
+//! - `jws`: crafted JWS requests (§6.2, §6.5) real clients never send; REST requests signed
+//!   with a key bound to a user
 //! - `badinput`: requests that break RFC 8555 get their problem and leave the database unchanged
-//! - `identity`: who may do what (the authorization matrix), the OAuth2 token endpoint, access
-//!   tokens, password guessing slowed, the user, client and admin token commands
+//! - `identity`: who may do what (the authorization matrix: passwords, OAuth2 tokens, linked
+//!   certificates, JWS-bound keys, admin tokens), the OAuth2 token endpoint, access tokens,
+//!   password guessing slowed, the user, client and admin token commands
 //! - `hostile`: hostile bytes on every surface (ACME, admin, CRL/OCSP) get bounded answers
 //! - `caa`: CAA (RFC 8659, RFC 8657 parameters) as pkid's validator sees it
 //! - `validation`: the validator is no SSRF tool: redirect and address rules, no echoed answers
@@ -26,7 +28,8 @@
 //! - `revocation`: operator revocation as relying parties see it (CRL, OCSP, openssl)
 //! - `backends`: issuance through PKCS#11 (SoftHSM2), an upstream ACME CA (pebble) and cfssl
 //! - `proxy`: pkid's RFC 3820 proxy checks agree with `openssl verify -allow_proxy_certs`
-//! - `client_certs`: TLS client authentication offered, never required (curl, openssl s_client)
+//! - `client_certs`: TLS client authentication offered, never required (curl, openssl s_client);
+//!   a linked certificate authenticates its user, by TLS or from a trusted proxy
 //! - `replicas`: several pkid replicas on one PostgreSQL share nonces, orders and CRLs
 //! - `faults`: SIGKILL and PostgreSQL restarts under load, graceful stop, connection limits
 //! - `load`: pkid-loadgen issues every ordered certificate and reports JSON that adds up

@@ -3,7 +3,7 @@
 //! running server sees their effects). A secret (a client secret, an admin token) is printed
 //! once, to standard output, and never logged.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use pkid_backends::RevocationReason;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -371,11 +371,39 @@ pub async fn user_disable(cfg: &Config, username: &str) -> Result<(), BoxError> 
     Ok(())
 }
 
-/// `pkid user bind-key NAME --jwk FILE`: a public key (JWK) the user signs requests with.
-pub async fn user_bind_key(cfg: &Config, username: &str, jwk: &Path) -> Result<(), BoxError> {
-    let text =
-        std::fs::read_to_string(jwk).map_err(|e| format!("reading {}: {e}", jwk.display()))?;
+/// Where `pkid user bind-key` takes the key from.
+pub enum KeySource {
+    /// A JWK file.
+    JwkFile(PathBuf),
+    /// An ACME account, by its URL (`…/acme/acct/{id}`) or id.
+    Account(String),
+}
+
+/// `pkid user bind-key NAME (--jwk FILE | --account ACCOUNT)`: a public key the user signs
+/// requests with.
+pub async fn user_bind_key(cfg: &Config, username: &str, key: KeySource) -> Result<(), BoxError> {
     let authorities = open_authorities(cfg).await?;
+    let text = match key {
+        KeySource::JwkFile(file) => std::fs::read_to_string(&file)
+            .map_err(|e| format!("reading {}: {e}", file.display()))?,
+        KeySource::Account(account) => {
+            let id = account
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or_default();
+            let row = authorities
+                .store
+                .reads()
+                .account(id)
+                .await?
+                .ok_or_else(|| format!("no ACME account {account}"))?;
+            if row.status != crate::store::AccountStatus::Valid {
+                return Err(format!("the ACME account {account} is not valid").into());
+            }
+            row.jwk
+        }
+    };
     let thumbprint = crate::identity::users::bind_key(&authorities.store, username, &text).await?;
     println!("bound key {thumbprint} to user {username}");
     Ok(())

@@ -94,11 +94,15 @@ enum UserCommand {
     List,
     /// Disable a user: its tokens stop working at their next use.
     Disable { name: String },
-    /// Bind a public key (a JWK file) for JWS-signed requests.
+    /// Bind a public key for JWS-signed requests: a JWK file, or the key of an ACME account.
     BindKey {
         name: String,
+        /// A JWK file (private members are dropped).
+        #[arg(long, required_unless_present = "account", conflicts_with = "account")]
+        jwk: Option<PathBuf>,
+        /// An ACME account (its URL or id) whose key the user signs with.
         #[arg(long)]
-        jwk: PathBuf,
+        account: Option<String>,
     },
 }
 
@@ -294,7 +298,14 @@ async fn user(cfg: &Config, command: UserCommand) -> Result<(), BoxError> {
         }
         UserCommand::List => pkid::commands::user_list(cfg).await,
         UserCommand::Disable { name } => pkid::commands::user_disable(cfg, &name).await,
-        UserCommand::BindKey { name, jwk } => pkid::commands::user_bind_key(cfg, &name, &jwk).await,
+        UserCommand::BindKey { name, jwk, account } => {
+            let key = match (jwk, account) {
+                (Some(file), _) => pkid::commands::KeySource::JwkFile(file),
+                (None, Some(account)) => pkid::commands::KeySource::Account(account),
+                (None, None) => return Err("give --jwk FILE or --account ACCOUNT".into()),
+            };
+            pkid::commands::user_bind_key(cfg, &name, key).await
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! file importing only files listed before it:
 //!
 //! - `tls`: the process-wide rustls crypto provider and the HTTPS client
+//! - `made`: certificates the suites make (CAs, client certificates, RFC 3820 proxies)
 //! - `process`: child processes as guards killed by PID, free loopback ports, required tools
 //! - `dns` (pebble-challtestsrv), `postgres` (a PostgreSQL cluster), `softhsm` (a SoftHSM2
 //!   token folder), `upstream` (pebble and cfssl): what a test starts beside pkid
@@ -22,6 +23,7 @@ pub mod client;
 pub mod dns;
 pub mod environment;
 pub mod http01;
+pub mod made;
 pub mod pkid;
 pub mod postgres;
 pub mod process;

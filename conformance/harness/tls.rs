@@ -24,6 +24,16 @@ pub fn https_client_from(
     root_pem: &[u8],
     local: Option<std::net::IpAddr>,
 ) -> Result<reqwest::Client, String> {
+    https_client_as(root_pem, local, None)
+}
+
+/// [`https_client_from`], presenting the client certificate of `identity_pem` (the chain, leaf
+/// first, and its key) when the server asks for one.
+pub fn https_client_as(
+    root_pem: &[u8],
+    local: Option<std::net::IpAddr>,
+    identity_pem: Option<&str>,
+) -> Result<reqwest::Client, String> {
     ensure_crypto_provider();
     let roots = reqwest::Certificate::from_pem_bundle(root_pem)
         .map_err(|err| format!("parse root PEM: {err}"))?;
@@ -33,6 +43,11 @@ pub fn https_client_from(
         .timeout(Duration::from_secs(30));
     for root in roots {
         builder = builder.add_root_certificate(root);
+    }
+    if let Some(pem) = identity_pem {
+        let identity = reqwest::Identity::from_pem(pem.as_bytes())
+            .map_err(|err| format!("parse the client certificate and key: {err}"))?;
+        builder = builder.identity(identity);
     }
     builder
         .build()

@@ -329,21 +329,11 @@ impl Identity {
         };
         match claims.kind {
             jwt::Kind::User => {
-                let user = self
-                    .reads
-                    .user(&claims.sub)
-                    .await?
-                    .filter(|u| u.enabled)
-                    .ok_or(AuthError::Invalid("the token's user is disabled or gone"))?;
-                let roles = Role::parse_list(&user.roles)
-                    .map_err(|_| AuthError::Invalid("the user's roles are not readable"))?;
+                let user = self.enabled_user(&claims.sub).await?;
                 Ok(Principal::User(UserPrincipal {
-                    id: user.id,
-                    username: user.username,
-                    email: user.email,
-                    roles,
                     proof: Proof::Bearer,
                     scopes: claims.scopes(),
+                    ..user
                 }))
             }
             jwt::Kind::Client => {

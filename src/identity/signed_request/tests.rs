@@ -397,7 +397,6 @@ fn binding_urls_name_thumbprints() {
     assert!(!is_thumbprint(&format!("{thumbprint}=")));
 }
 
-// End to end against a real pkid (the lead adds it once users and `pkid user bind-key` exist):
-// in `conformance/`, bind an ES256 key to a user, fetch a nonce from `/acme/new-nonce`, send
-// `GET /identity/me` (or the surface's first resource) signed with `kid` = the binding URL,
-// and expect that user; then the same nonce again, a wrong `url` and an unbound key, each 401.
+// End to end against a real pkid: `conformance/jws.rs` (a bound key's signed request, then a
+// replayed nonce, a wrong `url`, an unbound key, another's binding, an embedded `jwk`, a
+// disabled user) and the authorization matrix of `conformance/identity/matrix.rs`.
