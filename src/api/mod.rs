@@ -6,6 +6,8 @@
 //! - [`admin`]: operator resources under `/admin` (EAB keys).
 //! - [`identity`]: `/token` (OAuth2), `/login` (Notary), `/.well-known/jwks.json`, `/identity/me`,
 //!   `/identity/keys/{thumbprint}` (key bindings).
+//! - [`czertainly`]: CZERTAINLY-style RA client operations under `/v1` and `/v2`: authorities,
+//!   RA profiles, issue, renew, rekey, revoke (OpenAPI document at `/v2/openapi.json`).
 //! - [`repository`]: CRLs, OCSP and CA certificates for relying parties (`/crl`, `/ocsp`, `/ca`).
 //!
 //! What the transport hands a surface and takes back is here: who is on the other end of the
@@ -15,6 +17,7 @@
 pub mod acme;
 pub mod admin;
 mod body;
+pub mod czertainly;
 pub mod identity;
 pub mod repository;
 

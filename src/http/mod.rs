@@ -28,6 +28,7 @@ use tracing::Instrument;
 
 use crate::api::acme::{header_value, AcmeServer};
 use crate::api::admin::AdminApi;
+use crate::api::czertainly::CzertainlyApi;
 use crate::api::identity::IdentityApi;
 use crate::api::repository::Repository;
 use crate::api::{Caller, Reply, RequestBody, RequestHead};
@@ -51,6 +52,8 @@ pub struct App {
     pub admin: AdminApi,
     /// `/token`, `/login`, `/.well-known/jwks.json`, `/identity/…`.
     pub identity: IdentityApi,
+    /// `/v1/…`, `/v2/…`: CZERTAINLY-style RA client operations.
+    pub czertainly: Option<CzertainlyApi>,
     pub settings: HttpSettings,
     request_counter: AtomicU64,
 }
@@ -77,9 +80,16 @@ impl App {
             repository,
             admin,
             identity,
+            czertainly: None,
             settings,
             request_counter: AtomicU64::new(0),
         }
+    }
+
+    /// Serve the CZERTAINLY-style RA client operations under `/v1` and `/v2`.
+    pub fn with_czertainly(mut self, czertainly: CzertainlyApi) -> App {
+        self.czertainly = Some(czertainly);
+        self
     }
 
     fn origin(&self, parts: &http::request::Parts) -> String {
@@ -155,6 +165,23 @@ impl App {
         }
         if surface == Surface::RevocationOnly {
             return Reply::text(StatusCode::NOT_FOUND, "not found\n");
+        }
+        if let Some(czertainly) = self
+            .czertainly
+            .as_ref()
+            .filter(|_| CzertainlyApi::serves(path))
+        {
+            let origin = self.origin(parts);
+            let head = RequestHead {
+                method: &parts.method,
+                path,
+                headers: &parts.headers,
+                caller,
+                origin: &origin,
+            };
+            return czertainly
+                .handle(&head, body, self.settings.max_body_bytes)
+                .await;
         }
         if path.starts_with("/admin/") || IdentityApi::serves(path) {
             let limit = self.settings.max_body_bytes;

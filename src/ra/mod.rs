@@ -16,14 +16,23 @@
 //! - [`revoke`]: who may revoke, with which reason
 //! - [`recovery`]: orders and challenges left behind by a stop
 //! - [`policy`], [`binding`]: the rules; [`ids`]: names of new objects
+//! - client operations (CZERTAINLY-style, `docs/czertainly.md`): [`authorities`] (issuers with
+//!   stable UUIDs), [`profiles`] (RA profiles and their policy), [`attributes`] (their
+//!   definitions and checks), [`ra_certificates`] (certificates as RA records: issue, renew,
+//!   rekey, revoke, approval, background completion)
 
 mod accounts;
+pub mod attributes;
+pub mod authorities;
 mod authorizations;
 pub mod binding;
 mod error;
 pub mod ids;
+pub mod managed_keys;
 mod orders;
 pub mod policy;
+pub mod profiles;
+pub mod ra_certificates;
 mod recovery;
 mod revoke;
 
@@ -38,6 +47,7 @@ use crate::store::{Reads, Store};
 use crate::va::Validator;
 
 pub use accounts::{check_contacts, AccountUpdate, NewAccount, Registered};
+pub use authorities::{new_uuid, Authority, OperationError};
 pub use authorizations::{authz_ident, ValidationStarted};
 pub use binding::{mint_eab_key, BindingPolicy, BindingProof, EabPolicy, MintError};
 pub use error::{problem_document, RaError};
@@ -81,6 +91,8 @@ pub struct Ra {
     /// Unseals EAB HMAC keys.
     kek: Arc<KeyEncryptionKey>,
     settings: RaSettings,
+    /// Every issuer, for the client operations' authorities ([`Ra::issuers`]).
+    issuers: Vec<Arc<Ca>>,
 }
 
 impl Ra {
@@ -97,7 +109,14 @@ impl Ra {
             revocation,
             kek,
             settings,
+            issuers: Vec::new(),
         }
+    }
+
+    /// The issuers the client operations offer as authorities ([`Ra::issuers`]).
+    pub fn with_issuers(mut self, issuers: Vec<Arc<Ca>>) -> Ra {
+        self.issuers = issuers;
+        self
     }
 
     pub fn settings(&self) -> &RaSettings {

@@ -16,6 +16,7 @@ use rand::RngCore;
 
 use crate::api::acme::{AcmeServer, AcmeSettings};
 use crate::api::admin::AdminApi;
+use crate::api::czertainly::CzertainlyApi;
 use crate::api::identity::IdentityApi;
 use crate::api::repository::Repository;
 use crate::ca::{Ca, IssuanceProfile};
@@ -107,13 +108,16 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
     let validation_lease = validation_lease(&validator, &cfg.acme.test_mode);
 
     // ra, and what a stop left behind
-    let ra = Arc::new(Ra::new(
-        store.clone(),
-        validator,
-        revocation.clone(),
-        kek.clone(),
-        ra_settings(&cfg),
-    ));
+    let ra = Arc::new(
+        Ra::new(
+            store.clone(),
+            validator,
+            revocation.clone(),
+            kek.clone(),
+            ra_settings(&cfg),
+        )
+        .with_issuers(cas.clone()),
+    );
     // The embedded file has no other writer, so every challenge in flight was this process's
     // before it stopped; replicas of a shared database requeue only those past the lease.
     let started_before = match store.database {
@@ -149,6 +153,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
     // api: ACME directories (with their nonces), admin, identity, repository
     let directories = acme_directories(&cfg, &cas, &ra, &nonces);
     let identity_api = IdentityApi::new(identity.clone());
+    let czertainly = CzertainlyApi::new(ra.clone(), identity.clone());
     let admin = AdminApi::new(
         ra.clone(),
         identity,
@@ -174,15 +179,19 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         header_timeout: Duration::from_secs(cfg.server.header_timeout_secs.max(1)),
         max_connections: cfg.server.max_connections,
     };
-    let app = Arc::new(App::new(
-        directories.clone(),
-        repository,
-        admin,
-        identity_api,
-        http_settings,
-    ));
+    let app = Arc::new(
+        App::new(
+            directories.clone(),
+            repository,
+            admin,
+            identity_api,
+            http_settings,
+        )
+        .with_czertainly(czertainly),
+    );
 
     // background work
+    spawn_ra_operations(ra.clone());
     spawn_housekeeping(
         store,
         ra,
@@ -387,6 +396,20 @@ fn spawn_housekeeping(
                 if let Err(e) = store.prune_nonces(at).await {
                     tracing::warn!(error = %e, "pruning redeemed nonces failed");
                 }
+            }
+        }
+    });
+}
+
+/// The RA client operations' background work (an upstream's pending certificate to collect, an
+/// operation whose process stopped), taken up every two seconds, on every replica.
+fn spawn_ra_operations(ra: Arc<Ra>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            if let Err(e) = ra.run_due_operations().await {
+                tracing::warn!(error = %e, "taking up RA operations failed");
             }
         }
     });

@@ -45,6 +45,9 @@
 //! - `authorizations.rs`: authorizations and challenges (RFC 8555 §7.5).
 //! - `certificates.rs`: the issuance cycle's records (to-be-signed, issued, abandoned) and the
 //!   certificates.
+//! - `ra_profiles.rs`: the RA's client-operation records (CZERTAINLY-style): authorities, RA
+//!   profiles, v1 end entities; `ra_certificates.rs`: certificates as RA records, their events
+//!   and the background work due on them.
 //! - `crls.rs`: revocations, CRLs (RFC 5280 §5), the leases of their generation.
 //! - `ocsp.rs`: delegated OCSP responders (RFC 6960).
 //! - `fast/`: the ACME fast paths: reads answered from memory (SQLite) or with the nonce
@@ -64,6 +67,8 @@ mod group_commit;
 mod nonces;
 mod ocsp;
 mod orders;
+mod ra_certificates;
+mod ra_profiles;
 mod rows;
 mod sql;
 mod status;
@@ -93,6 +98,8 @@ pub use clients::ClientRow;
 pub use fast::{Prefetch, Prefetched};
 pub use group_commit::Written;
 pub use orders::{AuthzReuse, Claim, OrderAuthz, OrderReuse};
+pub use ra_certificates::{RaCertificateRow, RaChange, RaEventRow};
+pub use ra_profiles::{RaAuthorityRow, RaEndEntityRow, RaProfileRow};
 pub use rows::{
     AccountRow, AuthzRow, CertificateRow, ChallengeRow, CrlMeta, CrlRow, EabKeyRow,
     OcspResponderRow, OrderRow, RevokedRow, SealedEabKey, FULL_CRL,

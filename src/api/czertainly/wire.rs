@@ -1,0 +1,296 @@
+//! The wire types of the CZERTAINLY-style surface, field for field with the Client Operations
+//! API 2.13.0 (request and response DTOs, attribute definitions, errors) and the management
+//! resources (authorities, RA profiles), plus pkid's own: the certificate record with its
+//! operation status and events. Each derives its OpenAPI schema.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// `{"message": "…"}`: the error body of 400, 404, 502, 503.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorMessageDto {
+    pub message: String,
+}
+
+/// The 403 problem body.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthenticationErrorDto {
+    pub status_code: u16,
+    pub code: String,
+    pub message: String,
+}
+
+/// One value of an attribute's content.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct BaseAttributeContentDto {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// A string, integer or boolean value (any JSON value).
+    pub data: Value,
+}
+
+/// An attribute as a request gives it.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestAttributeDto {
+    #[serde(default)]
+    pub uuid: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub content_type: Option<String>,
+    #[serde(default)]
+    pub content: Vec<BaseAttributeContentDto>,
+}
+
+/// An attribute's content as a response shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResponseAttributeDto {
+    pub uuid: String,
+    pub name: String,
+    pub label: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub content_type: String,
+    pub content: Vec<BaseAttributeContentDto>,
+}
+
+/// How an attribute definition is shown.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataAttributePropertiesDto {
+    pub label: String,
+    pub visible: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    pub required: bool,
+    pub read_only: bool,
+    pub list: bool,
+    pub multi_select: bool,
+}
+
+/// A constraint on an attribute's values.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttributeConstraintDto {
+    pub description: String,
+    pub error_message: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub data: String,
+}
+
+/// An attribute definition (`GET …/attributes/issue`, `…/attributes/revoke`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataAttributeDto {
+    pub uuid: String,
+    pub name: String,
+    pub description: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub content: Vec<BaseAttributeContentDto>,
+    pub content_type: String,
+    pub properties: DataAttributePropertiesDto,
+    pub constraints: Vec<AttributeConstraintDto>,
+}
+
+/// `POST …/certificates`: issue.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientCertificateSignRequestDto {
+    /// Attributes to build a CSR from a managed key; required without a CSR.
+    #[serde(default)]
+    pub csr_attributes: Vec<RequestAttributeDto>,
+    /// Attributes to sign the CSR with.
+    #[serde(default)]
+    pub signature_attributes: Vec<RequestAttributeDto>,
+    /// The CSR, Base64 (of DER, or of PEM).
+    #[serde(default)]
+    pub request: Option<String>,
+    /// `pkcs10` (default) or `crmf`.
+    #[serde(default)]
+    pub format: Option<String>,
+    #[serde(default)]
+    pub token_profile_uuid: Option<String>,
+    #[serde(default)]
+    pub key_uuid: Option<String>,
+    /// The RA profile's issue attributes.
+    #[serde(default)]
+    pub attributes: Vec<RequestAttributeDto>,
+    #[serde(default)]
+    pub custom_attributes: Vec<RequestAttributeDto>,
+}
+
+/// The answer to issue, renew, rekey and issue-New.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientCertificateDataResponseDto {
+    /// Base64 DER; `""` while the certificate is pending.
+    pub certificate_data: String,
+    pub uuid: String,
+}
+
+/// `POST …/certificates/{uuid}/renew`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientCertificateRenewRequestDto {
+    #[serde(default)]
+    pub replace_in_locations: Option<bool>,
+    /// A CSR over the same key; none: the certificate's own CSR again.
+    #[serde(default)]
+    pub request: Option<String>,
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+/// `POST …/certificates/{uuid}/rekey`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientCertificateRekeyRequestDto {
+    #[serde(default)]
+    pub replace_in_locations: Option<bool>,
+    /// A CSR over a new key for the same subject; none: built from the managed key.
+    #[serde(default)]
+    pub request: Option<String>,
+    #[serde(default)]
+    pub format: Option<String>,
+    #[serde(default)]
+    pub key_uuid: Option<String>,
+    #[serde(default)]
+    pub token_profile_uuid: Option<String>,
+    #[serde(default)]
+    pub signature_attributes: Vec<RequestAttributeDto>,
+}
+
+/// `POST …/certificates/{uuid}/revoke`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientCertificateRevocationDto {
+    /// `unspecified` (default), `keyCompromise`, `cACompromise`, `affiliationChanged`,
+    /// `superseded`, `cessationOfOperation`, `certificateHold`, `privilegeWithdrawn`,
+    /// `aACompromise`; any case.
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub attributes: Vec<RequestAttributeDto>,
+    #[serde(default)]
+    pub destroy_key: Option<bool>,
+}
+
+/// An authority: an issuer pkid holds.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorityInstanceDto {
+    pub uuid: String,
+    pub name: String,
+    /// `local` (pkid signs: software or PKCS#11 key) or `upstream` (ACME CA, CFSSL signer).
+    pub kind: String,
+    pub status: String,
+}
+
+/// An RA profile.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RaProfileDto {
+    pub uuid: String,
+    pub name: String,
+    pub description: String,
+    pub authority_instance_uuid: String,
+    pub authority_instance_name: String,
+    pub legacy_authority: bool,
+    pub enabled: bool,
+    pub attributes: Vec<ResponseAttributeDto>,
+    pub custom_attributes: Vec<ResponseAttributeDto>,
+    pub enabled_protocols: Vec<String>,
+}
+
+/// `POST /v1/authorities/{a}/raProfiles`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AddRaProfileRequestDto {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Enabled unless `false`.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub attributes: Vec<RequestAttributeDto>,
+    #[serde(default)]
+    pub custom_attributes: Vec<RequestAttributeDto>,
+}
+
+/// `PUT /v1/authorities/{a}/raProfiles/{r}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EditRaProfileRequestDto {
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub attributes: Vec<RequestAttributeDto>,
+    #[serde(default)]
+    pub custom_attributes: Vec<RequestAttributeDto>,
+}
+
+/// `{"uuid": …}`: what a create answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UuidDto {
+    pub uuid: String,
+}
+
+/// The operation last accepted on a certificate record, and how it went.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationStatusDto {
+    /// `issue`, `renew`, `rekey` or `revoke`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `accepted`, `running`, `succeeded` or `failed`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The authority has not issued yet and pkid collects the certificate.
+    pub waiting_for_authority: bool,
+}
+
+/// One event of a certificate's history.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateEventDto {
+    /// RFC 3339.
+    pub at: String,
+    pub event: String,
+    pub status: String,
+    pub message: String,
+    pub actor: String,
+}
+
+/// pkid's certificate record (`GET …/certificates/{uuid}`): its state, the certificate once
+/// issued, the operation's status and the history.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateRecordDto {
+    pub uuid: String,
+    /// `requested`, `pending_approval`, `pending_issue`, `pending_revoke`, `issued`, `failed`,
+    /// `rejected` or `revoked`.
+    pub state: String,
+    pub ra_profile_uuid: String,
+    pub authority_name: String,
+    pub subject_dn: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial_number: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_certificate_uuid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_uuid: Option<String>,
+    /// Base64 DER; `""` until issued.
+    pub certificate_data: String,
+    pub operation: OperationStatusDto,
+    pub events: Vec<CertificateEventDto>,
+    pub created_at: String,
+    pub updated_at: String,
+}
