@@ -96,13 +96,18 @@ impl Reads {
             .collect::<std::result::Result<_, _>>()?)
     }
 
-    async fn ra_profiles_where(&self, condition: &str, value: &str) -> Result<Vec<RaProfileRow>> {
-        let sql =
-            format!("SELECT {PROFILE_COLUMNS} FROM ra_profiles WHERE {condition} ORDER BY name");
-        let rows = sqlx::query(&sql)
-            .bind(value)
-            .fetch_all(&mut self.reader().await?)
-            .await?;
+    /// The profiles `condition` (on `$1`, `value`) selects; every profile without one.
+    async fn ra_profiles_where(
+        &self,
+        condition: Option<(&str, &str)>,
+    ) -> Result<Vec<RaProfileRow>> {
+        let filter = condition.map_or(String::new(), |(c, _)| format!("WHERE {c}"));
+        let sql = format!("SELECT {PROFILE_COLUMNS} FROM ra_profiles {filter} ORDER BY name");
+        let mut query = sqlx::query(&sql);
+        if let Some((_, value)) = condition {
+            query = query.bind(value);
+        }
+        let rows = query.fetch_all(&mut self.reader().await?).await?;
         Ok(rows
             .iter()
             .map(profile_row)
@@ -111,21 +116,27 @@ impl Reads {
 
     /// Every RA profile, by name.
     pub async fn ra_profiles(&self) -> Result<Vec<RaProfileRow>> {
-        self.ra_profiles_where("$1 = $1", "").await
+        self.ra_profiles_where(None).await
     }
 
     /// The RA profiles bound to one authority, by name.
     pub async fn ra_profiles_of(&self, authority_uuid: &str) -> Result<Vec<RaProfileRow>> {
-        self.ra_profiles_where("authority_uuid = $1", authority_uuid)
+        self.ra_profiles_where(Some(("authority_uuid = $1", authority_uuid)))
             .await
     }
 
     pub async fn ra_profile(&self, uuid: &str) -> Result<Option<RaProfileRow>> {
-        Ok(self.ra_profiles_where("uuid = $1", uuid).await?.pop())
+        Ok(self
+            .ra_profiles_where(Some(("uuid = $1", uuid)))
+            .await?
+            .pop())
     }
 
     pub async fn ra_profile_by_name(&self, name: &str) -> Result<Option<RaProfileRow>> {
-        Ok(self.ra_profiles_where("name = $1", name).await?.pop())
+        Ok(self
+            .ra_profiles_where(Some(("name = $1", name)))
+            .await?
+            .pop())
     }
 
     /// The end entities of an RA profile, by username.
