@@ -35,7 +35,12 @@ fn assert_message(answer: &Answer, status: u16, what: &str) {
 
 /// The leaf with its issuing CA (`/ca/NAME.der`), verified with `openssl verify` against
 /// pkid's root.
-async fn verify_under(env: &Environment, issuer: &str, leaf: &[u8], work: &str) -> String {
+pub(super) async fn verify_under(
+    env: &Environment,
+    issuer: &str,
+    leaf: &[u8],
+    work: &str,
+) -> String {
     let http = crate::harness::tls::https_client(&env.pkid.root_pem()).unwrap();
     let url = format!("https://127.0.0.1:{}/ca/{issuer}.der", env.pkid.port());
     let ca = http.get(&url).send().await.unwrap().bytes().await.unwrap();

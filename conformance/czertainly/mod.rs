@@ -8,13 +8,16 @@
 //!   nothing issued; the seed's error shapes;
 //! - `upstream`: the same through pebble (an upstream ACME CA that answers late: `""` + uuid,
 //!   the certificate collected by the background job, across a restart of pkid) and `cfssl
-//!   serve`; an upstream down (503) or refusing (502) leaves the record `failed` with an event.
+//!   serve`; an upstream down (503) or refusing (502) leaves the record `failed` with an event;
+//! - `v1`: end entities, issue for one (password, subject DN), revoke by serial and issuer DN,
+//!   `DELETE` revoking the entity's certificates.
 //!
 //! The helpers here: the environment (a clients' CA, users linked to client certificates), the
 //! client presenting one, CSRs, and the certificates' checks.
 
 mod local;
 mod upstream;
+mod v1;
 
 use std::time::{Duration, Instant};
 

@@ -19,13 +19,15 @@
 //! - client operations (CZERTAINLY-style, `docs/czertainly.md`): [`authorities`] (issuers with
 //!   stable UUIDs), [`profiles`] (RA profiles and their policy), [`attributes`] (their
 //!   definitions and checks), [`ra_certificates`] (certificates as RA records: issue, renew,
-//!   rekey, revoke, approval, background completion)
+//!   rekey, revoke, approval, background completion), [`end_entities`] (the v1 API's end
+//!   entities)
 
 mod accounts;
 pub mod attributes;
 pub mod authorities;
 mod authorizations;
 pub mod binding;
+pub mod end_entities;
 mod error;
 pub mod ids;
 pub mod managed_keys;

@@ -5,6 +5,8 @@
 //! - [`routes`]: the one route table (method, path template, what it serves, the action it
 //!   needs), which the router matches and the OpenAPI document must list;
 //! - [`management`]: `/v1/authorities`, `/v1/raProfiles`, `/v1/authorities/{a}/raProfiles…`;
+//! - [`v1`]: `/v1/operations/{raProfileName}/…` (issue and revoke for end entities, and
+//!   the end entities themselves);
 //! - [`v2`]: `/v2/operations/authorities/{a}/raProfiles/{r}/…` (attributes, issue, issue-New,
 //!   renew, rekey, revoke, and pkid's certificate record with its operation status);
 //! - [`wire`]: the DTOs; [`openapi`]: the OpenAPI 3.1 document at `/v2/openapi.json`.
@@ -18,6 +20,7 @@
 mod management;
 pub mod openapi;
 mod routes;
+mod v1;
 mod v2;
 pub mod wire;
 
@@ -29,6 +32,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::api::{Reply, RequestBody, RequestHead};
+use crate::identity::passwords::PasswordChecker;
 use crate::identity::{authorize, AuthError, Authenticated, Denied, Identity, Principal, Role};
 use crate::ra::{OperationError, Ra, RaError};
 use crate::store::Reads;
@@ -38,6 +42,8 @@ pub struct CzertainlyApi {
     ra: Arc<Ra>,
     reads: Reads,
     identity: Arc<Identity>,
+    /// Checks end entities' passwords (argon2id, bounded to the cores).
+    passwords: PasswordChecker,
 }
 
 /// One request's caller and what it sent, for the handlers.
@@ -166,6 +172,7 @@ impl CzertainlyApi {
             reads: ra.reads(),
             ra,
             identity,
+            passwords: PasswordChecker::default(),
         }
     }
 
@@ -235,6 +242,9 @@ impl CzertainlyApi {
         };
         if route.is_management() {
             return management::serve(self, route, &call).await;
+        }
+        if route.is_v1() {
+            return v1::serve(self, route, &call).await;
         }
         v2::serve(self, route, &call).await
     }

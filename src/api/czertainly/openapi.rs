@@ -8,6 +8,12 @@ use utoipa::OpenApi;
 
 #[allow(unused_imports)]
 use super::wire::{
+    AddEndEntityRequestDto, ClientCertificateRevocationV1Dto, ClientCertificateSignRequestV1Dto,
+    ClientCertificateSignResponseDto, EditEndEntityRequestDto, EndEntityDto,
+    EndEntityExtendedInfoDto, ResetPasswordRequestDto,
+};
+#[allow(unused_imports)]
+use super::wire::{
     AddRaProfileRequestDto, AttributeConstraintDto, AuthenticationErrorDto, AuthorityInstanceDto,
     BaseAttributeContentDto, CertificateEventDto, CertificateRecordDto,
     ClientCertificateDataResponseDto, ClientCertificateRekeyRequestDto,
@@ -47,7 +53,15 @@ use super::wire::{
         rekey_certificate,
         revoke_certificate,
         approve_certificate,
-        reject_certificate
+        reject_certificate,
+        issue_certificate_v1,
+        revoke_certificate_v1,
+        list_end_entities,
+        add_end_entity,
+        get_end_entity,
+        edit_end_entity,
+        delete_end_entity,
+        reset_password
     ),
     components(schemas(
         AddRaProfileRequestDto,
@@ -491,6 +505,163 @@ fn approve_certificate() {}
 )]
 #[allow(dead_code)]
 fn reject_certificate() {}
+
+/// Issue Certificate (v1).
+#[utoipa::path(
+    post,
+    path = "/v1/operations/{raProfileName}/certificate/issue",
+    tag = "Client Operations v1",
+    params(("raProfileName" = String, Path, description = "RA Profile name")),
+    request_body = ClientCertificateSignRequestV1Dto,
+    responses(
+        (status = 200, description = "OK", body = ClientCertificateSignResponseDto),
+        (status = 401, description = "Unauthorized", body = ErrorMessageDto),
+        (status = 400, description = "Bad Request", body = ErrorMessageDto),
+        (status = 403, description = "Forbidden", body = AuthenticationErrorDto, content_type = "application/problem+json"),
+        (status = 404, description = "Not Found", body = ErrorMessageDto),
+        (status = 502, description = "Bad Gateway", body = ErrorMessageDto),
+        (status = 503, description = "Service Unavailable", body = ErrorMessageDto),
+    )
+)]
+#[allow(dead_code)]
+fn issue_certificate_v1() {}
+
+/// Revoke Certificate (v1).
+#[utoipa::path(
+    post,
+    path = "/v1/operations/{raProfileName}/certificate/revoke",
+    tag = "Client Operations v1",
+    params(("raProfileName" = String, Path, description = "RA Profile name")),
+    request_body = ClientCertificateRevocationV1Dto,
+    responses(
+        (status = 200, description = "OK"),
+        (status = 401, description = "Unauthorized", body = ErrorMessageDto),
+        (status = 400, description = "Bad Request", body = ErrorMessageDto),
+        (status = 403, description = "Forbidden", body = AuthenticationErrorDto, content_type = "application/problem+json"),
+        (status = 404, description = "Not Found", body = ErrorMessageDto),
+        (status = 502, description = "Bad Gateway", body = ErrorMessageDto),
+        (status = 503, description = "Service Unavailable", body = ErrorMessageDto),
+    )
+)]
+#[allow(dead_code)]
+fn revoke_certificate_v1() {}
+
+/// List End Entities.
+#[utoipa::path(
+    get,
+    path = "/v1/operations/{raProfileName}/endentity",
+    tag = "Client Operations v1",
+    params(("raProfileName" = String, Path, description = "RA Profile name")),
+    responses(
+        (status = 200, description = "OK", body = Vec<EndEntityDto>),
+        (status = 401, description = "Unauthorized", body = ErrorMessageDto),
+        (status = 400, description = "Bad Request", body = ErrorMessageDto),
+        (status = 403, description = "Forbidden", body = AuthenticationErrorDto, content_type = "application/problem+json"),
+        (status = 404, description = "Not Found", body = ErrorMessageDto),
+        (status = 502, description = "Bad Gateway", body = ErrorMessageDto),
+        (status = 503, description = "Service Unavailable", body = ErrorMessageDto),
+    )
+)]
+#[allow(dead_code)]
+fn list_end_entities() {}
+
+/// Add End Entity.
+#[utoipa::path(
+    post,
+    path = "/v1/operations/{raProfileName}/endentity",
+    tag = "Client Operations v1",
+    params(("raProfileName" = String, Path, description = "RA Profile name")),
+    request_body = AddEndEntityRequestDto,
+    responses(
+        (status = 200, description = "OK"),
+        (status = 401, description = "Unauthorized", body = ErrorMessageDto),
+        (status = 400, description = "Bad Request", body = ErrorMessageDto),
+        (status = 403, description = "Forbidden", body = AuthenticationErrorDto, content_type = "application/problem+json"),
+        (status = 404, description = "Not Found", body = ErrorMessageDto),
+        (status = 502, description = "Bad Gateway", body = ErrorMessageDto),
+        (status = 503, description = "Service Unavailable", body = ErrorMessageDto),
+    )
+)]
+#[allow(dead_code)]
+fn add_end_entity() {}
+
+/// Get End Entity information.
+#[utoipa::path(
+    get,
+    path = "/v1/operations/{raProfileName}/endentity/{username}",
+    tag = "Client Operations v1",
+    params(("raProfileName" = String, Path, description = "RA Profile name"), ("username" = String, Path, description = "Username")),
+    responses(
+        (status = 200, description = "OK", body = EndEntityDto),
+        (status = 401, description = "Unauthorized", body = ErrorMessageDto),
+        (status = 400, description = "Bad Request", body = ErrorMessageDto),
+        (status = 403, description = "Forbidden", body = AuthenticationErrorDto, content_type = "application/problem+json"),
+        (status = 404, description = "Not Found", body = ErrorMessageDto),
+        (status = 502, description = "Bad Gateway", body = ErrorMessageDto),
+        (status = 503, description = "Service Unavailable", body = ErrorMessageDto),
+    )
+)]
+#[allow(dead_code)]
+fn get_end_entity() {}
+
+/// Edit End Entity.
+#[utoipa::path(
+    post,
+    path = "/v1/operations/{raProfileName}/endentity/{username}",
+    tag = "Client Operations v1",
+    params(("raProfileName" = String, Path, description = "RA Profile name"), ("username" = String, Path, description = "Username")),
+    request_body = EditEndEntityRequestDto,
+    responses(
+        (status = 200, description = "OK"),
+        (status = 401, description = "Unauthorized", body = ErrorMessageDto),
+        (status = 400, description = "Bad Request", body = ErrorMessageDto),
+        (status = 403, description = "Forbidden", body = AuthenticationErrorDto, content_type = "application/problem+json"),
+        (status = 404, description = "Not Found", body = ErrorMessageDto),
+        (status = 502, description = "Bad Gateway", body = ErrorMessageDto),
+        (status = 503, description = "Service Unavailable", body = ErrorMessageDto),
+    )
+)]
+#[allow(dead_code)]
+fn edit_end_entity() {}
+
+/// Remove End Entity, its certificates revoked first.
+#[utoipa::path(
+    delete,
+    path = "/v1/operations/{raProfileName}/endentity/{username}",
+    tag = "Client Operations v1",
+    params(("raProfileName" = String, Path, description = "RA Profile name"), ("username" = String, Path, description = "Username")),
+    responses(
+        (status = 200, description = "OK"),
+        (status = 401, description = "Unauthorized", body = ErrorMessageDto),
+        (status = 400, description = "Bad Request", body = ErrorMessageDto),
+        (status = 403, description = "Forbidden", body = AuthenticationErrorDto, content_type = "application/problem+json"),
+        (status = 404, description = "Not Found", body = ErrorMessageDto),
+        (status = 502, description = "Bad Gateway", body = ErrorMessageDto),
+        (status = 503, description = "Service Unavailable", body = ErrorMessageDto),
+    )
+)]
+#[allow(dead_code)]
+fn delete_end_entity() {}
+
+/// Reset End Entity password.
+#[utoipa::path(
+    put,
+    path = "/v1/operations/{raProfileName}/endentity/{username}/resetPassword",
+    tag = "Client Operations v1",
+    params(("raProfileName" = String, Path, description = "RA Profile name"), ("username" = String, Path, description = "Username")),
+    request_body = ResetPasswordRequestDto,
+    responses(
+        (status = 200, description = "OK"),
+        (status = 401, description = "Unauthorized", body = ErrorMessageDto),
+        (status = 400, description = "Bad Request", body = ErrorMessageDto),
+        (status = 403, description = "Forbidden", body = AuthenticationErrorDto, content_type = "application/problem+json"),
+        (status = 404, description = "Not Found", body = ErrorMessageDto),
+        (status = 502, description = "Bad Gateway", body = ErrorMessageDto),
+        (status = 503, description = "Service Unavailable", body = ErrorMessageDto),
+    )
+)]
+#[allow(dead_code)]
+fn reset_password() {}
 
 #[cfg(test)]
 mod tests {

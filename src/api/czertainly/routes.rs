@@ -34,6 +34,15 @@ pub enum Route {
     Revoke,
     Approve,
     Reject,
+    // v1 client operations
+    IssueV1,
+    RevokeV1,
+    EndEntities,
+    AddEndEntity,
+    EndEntity,
+    EditEndEntity,
+    DeleteEndEntity,
+    ResetPassword,
 }
 
 const PROFILE: &str = "/v1/authorities/{authorityUuid}/raProfiles/{raProfileUuid}";
@@ -127,6 +136,46 @@ pub const ROUTES: &[(Method, &str, Route)] = &[
         "/v2/operations/authorities/{authorityUuid}/raProfiles/{raProfileUuid}/certificates/{certificateUuid}/reject",
         Route::Reject,
     ),
+    (
+        Method::POST,
+        "/v1/operations/{raProfileName}/certificate/issue",
+        Route::IssueV1,
+    ),
+    (
+        Method::POST,
+        "/v1/operations/{raProfileName}/certificate/revoke",
+        Route::RevokeV1,
+    ),
+    (
+        Method::GET,
+        "/v1/operations/{raProfileName}/endentity",
+        Route::EndEntities,
+    ),
+    (
+        Method::POST,
+        "/v1/operations/{raProfileName}/endentity",
+        Route::AddEndEntity,
+    ),
+    (
+        Method::GET,
+        "/v1/operations/{raProfileName}/endentity/{username}",
+        Route::EndEntity,
+    ),
+    (
+        Method::POST,
+        "/v1/operations/{raProfileName}/endentity/{username}",
+        Route::EditEndEntity,
+    ),
+    (
+        Method::DELETE,
+        "/v1/operations/{raProfileName}/endentity/{username}",
+        Route::DeleteEndEntity,
+    ),
+    (
+        Method::PUT,
+        "/v1/operations/{raProfileName}/endentity/{username}/resetPassword",
+        Route::ResetPassword,
+    ),
 ];
 
 impl Route {
@@ -144,11 +193,30 @@ impl Route {
             | ValidateIssueAttributes
             | RevokeAttributes
             | ValidateRevokeAttributes
-            | Certificate => Action::RaRead,
-            Issue | IssueNew | Renew | Rekey | Revoke => Action::RaOperate,
+            | Certificate
+            | EndEntities
+            | EndEntity => Action::RaRead,
+            Issue | IssueNew | Renew | Rekey | Revoke | IssueV1 | RevokeV1 => Action::RaOperate,
             CreateRaProfile | EditRaProfile | DeleteRaProfile | EnableRaProfile
-            | DisableRaProfile | Approve | Reject => Action::RaManage,
+            | DisableRaProfile | Approve | Reject | AddEndEntity | EditEndEntity
+            | DeleteEndEntity | ResetPassword => Action::RaManage,
         }
+    }
+
+    /// The v1 client operations (`/v1/operations/{raProfileName}/…`).
+    pub fn is_v1(self) -> bool {
+        use Route::*;
+        matches!(
+            self,
+            IssueV1
+                | RevokeV1
+                | EndEntities
+                | AddEndEntity
+                | EndEntity
+                | EditEndEntity
+                | DeleteEndEntity
+                | ResetPassword
+        )
     }
 
     /// Management resources (`/v1/authorities…`, `/v1/raProfiles`).

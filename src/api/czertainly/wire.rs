@@ -294,3 +294,98 @@ pub struct CertificateRecordDto {
     pub created_at: String,
     pub updated_at: String,
 }
+
+/// One `{name, value}` of an end entity's extension data.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct EndEntityExtendedInfoDto {
+    pub name: String,
+    pub value: String,
+}
+
+/// An end entity (v1).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndEntityDto {
+    #[serde(rename = "subjectDN")]
+    pub subject_dn: String,
+    pub email: String,
+    pub extension_data: Vec<EndEntityExtendedInfoDto>,
+    pub subject_alt_name: String,
+    /// `NEW`, `FAILED`, `INITIALIZED`, `IN_PROCESS`, `GENERATED`, `REVOKED`, `HISTORICAL`,
+    /// `KEY_RECOVERY` or `WAITING_FOR_ADD_APPROVAL`.
+    pub status: String,
+    pub username: String,
+}
+
+/// `POST /v1/operations/{raProfileName}/endentity`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AddEndEntityRequestDto {
+    /// The RA profile of the end entity (the one in the path is used).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub ra_profile: Option<Value>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub extension_data: Vec<EndEntityExtendedInfoDto>,
+    pub password: String,
+    #[serde(default)]
+    pub subject_alt_name: Option<String>,
+    #[serde(rename = "subjectDN")]
+    pub subject_dn: String,
+    pub username: String,
+}
+
+/// `POST /v1/operations/{raProfileName}/endentity/{username}` (edit).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EditEndEntityRequestDto {
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub ra_profile: Option<Value>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub extension_data: Vec<EndEntityExtendedInfoDto>,
+    pub password: String,
+    #[serde(default)]
+    pub subject_alt_name: Option<String>,
+    #[serde(rename = "subjectDN")]
+    pub subject_dn: String,
+    pub status: String,
+}
+
+/// `PUT /v1/operations/{raProfileName}/endentity/{username}/resetPassword`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ResetPasswordRequestDto {
+    pub password: String,
+}
+
+/// `POST /v1/operations/{raProfileName}/certificate/issue`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ClientCertificateSignRequestV1Dto {
+    pub password: String,
+    /// Base64 PKCS#10.
+    pub pkcs10: String,
+    pub username: String,
+}
+
+/// The answer to a v1 issue.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientCertificateSignResponseDto {
+    /// Base64 DER; `""` while pending at a slow authority.
+    pub certificate_data: String,
+}
+
+/// `POST /v1/operations/{raProfileName}/certificate/revoke`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ClientCertificateRevocationV1Dto {
+    #[serde(rename = "certificateSN")]
+    pub certificate_sn: String,
+    #[serde(rename = "issuerDN")]
+    pub issuer_dn: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}

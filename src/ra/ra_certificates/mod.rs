@@ -384,7 +384,7 @@ impl Ra {
 
     /// A new record for `request` under `profile` (of `source`, for a renewal or rekey),
     /// accepted and then driven.
-    async fn accept(
+    pub(in crate::ra) async fn accept(
         self: &Arc<Self>,
         profile: &RaProfileRow,
         request: CertificateRequest,
