@@ -10,11 +10,14 @@
 //!   the certificate collected by the background job, across a restart of pkid) and `cfssl
 //!   serve`; an upstream down (503) or refusing (502) leaves the record `failed` with an event;
 //! - `v1`: end entities, issue for one (password, subject DN), revoke by serial and issuer DN,
-//!   `DELETE` revoking the entity's certificates.
+//!   `DELETE` revoking the entity's certificates;
+//! - `keys`: managed keys in the software store (sealed with the key-encryption key) and on a
+//!   SoftHSM2 token, CSRs built from them on the server, `destroyKey` and `DELETE` removing them.
 //!
 //! The helpers here: the environment (a clients' CA, users linked to client certificates), the
 //! client presenting one, CSRs, and the certificates' checks.
 
+mod keys;
 mod local;
 mod upstream;
 mod v1;

@@ -129,6 +129,85 @@ pub const REVOKE: &[Definition] = &[Definition {
     pattern: None,
 }];
 
+/// What builds a CSR from a managed key (`csrAttributes`): the subject's parts and the names.
+pub const CSR: &[Definition] = &[
+    csr_part(
+        "8f6c1a64-3d2e-4b8e-9c61-0f7e2d5a1b31",
+        "commonName",
+        "Common name (CN)",
+        true,
+        false,
+    ),
+    csr_part(
+        "8f6c1a64-3d2e-4b8e-9c61-0f7e2d5a1b32",
+        "organization",
+        "Organization (O)",
+        false,
+        false,
+    ),
+    csr_part(
+        "8f6c1a64-3d2e-4b8e-9c61-0f7e2d5a1b33",
+        "organizationalUnit",
+        "Organizational unit (OU)",
+        false,
+        false,
+    ),
+    csr_part(
+        "8f6c1a64-3d2e-4b8e-9c61-0f7e2d5a1b34",
+        "locality",
+        "Locality (L)",
+        false,
+        false,
+    ),
+    csr_part(
+        "8f6c1a64-3d2e-4b8e-9c61-0f7e2d5a1b35",
+        "state",
+        "State or province (ST)",
+        false,
+        false,
+    ),
+    csr_part(
+        "8f6c1a64-3d2e-4b8e-9c61-0f7e2d5a1b36",
+        "country",
+        "Country (C), two letters",
+        false,
+        false,
+    ),
+    csr_part(
+        "8f6c1a64-3d2e-4b8e-9c61-0f7e2d5a1b37",
+        "dnsNames",
+        "DNS names (subject alternative names)",
+        false,
+        true,
+    ),
+    csr_part(
+        "8f6c1a64-3d2e-4b8e-9c61-0f7e2d5a1b38",
+        "ipAddresses",
+        "IP addresses (subject alternative names)",
+        false,
+        true,
+    ),
+];
+
+const fn csr_part(
+    uuid: &'static str,
+    name: &'static str,
+    label: &'static str,
+    required: bool,
+    list: bool,
+) -> Definition {
+    Definition {
+        uuid,
+        name,
+        label,
+        description: label,
+        content_type: ContentType::String,
+        required,
+        list,
+        pattern: None,
+    }
+}
+
 /// One attribute as a request gives it: by UUID or name, with its content's `data` values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Given {

@@ -47,7 +47,7 @@
 //!   certificates.
 //! - `ra_profiles.rs`: the RA's client-operation records (CZERTAINLY-style): authorities, RA
 //!   profiles, v1 end entities; `ra_certificates.rs`: certificates as RA records, their events
-//!   and the background work due on them.
+//!   and the background work due on them; `ra_keys.rs`: token profiles and managed keys.
 //! - `crls.rs`: revocations, CRLs (RFC 5280 §5), the leases of their generation.
 //! - `ocsp.rs`: delegated OCSP responders (RFC 6960).
 //! - `fast/`: the ACME fast paths: reads answered from memory (SQLite) or with the nonce
@@ -68,6 +68,7 @@ mod nonces;
 mod ocsp;
 mod orders;
 mod ra_certificates;
+mod ra_keys;
 mod ra_profiles;
 mod rows;
 mod sql;
@@ -99,6 +100,7 @@ pub use fast::{Prefetch, Prefetched};
 pub use group_commit::Written;
 pub use orders::{AuthzReuse, Claim, OrderAuthz, OrderReuse};
 pub use ra_certificates::{RaCertificateRow, RaChange, RaEventRow};
+pub use ra_keys::{RaManagedKeyRow, RaTokenProfileRow};
 pub use ra_profiles::{RaAuthorityRow, RaEndEntityRow, RaProfileRow};
 pub use rows::{
     AccountRow, AuthzRow, CertificateRow, ChallengeRow, CrlMeta, CrlRow, EabKeyRow,

@@ -9,6 +9,7 @@
 //!   the end entities themselves);
 //! - [`v2`]: `/v2/operations/authorities/{a}/raProfiles/{r}/…` (attributes, issue, issue-New,
 //!   renew, rekey, revoke, and pkid's certificate record with its operation status);
+//! - [`keys`]: `/v1/tokenProfiles[/{t}/keys[/{k}]]`: managed keys (software, PKCS#11);
 //! - [`wire`]: the DTOs; [`openapi`]: the OpenAPI 3.1 document at `/v2/openapi.json`.
 //!
 //! Authentication through `identity` (a TLS client certificate linked to a user, the trusted
@@ -17,6 +18,7 @@
 //! shapes: 400/404/502/503 `{"message"}`, 422 a JSON array of strings, 403
 //! `{"statusCode":403,"code":"ACCESS_DENIED","message"}` as `application/problem+json`.
 
+mod keys;
 mod management;
 pub mod openapi;
 mod routes;
@@ -242,6 +244,9 @@ impl CzertainlyApi {
         };
         if route.is_management() {
             return management::serve(self, route, &call).await;
+        }
+        if route.is_keys() {
+            return keys::serve(self, route, &call).await;
         }
         if route.is_v1() {
             return v1::serve(self, route, &call).await;

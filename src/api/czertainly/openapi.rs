@@ -13,6 +13,8 @@ use super::wire::{
     EndEntityExtendedInfoDto, ResetPasswordRequestDto,
 };
 #[allow(unused_imports)]
+use super::wire::{AddKeyRequestDto, AddTokenProfileRequestDto, KeyDto, TokenProfileDto};
+#[allow(unused_imports)]
 use super::wire::{
     AddRaProfileRequestDto, AttributeConstraintDto, AuthenticationErrorDto, AuthorityInstanceDto,
     BaseAttributeContentDto, CertificateEventDto, CertificateRecordDto,
@@ -61,7 +63,12 @@ use super::wire::{
         get_end_entity,
         edit_end_entity,
         delete_end_entity,
-        reset_password
+        reset_password,
+        token_profiles,
+        create_token_profile,
+        managed_keys,
+        create_managed_key,
+        destroy_managed_key
     ),
     components(schemas(
         AddRaProfileRequestDto,
@@ -662,6 +669,88 @@ fn delete_end_entity() {}
 )]
 #[allow(dead_code)]
 fn reset_password() {}
+
+/// List token profiles (pkid).
+#[utoipa::path(
+    get,
+    path = "/v1/tokenProfiles",
+    tag = "Managed keys",
+    responses(
+        (status = 200, description = "OK", body = Vec<TokenProfileDto>),
+        (status = 401, description = "Unauthorized", body = ErrorMessageDto),
+        (status = 403, description = "Forbidden", body = AuthenticationErrorDto, content_type = "application/problem+json"),
+    )
+)]
+#[allow(dead_code)]
+fn token_profiles() {}
+
+/// Create a token profile (pkid).
+#[utoipa::path(
+    post,
+    path = "/v1/tokenProfiles",
+    tag = "Managed keys",
+    request_body = AddTokenProfileRequestDto,
+    responses(
+        (status = 201, description = "Created", body = UuidDto),
+        (status = 401, description = "Unauthorized", body = ErrorMessageDto),
+        (status = 400, description = "Bad Request", body = ErrorMessageDto),
+        (status = 403, description = "Forbidden", body = AuthenticationErrorDto, content_type = "application/problem+json"),
+    )
+)]
+#[allow(dead_code)]
+fn create_token_profile() {}
+
+/// List a token profile's keys (pkid).
+#[utoipa::path(
+    get,
+    path = "/v1/tokenProfiles/{tokenProfileUuid}/keys",
+    tag = "Managed keys",
+    params(("tokenProfileUuid" = String, Path, description = "Token Profile UUID")),
+    responses(
+        (status = 200, description = "OK", body = Vec<KeyDto>),
+        (status = 401, description = "Unauthorized", body = ErrorMessageDto),
+        (status = 403, description = "Forbidden", body = AuthenticationErrorDto, content_type = "application/problem+json"),
+        (status = 404, description = "Not Found", body = ErrorMessageDto),
+    )
+)]
+#[allow(dead_code)]
+fn managed_keys() {}
+
+/// Generate a key in a token profile (pkid).
+#[utoipa::path(
+    post,
+    path = "/v1/tokenProfiles/{tokenProfileUuid}/keys",
+    tag = "Managed keys",
+    params(("tokenProfileUuid" = String, Path, description = "Token Profile UUID")),
+    request_body = AddKeyRequestDto,
+    responses(
+        (status = 201, description = "Created", body = KeyDto),
+        (status = 401, description = "Unauthorized", body = ErrorMessageDto),
+        (status = 400, description = "Bad Request", body = ErrorMessageDto),
+        (status = 403, description = "Forbidden", body = AuthenticationErrorDto, content_type = "application/problem+json"),
+        (status = 404, description = "Not Found", body = ErrorMessageDto),
+        (status = 503, description = "Service Unavailable", body = ErrorMessageDto),
+    )
+)]
+#[allow(dead_code)]
+fn create_managed_key() {}
+
+/// Destroy a managed key (pkid).
+#[utoipa::path(
+    delete,
+    path = "/v1/tokenProfiles/{tokenProfileUuid}/keys/{keyUuid}",
+    tag = "Managed keys",
+    params(("tokenProfileUuid" = String, Path, description = "Token Profile UUID"), ("keyUuid" = String, Path, description = "Key UUID")),
+    responses(
+        (status = 204, description = "No Content"),
+        (status = 401, description = "Unauthorized", body = ErrorMessageDto),
+        (status = 403, description = "Forbidden", body = AuthenticationErrorDto, content_type = "application/problem+json"),
+        (status = 404, description = "Not Found", body = ErrorMessageDto),
+        (status = 503, description = "Service Unavailable", body = ErrorMessageDto),
+    )
+)]
+#[allow(dead_code)]
+fn destroy_managed_key() {}
 
 #[cfg(test)]
 mod tests {

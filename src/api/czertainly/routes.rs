@@ -43,6 +43,12 @@ pub enum Route {
     EditEndEntity,
     DeleteEndEntity,
     ResetPassword,
+    // managed keys (pkid's own, after CZERTAINLY's token profiles)
+    TokenProfiles,
+    CreateTokenProfile,
+    Keys,
+    CreateKey,
+    DestroyKey,
 }
 
 const PROFILE: &str = "/v1/authorities/{authorityUuid}/raProfiles/{raProfileUuid}";
@@ -176,6 +182,23 @@ pub const ROUTES: &[(Method, &str, Route)] = &[
         "/v1/operations/{raProfileName}/endentity/{username}/resetPassword",
         Route::ResetPassword,
     ),
+    (Method::GET, "/v1/tokenProfiles", Route::TokenProfiles),
+    (Method::POST, "/v1/tokenProfiles", Route::CreateTokenProfile),
+    (
+        Method::GET,
+        "/v1/tokenProfiles/{tokenProfileUuid}/keys",
+        Route::Keys,
+    ),
+    (
+        Method::POST,
+        "/v1/tokenProfiles/{tokenProfileUuid}/keys",
+        Route::CreateKey,
+    ),
+    (
+        Method::DELETE,
+        "/v1/tokenProfiles/{tokenProfileUuid}/keys/{keyUuid}",
+        Route::DestroyKey,
+    ),
 ];
 
 impl Route {
@@ -195,11 +218,15 @@ impl Route {
             | ValidateRevokeAttributes
             | Certificate
             | EndEntities
-            | EndEntity => Action::RaRead,
-            Issue | IssueNew | Renew | Rekey | Revoke | IssueV1 | RevokeV1 => Action::RaOperate,
+            | EndEntity
+            | TokenProfiles
+            | Keys => Action::RaRead,
+            Issue | IssueNew | Renew | Rekey | Revoke | IssueV1 | RevokeV1 | CreateKey => {
+                Action::RaOperate
+            }
             CreateRaProfile | EditRaProfile | DeleteRaProfile | EnableRaProfile
             | DisableRaProfile | Approve | Reject | AddEndEntity | EditEndEntity
-            | DeleteEndEntity | ResetPassword => Action::RaManage,
+            | DeleteEndEntity | ResetPassword | CreateTokenProfile | DestroyKey => Action::RaManage,
         }
     }
 
@@ -216,6 +243,15 @@ impl Route {
                 | EditEndEntity
                 | DeleteEndEntity
                 | ResetPassword
+        )
+    }
+
+    /// Token profiles and their keys (`/v1/tokenProfiles…`).
+    pub fn is_keys(self) -> bool {
+        use Route::*;
+        matches!(
+            self,
+            TokenProfiles | CreateTokenProfile | Keys | CreateKey | DestroyKey
         )
     }
 

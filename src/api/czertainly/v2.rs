@@ -22,7 +22,7 @@ use super::wire::{
 };
 use super::{ok_json, Answer, Call, CzertainlyApi, Failure};
 use crate::api::Reply;
-use crate::ra::attributes::{self, Definition};
+use crate::ra::attributes::{self, Definition, Given};
 use crate::ra::profiles::ProfileSettings;
 use crate::ra::ra_certificates::{revocation_reason, state, CertificateRequest, Outcome};
 use crate::store::RaCertificateRow;
@@ -77,12 +77,17 @@ pub(super) async fn serve(api: &CzertainlyApi, route: Route, call: &Call<'_>) ->
         }
         Route::Issue => {
             let request: ClientCertificateSignRequestDto = call.json()?;
-            let csr_der = request_or_key(
-                request.request.as_deref(),
-                request.format.as_deref(),
-                request.key_uuid.as_deref(),
-                request.token_profile_uuid.as_deref(),
-            )?;
+            let csr_attributes = given(&request.csr_attributes);
+            let (csr_der, key_uuid) = csr_or_managed(
+                api,
+                [request.request.as_deref(), request.format.as_deref()],
+                [
+                    request.key_uuid.as_deref(),
+                    request.token_profile_uuid.as_deref(),
+                ],
+                Built::Attributes(&csr_attributes),
+            )
+            .await?;
             let outcome = api
                 .ra
                 .request_certificate(
@@ -90,7 +95,7 @@ pub(super) async fn serve(api: &CzertainlyApi, route: Route, call: &Call<'_>) ->
                     CertificateRequest {
                         csr_der,
                         attributes: given(&request.attributes),
-                        key_uuid: request.key_uuid,
+                        key_uuid,
                         end_entity: None,
                     },
                     &actor,
@@ -127,22 +132,20 @@ pub(super) async fn serve(api: &CzertainlyApi, route: Route, call: &Call<'_>) ->
         }
         Route::Rekey => {
             let request: ClientCertificateRekeyRequestDto = call.json()?;
-            own(call, api.ra.record_of(&profile, certificate_uuid).await?)?;
-            let csr_der = request_or_key(
-                request.request.as_deref(),
-                request.format.as_deref(),
-                request.key_uuid.as_deref(),
-                request.token_profile_uuid.as_deref(),
-            )?;
+            let source = own(call, api.ra.record_of(&profile, certificate_uuid).await?)?;
+            let (csr_der, key_uuid) = csr_or_managed(
+                api,
+                [request.request.as_deref(), request.format.as_deref()],
+                [
+                    request.key_uuid.as_deref(),
+                    request.token_profile_uuid.as_deref(),
+                ],
+                Built::Subject(&source.csr),
+            )
+            .await?;
             let outcome = api
                 .ra
-                .rekey_certificate(
-                    &profile,
-                    certificate_uuid,
-                    csr_der,
-                    request.key_uuid,
-                    &actor,
-                )
+                .rekey_certificate(&profile, certificate_uuid, csr_der, key_uuid, &actor)
                 .await?;
             Ok(data_response(&outcome))
         }
@@ -220,27 +223,46 @@ fn check_format(format: Option<&str>) -> Result<(), Failure> {
     }
 }
 
-/// The CSR a request sends (in a format pkid takes); without one, one is built from a managed
-/// key, named by both its UUID and its token profile's.
-fn request_or_key(
-    request: Option<&str>,
-    format: Option<&str>,
-    key_uuid: Option<&str>,
-    token_profile_uuid: Option<&str>,
-) -> Result<Vec<u8>, Failure> {
+/// The CSR a request sends, in a format pkid takes; `None` when it sends none.
+fn sent_request(request: Option<&str>, format: Option<&str>) -> Result<Option<Vec<u8>>, Failure> {
     check_format(format)?;
-    if let Some(text) = request.filter(|t| !t.trim().is_empty()) {
-        return decode_request(text);
+    request
+        .filter(|t| !t.trim().is_empty())
+        .map(decode_request)
+        .transpose()
+}
+
+/// What a CSR built from a managed key names: an issue's `csrAttributes`, or (rekey) the
+/// subject and names of the certificate's own CSR.
+enum Built<'a> {
+    Attributes(&'a [Given]),
+    Subject(&'a [u8]),
+}
+
+/// The CSR a request sends ([request, format]); without one, one built on the server from
+/// the managed key named by both its UUID and its token profile's ([keyUuid,
+/// tokenProfileUuid]). The key's UUID comes back only with a CSR built from it: only then is
+/// the key the certificate's (for `destroyKey`).
+async fn csr_or_managed(
+    api: &CzertainlyApi,
+    [request, format]: [Option<&str>; 2],
+    [key_uuid, token_profile_uuid]: [Option<&str>; 2],
+    built: Built<'_>,
+) -> Result<(Vec<u8>, Option<String>), Failure> {
+    if let Some(der) = sent_request(request, format)? {
+        return Ok((der, None));
     }
-    Err(match (key_uuid, token_profile_uuid) {
-        (Some(_), Some(_)) => Failure::unprocessable(vec![
-            "CSRs built from managed keys are not available on this server: send a request".into(),
-        ]),
-        _ => Failure::unprocessable(vec![
+    let (Some(key), Some(token)) = (key_uuid, token_profile_uuid) else {
+        return Err(Failure::unprocessable(vec![
             "request is required, or keyUuid and tokenProfileUuid to build one from a managed key"
                 .into(),
-        ]),
-    })
+        ]));
+    };
+    let csr = match built {
+        Built::Attributes(attributes) => api.ra.managed_csr(token, key, attributes).await?,
+        Built::Subject(source) => api.ra.managed_rekey_csr(token, key, source).await?,
+    };
+    Ok((csr, Some(key.to_string())))
 }
 
 /// A CSR as the seed sends it: Base64 of DER (or of a PEM text), or a PEM text itself.

@@ -389,3 +389,59 @@ pub struct ClientCertificateRevocationV1Dto {
     #[serde(default)]
     pub reason: Option<String>,
 }
+
+/// A token profile: where managed keys live (pkid's own resource, after CZERTAINLY's).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenProfileDto {
+    pub uuid: String,
+    pub name: String,
+    /// `software` (sealed with the key-encryption key) or `pkcs11`.
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_label: Option<String>,
+    /// The environment variable holding the token's PIN (never the PIN).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pin_env: Option<String>,
+}
+
+/// `POST /v1/tokenProfiles`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AddTokenProfileRequestDto {
+    pub name: String,
+    /// `software` or `pkcs11`.
+    pub kind: String,
+    #[serde(default)]
+    pub module: Option<String>,
+    #[serde(default)]
+    pub token_label: Option<String>,
+    #[serde(default)]
+    pub pin_env: Option<String>,
+}
+
+/// A managed key.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyDto {
+    pub uuid: String,
+    pub token_profile_uuid: String,
+    pub name: String,
+    /// `ecdsa-p256`, `ecdsa-p384`, `rsa2048`, `rsa3072`, `rsa4096` or `ed25519`.
+    pub algorithm: String,
+    /// SubjectPublicKeyInfo, Base64 DER.
+    pub public_key: String,
+    /// `active` or `destroyed`.
+    pub state: String,
+}
+
+/// `POST /v1/tokenProfiles/{tokenProfileUuid}/keys`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AddKeyRequestDto {
+    pub name: String,
+    /// `ecdsa-p256` (the default), `ecdsa-p384`, `rsa2048`, `rsa3072`, `rsa4096`, `ed25519`.
+    #[serde(default)]
+    pub algorithm: Option<String>,
+}
