@@ -69,7 +69,7 @@ async fn a_request_signed_with_a_bound_key_authenticates_its_user() {
         bind_key(pkid, &keys, "jay", &jay).await;
         let me = format!("https://127.0.0.1:{}/identity/me", pkid.port());
 
-        let answer = signed(&http, pkid, &jay, Method::GET, &me, "").await;
+        let answer = signed(&http, &jay, Method::GET, &me, "").await;
         assert_eq!(answer.status, 200, "{}", answer.body);
         assert_eq!(answer.body["result"]["username"], "jay");
         assert_eq!(answer.body["result"]["proof"], "jws-key");
@@ -98,13 +98,13 @@ async fn a_request_signed_with_a_bound_key_authenticates_its_user() {
         assert_eq!(first.status, 200, "{}", first.body);
         refused(send_signed(&jay, header, me.clone()).await, "a replayed nonce");
 
-        let elsewhere = format!("https://127.0.0.1:{}/admin/eab-keys", pkid.port());
+        let elsewhere = format!("https://127.0.0.1:{}/identity/keys/x", pkid.port());
         let header = json!({"alg": "ES256", "nonce": jay.new_nonce().await, "url": elsewhere, "kid": binding_url(pkid, &jay)});
         refused(send_signed(&jay, header, me.clone()).await, "a url naming another resource");
 
         let stranger = AcmeClient::new(&pkid.directory_url(), &pkid.root_pem()).await;
         refused(
-            signed(&http, pkid, &stranger, Method::GET, &me, "").await,
+            signed(&http, &stranger, Method::GET, &me, "").await,
             "an unbound key",
         );
         let header = json!({"alg": "ES256", "nonce": jay.new_nonce().await, "url": me, "kid": binding_url(pkid, &jay)});
@@ -119,13 +119,13 @@ async fn a_request_signed_with_a_bound_key_authenticates_its_user() {
         let mut account = AcmeClient::new(&pkid.directory_url(), &pkid.root_pem()).await;
         let account_url = account.register().await;
         cli_ok(pkid, &["user", "bind-key", "jay", "--account", &account_url]).await;
-        let answer = signed(&http, pkid, &account, Method::GET, &me, "").await;
+        let answer = signed(&http, &account, Method::GET, &me, "").await;
         assert_eq!(answer.status, 200, "{}", answer.body);
         assert_eq!(answer.body["result"]["username"], "jay");
 
         cli_ok(pkid, &["user", "disable", "jay"]).await;
         refused(
-            signed(&http, pkid, &jay, Method::GET, &me, "").await,
+            signed(&http, &jay, Method::GET, &me, "").await,
             "a disabled user's key",
         );
     })
