@@ -20,6 +20,13 @@ pub enum NewAccountOutcome {
     EabUsed,
 }
 
+/// An account by its directory and its key's thumbprint (newAccount, key roll-over).
+pub(super) const ACCOUNT_BY_KEY: &str = concat!(
+    "SELECT ",
+    account_cols!(),
+    " FROM accounts WHERE directory = $1 AND thumbprint = $2"
+);
+
 impl Reads {
     /// The account of the key whose RFC 7638 thumbprint is `thumbprint` in ACME directory
     /// `directory`: a key holds at most one account per directory.
@@ -28,15 +35,11 @@ impl Reads {
         directory: &str,
         thumbprint: &str,
     ) -> Result<Option<AccountRow>> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            account_cols!(),
-            " FROM accounts WHERE directory = $1 AND thumbprint = $2"
-        ))
-        .bind(directory)
-        .bind(thumbprint)
-        .fetch_optional(&mut self.reader().await?)
-        .await?;
+        let row = sqlx::query(ACCOUNT_BY_KEY)
+            .bind(directory)
+            .bind(thumbprint)
+            .fetch_optional(&mut self.reader().await?)
+            .await?;
         Ok(row.map(|r| account_from(&r)).transpose()?)
     }
 
