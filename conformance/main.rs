@@ -14,6 +14,8 @@
 //!
 //! The suites, each a module named as its file (test names are `module::test`):
 //! - `issuance`: one order issues at most once however finalize races; orders survive restarts
+//! - `directories`: an account and every resource stay in the ACME directory they were made in
+//!   (EAB of one directory not bypassed through another), on SQLite and PostgreSQL
 //! - `jws`: crafted JWS requests (§6.2, §6.5) real clients never send; REST requests signed
 //!   with a key bound to a user
 //! - `badinput`: requests that break RFC 8555 get their problem and leave the database unchanged
@@ -42,6 +44,7 @@ mod backends;
 mod badinput;
 mod caa;
 mod client_certs;
+mod directories;
 mod faults;
 mod hostile;
 mod identity;
