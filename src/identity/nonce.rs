@@ -157,6 +157,15 @@ impl NonceService {
     }
 
     /// Check and redeem, once: across all replicas, or in this process.
+    /// Spends the nonce of a request that was refused before its nonce was redeemed, if that
+    /// is one of ours and still live (RFC 8555 §6.5: a nonce that appeared in a request is
+    /// invalid from then on). Nothing to report: the request is refused for its own reason.
+    pub async fn spend(&self, nonce: &str) {
+        if self.check(nonce).is_ok() {
+            let _ = self.redeem(nonce).await;
+        }
+    }
+
     pub async fn redeem(&self, nonce: &str) -> Result<(), JwsError> {
         let (expires, counter) = self.check(nonce)?;
         let first = match self.ledger.as_ref() {

@@ -240,9 +240,10 @@ impl AcmeServer {
     }
 
     /// RFC 8555 §6.2–§6.5: media type, JWS shape, the nonce's MAC, url, key, signature, then
-    /// the nonce's redemption. From the moment the nonce checks, it is spent whatever comes of
-    /// the request (§6.5: a nonce that appeared in a request is invalid from then on), so a
-    /// refused request cannot be sent again with the same nonce.
+    /// the nonce's redemption. A nonce of ours that a request carries is spent whatever comes
+    /// of the request (§6.5: a nonce that appeared in a request is invalid from then on), even
+    /// one refused as it is parsed (`crit`, an `alg` refused), so a refused request cannot be
+    /// sent again with the same nonce.
     async fn authenticate(
         &self,
         headers: &HeaderMap,
@@ -256,7 +257,15 @@ impl AcmeServer {
                 "POST requests must have Content-Type application/jose+json",
             ));
         }
-        let jws = Jws::parse(body)?;
+        let jws = match Jws::parse(body) {
+            Ok(jws) => jws,
+            Err(e) => {
+                if let Some(nonce) = jws::nonce_of(body) {
+                    self.nonces.spend(&nonce).await;
+                }
+                return Err(e.into());
+            }
+        };
         let nonce = jws.required_nonce()?.to_owned();
         // Cheap check before any database work. Redeemed after the signature is checked, or,
         // in the database, by the statement that reads the signer's account.

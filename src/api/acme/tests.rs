@@ -1228,8 +1228,9 @@ async fn an_account_is_served_only_through_the_directory_it_was_made_in() {
 }
 
 /// RFC 8555 §6.5: a nonce that checked is spent by the request that carried it, whatever is
-/// refused after it: a signature by another key, a `url` of another resource, a `jwk` where a
-/// `kid` is needed, an `alg` the key does not sign with, an account that does not exist.
+/// refused: a signature by another key, a `url` of another resource, a `jwk` where a `kid` is
+/// needed, an `alg` the key does not sign with or one refused outright, `crit`, an account that
+/// does not exist.
 #[tokio::test]
 async fn a_refused_request_spends_its_nonce() {
     let h = harness().await;
@@ -1294,6 +1295,35 @@ async fn a_refused_request_spends_its_nonce() {
                 })
             },
             "badSignatureAlgorithm",
+        ),
+        (
+            "alg none",
+            {
+                let (kid, url) = (kid.clone(), url.clone());
+                Box::new(move |n| {
+                    let p = URL_SAFE_NO_PAD.encode(
+                        serde_json::to_vec(&json!({"alg":"none","kid":kid,"nonce":n,"url":url}))
+                            .unwrap(),
+                    );
+                    serde_json::to_vec(&json!({"protected": p, "payload": "", "signature": "AA"}))
+                        .unwrap()
+                })
+            },
+            "badSignatureAlgorithm",
+        ),
+        (
+            "crit",
+            {
+                let (k, kid, url) = (k.clone(), kid.clone(), url.clone());
+                Box::new(move |n| {
+                    sign(
+                        &k,
+                        json!({"alg":"ES256","kid":kid,"nonce":n,"url":url,"crit":["exp"],"exp":1}),
+                        payload,
+                    )
+                })
+            },
+            "malformed",
         ),
         (
             "an account that does not exist",

@@ -304,6 +304,18 @@ impl Jws {
     }
 }
 
+/// The `nonce` a request's protected header names, read leniently from a body [`Jws::parse`]
+/// refused: so that the nonce of a request refused as it is parsed (`crit`, an `alg` refused,
+/// both `jwk` and `kid` …) is spent too (RFC 8555 §6.5).
+pub fn nonce_of(body: &[u8]) -> Option<String> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    let protected = URL_SAFE_NO_PAD
+        .decode(value.get("protected")?.as_str()?)
+        .ok()?;
+    let header: Map<String, Value> = serde_json::from_slice(&protected).ok()?;
+    header.get("nonce")?.as_str().map(str::to_owned)
+}
+
 fn str_of(v: &Value) -> &str {
     v.as_str().unwrap_or_default()
 }

@@ -194,13 +194,18 @@ impl SignedRequests {
         if !jws::is_jose_json(headers) {
             return Err(SignedRequestError::NotJose);
         }
-        let jws = Jws::parse(body)?;
-        let KeyRef::Kid(kid) = &jws.key else {
-            return Err(SignedRequestError::EmbeddedKey);
+        let jws = match Jws::parse(body) {
+            Ok(jws) => jws,
+            Err(e) => {
+                if let Some(nonce) = jws::nonce_of(body) {
+                    self.nonces.spend(&nonce).await;
+                }
+                return Err(e.into());
+            }
         };
         let nonce = jws.required_nonce()?;
         self.nonces.check(nonce)?;
-        let signed = self.signer(&jws, kid, origin, path).await;
+        let signed = self.signer(&jws, origin, path).await;
         let spent = self.nonces.redeem(nonce).await;
         // A refused request reports why it was refused; a good one that replayed its nonce,
         // the nonce.
@@ -217,10 +222,12 @@ impl SignedRequests {
     async fn signer(
         &self,
         jws: &Jws,
-        kid: &str,
         origin: &str,
         path: &str,
     ) -> Result<(BoundKey, String), SignedRequestError> {
+        let KeyRef::Kid(kid) = &jws.key else {
+            return Err(SignedRequestError::EmbeddedKey);
+        };
         let origin = origin.trim_end_matches('/');
         jws.check_url(&format!("{origin}{path}"))?;
         let thumbprint = thumbprint_of_binding(origin, kid)
