@@ -257,15 +257,7 @@ impl AcmeServer {
                 "POST requests must have Content-Type application/jose+json",
             ));
         }
-        let jws = match Jws::parse(body) {
-            Ok(jws) => jws,
-            Err(e) => {
-                if let Some(nonce) = jws::nonce_of(body) {
-                    self.nonces.spend(&nonce).await;
-                }
-                return Err(e.into());
-            }
-        };
+        let jws = self.nonces.parse_request(body).await?;
         let nonce = jws.required_nonce()?.to_owned();
         // Cheap check before any database work. Redeemed after the signature is checked, or,
         // in the database, by the statement that reads the signer's account.

@@ -194,15 +194,7 @@ impl SignedRequests {
         if !jws::is_jose_json(headers) {
             return Err(SignedRequestError::NotJose);
         }
-        let jws = match Jws::parse(body) {
-            Ok(jws) => jws,
-            Err(e) => {
-                if let Some(nonce) = jws::nonce_of(body) {
-                    self.nonces.spend(&nonce).await;
-                }
-                return Err(e.into());
-            }
-        };
+        let jws = self.nonces.parse_request(body).await?;
         let nonce = jws.required_nonce()?;
         self.nonces.check(nonce)?;
         let signed = self.signer(&jws, origin, path).await;
