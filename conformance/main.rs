@@ -22,6 +22,8 @@
 //! - `identity`: who may do what (the authorization matrix: passwords, OAuth2 tokens, linked
 //!   certificates, JWS-bound keys, admin tokens), the OAuth2 token endpoint, access tokens,
 //!   password guessing slowed, the user, client and admin token commands
+//! - `admin_listener`: the admin API on its own listener only (404 on the public one); no start
+//!   beyond loopback without `server.base_url`
 //! - `hostile`: hostile bytes on every surface (ACME, admin, CRL/OCSP) get bounded answers
 //! - `caa`: CAA (RFC 8659, RFC 8657 parameters) as pkid's validator sees it
 //! - `validation`: the validator is no SSRF tool: redirect and address rules, no echoed answers
@@ -40,6 +42,7 @@
 
 mod harness;
 
+mod admin_listener;
 mod backends;
 mod badinput;
 mod caa;

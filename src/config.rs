@@ -548,7 +548,10 @@ impl Config {
         let listen = self.server.listen;
         if self.server.base_url.is_empty() && !listen.ip().to_canonical().is_loopback() {
             return Err(format!(
-                "server.base_url must be set when server.listen ({listen}) is not a loopback                  address: without it every URL pkid writes (ACME accounts and orders, the url a                  signed request must name, CAA accounturi) would come from each request's Host                  header. Set it to the URL clients reach pkid at, e.g. https://ca.example:{}",
+                "server.base_url must be set when server.listen ({listen}) is not a loopback \
+                 address: without it every URL pkid writes (ACME accounts and orders, the url a \
+                 signed request must name, CAA accounturi) would come from each request's Host \
+                 header. Set it to the URL clients reach pkid at, e.g. https://ca.example:{}",
                 listen.port()
             ));
         }
