@@ -196,7 +196,13 @@ async fn isolation(env: &Environment) {
         expect_problem(&response, 400, "accountDoesNotExist", kid);
     }
 
-    // With a binding key, the same key makes the restricted directory's own account.
+    // With a binding key of that directory (the admin API's; the command line's names a
+    // directory that exists), the same key makes the restricted directory's own account.
+    let (ok, _, stderr) = pkid.cli(&["eab", "create", "--directory", "nowhere"]).await;
+    assert!(
+        !ok && stderr.contains("no ACME directory named"),
+        "{stderr}"
+    );
     let (eab_kid, hmac_key) = binding_key(env, "restricted").await;
     client.kid = None;
     let payload = json!({
