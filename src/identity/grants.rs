@@ -94,17 +94,34 @@ impl Identity {
     ) -> Result<IssuedToken, GrantError> {
         let issued = async {
             let user = self.check_password(name, password, peer).await?;
-            self.issue_for_user(&user, None, None)
+            Ok((self.issue_for_user(&user, None, None)?, user.username))
         }
         .await;
-        self.audit_grant(&format!("user:{name}"), "login", peer, None, &issued)
+        self.audit_grant(name, "login", peer, None, issued).await
+    }
+
+    /// Records a user's grant: the token issued to the user (by their username), or a
+    /// password that did not prove (by the name given). A throttled attempt checked nothing,
+    /// and a store failure decided nothing: neither is recorded.
+    async fn audit_grant(
+        &self,
+        name: &str,
+        grant: &str,
+        peer: IpAddr,
+        client_id: Option<&str>,
+        issued: Result<(IssuedToken, String), GrantError>,
+    ) -> Result<IssuedToken, GrantError> {
+        let (principal, issued) = match issued {
+            Ok((token, username)) => (format!("user:{username}"), Ok(token)),
+            Err(e) => (format!("user:{name}"), Err(e)),
+        };
+        self.record_grant(&principal, grant, peer, client_id, &issued)
             .await;
         issued
     }
 
-    /// Records a grant's outcome: a token issued, or a secret that did not prove (a throttled
-    /// attempt checked nothing, and a store failure decided nothing: neither is recorded).
-    async fn audit_grant(
+    /// Records a grant's outcome for `principal` (see [`Identity::audit_grant`]).
+    async fn record_grant(
         &self,
         principal: &str,
         grant: &str,
@@ -150,13 +167,13 @@ impl Identity {
                     "the user's roles allow none of the requested scopes".into(),
                 ));
             }
-            self.issue_for_user(&user, Some(granted.join(" ")), Some(&client.client_id))
+            let token =
+                self.issue_for_user(&user, Some(granted.join(" ")), Some(&client.client_id))?;
+            Ok((token, user.username))
         }
         .await;
-        let who = format!("user:{username}");
-        self.audit_grant(&who, "password", peer, Some(client.client_id), &issued)
-            .await;
-        issued
+        self.audit_grant(username, "password", peer, Some(client.client_id), issued)
+            .await
     }
 
     /// RFC 6749 §4.4: a token for the client itself.
@@ -181,7 +198,7 @@ impl Identity {
         }
         .await;
         let who = format!("client:{}", client.client_id);
-        self.audit_grant(&who, "client_credentials", peer, None, &issued)
+        self.record_grant(&who, "client_credentials", peer, None, &issued)
             .await;
         issued
     }

@@ -73,7 +73,9 @@ enum Source {
     Issued {
         ca: Arc<Ca>,
         names: Vec<String>,
-        lifetime: Duration,
+        lifetime: Lifetime,
+        /// When the first certificate is due for renewal.
+        renew_in: Duration,
         audit: Audit,
     },
     Files {
@@ -96,12 +98,16 @@ pub(super) async fn server_tls(
 ) -> Result<ServerTls, BoxError> {
     let (first, source) = if cfg.server.tls_certificate.as_os_str().is_empty() {
         let names = server_names(cfg);
-        let lifetime = Duration::from_secs(cfg.server.tls_lifetime_secs.max(2));
-        let first = issue(ca, &names, lifetime, audit).await?;
+        let lifetime = Lifetime {
+            secs: cfg.server.tls_lifetime_secs.max(2),
+            backdate_secs: cfg.ca.backdate_secs,
+        };
+        let (first, renew_in) = issue(ca, &names, lifetime, audit).await?;
         let source = Source::Issued {
             ca: ca.clone(),
             names,
             lifetime,
+            renew_in,
             audit: audit.clone(),
         };
         (first, source)
@@ -151,8 +157,9 @@ impl ServerTls {
                     ca,
                     names,
                     lifetime,
+                    renew_in,
                     audit,
-                } => renew(&certificate, &ca, &names, lifetime, &audit).await,
+                } => renew(&certificate, &ca, &names, lifetime, renew_in, &audit).await,
                 Source::Files {
                     certificate: cert_path,
                     key,
@@ -180,28 +187,44 @@ fn server_names(cfg: &Config) -> Vec<String> {
     names
 }
 
-/// A fresh key and a certificate for it from `ca`, valid `lifetime` (at least a minute).
+/// How long pkid's certificate is valid from its issuance.
+#[derive(Debug, Clone, Copy)]
+struct Lifetime {
+    secs: u64,
+    /// The CA backdates certificates by this much (`ca.backdate_secs`), from their validity.
+    backdate_secs: u64,
+}
+
+/// A fresh key and a certificate for it from `ca`, valid `lifetime` from now (a CA issues for a
+/// minute at least); with when it is due for renewal: at two thirds of what is left of it.
 async fn issue(
     ca: &Ca,
     names: &[String],
-    lifetime: Duration,
+    lifetime: Lifetime,
     audit: &Audit,
-) -> Result<Arc<CertifiedKey>, BoxError> {
+) -> Result<(Arc<CertifiedKey>, Duration), BoxError> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut params = rcgen::CertificateParams::new(names.to_vec())?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     let csr_der = params.serialize_request(&key)?.der().to_vec();
     let csr = check_csr(&csr_der).map_err(|e| format!("server CSR: {e:?}"))?;
-    let validity = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX);
-    let profile = IssuanceProfile::tls_server("pkid-server", validity);
+    // The validity runs from the backdated notBefore: the backdate is added to it.
+    let validity = lifetime.secs.saturating_add(lifetime.backdate_secs);
+    let profile =
+        IssuanceProfile::tls_server("pkid-server", i64::try_from(validity).unwrap_or(i64::MAX));
     let issued = ca.issue(&csr, &profile, None, None).await?;
+    let not_after = x509_parser::parse_x509_certificate(&issued.der)
+        .map(|(_, c)| c.validity().not_after.timestamp())
+        .map_err(|e| format!("the issued TLS certificate does not parse: {e}"))?;
+    let left = u64::try_from(not_after - crate::store::now()).unwrap_or(0);
+    let renew_in = Duration::from_millis(left.saturating_mul(2000) / 3);
     let mut chain = vec![CertificateDer::from(issued.der.clone())];
     for der in ca.backend.ca_chain().into_iter().take(1) {
         chain.push(CertificateDer::from(der));
     }
     let key_der = PrivateKeyDer::Pkcs8(key.serialize_der().into());
     let certified = CertifiedKey::from_der(chain, key_der, &provider())?;
-    tracing::info!(serial = %issued.serial, "issued pkid's TLS certificate");
+    tracing::info!(serial = %issued.serial, not_after, "issued pkid's TLS certificate");
     audit
         .record(
             Event::success(
@@ -214,7 +237,7 @@ async fn issue(
             ),
         )
         .await;
-    Ok(Arc::new(certified))
+    Ok((Arc::new(certified), renew_in))
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -223,23 +246,25 @@ fn provider() -> Arc<CryptoProvider> {
         .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
 }
 
-/// Issues the next certificate at two thirds of the current one's lifetime; a failed attempt
-/// is tried again after a tenth of the lifetime (at most a minute).
+/// Issues the next certificate at two thirds of the current one's life (`renew_in` for the
+/// first); a failed attempt is tried again after a tenth of the lifetime (at most a minute).
 async fn renew(
     served: &ServerCertificate,
     ca: &Ca,
     names: &[String],
-    lifetime: Duration,
+    lifetime: Lifetime,
+    renew_in: Duration,
     audit: &Audit,
 ) {
-    let retry = (lifetime / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
-    let mut next = tokio::time::Instant::now() + lifetime * 2 / 3;
+    let retry = (Duration::from_secs(lifetime.secs) / 10)
+        .clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut next = tokio::time::Instant::now() + renew_in;
     loop {
         tokio::time::sleep_until(next).await;
         match issue(ca, names, lifetime, audit).await {
-            Ok(certified) => {
+            Ok((certified, renew_in)) => {
                 served.replace(certified);
-                next = tokio::time::Instant::now() + lifetime * 2 / 3;
+                next = tokio::time::Instant::now() + renew_in.max(Duration::from_secs(1));
             }
             Err(e) => {
                 tracing::error!(code = "PKID-TLS", error = %e, "renewing pkid's TLS certificate failed; retrying");
