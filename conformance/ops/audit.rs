@@ -4,6 +4,8 @@
 //! signs the head and `pkid audit verify` passes. Then, pkid stopped, the SQLite file is edited
 //! as an intruder would: one byte of a past entry changed, two entries swapped, an entry
 //! removed — and `pkid audit verify` fails (non-zero exit) naming the first bad entry each time.
+//! Two replicas on one PostgreSQL append to one chain, and a replica killed mid-append leaves
+//! it whole.
 
 use serde_json::json;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
@@ -12,10 +14,13 @@ use sqlx::SqlitePool;
 use super::{acme, issue, TEST_BOUND};
 use crate::harness::acme::b64;
 use crate::harness::certs::pem_chain;
+use crate::harness::client::AcmeClient;
 use crate::harness::environment::{within, Environment};
 use crate::harness::pkid::Pkid;
+use crate::harness::postgres::Postgres;
 use crate::harness::tls::https_client;
 use crate::identity::{cli_ok, create_user, login, login_token};
+use crate::replicas::copy_dir;
 
 /// One line of `pkid audit list`, split: seq, time, principal, action, resource, outcome, detail.
 fn entries(listing: &str) -> Vec<Vec<String>> {
@@ -199,6 +204,96 @@ async fn audit_verify_passes_on_real_traffic_and_fails_at_the_first_tampered_ent
         .await;
         broken_at(&env.pkid, login_entry, "an entry removed").await;
         db.close().await;
+    })
+    .await;
+}
+
+/// Registers `count` ACME accounts at once through the directory at `url`, each in a task of
+/// its own (await them with [`answered`]).
+async fn register_accounts(
+    url: &str,
+    root: &[u8],
+    count: usize,
+) -> Vec<tokio::task::JoinHandle<String>> {
+    (0..count)
+        .map(|_| {
+            let (url, root) = (url.to_owned(), root.to_vec());
+            tokio::spawn(async move {
+                let mut client = AcmeClient::new(&url, &root).await;
+                client.register().await
+            })
+        })
+        .collect()
+}
+
+/// How many registrations were answered (a task whose server went away panics: not counted).
+async fn answered(tasks: Vec<tokio::task::JoinHandle<String>>) -> usize {
+    let mut answered = 0;
+    for task in tasks {
+        if task.await.is_ok() {
+            answered += 1;
+        }
+    }
+    answered
+}
+
+/// Two replicas on one PostgreSQL append to one chain at once (the advisory lock serialises
+/// them); one of them killed (SIGKILL) in the middle of its appends leaves no half-written
+/// entry: `pkid audit verify` passes, and every account a client was answered for is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_and_a_kill_9_leave_one_intact_chain() {
+    let scratch = tempfile::Builder::new()
+        .prefix("pkid-pg-")
+        .tempdir()
+        .expect("a scratch folder");
+    let postgres = Postgres::start(&scratch.path().join("pg"));
+    let env = Environment::start_with(&[("PKID_DATABASE__URL", &postgres.url)]).await;
+    let data_a = env
+        .pkid
+        .database_path()
+        .parent()
+        .expect("the data folder")
+        .to_path_buf();
+    let dir_b = env.subdir("replica-b");
+    let data_b = dir_b.join("pkid").join("data");
+    copy_dir(&data_a.join("ca"), &data_b.join("ca"));
+    std::fs::copy(data_a.join("kek"), data_b.join("kek")).expect("share the key-encryption key");
+    let mut replica_b = Pkid::start(
+        &dir_b,
+        &env.dns,
+        env.http01_port,
+        &[("PKID_DATABASE__URL", &postgres.url)],
+    )
+    .await;
+    within(TEST_BOUND, async {
+        let root = env.pkid.root_pem();
+        let (url_a, url_b) = (env.pkid.directory_url(), replica_b.directory_url());
+        let mut tasks = register_accounts(&url_a, &root, 12).await;
+        tasks.extend(register_accounts(&url_b, &root, 12).await);
+        assert_eq!(answered(tasks).await, 24, "every account registered");
+
+        // B killed while its accounts are being registered.
+        let in_flight = register_accounts(&url_b, &root, 12).await;
+        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+        replica_b.kill9();
+        let more = answered(in_flight).await;
+
+        let verified = intact(&env.pkid).await;
+        let listed = entries(&cli_ok(&env.pkid, &["audit", "list"]).await);
+        let accounts = listed
+            .iter()
+            .filter(|e| e[3] == "acme.account.created")
+            .count();
+        assert!(
+            accounts >= 24 + more,
+            "{accounts} accounts recorded, {} answered:\n{verified}",
+            24 + more
+        );
+        let seqs: Vec<i64> = listed
+            .iter()
+            .map(|e| e[0].parse().expect("a position"))
+            .collect();
+        assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "no gap");
     })
     .await;
 }
