@@ -21,6 +21,9 @@
 //!   definitions and checks), [`ra_certificates`] (certificates as RA records: issue, renew,
 //!   rekey, revoke, approval, background completion), [`end_entities`] (the v1 API's end
 //!   entities)
+//!
+//! Every change the RA makes is recorded in the audit trail ([`Ra::audit`], which the surfaces
+//! call too for the changes they make through it).
 
 mod accounts;
 pub mod attributes;
@@ -43,11 +46,13 @@ use std::sync::Arc;
 
 use pkid_backends::KeyEncryptionKey;
 
+use crate::audit::Audit;
 use crate::ca::{Ca, IssuanceProfile};
 use crate::revocation::Revocation;
 use crate::store::{Reads, Store};
 use crate::va::Validator;
 
+pub use crate::audit::{Event as AuditEvent, Outcome as AuditOutcome};
 pub use accounts::{check_contacts, AccountUpdate, NewAccount, Registered};
 pub use authorities::{new_uuid, Authority, OperationError};
 pub use authorizations::{authz_ident, ValidationStarted};
@@ -95,6 +100,7 @@ pub struct Ra {
     settings: RaSettings,
     /// Every issuer, for the client operations' authorities ([`Ra::issuers`]).
     issuers: Vec<Arc<Ca>>,
+    audit: Audit,
 }
 
 impl Ra {
@@ -106,6 +112,7 @@ impl Ra {
         settings: RaSettings,
     ) -> Ra {
         Ra {
+            audit: Audit::new(store.clone()),
             store,
             validator,
             revocation,
@@ -119,6 +126,20 @@ impl Ra {
     pub fn with_issuers(mut self, issuers: Vec<Arc<Ca>>) -> Ra {
         self.issuers = issuers;
         self
+    }
+
+    /// The RA recording into `audit` (the process's one trail handle) instead of a handle of
+    /// its own.
+    pub fn with_audit(mut self, audit: Audit) -> Ra {
+        self.audit = audit;
+        self
+    }
+
+    /// Record `event` in the audit trail; returns once it is durable. Every surface calls it
+    /// after each change it makes (the RA records its own): `AuditEvent::success(principal,
+    /// action, resource)`, or `::failure(…, reason)`, with `.with(json!({…}))` for detail.
+    pub async fn audit(&self, event: AuditEvent) {
+        self.audit.record(event).await;
     }
 
     pub fn settings(&self) -> &RaSettings {
