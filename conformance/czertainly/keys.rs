@@ -2,7 +2,8 @@
 //! software store (sealed with the key-encryption key) or on a SoftHSM2 token; CSRs built on
 //! the server from them (`keyUuid` + `tokenProfileUuid` + `csrAttributes` on issue, the
 //! certificate's subject on rekey); `destroyKey` on revoke and `DELETE` removing the key (the
-//! sealed key dropped; the token's objects gone, as `pkcs11-tool --list-objects` shows).
+//! sealed key dropped; the token's objects gone, as `pkcs11-tool --list-objects` shows); each
+//! write in the audit trail with its principal.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -17,6 +18,7 @@ use crate::harness::certs::assert_sans;
 use crate::harness::environment::{within, Environment};
 use crate::harness::process::require_tool;
 use crate::harness::softhsm::SoftHsm;
+use crate::identity::cli_ok;
 
 /// The token the managed keys of the `pkcs11` token profile live on.
 const KEYS_TOKEN: &str = "pkid-ra-keys";
@@ -246,6 +248,24 @@ async fn managed_keys_in_software_and_on_a_token() {
         assert_eq!(deleted.status, 204, "{deleted:?}");
         let objects = token_objects(&hsm);
         assert!(!objects.contains(&doomed_label), "DELETE removed the key from the token:\n{objects}");
+
+        // The audit trail holds each write with its principal (the operator's certificate's
+        // user; pkid itself for the key destroyed after a revocation), and no secret.
+        let listing = cli_ok(&env.pkid, &["audit", "list"]).await;
+        let entries: Vec<Vec<&str>> = listing.lines().map(|l| l.split('\t').collect::<Vec<_>>()).filter(|f| f.len() == 7).collect();
+        let has = |principal: &str, action: &str, resource: &str| {
+            entries.iter().any(|e| e[2] == principal && e[3] == action && e[4] == resource && e[5] == "success")
+        };
+        let operator = "user:ra-operator";
+        assert!(has(operator, "token_profile.created", &format!("token-profile:{soft}")), "{listing}");
+        assert!(has(operator, "managed_key.generated", &format!("managed-key:{key_uuid}")), "{listing}");
+        assert!(has(operator, "ra_certificate.issue", &format!("ra-certificate:{uuid}")), "{listing}");
+        assert!(has(operator, "ra_certificate.revoke", &format!("ra-certificate:{rekeyed_uuid}")), "{listing}");
+        assert!(has(operator, "managed_key.destroyed", &format!("managed-key:{key_uuid}")), "{listing}");
+        assert!(has("pkid", "managed_key.destroyed", &format!("managed-key:{second_uuid}")), "{listing}");
+        assert!(entries.iter().any(|e| e[2] == operator && e[3] == "ra_profile.created"), "{listing}");
+        assert!(!listing.contains(USER_PIN), "no PIN in the trail");
+        cli_ok(&env.pkid, &["audit", "verify"]).await;
     })
     .await;
 }

@@ -12,9 +12,15 @@ use std::sync::Arc;
 use pkid_backends::RevocationReason;
 
 use super::ra_certificates::{read_csr, state, CertificateRequest, Outcome};
-use super::{OperationError, Ra, RaError};
+use super::{AuditEvent, OperationError, Ra, RaError};
 use crate::pki::dn::normalize;
 use crate::store::{now, RaEndEntityRow, RaProfileRow};
+use serde_json::json;
+
+/// The audit trail's name of an end entity: `end-entity:<RA profile>/<username>`.
+fn entity_resource(profile: &RaProfileRow, username: &str) -> String {
+    format!("end-entity:{}/{username}", profile.name)
+}
 
 /// Every end entity status.
 pub const STATUSES: [&str; 9] = [
@@ -147,6 +153,15 @@ impl Ra {
             Err(e) => return Err(e.into()),
         }
         tracing::info!(ra_profile = %profile.name, end_entity = %username, by = %actor, "end entity created");
+        self.audit(
+            AuditEvent::success(
+                actor,
+                "end_entity.created",
+                entity_resource(profile, username),
+            )
+            .with(json!({ "subject": row.subject_dn })),
+        )
+        .await;
         Ok(())
     }
 
@@ -159,7 +174,7 @@ impl Ra {
         actor: &str,
     ) -> Result<(), OperationError> {
         let subject_dn = check_fields(&fields)?;
-        self.replace_end_entity(profile, username, "edited", actor, |current| {
+        self.replace_end_entity(profile, username, "end_entity.edited", actor, |current| {
             RaEndEntityRow {
                 password_hash: fields.password_hash,
                 subject_dn,
@@ -181,13 +196,17 @@ impl Ra {
         password_hash: String,
         actor: &str,
     ) -> Result<(), OperationError> {
-        self.replace_end_entity(profile, username, "password reset", actor, |current| {
-            RaEndEntityRow {
+        self.replace_end_entity(
+            profile,
+            username,
+            "end_entity.password_reset",
+            actor,
+            |current| RaEndEntityRow {
                 password_hash,
                 status: "NEW".into(),
                 ..current
-            }
-        })
+            },
+        )
         .await
     }
 
@@ -196,7 +215,7 @@ impl Ra {
         &self,
         profile: &RaProfileRow,
         username: &str,
-        what: &str,
+        action: &str,
         actor: &str,
         change: impl FnOnce(RaEndEntityRow) -> RaEndEntityRow,
     ) -> Result<(), OperationError> {
@@ -206,7 +225,12 @@ impl Ra {
                 "no end entity {username:?}"
             )));
         }
-        tracing::info!(ra_profile = %profile.name, end_entity = %username, by = %actor, "end entity {what}");
+        tracing::info!(ra_profile = %profile.name, end_entity = %username, by = %actor, action, "end entity changed");
+        self.audit(
+            AuditEvent::success(actor, action, entity_resource(profile, username))
+                .with(json!({ "status": row.status })),
+        )
+        .await;
         Ok(())
     }
 
@@ -288,6 +312,12 @@ impl Ra {
             )));
         }
         tracing::info!(ra_profile = %profile.name, end_entity = %username, by = %actor, "end entity revoked and deleted");
+        self.audit(AuditEvent::success(
+            actor,
+            "end_entity.deleted",
+            entity_resource(profile, username),
+        ))
+        .await;
         Ok(())
     }
 

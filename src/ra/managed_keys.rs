@@ -11,12 +11,13 @@ use std::sync::Arc;
 use pkid_backends::builder::rcgen_algorithm;
 use pkid_backends::{KeyAlgorithm, KeySigner, Pkcs11Config, Pkcs11Key, SoftwareKey};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
 use super::attributes::{self, Given};
 use super::authorities::new_uuid;
-use super::{OperationError, Ra, RaError};
+use super::{AuditEvent, OperationError, Ra, RaError};
 use crate::store::{now, RaManagedKeyRow, RaTokenProfileRow};
 
 /// Associated data binding a sealed managed key to its purpose.
@@ -145,6 +146,15 @@ impl Ra {
             Err(e) => return Err(e.into()),
         }
         tracing::info!(token_profile = %row.uuid, kind, by = %actor, "token profile created");
+        self.audit(
+            AuditEvent::success(
+                actor,
+                "token_profile.created",
+                format!("token-profile:{}", row.uuid),
+            )
+            .with(json!({ "name": row.name, "kind": row.kind })),
+        )
+        .await;
         Ok(row)
     }
 
@@ -207,6 +217,11 @@ impl Ra {
         }
         self.store.insert_ra_managed_key(&row).await?;
         tracing::info!(key = %uuid, token_profile = %token.uuid, algorithm = %algorithm, by = %actor, "managed key generated");
+        self.audit(
+            AuditEvent::success(actor, "managed_key.generated", format!("managed-key:{uuid}"))
+                .with(json!({ "tokenProfile": token.uuid, "kind": token.kind, "algorithm": row.algorithm })),
+        )
+        .await;
         Ok(row)
     }
 
@@ -316,9 +331,26 @@ impl Ra {
         self.sign_csr(token_uuid, key_uuid, source.params).await
     }
 
-    /// Destroys managed key `key_uuid`: a software key's sealed private key is dropped; a
-    /// PKCS#11 key's objects are deleted from the token.
-    pub async fn destroy_managed_key(&self, key_uuid: &str) -> Result<(), OperationError> {
+    /// Destroys managed key `key_uuid` for `actor`: a software key's sealed private key is
+    /// dropped; a PKCS#11 key's objects are deleted from the token. Recorded in the audit
+    /// trail, a failure too.
+    pub async fn destroy_managed_key(
+        &self,
+        key_uuid: &str,
+        actor: &str,
+    ) -> Result<(), OperationError> {
+        let destroyed = self.destroy_key(key_uuid).await;
+        let resource = format!("managed-key:{key_uuid}");
+        let recorded = match &destroyed {
+            Ok(()) => AuditEvent::success(actor, "managed_key.destroyed", resource),
+            Err(OperationError::Ra(RaError::NotFound(_))) => return destroyed,
+            Err(e) => AuditEvent::failure(actor, "managed_key.destroyed", resource, e.to_string()),
+        };
+        self.audit(recorded).await;
+        destroyed
+    }
+
+    async fn destroy_key(&self, key_uuid: &str) -> Result<(), OperationError> {
         let key = self
             .store
             .ra_managed_key(key_uuid)

@@ -6,10 +6,11 @@
 //! in the path, and is enabled.
 
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use super::attributes::{self, Checked, Given};
 use super::authorities::new_uuid;
-use super::{OperationError, Ra, RaError};
+use super::{AuditEvent, OperationError, Ra, RaError};
 use crate::ca::IssuanceProfile;
 use crate::pki::csr::{CheckedCsr, Ident};
 use crate::store::{now, RaProfileRow};
@@ -250,6 +251,15 @@ impl Ra {
             Err(e) => return Err(e.into()),
         }
         tracing::info!(ra_profile = %row.uuid, name = %row.name, authority = %authority.ca.name, by = %actor, "RA profile created");
+        self.audit(
+            AuditEvent::success(
+                actor,
+                "ra_profile.created",
+                format!("ra-profile:{}", row.uuid),
+            )
+            .with(json!({ "name": row.name, "authority": authority.ca.name })),
+        )
+        .await;
         Ok(row)
     }
 
@@ -315,6 +325,11 @@ impl Ra {
             )));
         }
         tracing::info!(ra_profile = %uuid, by = %actor, "RA profile edited");
+        self.audit(
+            AuditEvent::success(actor, "ra_profile.edited", format!("ra-profile:{uuid}"))
+                .with(json!({ "settings": settings })),
+        )
+        .await;
         Ok(self.ra_profile_of(authority_uuid, uuid).await?)
     }
 
@@ -331,6 +346,17 @@ impl Ra {
             return Err(OperationError::not_found(format!("no RA profile {uuid}")));
         }
         tracing::info!(ra_profile = %uuid, enabled, by = %actor, "RA profile enabled or disabled");
+        let action = if enabled {
+            "ra_profile.enabled"
+        } else {
+            "ra_profile.disabled"
+        };
+        self.audit(AuditEvent::success(
+            actor,
+            action,
+            format!("ra-profile:{uuid}"),
+        ))
+        .await;
         Ok(())
     }
 
@@ -348,6 +374,12 @@ impl Ra {
             )));
         }
         tracing::info!(ra_profile = %uuid, by = %actor, "RA profile deleted");
+        self.audit(AuditEvent::success(
+            actor,
+            "ra_profile.deleted",
+            format!("ra-profile:{uuid}"),
+        ))
+        .await;
         Ok(())
     }
 }

@@ -102,7 +102,7 @@ pub(super) async fn serve(api: &CzertainlyApi, route: Route, call: &Call<'_>) ->
                     "no key {key_uuid} in token profile {token_uuid}"
                 )));
             }
-            api.ra.destroy_managed_key(key_uuid).await?;
+            api.ra.destroy_managed_key(key_uuid, &actor).await?;
             tracing::info!(key = %key_uuid, by = %actor, "managed key destroyed");
             Ok(Reply::empty(StatusCode::NO_CONTENT))
         }

@@ -146,8 +146,7 @@ impl Ra {
         match result {
             Ok(Deferred::Issued(issued)) => {
                 let done = self
-                    .store
-                    .change_ra_certificate(RaChange {
+                    .change_audited(RaChange {
                         uuid: uuid.clone(),
                         from: vec![state::PENDING_ISSUE],
                         lease: Some(lease),
@@ -192,21 +191,20 @@ impl Ra {
                     ("next_attempt_at", Arg::OptInt(Some(next))),
                 ];
                 if first {
-                    self.store
-                        .change_ra_certificate(RaChange {
-                            uuid: uuid.clone(),
-                            from: vec![state::PENDING_ISSUE],
-                            lease: Some(lease),
-                            set,
-                            event: event(
-                                &uuid,
-                                "pending",
-                                "running",
-                                "the authority has not issued yet; pkid collects the certificate",
-                                BACKGROUND,
-                            ),
-                        })
-                        .await?;
+                    self.change_audited(RaChange {
+                        uuid: uuid.clone(),
+                        from: vec![state::PENDING_ISSUE],
+                        lease: Some(lease),
+                        set,
+                        event: event(
+                            &uuid,
+                            "pending",
+                            "running",
+                            "the authority has not issued yet; pkid collects the certificate",
+                            BACKGROUND,
+                        ),
+                    })
+                    .await?;
                 } else {
                     self.reschedule(&record, lease, Some(next)).await?;
                 }
@@ -238,25 +236,24 @@ impl Ra {
             .unwrap_or(pkid_backends::RevocationReason::Unspecified);
         match self.revocation.revoke(&serial, reason).await {
             Ok(()) | Err(RevokeError::AlreadyRevoked(_)) => {
-                self.store
-                    .change_ra_certificate(RaChange {
-                        uuid: uuid.clone(),
-                        from: vec![state::PENDING_REVOKE],
-                        lease: Some(lease),
-                        set: vec![
-                            ("state", state::REVOKED.into()),
-                            ("operation_status", operation_status::SUCCEEDED.into()),
-                            ("next_attempt_at", Arg::OptInt(None)),
-                        ],
-                        event: event(
-                            &uuid,
-                            "revoked",
-                            "succeeded",
-                            &format!("serial {serial} revoked, reason {}", reason.code()),
-                            BACKGROUND,
-                        ),
-                    })
-                    .await?;
+                self.change_audited(RaChange {
+                    uuid: uuid.clone(),
+                    from: vec![state::PENDING_REVOKE],
+                    lease: Some(lease),
+                    set: vec![
+                        ("state", state::REVOKED.into()),
+                        ("operation_status", operation_status::SUCCEEDED.into()),
+                        ("next_attempt_at", Arg::OptInt(None)),
+                    ],
+                    event: event(
+                        &uuid,
+                        "revoked",
+                        "succeeded",
+                        &format!("serial {serial} revoked, reason {}", reason.code()),
+                        BACKGROUND,
+                    ),
+                })
+                .await?;
                 tracing::info!(certificate = %uuid, serial = %serial, "RA certificate revoked");
                 if record.destroy_key {
                     if let Some(key) = &record.key_uuid {
@@ -317,20 +314,19 @@ impl Ra {
             return Err(failure);
         }
         let message = failure.to_string();
-        self.store
-            .change_ra_certificate(RaChange {
-                uuid: record.uuid.clone(),
-                from: vec![state::PENDING_ISSUE, state::PENDING_REVOKE],
-                lease: Some(lease),
-                set: vec![
-                    ("state", to.into()),
-                    ("operation_status", operation_status::FAILED.into()),
-                    ("operation_error", Arg::OptText(Some(message.clone()))),
-                    ("next_attempt_at", Arg::OptInt(None)),
-                ],
-                event: event(&record.uuid, "failed", "failed", &message, BACKGROUND),
-            })
-            .await?;
+        self.change_audited(RaChange {
+            uuid: record.uuid.clone(),
+            from: vec![state::PENDING_ISSUE, state::PENDING_REVOKE],
+            lease: Some(lease),
+            set: vec![
+                ("state", to.into()),
+                ("operation_status", operation_status::FAILED.into()),
+                ("operation_error", Arg::OptText(Some(message.clone()))),
+                ("next_attempt_at", Arg::OptInt(None)),
+            ],
+            event: event(&record.uuid, "failed", "failed", &message, BACKGROUND),
+        })
+        .await?;
         tracing::warn!(certificate = %record.uuid, operation = %record.operation, error = %message, "RA operation failed");
         Err(failure)
     }

@@ -23,9 +23,9 @@ use x509_parser::prelude::{FromDer, X509CertificationRequest};
 use super::attributes::{self, Given};
 use super::authorities::new_uuid;
 use super::profiles::ProfileSettings;
-use super::{OperationError, Ra, RaError};
+use super::{AuditEvent, OperationError, Ra, RaError};
 use crate::pki::csr::{check_csr, CheckedCsr, CsrError};
-use crate::store::{now, Arg, RaCertificateRow, RaChange, RaEventRow, RaProfileRow};
+use crate::store::{now, Arg, RaCertificateRow, RaChange, RaEventRow, RaProfileRow, StoreError};
 
 pub use drive::Outcome;
 
@@ -126,7 +126,32 @@ pub(super) fn event(
     }
 }
 
+/// The audit entry of a record's event: `ra_certificate.<event>` on `ra-certificate:<uuid>`
+/// by the event's actor, its status and message as detail; a `failed` status is a failure.
+fn audit_of(e: &RaEventRow) -> AuditEvent {
+    let action = format!("ra_certificate.{}", e.event);
+    let resource = format!("ra-certificate:{}", e.certificate_uuid);
+    let recorded = if e.status == operation_status::FAILED {
+        AuditEvent::failure(&e.actor, action, resource, &e.message)
+    } else {
+        AuditEvent::success(&e.actor, action, resource)
+            .with(serde_json::json!({ "message": e.message }))
+    };
+    recorded.with(serde_json::json!({ "status": e.status }))
+}
+
 impl Ra {
+    /// A record's conditional change, recorded in the audit trail when it applies (every state
+    /// change of a record goes through here, with the event naming what and who).
+    pub(super) async fn change_audited(&self, change: RaChange) -> Result<bool, StoreError> {
+        let recorded = audit_of(&change.event);
+        let changed = self.store.change_ra_certificate(change).await?;
+        if changed {
+            self.audit(recorded).await;
+        }
+        Ok(changed)
+    }
+
     /// The record `uuid` for an operation under `profile`: it must be the profile's.
     pub async fn record_of(
         &self,
@@ -236,8 +261,7 @@ impl Ra {
         }
         let lease = now() + drive::RUNNING_LEASE_SECS;
         let started = self
-            .store
-            .change_ra_certificate(RaChange {
+            .change_audited(RaChange {
                 uuid: uuid.to_string(),
                 from: vec![state::REQUESTED],
                 lease: None,
@@ -272,8 +296,7 @@ impl Ra {
             (state::REJECTED, operation_status::FAILED, "rejected")
         };
         let changed = self
-            .store
-            .change_ra_certificate(RaChange {
+            .change_audited(RaChange {
                 uuid: uuid.to_string(),
                 from: vec![state::PENDING_APPROVAL],
                 lease: None,
@@ -317,8 +340,7 @@ impl Ra {
             message.push_str(&format!(": {comment}"));
         }
         let started = self
-            .store
-            .change_ra_certificate(RaChange {
+            .change_audited(RaChange {
                 uuid: uuid.to_string(),
                 from: vec![state::ISSUED],
                 lease: None,
@@ -346,20 +368,23 @@ impl Ra {
     /// After a revocation with `destroyKey`: the record's managed key is destroyed (noted in
     /// the history either way; a failure leaves the revocation standing).
     pub(super) async fn destroy_managed_key_after_revocation(&self, uuid: &str, key_uuid: &str) {
-        let note = match self.destroy_managed_key(key_uuid).await {
+        let note = match self
+            .destroy_managed_key(key_uuid, crate::audit::SYSTEM)
+            .await
+        {
             Ok(()) => event(
                 uuid,
                 "key",
                 "succeeded",
                 &format!("managed key {key_uuid} destroyed"),
-                "pkid",
+                crate::audit::SYSTEM,
             ),
             Err(e) => event(
                 uuid,
                 "key",
                 "failed",
                 &format!("managed key {key_uuid} could not be destroyed: {e}"),
-                "pkid",
+                crate::audit::SYSTEM,
             ),
         };
         if let Err(e) = self.store.add_ra_event(&note).await {
@@ -457,6 +482,12 @@ impl Ra {
         };
         let first = event(&uuid, operation, &record.operation_status, &message, actor);
         self.store.insert_ra_certificate(&record, &first).await?;
+        self.audit(audit_of(&first).with(serde_json::json!({
+            "raProfile": profile.name,
+            "issuer": record.issuer,
+            "subject": record.subject_dn,
+        })))
+        .await;
         tracing::info!(certificate = %uuid, ra_profile = %profile.name, operation, by = %actor, "RA certificate request accepted");
         if approval {
             return Ok(Outcome {
