@@ -12,13 +12,15 @@
 //! - `v1`: end entities, issue for one (password, subject DN), revoke by serial and issuer DN,
 //!   `DELETE` revoking the entity's certificates;
 //! - `keys`: managed keys in the software store (sealed with the key-encryption key) and on a
-//!   SoftHSM2 token, CSRs built from them on the server, `destroyKey` and `DELETE` removing them.
+//!   SoftHSM2 token, CSRs built from them on the server, `destroyKey` and `DELETE` removing them;
+//! - `openapi`: `/v2/openapi.json` lists what is routed, and schemathesis finds no fault.
 //!
 //! The helpers here: the environment (a clients' CA, users linked to client certificates), the
 //! client presenting one, CSRs, and the certificates' checks.
 
 mod keys;
 mod local;
+mod openapi;
 mod upstream;
 mod v1;
 
