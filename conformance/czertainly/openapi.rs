@@ -1,21 +1,27 @@
 //! The surface's OpenAPI document against the surface itself: served at `/v2/openapi.json`
 //! (OpenAPI 3.1), every operation it lists routed (none answered 405 or "no resource at"),
-//! and schemathesis' generated requests, presented with an RA operator's TLS client
+//! the operator's certificate forwarded by a trusted proxy in `X-APP-CERTIFICATE` (and only
+//! by it), and schemathesis' generated requests, presented with an RA operator's TLS client
 //! certificate, answered without a 5xx and within the document (status codes, content types,
 //! bodies).
 
 use reqwest::Method;
 
 use super::{Clients, Ra, TEST_BOUND};
+use crate::client_certs::curl;
 use crate::harness::environment::{within, Environment};
 use crate::harness::schemathesis::Fuzz;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_document_describes_the_surface_and_schemathesis_finds_no_fault() {
     let clients = Clients::new();
-    let env =
-        Environment::start_with(&[(clients.setting().0.as_str(), clients.setting().1.as_str())])
-            .await;
+    let (client_cas, files) = clients.setting();
+    // 127.0.0.2 plays a TLS-terminating proxy that forwards the client's certificate.
+    let env = Environment::start_with(&[
+        (client_cas.as_str(), files.as_str()),
+        ("PKID_SERVER__TRUSTED_PROXIES", "[\"127.0.0.2\"]"),
+    ])
+    .await;
     within(TEST_BOUND, async {
         clients.link(&env.pkid).await;
         let ra = Ra::new(&env.pkid, Some(&clients.operator));
@@ -54,6 +60,28 @@ async fn the_document_describes_the_surface_and_schemathesis_finds_no_fault() {
             }
         }
         assert!(operations >= 30, "only {operations} operations");
+
+        // The operator's certificate forwarded in X-APP-CERTIFICATE (curl): heeded from the
+        // trusted proxy only.
+        let forwarded = |from| {
+            curl(
+                &env,
+                "/v1/authorities",
+                None,
+                Some(&clients.operator.pem),
+                from,
+            )
+        };
+        let (ok, out) = forwarded("127.0.0.2");
+        assert!(
+            ok && out.contains("\"name\":\"default\""),
+            "through the proxy:\n{out}"
+        );
+        let (_, out) = forwarded("127.0.0.1");
+        assert!(
+            out.contains("< HTTP/1.1 401") || out.contains("< HTTP/2 401"),
+            "not from the proxy:\n{out}"
+        );
 
         // Something for the generated requests to find: an RA profile on the software CA.
         ra.profile(&ra.authority("default").await, "fuzzed", &[])

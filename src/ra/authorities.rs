@@ -161,6 +161,20 @@ impl Ra {
         if !missing.is_empty() {
             self.store.ensure_ra_authorities(&missing).await?;
             rows = self.store.ra_authorities().await?;
+            // Recorded once: by the request whose insert won (its UUID is the one read back; a
+            // replica racing it kept the other UUID and records nothing).
+            for (uuid, issuer) in &missing {
+                if rows.iter().any(|r| &r.uuid == uuid) {
+                    let resource = format!("ra-authority:{uuid}");
+                    let event = super::AuditEvent::success(
+                        crate::audit::SYSTEM,
+                        "ra_authority.registered",
+                        resource,
+                    );
+                    self.audit(event.with(serde_json::json!({ "issuer": issuer })))
+                        .await;
+                }
+            }
         }
         let mut authorities: Vec<Authority> = issuers
             .into_iter()
