@@ -257,17 +257,9 @@ async fn client_operations_on_local_authorities() {
 
         // The SoftHSM authority: issued, renewed, rekeyed and revoked through the token key.
         let hsm_base = ra.profile(&hsm_authority, "hsm-web", &[]).await;
-        let hsm_csr = Csr::new(&["hsm.ra.test"]);
-        let (hsm_uuid, hsm_leaf) = ra.issued(&hsm_base, &hsm_csr).await;
-        verify_under(&env, "hsm", &hsm_leaf, "verify-hsm").await;
-        let (_, hsm_renewed) = certificate_of(&ra.post(&format!("{hsm_base}/certificates/{hsm_uuid}/renew"), json!({})).await);
-        assert_eq!(spki_of(&hsm_renewed), hsm_csr.spki());
-        let hsm_rekey = Csr::new(&["hsm.ra.test"]);
-        let (hsm_rekeyed_uuid, hsm_rekeyed) = certificate_of(&ra.post(&format!("{hsm_base}/certificates/{hsm_uuid}/rekey"), json!({"request": hsm_rekey.base64()})).await);
-        assert_eq!(spki_of(&hsm_rekeyed), hsm_rekey.spki());
-        let revoked = ra.post(&format!("{hsm_base}/certificates/{hsm_rekeyed_uuid}/revoke"), json!({"reason": "keyCompromise"})).await;
-        assert_eq!(revoked.status, 204, "{revoked:?}");
-        let hsm_chain = verify_under(&env, "hsm", &hsm_rekeyed, "verify-hsm-rekeyed").await;
+        let cycle = ra.cycle(&hsm_base, "hsm.ra.test", "keyCompromise").await;
+        verify_under(&env, "hsm", &cycle.leaf, "verify-hsm").await;
+        let hsm_chain = verify_under(&env, "hsm", &cycle.rekeyed, "verify-hsm-rekeyed").await;
         let (crl_url, _) = revocation_endpoints(&hsm_chain);
         let (_, reason) = crl_listing(&crl_url, &hsm_chain).await;
         assert_eq!(reason, Some(x509_parser::x509::ReasonCode::KeyCompromise));

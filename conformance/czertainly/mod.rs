@@ -13,7 +13,8 @@
 //!   `DELETE` revoking the entity's certificates;
 //! - `keys`: managed keys in the software store (sealed with the key-encryption key) and on a
 //!   SoftHSM2 token, CSRs built from them on the server, `destroyKey` and `DELETE` removing them;
-//! - `openapi`: `/v2/openapi.json` lists what is routed, and schemathesis finds no fault.
+//! - `openapi`: `/v2/openapi.json` lists what is routed, and schemathesis finds no fault;
+//! - `postgres`: the operations on PostgreSQL, the records read back from it.
 //!
 //! The helpers here: the environment (a clients' CA, users linked to client certificates), the
 //! client presenting one, CSRs, and the certificates' checks.
@@ -21,6 +22,7 @@
 mod keys;
 mod local;
 mod openapi;
+mod postgres;
 mod upstream;
 mod v1;
 
@@ -236,6 +238,49 @@ impl Ra {
                 record.body
             );
             tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+/// What [`Ra::cycle`] made: the first certificate, and its rekeyed successor (revoked).
+pub(crate) struct Cycle {
+    pub uuid: String,
+    pub leaf: Vec<u8>,
+    pub rekeyed_uuid: String,
+    pub rekeyed: Vec<u8>,
+}
+
+impl Ra {
+    /// Issues for `name` under `base`, renews it (the same key, asserted), rekeys it (the new
+    /// key, asserted) and revokes the rekeyed certificate for `reason` (204).
+    pub async fn cycle(&self, base: &str, name: &str, reason: &str) -> Cycle {
+        let csr = Csr::new(&[name]);
+        let (uuid, leaf) = self.issued(base, &csr).await;
+        assert_eq!(crate::backends::spki_of(&leaf), csr.spki());
+        let renew = format!("{base}/certificates/{uuid}/renew");
+        let (_, renewed) = certificate_of(&self.post(&renew, json!({})).await);
+        assert_eq!(
+            crate::backends::spki_of(&renewed),
+            csr.spki(),
+            "renew keeps the key"
+        );
+        let rekey = Csr::new(&[name]);
+        let path = format!("{base}/certificates/{uuid}/rekey");
+        let answer = self.post(&path, json!({"request": rekey.base64()})).await;
+        let (rekeyed_uuid, rekeyed) = certificate_of(&answer);
+        assert_eq!(
+            crate::backends::spki_of(&rekeyed),
+            rekey.spki(),
+            "rekey changes it"
+        );
+        let revoke = format!("{base}/certificates/{rekeyed_uuid}/revoke");
+        let revoked = self.post(&revoke, json!({"reason": reason})).await;
+        assert_eq!(revoked.status, 204, "{revoked:?}");
+        Cycle {
+            uuid,
+            leaf,
+            rekeyed_uuid,
+            rekeyed,
         }
     }
 }
