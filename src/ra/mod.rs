@@ -16,11 +16,13 @@
 //! - [`revoke`]: who may revoke, with which reason
 //! - [`recovery`]: orders and challenges left behind by a stop
 //! - [`policy`], [`binding`]: the rules; [`ids`]: names of new objects
+//! - [`iam`]: IAM's certificate linking requests, trust anchors and RFC 3820 proxies
 
 mod accounts;
 mod authorizations;
 pub mod binding;
 mod error;
+pub mod iam;
 pub mod ids;
 mod orders;
 pub mod policy;

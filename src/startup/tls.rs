@@ -12,10 +12,12 @@ use crate::http::client_auth::OptionalClientAuth;
 use crate::identity::certificates::{certificates_from_pem, ClientCertificates};
 use crate::pki::csr::check_csr;
 
-/// The trust anchors of `server.client_ca_files` and the ranges of `server.trusted_proxies`.
+/// The trust anchors of `server.client_ca_files` and `extra` (IAM's folder: a certificate
+/// linked through IAM authenticates by TLS), and the ranges of `server.trusted_proxies`.
 pub(super) fn client_certificates(
     cfg: &Config,
     cas: &[Arc<Ca>],
+    extra: &[(String, Vec<u8>)],
 ) -> Result<ClientCertificates, BoxError> {
     let mut anchors = Vec::new();
     for entry in &cfg.server.client_ca_files {
@@ -32,6 +34,9 @@ pub(super) fn client_certificates(
             }
         };
         anchors.push((origin, certificates));
+    }
+    for (file, der) in extra {
+        anchors.push((format!("iam.trust_anchors_dir: {file}"), vec![der.clone()]));
     }
     Ok(ClientCertificates::new(
         &anchors,

@@ -4,7 +4,7 @@
 
 pub mod builder;
 pub mod crl;
-pub(crate) mod der;
+pub mod der;
 pub mod ocsp;
 pub mod ocsp_request;
 

@@ -16,6 +16,8 @@
 mod keys;
 mod token;
 
+pub(crate) use token::parse_form;
+
 use std::sync::Arc;
 
 use http::{Method, StatusCode};
