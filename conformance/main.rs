@@ -20,6 +20,9 @@
 //! - `identity`: who may do what (the authorization matrix: passwords, OAuth2 tokens, linked
 //!   certificates, JWS-bound keys, admin tokens), the OAuth2 token endpoint, access tokens,
 //!   password guessing slowed, the user, client and admin token commands
+//! - `iam`: IAM's certificate linking requests and proxy certificates: both seed documents
+//!   replayed with curl, the permission matrix and paging, proxies checked with openssl and
+//!   voms-proxy-info, linked certificates and their proxies logging in by TLS
 //! - `hostile`: hostile bytes on every surface (ACME, admin, CRL/OCSP) get bounded answers
 //! - `caa`: CAA (RFC 8659, RFC 8657 parameters) as pkid's validator sees it
 //! - `validation`: the validator is no SSRF tool: redirect and address rules, no echoed answers
@@ -44,6 +47,7 @@ mod caa;
 mod client_certs;
 mod faults;
 mod hostile;
+mod iam;
 mod identity;
 mod issuance;
 mod jws;
