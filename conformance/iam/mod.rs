@@ -10,10 +10,12 @@
 //!   OAuth2 client, an operator, anonymous) and the paging edge cases;
 //! - `proxies`: the upload (its key sealed at rest) and the documented `POST /iam/proxycert`,
 //!   with and without `issuerDn`; the file checked by `openssl verify -allow_proxy_certs`,
-//!   `openssl x509`, `voms-proxy-info`, and curl logging in with it.
+//!   `openssl x509`, `voms-proxy-info`, and curl logging in with it;
+//! - `postgres`: the IAM writes and the list on PostgreSQL.
 
 mod links;
 mod matrix;
+mod postgres;
 mod proxies;
 
 use std::path::{Path, PathBuf};
@@ -238,8 +240,9 @@ fn grid_world(dir: &Path) {
     openssl(dir, &["rehash", "certificates"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn iam_seed_documents_replayed_with_curl() {
+/// The grid world in a fresh folder, and pkid's settings for it: its certificates folder as
+/// the trust anchors, `extra` after.
+fn grid_and_settings(extra: &[(&str, &str)]) -> (tempfile::TempDir, Vec<(String, String)>) {
     for tool in ["curl", "openssl", "voms-proxy-init", "voms-proxy-info"] {
         require_tool(tool);
     }
@@ -248,40 +251,81 @@ async fn iam_seed_documents_replayed_with_curl() {
         .tempdir()
         .unwrap();
     grid_world(grid.path());
-    let anchors = grid.path().join("certificates").display().to_string();
-    let max = MAX_PROXY_SECS.to_string();
-    let env = Environment::start_with(&[
-        ("PKID_IAM__TRUST_ANCHORS_DIR", &anchors),
-        ("PKID_IAM__PROXY_MAX_LIFETIME_SECS", &max),
-    ])
+    let mut settings = vec![
+        (
+            "PKID_IAM__TRUST_ANCHORS_DIR".to_owned(),
+            grid.path().join("certificates").display().to_string(),
+        ),
+        (
+            "PKID_IAM__PROXY_MAX_LIFETIME_SECS".to_owned(),
+            MAX_PROXY_SECS.to_string(),
+        ),
+    ];
+    settings.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    (grid, settings)
+}
+
+/// The scenario's users (test0, bob, admin) and OAuth2 client made in `pkid`.
+async fn populate<'a>(pkid: &'a Pkid, grid: &Path) -> World<'a> {
+    for (name, role) in [
+        ("test0", "certificate-requestor"),
+        ("bob", "certificate-requestor"),
+        ("admin", "admin"),
+    ] {
+        create_user(pkid, name, role).await;
+    }
+    let (client_id, client_secret) = create_client(
+        pkid,
+        "rcauth",
+        "proxy:generate iam:admin.read iam:admin.write",
+        &[],
+    )
     .await;
+    World {
+        pkid,
+        base: format!("https://127.0.0.1:{}", pkid.port()),
+        root: pkid.root_pem_path().display().to_string(),
+        dir: grid.to_owned(),
+        client_id,
+        client_secret,
+    }
+}
+
+fn borrowed(settings: &[(String, String)]) -> Vec<(&str, &str)> {
+    settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iam_seed_documents_replayed_with_curl() {
+    let (grid, settings) = grid_and_settings(&[]);
+    let env = Environment::start_with(&borrowed(&settings)).await;
     within(TEST_BOUND, async {
-        let pkid = &env.pkid;
-        for (name, role) in [
-            ("test0", "certificate-requestor"),
-            ("bob", "certificate-requestor"),
-            ("admin", "admin"),
-        ] {
-            create_user(pkid, name, role).await;
-        }
-        let (client_id, client_secret) = create_client(
-            pkid,
-            "rcauth",
-            "proxy:generate iam:admin.read iam:admin.write",
-            &[],
-        )
-        .await;
-        let world = World {
-            pkid,
-            base: format!("https://127.0.0.1:{}", pkid.port()),
-            root: pkid.root_pem_path().display().to_string(),
-            dir: grid.path().to_owned(),
-            client_id,
-            client_secret,
-        };
+        let world = populate(&env.pkid, grid.path()).await;
         links::scenario(&world).await;
         matrix::scenario(&world).await;
         proxies::scenario(&world).await;
+    })
+    .await;
+}
+
+/// The same writes on PostgreSQL: a request's approval (the link written in the same
+/// statement group), rejection, the filtered and paged list, a proxy stored twice (replaced),
+/// and a proxy generated from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iam_on_postgresql() {
+    let scratch = tempfile::Builder::new()
+        .prefix("pkid-iam-pg-")
+        .tempdir()
+        .unwrap();
+    let postgres = crate::harness::postgres::Postgres::start(&scratch.path().join("pg"));
+    let (grid, settings) = grid_and_settings(&[("PKID_DATABASE__URL", &postgres.url)]);
+    let env = Environment::start_with(&borrowed(&settings)).await;
+    within(TEST_BOUND, async {
+        let world = populate(&env.pkid, grid.path()).await;
+        postgres::scenario(&world).await;
     })
     .await;
 }
