@@ -11,10 +11,12 @@
 //! - `proxies`: the upload (its key sealed at rest) and the documented `POST /iam/proxycert`,
 //!   with and without `issuerDn`; the file checked by `openssl verify -allow_proxy_certs`,
 //!   `openssl x509`, `voms-proxy-info`, and curl logging in with it;
+//! - `openapi`: the OpenAPI document against the surface, and schemathesis finding no fault;
 //! - `postgres`: the IAM writes and the list on PostgreSQL.
 
 mod links;
 mod matrix;
+mod openapi;
 mod postgres;
 mod proxies;
 
@@ -307,6 +309,7 @@ async fn iam_seed_documents_replayed_with_curl() {
         links::scenario(&world).await;
         matrix::scenario(&world).await;
         proxies::scenario(&world).await;
+        openapi::scenario(&world).await;
     })
     .await;
 }
