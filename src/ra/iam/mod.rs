@@ -92,6 +92,9 @@ impl Iam {
     }
 }
 
+#[cfg(test)]
+mod tests;
+
 /// Milliseconds since the epoch: IAM's times.
 pub fn now_ms() -> i64 {
     let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
