@@ -131,6 +131,7 @@ pub fn load_anchor_folder(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, String> 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use super::super::tests::ca;
     use super::*;
 
     struct Fixed(Vec<Vec<u8>>);
@@ -140,20 +141,6 @@ mod tests {
         async fn ca_certificates(&self) -> Vec<Vec<u8>> {
             self.0.clone()
         }
-    }
-
-    fn ca(name: &str) -> rcgen::Certificate {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::default();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CountryName, "IT");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.self_signed(&key).unwrap()
     }
 
     #[tokio::test]
@@ -181,9 +168,9 @@ mod tests {
         );
         assert_eq!(
             anchors.subjects().await,
-            ["CN=Grid CA,C=IT", "CN=Own CA,C=IT"]
+            ["CN=Grid CA,O=IGI,C=IT", "CN=Own CA,O=IGI,C=IT"]
         );
-        assert_eq!(anchors.named("CN=Own CA,C=IT").await.len(), 1);
+        assert_eq!(anchors.named("CN=Own CA,O=IGI,C=IT").await.len(), 1);
         assert!(anchors.named("CN=Nobody").await.is_empty());
         assert!(load_anchor_folder(&dir.path().join("missing")).is_err());
     }

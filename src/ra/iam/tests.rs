@@ -20,9 +20,8 @@ impl CaCertificates for NoCas {
 
 const CA: &str = "CN=Test CA,O=IGI,C=IT";
 
-async fn iam(dir: &std::path::Path) -> Iam {
-    let url = format!("sqlite://{}?mode=rwc", dir.join("pkid.db").display());
-    let store = Store::connect(&url, 2).await.unwrap();
+/// A self-signed CA named `CN=<name>,O=IGI,C=IT`.
+pub(super) fn ca(name: &str) -> rcgen::Certificate {
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
@@ -34,9 +33,15 @@ async fn iam(dir: &std::path::Path) -> Iam {
         .push(rcgen::DnType::OrganizationName, "IGI");
     params
         .distinguished_name
-        .push(rcgen::DnType::CommonName, "Test CA");
+        .push(rcgen::DnType::CommonName, name);
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = params.self_signed(&key).unwrap().der().to_vec();
+    params.self_signed(&key).unwrap()
+}
+
+async fn iam(dir: &std::path::Path) -> Iam {
+    let url = format!("sqlite://{}?mode=rwc", dir.join("pkid.db").display());
+    let store = Store::connect(&url, 2).await.unwrap();
+    let ca = ca("Test CA").der().to_vec();
     for name in ["ann", "ben"] {
         let at = crate::store::now();
         let user = UserRow {
