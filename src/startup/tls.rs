@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use rustls_pki_types::CertificateDer;
+
 use super::BoxError;
 use crate::ca::{Ca, IssuanceProfile};
 use crate::config::{Config, BACKEND_ANCHOR};
@@ -36,7 +38,15 @@ pub(super) fn client_certificates(
         anchors.push((origin, certificates));
     }
     for (file, der) in extra {
-        anchors.push((format!("iam.trust_anchors_dir: {file}"), vec![der.clone()]));
+        // A grid folder may hold certificates no TLS path can start from (an old v1 root):
+        // still IAM anchors by name, but not for TLS.
+        let cert = CertificateDer::from(der.as_slice());
+        match webpki::anchor_from_trusted_cert(&cert).map(|_| ()) {
+            Ok(_) => anchors.push((format!("iam.trust_anchors_dir: {file}"), vec![der.clone()])),
+            Err(e) => {
+                tracing::warn!(file = %file, error = ?e, "an IAM trust anchor cannot anchor TLS client authentication; skipped for TLS")
+            }
+        }
     }
     Ok(ClientCertificates::new(
         &anchors,
