@@ -119,13 +119,7 @@ fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, Miss> {
 
 /// `value` as JSON with `status`, not to be cached.
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Reply {
-    Reply {
-        status,
-        headers: Vec::new(),
-        content_type: "application/json",
-        body: Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
-    }
-    .header(http::header::CACHE_CONTROL, "no-store")
+    Reply::json(status, value).header(http::header::CACHE_CONTROL, "no-store")
 }
 
 /// `{"error": message}`.
