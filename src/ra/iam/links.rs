@@ -170,19 +170,28 @@ impl Iam {
                 "the certificate is not valid now (expired or not yet valid)",
             ));
         }
-        let anchors = self.anchors.named(issuer_dn).await;
-        let signed = anchors.iter().any(|anchor| {
-            X509Certificate::from_der(&anchor.der)
-                .is_ok_and(|(_, ca)| cert.verify_signature(Some(ca.public_key())).is_ok())
-        });
-        if anchors.is_empty() || signed {
-            // No anchor of that name: refused below, with the rule's own message.
+        // No anchor of that name: refused by the caller, with the rule's own message.
+        if self.signed_by_anchor(cert, issuer_dn).await
+            || self.anchors.named(issuer_dn).await.is_empty()
+        {
             Ok(())
         } else {
             Err(invalid(format!(
                 "the certificate's signature does not verify with the key of {issuer_dn}"
             )))
         }
+    }
+
+    /// Whether an anchor named `issuer_dn` signed `cert`.
+    pub(super) async fn signed_by_anchor(
+        &self,
+        cert: &X509Certificate<'_>,
+        issuer_dn: &str,
+    ) -> bool {
+        self.anchors.named(issuer_dn).await.iter().any(|anchor| {
+            X509Certificate::from_der(&anchor.der)
+                .is_ok_and(|(_, ca)| cert.verify_signature(Some(ca.public_key())).is_ok())
+        })
     }
 
     /// The refusals of a new request: a pending one for the same certificate, the certificate

@@ -3,8 +3,9 @@
 //! later asks for short proxies made from it (`POST /iam/proxycert`).
 //!
 //! - Upload: the file checked by `pki::proxy` (RFC 3820 §4 path, key matches, ≤ 8192
-//!   characters); its end-entity certificate must be linked to the caller (subject and issuer);
-//!   its key must be one pkid can sign with, and its path length must allow one more proxy.
+//!   characters); its end-entity certificate must be linked to the caller (subject and issuer)
+//!   and be the linked certificate itself or one the trust anchor of that issuer signed (not a
+//!   look-alike with the same names under another CA key); its key must be one pkid can sign with, and its path length must allow one more proxy.
 //!   One proxy is kept per linked certificate; the key is sealed with the key-encryption key,
 //!   bound to that certificate, and never stored or logged in the clear.
 //! - Generation: the caller's first stored proxy (of the end entity issued by `issuer`, when
@@ -54,13 +55,13 @@ impl Iam {
                     .into(),
             ));
         }
-        let end_entity = bundle
+        let end_entity_der = bundle
             .certificates
             .get(bundle.facts.proxies)
-            .and_then(|der| X509Certificate::from_der(der).ok())
-            .map(|(_, cert)| (rfc2253(cert.subject()), rfc2253(cert.issuer())))
             .ok_or_else(|| IamError::Invalid("the chain has no end-entity certificate".into()))?;
-        let (subject_dn, issuer_dn) = end_entity;
+        let (_, end_entity) = X509Certificate::from_der(end_entity_der)
+            .map_err(|_| IamError::Invalid("the end-entity certificate does not parse".into()))?;
+        let (subject_dn, issuer_dn) = (rfc2253(end_entity.subject()), rfc2253(end_entity.issuer()));
         let link = self
             .store
             .user_certificates(user_id)
@@ -72,6 +73,15 @@ impl Iam {
                     "the proxy's end-entity certificate {subject_dn} (issued by {issuer_dn}) is not linked to this account"
                 ))
             })?;
+        // The linked certificate itself, or one its CA (a trust anchor) signed: not a copy of
+        // its names under another key.
+        let anchored = link.der.as_deref() == Some(end_entity_der.as_slice())
+            || self.signed_by_anchor(&end_entity, &issuer_dn).await;
+        if !anchored {
+            return Err(IamError::Invalid(format!(
+                "the proxy's end-entity certificate is neither the linked certificate nor signed by the trust anchor {issuer_dn}"
+            )));
+        }
         let key_pem = bundle.private_key.to_pem();
         let sealed_key = self
             .kek

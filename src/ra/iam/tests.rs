@@ -22,26 +22,72 @@ const CA: &str = "CN=Test CA,O=IGI,C=IT";
 
 /// A self-signed CA named `CN=<name>,O=IGI,C=IT`.
 pub(super) fn ca(name: &str) -> rcgen::Certificate {
-    let key = rcgen::KeyPair::generate().unwrap();
+    TestCa::new(name).cert
+}
+
+/// A CA that can issue: its certificate, key and parameters.
+struct TestCa {
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+    params: rcgen::CertificateParams,
+}
+
+impl TestCa {
+    fn new(name: &str) -> Self {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = ca_params(name);
+        let cert = params.self_signed(&key).unwrap();
+        TestCa { cert, key, params }
+    }
+
+    /// A proxy file (proxy, its key, the end-entity certificate) of a new certificate
+    /// `CN=<name>,O=IGI,C=IT` this CA issues.
+    fn proxy_file(&self, name: &str) -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name = igi_name(name);
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let eec = params.signed_by(&key, &issuer).unwrap();
+        let at = crate::store::now();
+        let made = crate::pki::proxy::issue::generate(&crate::pki::proxy::issue::ProxyRequest {
+            chain: &[eec.der().to_vec()],
+            key: &crate::pki::proxy::PrivateKey {
+                format: crate::pki::proxy::KeyFormat::Pkcs8,
+                der: zeroize::Zeroizing::new(key.serialize_der()),
+            },
+            not_after: at + 3600,
+            at,
+        })
+        .unwrap();
+        made.file.to_string()
+    }
+}
+
+/// `CN=<name>,O=IGI,C=IT`.
+fn igi_name(name: &str) -> rcgen::DistinguishedName {
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CountryName, "IT");
+    dn.push(rcgen::DnType::OrganizationName, "IGI");
+    dn.push(rcgen::DnType::CommonName, name);
+    dn
+}
+
+fn ca_params(name: &str) -> rcgen::CertificateParams {
     let mut params = rcgen::CertificateParams::default();
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CountryName, "IT");
-    params
-        .distinguished_name
-        .push(rcgen::DnType::OrganizationName, "IGI");
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
+    params.distinguished_name = igi_name(name);
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.self_signed(&key).unwrap()
+    params
 }
 
 async fn iam(dir: &std::path::Path) -> Iam {
+    iam_anchored(dir, &ca("Test CA")).await
+}
+
+/// The RA's IAM side with `anchor` as its one trust anchor and two users, ann and ben.
+async fn iam_anchored(dir: &std::path::Path, anchor: &rcgen::Certificate) -> Iam {
     let url = format!("sqlite://{}?mode=rwc", dir.join("pkid.db").display());
     let store = Store::connect(&url, 2).await.unwrap();
-    let ca = ca("Test CA").der().to_vec();
+    let ca = anchor.der().to_vec();
     for name in ["ann", "ben"] {
         let at = crate::store::now();
         let user = UserRow {
@@ -176,4 +222,32 @@ async fn the_list_is_sorted_filtered_and_paged() {
     assert_eq!(iam.list_links(&ben, 0, 10).await.unwrap().0, 2);
     assert_eq!(iam.list_links(&ben, 5, 10).await.unwrap(), (2, Vec::new()));
     assert_eq!(iam.list_links(&ben, 0, 0).await.unwrap(), (2, Vec::new()));
+}
+
+#[tokio::test]
+async fn a_proxy_of_a_look_alike_certificate_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let anchor = TestCa::new("Test CA");
+    let iam = iam_anchored(dir.path(), &anchor.cert).await;
+    // ann's certificate linked by its names only (a request by DN, approved).
+    let request = iam
+        .request_link("id-ann", &by_dn("CN=ann,O=IGI,C=IT"))
+        .await
+        .unwrap();
+    iam.approve_link(&request.uuid).await.unwrap();
+
+    // The same names from a CA that has the anchor's name but not its key: refused, nothing
+    // stored.
+    let forged = TestCa::new("Test CA").proxy_file("ann");
+    let refused = iam.store_proxy("id-ann", &forged).await.unwrap_err();
+    assert!(
+        matches!(&refused, IamError::Invalid(m) if m.contains("neither the linked certificate")),
+        "{refused}"
+    );
+    assert!(iam.store.user_proxies("id-ann").await.unwrap().is_empty());
+
+    // The anchor's own certificate with those names: stored.
+    let genuine = anchor.proxy_file("ann");
+    iam.store_proxy("id-ann", &genuine).await.unwrap();
+    assert_eq!(iam.store.user_proxies("id-ann").await.unwrap().len(), 1);
 }
