@@ -14,7 +14,7 @@ use sqlx::Row;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::links::by_files;
-use super::{openssl, Reply, World, MAX_PROXY_SECS, OTHER_CA};
+use super::{openssl, Reply, World, MAX_PROXY_SECS, OTHER_CA, TEST_CA};
 use crate::harness::certs::pem_chain;
 use crate::harness::process::run_tool;
 use crate::identity::{client_from, login_token};
@@ -47,15 +47,20 @@ fn upload(w: &World<'_>, token: &str, file: &str) -> Reply {
 
 /// The documented request: `-d client_id -d client_secret -d lifetimeSecs [-d issuerDn]`.
 fn generate(w: &World<'_>, token: Option<&str>, lifetime: &str, issuer: Option<&str>) -> Reply {
+    let mut fields = vec![format!("lifetimeSecs={lifetime}")];
+    fields.extend(issuer.map(|dn| format!("issuerDn={dn}")));
+    generate_with(w, token, &fields)
+}
+
+/// `POST /iam/proxycert` with the client's credentials and `fields` (`name=value`).
+fn generate_with(w: &World<'_>, token: Option<&str>, fields: &[String]) -> Reply {
     let (id, secret) = (
         format!("client_id={}", w.client_id),
         format!("client_secret={}", w.client_secret),
     );
-    let lifetime = format!("lifetimeSecs={lifetime}");
-    let issuer = issuer.map(|dn| format!("issuerDn={dn}"));
-    let mut args = vec!["-X", "POST", "-d", &id, "-d", &secret, "-d", &lifetime];
-    if let Some(issuer) = &issuer {
-        args.extend(["-d", issuer.as_str()]);
+    let mut args = vec!["-X", "POST", "-d", &id, "-d", &secret];
+    for field in fields {
+        args.extend(["-d", field.as_str()]);
     }
     w.curl(token, &args, "/iam/proxycert")
 }
@@ -282,6 +287,23 @@ pub(super) async fn scenario(w: &World<'_>) {
     let (_, stored) = X509Certificate::from_der(&stored[0]).unwrap();
     assert_eq!(not_after, stored.validity().not_after.timestamp());
     assert!(not_after < before + 1900, "{not_after}");
+
+    // IAM's own parameter name, `issuer`, chooses as `issuerDn` does; the two naming
+    // different CAs are refused.
+    let by_issuer = generate_with(
+        w,
+        Some(&bt),
+        &["lifetimeSecs=600".into(), format!("issuer={OTHER_CA}")],
+    );
+    let not_after = check_generated(w, &by_issuer, "generated-c.pem", "otherca.pem");
+    assert!(not_after <= now() + 600, "{not_after}");
+    let both = generate_with(
+        w,
+        Some(&bt),
+        &[format!("issuer={OTHER_CA}"), format!("issuerDn={TEST_CA}")],
+    );
+    assert_eq!(both.status, 400, "{}", both.text);
+    assert!(both.body["error"].is_string(), "{}", both.text);
 
     // Refusals, in IAM's shapes.
     let short = generate(w, Some(&bt), "60", None);
