@@ -14,6 +14,8 @@
 //!
 //! The suites, each a module named as its file (test names are `module::test`):
 //! - `issuance`: one order issues at most once however finalize races; orders survive restarts
+//! - `directories`: an account and every resource stay in the ACME directory they were made in
+//!   (EAB of one directory not bypassed through another), on SQLite and PostgreSQL
 //! - `jws`: crafted JWS requests (§6.2, §6.5) real clients never send; REST requests signed
 //!   with a key bound to a user
 //! - `badinput`: requests that break RFC 8555 get their problem and leave the database unchanged
@@ -23,6 +25,8 @@
 //! - `iam`: IAM's certificate linking requests and proxy certificates: both seed documents
 //!   replayed with curl, the permission matrix and paging, proxies checked with openssl and
 //!   voms-proxy-info, linked certificates and their proxies logging in by TLS
+//! - `admin_listener`: the admin API on its own listener only (404 on the public one); no start
+//!   beyond loopback without `server.base_url`
 //! - `hostile`: hostile bytes on every surface (ACME, admin, CRL/OCSP) get bounded answers
 //! - `caa`: CAA (RFC 8659, RFC 8657 parameters) as pkid's validator sees it
 //! - `validation`: the validator is no SSRF tool: redirect and address rules, no echoed answers
@@ -41,10 +45,12 @@
 
 mod harness;
 
+mod admin_listener;
 mod backends;
 mod badinput;
 mod caa;
 mod client_certs;
+mod directories;
 mod faults;
 mod hostile;
 mod iam;

@@ -142,18 +142,27 @@ pub async fn backend_check(cfg: &Config, name: &str) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// `pkid eab create [--note N]`: a fresh single-use external account binding key for the
-/// default directory. The HMAC key is printed once (it is freshly generated) and stored sealed.
+/// `pkid eab create [--directory NAME] [--note N]`: a fresh single-use external account binding
+/// key for an ACME directory (`default` unless named); the account it binds belongs to that
+/// directory. The HMAC key is printed once (it is freshly generated) and stored sealed.
 pub async fn eab_create(
     cfg: &Config,
+    directory: &str,
     note: &str,
     policy: &crate::ra::BindingPolicy,
 ) -> Result<(), BoxError> {
+    if !cfg
+        .acme_directories()
+        .iter()
+        .any(|(name, _)| name == directory)
+    {
+        return Err(format!("no ACME directory named {directory:?}").into());
+    }
     let authorities = open_authorities(cfg).await?;
     let (kid, hmac_key) = crate::ra::mint_eab_key(
         &authorities.store,
         &authorities.kek,
-        "default",
+        directory,
         note,
         policy,
     )

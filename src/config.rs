@@ -58,12 +58,15 @@ pub struct ServerConfig {
     /// Address the HTTPS listener binds.
     pub listen: SocketAddr,
     /// Base URL clients use to reach pkid (every absolute URL pkid emits starts with it).
-    /// Empty: `https://localhost:<listen port>`.
+    /// Empty: taken from each request's Host header, which only a loopback `listen` allows.
     pub base_url: String,
     /// Extra names (DNS or IP) for the server's own TLS certificate, besides localhost/127.0.0.1/::1.
     pub tls_names: Vec<String>,
     /// Plain-HTTP listener for CRLs and OCSP only (`/crl/…`, `/ocsp`); empty: none.
     pub http_listen: String,
+    /// HTTPS listener for the admin API (`/admin/…`) only, with the same TLS certificate;
+    /// the public listener answers `/admin/…` 404. Empty: no admin API.
+    pub admin_listen: String,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// Seconds a client has to send its request headers, then its body; a connection idle
@@ -364,6 +367,7 @@ impl Default for ServerConfig {
             base_url: String::new(),
             tls_names: Vec::new(),
             http_listen: "127.0.0.1:8080".into(),
+            admin_listen: "127.0.0.1:8444".into(),
             max_body_bytes: 64 * 1024,
             header_timeout_secs: 10,
             max_connections: 4096,
@@ -546,11 +550,52 @@ impl Config {
             .collect()
     }
 
-    /// What the configuration must hold together before anything is opened: profiles whose
-    /// policies can be written, directory names that are not ACME resource names, each
-    /// directory's backend and default profile known, client certificate anchors naming
-    /// configured backends, and trusted proxies that are address ranges.
+    /// The admin listener's address, if there is one.
+    pub fn admin_listen(&self) -> Result<Option<SocketAddr>, String> {
+        if self.server.admin_listen.is_empty() {
+            return Ok(None);
+        }
+        self.server.admin_listen.parse().map(Some).map_err(|_| {
+            format!(
+                "server.admin_listen {:?} is not an ip:port address",
+                self.server.admin_listen
+            )
+        })
+    }
+
+    /// Every absolute URL pkid writes (the ACME directory, account URLs that become JWS `kid`s
+    /// and CAA `accounturi`s, the `url` a signed request must name, the issuer of access
+    /// tokens) comes from `server.base_url`, or else from the request's Host header. Whoever
+    /// reaches the listener chooses the Host header: beyond loopback, a base URL is required.
+    /// The admin listener is an address of its own.
+    fn check_listeners(&self) -> Result<(), String> {
+        let listen = self.server.listen;
+        if self.server.base_url.is_empty() && !listen.ip().to_canonical().is_loopback() {
+            return Err(format!(
+                "server.base_url must be set when server.listen ({listen}) is not a loopback \
+                 address: without it every URL pkid writes (ACME accounts and orders, the url a \
+                 signed request must name, CAA accounturi) would come from each request's Host \
+                 header. Set it to the URL clients reach pkid at, e.g. https://ca.example:{}",
+                listen.port()
+            ));
+        }
+        if let Some(admin) = self.admin_listen()? {
+            if admin == listen {
+                return Err(format!(
+                    "server.admin_listen ({admin}) must differ from server.listen"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// What the configuration must hold together before anything is opened: a base URL for a
+    /// listener beyond loopback and an admin listener of its own, profiles whose policies can
+    /// be written, directory names that are not ACME resource names, each directory's backend
+    /// and default profile known, client certificate anchors naming configured backends, and
+    /// trusted proxies that are address ranges.
     pub fn check(&self) -> Result<(), String> {
+        self.check_listeners()?;
         for range in &self.acme.validation.denied_ranges {
             if !crate::pki::ip::is_range(range) {
                 return Err(format!(
@@ -677,6 +722,42 @@ mod tests {
         assert!(with("team-1", default_not_offered)
             .unwrap_err()
             .contains("default profile \"tls-server\" is not offered"));
+    }
+
+    /// A listener beyond loopback needs a base URL (URLs never from the Host header there);
+    /// the admin listener is an address of its own.
+    #[test]
+    fn listeners_beyond_loopback_need_a_base_url() {
+        let with = |listen: &str, base_url: &str, admin: &str| {
+            let mut cfg = Config::default();
+            cfg.server.listen = listen.parse().unwrap();
+            cfg.server.base_url = base_url.into();
+            cfg.server.admin_listen = admin.into();
+            cfg.check()
+        };
+        for loopback in ["127.0.0.1:8443", "127.0.0.2:8443", "[::1]:8443"] {
+            assert_eq!(with(loopback, "", "127.0.0.1:8444"), Ok(()), "{loopback}");
+        }
+        for beyond in [
+            "0.0.0.0:8443",
+            "[::]:8443",
+            "192.0.2.7:8443",
+            "[2001:db8::1]:8443",
+        ] {
+            let refused = with(beyond, "", "127.0.0.1:8444").unwrap_err();
+            assert!(
+                refused.starts_with("server.base_url must be set when server.listen"),
+                "{beyond}: {refused}"
+            );
+            assert_eq!(with(beyond, "https://ca.example", "127.0.0.1:8444"), Ok(()));
+        }
+        assert_eq!(with("127.0.0.1:8443", "", ""), Ok(()));
+        assert!(with("127.0.0.1:8443", "", "localhost:8444")
+            .unwrap_err()
+            .contains("is not an ip:port address"));
+        assert!(with("127.0.0.1:8443", "", "127.0.0.1:8443")
+            .unwrap_err()
+            .contains("must differ from server.listen"));
     }
 
     #[test]

@@ -158,6 +158,10 @@ enum EabCommand {
     Create {
         #[arg(long, default_value = "")]
         note: String,
+        /// The ACME directory the key is for (`default`, or a name of [acme.directories]): an
+        /// account it binds belongs to that directory.
+        #[arg(long, default_value = "default")]
+        directory: String,
         /// The bound account may order only names under this DNS suffix (repeatable).
         #[arg(long = "allow-dns-suffix")]
         allow_dns_suffixes: Vec<String>,
@@ -256,6 +260,7 @@ async fn dispatch(cfg: Config, command: Command) -> Result<(), BoxError> {
             command:
                 EabCommand::Create {
                     note,
+                    directory,
                     allow_dns_suffixes,
                     allow_ip_ranges,
                     profiles,
@@ -269,7 +274,7 @@ async fn dispatch(cfg: Config, command: Command) -> Result<(), BoxError> {
                 },
                 profiles,
             };
-            pkid::commands::eab_create(&cfg, &note, &policy).await
+            pkid::commands::eab_create(&cfg, &directory, &note, &policy).await
         }
         Command::Eab {
             command: EabCommand::List,

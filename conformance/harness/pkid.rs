@@ -38,6 +38,8 @@ pub struct Pkid {
     port: u16,
     /// The plain-HTTP listener (CRLs, OCSP).
     http_port: u16,
+    /// The admin listener (`/admin/…`).
+    admin_port: u16,
     http01_port: u16,
     dns_addr: String,
     /// Extra `PKID_*` settings of this test, applied after the suite's defaults.
@@ -69,6 +71,7 @@ impl Pkid {
             work_dir,
             port: free_port(),
             http_port: free_port(),
+            admin_port: free_port(),
             http01_port,
             dns_addr: dns_addr.to_owned(),
             settings: settings
@@ -94,6 +97,17 @@ impl Pkid {
     /// The plain-HTTP listener's address.
     pub fn http_addr(&self) -> std::net::SocketAddr {
         std::net::SocketAddr::from(([127, 0, 0, 1], self.http_port))
+    }
+
+    /// The admin listener's address (`server.admin_listen`).
+    pub fn admin_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.admin_port))
+    }
+
+    /// The URL of admin resource `path` (`/admin/…`), on the admin listener: the public one
+    /// answers it 404.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.admin_port)
     }
 
     /// The running server's PID (0 when stopped).
@@ -190,6 +204,10 @@ impl Pkid {
                 format!("127.0.0.1:{}", self.port),
             ),
             ("PKID_SERVER__HTTP_LISTEN".to_owned(), self.http_listen()),
+            (
+                "PKID_SERVER__ADMIN_LISTEN".to_owned(),
+                self.admin_addr().to_string(),
+            ),
             (
                 "PKID_ACME__HTTP01_PORT".to_owned(),
                 self.http01_port.to_string(),

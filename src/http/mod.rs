@@ -37,6 +37,8 @@ pub struct HttpSettings {
     /// Fixed origin for absolute URLs; `None`: taken from the request's Host header.
     pub base_url: Option<String>,
     pub default_origin: String,
+    /// The admin listener's origin when a request names no host (`https://localhost:PORT`).
+    pub default_admin_origin: String,
     pub max_body_bytes: usize,
     pub header_timeout: Duration,
     pub max_connections: usize,
@@ -61,8 +63,10 @@ pub struct App {
 /// Which resources a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Surface {
-    /// The HTTPS listener: everything.
-    All,
+    /// The public HTTPS listener: everything but the admin API.
+    Public,
+    /// The admin HTTPS listener (`server.admin_listen`): the admin API only.
+    Admin,
     /// The plain-HTTP listener: CRLs and OCSP only.
     RevocationOnly,
 }
@@ -87,10 +91,18 @@ impl App {
         }
     }
 
-    fn origin(&self, parts: &http::request::Parts) -> String {
-        if let Some(base) = &self.settings.base_url {
-            return base.clone();
-        }
+    /// The origin a request was sent to, as the URLs pkid writes and the `url` a JWS
+    /// signature covers name it: the base URL on the public listener when one is set (never
+    /// the Host header then). The admin listener writes no absolute URL; its origin, which only
+    /// a JWS-signed admin request's `url` names, is the one its client addressed.
+    fn origin(&self, parts: &http::request::Parts, surface: Surface) -> String {
+        let default = match surface {
+            Surface::Admin => &self.settings.default_admin_origin,
+            Surface::Public | Surface::RevocationOnly => match &self.settings.base_url {
+                Some(base) => return base.clone(),
+                None => &self.settings.default_origin,
+            },
+        };
         let host = parts
             .headers
             .get(http::header::HOST)
@@ -104,7 +116,7 @@ impl App {
             });
         match host {
             Some(h) => format!("https://{h}"),
-            None => self.settings.default_origin.clone(),
+            None => default.clone(),
         }
     }
 
@@ -145,8 +157,9 @@ impl App {
         .await
     }
 
-    /// The surface a path belongs to, by prefix; the plain-HTTP listener serves the
-    /// repository only.
+    /// The surface a path belongs to, by prefix: the plain-HTTP listener serves the
+    /// repository only, the admin listener the admin API only, and the public listener
+    /// everything else (`/admin/…` there is an unknown path, answered 404 like any other).
     async fn route(
         &self,
         parts: &http::request::Parts,
@@ -155,15 +168,22 @@ impl App {
         surface: Surface,
     ) -> Reply {
         let path = parts.uri.path();
+        let not_found = || Reply::text(StatusCode::NOT_FOUND, "not found\n");
+        let admin = path.starts_with("/admin/");
+        let served = match surface {
+            Surface::Public => !admin,
+            Surface::Admin => admin || path == "/healthz",
+            Surface::RevocationOnly => Repository::serves(path),
+        };
+        if !served {
+            return not_found();
+        }
         if Repository::serves(path) {
             return self.repository.handle(&parts.method, path, body).await;
         }
-        if surface == Surface::RevocationOnly {
-            return Reply::text(StatusCode::NOT_FOUND, "not found\n");
-        }
-        if path.starts_with("/admin/") || IdentityApi::serves(path) || IamApi::serves(path) {
+        if admin || IdentityApi::serves(path) || IamApi::serves(path) {
             let limit = self.settings.max_body_bytes;
-            let origin = self.origin(parts);
+            let origin = self.origin(parts, surface);
             let head = RequestHead {
                 method: &parts.method,
                 path,
@@ -172,7 +192,7 @@ impl App {
                 caller,
                 origin: &origin,
             };
-            return if path.starts_with("/admin/") {
+            return if admin {
                 self.admin.handle(&head, body, limit).await
             } else if IamApi::serves(path) {
                 self.iam.handle(&head, body, limit).await
@@ -181,7 +201,7 @@ impl App {
             };
         }
         if path == "/acme" || path.starts_with("/acme/") {
-            let origin = self.origin(parts);
+            let origin = self.origin(parts, surface);
             // The longest matching prefix wins: `/acme/NAME/…` before `/acme/…`.
             let directory = self
                 .acme

@@ -185,7 +185,7 @@ impl Identity {
             throttle: Throttle::new(settings.throttle),
             settings,
             certificates,
-            signed: SignedRequests::new(nonces, bindings),
+            signed: SignedRequests::new(nonces, bindings).with_base(issuer),
         })
     }
 

@@ -1,6 +1,10 @@
 //! Accounts (RFC 8555 §7.3): registration, with an external account binding where the
 //! directory asks for one (§7.3.4); contact updates and deactivation (§7.3.2, §7.3.6); key
 //! roll-over (§7.3.5). The surface has checked the request's signatures and shapes.
+//!
+//! An account belongs to the ACME directory it was made in, and a key holds at most one account
+//! per directory: registering a key known on another directory makes a new account here, under
+//! this directory's binding rule.
 
 use serde_json::json;
 
@@ -65,9 +69,10 @@ pub fn check_contacts(contacts: &[String]) -> Result<Vec<String>, RaError> {
 }
 
 impl Ra {
-    /// newAccount: the key's existing account, or a new one, in this order of checks: the
-    /// binding's proof (or its absence where always required), an existing account for the
-    /// key, `onlyReturnExisting`, the terms, the binding for new accounts, the contacts.
+    /// newAccount on `directory`: the key's existing account there, or a new one of that
+    /// directory, in this order of checks: the binding's proof (or its absence where always
+    /// required), an existing account for the key in this directory, `onlyReturnExisting`, the
+    /// terms, the binding for new accounts, the contacts.
     pub async fn register_account(
         &self,
         directory: &Directory,
@@ -82,7 +87,13 @@ impl Ra {
             }
             None => None,
         };
-        if let Some(existing) = self.store.account_by_thumbprint(&req.thumbprint).await? {
+        // Only this directory's: the same key's account on another directory is another
+        // account, which this request neither finds nor joins.
+        if let Some(existing) = self
+            .store
+            .account_by_key(&directory.name, &req.thumbprint)
+            .await?
+        {
             if existing.status != AccountStatus::Valid {
                 return Err(RaError::Unauthorized(format!(
                     "the account of this key is {}",
@@ -107,6 +118,7 @@ impl Ra {
         let contact = check_contacts(&req.contact)?;
         let account = AccountRow {
             id: ids::object_id(),
+            directory: directory.name.clone(),
             thumbprint: req.thumbprint,
             jwk: req.jwk,
             status: AccountStatus::Valid,
@@ -129,7 +141,7 @@ impl Ra {
             // Another request registered this key at the same moment: that account is this one.
             NewAccountOutcome::KeyExists => self
                 .store
-                .account_by_thumbprint(&account.thumbprint)
+                .account_by_key(&account.directory, &account.thumbprint)
                 .await?
                 .map(Registered::Existing)
                 .ok_or_else(|| RaError::Internal("account vanished during registration".into())),
@@ -154,7 +166,7 @@ impl Ra {
     }
 
     /// RFC 8555 §7.3.5: the account's key becomes `new_jwk` (thumbprint `new_thumbprint`),
-    /// unless another account holds that key, or the key changed meanwhile.
+    /// unless another account of its directory holds that key, or the key changed meanwhile.
     pub async fn roll_over_key(
         &self,
         account: &AccountRow,
@@ -165,7 +177,9 @@ impl Ra {
             detail: "the new key belongs to another account".into(),
             account_id: other.map(|o| o.id),
         };
-        if let Some(other) = self.store.account_by_thumbprint(new_thumbprint).await? {
+        // A key is unique within a directory: the new key may hold an account elsewhere.
+        let directory = account.directory.as_str();
+        if let Some(other) = self.store.account_by_key(directory, new_thumbprint).await? {
             return Err(key_in_use(Some(other)));
         }
         match self
@@ -180,7 +194,7 @@ impl Ra {
                 ))
             }
             Err(e) if e.is_unique_violation() => {
-                let other = self.store.account_by_thumbprint(new_thumbprint).await?;
+                let other = self.store.account_by_key(directory, new_thumbprint).await?;
                 return Err(key_in_use(other));
             }
             Err(e) => return Err(e.into()),

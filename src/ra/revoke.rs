@@ -1,10 +1,12 @@
-//! Revocation requested through a surface (RFC 8555 §7.6): who may revoke a certificate, and
-//! with which reason; the revocation itself (store, CRL, OCSP, upstream) is `revocation`'s.
+//! Revocation requested through a surface (RFC 8555 §7.6): who may revoke a certificate (its
+//! account, or its key's holder, through the directory it was issued through), and with which
+//! reason; the revocation itself (store, CRL, OCSP, upstream) is `revocation`'s.
 
 use pkid_backends::RevocationReason;
 
-use super::{Ra, RaError};
+use super::{Directory, Ra, RaError};
 use crate::revocation::RevokeError;
+use crate::store::CertificateRow;
 
 /// The RFC 5280 reasons a subscriber may give (RFC 8555 §7.6 leaves the choice to the CA).
 const SUBSCRIBER_REASONS: &[u8] = &[0, 1, 3, 4, 5];
@@ -19,11 +21,30 @@ pub enum Revoker<'a> {
 }
 
 impl Ra {
-    /// Revoke the certificate `der` (as this CA issued it) for `reason` (one of the subscriber
-    /// reasons), if `by` may; a certificate revoked already may be revoked again for
-    /// keyCompromise.
+    /// Whether `cert` was issued through ACME directory `directory`: by an order placed there.
+    /// A certificate of no order (issued through another surface) belongs to every directory of
+    /// its issuer.
+    pub async fn issued_through(
+        &self,
+        directory: &Directory,
+        cert: &CertificateRow,
+    ) -> Result<bool, RaError> {
+        Ok(match &cert.order_id {
+            Some(order_id) => self
+                .store
+                .order(order_id)
+                .await?
+                .is_some_and(|o| o.directory == directory.name),
+            None => cert.issuer == directory.ca.name,
+        })
+    }
+
+    /// Revoke the certificate `der` (as this CA issued it, through `directory`) for `reason`
+    /// (one of the subscriber reasons), if `by` may; a certificate revoked already may be
+    /// revoked again for keyCompromise.
     pub async fn revoke_certificate(
         &self,
+        directory: &Directory,
         der: &[u8],
         reason: i64,
         by: Revoker<'_>,
@@ -50,6 +71,12 @@ impl Ra {
                 "this server did not issue that certificate".into(),
             ));
         };
+        // Revoked through the directory it was issued through, by its account or its key.
+        if !self.issued_through(directory, &stored).await? {
+            return Err(RaError::NotFound(
+                "this directory did not issue that certificate".into(),
+            ));
+        }
         match by {
             Revoker::Account(account_id) => {
                 if stored.account_id.as_deref() != Some(account_id) {

@@ -172,11 +172,28 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         .await
         .map_err(|e| format!("binding {}: {e}", cfg.server.listen))?;
     let local = listener.local_addr()?;
+    // The admin API on a listener of its own (the public one answers `/admin/…` 404).
+    let admin_listener = match cfg.admin_listen()? {
+        Some(addr) => {
+            let admin = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("binding server.admin_listen {addr}: {e}"))?;
+            if !addr.ip().to_canonical().is_loopback() {
+                tracing::warn!(%addr, "the admin API listens beyond loopback: reachable by whoever reaches that address (admin tokens still required)");
+            }
+            Some(admin)
+        }
+        None => None,
+    };
     let http_settings = HttpSettings {
         base_url: Some(cfg.server.base_url.clone())
             .filter(|s| !s.is_empty())
             .map(|s| s.trim_end_matches('/').to_string()),
         default_origin: format!("https://localhost:{}", local.port()),
+        default_admin_origin: match &admin_listener {
+            Some(admin) => format!("https://localhost:{}", admin.local_addr()?.port()),
+            None => String::new(),
+        },
         max_body_bytes: cfg.server.max_body_bytes,
         header_timeout: Duration::from_secs(cfg.server.header_timeout_secs.max(1)),
         max_connections: cfg.server.max_connections,
@@ -227,17 +244,30 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         plain_server = Some(tokio::spawn(serve));
     }
 
+    let mut admin_server = None;
+    if let Some(admin) = admin_listener {
+        println!("pkid: admin API: https://{}/admin/", admin.local_addr()?);
+        let serve = crate::http::serve(
+            app.clone(),
+            admin,
+            Some(tls.clone()),
+            Surface::Admin,
+            stopped(),
+        );
+        admin_server = Some(tokio::spawn(serve));
+    }
+
     println!("pkid: root certificate: {}", root_path.display());
     println!("pkid: ACME directory: https://{local}/acme/directory");
     tracing::info!(listen = %local, startup_ms = started.elapsed().as_millis() as u64, "pkid is serving");
-    // One signal stops both listeners at once; each then drains its own connections.
+    // One signal stops every listener at once; each then drains its own connections.
     tokio::spawn(async move {
         signal.await;
         let _ = stop_tx.send(true);
     });
-    crate::http::serve(app, listener, Some(tls), Surface::All, stopped()).await?;
-    if let Some(plain) = plain_server {
-        let _ = plain.await;
+    crate::http::serve(app, listener, Some(tls), Surface::Public, stopped()).await?;
+    for other in [plain_server, admin_server].into_iter().flatten() {
+        let _ = other.await;
     }
     tracing::info!("pkid stopped");
     Ok(())
@@ -247,6 +277,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
 fn own_listeners(cfg: &Config) -> Vec<std::net::SocketAddr> {
     std::iter::once(cfg.server.listen)
         .chain(cfg.server.http_listen.parse().ok())
+        .chain(cfg.server.admin_listen.parse().ok())
         .collect()
 }
 

@@ -68,9 +68,11 @@ pub(super) async fn server_tls(
             names.push(n.clone());
         }
     }
-    let ip = cfg.server.listen.ip();
-    if !ip.is_unspecified() && !names.contains(&ip.to_string()) {
-        names.push(ip.to_string());
+    let admin_ip = cfg.admin_listen().ok().flatten().map(|a| a.ip());
+    for ip in std::iter::once(cfg.server.listen.ip()).chain(admin_ip) {
+        if !ip.is_unspecified() && !names.contains(&ip.to_string()) {
+            names.push(ip.to_string());
+        }
     }
     let mut params = rcgen::CertificateParams::new(names)?;
     params.distinguished_name = rcgen::DistinguishedName::new();
