@@ -40,6 +40,9 @@
 //! - `replicas`: several pkid replicas on one PostgreSQL share nonces, orders and CRLs
 //! - `faults`: SIGKILL and PostgreSQL restarts under load, graceful stop, connection limits
 //! - `load`: pkid-loadgen issues every ordered certificate and reports JSON that adds up
+//! - `ops`: OCSP signs nothing for nonces, unknown serials or several CertIDs, and is limited
+//!   per client; pkid's TLS certificate renewed while serving, an operator's reloaded; the
+//!   audit trail verifies after real traffic and fails at the first tampered entry
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -58,6 +61,7 @@ mod identity;
 mod issuance;
 mod jws;
 mod load;
+mod ops;
 mod proxy;
 mod replicas;
 mod revocation;

@@ -24,6 +24,7 @@ pub struct Config {
     pub acme: AcmeConfig,
     pub identity: IdentityConfig,
     pub iam: IamConfig,
+    pub audit: AuditConfig,
     pub log: LogConfig,
     /// Signing backends by name. `default`, a software CA, always exists: it issues pkid's own
     /// TLS certificate and its root is `root.pem`.
@@ -62,6 +63,15 @@ pub struct ServerConfig {
     pub base_url: String,
     /// Extra names (DNS or IP) for the server's own TLS certificate, besides localhost/127.0.0.1/::1.
     pub tls_names: Vec<String>,
+    /// Seconds pkid's own TLS certificate is valid; it is renewed in place at two thirds of it.
+    pub tls_lifetime_secs: u64,
+    /// The operator's own TLS certificate chain (PEM, leaf first) and its key (PEM, PKCS#8,
+    /// PKCS#1 or SEC1), instead of one issued by the default CA; both or neither. Re-read when
+    /// either file changes (checked every `tls_reload_secs`).
+    pub tls_certificate: PathBuf,
+    pub tls_key: PathBuf,
+    /// Seconds between checks of `tls_certificate` and `tls_key` for a change.
+    pub tls_reload_secs: u64,
     /// Plain-HTTP listener for CRLs and OCSP only (`/crl/…`, `/ocsp`); empty: none.
     pub http_listen: String,
     /// HTTPS listener for the admin API (`/admin/…`) only, with the same TLS certificate;
@@ -121,6 +131,9 @@ pub struct CaConfig {
     pub delta_crls: bool,
     /// Who signs OCSP responses: the issuing CA itself, or a delegated responder certificate.
     pub ocsp_responder: OcspResponderMode,
+    /// OCSP requests one client (an IPv4 address, an IPv6 /64) may send per minute; past it:
+    /// 429 with the `tryLater` status. 0: no limit.
+    pub ocsp_requests_per_minute: u32,
     /// Validity of delegated OCSP responder certificates, seconds (renewed at 2/3 of it).
     pub ocsp_responder_lifetime_secs: u64,
     /// `crl_shards` and `ocsp_responder` for one backend, overriding the values above.
@@ -330,6 +343,28 @@ impl Default for IamConfig {
     }
 }
 
+/// The audit trail (`docs/security.md`): every state change, hash-chained, with signed
+/// checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Seconds between signed checkpoints of the chain's head (one is made only when entries
+    /// were added since the last). 0: none.
+    pub checkpoint_interval_secs: u64,
+    /// The backend (a name under `[backends]`, a local key: software or PKCS#11) whose issuing
+    /// key signs the checkpoints.
+    pub checkpoint_backend: String,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            checkpoint_interval_secs: 3600,
+            checkpoint_backend: "default".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
@@ -349,6 +384,7 @@ impl Default for Config {
             acme: AcmeConfig::default(),
             identity: IdentityConfig::default(),
             iam: IamConfig::default(),
+            audit: AuditConfig::default(),
             log: LogConfig::default(),
             backends: BTreeMap::from([(
                 "default".to_string(),
@@ -366,6 +402,10 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             base_url: String::new(),
             tls_names: Vec::new(),
+            tls_lifetime_secs: 30 * 86400,
+            tls_certificate: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            tls_reload_secs: 60,
             http_listen: "127.0.0.1:8080".into(),
             admin_listen: "127.0.0.1:8444".into(),
             max_body_bytes: 64 * 1024,
@@ -389,6 +429,7 @@ impl Default for CaConfig {
             crl_shards: 1,
             delta_crls: false,
             ocsp_responder: OcspResponderMode::Issuer,
+            ocsp_requests_per_minute: 1200,
             ocsp_responder_lifetime_secs: 4 * 86400,
             revocation_by_backend: BTreeMap::new(),
             alternate_chains: BTreeMap::new(),
@@ -596,6 +637,19 @@ impl Config {
     /// trusted proxies that are address ranges.
     pub fn check(&self) -> Result<(), String> {
         self.check_listeners()?;
+        let (certificate, key) = (&self.server.tls_certificate, &self.server.tls_key);
+        if certificate.as_os_str().is_empty() != key.as_os_str().is_empty() {
+            return Err("server.tls_certificate and server.tls_key go together: give both".into());
+        }
+        if self.server.tls_lifetime_secs < 2 {
+            return Err("server.tls_lifetime_secs: at least 2 seconds".into());
+        }
+        if !self.backends.contains_key(&self.audit.checkpoint_backend) {
+            return Err(format!(
+                "audit.checkpoint_backend: backend {:?} is not configured",
+                self.audit.checkpoint_backend
+            ));
+        }
         for range in &self.acme.validation.denied_ranges {
             if !crate::pki::ip::is_range(range) {
                 return Err(format!(

@@ -71,6 +71,28 @@ enum Command {
         #[command(subcommand)]
         command: ClientCommand,
     },
+    /// The audit trail: every state change, hash-chained, with signed checkpoints.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the whole chain and its signed checkpoints; fails with the first bad entry.
+    Verify,
+    /// List entries (position, time, principal, action, resource, outcome, detail).
+    List {
+        /// Only entries at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only entries of this principal (`user:alice`, `acme-account:ID`, `pkid` …).
+        #[arg(long)]
+        principal: Option<String>,
+    },
+    /// Sign a checkpoint of the chain's head now.
+    Checkpoint,
 }
 
 #[derive(Subcommand)]
@@ -256,6 +278,13 @@ async fn dispatch(cfg: Config, command: Command) -> Result<(), BoxError> {
         } => pkid::commands::admin_token_revoke(&cfg, &id).await,
         Command::User { command } => user(&cfg, command).await,
         Command::Client { command } => client(&cfg, command).await,
+        Command::Audit { command } => match command {
+            AuditCommand::Verify => pkid::commands::audit::verify(&cfg).await,
+            AuditCommand::List { since, principal } => {
+                pkid::commands::audit::list(&cfg, since.as_deref(), principal.as_deref()).await
+            }
+            AuditCommand::Checkpoint => pkid::commands::audit::checkpoint(&cfg).await,
+        },
         Command::Eab {
             command:
                 EabCommand::Create {

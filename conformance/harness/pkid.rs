@@ -46,6 +46,8 @@ pub struct Pkid {
     settings: Vec<(String, String)>,
     /// One (stdout, stderr) pair of log files per start.
     logs: Vec<(PathBuf, PathBuf)>,
+    /// Roots (PEM) trusted besides `root.pem` when waiting for pkid: an operator's TLS CA.
+    extra_roots: Vec<u8>,
     child: Option<ChildGuard>,
 }
 
@@ -79,6 +81,7 @@ impl Pkid {
                 .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
                 .collect(),
             logs: Vec::new(),
+            extra_roots: Vec::new(),
             child: None,
         };
         pkid.spawn_and_wait().await;
@@ -282,6 +285,12 @@ impl Pkid {
         self.settings.push((key.to_owned(), value.to_owned()));
     }
 
+    /// Trusts `root_pem` too when waiting for pkid to be ready (from the next start on): the CA
+    /// of a TLS certificate the test gives pkid (`server.tls_certificate`).
+    pub fn trust_also(&mut self, root_pem: &str) {
+        self.extra_roots.extend_from_slice(root_pem.as_bytes());
+    }
+
     /// Stops pkid if it runs, then starts it again on the same data folder and port.
     pub async fn restart(&mut self) {
         self.stop();
@@ -338,7 +347,8 @@ impl Pkid {
                 // The guard's Drop prints pkid's output.
                 panic!("pkid exited during start-up with {status}");
             }
-            if let Ok(root) = std::fs::read(self.root_pem_path()) {
+            if let Ok(mut root) = std::fs::read(self.root_pem_path()) {
+                root.extend_from_slice(&self.extra_roots);
                 match https_client(&root) {
                     Ok(http) => match http.get(self.directory_url()).send().await {
                         Ok(response) if response.status().as_u16() == 200 => return,

@@ -3,9 +3,11 @@
 //! surface (`crate::api`), its body handed over unread, and the surface's [`Reply`] sent back.
 //!
 //! TLS client authentication is offered, never required ([`client_auth`]); the chain a client
-//! presents is read once per connection and handed to each of its requests in [`Caller`].
+//! presents is read once per connection and handed to each of its requests in [`Caller`]. The
+//! server's own certificate can be replaced while serving ([`server_cert`]).
 
 pub mod client_auth;
+pub mod server_cert;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -179,7 +181,10 @@ impl App {
             return not_found();
         }
         if Repository::serves(path) {
-            return self.repository.handle(&parts.method, path, body).await;
+            return self
+                .repository
+                .handle(&parts.method, path, body, caller.peer.ip())
+                .await;
         }
         if admin || IdentityApi::serves(path) || IamApi::serves(path) {
             let limit = self.settings.max_body_bytes;

@@ -9,7 +9,7 @@
 use serde_json::json;
 
 use super::binding::{BindingProof, EabPolicy};
-use super::{ids, Directory, Ra, RaError};
+use super::{ids, AuditEvent, Directory, Ra, RaError};
 use crate::pki::csr::is_dns_name;
 use crate::store::{now, AccountRow, AccountStatus, NewAccountOutcome};
 
@@ -133,6 +133,15 @@ impl Ra {
         {
             NewAccountOutcome::Created => {
                 tracing::info!(account = %account.id, "account created");
+                let who = format!("acme-account:{}", account.id);
+                self.audit(
+                    AuditEvent::success(&who, "acme.account.created", &who).with(json!({
+                        "directory": directory.name,
+                        "eab_kid": binding,
+                        "thumbprint": account.thumbprint,
+                    })),
+                )
+                .await;
                 Ok(Registered::Created(account))
             }
             NewAccountOutcome::EabUsed => Err(RaError::Unauthorized(
@@ -154,12 +163,21 @@ impl Ra {
             AccountUpdate::Deactivate => {
                 self.store.deactivate_account(id).await?;
                 tracing::info!(account = %id, "account deactivated");
+                let who = format!("acme-account:{id}");
+                self.audit(AuditEvent::success(&who, "acme.account.deactivated", &who))
+                    .await;
             }
             AccountUpdate::Contact(contact) => {
                 let contact = check_contacts(&contact)?;
                 self.store
                     .update_account_contact(id, &json!(contact).to_string())
                     .await?;
+                let who = format!("acme-account:{id}");
+                self.audit(
+                    AuditEvent::success(&who, "acme.account.contact_changed", &who)
+                        .with(json!({ "contact": contact })),
+                )
+                .await;
             }
         }
         Ok(())
@@ -200,6 +218,14 @@ impl Ra {
             Err(e) => return Err(e.into()),
         }
         tracing::info!(account = %account.id, "account key rolled over");
+        let who = format!("acme-account:{}", account.id);
+        self.audit(
+            AuditEvent::success(&who, "acme.account.key_changed", &who).with(json!({
+                "old_thumbprint": account.thumbprint,
+                "new_thumbprint": new_thumbprint,
+            })),
+        )
+        .await;
         Ok(())
     }
 }

@@ -17,6 +17,9 @@
 //! - [`recovery`]: orders and challenges left behind by a stop
 //! - [`policy`], [`binding`]: the rules; [`ids`]: names of new objects
 //! - [`iam`]: IAM's certificate linking requests, trust anchors and RFC 3820 proxies
+//!
+//! Every change the RA makes is recorded in the audit trail ([`Ra::audit`], which the surfaces
+//! call too for the changes they make through it).
 
 mod accounts;
 mod authorizations;
@@ -34,11 +37,13 @@ use std::sync::Arc;
 
 use pkid_backends::KeyEncryptionKey;
 
+use crate::audit::Audit;
 use crate::ca::{Ca, IssuanceProfile};
 use crate::revocation::Revocation;
 use crate::store::{Reads, Store};
 use crate::va::Validator;
 
+pub use crate::audit::{Event as AuditEvent, Outcome as AuditOutcome};
 pub use accounts::{check_contacts, AccountUpdate, NewAccount, Registered};
 pub use authorizations::{authz_ident, ValidationStarted};
 pub use binding::{mint_eab_key, BindingPolicy, BindingProof, EabPolicy, MintError};
@@ -83,6 +88,7 @@ pub struct Ra {
     /// Unseals EAB HMAC keys.
     kek: Arc<KeyEncryptionKey>,
     settings: RaSettings,
+    audit: Audit,
 }
 
 impl Ra {
@@ -94,12 +100,27 @@ impl Ra {
         settings: RaSettings,
     ) -> Ra {
         Ra {
+            audit: Audit::new(store.clone()),
             store,
             validator,
             revocation,
             kek,
             settings,
         }
+    }
+
+    /// The RA recording into `audit` (the process's one trail handle) instead of a handle of
+    /// its own.
+    pub fn with_audit(mut self, audit: Audit) -> Ra {
+        self.audit = audit;
+        self
+    }
+
+    /// Record `event` in the audit trail; returns once it is durable. Every surface calls it
+    /// after each change it makes (the RA records its own): `AuditEvent::success(principal,
+    /// action, resource)`, or `::failure(…, reason)`, with `.with(json!({…}))` for detail.
+    pub async fn audit(&self, event: AuditEvent) {
+        self.audit.record(event).await;
     }
 
     pub fn settings(&self) -> &RaSettings {

@@ -4,7 +4,7 @@
 
 use pkid_backends::RevocationReason;
 
-use super::{Directory, Ra, RaError};
+use super::{AuditEvent, Directory, Ra, RaError};
 use crate::revocation::RevokeError;
 use crate::store::CertificateRow;
 
@@ -12,6 +12,7 @@ use crate::store::CertificateRow;
 const SUBSCRIBER_REASONS: &[u8] = &[0, 1, 3, 4, 5];
 
 /// Who asks for a revocation.
+#[derive(Clone, Copy)]
 pub enum Revoker<'a> {
     /// The account that holds the certificate.
     Account(&'a str),
@@ -65,6 +66,45 @@ impl Ra {
             RaError::Malformed("certificate is not a valid X.509 certificate".into())
         })?;
         let serial = hex::encode(cert.raw_serial());
+        let revoked = self
+            .revoke_checked(directory, der, &cert, &serial, reason_code, by)
+            .await;
+        let who = match by {
+            Revoker::Account(id) => format!("acme-account:{id}"),
+            Revoker::KeyHolder(thumbprint) => format!("certificate-key:{thumbprint}"),
+        };
+        let resource = format!("certificate:{serial}");
+        // Refusals of a certificate this CA issued are recorded; a request naming one it never
+        // issued changed nothing and is not (anyone may send those).
+        let event = match &revoked {
+            Ok(()) => Some(AuditEvent::success(who, "certificate.revoked", resource)),
+            Err(RaError::NotFound(_) | RaError::Malformed(_)) => None,
+            Err(e) => Some(AuditEvent::failure(
+                who,
+                "certificate.revoked",
+                resource,
+                e.to_string(),
+            )),
+        };
+        if let Some(event) = event {
+            self.audit(event.with(serde_json::json!({ "reason": reason_code.code() })))
+                .await;
+        }
+        revoked
+    }
+
+    /// The revocation once the request is parsed: the certificate is this CA's, `by` may
+    /// revoke it, and the revocation is recorded.
+    async fn revoke_checked(
+        &self,
+        directory: &Directory,
+        der: &[u8],
+        cert: &x509_parser::certificate::X509Certificate<'_>,
+        serial: &str,
+        reason_code: RevocationReason,
+        by: Revoker<'_>,
+    ) -> Result<(), RaError> {
+        let serial = serial.to_string();
         let stored = self.store.certificate(&serial).await?;
         let Some(stored) = stored.filter(|c| c.der.as_deref() == Some(der)) else {
             return Err(RaError::NotFound(

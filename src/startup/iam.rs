@@ -7,6 +7,7 @@ use std::sync::Arc;
 use pkid_backends::KeyEncryptionKey;
 
 use super::BoxError;
+use crate::audit::Audit;
 use crate::ca::Ca;
 use crate::config::Config;
 use crate::ra::iam::{load_anchor_folder, CaCertificates, Iam, IamSettings, TrustAnchors};
@@ -47,16 +48,20 @@ pub(super) fn open(
     kek: &Arc<KeyEncryptionKey>,
     folder: &[(String, Vec<u8>)],
     own: Arc<dyn CaCertificates>,
+    audit: &Audit,
 ) -> Arc<Iam> {
     let folder: Vec<Vec<u8>> = folder.iter().map(|(_, der)| der.clone()).collect();
-    Arc::new(Iam::new(
-        store.clone(),
-        kek.clone(),
-        Arc::new(TrustAnchors::new(&folder, own)),
-        IamSettings {
-            proxy_max_lifetime_secs: i64::try_from(cfg.iam.proxy_max_lifetime_secs)
-                .unwrap_or(43200)
-                .max(120),
-        },
-    ))
+    Arc::new(
+        Iam::new(
+            store.clone(),
+            kek.clone(),
+            Arc::new(TrustAnchors::new(&folder, own)),
+            IamSettings {
+                proxy_max_lifetime_secs: i64::try_from(cfg.iam.proxy_max_lifetime_secs)
+                    .unwrap_or(43200)
+                    .max(120),
+            },
+        )
+        .with_audit(audit.clone()),
+    )
 }

@@ -1,6 +1,7 @@
 //! Start-up wiring (pebble's `cmd/pebble/main.go` style: everything explicit, no globals), in
 //! the order of the layers: configuration → store and issuers ([`authorities`]) → va → ra →
-//! api surfaces → http ([`tls`] for pkid's own certificate) → background work.
+//! api surfaces → http ([`tls`] for pkid's own certificate, kept current) → background work
+//! (including the audit trail's signed checkpoints).
 
 mod authorities;
 mod iam;
@@ -20,6 +21,7 @@ use crate::api::admin::AdminApi;
 use crate::api::iam::IamApi;
 use crate::api::identity::IdentityApi;
 use crate::api::repository::Repository;
+use crate::audit::{Audit, Event, SYSTEM};
 use crate::ca::{Ca, IssuanceProfile};
 use crate::config::Config;
 use crate::http::{App, HttpSettings, Surface};
@@ -84,8 +86,10 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         revocation,
         root_path,
         kek,
+        audit,
         ..
     } = open_authorities(&cfg).await?;
+    record_configuration(&cfg, &audit).await;
 
     // va
     let identifiers = cfg.acme.policy.clone();
@@ -109,13 +113,16 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
     let validation_lease = validation_lease(&validator, &cfg.acme.test_mode);
 
     // ra, and what a stop left behind
-    let ra = Arc::new(Ra::new(
-        store.clone(),
-        validator,
-        revocation.clone(),
-        kek.clone(),
-        ra_settings(&cfg),
-    ));
+    let ra = Arc::new(
+        Ra::new(
+            store.clone(),
+            validator,
+            revocation.clone(),
+            kek.clone(),
+            ra_settings(&cfg),
+        )
+        .with_audit(audit.clone()),
+    );
     // The embedded file has no other writer, so every challenge in flight was this process's
     // before it stopped; replicas of a shared database requeue only those past the lease.
     let started_before = match store.database {
@@ -146,11 +153,12 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
             nonces.clone(),
         )
         .await
-        .map_err(|e| format!("identity: {e}"))?,
+        .map_err(|e| format!("identity: {e}"))?
+        .with_audit(audit.clone()),
     );
 
     // the RA's IAM side: link requests, trust anchors, proxies
-    let iam = iam::open(&cfg, &store, &kek, &iam_anchors, iam::own_cas(&cas));
+    let iam = iam::open(&cfg, &store, &kek, &iam_anchors, iam::own_cas(&cas), &audit);
 
     // api: ACME directories (with their nonces), admin, identity, IAM, repository
     let directories = acme_directories(&cfg, &cas, &ra, &nonces);
@@ -164,10 +172,12 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
             .map(|d| d.directory().name.clone())
             .collect(),
     );
-    let repository = Repository::new(revocation.clone());
+    let repository = Repository::new(revocation.clone(), cfg.ca.ocsp_requests_per_minute);
 
     // http
-    let tls = server_tls(&cfg, &default_ca, &client_certificates).await?;
+    let tls = server_tls(&cfg, &default_ca, &client_certificates, &audit).await?;
+    let tls_config = tls.config.clone();
+    tls.keep_current();
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .map_err(|e| format!("binding {}: {e}", cfg.server.listen))?;
@@ -208,6 +218,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
     ));
 
     // background work
+    spawn_audit_checkpoints(&cfg, &cas, &store)?;
     spawn_housekeeping(
         store,
         ra,
@@ -250,7 +261,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         let serve = crate::http::serve(
             app.clone(),
             admin,
-            Some(tls.clone()),
+            Some(tls_config.clone()),
             Surface::Admin,
             stopped(),
         );
@@ -265,11 +276,53 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         signal.await;
         let _ = stop_tx.send(true);
     });
-    crate::http::serve(app, listener, Some(tls), Surface::Public, stopped()).await?;
+    crate::http::serve(app, listener, Some(tls_config), Surface::Public, stopped()).await?;
     for other in [plain_server, admin_server].into_iter().flatten() {
         let _ = other.await;
     }
     tracing::info!("pkid stopped");
+    Ok(())
+}
+
+/// Records the configuration this process runs with: a SHA-256 of it (the key-encryption key
+/// left out) and where it listens, so that a change between two starts shows in the trail.
+async fn record_configuration(cfg: &Config, audit: &Audit) {
+    let mut shown = cfg.clone();
+    shown.ca.key_encryption_key = String::new();
+    let text = serde_json::to_string(&shown).unwrap_or_default();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    audit
+        .record(
+            Event::success(SYSTEM, "config.loaded", "configuration").with(serde_json::json!({
+                "sha256": hex::encode(digest.as_ref()),
+                "listen": cfg.server.listen.to_string(),
+                "base_url": cfg.base_url(),
+                "version": env!("CARGO_PKG_VERSION"),
+            })),
+        )
+        .await;
+}
+
+/// Signed checkpoints of the audit trail every `audit.checkpoint_interval_secs`, by the
+/// issuing key of `audit.checkpoint_backend`, which must be a local key.
+fn spawn_audit_checkpoints(cfg: &Config, cas: &[Arc<Ca>], store: &Store) -> Result<(), BoxError> {
+    if cfg.audit.checkpoint_interval_secs == 0 {
+        return Ok(());
+    }
+    let name = &cfg.audit.checkpoint_backend;
+    let ca = cas
+        .iter()
+        .find(|ca| &ca.name == name)
+        .filter(|ca| ca.backend.signatures().is_some())
+        .ok_or_else(|| {
+            format!("audit.checkpoint_backend {name:?} is not a backend with a local key (software or pkcs11)")
+        })?;
+    crate::audit::checkpoint::spawn_checkpoints(
+        store.clone(),
+        name.clone(),
+        ca.backend.clone(),
+        Duration::from_secs(cfg.audit.checkpoint_interval_secs),
+    );
     Ok(())
 }
 

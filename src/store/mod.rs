@@ -49,12 +49,15 @@
 //!   certificates.
 //! - `crls.rs`: revocations, CRLs (RFC 5280 §5), the leases of their generation.
 //! - `ocsp.rs`: delegated OCSP responders (RFC 6960).
+//! - `audit.rs`: the audit trail's hash chain and its signed checkpoints, appended only (how
+//!   one chain stays one under replicas and crashes is written there).
 //! - `fast/`: the ACME fast paths: reads answered from memory (SQLite) or with the nonce
 //!   (PostgreSQL), and the rule that keeps them exact.
 //! - `connections.rs`: the connections the store holds; `group_commit.rs`: SQLite's writer.
 //! - `tests.rs`: the store against a real SQLite file.
 
 mod accounts;
+mod audit;
 mod authorizations;
 mod cert_links;
 mod certificates;
@@ -91,6 +94,7 @@ use group_commit::{After, GroupCommit, JobFuture};
 use sql::run_on;
 
 pub use accounts::NewAccountOutcome;
+pub use audit::{AuditCheckpointRow, AuditEntryRow, EntryHasher, GENESIS_HASH};
 pub use authorizations::NewAuthz;
 pub use cert_links::{Approval, CertLinkFilter, CertLinkRequestRow, CertLinkStatus};
 pub use certificates::{IssuedRecord, PendingCertificate};

@@ -82,7 +82,11 @@ impl IamApi {
             issuer_dn: req.issuer_dn.as_deref(),
             notes: req.notes.as_deref(),
         };
-        match self.iam.request_link(&user.id, &new).await {
+        match self
+            .iam
+            .request_link(&user.id, &new, &principal.describe())
+            .await
+        {
             Ok(row) => {
                 tracing::info!(request = %row.uuid, user = %user.username, subject = %row.subject_dn, "certLink request created");
                 link_reply(row)
@@ -159,7 +163,11 @@ impl IamApi {
         let Some(actor) = actor(principal, Action::AdminWrite) else {
             return denied(Denied::Forbidden);
         };
-        match self.iam.delete_link(uuid, actor).await {
+        match self
+            .iam
+            .delete_link(uuid, actor, &principal.describe())
+            .await
+        {
             Ok(()) => {
                 tracing::info!(request = %uuid, by = %principal.describe(), "certLink request deleted");
                 Reply::empty(StatusCode::NO_CONTENT).header(http::header::CACHE_CONTROL, "no-store")
@@ -173,7 +181,7 @@ impl IamApi {
         if let Err(why) = authorize(principal, Action::AdminWrite) {
             return denied(why);
         }
-        match self.iam.approve_link(uuid).await {
+        match self.iam.approve_link(uuid, &principal.describe()).await {
             Ok(row) => {
                 tracing::info!(request = %uuid, by = %principal.describe(), "certLink request approved");
                 link_reply(row)
@@ -205,7 +213,11 @@ impl IamApi {
         }
         match self
             .iam
-            .reject_link(uuid, params.get("motivation").map(String::as_str))
+            .reject_link(
+                uuid,
+                params.get("motivation").map(String::as_str),
+                &principal.describe(),
+            )
             .await
         {
             Ok(row) => {

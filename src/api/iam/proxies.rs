@@ -38,7 +38,7 @@ impl IamApi {
         };
         match self
             .iam
-            .store_proxy(&user.id, &upload.certificate_chain)
+            .store_proxy(&user.id, &upload.certificate_chain, &principal.describe())
             .await
         {
             Ok(()) => {
@@ -115,9 +115,12 @@ impl IamApi {
         if issuer.is_some_and(|i| i.chars().count() > MAX_ISSUER) {
             return bad_request(format!("issuer is longer than {MAX_ISSUER} characters"));
         }
+        let by = principal.describe();
         let req = ProxyGeneration {
             user_id: &user.id,
             username: &user.username,
+            by: &by,
+            client_id,
             lifetime_secs,
             issuer,
         };

@@ -9,9 +9,11 @@
 //! not valid now; a pending request for the same account, subject and issuer; a certificate
 //! the account has linked already; a subject another account has linked.
 
+use serde_json::json;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::{now_ms, Iam, IamError};
+use crate::audit::Event;
 use crate::pki::dn::{normalize, rfc2253};
 use crate::ra::ids::{object_id, uuid_v4};
 use crate::store::{
@@ -42,6 +44,15 @@ pub enum Actor<'a> {
     User(&'a str),
 }
 
+/// The audit entry of `by`'s `action` on the request `row` (its account, subject and issuer).
+fn link_event(by: &str, action: &str, row: &CertLinkRequestRow) -> Event {
+    Event::success(by, action, format!("cert-link-request:{}", row.uuid)).with(json!({
+        "user": row.username,
+        "subject": row.subject_dn,
+        "issuer": row.issuer_dn,
+    }))
+}
+
 fn invalid(message: impl Into<String>) -> IamError {
     IamError::Invalid(message.into())
 }
@@ -66,11 +77,12 @@ fn pem_certificate(text: &str) -> Result<Vec<u8>, IamError> {
 }
 
 impl Iam {
-    /// A new `PENDING` request by the account `user_id` (an administrator's too).
+    /// A new `PENDING` request by the account `user_id` (an administrator's too), as `by`.
     pub async fn request_link(
         &self,
         user_id: &str,
         req: &NewLinkRequest<'_>,
+        by: &str,
     ) -> Result<CertLinkRequestRow, IamError> {
         let label = req.label.map(str::trim).unwrap_or_default();
         if label.is_empty() {
@@ -154,7 +166,10 @@ impl Iam {
             Err(e) if e.is_unique_violation() => return Err(pending_exists()),
             Err(e) => return Err(e.into()),
         }
-        self.read(&row.uuid).await
+        let created = self.read(&row.uuid).await?;
+        self.audit(link_event(by, "cert_link_request.created", &created))
+            .await;
+        Ok(created)
     }
 
     /// A PEM certificate must be signed by an anchor of its issuer's name and valid now.
@@ -251,8 +266,8 @@ impl Iam {
         }
     }
 
-    /// Approve a pending request: the certificate is linked to the request's account.
-    pub async fn approve_link(&self, uuid: &str) -> Result<CertLinkRequestRow, IamError> {
+    /// Approve a pending request, as `by`: the certificate is linked to the request's account.
+    pub async fn approve_link(&self, uuid: &str, by: &str) -> Result<CertLinkRequestRow, IamError> {
         let row = self.read(uuid).await?;
         check_transition(row.status, CertLinkStatus::Approved)?;
         let der = row
@@ -275,7 +290,10 @@ impl Iam {
         {
             Approval::Linked => {
                 tracing::info!(request = %uuid, user = %row.username, subject = %row.subject_dn, "certificate linked");
-                self.read(uuid).await
+                let approved = self.read(uuid).await?;
+                self.audit(link_event(by, "cert_link_request.approved", &approved))
+                    .await;
+                Ok(approved)
             }
             Approval::NotPending => {
                 let now = self.read(uuid).await?;
@@ -292,11 +310,12 @@ impl Iam {
         }
     }
 
-    /// Reject a pending request; `motivation` must say why.
+    /// Reject a pending request, as `by`; `motivation` must say why.
     pub async fn reject_link(
         &self,
         uuid: &str,
         motivation: Option<&str>,
+        by: &str,
     ) -> Result<CertLinkRequestRow, IamError> {
         let motivation = motivation.map(str::trim).unwrap_or_default();
         let row = self.read(uuid).await?;
@@ -309,20 +328,32 @@ impl Iam {
             )));
         }
         check_transition(row.status, CertLinkStatus::Rejected)?;
-        if !self
+        let rejected = self
             .store
             .reject_cert_link_request(uuid, motivation, now_ms())
-            .await?
-        {
-            let now = self.read(uuid).await?;
-            check_transition(now.status, CertLinkStatus::Rejected)?;
+            .await?;
+        let row = self.read(uuid).await?;
+        if !rejected {
+            // Decided meanwhile.
+            check_transition(row.status, CertLinkStatus::Rejected)?;
+            return Ok(row);
         }
-        self.read(uuid).await
+        self.audit(
+            link_event(by, "cert_link_request.rejected", &row)
+                .with(json!({ "motivation": motivation })),
+        )
+        .await;
+        Ok(row)
     }
 
-    /// Delete a request: an administrator any, its owner only while it is pending. The link
-    /// an approved request made stays.
-    pub async fn delete_link(&self, uuid: &str, actor: Actor<'_>) -> Result<(), IamError> {
+    /// Delete a request, as `by`: an administrator any, its owner only while it is pending.
+    /// The link an approved request made stays.
+    pub async fn delete_link(
+        &self,
+        uuid: &str,
+        actor: Actor<'_>,
+        by: &str,
+    ) -> Result<(), IamError> {
         let row = self.read_as(uuid, actor).await?;
         let owner = matches!(actor, Actor::User(_));
         if owner && row.status != CertLinkStatus::Pending {
@@ -332,6 +363,8 @@ impl Iam {
             )));
         }
         if self.store.delete_cert_link_request(uuid, owner).await? {
+            self.audit(link_event(by, "cert_link_request.deleted", &row))
+                .await;
             return Ok(());
         }
         // Gone or decided meanwhile.

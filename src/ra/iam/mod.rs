@@ -9,7 +9,10 @@
 //! - `proxies.rs`: a user's uploaded proxy (its key sealed at rest) and the proxies generated
 //!   from it.
 //!
-//! Refusals are [`IamError`], which the IAM surface maps once to its error shapes.
+//! Refusals are [`IamError`], which the IAM surface maps once to its error shapes. Every
+//! change is recorded in the audit trail, once, by the function that makes it, with the
+//! principal the surface hands in (`by`): `cert_link_request.created|approved|rejected|deleted`
+//! and `proxy.stored|generated` — never a key or a proxy file.
 
 pub mod anchors;
 mod links;
@@ -19,6 +22,7 @@ use std::sync::Arc;
 
 use pkid_backends::KeyEncryptionKey;
 
+use crate::audit::{Audit, Event};
 use crate::store::{Store, StoreError};
 
 pub use anchors::{load_anchor_folder, CaCertificates, TrustAnchors};
@@ -65,6 +69,7 @@ pub struct Iam {
     kek: Arc<KeyEncryptionKey>,
     anchors: Arc<TrustAnchors>,
     settings: IamSettings,
+    audit: Audit,
 }
 
 impl Iam {
@@ -75,11 +80,24 @@ impl Iam {
         settings: IamSettings,
     ) -> Iam {
         Iam {
+            audit: Audit::new(store.clone()),
             store,
             kek,
             anchors,
             settings,
         }
+    }
+
+    /// The IAM side recording into `audit` (the process's one trail handle) instead of a
+    /// handle of its own.
+    pub fn with_audit(mut self, audit: Audit) -> Iam {
+        self.audit = audit;
+        self
+    }
+
+    /// Record a change made (after it is made).
+    async fn audit(&self, event: Event) {
+        self.audit.record(event).await;
     }
 
     /// The trust anchors, for what the surface shows (`GET /iam/api/trusts`).

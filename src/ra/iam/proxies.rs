@@ -14,9 +14,11 @@
 //!   `iam.proxy_max_lifetime_secs` and at the stored chain's own expiry. The new proxy is made
 //!   by `pki::proxy::issue` off the async workers (an RSA key is generated).
 
+use serde_json::json;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::{Iam, IamError};
+use crate::audit::Event;
 use crate::pki::dn::{normalize, rfc2253};
 use crate::pki::pem::to_pem;
 use crate::pki::proxy::issue::{generate, signer, GeneratedProxy, ProxyRequest};
@@ -32,6 +34,9 @@ pub const MIN_PROXY_LIFETIME_SECS: i64 = 120;
 pub struct ProxyGeneration<'a> {
     pub user_id: &'a str,
     pub username: &'a str,
+    /// The principal asking (for the audit trail), and the OAuth2 client it came through.
+    pub by: &'a str,
+    pub client_id: &'a str,
     /// Seconds asked for.
     pub lifetime_secs: i64,
     /// The issuer (a DN) of the end-entity certificate whose proxy to use.
@@ -44,8 +49,8 @@ fn sealed_aad(certificate_id: &str) -> Vec<u8> {
 }
 
 impl Iam {
-    /// Store an uploaded proxy file for the account `user_id`.
-    pub async fn store_proxy(&self, user_id: &str, file: &str) -> Result<(), IamError> {
+    /// Store an uploaded proxy file for the account `user_id`, as `by`.
+    pub async fn store_proxy(&self, user_id: &str, file: &str, by: &str) -> Result<(), IamError> {
         let at = now();
         let bundle = parse_bundle(file, at).map_err(|e| IamError::Invalid(e.to_string()))?;
         signer(&bundle.private_key).map_err(|e| IamError::Invalid(e.to_string()))?;
@@ -92,20 +97,26 @@ impl Iam {
             .iter()
             .map(|der| to_pem("CERTIFICATE", der))
             .collect();
-        self.store
-            .put_user_proxy(&UserProxyRow {
-                id: object_id(),
-                user_id: user_id.to_owned(),
-                certificate_id: link.id,
-                subject_dn: subject_dn.clone(),
-                issuer_dn,
-                chain_pem,
-                sealed_key,
-                expires_at: bundle.facts.not_after,
-                created_at: at,
-            })
-            .await?;
-        tracing::info!(subject = %subject_dn, "proxy certificate stored");
+        let row = UserProxyRow {
+            id: object_id(),
+            user_id: user_id.to_owned(),
+            certificate_id: link.id,
+            subject_dn,
+            issuer_dn,
+            chain_pem,
+            sealed_key,
+            expires_at: bundle.facts.not_after,
+            created_at: at,
+        };
+        self.store.put_user_proxy(&row).await?;
+        tracing::info!(subject = %row.subject_dn, "proxy certificate stored");
+        let detail = json!({
+            "subject": row.subject_dn,
+            "issuer": row.issuer_dn,
+            "not_after": row.expires_at,
+        });
+        self.audit(proxy_event(by, "proxy.stored", &row.certificate_id, detail))
+            .await;
         Ok(())
     }
 
@@ -178,8 +189,26 @@ impl Iam {
         .map_err(|e| IamError::Internal(format!("proxy generation stopped: {e}")))?
         .map_err(|e| IamError::Internal(e.to_string()))?;
         tracing::info!(subject = %made.subject, not_after = made.not_after, "proxy certificate generated");
+        let detail = json!({
+            "subject": made.subject,
+            "identity": made.identity,
+            "not_after": made.not_after,
+            "client": req.client_id,
+        });
+        self.audit(proxy_event(
+            req.by,
+            "proxy.generated",
+            &proxy.certificate_id,
+            detail,
+        ))
+        .await;
         Ok(made)
     }
+}
+
+/// The audit entry of `by`'s `action` on the proxy of the linked certificate `certificate_id`.
+fn proxy_event(by: &str, action: &str, certificate_id: &str, detail: serde_json::Value) -> Event {
+    Event::success(by, action, format!("user-certificate:{certificate_id}")).with(detail)
 }
 
 /// A stored key (the PEM that was sealed) read back.

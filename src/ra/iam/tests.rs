@@ -19,6 +19,8 @@ impl CaCertificates for NoCas {
 }
 
 const CA: &str = "CN=Test CA,O=IGI,C=IT";
+/// The principal the tests act as.
+const BY: &str = "user:tester";
 
 /// A self-signed CA named `CN=<name>,O=IGI,C=IT`.
 pub(super) fn ca(name: &str) -> rcgen::Certificate {
@@ -126,7 +128,7 @@ async fn a_request_is_decided_once_and_its_link_written_with_it() {
     let dir = tempfile::tempdir().unwrap();
     let iam = Arc::new(iam(dir.path()).await);
     let request = iam
-        .request_link("id-ann", &by_dn("cn=ann, o=IGI, c=IT"))
+        .request_link("id-ann", &by_dn("cn=ann, o=IGI, c=IT"), BY)
         .await
         .unwrap();
     assert_eq!(request.subject_dn, "CN=ann,O=IGI,C=IT");
@@ -134,9 +136,9 @@ async fn a_request_is_decided_once_and_its_link_written_with_it() {
 
     // Two approvals and a rejection at once: one wins, the others meet a decided request.
     let (a, b, c) = tokio::join!(
-        iam.approve_link(&request.uuid),
-        iam.approve_link(&request.uuid),
-        iam.reject_link(&request.uuid, Some("no")),
+        iam.approve_link(&request.uuid, BY),
+        iam.approve_link(&request.uuid, BY),
+        iam.reject_link(&request.uuid, Some("no"), BY),
     );
     let won = [a.is_ok(), b.is_ok(), c.is_ok()];
     assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
@@ -153,6 +155,33 @@ async fn a_request_is_decided_once_and_its_link_written_with_it() {
         }
         CertLinkStatus::Pending => panic!("still pending"),
     }
+    // The audit trail: the creation and the one decision, by BY, naming the request.
+    let recorded: Vec<(String, String, String)> = audited(&iam)
+        .await
+        .into_iter()
+        .map(|e| (e.principal, e.action, e.resource))
+        .collect();
+    let decision = match decided.status {
+        CertLinkStatus::Approved => "cert_link_request.approved",
+        _ => "cert_link_request.rejected",
+    };
+    let resource = format!("cert-link-request:{}", request.uuid);
+    assert_eq!(
+        recorded,
+        [
+            (
+                BY.into(),
+                "cert_link_request.created".into(),
+                resource.clone()
+            ),
+            (BY.into(), decision.into(), resource),
+        ]
+    );
+}
+
+/// The audit trail's entries (the appender has made each durable before its caller returned).
+async fn audited(iam: &Iam) -> Vec<crate::store::AuditEntryRow> {
+    iam.store.audit_entries(0, 100).await.unwrap()
 }
 
 #[tokio::test]
@@ -161,15 +190,15 @@ async fn an_approval_that_would_link_a_subject_twice_changes_nothing() {
     let iam = iam(dir.path()).await;
     // Both ask for the same subject before either is approved.
     let ann = iam
-        .request_link("id-ann", &by_dn("CN=shared,O=IGI,C=IT"))
+        .request_link("id-ann", &by_dn("CN=shared,O=IGI,C=IT"), BY)
         .await
         .unwrap();
     let ben = iam
-        .request_link("id-ben", &by_dn("CN=shared,O=IGI,C=IT"))
+        .request_link("id-ben", &by_dn("CN=shared,O=IGI,C=IT"), BY)
         .await
         .unwrap();
-    iam.approve_link(&ann.uuid).await.unwrap();
-    let refused = iam.approve_link(&ben.uuid).await.unwrap_err();
+    iam.approve_link(&ann.uuid, BY).await.unwrap();
+    let refused = iam.approve_link(&ben.uuid, BY).await.unwrap_err();
     assert!(refused.to_string().contains("another account"), "{refused}");
     assert_eq!(
         iam.read(&ben.uuid).await.unwrap().status,
@@ -187,7 +216,7 @@ async fn an_approval_that_would_link_a_subject_twice_changes_nothing() {
         ..by_dn("CN=x,O=IGI,C=IT")
     };
     assert!(matches!(
-        iam.request_link("id-ann", &foreign).await,
+        iam.request_link("id-ann", &foreign, BY).await,
         Err(IamError::Invalid(_))
     ));
 }
@@ -202,7 +231,7 @@ async fn the_list_is_sorted_filtered_and_paged() {
         ("id-ben", "CN=b1"),
         ("id-ann", "CN=a1"),
     ] {
-        iam.request_link(user, &by_dn(subject)).await.unwrap();
+        iam.request_link(user, &by_dn(subject), BY).await.unwrap();
     }
     let (total, page) = iam
         .list_links(&CertLinkFilter::default(), 1, 2)
@@ -231,15 +260,15 @@ async fn a_proxy_of_a_look_alike_certificate_is_refused() {
     let iam = iam_anchored(dir.path(), &anchor.cert).await;
     // ann's certificate linked by its names only (a request by DN, approved).
     let request = iam
-        .request_link("id-ann", &by_dn("CN=ann,O=IGI,C=IT"))
+        .request_link("id-ann", &by_dn("CN=ann,O=IGI,C=IT"), BY)
         .await
         .unwrap();
-    iam.approve_link(&request.uuid).await.unwrap();
+    iam.approve_link(&request.uuid, BY).await.unwrap();
 
     // The same names from a CA that has the anchor's name but not its key: refused, nothing
     // stored.
     let forged = TestCa::new("Test CA").proxy_file("ann");
-    let refused = iam.store_proxy("id-ann", &forged).await.unwrap_err();
+    let refused = iam.store_proxy("id-ann", &forged, BY).await.unwrap_err();
     assert!(
         matches!(&refused, IamError::Invalid(m) if m.contains("neither the linked certificate")),
         "{refused}"
@@ -248,6 +277,16 @@ async fn a_proxy_of_a_look_alike_certificate_is_refused() {
 
     // The anchor's own certificate with those names: stored.
     let genuine = anchor.proxy_file("ann");
-    iam.store_proxy("id-ann", &genuine).await.unwrap();
+    iam.store_proxy("id-ann", &genuine, BY).await.unwrap();
     assert_eq!(iam.store.user_proxies("id-ann").await.unwrap().len(), 1);
+    // Recorded once, the refused one not at all, and never with its key.
+    let stored: Vec<_> = audited(&iam)
+        .await
+        .into_iter()
+        .filter(|e| e.action == "proxy.stored")
+        .collect();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let detail = stored[0].detail.as_deref().unwrap_or_default();
+    assert!(detail.contains("CN=ann,O=IGI,C=IT"), "{detail}");
+    assert!(!detail.contains("PRIVATE KEY"), "{detail}");
 }
