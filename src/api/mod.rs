@@ -6,6 +6,8 @@
 //! - [`admin`]: operator resources under `/admin` (EAB keys).
 //! - [`identity`]: `/token` (OAuth2), `/login` (Notary), `/.well-known/jwks.json`, `/identity/me`,
 //!   `/identity/keys/{thumbprint}` (key bindings).
+//! - [`iam`]: INDIGO IAM's certificate linking requests, trust anchors and RFC 3820 proxy
+//!   certificates under `/iam`.
 //! - [`repository`]: CRLs, OCSP and CA certificates for relying parties (`/crl`, `/ocsp`, `/ca`).
 //!
 //! What the transport hands a surface and takes back is here: who is on the other end of the
@@ -15,6 +17,7 @@
 pub mod acme;
 pub mod admin;
 mod body;
+pub mod iam;
 pub mod identity;
 pub mod repository;
 
@@ -58,6 +61,8 @@ impl Caller {
 pub struct RequestHead<'a> {
     pub method: &'a http::Method,
     pub path: &'a str,
+    /// The query string, without its `?` (empty: none).
+    pub query: &'a str,
     pub headers: &'a HeaderMap,
     pub caller: &'a Caller,
     /// `https://host[:port]`, as the client addressed pkid.

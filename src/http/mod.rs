@@ -30,6 +30,7 @@ use tracing::Instrument;
 
 use crate::api::acme::{header_value, AcmeServer};
 use crate::api::admin::AdminApi;
+use crate::api::iam::IamApi;
 use crate::api::identity::IdentityApi;
 use crate::api::repository::Repository;
 use crate::api::{Caller, Reply, RequestBody, RequestHead};
@@ -55,6 +56,8 @@ pub struct App {
     pub admin: AdminApi,
     /// `/token`, `/login`, `/.well-known/jwks.json`, `/identity/…`.
     pub identity: IdentityApi,
+    /// `/iam/…`.
+    pub iam: IamApi,
     pub settings: HttpSettings,
     request_counter: AtomicU64,
 }
@@ -76,6 +79,7 @@ impl App {
         repository: Repository,
         admin: AdminApi,
         identity: IdentityApi,
+        iam: IamApi,
         settings: HttpSettings,
     ) -> App {
         App {
@@ -83,6 +87,7 @@ impl App {
             repository,
             admin,
             identity,
+            iam,
             settings,
             request_counter: AtomicU64::new(0),
         }
@@ -181,18 +186,21 @@ impl App {
                 .handle(&parts.method, path, body, caller.peer.ip())
                 .await;
         }
-        if admin || IdentityApi::serves(path) {
+        if admin || IdentityApi::serves(path) || IamApi::serves(path) {
             let limit = self.settings.max_body_bytes;
             let origin = self.origin(parts, surface);
             let head = RequestHead {
                 method: &parts.method,
                 path,
+                query: parts.uri.query().unwrap_or_default(),
                 headers: &parts.headers,
                 caller,
                 origin: &origin,
             };
             return if admin {
                 self.admin.handle(&head, body, limit).await
+            } else if IamApi::serves(path) {
+                self.iam.handle(&head, body, limit).await
             } else {
                 self.identity.handle(&head, body, limit).await
             };

@@ -16,6 +16,7 @@
 //! - [`revoke`]: who may revoke, with which reason
 //! - [`recovery`]: orders and challenges left behind by a stop
 //! - [`policy`], [`binding`]: the rules; [`ids`]: names of new objects
+//! - [`iam`]: IAM's certificate linking requests, trust anchors and RFC 3820 proxies
 //!
 //! Every change the RA makes is recorded in the audit trail ([`Ra::audit`], which the surfaces
 //! call too for the changes they make through it).
@@ -24,6 +25,7 @@ mod accounts;
 mod authorizations;
 pub mod binding;
 mod error;
+pub mod iam;
 pub mod ids;
 mod orders;
 pub mod policy;
