@@ -8,6 +8,8 @@
 //!   `/identity/keys/{thumbprint}` (key bindings).
 //! - [`czertainly`]: CZERTAINLY-style RA client operations under `/v1` and `/v2`: authorities,
 //!   RA profiles, issue, renew, rekey, revoke (OpenAPI document at `/v2/openapi.json`).
+//! - [`iam`]: INDIGO IAM's certificate linking requests, trust anchors and RFC 3820 proxy
+//!   certificates under `/iam`.
 //! - [`repository`]: CRLs, OCSP and CA certificates for relying parties (`/crl`, `/ocsp`, `/ca`).
 //!
 //! What the transport hands a surface and takes back is here: who is on the other end of the
@@ -18,6 +20,7 @@ pub mod acme;
 pub mod admin;
 mod body;
 pub mod czertainly;
+pub mod iam;
 pub mod identity;
 pub mod repository;
 
@@ -61,6 +64,8 @@ impl Caller {
 pub struct RequestHead<'a> {
     pub method: &'a http::Method,
     pub path: &'a str,
+    /// The query string, without its `?` (empty: none).
+    pub query: &'a str,
     pub headers: &'a HeaderMap,
     pub caller: &'a Caller,
     /// `https://host[:port]`, as the client addressed pkid.

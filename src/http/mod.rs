@@ -31,6 +31,7 @@ use tracing::Instrument;
 use crate::api::acme::{header_value, AcmeServer};
 use crate::api::admin::AdminApi;
 use crate::api::czertainly::CzertainlyApi;
+use crate::api::iam::IamApi;
 use crate::api::identity::IdentityApi;
 use crate::api::repository::Repository;
 use crate::api::{Caller, Reply, RequestBody, RequestHead};
@@ -58,6 +59,8 @@ pub struct App {
     pub identity: IdentityApi,
     /// `/v1/…`, `/v2/…`: CZERTAINLY-style RA client operations.
     pub czertainly: Option<CzertainlyApi>,
+    /// `/iam/…`.
+    pub iam: IamApi,
     pub settings: HttpSettings,
     request_counter: AtomicU64,
 }
@@ -79,6 +82,7 @@ impl App {
         repository: Repository,
         admin: AdminApi,
         identity: IdentityApi,
+        iam: IamApi,
         settings: HttpSettings,
     ) -> App {
         App {
@@ -87,6 +91,7 @@ impl App {
             admin,
             identity,
             czertainly: None,
+            iam,
             settings,
             request_counter: AtomicU64::new(0),
         }
@@ -200,6 +205,7 @@ impl App {
             let head = RequestHead {
                 method: &parts.method,
                 path,
+                query: parts.uri.query().unwrap_or_default(),
                 headers: &parts.headers,
                 caller,
                 origin: &origin,
@@ -208,18 +214,21 @@ impl App {
                 .handle(&head, body, self.settings.max_body_bytes)
                 .await;
         }
-        if admin || IdentityApi::serves(path) {
+        if admin || IdentityApi::serves(path) || IamApi::serves(path) {
             let limit = self.settings.max_body_bytes;
             let origin = self.origin(parts, surface);
             let head = RequestHead {
                 method: &parts.method,
                 path,
+                query: parts.uri.query().unwrap_or_default(),
                 headers: &parts.headers,
                 caller,
                 origin: &origin,
             };
             return if admin {
                 self.admin.handle(&head, body, limit).await
+            } else if IamApi::serves(path) {
+                self.iam.handle(&head, body, limit).await
             } else {
                 self.identity.handle(&head, body, limit).await
             };

@@ -9,12 +9,19 @@
 //! | `Whoami` | 401 | yes | yes | yes |
 //! | `AdminRead` | 401 | yes | role `admin`, and scope `iam:admin.read` if scope-limited | scope `iam:admin.read` |
 //! | `AdminWrite` | 401 | yes | role `admin`, and scope `iam:admin.write` if scope-limited | scope `iam:admin.write` |
-//!
 //! | `RaRead` | 401 | yes | any role | scope `iam:admin.read` |
 //! | `RaOperate` | 401 | yes | admin, certificate-manager, certificate-requestor | scope `iam:admin.write` |
 //! | `RaManage` | 401 | yes | admin, certificate-manager | scope `iam:admin.write` |
 //!
 //! `iam:admin.write` does not imply `iam:admin.read`, as in IAM.
+//!
+//! The IAM surface (`/iam`) adds two actions; its administrators' rows are `AdminRead` and
+//! `AdminWrite`:
+//!
+//! | action | anonymous | operator | user | OAuth2 client |
+//! |---|---|---|---|---|
+//! | `IamAccount` (own link requests, own proxy) | 401 | 403 | yes | 403 |
+//! | `ProxyGenerate` (`POST /iam/proxycert`) | 401 | 403 | a token carrying scope `proxy:generate` | 403 |
 
 use super::principal::{Principal, Role};
 
@@ -22,6 +29,8 @@ use super::principal::{Principal, Role};
 pub const SCOPE_ADMIN_READ: &str = "iam:admin.read";
 /// OAuth2 scope of IAM's administrative writes.
 pub const SCOPE_ADMIN_WRITE: &str = "iam:admin.write";
+/// OAuth2 scope of IAM's proxy generation.
+pub const SCOPE_PROXY_GENERATE: &str = "proxy:generate";
 
 /// What a request wants to do, for every surface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +48,13 @@ pub enum Action {
     RaOperate,
     /// Create, edit, enable, disable and delete RA profiles and end entities; approve requests.
     RaManage,
+    // The IAM surface (`/iam`).
+    /// Act on one's own account: request certificate links, see and withdraw one's own
+    /// requests, upload one's proxy certificate. Only a user has an account.
+    IamAccount,
+    /// Generate a proxy from one's stored one: a user's token that carries `proxy:generate`
+    /// (not merely one without scope limits: IAM asks for the scope itself).
+    ProxyGenerate,
 }
 
 /// Why a principal may not.
@@ -81,6 +97,15 @@ pub fn authorize(principal: &Principal, action: Action) -> Result<(), Denied> {
         }
         (Principal::Client { scopes, .. }, RaRead) => has(scopes, SCOPE_ADMIN_READ),
         (Principal::Client { scopes, .. }, RaOperate | RaManage) => has(scopes, SCOPE_ADMIN_WRITE),
+        // The IAM surface.
+        (Principal::User(_), IamAccount) => true,
+        (Principal::User(user), ProxyGenerate) => user
+            .scopes
+            .as_deref()
+            .is_some_and(|scopes| has(scopes, SCOPE_PROXY_GENERATE)),
+        (Principal::Operator { .. } | Principal::Client { .. }, IamAccount | ProxyGenerate) => {
+            false
+        }
     };
     if allowed {
         Ok(())
@@ -229,5 +254,49 @@ mod tests {
             ),
         ];
         check_rows([Action::RaRead, Action::RaOperate, Action::RaManage], rows);
+    }
+
+    /// The IAM surface's rows of the module's header.
+    #[test]
+    fn the_iam_table() {
+        const OK: Outcome = Ok(());
+        const E401: Outcome = Err(Denied::Unauthenticated);
+        const E403: Outcome = Err(Denied::Forbidden);
+        let rows: Vec<(&str, Principal, [Outcome; 2])> = vec![
+            ("anonymous", Principal::Anonymous, [E401, E401]),
+            (
+                "operator",
+                Principal::Operator {
+                    token_id: "t".into(),
+                },
+                [E403, E403],
+            ),
+            (
+                "login token",
+                user(Role::CertificateRequestor, None),
+                [OK, E403],
+            ),
+            ("admin login token", user(Role::Admin, None), [OK, E403]),
+            (
+                "token with proxy:generate",
+                user(Role::ReadOnly, Some(&[SCOPE_PROXY_GENERATE])),
+                [OK, OK],
+            ),
+            (
+                "token without proxy:generate",
+                user(Role::Admin, Some(&[SCOPE_ADMIN_READ])),
+                [OK, E403],
+            ),
+            (
+                "client with proxy:generate",
+                client(&[SCOPE_PROXY_GENERATE]),
+                [E403, E403],
+            ),
+        ];
+        for (name, principal, expected) in rows {
+            let got = [Action::IamAccount, Action::ProxyGenerate]
+                .map(|action| authorize(&principal, action));
+            assert_eq!(got, expected, "{name}");
+        }
     }
 }

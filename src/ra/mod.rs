@@ -21,6 +21,7 @@
 //!   definitions and checks), [`ra_certificates`] (certificates as RA records: issue, renew,
 //!   rekey, revoke, approval, background completion), [`end_entities`] (the v1 API's end
 //!   entities)
+//! - [`iam`]: IAM's certificate linking requests, trust anchors and RFC 3820 proxies
 //!
 //! Every change the RA makes is recorded in the audit trail ([`Ra::audit`], which the surfaces
 //! call too for the changes they make through it).
@@ -32,6 +33,7 @@ mod authorizations;
 pub mod binding;
 pub mod end_entities;
 mod error;
+pub mod iam;
 pub mod ids;
 pub mod managed_keys;
 mod orders;

@@ -4,6 +4,7 @@
 //! (including the audit trail's signed checkpoints).
 
 mod authorities;
+mod iam;
 mod tls;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ use rand::RngCore;
 use crate::api::acme::{AcmeServer, AcmeSettings};
 use crate::api::admin::AdminApi;
 use crate::api::czertainly::CzertainlyApi;
+use crate::api::iam::IamApi;
 use crate::api::identity::IdentityApi;
 use crate::api::repository::Repository;
 use crate::audit::{Audit, Event, SYSTEM};
@@ -137,10 +139,11 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         );
     }
 
-    // identity: the trust anchors of client certificates, loaded once; users, clients and
-    // tokens (the token signing key made on first start); JWS-signed requests use the nonces
-    // ACME issues
-    let client_certificates = Arc::new(client_certificates(&cfg, &cas)?);
+    // identity: the trust anchors of client certificates (IAM's folder among them), loaded
+    // once; users, clients and tokens (the token signing key made on first start); JWS-signed
+    // requests use the nonces ACME issues
+    let iam_anchors = iam::anchor_folder(&cfg)?;
+    let client_certificates = Arc::new(client_certificates(&cfg, &cas, &iam_anchors)?);
     let nonces = nonce_service(&cfg, &store).await?;
     let identity = Arc::new(
         Identity::open(
@@ -156,10 +159,14 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         .with_audit(audit.clone()),
     );
 
-    // api: ACME directories (with their nonces), admin, identity, repository
+    // the RA's IAM side: link requests, trust anchors, proxies
+    let iam = iam::open(&cfg, &store, &kek, &iam_anchors, iam::own_cas(&cas), &audit);
+
+    // api: ACME directories (with their nonces), admin, identity, IAM, repository
     let directories = acme_directories(&cfg, &cas, &ra, &nonces);
     let identity_api = IdentityApi::new(identity.clone());
     let czertainly = CzertainlyApi::new(ra.clone(), identity.clone());
+    let iam_api = IamApi::new(iam, identity.clone());
     let admin = AdminApi::new(
         ra.clone(),
         identity,
@@ -210,6 +217,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
             repository,
             admin,
             identity_api,
+            iam_api,
             http_settings,
         )
         .with_czertainly(czertainly),

@@ -40,6 +40,8 @@
 //! - `users.rs`: users, the certificates linked to them and the keys bound to them;
 //!   `clients.rs`: OAuth2 clients; `tokens.rs`: admin tokens (each with its rows: they are
 //!   read nowhere else).
+//! - `cert_links.rs`: IAM's certificate linking requests, approved into `user_certificates`;
+//!   `proxies.rs`: users' uploaded RFC 3820 proxies, their keys sealed.
 //! - `orders.rs`: orders (RFC 8555 §7.4): newOrder's reuse lookups and rate-limit counts, a
 //!   finalize's claim, how an order fails, settles or is recovered.
 //! - `authorizations.rs`: authorizations and challenges (RFC 8555 §7.5).
@@ -60,6 +62,7 @@
 mod accounts;
 mod audit;
 mod authorizations;
+mod cert_links;
 mod certificates;
 mod clients;
 pub mod connections;
@@ -70,6 +73,7 @@ mod group_commit;
 mod nonces;
 mod ocsp;
 mod orders;
+mod proxies;
 mod ra_certificates;
 mod ra_keys;
 mod ra_profiles;
@@ -98,11 +102,13 @@ use sql::run_on;
 pub use accounts::NewAccountOutcome;
 pub use audit::{AuditCheckpointRow, AuditEntryRow, EntryHasher, GENESIS_HASH};
 pub use authorizations::NewAuthz;
+pub use cert_links::{Approval, CertLinkFilter, CertLinkRequestRow, CertLinkStatus};
 pub use certificates::{IssuedRecord, PendingCertificate};
 pub use clients::ClientRow;
 pub use fast::{Prefetch, Prefetched};
 pub use group_commit::Written;
 pub use orders::{AuthzReuse, Claim, OrderAuthz, OrderReuse};
+pub use proxies::UserProxyRow;
 pub use ra_certificates::{RaCertificateRow, RaChange, RaEventRow};
 pub use ra_keys::{RaManagedKeyRow, RaTokenProfileRow};
 pub use ra_profiles::{RaAuthorityRow, RaEndEntityRow, RaProfileRow};
