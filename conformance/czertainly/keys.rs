@@ -195,6 +195,8 @@ async fn managed_keys_in_software_and_on_a_token() {
         assert_eq!(deleted.status, 204, "{deleted:?}");
         assert_eq!(key_state(&ra, &soft, &key_uuid).await, "destroyed");
         assert_eq!(stored_key(&env, &key_uuid).await, (None, true));
+        let again = ra.call(Method::DELETE, &format!("/v1/tokenProfiles/{soft}/keys/{key_uuid}"), None).await;
+        assert_eq!(again.status, 204, "deleting a destroyed key again changes nothing: {again:?}");
 
         // A PKCS#11 token profile on SoftHSM2: the key generated inside the token (sensitive,
         // never extractable), the PIN named by its variable and never shown.
@@ -261,6 +263,8 @@ async fn managed_keys_in_software_and_on_a_token() {
         assert!(has(operator, "managed_key.generated", &format!("managed-key:{key_uuid}")), "{listing}");
         assert!(has(operator, "ra_certificate.issue", &format!("ra-certificate:{uuid}")), "{listing}");
         assert!(has(operator, "ra_certificate.revoke", &format!("ra-certificate:{rekeyed_uuid}")), "{listing}");
+        let destructions = entries.iter().filter(|e| e[3] == "managed_key.destroyed" && e[4] == format!("managed-key:{key_uuid}")).count();
+        assert_eq!(destructions, 1, "recorded once, though deleted twice: {listing}");
         assert!(has(operator, "managed_key.destroyed", &format!("managed-key:{key_uuid}")), "{listing}");
         assert!(has("pkid", "managed_key.destroyed", &format!("managed-key:{second_uuid}")), "{listing}");
         assert!(entries.iter().any(|e| e[2] == operator && e[3] == "ra_profile.created"), "{listing}");

@@ -342,22 +342,26 @@ impl Ra {
         let destroyed = self.destroy_key(key_uuid).await;
         let resource = format!("managed-key:{key_uuid}");
         let recorded = match &destroyed {
-            Ok(()) => AuditEvent::success(actor, "managed_key.destroyed", resource),
-            Err(OperationError::Ra(RaError::NotFound(_))) => return destroyed,
+            Ok(true) => AuditEvent::success(actor, "managed_key.destroyed", resource),
+            // Unknown, or destroyed before: nothing changed, nothing to record.
+            Ok(false) | Err(OperationError::Ra(RaError::NotFound(_))) => {
+                return destroyed.map(|_| ())
+            }
             Err(e) => AuditEvent::failure(actor, "managed_key.destroyed", resource, e.to_string()),
         };
         self.audit(recorded).await;
-        destroyed
+        destroyed.map(|_| ())
     }
 
-    async fn destroy_key(&self, key_uuid: &str) -> Result<(), OperationError> {
+    /// Whether the key was destroyed now (`false`: it was already).
+    async fn destroy_key(&self, key_uuid: &str) -> Result<bool, OperationError> {
         let key = self
             .store
             .ra_managed_key(key_uuid)
             .await?
             .ok_or_else(|| OperationError::not_found(format!("no managed key {key_uuid}")))?;
         if key.destroyed_at.is_some() {
-            return Ok(());
+            return Ok(false);
         }
         let (token, settings) = self.token_profile(&key.token_profile_uuid).await?;
         if token.kind == "pkcs11" {
@@ -365,7 +369,6 @@ impl Ra {
             let destroyed = blocking(move || Pkcs11Key::destroy(&config)).await?;
             tracing::info!(key = %key_uuid, objects = destroyed, "managed key destroyed in its token");
         }
-        self.store.destroy_ra_managed_key(key_uuid).await?;
-        Ok(())
+        Ok(self.store.destroy_ra_managed_key(key_uuid).await?)
     }
 }
