@@ -372,3 +372,60 @@ impl Ra {
         Ok(self.store.destroy_ra_managed_key(key_uuid).await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+    use x509_parser::certification_request::X509CertificationRequest;
+
+    /// A CSR signed through [`CsrKey`] by a key of each kind verifies, and carries that key.
+    #[test]
+    fn a_managed_key_signs_its_csr() {
+        for algorithm in [
+            KeyAlgorithm::EcdsaP256,
+            KeyAlgorithm::EcdsaP384,
+            KeyAlgorithm::Rsa2048,
+            KeyAlgorithm::Ed25519,
+        ] {
+            let software = SoftwareKey::generate(algorithm).unwrap();
+            let spki = software.public_key_der().to_vec();
+            let public_key = SubjectPublicKeyInfo::from_der(&spki)
+                .map(|(_, s)| s.subject_public_key.data.to_vec())
+                .unwrap();
+            let key = CsrKey {
+                signer: Arc::new(software),
+                public_key,
+            };
+            let mut params = rcgen::CertificateParams::new(vec!["k.ra.test".into()]).unwrap();
+            params.distinguished_name = rcgen::DistinguishedName::new();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, "k.ra.test");
+            let der = params.serialize_request(&key).unwrap().der().to_vec();
+            let (_, csr) = X509CertificationRequest::from_der(&der).unwrap();
+            csr.verify_signature()
+                .unwrap_or_else(|e| panic!("{algorithm}: {e}"));
+            assert_eq!(csr.certification_request_info.subject_pki.raw, &spki[..]);
+        }
+    }
+
+    /// A token profile's stored settings name the PIN's variable, never a PIN.
+    #[test]
+    fn token_settings_hold_no_pin() {
+        let settings = TokenSettings {
+            module: Some("/usr/lib/softhsm/libsofthsm2.so".into()),
+            token_label: Some("ra-keys".into()),
+            pin_env: Some("RA_KEYS_PIN".into()),
+        };
+        let text = serde_json::to_string(&settings).unwrap();
+        assert_eq!(
+            text,
+            r#"{"module":"/usr/lib/softhsm/libsofthsm2.so","tokenLabel":"ra-keys","pinEnv":"RA_KEYS_PIN"}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<TokenSettings>(&text).unwrap(),
+            settings
+        );
+    }
+}
