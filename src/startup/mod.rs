@@ -18,6 +18,7 @@ use rand::RngCore;
 
 use crate::api::acme::{AcmeServer, AcmeSettings};
 use crate::api::admin::AdminApi;
+use crate::api::czertainly::CzertainlyApi;
 use crate::api::iam::IamApi;
 use crate::api::identity::IdentityApi;
 use crate::api::repository::Repository;
@@ -121,6 +122,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
             kek.clone(),
             ra_settings(&cfg),
         )
+        .with_issuers(cas.clone())
         .with_audit(audit.clone()),
     );
     // The embedded file has no other writer, so every challenge in flight was this process's
@@ -163,6 +165,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
     // api: ACME directories (with their nonces), admin, identity, IAM, repository
     let directories = acme_directories(&cfg, &cas, &ra, &nonces);
     let identity_api = IdentityApi::new(identity.clone());
+    let czertainly = CzertainlyApi::new(ra.clone(), identity.clone());
     let iam_api = IamApi::new(iam, identity.clone());
     let admin = AdminApi::new(
         ra.clone(),
@@ -208,16 +211,20 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         header_timeout: Duration::from_secs(cfg.server.header_timeout_secs.max(1)),
         max_connections: cfg.server.max_connections,
     };
-    let app = Arc::new(App::new(
-        directories.clone(),
-        repository,
-        admin,
-        identity_api,
-        iam_api,
-        http_settings,
-    ));
+    let app = Arc::new(
+        App::new(
+            directories.clone(),
+            repository,
+            admin,
+            identity_api,
+            iam_api,
+            http_settings,
+        )
+        .with_czertainly(czertainly),
+    );
 
     // background work
+    spawn_ra_operations(ra.clone());
     spawn_audit_checkpoints(&cfg, &cas, &store)?;
     spawn_housekeeping(
         store,
@@ -479,6 +486,20 @@ fn spawn_housekeeping(
                 if let Err(e) = store.prune_nonces(at).await {
                     tracing::warn!(error = %e, "pruning redeemed nonces failed");
                 }
+            }
+        }
+    });
+}
+
+/// The RA client operations' background work (an upstream's pending certificate to collect, an
+/// operation whose process stopped), taken up every two seconds, on every replica.
+fn spawn_ra_operations(ra: Arc<Ra>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            if let Err(e) = ra.run_due_operations().await {
+                tracing::warn!(error = %e, "taking up RA operations failed");
             }
         }
     });
