@@ -31,7 +31,7 @@ impl Repository {
 
     pub async fn handle(&self, method: &http::Method, path: &str, body: &mut RequestBody) -> Reply {
         match path.strip_prefix("/ca/") {
-            Some(file) => self.issuer_certificate(method, file),
+            Some(file) => self.issuer_certificate(method, file).await,
             None => self.revocation_document(method, body, path).await,
         }
     }
@@ -40,14 +40,14 @@ impl Repository {
 impl Repository {
     /// The issuing CA certificate a leaf's AIA caIssuers names (RFC 5280 §4.2.2.1): DER as
     /// `application/pkix-cert` at `/ca/NAME.der`, PEM at `/ca/NAME.pem`.
-    fn issuer_certificate(&self, method: &http::Method, file: &str) -> Reply {
+    async fn issuer_certificate(&self, method: &http::Method, file: &str) -> Reply {
         if method != http::Method::GET && method != http::Method::HEAD {
             return Reply::text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
         }
         let Some((name, pem)) = der_or_pem(file, ".der") else {
             return Reply::text(StatusCode::NOT_FOUND, "not found\n");
         };
-        match self.revocation.issuer_certificate(name) {
+        match self.revocation.issuer_certificate(name).await {
             Some(der) if pem => Reply::bytes(
                 "application/x-pem-file",
                 crate::pki::pem::to_pem("CERTIFICATE", &der),

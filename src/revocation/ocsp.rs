@@ -13,11 +13,11 @@ use pkid_backends::ocsp::{
 };
 use pkid_backends::BackendError;
 
-use super::{canonical_serial_hex, odt, reason_of, Revocation, RevocationError};
+use super::{canonical_serial_hex, odt, reason_of, IssuerState, Revocation, RevocationError};
 use crate::store::{now, CertificateRow, CertificateStatus, StoreError};
 
-/// Cached OCSP responses by (issuer index, CertID DER).
-pub(super) type OcspCache = HashMap<(usize, Vec<u8>), Arc<CachedResponse>>;
+/// Cached OCSP responses by (issuer name, CertID DER).
+pub(super) type OcspCache = HashMap<(String, Vec<u8>), Arc<CachedResponse>>;
 
 pub(super) struct CachedResponse {
     revoked_at: Option<i64>,
@@ -44,9 +44,10 @@ impl Revocation {
             }
         };
         // One issuer per response: every CertID must name the same local issuer.
+        let issuers = self.issuer_states().await;
         let mut issuer_index = None;
         for id in &request.cert_ids {
-            let found = self.issuers.iter().position(|i| match id.hash {
+            let found = issuers.iter().position(|i| match id.hash {
                 HashAlg::Sha1 => i.name_sha1 == id.name_hash && i.key_sha1 == id.key_hash,
                 HashAlg::Sha256 => i.name_sha256 == id.name_hash && i.key_sha256 == id.key_hash,
             });
@@ -58,14 +59,14 @@ impl Revocation {
                 (Some(f), _) => issuer_index = Some(f),
             }
         }
-        let Some(index) = issuer_index else {
+        let Some(state) = issuer_index.and_then(|i| issuers.get(i)) else {
             return error_response(OcspError::MalformedRequest);
         };
         let at = now();
 
         let mut looked_up = Vec::with_capacity(request.cert_ids.len());
         for id in &request.cert_ids {
-            match self.lookup(index, &id.serial).await {
+            match self.lookup(state, &id.serial).await {
                 Ok(stored) => looked_up.push(stored),
                 Err(e) => {
                     tracing::error!(error = %e, "OCSP lookup failed");
@@ -77,7 +78,7 @@ impl Revocation {
         let cacheable = request.cert_ids.len() == 1 && request.nonce.is_none();
         if cacheable {
             if let (Some(id), Some(Some(stored))) = (request.cert_ids.first(), looked_up.first()) {
-                if let Some(hit) = self.cached(index, &id.der, stored.revoked_at, at) {
+                if let Some(hit) = self.cached(state, &id.der, stored.revoked_at, at) {
                     return hit;
                 }
             }
@@ -89,7 +90,7 @@ impl Revocation {
             .map(|(id, stored)| (id.der.as_slice(), stored.as_ref()))
             .collect();
         match self
-            .sign_response(index, &ids, request.nonce.clone(), at)
+            .sign_response(state, &ids, request.nonce.clone(), at)
             .await
         {
             Ok((der, expires_at)) => {
@@ -97,13 +98,13 @@ impl Revocation {
                     if let (Some(id), Some(Some(stored))) =
                         (request.cert_ids.first(), looked_up.first())
                     {
-                        self.remember(index, &id.der, stored.revoked_at, at, expires_at, &der);
+                        self.remember(state, &id.der, stored.revoked_at, at, expires_at, &der);
                     }
                 }
                 der
             }
             Err(e) => {
-                tracing::error!(issuer = %self.issuers[index].ca.name, error = %e, "OCSP signing failed");
+                tracing::error!(issuer = %state.ca.name, error = %e, "OCSP signing failed");
                 error_response(OcspError::TryLater)
             }
         }
@@ -112,10 +113,10 @@ impl Revocation {
     /// The issued certificate of this issuer with this serial (content octets, no sign byte).
     async fn lookup(
         &self,
-        index: usize,
+        state: &IssuerState,
         serial: &[u8],
     ) -> Result<Option<CertificateRow>, StoreError> {
-        let issuer = &self.issuers[index].ca.name;
+        let issuer = &state.ca.name;
         let stored = self
             .store
             .certificate(&canonical_serial_hex(&hex::encode(serial)))
@@ -128,13 +129,12 @@ impl Revocation {
     /// and when it stops being valid.
     pub(super) async fn sign_response(
         &self,
-        index: usize,
+        state: &IssuerState,
         ids: &[(&[u8], Option<&CertificateRow>)],
         nonce: Option<Vec<u8>>,
         at: i64,
     ) -> Result<(Vec<u8>, i64), RevocationError> {
-        let state = &self.issuers[index];
-        let responder = match self.responder(index, at).await {
+        let responder = match self.responder(state, at).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(issuer = %state.ca.name, error = %e, "no delegated OCSP responder: the issuer signs");
@@ -174,20 +174,20 @@ impl Revocation {
 
     fn cached(
         &self,
-        index: usize,
+        state: &IssuerState,
         cert_id: &[u8],
         revoked_at: Option<i64>,
         at: i64,
     ) -> Option<Vec<u8>> {
         let cache = self.cache.lock().ok()?;
-        let hit = cache.get(&(index, cert_id.to_vec()))?;
+        let hit = cache.get(&(state.ca.name.clone(), cert_id.to_vec()))?;
         (hit.revoked_at == revoked_at && hit.stale_at > at && hit.expires_at > at)
             .then(|| hit.der.clone())
     }
 
     fn remember(
         &self,
-        index: usize,
+        state: &IssuerState,
         cert_id: &[u8],
         revoked_at: Option<i64>,
         at: i64,
@@ -205,14 +205,14 @@ impl Revocation {
             if cache.len() >= OCSP_CACHE_MAX {
                 cache.clear();
             }
-            cache.insert((index, cert_id.to_vec()), Arc::new(cached));
+            cache.insert((state.ca.name.clone(), cert_id.to_vec()), Arc::new(cached));
         }
     }
 
     /// Re-sign cached responses that go stale before `horizon`, with the current status, so
     /// relying parties keep getting pre-signed answers (bounded per round).
     pub async fn refresh_ocsp_cache(&self, horizon: i64) {
-        let due: Vec<(usize, Vec<u8>)> = match self.cache.lock() {
+        let due: Vec<(String, Vec<u8>)> = match self.cache.lock() {
             Ok(cache) => cache
                 .iter()
                 .filter(|(_, c)| c.stale_at <= horizon)
@@ -221,11 +221,19 @@ impl Revocation {
                 .collect(),
             Err(_) => return,
         };
-        for (index, cert_id) in due {
+        for (issuer, cert_id) in due {
             let Ok(parsed) = parse_cert_id(&cert_id) else {
                 continue;
             };
-            let stored = match self.lookup(index, &parsed.serial).await {
+            let Ok(state) = self.issuer(&issuer).await else {
+                // An issuer no longer published (a deleted CA): its answers go.
+                if let Ok(mut cache) = self.cache.lock() {
+                    cache.remove(&(issuer, cert_id));
+                }
+                continue;
+            };
+            let state = state.as_ref();
+            let stored = match self.lookup(state, &parsed.serial).await {
                 Ok(Some(stored)) => stored,
                 Ok(None) => continue,
                 Err(e) => {
@@ -235,11 +243,11 @@ impl Revocation {
             };
             let at = now();
             match self
-                .sign_response(index, &[(&cert_id, Some(&stored))], None, at)
+                .sign_response(state, &[(&cert_id, Some(&stored))], None, at)
                 .await
             {
                 Ok((der, expires_at)) => {
-                    self.remember(index, &cert_id, stored.revoked_at, at, expires_at, &der)
+                    self.remember(state, &cert_id, stored.revoked_at, at, expires_at, &der)
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "re-signing a cached OCSP response failed");

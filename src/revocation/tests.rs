@@ -179,7 +179,8 @@ async fn union_of_shards_is_the_set_of_revoked_unexpired_serials() {
         } else {
             checks += 1;
             let at = now() + if rng.gen_bool(0.5) { 0 } else { 600 };
-            let state = w.revocation.issuer("test").unwrap();
+            let state = w.revocation.issuer("test").await.unwrap();
+            let state = state.as_ref();
             let expected: BTreeSet<String> = model
                 .iter()
                 .filter(|(_, not_after, revoked, _)| *revoked && *not_after > at)
@@ -273,8 +274,16 @@ async fn a_delegated_responder_signs_and_is_renewed_before_expiry() {
     let kek = Arc::new(KeyEncryptionKey::generate());
     let revocation = delegated(&w, &kek);
     let at = now();
-    let first = revocation.responder(0, at).await.unwrap().unwrap();
-    let again = revocation.responder(0, at + 10).await.unwrap().unwrap();
+    let first = revocation
+        .responder(&revocation.issuer("test").await.unwrap(), at)
+        .await
+        .unwrap()
+        .unwrap();
+    let again = revocation
+        .responder(&revocation.issuer("test").await.unwrap(), at + 10)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         first.cert_der, again.cert_der,
         "a valid responder is reused"
@@ -297,7 +306,12 @@ async fn a_delegated_responder_signs_and_is_renewed_before_expiry() {
     let (serial, _, _) = issue(&w.ca, 86400).await;
     let stored = w.store.certificate(&serial).await.unwrap().unwrap();
     let (response, expires_at) = revocation
-        .sign_response(0, &[(b"\x30\x00".as_slice(), Some(&stored))], None, at)
+        .sign_response(
+            &revocation.issuer("test").await.unwrap(),
+            &[(b"\x30\x00".as_slice(), Some(&stored))],
+            None,
+            at,
+        )
         .await
         .unwrap();
     assert!(expires_at <= first.not_after);
@@ -309,7 +323,10 @@ async fn a_delegated_responder_signs_and_is_renewed_before_expiry() {
     );
     // Past two thirds of its life it is replaced, and the new one is stored sealed.
     let renewed = revocation
-        .responder(0, first.renew_at + 1)
+        .responder(
+            &revocation.issuer("test").await.unwrap(),
+            first.renew_at + 1,
+        )
         .await
         .unwrap()
         .unwrap();
@@ -326,7 +343,11 @@ async fn a_delegated_responder_signs_and_is_renewed_before_expiry() {
     assert!(sealed.contains("PKID ENCRYPTED PRIVATE KEY"), "{sealed}");
     // Another replica (same database and KEK) loads the stored responder instead of issuing.
     let replica = delegated(&w, &kek);
-    let loaded = replica.responder(0, now()).await.unwrap().unwrap();
+    let loaded = replica
+        .responder(&replica.issuer("test").await.unwrap(), now())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(loaded.cert_der == renewed.cert_der || loaded.cert_der == first.cert_der);
     let rows_after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ocsp_responders")
         .fetch_one(w.store.pool())
@@ -343,8 +364,8 @@ fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
 }
 
 /// An OCSPRequest for one serial of the world's issuer, SHA-1 CertID, no nonce.
-fn ocsp_request(w: &World, serial_hex: &str) -> Vec<u8> {
-    let state = w.revocation.issuer("test").unwrap();
+async fn ocsp_request(w: &World, serial_hex: &str) -> Vec<u8> {
+    let state = w.revocation.issuer("test").await.unwrap();
     let algorithm = tlv(0x30, &[&tlv(0x06, OID_SHA1)[..], &[0x05, 0x00]].concat());
     let cert_id = tlv(
         0x30,
@@ -364,7 +385,7 @@ fn ocsp_request(w: &World, serial_hex: &str) -> Vec<u8> {
 async fn cached_ocsp_responses_are_re_signed_before_they_go_stale() {
     let w = world(1).await;
     let (serial, _, _) = issue(&w.ca, 86400).await;
-    let request = ocsp_request(&w, &serial);
+    let request = ocsp_request(&w, &serial).await;
     let first = w.revocation.answer_ocsp(&request).await;
     assert_eq!(
         &first[..5],
@@ -476,7 +497,8 @@ async fn a_replica_taking_the_lease_after_another_signed_serves_its_crl() {
     );
     let signed = w.revocation.current_crl("test").await.unwrap();
     assert!(signed.number > before);
-    let state = b.issuer("test").unwrap();
+    let state = b.issuer("test").await.unwrap();
+    let state = state.as_ref();
     let served = b
         .sign_if_lease_free(state, CrlScope::Full, false, at)
         .await

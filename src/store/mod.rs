@@ -45,6 +45,9 @@
 //! - `authorizations.rs`: authorizations and challenges (RFC 8555 §7.5).
 //! - `certificates.rs`: the issuance cycle's records (to-be-signed, issued, abandoned) and the
 //!   certificates.
+//! - `authorities.rs`: CAs made at run time (the issuer registry's stored part) and the version
+//!   every change of them bumps; `cert_requests.rs`: certificate requests (Notary);
+//!   `account_numbers.rs`: Notary's integer account numbers over the users.
 //! - `crls.rs`: revocations, CRLs (RFC 5280 §5), the leases of their generation.
 //! - `ocsp.rs`: delegated OCSP responders (RFC 6960).
 //! - `fast/`: the ACME fast paths: reads answered from memory (SQLite) or with the nonce
@@ -52,8 +55,11 @@
 //! - `connections.rs`: the connections the store holds; `group_commit.rs`: SQLite's writer.
 //! - `tests.rs`: the store against a real SQLite file.
 
+mod account_numbers;
 mod accounts;
+mod authorities;
 mod authorizations;
+pub mod cert_requests;
 mod certificates;
 mod clients;
 pub mod connections;
@@ -61,6 +67,7 @@ mod crls;
 mod eab;
 mod fast;
 mod group_commit;
+mod inventory;
 mod nonces;
 mod ocsp;
 mod orders;
@@ -86,12 +93,16 @@ use connections::{Conn, Connections, Kind};
 use group_commit::{After, GroupCommit, JobFuture};
 use sql::run_on;
 
+pub use account_numbers::AccountNumbered;
 pub use accounts::NewAccountOutcome;
+pub use authorities::{CaCertified, CaRow, NewCaRow};
 pub use authorizations::NewAuthz;
+pub use cert_requests::{CertRequestRow, NewCertRequest, SignedRequest};
 pub use certificates::{IssuedRecord, PendingCertificate};
 pub use clients::ClientRow;
 pub use fast::{Prefetch, Prefetched};
 pub use group_commit::Written;
+pub use inventory::{IssuerInventory, EXPIRY_HORIZON_DAYS};
 pub use orders::{AuthzReuse, Claim, OrderAuthz, OrderReuse};
 pub use rows::{
     AccountRow, AuthzRow, CertificateRow, ChallengeRow, CrlMeta, CrlRow, EabKeyRow,

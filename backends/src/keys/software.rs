@@ -234,6 +234,11 @@ impl SoftwareBackend {
     pub fn issuer(&self) -> &IssuerInfo {
         &self.issuer
     }
+
+    /// A key in memory has no sessions.
+    fn session_use(&self) -> Option<crate::SessionUse> {
+        None
+    }
 }
 
 crate::local::local_signing_backend!(SoftwareBackend, "software");

@@ -7,6 +7,7 @@ pub mod crl;
 pub(crate) mod der;
 pub mod ocsp;
 pub mod ocsp_request;
+pub mod template;
 
 use self::builder::IssuerInfo;
 use crate::{BackendError, Capabilities, CrlRequest, Issuance, IssuanceJournal, IssueRequest};
@@ -35,6 +36,20 @@ pub(crate) async fn issue(
     issued.push(leaf);
     issued.extend(chain.iter().take(chain.len().saturating_sub(1)).cloned());
     Ok(Issuance::Issued { chain: issued })
+}
+
+/// A signature over a fixed probe by the issuing key, checked: whether the key signs now.
+pub(crate) async fn probe(issuer: &IssuerInfo) -> Result<(), BackendError> {
+    const PROBE: &[u8] = b"pkid readiness probe";
+    let key = issuer.key.clone();
+    let check = move || {
+        let signature = key.sign(PROBE)?;
+        builder::verify_signature(PROBE, key.algorithm(), &signature, key.public_key_der())
+    };
+    if issuer.key.signs_inline() {
+        return check();
+    }
+    builder::on_signing_thread(issuer.key.as_ref(), "probe", check).await
 }
 
 pub(crate) async fn sign_crl(
@@ -118,6 +133,24 @@ macro_rules! local_signing_backend {
                 req: $crate::local::ocsp::OcspResponseRequest,
             ) -> Result<Vec<u8>, $crate::BackendError> {
                 $crate::local::sign_ocsp(&self.issuer, req).await
+            }
+
+            async fn sign_ca_certificate(
+                &self,
+                template: $crate::CaTemplate,
+                subject_spki: &[u8],
+                journal: &dyn $crate::IssuanceJournal,
+            ) -> Result<Vec<u8>, $crate::BackendError> {
+                $crate::local::template::issue_ca(&template, subject_spki, &self.issuer, journal)
+                    .await
+            }
+
+            async fn probe(&self) -> Result<(), $crate::BackendError> {
+                $crate::local::probe(&self.issuer).await
+            }
+
+            fn session_use(&self) -> Option<$crate::SessionUse> {
+                self.session_use()
             }
         }
     };
