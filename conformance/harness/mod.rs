@@ -13,6 +13,7 @@
 //! - `http01`: the http-01 responder
 //! - `client`: the suites' ACME client, a panicking layer over `acme`
 //! - `certs`: the checks a user would make on what pkid issues
+//! - `schemathesis`: a surface's OpenAPI document run by schemathesis
 //!
 //! Mounted by the conformance test binary and by `cargo bench --bench acme` (`#[path]`: a bench
 //! target cannot use the test binary's modules); items here may be unused by one of them.
@@ -27,6 +28,7 @@ pub mod made;
 pub mod pkid;
 pub mod postgres;
 pub mod process;
+pub mod schemathesis;
 pub mod softhsm;
 pub mod tls;
 pub mod upstream;

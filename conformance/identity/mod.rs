@@ -7,7 +7,8 @@
 //!
 //! - `matrix`: every principal kind × every action, one table;
 //! - `tokens`: `/login`, `/token` and the access tokens;
-//! - `operators`: password guessing, the operator commands, two replicas on PostgreSQL.
+//! - `operators`: password guessing, the operator commands, two replicas on PostgreSQL;
+//! - `openapi`: the surface's OpenAPI document, held to the surface and run by schemathesis.
 //!
 //! The helpers here serve `client_certs` and `jws` too: users are made the same way there.
 
@@ -235,5 +236,6 @@ pub(crate) fn jwt_parts(token: &str) -> (Value, Value, String) {
 }
 
 mod matrix;
+mod openapi;
 mod operators;
 mod tokens;

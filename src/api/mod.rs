@@ -24,7 +24,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, StatusCode};
 use rustls_pki_types::CertificateDer;
-use serde_json::Value;
 
 pub use body::{BodyError, RequestBody};
 
@@ -84,7 +83,9 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub fn json(status: StatusCode, value: &Value) -> Reply {
+    /// `value` as JSON: a wire type of the surface (whose schema its OpenAPI document shows), or
+    /// a `serde_json::Value`.
+    pub fn json<T: serde::Serialize + ?Sized>(status: StatusCode, value: &T) -> Reply {
         Reply {
             status,
             headers: Vec::new(),

@@ -157,9 +157,9 @@ impl TokenKeys {
         &self.issuer
     }
 
-    /// The JWK Set of `/.well-known/jwks.json`.
-    pub fn jwks(&self) -> Value {
-        json!({ "keys": [self.jwk] })
+    /// The keys of the JWK Set of `/.well-known/jwks.json` (RFC 7517 §5): the one signing key.
+    pub fn public_keys(&self) -> Vec<Value> {
+        vec![self.jwk.clone()]
     }
 
     /// A signed token carrying `claims`.
@@ -260,7 +260,7 @@ mod tests {
         .unwrap();
         assert_eq!(header["alg"], "ES256");
         assert_eq!(header["typ"], "JWT");
-        assert_eq!(header["kid"], keys.jwks()["keys"][0]["kid"]);
+        assert_eq!(header["kid"], keys.public_keys()[0]["kid"]);
     }
 
     #[test]

@@ -192,9 +192,9 @@ impl Identity {
         Arc::new(StoredBindings(self.reads.clone()))
     }
 
-    /// The JWK Set of the token signing key (`/.well-known/jwks.json`).
-    pub fn jwks(&self) -> Value {
-        self.keys.jwks()
+    /// The keys of the JWK Set of the token signing key (`/.well-known/jwks.json`).
+    pub fn token_keys(&self) -> Vec<Value> {
+        self.keys.public_keys()
     }
 
     /// Who the request is from, by the first credential it carries, in this order:

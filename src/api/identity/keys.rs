@@ -10,16 +10,12 @@
 use std::sync::Arc;
 
 use http::{Method, StatusCode};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
+use super::error;
+use super::wire::{KeyBinding, KeyBindingAnswer};
 use crate::api::Reply;
 use crate::identity::signed_request::{is_thumbprint, BoundKey, KeyBindings, BINDINGS_PATH};
-
-/// `{"error": message}` with `status`, not to be cached.
-fn error(status: StatusCode, message: &str) -> Reply {
-    Reply::json(status, &json!({ "error": message }))
-        .header(http::header::CACHE_CONTROL, "no-store")
-}
 
 /// The key bindings' resources.
 pub struct IdentityKeys {
@@ -74,15 +70,14 @@ impl IdentityKeys {
             tracing::error!(thumbprint, "a bound key is stored unreadable");
             return failed();
         };
-        Reply::json(
-            StatusCode::OK,
-            &json!({"result": {
-                "thumbprint": thumbprint,
-                "jwk": jwk,
-                "username": bound.username,
-            }}),
-        )
-        .header(http::header::CACHE_CONTROL, "no-store")
+        let answer = KeyBindingAnswer {
+            result: KeyBinding {
+                thumbprint: thumbprint.to_string(),
+                jwk,
+                username: bound.username,
+            },
+        };
+        Reply::json(StatusCode::OK, &answer).header(http::header::CACHE_CONTROL, "no-store")
     }
 }
 
@@ -90,6 +85,8 @@ impl IdentityKeys {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use std::collections::BTreeMap;
+
+    use serde_json::json;
 
     use super::*;
 

@@ -10,17 +10,20 @@
 //!   JWS-signed request (`identity::signed_request`) is one credential among the others.
 //! - `GET /identity/keys/{thumbprint}`: a key binding, the `kid` of the requests its key signs
 //!   (`keys.rs`), shown to its user and to admins.
+//! - `GET /identity/openapi.json`: this surface's OpenAPI 3.1 document (`openapi.rs`), derived
+//!   from its wire types (`wire.rs`).
 //!
 //! Every answer carries `Cache-Control: no-store`, but the JWK Set's.
 
 mod keys;
+mod openapi;
 mod token;
+mod wire;
 
 use std::sync::Arc;
 
 use http::{Method, StatusCode};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::api::{Caller, Reply, RequestBody, RequestHead};
 use crate::identity::{
@@ -34,18 +37,14 @@ pub struct IdentityApi {
 
 /// `{"error": message}` with `status`, not to be cached.
 fn error(status: StatusCode, message: &str) -> Reply {
-    Reply::json(status, &json!({ "error": message }))
-        .header(http::header::CACHE_CONTROL, "no-store")
+    let body = wire::ErrorBody {
+        error: message.to_string(),
+    };
+    Reply::json(status, &body).header(http::header::CACHE_CONTROL, "no-store")
 }
 
 fn method_not_allowed(allowed: &'static str) -> Reply {
     error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed").header(http::header::ALLOW, allowed)
-}
-
-#[derive(Deserialize)]
-struct Login {
-    email: Option<String>,
-    password: Option<String>,
 }
 
 impl IdentityApi {
@@ -107,7 +106,8 @@ impl IdentityApi {
             }
             ("/login", _) => method_not_allowed("POST"),
             ("/.well-known/jwks.json", &Method::GET | &Method::HEAD) => {
-                Reply::json(StatusCode::OK, &self.identity.jwks())
+                let keys = self.identity.token_keys();
+                Reply::json(StatusCode::OK, &wire::JwkSet { keys })
                     .header(http::header::CACHE_CONTROL, "public, max-age=300")
             }
             ("/.well-known/jwks.json", _) => method_not_allowed("GET, HEAD"),
@@ -120,21 +120,27 @@ impl IdentityApi {
                 self.me(head, &body).await
             }
             ("/identity/me", _) => method_not_allowed("GET"),
+            (openapi::PATH, &Method::GET) => Reply {
+                status: StatusCode::OK,
+                headers: Vec::new(),
+                content_type: "application/json",
+                body: openapi::document().into(),
+            },
+            (openapi::PATH, _) => method_not_allowed("GET"),
             _ => error(StatusCode::NOT_FOUND, "no such identity resource"),
         }
     }
 
     /// Notary's `POST /login`.
     async fn login(&self, body: &[u8], caller: &Caller) -> Reply {
-        let Ok(login) = serde_json::from_slice::<Login>(body) else {
+        let Ok(json) = serde_json::from_slice::<Value>(body) else {
             return error(StatusCode::BAD_REQUEST, "Invalid JSON format");
         };
-        let (Some(email), Some(password)) = (login.email, login.password) else {
-            return error(StatusCode::BAD_REQUEST, "Email and password are required");
+        let login = match serde_json::from_value::<wire::LoginRequest>(json) {
+            Ok(login) if !login.email.is_empty() && !login.password.is_empty() => login,
+            _ => return error(StatusCode::BAD_REQUEST, "Email and password are required"),
         };
-        if email.is_empty() || password.is_empty() {
-            return error(StatusCode::BAD_REQUEST, "Email and password are required");
-        }
+        let (email, password) = (login.email, login.password);
         match self
             .identity
             .login(&email, &password, caller.peer.ip())
@@ -142,7 +148,11 @@ impl IdentityApi {
         {
             Ok(issued) => Reply::json(
                 StatusCode::OK,
-                &json!({"result": {"token": issued.access_token}}),
+                &wire::LoginAnswer {
+                    result: wire::LoginResult {
+                        token: issued.access_token,
+                    },
+                },
             )
             .header(http::header::CACHE_CONTROL, "no-store"),
             Err(GrantError::Throttled(t)) => error(
@@ -212,27 +222,9 @@ impl IdentityApi {
             return error(StatusCode::UNAUTHORIZED, "authentication is required")
                 .header(http::header::WWW_AUTHENTICATE, r#"Bearer realm="pkid""#);
         }
-        Reply::json(StatusCode::OK, &json!({ "result": describe(&principal) }))
-            .header(http::header::CACHE_CONTROL, "no-store")
-    }
-}
-
-/// A principal as `/identity/me` shows it.
-fn describe(principal: &Principal) -> Value {
-    match principal {
-        Principal::Anonymous => json!({"kind": "anonymous"}),
-        Principal::Operator { token_id } => json!({"kind": "operator", "token_id": token_id}),
-        Principal::User(user) => json!({
-            "kind": "user",
-            "id": user.id,
-            "username": user.username,
-            "email": user.email,
-            "roles": user.roles.iter().map(|r| r.name()).collect::<Vec<_>>(),
-            "proof": user.proof.name(),
-            "scopes": user.scopes,
-        }),
-        Principal::Client { client_id, scopes } => {
-            json!({"kind": "client", "client_id": client_id, "scopes": scopes})
-        }
+        let answer = wire::MeAnswer {
+            result: wire::Whoami::from(&principal),
+        };
+        Reply::json(StatusCode::OK, &answer).header(http::header::CACHE_CONTROL, "no-store")
     }
 }

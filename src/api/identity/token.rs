@@ -16,13 +16,13 @@ use std::collections::BTreeMap;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use http::{HeaderMap, StatusCode};
-use serde_json::json;
 
+use super::wire::{OAuthError, TokenAnswer};
 use crate::api::{BodyError, Caller, Reply};
 use crate::identity::{ClientCredentials, GrantError, Identity};
 
 /// An answer of this endpoint: JSON, never cached.
-fn answer(status: StatusCode, body: &serde_json::Value) -> Reply {
+fn answer<T: serde::Serialize>(status: StatusCode, body: &T) -> Reply {
     Reply::json(status, body)
         .header(http::header::CACHE_CONTROL, "no-store")
         .header(http::header::PRAGMA, "no-cache")
@@ -32,7 +32,10 @@ fn answer(status: StatusCode, body: &serde_json::Value) -> Reply {
 fn oauth_error(status: StatusCode, code: &str, description: &str) -> Reply {
     answer(
         status,
-        &json!({"error": code, "error_description": description}),
+        &OAuthError {
+            error: code.to_string(),
+            error_description: description.to_string(),
+        },
     )
 }
 
@@ -197,12 +200,12 @@ pub(super) async fn serve(
     match issued {
         Ok(token) => answer(
             StatusCode::OK,
-            &json!({
-                "access_token": token.access_token,
-                "token_type": "Bearer",
-                "expires_in": token.expires_in,
-                "scope": token.scope.unwrap_or_default(),
-            }),
+            &TokenAnswer {
+                access_token: token.access_token,
+                token_type: "Bearer",
+                expires_in: token.expires_in,
+                scope: token.scope.unwrap_or_default(),
+            },
         ),
         Err(e) => grant_error(&e, used_basic),
     }
