@@ -31,6 +31,7 @@ use time::OffsetDateTime;
 
 pub mod keys;
 pub mod local;
+pub mod metrics;
 pub mod sealed;
 pub mod secret;
 #[cfg(test)]
@@ -475,6 +476,10 @@ pub trait SigningBackend: Send + Sync {
     /// signature is checked; an upstream CA is not probed (it answers when it issues).
     async fn probe(&self) -> Result<(), BackendError> {
         Ok(())
+    }
+    /// What kind of backend this is, for metrics: `software`, `pkcs11`, `acme`, `cfssl` …
+    fn kind(&self) -> &'static str {
+        "remote"
     }
     /// PKCS#11 session use of the issuing key, for metrics; `None` for other keys.
     fn session_use(&self) -> Option<SessionUse> {

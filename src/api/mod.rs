@@ -7,6 +7,8 @@
 //! - [`identity`]: `/token` (OAuth2), `/login` (Notary), `/.well-known/jwks.json`, `/identity/me`,
 //!   `/identity/keys/{thumbprint}` (key bindings).
 //! - [`repository`]: CRLs, OCSP and CA certificates for relying parties (`/crl`, `/ocsp`, `/ca`).
+//! - [`notary`]: Notary's certificate requests, CAs and accounts under `/api/v1`, and `/status`.
+//! - [`operations`]: `/metrics` (Prometheus) and `/readyz` for monitoring and load balancers.
 //!
 //! What the transport hands a surface and takes back is here: who is on the other end of the
 //! connection ([`Caller`]), the request's [`RequestBody`], read by the surface that wants it, and
@@ -16,6 +18,8 @@ pub mod acme;
 pub mod admin;
 mod body;
 pub mod identity;
+pub mod notary;
+pub mod operations;
 pub mod repository;
 
 use std::net::SocketAddr;
@@ -58,6 +62,8 @@ impl Caller {
 pub struct RequestHead<'a> {
     pub method: &'a http::Method,
     pub path: &'a str,
+    /// The query string, without its `?`.
+    pub query: Option<&'a str>,
     pub headers: &'a HeaderMap,
     pub caller: &'a Caller,
     /// `https://host[:port]`, as the client addressed pkid.

@@ -29,6 +29,8 @@ use tracing::Instrument;
 use crate::api::acme::{header_value, AcmeServer};
 use crate::api::admin::AdminApi;
 use crate::api::identity::IdentityApi;
+use crate::api::notary::NotaryApi;
+use crate::api::operations::Operations;
 use crate::api::repository::Repository;
 use crate::api::{Caller, Reply, RequestBody, RequestHead};
 
@@ -51,6 +53,10 @@ pub struct App {
     pub admin: AdminApi,
     /// `/token`, `/login`, `/.well-known/jwks.json`, `/identity/…`.
     pub identity: IdentityApi,
+    /// `/api/v1/…` (Notary), `/status`.
+    pub notary: NotaryApi,
+    /// `/metrics`, `/readyz`; and the requests served, counted.
+    pub operations: Operations,
     pub settings: HttpSettings,
     request_counter: AtomicU64,
 }
@@ -70,6 +76,8 @@ impl App {
         repository: Repository,
         admin: AdminApi,
         identity: IdentityApi,
+        notary: NotaryApi,
+        operations: Operations,
         settings: HttpSettings,
     ) -> App {
         App {
@@ -77,6 +85,8 @@ impl App {
             repository,
             admin,
             identity,
+            notary,
+            operations,
             settings,
             request_counter: AtomicU64::new(0),
         }
@@ -129,6 +139,9 @@ impl App {
             };
             // Whatever the surface did not read, so that its answer reaches the client.
             body.drain(self.settings.max_body_bytes).await;
+            self.operations
+                .requests
+                .record(&method, &path, reply.status, started.elapsed());
             tracing::debug!(
                 status = reply.status.as_u16(),
                 elapsed_ms = started.elapsed().as_millis() as u64,
@@ -156,18 +169,24 @@ impl App {
         if surface == Surface::RevocationOnly {
             return Reply::text(StatusCode::NOT_FOUND, "not found\n");
         }
-        if path.starts_with("/admin/") || IdentityApi::serves(path) {
+        if Operations::serves(path) {
+            return self.operations.handle(&parts.method, path).await;
+        }
+        if path.starts_with("/admin/") || IdentityApi::serves(path) || NotaryApi::serves(path) {
             let limit = self.settings.max_body_bytes;
             let origin = self.origin(parts);
             let head = RequestHead {
                 method: &parts.method,
                 path,
+                query: parts.uri.query(),
                 headers: &parts.headers,
                 caller,
                 origin: &origin,
             };
             return if path.starts_with("/admin/") {
                 self.admin.handle(&head, body, limit).await
+            } else if NotaryApi::serves(path) {
+                self.notary.handle(&head, body).await
             } else {
                 self.identity.handle(&head, body, limit).await
             };

@@ -15,7 +15,8 @@
 //! - [`authorizations`]: pre-authorization, deactivation, challenge validation through `va`
 //! - [`revoke`]: who may revoke, with which reason
 //! - `cas`: CAs made at run time (the issuer registry's stored part); `cert_requests`:
-//!   certificate requests signed by them (Notary)
+//!   certificate requests signed by them (Notary); `users`: Notary's accounts over identity's
+//!   users
 //! - [`recovery`]: orders and challenges left behind by a stop
 //! - [`policy`], [`binding`]: the rules; [`ids`]: names of new objects
 
@@ -30,6 +31,7 @@ mod orders;
 pub mod policy;
 mod recovery;
 mod revoke;
+mod users;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -17,6 +17,8 @@ use rand::RngCore;
 use crate::api::acme::{AcmeServer, AcmeSettings};
 use crate::api::admin::AdminApi;
 use crate::api::identity::IdentityApi;
+use crate::api::notary::NotaryApi;
+use crate::api::operations::Operations;
 use crate::api::repository::Repository;
 use crate::ca::{Ca, IssuanceProfile};
 use crate::config::Config;
@@ -80,6 +82,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         cas,
         default_ca,
         revocation,
+        issuers,
         root_path,
         kek,
         ..
@@ -149,6 +152,13 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
     // api: ACME directories (with their nonces), admin, identity, repository
     let directories = acme_directories(&cfg, &cas, &ra, &nonces);
     let identity_api = IdentityApi::new(identity.clone());
+    let notary = NotaryApi::new(
+        ra.clone(),
+        identity.clone(),
+        revocation.clone(),
+        &cfg.base_url(),
+    );
+    let operations = Operations::new(store.reads(), issuers);
     let admin = AdminApi::new(
         ra.clone(),
         identity,
@@ -179,6 +189,8 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         repository,
         admin,
         identity_api,
+        notary,
+        operations,
         http_settings,
     ));
 

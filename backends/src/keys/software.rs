@@ -241,7 +241,7 @@ impl SoftwareBackend {
     }
 }
 
-crate::local::local_signing_backend!(SoftwareBackend, "software");
+crate::local::local_signing_backend!(SoftwareBackend, "software", "software");
 
 fn cert_pem(der: &[u8]) -> String {
     pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()))

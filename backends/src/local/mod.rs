@@ -74,9 +74,10 @@ pub(crate) async fn sign_ocsp(
     .await
 }
 
-/// `SigningBackend` for a local backend type with `name`, `issuer` and `chain` fields.
+/// `SigningBackend` for a local backend type with `name`, `issuer` and `chain` fields; `$what`
+/// names it in messages, `$kind` in metrics.
 macro_rules! local_signing_backend {
-    ($backend:ty, $what:literal) => {
+    ($backend:ty, $what:literal, $kind:literal) => {
         #[async_trait::async_trait]
         impl $crate::SigningBackend for $backend {
             fn name(&self) -> &str {
@@ -96,7 +97,14 @@ macro_rules! local_signing_backend {
                 req: $crate::IssueRequest,
                 journal: &dyn $crate::IssuanceJournal,
             ) -> Result<$crate::Issuance, $crate::BackendError> {
-                $crate::local::issue(&self.issuer, &self.chain, req, journal).await
+                let work = $crate::local::issue(&self.issuer, &self.chain, req, journal);
+                $crate::metrics::timed(
+                    &self.name,
+                    $kind,
+                    $crate::metrics::Operation::Certificate,
+                    work,
+                )
+                .await
             }
 
             async fn poll(
@@ -125,14 +133,18 @@ macro_rules! local_signing_backend {
                 &self,
                 req: $crate::CrlRequest,
             ) -> Result<Vec<u8>, $crate::BackendError> {
-                $crate::local::sign_crl(&self.issuer, req).await
+                let work = $crate::local::sign_crl(&self.issuer, req);
+                $crate::metrics::timed(&self.name, $kind, $crate::metrics::Operation::Crl, work)
+                    .await
             }
 
             async fn sign_ocsp(
                 &self,
                 req: $crate::local::ocsp::OcspResponseRequest,
             ) -> Result<Vec<u8>, $crate::BackendError> {
-                $crate::local::sign_ocsp(&self.issuer, req).await
+                let work = $crate::local::sign_ocsp(&self.issuer, req);
+                $crate::metrics::timed(&self.name, $kind, $crate::metrics::Operation::Ocsp, work)
+                    .await
             }
 
             async fn sign_ca_certificate(
@@ -141,8 +153,23 @@ macro_rules! local_signing_backend {
                 subject_spki: &[u8],
                 journal: &dyn $crate::IssuanceJournal,
             ) -> Result<Vec<u8>, $crate::BackendError> {
-                $crate::local::template::issue_ca(&template, subject_spki, &self.issuer, journal)
-                    .await
+                let work = $crate::local::template::issue_ca(
+                    &template,
+                    subject_spki,
+                    &self.issuer,
+                    journal,
+                );
+                $crate::metrics::timed(
+                    &self.name,
+                    $kind,
+                    $crate::metrics::Operation::CaCertificate,
+                    work,
+                )
+                .await
+            }
+
+            fn kind(&self) -> &'static str {
+                $kind
             }
 
             async fn probe(&self) -> Result<(), $crate::BackendError> {

@@ -149,4 +149,4 @@ impl Pkcs11Backend {
     }
 }
 
-crate::local::local_signing_backend!(Pkcs11Backend, "PKCS#11");
+crate::local::local_signing_backend!(Pkcs11Backend, "PKCS#11", "pkcs11");
