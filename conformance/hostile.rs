@@ -1,5 +1,6 @@
 //! Hostile input over every surface of a real pkid: the ACME surface (default and named
-//! directories), the admin REST surface and the plain-HTTP revocation listener (CRLs, OCSP).
+//! directories), the admin REST surface (on its own listener; the public one answers it 404)
+//! and the plain-HTTP revocation listener (CRLs, OCSP).
 //!
 //! Every request goes on the wire byte for byte as written here (a small HTTP/1.1 client over
 //! TLS or TCP), so that what no HTTP library would send can be sent: oversized and endless
@@ -776,19 +777,35 @@ async fn acme_rows(
     ]
 }
 
-fn admin_rows(https: &Wire, token: &str) -> Vec<Row> {
+/// The admin API's rows, sent to the admin listener (`admin`); the public listener (`https`)
+/// answers the admin API as an unknown path, whatever the request carries.
+fn admin_rows(admin: &Wire, https: &Wire, token: &str) -> Vec<Row> {
     let bearer = format!("Bearer {token}");
     let auth: (&str, &[u8]) = ("Authorization", bearer.as_bytes());
     let json_type: (&str, &[u8]) = ("Content-Type", b"application/json");
     let row = |name, request, expect| Row {
         name,
-        wire: https.clone(),
+        wire: admin.clone(),
         request,
         expect,
+    };
+    let public = |name, request| Row {
+        name,
+        wire: https.clone(),
+        request,
+        expect: Expect::Plain(404),
     };
     let create = |body: &[u8]| http("POST", b"/admin/eab-keys", &[auth, json_type], body);
     let huge_token = format!("Bearer {}", "t".repeat(60_000));
     vec![
+        public(
+            "admin API on the public listener, with a token",
+            http("GET", b"/admin/eab-keys", &[auth], b""),
+        ),
+        public(
+            "admin API on the public listener, a creation",
+            create(br#"{"note":"public"}"#),
+        ),
         row(
             "admin without a token",
             http("GET", b"/admin/eab-keys", &[], b""),
@@ -1184,6 +1201,7 @@ async fn hostile_input_on_every_surface_gets_an_error_in_its_shape_and_pkid_surv
     within(TEST_BOUND, Box::pin(async {
         let root = env.pkid.root_pem();
         let https = Wire::https(env.pkid.https_addr(), &root, b"http/1.1");
+        let admin = Wire::https(env.pkid.admin_addr(), &root, b"http/1.1");
         let plain = Wire::plain(env.pkid.http_addr());
 
         let token = env.pkid.admin_token("hostile").await;
@@ -1220,7 +1238,7 @@ async fn hostile_input_on_every_surface_gets_an_error_in_its_shape_and_pkid_surv
         // Boxed: the rows' future is too large for a test thread's stack.
         let mut rows =
             Box::pin(acme_rows(&https, &signer, &ready.finalize_url(), &ready_names)).await;
-        rows.extend(admin_rows(&https, &token));
+        rows.extend(admin_rows(&admin, &https, &token));
         rows.extend(revocation_rows(&plain, &https));
         let mut failures = Vec::new();
         let mut slowest = Duration::ZERO;
@@ -1251,7 +1269,7 @@ async fn hostile_input_on_every_surface_gets_an_error_in_its_shape_and_pkid_surv
             ),
             (
                 "admin endless chunked body",
-                endless_chunked(&https, "/admin/eab-keys", &[auth]).await,
+                endless_chunked(&admin, "/admin/eab-keys", &[auth]).await,
                 Expect::Admin(413),
             ),
             (
@@ -1263,7 +1281,7 @@ async fn hostile_input_on_every_surface_gets_an_error_in_its_shape_and_pkid_surv
         let (jose_headers, admin_headers, ocsp_headers) = ([jose_type], [auth], [ocsp_type]);
         let (acme_slow, admin_slow, ocsp_slow) = tokio::join!(
             trickled_body(&https, &new_order, &jose_headers),
-            trickled_body(&https, "/admin/eab-keys", &admin_headers),
+            trickled_body(&admin, "/admin/eab-keys", &admin_headers),
             trickled_body(&plain, "/ocsp", &ocsp_headers),
         );
         let trickled = [
@@ -1322,7 +1340,7 @@ async fn hostile_input_on_every_surface_gets_an_error_in_its_shape_and_pkid_surv
             failures.push(format!("database changed: {before:?} -> {after:?}"));
         }
         db.close().await;
-        let keys = https
+        let keys = admin
             .exchange(&http("GET", b"/admin/eab-keys", &[auth], b""))
             .await
             .unwrap_or_else(|err| panic!("list EAB keys: {err}"));

@@ -14,12 +14,16 @@
 //!
 //! The suites, each a module named as its file (test names are `module::test`):
 //! - `issuance`: one order issues at most once however finalize races; orders survive restarts
+//! - `directories`: an account and every resource stay in the ACME directory they were made in
+//!   (EAB of one directory not bypassed through another), on SQLite and PostgreSQL
 //! - `jws`: crafted JWS requests (§6.2, §6.5) real clients never send; REST requests signed
 //!   with a key bound to a user
 //! - `badinput`: requests that break RFC 8555 get their problem and leave the database unchanged
 //! - `identity`: who may do what (the authorization matrix: passwords, OAuth2 tokens, linked
 //!   certificates, JWS-bound keys, admin tokens), the OAuth2 token endpoint, access tokens,
 //!   password guessing slowed, the user, client and admin token commands
+//! - `admin_listener`: the admin API on its own listener only (404 on the public one); no start
+//!   beyond loopback without `server.base_url`
 //! - `hostile`: hostile bytes on every surface (ACME, admin, CRL/OCSP) get bounded answers
 //! - `caa`: CAA (RFC 8659, RFC 8657 parameters) as pkid's validator sees it
 //! - `validation`: the validator is no SSRF tool: redirect and address rules, no echoed answers
@@ -33,21 +37,27 @@
 //! - `replicas`: several pkid replicas on one PostgreSQL share nonces, orders and CRLs
 //! - `faults`: SIGKILL and PostgreSQL restarts under load, graceful stop, connection limits
 //! - `load`: pkid-loadgen issues every ordered certificate and reports JSON that adds up
+//! - `ops`: OCSP signs nothing for nonces, unknown serials or several CertIDs, and is limited
+//!   per client; pkid's TLS certificate renewed while serving, an operator's reloaded; the
+//!   audit trail verifies after real traffic and fails at the first tampered entry
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
 
+mod admin_listener;
 mod backends;
 mod badinput;
 mod caa;
 mod client_certs;
+mod directories;
 mod faults;
 mod hostile;
 mod identity;
 mod issuance;
 mod jws;
 mod load;
+mod ops;
 mod proxy;
 mod replicas;
 mod revocation;

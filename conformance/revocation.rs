@@ -1,15 +1,16 @@
 //! Revocation by the operator: `pkid revoke SERIAL --reason N` run beside a live server (same
 //! configuration, same database) shows at once in what relying parties fetch: the CRL at the
 //! leaf's distribution point (RFC 5280 §5, reason code §5.3.1), `openssl verify -crl_check`, and
-//! the OCSP responder (RFC 6960: `revoked`, `good` for a live certificate, `unknown` for a serial
-//! pkid never issued). `pkid crl generate --out FILE` writes a CRL that `openssl crl` verifies.
+//! the OCSP responder (RFC 6960: `revoked`, `good` for a live certificate, the unsigned
+//! `unauthorized` for a serial pkid never issued). `pkid crl generate --out FILE` writes a CRL
+//! that `openssl crl` verifies.
 //! The revocation's invalidity date (RFC 5280 §5.3.2) shows in the CRL entry and in OCSP, and
 //! pkilint (`lint_crl`, `lint_ocsp_response`) finds no error in what pkid serves.
 //!
 //! With `ca.crl_shards = 4` and `ca.ocsp_responder = "delegated"`: each certificate names its
 //! shard's CRL, whose issuingDistributionPoint scopes it (`openssl verify -crl_check` finds the
 //! revoked leaf revoked with its shard's CRL, and no CRL for it in another shard's); the complete
-//! CRL lists it too; OCSP (POST and GET, SHA-1 and SHA-256 CertIDs, nonce echoed) is signed by a
+//! CRL lists it too; OCSP (POST and GET, SHA-1 and SHA-256 CertIDs, a nonce ignored) is signed by a
 //! delegated responder certificate (id-kp-OCSPSigning, id-pkix-ocsp-nocheck) that `openssl ocsp`
 //! verifies with the CA.
 //!
@@ -68,6 +69,25 @@ fn check_crl(der: &[u8], work: &Path, name: &str, bundle: &Path) -> (PathBuf, St
     ]);
     assert!(ok, "openssl crl -text:\n{text}");
     (pem, text)
+}
+
+/// OCSP for a serial pkid never issued: `unauthorized`, unsigned (RFC 6960 §2.3), so that no
+/// guessed serial makes pkid sign.
+fn assert_unauthorized(issuer: &Path, ocsp_url: &str, serial: &str) {
+    let (_, text) = openssl(&[
+        "ocsp".as_ref(),
+        "-issuer".as_ref(),
+        issuer.as_os_str(),
+        "-serial".as_ref(),
+        serial.as_ref(),
+        "-url".as_ref(),
+        ocsp_url.as_ref(),
+        "-no_nonce".as_ref(),
+    ]);
+    assert!(
+        text.contains("Responder Error: unauthorized"),
+        "OCSP of a serial pkid never issued:\n{text}"
+    );
 }
 
 /// Issues a certificate for `names` with the test client; returns its PEM chain.
@@ -182,8 +202,8 @@ async fn cli_revoke_shows_in_crl_openssl_verify_and_ocsp() {
             "OCSP gives the reason and the invalidity date:\n{text}"
         );
         assert!(
-            text.contains("OCSP Nonce") && !text.contains("WARNING"),
-            "the nonce is echoed:\n{text}"
+            text.contains("WARNING: no nonce in response") && !text.contains("OCSP Nonce"),
+            "the nonce is not echoed (the answer is pre-signed):\n{text}"
         );
         pkilint_ocsp_response(&response);
         assert_eq!(
@@ -191,11 +211,7 @@ async fn cli_revoke_shows_in_crl_openssl_verify_and_ocsp() {
             "good",
             "OCSP of the live leaf"
         );
-        assert_eq!(
-            ocsp_status(&issuer, &bundle, &ocsp_url, OcspSubject::Serial("0x1234")),
-            "unknown",
-            "OCSP of a serial pkid never issued"
-        );
+        assert_unauthorized(&issuer, &ocsp_url, "0x1234");
 
         // The PEM twin of the DER CRL lists the same entry.
         let pem_url = crl_url.replace(".crl", ".pem");
@@ -369,8 +385,8 @@ async fn sharded_crls_and_a_delegated_ocsp_responder() {
                 "signed by a delegated responder, sent in the response:\n{text}"
             );
             assert!(
-                text.contains("OCSP Nonce") && !text.contains("WARNING"),
-                "{digest}: nonce echoed:\n{text}"
+                text.contains("WARNING: no nonce in response") && !text.contains("OCSP Nonce"),
+                "{digest}: the nonce is not echoed:\n{text}"
             );
             pkilint_ocsp_response(&response);
             // The responder certificate the response carries passes pkilint's RFC 5280 lint.
@@ -396,11 +412,7 @@ async fn sharded_crls_and_a_delegated_ocsp_responder() {
             &[],
         );
         assert_eq!(status, "good", "OCSP of the live leaf");
-        assert_eq!(
-            ocsp_status(&issuer, &bundle, &ocsp_url, OcspSubject::Serial("0x1234")),
-            "unknown",
-            "OCSP of a serial pkid never issued"
-        );
+        assert_unauthorized(&issuer, &ocsp_url, "0x1234");
 
         // GET (RFC 6960 §A.1): the base64 request in the path.
         let request = work.join("request.der");

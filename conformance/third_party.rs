@@ -705,10 +705,7 @@ async fn admin_rest_manages_eab_keys_that_lego_uses() {
     within(TEST_BOUND, async {
         let token = env.pkid.admin_token("test").await;
         let http = crate::harness::tls::https_client(&env.pkid.root_pem()).unwrap();
-        let base = env
-            .pkid
-            .directory_url()
-            .replace("/acme/directory", "/admin/eab-keys");
+        let base = env.pkid.admin_url("/admin/eab-keys");
 
         let anonymous = http.get(&base).send().await.unwrap();
         assert_eq!(anonymous.status(), 401);

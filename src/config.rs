@@ -23,6 +23,7 @@ pub struct Config {
     pub ca: CaConfig,
     pub acme: AcmeConfig,
     pub identity: IdentityConfig,
+    pub audit: AuditConfig,
     pub log: LogConfig,
     /// Signing backends by name. `default`, a software CA, always exists: it issues pkid's own
     /// TLS certificate and its root is `root.pem`.
@@ -57,12 +58,24 @@ pub struct ServerConfig {
     /// Address the HTTPS listener binds.
     pub listen: SocketAddr,
     /// Base URL clients use to reach pkid (every absolute URL pkid emits starts with it).
-    /// Empty: `https://localhost:<listen port>`.
+    /// Empty: taken from each request's Host header, which only a loopback `listen` allows.
     pub base_url: String,
     /// Extra names (DNS or IP) for the server's own TLS certificate, besides localhost/127.0.0.1/::1.
     pub tls_names: Vec<String>,
+    /// Seconds pkid's own TLS certificate is valid; it is renewed in place at two thirds of it.
+    pub tls_lifetime_secs: u64,
+    /// The operator's own TLS certificate chain (PEM, leaf first) and its key (PEM, PKCS#8,
+    /// PKCS#1 or SEC1), instead of one issued by the default CA; both or neither. Re-read when
+    /// either file changes (checked every `tls_reload_secs`).
+    pub tls_certificate: PathBuf,
+    pub tls_key: PathBuf,
+    /// Seconds between checks of `tls_certificate` and `tls_key` for a change.
+    pub tls_reload_secs: u64,
     /// Plain-HTTP listener for CRLs and OCSP only (`/crl/…`, `/ocsp`); empty: none.
     pub http_listen: String,
+    /// HTTPS listener for the admin API (`/admin/…`) only, with the same TLS certificate;
+    /// the public listener answers `/admin/…` 404. Empty: no admin API.
+    pub admin_listen: String,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// Seconds a client has to send its request headers, then its body; a connection idle
@@ -117,6 +130,9 @@ pub struct CaConfig {
     pub delta_crls: bool,
     /// Who signs OCSP responses: the issuing CA itself, or a delegated responder certificate.
     pub ocsp_responder: OcspResponderMode,
+    /// OCSP requests one client (an IPv4 address, an IPv6 /64) may send per minute; past it:
+    /// 429 with the `tryLater` status. 0: no limit.
+    pub ocsp_requests_per_minute: u32,
     /// Validity of delegated OCSP responder certificates, seconds (renewed at 2/3 of it).
     pub ocsp_responder_lifetime_secs: u64,
     /// `crl_shards` and `ocsp_responder` for one backend, overriding the values above.
@@ -328,6 +344,28 @@ impl Default for IdentityConfig {
     }
 }
 
+/// The audit trail (`docs/security.md`): every state change, hash-chained, with signed
+/// checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Seconds between signed checkpoints of the chain's head (one is made only when entries
+    /// were added since the last). 0: none.
+    pub checkpoint_interval_secs: u64,
+    /// The backend (a name under `[backends]`, a local key: software or PKCS#11) whose issuing
+    /// key signs the checkpoints.
+    pub checkpoint_backend: String,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            checkpoint_interval_secs: 3600,
+            checkpoint_backend: "default".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
@@ -346,6 +384,7 @@ impl Default for Config {
             ca: CaConfig::default(),
             acme: AcmeConfig::default(),
             identity: IdentityConfig::default(),
+            audit: AuditConfig::default(),
             log: LogConfig::default(),
             backends: BTreeMap::from([(
                 "default".to_string(),
@@ -363,7 +402,12 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             base_url: String::new(),
             tls_names: Vec::new(),
+            tls_lifetime_secs: 30 * 86400,
+            tls_certificate: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            tls_reload_secs: 60,
             http_listen: "127.0.0.1:8080".into(),
+            admin_listen: "127.0.0.1:8444".into(),
             max_body_bytes: 64 * 1024,
             header_timeout_secs: 10,
             max_connections: 4096,
@@ -385,6 +429,7 @@ impl Default for CaConfig {
             crl_shards: 1,
             delta_crls: false,
             ocsp_responder: OcspResponderMode::Issuer,
+            ocsp_requests_per_minute: 1200,
             ocsp_responder_lifetime_secs: 4 * 86400,
             revocation_by_backend: BTreeMap::new(),
             alternate_chains: BTreeMap::new(),
@@ -547,11 +592,65 @@ impl Config {
             .collect()
     }
 
-    /// What the configuration must hold together before anything is opened: profiles whose
-    /// policies can be written, directory names that are not ACME resource names, each
-    /// directory's backend and default profile known, client certificate anchors naming
-    /// configured backends, and trusted proxies that are address ranges.
+    /// The admin listener's address, if there is one.
+    pub fn admin_listen(&self) -> Result<Option<SocketAddr>, String> {
+        if self.server.admin_listen.is_empty() {
+            return Ok(None);
+        }
+        self.server.admin_listen.parse().map(Some).map_err(|_| {
+            format!(
+                "server.admin_listen {:?} is not an ip:port address",
+                self.server.admin_listen
+            )
+        })
+    }
+
+    /// Every absolute URL pkid writes (the ACME directory, account URLs that become JWS `kid`s
+    /// and CAA `accounturi`s, the `url` a signed request must name, the issuer of access
+    /// tokens) comes from `server.base_url`, or else from the request's Host header. Whoever
+    /// reaches the listener chooses the Host header: beyond loopback, a base URL is required.
+    /// The admin listener is an address of its own.
+    fn check_listeners(&self) -> Result<(), String> {
+        let listen = self.server.listen;
+        if self.server.base_url.is_empty() && !listen.ip().to_canonical().is_loopback() {
+            return Err(format!(
+                "server.base_url must be set when server.listen ({listen}) is not a loopback \
+                 address: without it every URL pkid writes (ACME accounts and orders, the url a \
+                 signed request must name, CAA accounturi) would come from each request's Host \
+                 header. Set it to the URL clients reach pkid at, e.g. https://ca.example:{}",
+                listen.port()
+            ));
+        }
+        if let Some(admin) = self.admin_listen()? {
+            if admin == listen {
+                return Err(format!(
+                    "server.admin_listen ({admin}) must differ from server.listen"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// What the configuration must hold together before anything is opened: a base URL for a
+    /// listener beyond loopback and an admin listener of its own, profiles whose policies can
+    /// be written, directory names that are not ACME resource names, each directory's backend
+    /// and default profile known, client certificate anchors naming configured backends, and
+    /// trusted proxies that are address ranges.
     pub fn check(&self) -> Result<(), String> {
+        self.check_listeners()?;
+        let (certificate, key) = (&self.server.tls_certificate, &self.server.tls_key);
+        if certificate.as_os_str().is_empty() != key.as_os_str().is_empty() {
+            return Err("server.tls_certificate and server.tls_key go together: give both".into());
+        }
+        if self.server.tls_lifetime_secs < 2 {
+            return Err("server.tls_lifetime_secs: at least 2 seconds".into());
+        }
+        if !self.backends.contains_key(&self.audit.checkpoint_backend) {
+            return Err(format!(
+                "audit.checkpoint_backend: backend {:?} is not configured",
+                self.audit.checkpoint_backend
+            ));
+        }
         let registry = &self.ca.registry;
         if registry.key_custody == pkid_backends::KeyCustody::Pkcs11 && registry.pkcs11.is_none() {
             return Err(
@@ -685,6 +784,42 @@ mod tests {
         assert!(with("team-1", default_not_offered)
             .unwrap_err()
             .contains("default profile \"tls-server\" is not offered"));
+    }
+
+    /// A listener beyond loopback needs a base URL (URLs never from the Host header there);
+    /// the admin listener is an address of its own.
+    #[test]
+    fn listeners_beyond_loopback_need_a_base_url() {
+        let with = |listen: &str, base_url: &str, admin: &str| {
+            let mut cfg = Config::default();
+            cfg.server.listen = listen.parse().unwrap();
+            cfg.server.base_url = base_url.into();
+            cfg.server.admin_listen = admin.into();
+            cfg.check()
+        };
+        for loopback in ["127.0.0.1:8443", "127.0.0.2:8443", "[::1]:8443"] {
+            assert_eq!(with(loopback, "", "127.0.0.1:8444"), Ok(()), "{loopback}");
+        }
+        for beyond in [
+            "0.0.0.0:8443",
+            "[::]:8443",
+            "192.0.2.7:8443",
+            "[2001:db8::1]:8443",
+        ] {
+            let refused = with(beyond, "", "127.0.0.1:8444").unwrap_err();
+            assert!(
+                refused.starts_with("server.base_url must be set when server.listen"),
+                "{beyond}: {refused}"
+            );
+            assert_eq!(with(beyond, "https://ca.example", "127.0.0.1:8444"), Ok(()));
+        }
+        assert_eq!(with("127.0.0.1:8443", "", ""), Ok(()));
+        assert!(with("127.0.0.1:8443", "", "localhost:8444")
+            .unwrap_err()
+            .contains("is not an ip:port address"));
+        assert!(with("127.0.0.1:8443", "", "127.0.0.1:8443")
+            .unwrap_err()
+            .contains("must differ from server.listen"));
     }
 
     #[test]

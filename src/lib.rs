@@ -11,6 +11,7 @@
 //!              authorize(); the JWS verifier and nonces
 //! ra/          every write of every surface: policy, lifecycles, recovery; RaError
 //! va/ ca/ revocation/    validation and CAA; issuers and the issuance cycle; CRLs and OCSP
+//! audit/       the audit trail: every state change in a hash chain, signed checkpoints
 //! store/       sqlx over SQLite or PostgreSQL, one file per aggregate
 //! pkid-backends (crate)  signing: software keys, PKCS#11, upstream CAs
 //! pki/         CSR, RFC 3820 proxy files, JWK thumbprints, ARI, PEM: used by every layer
@@ -19,6 +20,7 @@
 //! verbs; `config` is the one `Config`.
 
 pub mod api;
+pub mod audit;
 pub mod ca;
 pub mod commands;
 pub mod config;

@@ -71,6 +71,28 @@ enum Command {
         #[command(subcommand)]
         command: ClientCommand,
     },
+    /// The audit trail: every state change, hash-chained, with signed checkpoints.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the whole chain and its signed checkpoints; fails with the first bad entry.
+    Verify,
+    /// List entries (position, time, principal, action, resource, outcome, detail).
+    List {
+        /// Only entries at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only entries of this principal (`user:alice`, `acme-account:ID`, `pkid` …).
+        #[arg(long)]
+        principal: Option<String>,
+    },
+    /// Sign a checkpoint of the chain's head now.
+    Checkpoint,
 }
 
 #[derive(Subcommand)]
@@ -158,6 +180,10 @@ enum EabCommand {
     Create {
         #[arg(long, default_value = "")]
         note: String,
+        /// The ACME directory the key is for (`default`, or a name of [acme.directories]): an
+        /// account it binds belongs to that directory.
+        #[arg(long, default_value = "default")]
+        directory: String,
         /// The bound account may order only names under this DNS suffix (repeatable).
         #[arg(long = "allow-dns-suffix")]
         allow_dns_suffixes: Vec<String>,
@@ -252,10 +278,18 @@ async fn dispatch(cfg: Config, command: Command) -> Result<(), BoxError> {
         } => pkid::commands::admin_token_revoke(&cfg, &id).await,
         Command::User { command } => user(&cfg, command).await,
         Command::Client { command } => client(&cfg, command).await,
+        Command::Audit { command } => match command {
+            AuditCommand::Verify => pkid::commands::audit::verify(&cfg).await,
+            AuditCommand::List { since, principal } => {
+                pkid::commands::audit::list(&cfg, since.as_deref(), principal.as_deref()).await
+            }
+            AuditCommand::Checkpoint => pkid::commands::audit::checkpoint(&cfg).await,
+        },
         Command::Eab {
             command:
                 EabCommand::Create {
                     note,
+                    directory,
                     allow_dns_suffixes,
                     allow_ip_ranges,
                     profiles,
@@ -269,7 +303,7 @@ async fn dispatch(cfg: Config, command: Command) -> Result<(), BoxError> {
                 },
                 profiles,
             };
-            pkid::commands::eab_create(&cfg, &note, &policy).await
+            pkid::commands::eab_create(&cfg, &directory, &note, &policy).await
         }
         Command::Eab {
             command: EabCommand::List,

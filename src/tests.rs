@@ -13,6 +13,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "startup",
         &[
             "api",
+            "audit",
             "ca",
             "config",
             "http",
@@ -27,6 +28,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "commands",
         &[
+            "audit",
             "ca",
             "config",
             "identity",
@@ -43,8 +45,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "api",
         &["ca", "identity", "pki", "ra", "revocation", "store", "va"],
     ),
-    ("identity", &["pki", "ra", "store"]),
-    ("ra", &["ca", "pki", "revocation", "store", "va"]),
+    ("identity", &["audit", "pki", "ra", "store"]),
+    ("ra", &["audit", "ca", "pki", "revocation", "store", "va"]),
+    ("audit", &["pki", "store"]),
     ("revocation", &["ca", "pki", "store"]),
     ("ca", &["pki", "store"]),
     ("va", &["pki"]),

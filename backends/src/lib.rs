@@ -17,7 +17,8 @@
 //!   ([`keys::software`]) and PKCS#11 tokens ([`keys::pkcs11`]);
 //! - [`local`]: what a local CA builds — certificates ([`local::builder`]), CRLs
 //!   ([`local::crl`]), OCSP responses ([`local::ocsp`]) and the OCSP requests they answer
-//!   ([`local::ocsp_request`]), over a small DER writer and reader;
+//!   ([`local::ocsp_request`]), audit checkpoints ([`local::checkpoint`]), over a small DER
+//!   writer and reader; every signature of a CA key counted ([`keys::counted`]);
 //! - [`upstream`]: remote CAs — ACME ([`upstream::acme`]) and CFSSL ([`upstream::cfssl`]);
 //! - [`sealed`] and [`secret`]: the key-encryption key and secrets read from the environment or
 //!   files.
@@ -494,5 +495,21 @@ pub trait SigningBackend: Send + Sync {
         Err(BackendError::Unsupported(
             "this backend does not sign OCSP responses",
         ))
+    }
+    /// Sign an audit checkpoint with the issuing key (local backends), domain-separated from
+    /// everything else the key signs ([`local::checkpoint`]); the algorithm and the signature.
+    async fn sign_checkpoint(
+        &self,
+        message: &[u8],
+    ) -> Result<(KeyAlgorithm, Vec<u8>), BackendError> {
+        let _ = message;
+        Err(BackendError::Unsupported(
+            "this backend holds no key to sign audit checkpoints with",
+        ))
+    }
+    /// Signatures the backend's key has made since it was opened (local backends); `None`:
+    /// the key is an upstream CA's.
+    fn signatures(&self) -> Option<u64> {
+        None
     }
 }

@@ -512,6 +512,10 @@ async fn time_startup(http: &reqwest::Client, work: &Path) -> (f64, Option<u64>)
             "PKID_SERVER__HTTP_LISTEN",
             format!("127.0.0.1:{}", free_port()),
         )
+        .env(
+            "PKID_SERVER__ADMIN_LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
         .env("PKID_LOG__LEVEL", "info");
     let url = format!("https://127.0.0.1:{port}/acme/directory");
     let spawned = Instant::now();

@@ -38,12 +38,16 @@ pub struct Pkid {
     port: u16,
     /// The plain-HTTP listener (CRLs, OCSP).
     http_port: u16,
+    /// The admin listener (`/admin/…`).
+    admin_port: u16,
     http01_port: u16,
     dns_addr: String,
     /// Extra `PKID_*` settings of this test, applied after the suite's defaults.
     settings: Vec<(String, String)>,
     /// One (stdout, stderr) pair of log files per start.
     logs: Vec<(PathBuf, PathBuf)>,
+    /// Roots (PEM) trusted besides `root.pem` when waiting for pkid: an operator's TLS CA.
+    extra_roots: Vec<u8>,
     child: Option<ChildGuard>,
 }
 
@@ -69,6 +73,7 @@ impl Pkid {
             work_dir,
             port: free_port(),
             http_port: free_port(),
+            admin_port: free_port(),
             http01_port,
             dns_addr: dns_addr.to_owned(),
             settings: settings
@@ -76,6 +81,7 @@ impl Pkid {
                 .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
                 .collect(),
             logs: Vec::new(),
+            extra_roots: Vec::new(),
             child: None,
         };
         pkid.spawn_and_wait().await;
@@ -94,6 +100,17 @@ impl Pkid {
     /// The plain-HTTP listener's address.
     pub fn http_addr(&self) -> std::net::SocketAddr {
         std::net::SocketAddr::from(([127, 0, 0, 1], self.http_port))
+    }
+
+    /// The admin listener's address (`server.admin_listen`).
+    pub fn admin_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.admin_port))
+    }
+
+    /// The URL of admin resource `path` (`/admin/…`), on the admin listener: the public one
+    /// answers it 404.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.admin_port)
     }
 
     /// The running server's PID (0 when stopped).
@@ -191,6 +208,10 @@ impl Pkid {
             ),
             ("PKID_SERVER__HTTP_LISTEN".to_owned(), self.http_listen()),
             (
+                "PKID_SERVER__ADMIN_LISTEN".to_owned(),
+                self.admin_addr().to_string(),
+            ),
+            (
                 "PKID_ACME__HTTP01_PORT".to_owned(),
                 self.http01_port.to_string(),
             ),
@@ -264,6 +285,12 @@ impl Pkid {
         self.settings.push((key.to_owned(), value.to_owned()));
     }
 
+    /// Trusts `root_pem` too when waiting for pkid to be ready (from the next start on): the CA
+    /// of a TLS certificate the test gives pkid (`server.tls_certificate`).
+    pub fn trust_also(&mut self, root_pem: &str) {
+        self.extra_roots.extend_from_slice(root_pem.as_bytes());
+    }
+
     /// Stops pkid if it runs, then starts it again on the same data folder and port.
     pub async fn restart(&mut self) {
         self.stop();
@@ -320,7 +347,8 @@ impl Pkid {
                 // The guard's Drop prints pkid's output.
                 panic!("pkid exited during start-up with {status}");
             }
-            if let Ok(root) = std::fs::read(self.root_pem_path()) {
+            if let Ok(mut root) = std::fs::read(self.root_pem_path()) {
+                root.extend_from_slice(&self.extra_roots);
                 match https_client(&root) {
                     Ok(http) => match http.get(self.directory_url()).send().await {
                         Ok(response) if response.status().as_u16() == 200 => return,

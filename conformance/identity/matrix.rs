@@ -38,20 +38,13 @@ struct Row {
 
 impl Credential {
     /// `method url` with `body`, authenticated this way (`http` for the plain ones).
-    async fn send(
-        &self,
-        http: &Client,
-        pkid: &Pkid,
-        method: Method,
-        url: &str,
-        body: &str,
-    ) -> Answer {
+    async fn send(&self, http: &Client, method: Method, url: &str, body: &str) -> Answer {
         let plain = |http: &Client| http.request(method.clone(), url).body(body.to_owned());
         match self {
             Credential::Anonymous => send(plain(http)).await,
             Credential::Bearer(token) => send(plain(http).bearer_auth(token)).await,
             Credential::Certificate(as_holder) => send(plain(as_holder)).await,
-            Credential::Jws(signer) => signed(http, pkid, signer, method, url, body).await,
+            Credential::Jws(signer) => signed(http, signer, method, url, body).await,
         }
     }
 }
@@ -315,20 +308,16 @@ async fn authorization_matrix() {
             },
         ];
         let me_url = format!("{}/identity/me", base(pkid));
-        let eab_keys = format!("{}/admin/eab-keys", base(pkid));
+        let eab_keys = pkid.admin_url("/admin/eab-keys");
         let mut wrong = Vec::new();
         for row in &rows {
             let before = eab_key_count(pkid).await;
             let note = json!({"note": row.who}).to_string();
             let credential = &row.credential;
             let got = [
-                credential.send(&http, pkid, Method::GET, &me_url, "").await,
-                credential
-                    .send(&http, pkid, Method::GET, &eab_keys, "")
-                    .await,
-                credential
-                    .send(&http, pkid, Method::POST, &eab_keys, &note)
-                    .await,
+                credential.send(&http, Method::GET, &me_url, "").await,
+                credential.send(&http, Method::GET, &eab_keys, "").await,
+                credential.send(&http, Method::POST, &eab_keys, &note).await,
             ];
             let statuses = got.each_ref().map(|a| a.status);
             if statuses != row.expect {
@@ -358,11 +347,7 @@ async fn authorization_matrix() {
         );
 
         // What /identity/me says of each kind.
-        let me_as = |row: usize| {
-            rows[row]
-                .credential
-                .send(&http, pkid, Method::GET, &me_url, "")
-        };
+        let me_as = |row: usize| rows[row].credential.send(&http, Method::GET, &me_url, "");
         let me = me_as(0).await;
         assert_eq!(me.body["result"]["kind"], "user");
         assert_eq!(me.body["result"]["username"], "ada");

@@ -191,11 +191,25 @@ pub(crate) fn binding_url(pkid: &Pkid, signer: &AcmeClient) -> String {
     format!("{}/identity/keys/{}", base(pkid), signer.key.thumbprint)
 }
 
+/// The binding URL under the origin of `url` (the listener a request goes to: the admin
+/// listener has an origin of its own).
+fn binding_url_for(url: &str, signer: &AcmeClient) -> String {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let origin_end = url[after_scheme..]
+        .find('/')
+        .map_or(url.len(), |i| after_scheme + i);
+    format!(
+        "{}/identity/keys/{}",
+        &url[..origin_end],
+        signer.key.thumbprint
+    )
+}
+
 /// A REST request signed as ACME requests are (RFC 8555 §6.2): `payload` (empty for a read) in
-/// a flattened JWS with a fresh nonce, `url` the request's URL and `kid` the key's binding.
+/// a flattened JWS with a fresh nonce, `url` the request's URL and `kid` the key's binding
+/// under the origin the request is sent to.
 pub(crate) async fn signed(
     http: &Client,
-    pkid: &Pkid,
     signer: &AcmeClient,
     method: Method,
     url: &str,
@@ -203,7 +217,7 @@ pub(crate) async fn signed(
 ) -> Answer {
     let nonce = signer.new_nonce().await;
     let protected =
-        json!({"alg": "ES256", "nonce": nonce, "url": url, "kid": binding_url(pkid, signer)});
+        json!({"alg": "ES256", "nonce": nonce, "url": url, "kid": binding_url_for(url, signer)});
     let jws = signer
         .key
         .sign_flattened(&protected, payload.as_bytes())

@@ -253,7 +253,7 @@ async fn operator_commands_manage_users_clients_and_admin_tokens() {
             line.contains("\tlive\t") && !list.contains(&token),
             "{list}"
         );
-        let eab_keys = format!("{}/admin/eab-keys", base(pkid));
+        let eab_keys = pkid.admin_url("/admin/eab-keys");
         let answer = send(http.get(&eab_keys).bearer_auth(&token)).await;
         assert_eq!(answer.status, 200);
         cli_ok(pkid, &["admin", "token", "revoke", &id]).await;
@@ -342,7 +342,7 @@ async fn replicas_on_postgresql_share_users_and_the_token_key() {
         )
         .await;
         let keys = send(
-            http.get(format!("{}/admin/eab-keys", base(a)))
+            http.get(a.admin_url("/admin/eab-keys"))
                 .bearer_auth(&client_token),
         )
         .await;

@@ -280,7 +280,7 @@ async fn token_endpoint_grants_errors_and_tokens() {
             let answer = whoami(&http, pkid, Some(token)).await;
             assert_eq!(answer.status, 401, "{what}: {}", answer.body);
             let admin = send(
-                http.get(format!("{}/admin/eab-keys", base(pkid)))
+                http.get(pkid.admin_url("/admin/eab-keys"))
                     .bearer_auth(token),
             )
             .await;

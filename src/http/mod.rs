@@ -3,9 +3,11 @@
 //! surface (`crate::api`), its body handed over unread, and the surface's [`Reply`] sent back.
 //!
 //! TLS client authentication is offered, never required ([`client_auth`]); the chain a client
-//! presents is read once per connection and handed to each of its requests in [`Caller`].
+//! presents is read once per connection and handed to each of its requests in [`Caller`]. The
+//! server's own certificate can be replaced while serving ([`server_cert`]).
 
 pub mod client_auth;
+pub mod server_cert;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -38,6 +40,8 @@ pub struct HttpSettings {
     /// Fixed origin for absolute URLs; `None`: taken from the request's Host header.
     pub base_url: Option<String>,
     pub default_origin: String,
+    /// The admin listener's origin when a request names no host (`https://localhost:PORT`).
+    pub default_admin_origin: String,
     pub max_body_bytes: usize,
     pub header_timeout: Duration,
     pub max_connections: usize,
@@ -64,8 +68,10 @@ pub struct App {
 /// Which resources a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Surface {
-    /// The HTTPS listener: everything.
-    All,
+    /// The public HTTPS listener: everything but the admin API.
+    Public,
+    /// The admin HTTPS listener (`server.admin_listen`): the admin API only.
+    Admin,
     /// The plain-HTTP listener: CRLs and OCSP only.
     RevocationOnly,
 }
@@ -92,10 +98,18 @@ impl App {
         }
     }
 
-    fn origin(&self, parts: &http::request::Parts) -> String {
-        if let Some(base) = &self.settings.base_url {
-            return base.clone();
-        }
+    /// The origin a request was sent to, as the URLs pkid writes and the `url` a JWS
+    /// signature covers name it: the base URL on the public listener when one is set (never
+    /// the Host header then). The admin listener writes no absolute URL; its origin, which only
+    /// a JWS-signed admin request's `url` names, is the one its client addressed.
+    fn origin(&self, parts: &http::request::Parts, surface: Surface) -> String {
+        let default = match surface {
+            Surface::Admin => &self.settings.default_admin_origin,
+            Surface::Public | Surface::RevocationOnly => match &self.settings.base_url {
+                Some(base) => return base.clone(),
+                None => &self.settings.default_origin,
+            },
+        };
         let host = parts
             .headers
             .get(http::header::HOST)
@@ -109,7 +123,7 @@ impl App {
             });
         match host {
             Some(h) => format!("https://{h}"),
-            None => self.settings.default_origin.clone(),
+            None => default.clone(),
         }
     }
 
@@ -153,8 +167,9 @@ impl App {
         .await
     }
 
-    /// The surface a path belongs to, by prefix; the plain-HTTP listener serves the
-    /// repository only.
+    /// The surface a path belongs to, by prefix: the plain-HTTP listener serves the
+    /// repository only, the admin listener the admin API only, and the public listener
+    /// everything else (`/admin/…` there is an unknown path, answered 404 like any other).
     async fn route(
         &self,
         parts: &http::request::Parts,
@@ -163,18 +178,28 @@ impl App {
         surface: Surface,
     ) -> Reply {
         let path = parts.uri.path();
-        if Repository::serves(path) {
-            return self.repository.handle(&parts.method, path, body).await;
+        let not_found = || Reply::text(StatusCode::NOT_FOUND, "not found\n");
+        let admin = path.starts_with("/admin/");
+        let served = match surface {
+            Surface::Public => !admin,
+            Surface::Admin => admin || path == "/healthz",
+            Surface::RevocationOnly => Repository::serves(path),
+        };
+        if !served {
+            return not_found();
         }
-        if surface == Surface::RevocationOnly {
-            return Reply::text(StatusCode::NOT_FOUND, "not found\n");
+        if Repository::serves(path) {
+            return self
+                .repository
+                .handle(&parts.method, path, body, caller.peer.ip())
+                .await;
         }
         if Operations::serves(path) {
             return self.operations.handle(&parts.method, path).await;
         }
-        if path.starts_with("/admin/") || IdentityApi::serves(path) || NotaryApi::serves(path) {
+        if admin || IdentityApi::serves(path) || NotaryApi::serves(path) {
             let limit = self.settings.max_body_bytes;
-            let origin = self.origin(parts);
+            let origin = self.origin(parts, surface);
             let head = RequestHead {
                 method: &parts.method,
                 path,
@@ -183,7 +208,7 @@ impl App {
                 caller,
                 origin: &origin,
             };
-            return if path.starts_with("/admin/") {
+            return if admin {
                 self.admin.handle(&head, body, limit).await
             } else if NotaryApi::serves(path) {
                 self.notary.handle(&head, body).await
@@ -192,7 +217,7 @@ impl App {
             };
         }
         if path == "/acme" || path.starts_with("/acme/") {
-            let origin = self.origin(parts);
+            let origin = self.origin(parts, surface);
             // The longest matching prefix wins: `/acme/NAME/…` before `/acme/…`.
             let directory = self
                 .acme

@@ -11,6 +11,8 @@
 
 use std::net::IpAddr;
 
+use serde_json::json;
+
 use super::authorize::{SCOPE_ADMIN_READ, SCOPE_ADMIN_WRITE};
 use super::clients::{self, Client, GrantType};
 use super::jwt::{Claims, Kind};
@@ -19,6 +21,7 @@ use super::throttle::Throttled;
 use super::users::find_login;
 use super::Identity;
 use crate::ra::ids::random_secret;
+use crate::ra::AuditEvent;
 use crate::store::{now, StoreError, UserRow};
 
 /// An access token, as the token endpoint answers it (RFC 6749 §5.1).
@@ -28,6 +31,8 @@ pub struct IssuedToken {
     pub expires_in: i64,
     /// The scopes granted, space-separated; `None`: not scope-limited (a login token).
     pub scope: Option<String>,
+    /// The token's id (its `jti`), for the audit trail: not a secret.
+    pub id: String,
 }
 
 /// Why no token was issued; the token endpoint answers each as RFC 6749 §5.2 says.
@@ -87,8 +92,53 @@ impl Identity {
         password: &str,
         peer: IpAddr,
     ) -> Result<IssuedToken, GrantError> {
-        let user = self.check_password(name, password, peer).await?;
-        self.issue_for_user(&user, None, None)
+        let issued = async {
+            let user = self.check_password(name, password, peer).await?;
+            Ok((self.issue_for_user(&user, None, None)?, user.username))
+        }
+        .await;
+        self.audit_grant(name, "login", peer, None, issued).await
+    }
+
+    /// Records a user's grant: the token issued to the user (by their username), or a
+    /// password that did not prove (by the name given). A throttled attempt checked nothing,
+    /// and a store failure decided nothing: neither is recorded.
+    async fn audit_grant(
+        &self,
+        name: &str,
+        grant: &str,
+        peer: IpAddr,
+        client_id: Option<&str>,
+        issued: Result<(IssuedToken, String), GrantError>,
+    ) -> Result<IssuedToken, GrantError> {
+        let (principal, issued) = match issued {
+            Ok((token, username)) => (format!("user:{username}"), Ok(token)),
+            Err(e) => (format!("user:{name}"), Err(e)),
+        };
+        self.record_grant(&principal, grant, peer, client_id, &issued)
+            .await;
+        issued
+    }
+
+    /// Records a grant's outcome for `principal` (see [`Identity::audit_grant`]).
+    async fn record_grant(
+        &self,
+        principal: &str,
+        grant: &str,
+        peer: IpAddr,
+        client_id: Option<&str>,
+        issued: &Result<IssuedToken, GrantError>,
+    ) {
+        let action = "login";
+        let detail = json!({ "grant": grant, "peer": peer.to_string(), "client_id": client_id });
+        let event = match issued {
+            Ok(token) => AuditEvent::success(principal, action, principal)
+                .with(detail)
+                .with(json!({ "token": token.id, "expires_in": token.expires_in })),
+            Err(GrantError::Throttled(_) | GrantError::Unavailable(_)) => return,
+            Err(e) => AuditEvent::failure(principal, action, principal, e.to_string()).with(detail),
+        };
+        self.audit.record(event).await;
     }
 
     /// RFC 6749 §4.3: the user's password, through an authenticated client.
@@ -100,23 +150,30 @@ impl Identity {
         scope: Option<&str>,
         peer: IpAddr,
     ) -> Result<IssuedToken, GrantError> {
-        let client = self
-            .authenticate_client(client, GrantType::Password, peer)
-            .await?;
-        let requested = client_scopes(&client, scope)?;
-        let user = self.check_password(username, password, peer).await?;
-        let roles = Role::parse_list(&user.roles).unwrap_or_default();
-        let granted: Vec<String> = requested
-            .iter()
-            .filter(|s| role_allows(&roles, s))
-            .cloned()
-            .collect();
-        if granted.is_empty() && !requested.is_empty() {
-            return Err(GrantError::InvalidScope(
-                "the user's roles allow none of the requested scopes".into(),
-            ));
+        let issued = async {
+            let client = self
+                .authenticate_client(client, GrantType::Password, peer)
+                .await?;
+            let requested = client_scopes(&client, scope)?;
+            let user = self.check_password(username, password, peer).await?;
+            let roles = Role::parse_list(&user.roles).unwrap_or_default();
+            let granted: Vec<String> = requested
+                .iter()
+                .filter(|s| role_allows(&roles, s))
+                .cloned()
+                .collect();
+            if granted.is_empty() && !requested.is_empty() {
+                return Err(GrantError::InvalidScope(
+                    "the user's roles allow none of the requested scopes".into(),
+                ));
+            }
+            let token =
+                self.issue_for_user(&user, Some(granted.join(" ")), Some(&client.client_id))?;
+            Ok((token, user.username))
         }
-        self.issue_for_user(&user, Some(granted.join(" ")), Some(&client.client_id))
+        .await;
+        self.audit_grant(username, "password", peer, Some(client.client_id), issued)
+            .await
     }
 
     /// RFC 6749 §4.4: a token for the client itself.
@@ -126,17 +183,24 @@ impl Identity {
         scope: Option<&str>,
         peer: IpAddr,
     ) -> Result<IssuedToken, GrantError> {
-        let client = self
-            .authenticate_client(client, GrantType::ClientCredentials, peer)
-            .await?;
-        let granted = client_scopes(&client, scope)?.join(" ");
-        self.issue(
-            &client.client_id,
-            Kind::Client,
-            Some(granted),
-            Vec::new(),
-            Some(&client.client_id),
-        )
+        let issued = async {
+            let client = self
+                .authenticate_client(client, GrantType::ClientCredentials, peer)
+                .await?;
+            let granted = client_scopes(&client, scope)?.join(" ");
+            self.issue(
+                &client.client_id,
+                Kind::Client,
+                Some(granted),
+                Vec::new(),
+                Some(&client.client_id),
+            )
+        }
+        .await;
+        let who = format!("client:{}", client.client_id);
+        self.record_grant(&who, "client_credentials", peer, None, &issued)
+            .await;
+        issued
     }
 
     /// The client whose credentials these are, allowed `grant`.
@@ -229,6 +293,7 @@ impl Identity {
             access_token,
             expires_in: self.settings.token_lifetime_secs,
             scope: claims.scope,
+            id: claims.jti,
         })
     }
 }

@@ -40,6 +40,7 @@ use pkid_backends::sealed::KeyEncryptionKey;
 use rustls_pki_types::CertificateDer;
 use serde_json::Value;
 
+use crate::audit::Audit;
 use crate::store::{now, Reads, Store, StoreError};
 
 pub use authorize::{authorize, Action, Denied, SCOPE_ADMIN_READ, SCOPE_ADMIN_WRITE};
@@ -142,6 +143,8 @@ pub struct Identity {
     certificates: Arc<ClientCertificates>,
     /// JWS-signed requests by keys bound to users.
     signed: SignedRequests,
+    /// Logins and the tokens they issue are recorded here.
+    audit: Audit,
 }
 
 /// Key bindings as the store keeps them (`user_keys` with its user).
@@ -183,8 +186,15 @@ impl Identity {
             throttle: Throttle::new(settings.throttle),
             settings,
             certificates,
-            signed: SignedRequests::new(nonces, bindings),
+            signed: SignedRequests::new(nonces, bindings).with_base(issuer),
+            audit: Audit::new(store.clone()),
         })
+    }
+
+    /// Identity recording into `audit` (the process's one trail handle).
+    pub fn with_audit(mut self, audit: Audit) -> Identity {
+        self.audit = audit;
+        self
     }
 
     /// The key bindings, for the URL that names each (`/identity/keys/{thumbprint}`).

@@ -24,7 +24,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
 
-use super::jws::JwsError;
+use super::jws::{nonce_of, Jws, JwsError};
 use crate::store::{now, AccountRow, Prefetch, Prefetched, Store, StoreError};
 
 const COUNTER_LEN: usize = 8;
@@ -157,6 +157,20 @@ impl NonceService {
     }
 
     /// Check and redeem, once: across all replicas, or in this process.
+    /// A signed request's body as [`Jws::parse`] reads it; when it is refused, the nonce its
+    /// protected header names is spent all the same, if that is one of ours and still live
+    /// (RFC 8555 §6.5: a nonce that appeared in a request is invalid from then on).
+    pub async fn parse_request(&self, body: &[u8]) -> Result<Jws, JwsError> {
+        let refused = match Jws::parse(body) {
+            Ok(jws) => return Ok(jws),
+            Err(e) => e,
+        };
+        if let Some(nonce) = nonce_of(body).filter(|n| self.check(n).is_ok()) {
+            let _ = self.redeem(&nonce).await;
+        }
+        Err(refused)
+    }
+
     pub async fn redeem(&self, nonce: &str) -> Result<(), JwsError> {
         let (expires, counter) = self.check(nonce)?;
         let first = match self.ledger.as_ref() {

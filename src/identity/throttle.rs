@@ -125,17 +125,7 @@ fn name_key(name: &str) -> String {
 
 /// IPv4 as is; IPv6 by its /64 (an IPv4-mapped address as its IPv4).
 fn address_key(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V4(_) => address,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut segments = v6.segments();
-                segments[4..].fill(0);
-                IpAddr::V6(segments.into())
-            }
-        },
-    }
+    crate::pki::ip::host_key(address)
 }
 
 impl Throttle {

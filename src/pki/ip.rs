@@ -19,6 +19,19 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// What one host usually holds, to count a client's requests by: an IPv4 address (in its
+/// canonical form), or an IPv6 address's /64.
+pub fn host_key(ip: IpAddr) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V6(v6) => {
+            let mut segments = v6.segments();
+            segments[4..].fill(0);
+            IpAddr::V6(segments.into())
+        }
+        v4 => v4,
+    }
+}
+
 fn embedded_v4(v6: &Ipv6Addr) -> Ipv4Addr {
     let o = v6.octets();
     Ipv4Addr::new(o[12], o[13], o[14], o[15])

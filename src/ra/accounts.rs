@@ -1,11 +1,15 @@
 //! Accounts (RFC 8555 §7.3): registration, with an external account binding where the
 //! directory asks for one (§7.3.4); contact updates and deactivation (§7.3.2, §7.3.6); key
 //! roll-over (§7.3.5). The surface has checked the request's signatures and shapes.
+//!
+//! An account belongs to the ACME directory it was made in, and a key holds at most one account
+//! per directory: registering a key known on another directory makes a new account here, under
+//! this directory's binding rule.
 
 use serde_json::json;
 
 use super::binding::{BindingProof, EabPolicy};
-use super::{ids, Directory, Ra, RaError};
+use super::{ids, AuditEvent, Directory, Ra, RaError};
 use crate::pki::csr::is_dns_name;
 use crate::store::{now, AccountRow, AccountStatus, NewAccountOutcome};
 
@@ -65,9 +69,10 @@ pub fn check_contacts(contacts: &[String]) -> Result<Vec<String>, RaError> {
 }
 
 impl Ra {
-    /// newAccount: the key's existing account, or a new one, in this order of checks: the
-    /// binding's proof (or its absence where always required), an existing account for the
-    /// key, `onlyReturnExisting`, the terms, the binding for new accounts, the contacts.
+    /// newAccount on `directory`: the key's existing account there, or a new one of that
+    /// directory, in this order of checks: the binding's proof (or its absence where always
+    /// required), an existing account for the key in this directory, `onlyReturnExisting`, the
+    /// terms, the binding for new accounts, the contacts.
     pub async fn register_account(
         &self,
         directory: &Directory,
@@ -82,7 +87,13 @@ impl Ra {
             }
             None => None,
         };
-        if let Some(existing) = self.store.account_by_thumbprint(&req.thumbprint).await? {
+        // Only this directory's: the same key's account on another directory is another
+        // account, which this request neither finds nor joins.
+        if let Some(existing) = self
+            .store
+            .account_by_key(&directory.name, &req.thumbprint)
+            .await?
+        {
             if existing.status != AccountStatus::Valid {
                 return Err(RaError::Unauthorized(format!(
                     "the account of this key is {}",
@@ -107,6 +118,7 @@ impl Ra {
         let contact = check_contacts(&req.contact)?;
         let account = AccountRow {
             id: ids::object_id(),
+            directory: directory.name.clone(),
             thumbprint: req.thumbprint,
             jwk: req.jwk,
             status: AccountStatus::Valid,
@@ -121,6 +133,15 @@ impl Ra {
         {
             NewAccountOutcome::Created => {
                 tracing::info!(account = %account.id, "account created");
+                let who = format!("acme-account:{}", account.id);
+                self.audit(
+                    AuditEvent::success(&who, "acme.account.created", &who).with(json!({
+                        "directory": directory.name,
+                        "eab_kid": binding,
+                        "thumbprint": account.thumbprint,
+                    })),
+                )
+                .await;
                 Ok(Registered::Created(account))
             }
             NewAccountOutcome::EabUsed => Err(RaError::Unauthorized(
@@ -129,7 +150,7 @@ impl Ra {
             // Another request registered this key at the same moment: that account is this one.
             NewAccountOutcome::KeyExists => self
                 .store
-                .account_by_thumbprint(&account.thumbprint)
+                .account_by_key(&account.directory, &account.thumbprint)
                 .await?
                 .map(Registered::Existing)
                 .ok_or_else(|| RaError::Internal("account vanished during registration".into())),
@@ -142,19 +163,28 @@ impl Ra {
             AccountUpdate::Deactivate => {
                 self.store.deactivate_account(id).await?;
                 tracing::info!(account = %id, "account deactivated");
+                let who = format!("acme-account:{id}");
+                self.audit(AuditEvent::success(&who, "acme.account.deactivated", &who))
+                    .await;
             }
             AccountUpdate::Contact(contact) => {
                 let contact = check_contacts(&contact)?;
                 self.store
                     .update_account_contact(id, &json!(contact).to_string())
                     .await?;
+                let who = format!("acme-account:{id}");
+                self.audit(
+                    AuditEvent::success(&who, "acme.account.contact_changed", &who)
+                        .with(json!({ "contact": contact })),
+                )
+                .await;
             }
         }
         Ok(())
     }
 
     /// RFC 8555 §7.3.5: the account's key becomes `new_jwk` (thumbprint `new_thumbprint`),
-    /// unless another account holds that key, or the key changed meanwhile.
+    /// unless another account of its directory holds that key, or the key changed meanwhile.
     pub async fn roll_over_key(
         &self,
         account: &AccountRow,
@@ -165,7 +195,9 @@ impl Ra {
             detail: "the new key belongs to another account".into(),
             account_id: other.map(|o| o.id),
         };
-        if let Some(other) = self.store.account_by_thumbprint(new_thumbprint).await? {
+        // A key is unique within a directory: the new key may hold an account elsewhere.
+        let directory = account.directory.as_str();
+        if let Some(other) = self.store.account_by_key(directory, new_thumbprint).await? {
             return Err(key_in_use(Some(other)));
         }
         match self
@@ -180,12 +212,20 @@ impl Ra {
                 ))
             }
             Err(e) if e.is_unique_violation() => {
-                let other = self.store.account_by_thumbprint(new_thumbprint).await?;
+                let other = self.store.account_by_key(directory, new_thumbprint).await?;
                 return Err(key_in_use(other));
             }
             Err(e) => return Err(e.into()),
         }
         tracing::info!(account = %account.id, "account key rolled over");
+        let who = format!("acme-account:{}", account.id);
+        self.audit(
+            AuditEvent::success(&who, "acme.account.key_changed", &who).with(json!({
+                "old_thumbprint": account.thumbprint,
+                "new_thumbprint": new_thumbprint,
+            })),
+        )
+        .await;
         Ok(())
     }
 }

@@ -101,7 +101,16 @@ impl Ra {
 
     /// RFC 8555 §7.5.2: the account gives up an authorization.
     pub async fn deactivate_authz(&self, id: &str) -> Result<(), RaError> {
-        self.store.deactivate_authz(id).await?;
+        if self.store.deactivate_authz(id).await? {
+            let owner = self.store.authz_with_challenges(id).await?;
+            let owner = owner.map(|(authz, _)| authz.account_id).unwrap_or_default();
+            self.audit(crate::audit::Event::success(
+                format!("acme-account:{owner}"),
+                "acme.authorization.deactivated",
+                format!("authorization:{id}"),
+            ))
+            .await;
+        }
         Ok(())
     }
 

@@ -19,6 +19,9 @@
 //!   users
 //! - [`recovery`]: orders and challenges left behind by a stop
 //! - [`policy`], [`binding`]: the rules; [`ids`]: names of new objects
+//!
+//! Every change the RA makes is recorded in the audit trail ([`Ra::audit`], which the surfaces
+//! call too for the changes they make through it).
 
 mod accounts;
 mod authorizations;
@@ -38,11 +41,13 @@ use std::sync::Arc;
 
 use pkid_backends::KeyEncryptionKey;
 
+use crate::audit::Audit;
 use crate::ca::{Ca, IssuanceProfile};
 use crate::revocation::Revocation;
 use crate::store::{Reads, Store};
 use crate::va::Validator;
 
+pub use crate::audit::{Event as AuditEvent, Outcome as AuditOutcome};
 pub use accounts::{check_contacts, AccountUpdate, NewAccount, Registered};
 pub use authorizations::{authz_ident, ValidationStarted};
 pub use binding::{mint_eab_key, BindingPolicy, BindingProof, EabPolicy, MintError};
@@ -89,6 +94,7 @@ pub struct Ra {
     /// Unseals EAB HMAC keys.
     kek: Arc<KeyEncryptionKey>,
     settings: RaSettings,
+    audit: Audit,
 }
 
 impl Ra {
@@ -100,12 +106,27 @@ impl Ra {
         settings: RaSettings,
     ) -> Ra {
         Ra {
+            audit: Audit::new(store.clone()),
             store,
             validator,
             revocation,
             kek,
             settings,
         }
+    }
+
+    /// The RA recording into `audit` (the process's one trail handle) instead of a handle of
+    /// its own.
+    pub fn with_audit(mut self, audit: Audit) -> Ra {
+        self.audit = audit;
+        self
+    }
+
+    /// Record `event` in the audit trail; returns once it is durable. Every surface calls it
+    /// after each change it makes (the RA records its own): `AuditEvent::success(principal,
+    /// action, resource)`, or `::failure(…, reason)`, with `.with(json!({…}))` for detail.
+    pub async fn audit(&self, event: AuditEvent) {
+        self.audit.record(event).await;
     }
 
     pub fn settings(&self) -> &RaSettings {

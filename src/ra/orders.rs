@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::authorizations::{authz_ident, new_authz, CaaContext};
 use super::binding::BindingPolicy;
-use super::{ids, Directory, Ra, RaError};
+use super::{ids, AuditEvent, Directory, Ra, RaError};
 use crate::ca::IssueError;
 use crate::pki::csr::{check_csr, CsrError, Ident};
 use crate::store::{
@@ -316,6 +316,19 @@ impl Ra {
         {
             Ok(issued) => {
                 tracing::info!(order = %order.id, serial = %issued.serial, "certificate issued");
+                self.audit(
+                    AuditEvent::success(
+                        format!("acme-account:{}", account.id),
+                        "certificate.issued",
+                        format!("certificate:{}", issued.serial),
+                    )
+                    .with(json!({
+                        "order": order.id,
+                        "issuer": directory.ca.name,
+                        "profile": profile_name,
+                    })),
+                )
+                .await;
                 Some(issued.serial)
             }
             Err(IssueError::ClaimLost) => {
@@ -330,6 +343,16 @@ impl Ra {
                 tracing::error!(order = %order.id, error = %e, "issuance failed");
                 self.fail_order(&order.id, "the certificate could not be issued")
                     .await?;
+                self.audit(
+                    AuditEvent::failure(
+                        format!("acme-account:{}", account.id),
+                        "certificate.issued",
+                        format!("order:{}", order.id),
+                        e.to_string(),
+                    )
+                    .with(json!({ "issuer": directory.ca.name })),
+                )
+                .await;
                 None
             }
         };

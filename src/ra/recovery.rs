@@ -5,7 +5,8 @@
 //! `processing` are pending again.
 
 use super::orders::check_issuable;
-use super::{Directory, Ra, RaError};
+use super::{AuditEvent, Directory, Ra, RaError};
+use crate::audit::SYSTEM;
 use crate::ca::{IssuanceProfile, IssueError};
 use crate::pki::csr::check_csr;
 use crate::store::{now, StoreError};
@@ -38,6 +39,8 @@ impl Ra {
             if let Some(cert) = self.store.certificate_of_order(&order.id).await? {
                 self.store.mark_order_valid(&order.id, &cert.serial).await?;
                 tracing::info!(order = %order.id, serial = %cert.serial, "recovered: certificate was stored before the stop");
+                self.audit_recovery(&order.id, Ok(&cert.serial), "stored before the stop")
+                    .await;
                 continue;
             }
             let abandoned = self.store.abandon_tbs_of_order(&order.id).await?;
@@ -56,6 +59,8 @@ impl Ra {
                     "issuance was interrupted and the order is no longer issuable",
                 )
                 .await?;
+                self.audit_recovery(&order.id, Err(&refused.to_string()), "no longer issuable")
+                    .await;
                 continue;
             }
             let csr = self
@@ -70,6 +75,8 @@ impl Ra {
             let (Some(csr), Some(profile)) = (csr, profile) else {
                 self.fail_order(&order.id, "issuance was interrupted and cannot be resumed")
                     .await?;
+                self.audit_recovery(&order.id, Err("the CSR or profile is unreadable"), "failed")
+                    .await;
                 continue;
             };
             match directory
@@ -78,7 +85,9 @@ impl Ra {
                 .await
             {
                 Ok(issued) => {
-                    tracing::info!(order = %order.id, serial = %issued.serial, abandoned, "recovered: issued again with a fresh serial")
+                    tracing::info!(order = %order.id, serial = %issued.serial, abandoned, "recovered: issued again with a fresh serial");
+                    self.audit_recovery(&order.id, Ok(&issued.serial), "issued again")
+                        .await;
                 }
                 Err(IssueError::Store(StoreError::OrderSettled(_))) => {
                     tracing::info!(order = %order.id, "recovery: the interrupted issuance settled the order first");
@@ -87,10 +96,32 @@ impl Ra {
                     tracing::error!(order = %order.id, error = %e, "recovery issuance failed");
                     self.fail_order(&order.id, "the certificate could not be issued")
                         .await?;
+                    self.audit_recovery(&order.id, Err(&e.to_string()), "failed")
+                        .await;
                 }
             }
         }
         Ok(recovered)
+    }
+
+    /// Records what recovery made of order `order_id`: the certificate's serial, or why the
+    /// order failed.
+    async fn audit_recovery(&self, order_id: &str, outcome: Result<&str, &str>, how: &str) {
+        let detail = serde_json::json!({ "order": order_id, "recovery": how });
+        let event = match outcome {
+            Ok(serial) => AuditEvent::success(
+                SYSTEM,
+                "certificate.issued",
+                format!("certificate:{serial}"),
+            ),
+            Err(reason) => AuditEvent::failure(
+                SYSTEM,
+                "certificate.issued",
+                format!("order:{order_id}"),
+                reason,
+            ),
+        };
+        self.audit(event.with(detail)).await;
     }
 
     /// Challenges whose validation started before `started_before` and never finished (its

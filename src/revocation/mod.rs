@@ -15,13 +15,15 @@
 //!   With `ca.delta_crls`, a delta CRL (§5.2.4, `/crl/NAME/delta.crl`) carries revocations
 //!   since the complete CRL, which then follows its schedule only. Freshness is decided on the
 //!   stored CRL's number and times; its bytes are read once per change and shared.
-//! - **OCSP** answers GET and POST, SHA-1 and SHA-256 CertIDs, good / revoked (time, reason and
-//!   invalidity date) / unknown, echoing the nonce (RFC 8954). Responses are signed by the
+//! - **OCSP** answers GET and POST, SHA-1 and SHA-256 CertIDs, one per request, good / revoked
+//!   (time, reason and invalidity date); a serial the issuer never issued is `unauthorized`
+//!   (unsigned), and nonces (RFC 8954) are ignored, so that no request can make pkid sign
+//!   (`ocsp`). Responses are signed by the
 //!   issuer's backend, or — `ca.ocsp_responder = "delegated"` — by a delegated responder
 //!   (§4.2.2.2): a short-lived certificate with id-kp-OCSPSigning and id-pkix-ocsp-nocheck
 //!   issued by the CA through its backend, whose software key is sealed at rest in the database
-//!   and which is renewed at two thirds of its life. Responses without a nonce are cached per
-//!   (issuer, CertID, status) and re-signed ahead of their half-life by the refresh task.
+//!   and which is renewed at two thirds of its life. Responses are cached per (issuer, CertID,
+//!   status) and re-signed ahead of their half-life by the refresh task.
 //!
 //! Files: `revoke` (recording a revocation), `crl` (CRL scopes, leases, the served-CRL cache,
 //! generation and the refresh task), `ocsp` (answering OCSP requests, the response cache),
@@ -150,6 +152,8 @@ pub struct Revocation {
     pub revoked: tokio::sync::Notify,
     settings: RevocationSettings,
     cache: Mutex<OcspCache>,
+    /// Concurrent OCSP requests for one certificate wait here for one signature.
+    signing_locks: Vec<tokio::sync::Mutex<()>>,
     /// This process's name in leases.
     holder: String,
     /// The CRL of each (issuer, scope) served last, so a large CRL is read from the database
@@ -202,6 +206,9 @@ impl Revocation {
             revoked: tokio::sync::Notify::new(),
             settings,
             cache: Mutex::new(HashMap::new()),
+            signing_locks: (0..ocsp::SIGNING_SHARDS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
             holder: hex::encode(holder),
             served_crls: Mutex::new(HashMap::new()),
             delta_crls: false,

@@ -1,12 +1,26 @@
-//! Answering OCSP (RFC 6960): a request's CertIDs matched to one local issuer, each certificate's
-//! status looked up, one response signed by the delegated responder or the issuer's backend,
-//! echoing the nonce (RFC 8954); responses without a nonce cached and re-signed ahead of their
-//! half-life.
+//! Answering OCSP (RFC 6960) without being a signing oracle: a request's one CertID matched to a
+//! local issuer and a certificate it issued, and answered with a response signed once and
+//! cached — by the delegated responder or the issuer's backend — until its half-life, when the
+//! refresh task signs it again (or at once when the certificate's revocation changes).
+//!
+//! What an unauthenticated client can make pkid sign is therefore bounded by the certificates
+//! pkid issued, not by the requests it sends:
+//! - the nonce (RFC 8954) is ignored, never echoed: RFC 8954 §2.1 lets a responder leave it out,
+//!   and echoing it would need a fresh signature per request;
+//! - a serial this issuer never issued (or whose issuance never completed) is answered
+//!   `unauthorized`, an unsigned status (RFC 6960 §2.3, RFC 5019 §2.2.3) — as Boulder does —
+//!   rather than a signed `unknown`, which would be a fresh signature per serial tried;
+//! - a request for several certificates is `malformedRequest` (RFC 5019 §2.1.1: one CertID per
+//!   request), as a response over a combination of CertIDs could not be cached;
+//! - concurrent requests for the same certificate wait for one signature (a lock per shard of
+//!   CertIDs, the cache checked again under it).
+//!
+//! The rate limit per client address is the repository surface's (`api::repository`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use pkid_backends::local::ocsp_request::{parse_cert_id, parse_ocsp_request, HashAlg};
+use pkid_backends::local::ocsp_request::{parse_cert_id, parse_ocsp_request, CertId, HashAlg};
 use pkid_backends::ocsp::{
     build_ocsp_response, error_response, OcspCertStatus, OcspError, OcspResponseRequest,
     OcspSingleResponse,
@@ -20,21 +34,43 @@ use crate::store::{now, CertificateRow, CertificateStatus, StoreError};
 pub(super) type OcspCache = HashMap<(String, Vec<u8>), Arc<CachedResponse>>;
 
 pub(super) struct CachedResponse {
-    revoked_at: Option<i64>,
+    /// The revocation the response states; a change of it makes the response stale.
+    revocation: RevocationState,
     stale_at: i64,
     /// When the response's nextUpdate passes (it is never served after).
     expires_at: i64,
     der: Vec<u8>,
 }
 
+/// What of a certificate's row its OCSP response states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RevocationState {
+    revoked_at: Option<i64>,
+    reason: Option<i64>,
+    invalidity_date: Option<i64>,
+}
+
+impl RevocationState {
+    fn of(row: &CertificateRow) -> RevocationState {
+        RevocationState {
+            revoked_at: row.revoked_at,
+            reason: row.revocation_reason,
+            invalidity_date: row.invalidity_date,
+        }
+    }
+}
+
 /// Most cached OCSP responses re-signed ahead of time per refresh round.
 const OCSP_REFRESH_BATCH: usize = 10_000;
 /// Most cached OCSP responses kept.
 const OCSP_CACHE_MAX: usize = 100_000;
+/// Locks that make concurrent requests for one certificate wait for one signature.
+pub(super) const SIGNING_SHARDS: usize = 64;
 
 impl Revocation {
     /// Answer one DER OCSPRequest with a DER OCSPResponse (never an HTTP error: RFC 6960
-    /// errors travel inside the response).
+    /// errors travel inside the response). Signs only when no cached response states the
+    /// certificate's current status.
     pub async fn answer_ocsp(&self, request_der: &[u8]) -> Vec<u8> {
         let request = match parse_ocsp_request(request_der) {
             Ok(r) => r,
@@ -43,80 +79,68 @@ impl Revocation {
                 return error_response(OcspError::MalformedRequest);
             }
         };
-        // One issuer per response: every CertID must name the same local issuer.
-        let issuers = self.issuer_states().await;
-        let mut issuer_index = None;
-        for id in &request.cert_ids {
-            let found = issuers.iter().position(|i| match id.hash {
-                HashAlg::Sha1 => i.name_sha1 == id.name_hash && i.key_sha1 == id.key_hash,
-                HashAlg::Sha256 => i.name_sha256 == id.name_hash && i.key_sha256 == id.key_hash,
-            });
-            match (found, issuer_index) {
-                (None, _) => return error_response(OcspError::Unauthorized),
-                (Some(f), Some(prev)) if f != prev => {
-                    return error_response(OcspError::MalformedRequest)
-                }
-                (Some(f), _) => issuer_index = Some(f),
-            }
-        }
-        let Some(state) = issuer_index.and_then(|i| issuers.get(i)) else {
+        let [id] = request.cert_ids.as_slice() else {
+            tracing::info!(
+                cert_ids = request.cert_ids.len(),
+                "OCSP request for several certificates"
+            );
             return error_response(OcspError::MalformedRequest);
         };
+        let Some(issuer) = self.issuer_of(id).await else {
+            return error_response(OcspError::Unauthorized);
+        };
+        let index = issuer.as_ref();
+        let stored = match self.lookup(index, &id.serial).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return error_response(OcspError::Unauthorized),
+            Err(e) => {
+                tracing::error!(error = %e, "OCSP lookup failed");
+                return error_response(OcspError::TryLater);
+            }
+        };
+        let state = RevocationState::of(&stored);
+        if let Some(hit) = self.cached(index, &id.der, state, now()) {
+            return hit;
+        }
+        // One signature for concurrent requests of this certificate: the first signs, the
+        // others find its response in the cache.
+        let shard =
+            usize::from(id.der.iter().fold(0u8, |a, b| a.wrapping_add(*b))) % SIGNING_SHARDS;
+        let _signing = self.signing_locks[shard].lock().await;
         let at = now();
-
-        let mut looked_up = Vec::with_capacity(request.cert_ids.len());
-        for id in &request.cert_ids {
-            match self.lookup(state, &id.serial).await {
-                Ok(stored) => looked_up.push(stored),
-                Err(e) => {
-                    tracing::error!(error = %e, "OCSP lookup failed");
-                    return error_response(OcspError::TryLater);
-                }
-            }
+        if let Some(hit) = self.cached(index, &id.der, state, at) {
+            return hit;
         }
-        // Cached answer for the common case: one certificate, no nonce.
-        let cacheable = request.cert_ids.len() == 1 && request.nonce.is_none();
-        if cacheable {
-            if let (Some(id), Some(Some(stored))) = (request.cert_ids.first(), looked_up.first()) {
-                if let Some(hit) = self.cached(state, &id.der, stored.revoked_at, at) {
-                    return hit;
-                }
-            }
-        }
-        let ids: Vec<(&[u8], Option<&CertificateRow>)> = request
-            .cert_ids
-            .iter()
-            .zip(&looked_up)
-            .map(|(id, stored)| (id.der.as_slice(), stored.as_ref()))
-            .collect();
-        match self
-            .sign_response(state, &ids, request.nonce.clone(), at)
-            .await
-        {
+        match self.sign_response(index, &id.der, &stored, at).await {
             Ok((der, expires_at)) => {
-                if cacheable {
-                    if let (Some(id), Some(Some(stored))) =
-                        (request.cert_ids.first(), looked_up.first())
-                    {
-                        self.remember(state, &id.der, stored.revoked_at, at, expires_at, &der);
-                    }
-                }
+                self.remember(index, &id.der, state, at, expires_at, &der);
                 der
             }
             Err(e) => {
-                tracing::error!(issuer = %state.ca.name, error = %e, "OCSP signing failed");
+                tracing::error!(issuer = %index.ca.name, error = %e, "OCSP signing failed");
                 error_response(OcspError::TryLater)
             }
         }
     }
 
+    /// The local issuer a CertID names, by its name and key hashes.
+    async fn issuer_of(&self, id: &CertId) -> Option<Arc<IssuerState>> {
+        self.issuer_states()
+            .await
+            .into_iter()
+            .find(|i| match id.hash {
+                HashAlg::Sha1 => i.name_sha1 == id.name_hash && i.key_sha1 == id.key_hash,
+                HashAlg::Sha256 => i.name_sha256 == id.name_hash && i.key_sha256 == id.key_hash,
+            })
+    }
+
     /// The issued certificate of this issuer with this serial (content octets, no sign byte).
     async fn lookup(
         &self,
-        state: &IssuerState,
+        index: &IssuerState,
         serial: &[u8],
     ) -> Result<Option<CertificateRow>, StoreError> {
-        let issuer = &state.ca.name;
+        let issuer = &index.ca.name;
         let stored = self
             .store
             .certificate(&canonical_serial_hex(&hex::encode(serial)))
@@ -124,14 +148,14 @@ impl Revocation {
         Ok(stored.filter(|c| &c.issuer == issuer && c.status == CertificateStatus::Issued))
     }
 
-    /// Sign one response for `ids` (CertID DER, stored certificate), by the delegated
-    /// responder when there is one, else through the issuer's backend. Returns the response
-    /// and when it stops being valid.
+    /// Sign the response for one certificate (`cert_id`: its CertID DER as asked), by the
+    /// delegated responder when there is one, else through the issuer's backend. Returns the
+    /// response and when it stops being valid.
     pub(super) async fn sign_response(
         &self,
         state: &IssuerState,
-        ids: &[(&[u8], Option<&CertificateRow>)],
-        nonce: Option<Vec<u8>>,
+        cert_id: &[u8],
+        stored: &CertificateRow,
         at: i64,
     ) -> Result<(Vec<u8>, i64), RevocationError> {
         let responder = match self.responder(state, at).await {
@@ -145,19 +169,15 @@ impl Revocation {
         if let Some(r) = &responder {
             next_update = next_update.min(r.not_after);
         }
-        let responses = ids
-            .iter()
-            .map(|(cert_id, stored)| OcspSingleResponse {
-                cert_id_der: cert_id.to_vec(),
-                status: cert_status(*stored),
-                this_update: odt(at - 60),
-                next_update: Some(odt(next_update)),
-            })
-            .collect();
         let req = OcspResponseRequest {
             produced_at: odt(at),
-            responses,
-            nonce,
+            responses: vec![OcspSingleResponse {
+                cert_id_der: cert_id.to_vec(),
+                status: cert_status(stored),
+                this_update: odt(at - 60),
+                next_update: Some(odt(next_update)),
+            }],
+            nonce: None,
         };
         let der = match responder {
             Some(r) => tokio::task::spawn_blocking(move || {
@@ -174,28 +194,28 @@ impl Revocation {
 
     fn cached(
         &self,
-        state: &IssuerState,
+        index: &IssuerState,
         cert_id: &[u8],
-        revoked_at: Option<i64>,
+        revocation: RevocationState,
         at: i64,
     ) -> Option<Vec<u8>> {
         let cache = self.cache.lock().ok()?;
-        let hit = cache.get(&(state.ca.name.clone(), cert_id.to_vec()))?;
-        (hit.revoked_at == revoked_at && hit.stale_at > at && hit.expires_at > at)
+        let hit = cache.get(&(index.ca.name.clone(), cert_id.to_vec()))?;
+        (hit.revocation == revocation && hit.stale_at > at && hit.expires_at > at)
             .then(|| hit.der.clone())
     }
 
     fn remember(
         &self,
-        state: &IssuerState,
+        index: &IssuerState,
         cert_id: &[u8],
-        revoked_at: Option<i64>,
+        revocation: RevocationState,
         at: i64,
         expires_at: i64,
         der: &[u8],
     ) {
         let cached = CachedResponse {
-            revoked_at,
+            revocation,
             // Re-signed at half-life, so a cached answer is never close to expiry.
             stale_at: at + (expires_at - at) / 2,
             expires_at,
@@ -205,7 +225,7 @@ impl Revocation {
             if cache.len() >= OCSP_CACHE_MAX {
                 cache.clear();
             }
-            cache.insert((state.ca.name.clone(), cert_id.to_vec()), Arc::new(cached));
+            cache.insert((index.ca.name.clone(), cert_id.to_vec()), Arc::new(cached));
         }
     }
 
@@ -225,15 +245,15 @@ impl Revocation {
             let Ok(parsed) = parse_cert_id(&cert_id) else {
                 continue;
             };
-            let Ok(state) = self.issuer(&issuer).await else {
+            let Ok(issuer_state) = self.issuer(&issuer).await else {
                 // An issuer no longer published (a deleted CA): its answers go.
                 if let Ok(mut cache) = self.cache.lock() {
                     cache.remove(&(issuer, cert_id));
                 }
                 continue;
             };
-            let state = state.as_ref();
-            let stored = match self.lookup(state, &parsed.serial).await {
+            let index = issuer_state.as_ref();
+            let stored = match self.lookup(index, &parsed.serial).await {
                 Ok(Some(stored)) => stored,
                 Ok(None) => continue,
                 Err(e) => {
@@ -242,12 +262,10 @@ impl Revocation {
                 }
             };
             let at = now();
-            match self
-                .sign_response(state, &[(&cert_id, Some(&stored))], None, at)
-                .await
-            {
+            match self.sign_response(index, &cert_id, &stored, at).await {
                 Ok((der, expires_at)) => {
-                    self.remember(state, &cert_id, stored.revoked_at, at, expires_at, &der)
+                    let state = RevocationState::of(&stored);
+                    self.remember(index, &cert_id, state, at, expires_at, &der)
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "re-signing a cached OCSP response failed");
@@ -258,16 +276,13 @@ impl Revocation {
     }
 }
 
-fn cert_status(stored: Option<&CertificateRow>) -> OcspCertStatus {
-    match stored {
-        None => OcspCertStatus::Unknown,
-        Some(c) => match c.revoked_at {
-            None => OcspCertStatus::Good,
-            Some(t) => OcspCertStatus::Revoked {
-                at: odt(t),
-                reason: reason_of(c.revocation_reason),
-                invalidity_date: c.invalidity_date.map(odt),
-            },
+fn cert_status(stored: &CertificateRow) -> OcspCertStatus {
+    match stored.revoked_at {
+        None => OcspCertStatus::Good,
+        Some(t) => OcspCertStatus::Revoked {
+            at: odt(t),
+            reason: reason_of(stored.revocation_reason),
+            invalidity_date: stored.invalidity_date.map(odt),
         },
     }
 }

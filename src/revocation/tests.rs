@@ -308,8 +308,8 @@ async fn a_delegated_responder_signs_and_is_renewed_before_expiry() {
     let (response, expires_at) = revocation
         .sign_response(
             &revocation.issuer("test").await.unwrap(),
-            &[(b"\x30\x00".as_slice(), Some(&stored))],
-            None,
+            b"\x30\x00",
+            &stored,
             at,
         )
         .await
@@ -357,28 +357,100 @@ async fn a_delegated_responder_signs_and_is_renewed_before_expiry() {
 }
 
 fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    assert!(content.len() < 128);
-    let mut out = vec![tag, content.len() as u8];
+    assert!(content.len() < 256);
+    let mut out = if content.len() < 128 {
+        vec![tag, content.len() as u8]
+    } else {
+        vec![tag, 0x81, content.len() as u8]
+    };
     out.extend_from_slice(content);
     out
 }
 
 /// An OCSPRequest for one serial of the world's issuer, SHA-1 CertID, no nonce.
 async fn ocsp_request(w: &World, serial_hex: &str) -> Vec<u8> {
+    ocsp_request_for(w, &[serial_hex], None).await
+}
+
+/// An OCSPRequest for `serials` of the world's issuer (SHA-1 CertIDs), with `nonce` (RFC 8954)
+/// in its requestExtensions when given.
+async fn ocsp_request_for(w: &World, serials: &[&str], nonce: Option<&[u8]>) -> Vec<u8> {
     let state = w.revocation.issuer("test").await.unwrap();
     let algorithm = tlv(0x30, &[&tlv(0x06, OID_SHA1)[..], &[0x05, 0x00]].concat());
-    let cert_id = tlv(
-        0x30,
-        &[
-            algorithm,
-            tlv(0x04, &state.name_sha1),
-            tlv(0x04, &state.key_sha1),
-            tlv(0x02, &hex::decode(serial_hex).unwrap()),
-        ]
-        .concat(),
+    let requests: Vec<u8> = serials
+        .iter()
+        .flat_map(|serial_hex| {
+            let cert_id = tlv(
+                0x30,
+                &[
+                    algorithm.clone(),
+                    tlv(0x04, &state.name_sha1),
+                    tlv(0x04, &state.key_sha1),
+                    tlv(0x02, &hex::decode(serial_hex).unwrap()),
+                ]
+                .concat(),
+            );
+            tlv(0x30, &cert_id)
+        })
+        .collect();
+    let mut tbs = tlv(0x30, &requests);
+    if let Some(nonce) = nonce {
+        let oid_nonce = [0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01, 0x02];
+        let extension = tlv(
+            0x30,
+            &[tlv(0x06, &oid_nonce), tlv(0x04, &tlv(0x04, nonce))].concat(),
+        );
+        tbs.extend(tlv(0xa2, &tlv(0x30, &extension)));
+    }
+    tlv(0x30, &tlv(0x30, &tbs))
+}
+
+/// The backend's signatures so far (certificates, CRLs, OCSP responses).
+fn signatures(w: &World) -> u64 {
+    w.ca.backend.signatures().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ocsp_is_no_signing_oracle() {
+    let w = world(1).await;
+    let (serial, _, _) = issue(&w.ca, 86400).await;
+    let (other, _, _) = issue(&w.ca, 86400).await;
+    let plain = w
+        .revocation
+        .answer_ocsp(&ocsp_request(&w, &serial).await)
+        .await;
+    assert_eq!(plain[6], 0, "successful: {plain:02x?}");
+    let signed = signatures(&w);
+    // A nonce is ignored: the cached response, without it.
+    for nonce in [&[1u8; 16][..], &[2u8; 32][..]] {
+        let answer = w
+            .revocation
+            .answer_ocsp(&ocsp_request_for(&w, &[&serial], Some(nonce)).await)
+            .await;
+        assert_eq!(answer, plain, "the nonce changes nothing");
+    }
+    // A serial never issued: unauthorized, unsigned.
+    for unknown in ["01", "7fffffffffffffff", "00ff"] {
+        assert_eq!(
+            w.revocation
+                .answer_ocsp(&ocsp_request_for(&w, &[unknown], Some(&[3u8; 16])).await)
+                .await,
+            [0x30, 0x03, 0x0a, 0x01, 0x06]
+        );
+    }
+    // Several certificates in one request: malformedRequest, unsigned.
+    assert_eq!(
+        w.revocation
+            .answer_ocsp(&ocsp_request_for(&w, &[&serial, &other], None).await)
+            .await,
+        [0x30, 0x03, 0x0a, 0x01, 0x01]
     );
-    let request = tlv(0x30, &cert_id);
-    tlv(0x30, &tlv(0x30, &tlv(0x30, &request)))
+    // Concurrent first requests for a certificate share one signature.
+    let request = ocsp_request(&w, &other).await;
+    let answers =
+        futures_util::future::join_all((0..16).map(|_| w.revocation.answer_ocsp(&request))).await;
+    assert!(answers.iter().all(|a| *a == answers[0] && a[6] == 0));
+    assert_eq!(signatures(&w), signed + 1, "one signature for all of it");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

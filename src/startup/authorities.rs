@@ -10,6 +10,7 @@ use pkid_backends::software::SoftwareBackend;
 use pkid_backends::{CaKeys, SigningBackend};
 
 use super::{write_private, BoxError};
+use crate::audit::{Audit, Event, SYSTEM};
 use crate::ca::registry::{Issuers, RegistrySettings};
 use crate::ca::Ca;
 use crate::config::{BackendSpec, Config, OcspResponderMode};
@@ -80,6 +81,8 @@ pub struct Authorities {
     pub root_path: PathBuf,
     /// Seals secrets at rest (CA keys, EAB keys).
     pub kek: Arc<KeyEncryptionKey>,
+    /// The audit trail: the process's one handle.
+    pub audit: Audit,
 }
 
 pub async fn open_authorities(cfg: &Config) -> Result<Authorities, BoxError> {
@@ -92,11 +95,24 @@ pub async fn open_authorities(cfg: &Config) -> Result<Authorities, BoxError> {
         .map_err(|e| format!("opening the database: {e}"))?;
 
     let kek = Arc::new(kek);
+    let audit = Audit::new(store.clone());
     let revocation_base = cfg.revocation_base_url();
     let mut cas = Vec::new();
     let root_path = cfg.data_dir.join("root.pem");
     for (name, spec) in &cfg.backends {
-        let backend = open_backend(cfg, name, spec, &kek, &root_path).await?;
+        let (backend, created) = open_backend(cfg, name, spec, &kek, &root_path).await?;
+        if let Some(what) = created {
+            let certificate = backend.ca_chain().into_iter().next().unwrap_or_default();
+            let subject = x509_parser::parse_x509_certificate(&certificate)
+                .map(|(_, c)| c.subject().to_string())
+                .unwrap_or_default();
+            audit
+                .record(
+                    Event::success(SYSTEM, "ca.created", format!("backend:{name}"))
+                        .with(serde_json::json!({ "key": what, "subject": subject })),
+                )
+                .await;
+        }
         let mut ca = Ca::new(name.clone(), backend, store.clone(), cfg.ca.backdate_secs)
             .with_revocation_base(revocation_base.as_deref())
             .with_crl_shards(cfg.ca.crl_shards_of(name));
@@ -173,6 +189,7 @@ pub async fn open_authorities(cfg: &Config) -> Result<Authorities, BoxError> {
         issuers,
         root_path,
         kek,
+        audit,
     })
 }
 
@@ -184,7 +201,7 @@ async fn open_pkcs11(
     name: &str,
     map: &serde_json::Map<String, serde_json::Value>,
     kek: &Arc<KeyEncryptionKey>,
-) -> Result<Arc<dyn SigningBackend>, BoxError> {
+) -> Result<Opened, BoxError> {
     use pkid_backends::{Pkcs11Backend, Pkcs11Config, Pkcs11Key};
     let mut map = map.clone();
     let issuer = match map.remove("issuer") {
@@ -203,7 +220,7 @@ async fn open_pkcs11(
     };
     let kek = kek.clone();
     let name = name.to_string();
-    let backend = tokio::task::spawn_blocking(move || -> Result<Pkcs11Backend, BoxError> {
+    let (backend, created) = tokio::task::spawn_blocking(move || -> Result<(Pkcs11Backend, Option<&'static str>), BoxError> {
         let (token, label) = (&config.token_label, &config.key_label);
         if chain_path.exists() {
             // Certified already: only that key may sign. A token that lost it (wiped, replaced)
@@ -222,10 +239,12 @@ async fn open_pkcs11(
                 .map_err(|e| format!("backends.{name}: reading {}: {e}", chain_path.display()))?;
             let chain = pkid_backends::pem_certificates(&text)
                 .map_err(|e| format!("backends.{name}: {}: {e}", chain_path.display()))?;
-            return Pkcs11Backend::new(&name, Arc::new(key), chain).map_err(|e| {
-                format!("backends.{name}: the token's key is not the CA's ({e}); {}", certified())
-                    .into()
-            });
+            return Pkcs11Backend::new(&name, Arc::new(key), chain)
+                .map(|backend| (backend, None))
+                .map_err(|e| {
+                    format!("backends.{name}: the token's key is not the CA's ({e}); {}", certified())
+                        .into()
+                });
         }
         let (key, generated) = Pkcs11Key::open_or_generate(&config)?;
         if generated {
@@ -243,12 +262,21 @@ async fn open_pkcs11(
         let pem: String = backend.ca_chain().iter().map(|der| crate::pki::pem::to_pem("CERTIFICATE", der)).collect();
         write_private(&chain_path, pem.as_bytes())?;
         tracing::info!(backend = %name, "certified the token key as a CA");
-        Ok(backend)
+        let created = if generated {
+            "generated in the token and certified"
+        } else {
+            "found in the token and certified"
+        };
+        Ok((backend, Some(created)))
     })
     .await
     .map_err(|e| format!("opening the PKCS#11 backend: {e}"))??;
-    Ok(Arc::new(backend))
+    Ok((Arc::new(backend), created))
 }
+
+/// An opened backend, and what was created for it this time (a CA key made and certified),
+/// if anything.
+type Opened = (Arc<dyn SigningBackend>, Option<&'static str>);
 
 /// Open (on first start, create) one configured backend.
 async fn open_backend(
@@ -257,7 +285,7 @@ async fn open_backend(
     spec: &BackendSpec,
     kek: &Arc<KeyEncryptionKey>,
     root_path: &Path,
-) -> Result<Arc<dyn SigningBackend>, BoxError> {
+) -> Result<Opened, BoxError> {
     let typed =
         |map: &serde_json::Map<String, serde_json::Value>| serde_json::Value::Object(map.clone());
     match spec {
@@ -287,7 +315,8 @@ async fn open_backend(
                 )
                 .map_err(|e| format!("writing {}: {e}", path.display()))?;
             }
-            Ok(Arc::new(backend))
+            let created = created.then_some("software root and intermediate created");
+            Ok((Arc::new(backend), created))
         }
         BackendSpec::Acme(map) => {
             let config: pkid_backends::UpstreamAcmeConfig = serde_json::from_value(typed(map))
@@ -295,14 +324,14 @@ async fn open_backend(
             let backend = pkid_backends::UpstreamAcmeBackend::new(name, config, kek.clone())
                 .await
                 .map_err(|e| format!("backends.{name} (acme): {e}"))?;
-            Ok(Arc::new(backend))
+            Ok((Arc::new(backend), None))
         }
         BackendSpec::Cfssl(map) => {
             let config: pkid_backends::UpstreamCfsslConfig = serde_json::from_value(typed(map))
                 .map_err(|e| format!("backends.{name} (cfssl): {e}"))?;
             let backend = pkid_backends::UpstreamCfsslBackend::new(name, config)
                 .map_err(|e| format!("backends.{name} (cfssl): {e}"))?;
-            Ok(Arc::new(backend))
+            Ok((Arc::new(backend), None))
         }
         BackendSpec::Pkcs11(map) => open_pkcs11(cfg, name, map, kek).await,
     }

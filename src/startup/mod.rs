@@ -1,6 +1,7 @@
 //! Start-up wiring (pebble's `cmd/pebble/main.go` style: everything explicit, no globals), in
 //! the order of the layers: configuration → store and issuers ([`authorities`]) → va → ra →
-//! api surfaces → http ([`tls`] for pkid's own certificate) → background work.
+//! api surfaces → http ([`tls`] for pkid's own certificate, kept current) → background work
+//! (including the audit trail's signed checkpoints).
 
 mod authorities;
 mod tls;
@@ -20,6 +21,7 @@ use crate::api::identity::IdentityApi;
 use crate::api::notary::NotaryApi;
 use crate::api::operations::Operations;
 use crate::api::repository::Repository;
+use crate::audit::{Audit, Event, SYSTEM};
 use crate::ca::{Ca, IssuanceProfile};
 use crate::config::Config;
 use crate::http::{App, HttpSettings, Surface};
@@ -85,8 +87,10 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         issuers,
         root_path,
         kek,
+        audit,
         ..
     } = open_authorities(&cfg).await?;
+    record_configuration(&cfg, &audit).await;
 
     // va
     let identifiers = cfg.acme.policy.clone();
@@ -110,13 +114,16 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
     let validation_lease = validation_lease(&validator, &cfg.acme.test_mode);
 
     // ra, and what a stop left behind
-    let ra = Arc::new(Ra::new(
-        store.clone(),
-        validator,
-        revocation.clone(),
-        kek.clone(),
-        ra_settings(&cfg),
-    ));
+    let ra = Arc::new(
+        Ra::new(
+            store.clone(),
+            validator,
+            revocation.clone(),
+            kek.clone(),
+            ra_settings(&cfg),
+        )
+        .with_audit(audit.clone()),
+    );
     // The embedded file has no other writer, so every challenge in flight was this process's
     // before it stopped; replicas of a shared database requeue only those past the lease.
     let started_before = match store.database {
@@ -146,7 +153,8 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
             nonces.clone(),
         )
         .await
-        .map_err(|e| format!("identity: {e}"))?,
+        .map_err(|e| format!("identity: {e}"))?
+        .with_audit(audit.clone()),
     );
 
     // api: ACME directories (with their nonces), admin, identity, repository
@@ -167,19 +175,38 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
             .map(|d| d.directory().name.clone())
             .collect(),
     );
-    let repository = Repository::new(revocation.clone());
+    let repository = Repository::new(revocation.clone(), cfg.ca.ocsp_requests_per_minute);
 
     // http
-    let tls = server_tls(&cfg, &default_ca, &client_certificates).await?;
+    let tls = server_tls(&cfg, &default_ca, &client_certificates, &audit).await?;
+    let tls_config = tls.config.clone();
+    tls.keep_current();
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .map_err(|e| format!("binding {}: {e}", cfg.server.listen))?;
     let local = listener.local_addr()?;
+    // The admin API on a listener of its own (the public one answers `/admin/…` 404).
+    let admin_listener = match cfg.admin_listen()? {
+        Some(addr) => {
+            let admin = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("binding server.admin_listen {addr}: {e}"))?;
+            if !addr.ip().to_canonical().is_loopback() {
+                tracing::warn!(%addr, "the admin API listens beyond loopback: reachable by whoever reaches that address (admin tokens still required)");
+            }
+            Some(admin)
+        }
+        None => None,
+    };
     let http_settings = HttpSettings {
         base_url: Some(cfg.server.base_url.clone())
             .filter(|s| !s.is_empty())
             .map(|s| s.trim_end_matches('/').to_string()),
         default_origin: format!("https://localhost:{}", local.port()),
+        default_admin_origin: match &admin_listener {
+            Some(admin) => format!("https://localhost:{}", admin.local_addr()?.port()),
+            None => String::new(),
+        },
         max_body_bytes: cfg.server.max_body_bytes,
         header_timeout: Duration::from_secs(cfg.server.header_timeout_secs.max(1)),
         max_connections: cfg.server.max_connections,
@@ -195,6 +222,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
     ));
 
     // background work
+    spawn_audit_checkpoints(&cfg, &cas, &store)?;
     spawn_housekeeping(
         store,
         ra,
@@ -231,19 +259,74 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         plain_server = Some(tokio::spawn(serve));
     }
 
+    let mut admin_server = None;
+    if let Some(admin) = admin_listener {
+        println!("pkid: admin API: https://{}/admin/", admin.local_addr()?);
+        let serve = crate::http::serve(
+            app.clone(),
+            admin,
+            Some(tls_config.clone()),
+            Surface::Admin,
+            stopped(),
+        );
+        admin_server = Some(tokio::spawn(serve));
+    }
+
     println!("pkid: root certificate: {}", root_path.display());
     println!("pkid: ACME directory: https://{local}/acme/directory");
     tracing::info!(listen = %local, startup_ms = started.elapsed().as_millis() as u64, "pkid is serving");
-    // One signal stops both listeners at once; each then drains its own connections.
+    // One signal stops every listener at once; each then drains its own connections.
     tokio::spawn(async move {
         signal.await;
         let _ = stop_tx.send(true);
     });
-    crate::http::serve(app, listener, Some(tls), Surface::All, stopped()).await?;
-    if let Some(plain) = plain_server {
-        let _ = plain.await;
+    crate::http::serve(app, listener, Some(tls_config), Surface::Public, stopped()).await?;
+    for other in [plain_server, admin_server].into_iter().flatten() {
+        let _ = other.await;
     }
     tracing::info!("pkid stopped");
+    Ok(())
+}
+
+/// Records the configuration this process runs with: a SHA-256 of it (the key-encryption key
+/// left out) and where it listens, so that a change between two starts shows in the trail.
+async fn record_configuration(cfg: &Config, audit: &Audit) {
+    let mut shown = cfg.clone();
+    shown.ca.key_encryption_key = String::new();
+    let text = serde_json::to_string(&shown).unwrap_or_default();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    audit
+        .record(
+            Event::success(SYSTEM, "config.loaded", "configuration").with(serde_json::json!({
+                "sha256": hex::encode(digest.as_ref()),
+                "listen": cfg.server.listen.to_string(),
+                "base_url": cfg.base_url(),
+                "version": env!("CARGO_PKG_VERSION"),
+            })),
+        )
+        .await;
+}
+
+/// Signed checkpoints of the audit trail every `audit.checkpoint_interval_secs`, by the
+/// issuing key of `audit.checkpoint_backend`, which must be a local key.
+fn spawn_audit_checkpoints(cfg: &Config, cas: &[Arc<Ca>], store: &Store) -> Result<(), BoxError> {
+    if cfg.audit.checkpoint_interval_secs == 0 {
+        return Ok(());
+    }
+    let name = &cfg.audit.checkpoint_backend;
+    let ca = cas
+        .iter()
+        .find(|ca| &ca.name == name)
+        .filter(|ca| ca.backend.signatures().is_some())
+        .ok_or_else(|| {
+            format!("audit.checkpoint_backend {name:?} is not a backend with a local key (software or pkcs11)")
+        })?;
+    crate::audit::checkpoint::spawn_checkpoints(
+        store.clone(),
+        name.clone(),
+        ca.backend.clone(),
+        Duration::from_secs(cfg.audit.checkpoint_interval_secs),
+    );
     Ok(())
 }
 
@@ -251,6 +334,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
 fn own_listeners(cfg: &Config) -> Vec<std::net::SocketAddr> {
     std::iter::once(cfg.server.listen)
         .chain(cfg.server.http_listen.parse().ok())
+        .chain(cfg.server.admin_listen.parse().ok())
         .collect()
 }
 

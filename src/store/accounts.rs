@@ -1,11 +1,12 @@
 //! Accounts (RFC 8555 §7.3): created (binding an EAB key in the same transaction), read by
-//! key or id (from memory on SQLite, `fast::accounts`), their key and contact changed,
-//! deactivated with their authorizations (§7.3.6).
+//! key within their ACME directory or by id (from memory on SQLite, `fast::accounts`), their
+//! key and contact changed, deactivated with their authorizations (§7.3.6). A key holds at most
+//! one account per directory.
 
 use std::sync::Arc;
 
 use super::group_commit::After;
-use super::rows::account_from;
+use super::rows::{account_cols, account_from};
 use super::sql::statement;
 use super::{AccountRow, Reads, Result, Store, Written};
 
@@ -13,15 +14,29 @@ use super::{AccountRow, Reads, Result, Store, Written};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NewAccountOutcome {
     Created,
-    /// An account with this key exists (a concurrent registration won).
+    /// An account with this key exists in this directory (a concurrent registration won).
     KeyExists,
     /// The EAB key was bound to another account meanwhile; nothing was written.
     EabUsed,
 }
 
+/// An account by its directory and its key's thumbprint (newAccount, key roll-over).
+pub(super) const ACCOUNT_BY_KEY: &str = concat!(
+    "SELECT ",
+    account_cols!(),
+    " FROM accounts WHERE directory = $1 AND thumbprint = $2"
+);
+
 impl Reads {
-    pub async fn account_by_thumbprint(&self, thumbprint: &str) -> Result<Option<AccountRow>> {
-        let row = sqlx::query("SELECT id, thumbprint, jwk, status, contact, eab_kid, created_at FROM accounts WHERE thumbprint = $1")
+    /// The account of the key whose RFC 7638 thumbprint is `thumbprint` in ACME directory
+    /// `directory`: a key holds at most one account per directory.
+    pub async fn account_by_key(
+        &self,
+        directory: &str,
+        thumbprint: &str,
+    ) -> Result<Option<AccountRow>> {
+        let row = sqlx::query(ACCOUNT_BY_KEY)
+            .bind(directory)
             .bind(thumbprint)
             .fetch_optional(&mut self.reader().await?)
             .await?;
@@ -40,9 +55,11 @@ impl Reads {
             }
             None => None,
         };
-        let row = sqlx::query(
-            "SELECT id, thumbprint, jwk, status, contact, eab_kid, created_at FROM accounts WHERE id = $1",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            account_cols!(),
+            " FROM accounts WHERE id = $1"
+        ))
         .bind(id)
         .fetch_optional(&mut self.reader().await?)
         .await?;
@@ -65,8 +82,8 @@ impl Store {
         eab_kid: Option<&str>,
     ) -> Result<NewAccountOutcome> {
         let insert = statement!(
-            "INSERT INTO accounts (id, thumbprint, jwk, status, contact, eab_kid, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (thumbprint) DO NOTHING",
+            "INSERT INTO accounts (id, thumbprint, jwk, status, contact, eab_kid, created_at, directory) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (directory, thumbprint) DO NOTHING",
             &a.id,
             &a.thumbprint,
             &a.jwk,
@@ -74,6 +91,7 @@ impl Store {
             &a.contact,
             eab_kid,
             a.created_at,
+            &a.directory,
         );
         let bind = eab_kid.map(|kid| {
             statement!(
@@ -109,7 +127,8 @@ impl Store {
     }
 
     /// Replace an account's key, once: `false` if the old key changed meanwhile. A new key that
-    /// another account holds fails with a unique violation (`is_unique_violation`).
+    /// another account of the same directory holds fails with a unique violation
+    /// (`is_unique_violation`).
     pub async fn update_account_key(
         &self,
         id: &str,

@@ -50,6 +50,8 @@
 //!   `account_numbers.rs`: Notary's integer account numbers over the users.
 //! - `crls.rs`: revocations, CRLs (RFC 5280 §5), the leases of their generation.
 //! - `ocsp.rs`: delegated OCSP responders (RFC 6960).
+//! - `audit.rs`: the audit trail's hash chain and its signed checkpoints, appended only (how
+//!   one chain stays one under replicas and crashes is written there).
 //! - `fast/`: the ACME fast paths: reads answered from memory (SQLite) or with the nonce
 //!   (PostgreSQL), and the rule that keeps them exact.
 //! - `connections.rs`: the connections the store holds; `group_commit.rs`: SQLite's writer.
@@ -57,6 +59,7 @@
 
 mod account_numbers;
 mod accounts;
+mod audit;
 mod authorities;
 mod authorizations;
 pub mod cert_requests;
@@ -95,6 +98,7 @@ use sql::run_on;
 
 pub use account_numbers::AccountNumbered;
 pub use accounts::NewAccountOutcome;
+pub use audit::{AuditCheckpointRow, AuditEntryRow, EntryHasher, GENESIS_HASH};
 pub use authorities::{CaCertified, CaRow, NewCaRow};
 pub use authorizations::NewAuthz;
 pub use cert_requests::{CertRequestRow, NewCertRequest, SignedRequest};

@@ -14,6 +14,9 @@ use super::{AccountStatus, AuthzStatus, CertificateStatus, ChallengeStatus, Orde
 #[derive(Debug, Clone)]
 pub struct AccountRow {
     pub id: String,
+    /// The ACME directory the account was made in (`default` or a configured name): the only
+    /// one it is served through.
+    pub directory: String,
     pub thumbprint: String,
     pub jwk: String,
     pub status: AccountStatus,
@@ -52,6 +55,7 @@ impl AccountRow {
     pub fn for_tests(id: &str) -> AccountRow {
         AccountRow {
             id: id.into(),
+            directory: "default".into(),
             thumbprint: format!("thumbprint-{id}"),
             jwk: "{}".into(),
             status: AccountStatus::Valid,
@@ -223,6 +227,14 @@ macro_rules! authz_select {
 }
 pub(super) use authz_select;
 
+/// An account's columns; a macro so that queries can `concat!` it.
+macro_rules! account_cols {
+    () => {
+        "id, directory, thumbprint, jwk, status, contact, eab_kid, created_at"
+    };
+}
+pub(super) use account_cols;
+
 /// A certificate's columns; a macro so that queries can `concat!` it.
 macro_rules! cert_cols {
     () => {
@@ -338,6 +350,7 @@ pub(super) fn account_columns(
     let column = |name: &str| format!("{prefix}{name}");
     Ok(AccountRow {
         id: r.try_get(column("id").as_str())?,
+        directory: r.try_get(column("directory").as_str())?,
         thumbprint: r.try_get(column("thumbprint").as_str())?,
         jwk: r.try_get(column("jwk").as_str())?,
         status: status(r, &column("status"))?,

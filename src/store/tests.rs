@@ -5,6 +5,7 @@
 
 use sqlx::{AnyConnection, Row};
 
+use super::accounts::ACCOUNT_BY_KEY;
 use super::authorizations::{AUTHZS_SINCE, AUTHZ_WITH_CHALLENGES, STALE_PROCESSING_CHALLENGES};
 use super::crls::{LAST_REVOCATION, LAST_REVOCATION_IN_SHARD};
 use super::orders::{
@@ -202,6 +203,7 @@ async fn plans_of_frequent_queries_use_indexes() {
         ("authorization with challenges", AUTHZ_WITH_CHALLENGES),
         ("an issuer's last revocation", LAST_REVOCATION),
         ("a CRL shard's last revocation", LAST_REVOCATION_IN_SHARD),
+        ("an account by directory and key", ACCOUNT_BY_KEY),
     ];
     for (what, sql) in queries {
         let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
@@ -543,4 +545,108 @@ async fn clients_and_admin_tokens() {
     assert!(listed
         .iter()
         .any(|t| t.id == "old" && t.revoked_at.is_some()));
+}
+
+/// Migration 0010 on a database that has accounts from before it: one made with an external
+/// account binding joins its binding key's directory, any other `default`; the orders and
+/// authorizations that reference them still do (foreign keys hold), and from then on a key
+/// holds one account per directory.
+#[tokio::test]
+async fn accounts_from_before_directory_isolation_join_a_directory() {
+    use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+    use std::str::FromStr;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("pkid.db").display());
+    sqlx::any::install_default_drivers();
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::query("PRAGMA foreign_keys = ON")
+                    .execute(conn)
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .connect_with(AnyConnectOptions::from_str(&url).unwrap())
+        .await
+        .unwrap();
+    let mut before = sqlx::migrate!("./migrations/sqlite");
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|m| m.version < 10)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    before.run(&pool).await.unwrap();
+    for statement in [
+        "INSERT INTO eab_keys (kid, sealed_key, directory, note, created_at, bound_account, bound_at) \
+         VALUES ('k1', 'sealed', 'restricted', '', 0, 'a-bound', 0)",
+        "INSERT INTO accounts (id, thumbprint, jwk, status, contact, eab_kid, created_at) \
+         VALUES ('a-bound', 't1', '{}', 'valid', '[]', 'k1', 0)",
+        "INSERT INTO accounts (id, thumbprint, jwk, status, contact, eab_kid, created_at) \
+         VALUES ('a-plain', 't2', '{}', 'valid', '[]', NULL, 0)",
+        "INSERT INTO orders (id, account_id, directory, status, expires, identifiers, created_at) \
+         VALUES ('o1', 'a-bound', 'restricted', 'pending', 0, '[]', 0)",
+        "INSERT INTO authorizations (id, account_id, id_type, id_value, wildcard, status, expires, created_at) \
+         VALUES ('z1', 'a-plain', 'dns', 'x.test', 0, 'pending', 0, 0)",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+
+    let store = Store::connect(&url, 1).await.unwrap();
+    let bound = store.account("a-bound").await.unwrap().unwrap();
+    let plain = store.account("a-plain").await.unwrap().unwrap();
+    assert_eq!(
+        (bound.directory.as_str(), plain.directory.as_str()),
+        ("restricted", "default")
+    );
+    assert_eq!(
+        store
+            .account_by_key("restricted", "t1")
+            .await
+            .unwrap()
+            .map(|a| a.id),
+        Some("a-bound".to_string())
+    );
+    assert!(store
+        .account_by_key("default", "t1")
+        .await
+        .unwrap()
+        .is_none());
+    let violations = sqlx::query("PRAGMA foreign_key_check")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert!(violations.is_empty(), "{} violations", violations.len());
+    // Foreign keys are still enforced: no order of an account that does not exist.
+    assert!(sqlx::query(
+        "INSERT INTO orders (id, account_id, directory, status, expires, identifiers, created_at) \
+         VALUES ('o2', 'nobody', 'default', 'pending', 0, '[]', 0)"
+    )
+    .execute(store.pool())
+    .await
+    .is_err());
+    // One account per key and directory.
+    let again = |id: &str, directory: &str| AccountRow {
+        directory: directory.into(),
+        thumbprint: "t2".into(),
+        ..AccountRow::for_tests(id)
+    };
+    assert_eq!(
+        store
+            .insert_account(&again("a-elsewhere", "restricted"), None)
+            .await
+            .unwrap(),
+        NewAccountOutcome::Created
+    );
+    assert_eq!(
+        store
+            .insert_account(&again("a-twice", "default"), None)
+            .await
+            .unwrap(),
+        NewAccountOutcome::KeyExists
+    );
 }

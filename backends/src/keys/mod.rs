@@ -4,6 +4,7 @@
 //! Signatures come out in X.509 encoding (RFC 5280 §4.1.1.3 and RFC 3279 / RFC 5758 / RFC 8410):
 //! ECDSA as DER `SEQUENCE { r INTEGER, s INTEGER }`, RSA PKCS#1 v1.5, Ed25519 raw.
 
+pub mod counted;
 pub mod custody;
 pub mod pkcs11;
 pub mod software;

@@ -29,6 +29,7 @@ use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::{CertificateRevocationList, FromDer, X509Certificate};
 use x509_parser::x509::SubjectPublicKeyInfo;
 
+use crate::keys::counted::CountedKey;
 use crate::keys::KeySigner;
 use crate::local::der;
 use crate::{
@@ -51,11 +52,12 @@ const MUST_STAPLE_VALUE: &[u8] = &[0x30, 0x03, 0x02, 0x01, 0x05];
 /// RFC 5280 §4.1.2.2: at most 20 octets.
 const MAX_SERIAL_OCTETS: usize = 20;
 
-/// The issuing CA: its certificate and the key that signs for it.
+/// The issuing CA: its certificate and the key that signs for it (counting its signatures).
 #[derive(Clone)]
 pub struct IssuerInfo {
     pub cert_der: Vec<u8>,
     pub key: Arc<dyn KeySigner>,
+    counted: Arc<CountedKey>,
 }
 
 impl std::fmt::Debug for IssuerInfo {
@@ -75,7 +77,18 @@ impl IssuerInfo {
                 "the key does not belong to the CA certificate".into(),
             ));
         }
-        Ok(IssuerInfo { cert_der, key })
+        let counted = Arc::new(CountedKey::new(key, cert.subject().to_string()));
+        Ok(IssuerInfo {
+            cert_der,
+            key: counted.clone(),
+            counted,
+        })
+    }
+
+    /// Signatures the key made for this issuer since it was opened (certificates, CRLs, OCSP
+    /// responses, audit checkpoints).
+    pub fn signatures(&self) -> u64 {
+        self.counted.signatures()
     }
 
     /// The issuer's subjectKeyIdentifier, or the RFC 7093 method 1 identifier of its key when

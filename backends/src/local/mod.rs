@@ -3,6 +3,7 @@
 //! code over the issuer's [`IssuerInfo`].
 
 pub mod builder;
+pub mod checkpoint;
 pub mod crl;
 pub(crate) mod der;
 pub mod ocsp;
@@ -178,6 +179,17 @@ macro_rules! local_signing_backend {
 
             fn session_use(&self) -> Option<$crate::SessionUse> {
                 self.session_use()
+            }
+
+            async fn sign_checkpoint(
+                &self,
+                message: &[u8],
+            ) -> Result<($crate::KeyAlgorithm, Vec<u8>), $crate::BackendError> {
+                $crate::local::checkpoint::sign_checkpoint(&self.issuer, message).await
+            }
+
+            fn signatures(&self) -> Option<u64> {
+                Some(self.issuer.signatures())
             }
         }
     };

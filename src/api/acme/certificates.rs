@@ -95,7 +95,7 @@ impl AcmeServer {
             (None, KeyRef::Kid(_)) => return Err(Problem::unauthorized("unknown account")),
         };
         self.ra
-            .revoke_certificate(&der, req.reason.unwrap_or(0), by)
+            .revoke_certificate(&self.directory, &der, req.reason.unwrap_or(0), by)
             .await?;
         Ok(Reply::empty(StatusCode::OK))
     }

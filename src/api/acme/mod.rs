@@ -239,7 +239,11 @@ impl AcmeServer {
         Reply::json(StatusCode::OK, &dir)
     }
 
-    /// RFC 8555 §6.2–§6.5: media type, JWS shape, url, key, signature, then the nonce.
+    /// RFC 8555 §6.2–§6.5: media type, JWS shape, the nonce's MAC, url, key, signature, then
+    /// the nonce's redemption. A nonce of ours that a request carries is spent whatever comes
+    /// of the request (§6.5: a nonce that appeared in a request is invalid from then on), even
+    /// one refused as it is parsed (`crit`, an `alg` refused), so a refused request cannot be
+    /// sent again with the same nonce.
     async fn authenticate(
         &self,
         headers: &HeaderMap,
@@ -253,66 +257,31 @@ impl AcmeServer {
                 "POST requests must have Content-Type application/jose+json",
             ));
         }
-        let jws = Jws::parse(body)?;
+        let jws = self.nonces.parse_request(body).await?;
         let nonce = jws.required_nonce()?.to_owned();
-        // Cheap check before any database work. Redeemed after the signature verifies, or, in
-        // the database, by the statement that reads the signer's account.
+        // Cheap check before any database work. Redeemed after the signature is checked, or,
+        // in the database, by the statement that reads the signer's account.
         let (nonce_expires, _) = self.nonces.check(&nonce)?;
-        if self.ra.settings().test_mode.rejects_this_nonce() {
-            return Err(Problem::bad_nonce(
-                "test mode: this valid nonce was refused on purpose",
-            ));
-        }
-        jws.check_url(url)?;
-        let jwk_allowed = matches!(segments, ["new-account"] | ["revoke-cert"]);
-        let mut prefetched = Prefetched::Nothing;
-        let (account, redeemed) = match &jws.key {
-            KeyRef::Jwk(jwk) => {
-                if !jwk_allowed {
-                    return Err(Problem::malformed(
-                        "this resource needs a kid (account URL), not a jwk",
-                    ));
-                }
-                jws.verify(jwk)?;
-                (None, None)
-            }
-            KeyRef::Kid(kid) => {
-                if matches!(segments, ["new-account"]) {
-                    return Err(Problem::malformed(
-                        "newAccount must be signed with a jwk, not a kid",
-                    ));
-                }
-                let id = links.account_id_of(kid).ok_or_else(|| {
-                    Problem::account_does_not_exist(format!(
-                        "kid {kid:?} is not an account URL of this server"
-                    ))
-                })?;
-                // With nonces redeemed in the database (replicas), the account, and the
-                // resource the URL names, are read by the statement that redeems the nonce: one
-                // round trip instead of three.
-                let redeeming = self
-                    .nonces
-                    .account_redeeming_nonce(id, &nonce, nonce_expires, prefetch(segments))
-                    .await;
-                let (account, redeemed) = match redeeming {
-                    Some(found) => {
-                        let (account, first, read) = found?;
-                        prefetched = read;
-                        (account, Some(first))
-                    }
-                    None => (self.reads.account(id).await?, None),
-                };
-                let account = account.ok_or_else(|| {
-                    Problem::account_does_not_exist(format!("account {kid} does not exist"))
-                })?;
-                jws.verify_with(&*self.account_keys.get(&jws.alg, &account.jwk)?)?;
-                (Some(account), redeemed)
-            }
+        let mut redeemed = None;
+        let signed = self
+            .signer(
+                &jws,
+                &nonce,
+                nonce_expires,
+                url,
+                links,
+                segments,
+                &mut redeemed,
+            )
+            .await;
+        let spent = match redeemed {
+            Some(first) => nonce::first_redemption(first),
+            None => self.nonces.redeem(&nonce).await,
         };
-        match redeemed {
-            Some(first) => nonce::first_redemption(first)?,
-            None => self.nonces.redeem(&nonce).await?,
-        }
+        // A refused request reports why it was refused; a good one that replayed its nonce,
+        // the nonce.
+        let (account, prefetched) = signed?;
+        spent?;
         if let Some(a) = &account {
             if a.status != AccountStatus::Valid {
                 return Err(Problem::unauthorized(format!("account is {}", a.status)));
@@ -323,6 +292,77 @@ impl AcmeServer {
             account,
             prefetched,
         })
+    }
+
+    /// Who signed `jws`: its URL, its key and its signature checked; the account a `kid`
+    /// names, which must be this directory's (an account is served only through the
+    /// directory it was made in), with the resource the URL names when it was read with the
+    /// nonce. `redeemed` is set when the nonce was redeemed on the way (PostgreSQL).
+    #[allow(clippy::too_many_arguments)]
+    async fn signer(
+        &self,
+        jws: &Jws,
+        nonce: &str,
+        nonce_expires: i64,
+        url: &str,
+        links: &Links,
+        segments: &[&str],
+        redeemed: &mut Option<bool>,
+    ) -> Result<(Option<AccountRow>, Prefetched), Problem> {
+        if self.ra.settings().test_mode.rejects_this_nonce() {
+            return Err(Problem::bad_nonce(
+                "test mode: this valid nonce was refused on purpose",
+            ));
+        }
+        jws.check_url(url)?;
+        let jwk_allowed = matches!(segments, ["new-account"] | ["revoke-cert"]);
+        match &jws.key {
+            KeyRef::Jwk(jwk) => {
+                if !jwk_allowed {
+                    return Err(Problem::malformed(
+                        "this resource needs a kid (account URL), not a jwk",
+                    ));
+                }
+                jws.verify(jwk)?;
+                Ok((None, Prefetched::Nothing))
+            }
+            KeyRef::Kid(kid) => {
+                if matches!(segments, ["new-account"]) {
+                    return Err(Problem::malformed(
+                        "newAccount must be signed with a jwk, not a kid",
+                    ));
+                }
+                let id = links.account_id_of(kid).ok_or_else(|| {
+                    Problem::account_does_not_exist(format!(
+                        "kid {kid:?} is not an account URL of this directory"
+                    ))
+                })?;
+                // With nonces redeemed in the database (replicas), the account, and the
+                // resource the URL names, are read by the statement that redeems the nonce: one
+                // round trip instead of three.
+                let redeeming = self
+                    .nonces
+                    .account_redeeming_nonce(id, nonce, nonce_expires, prefetch(segments))
+                    .await;
+                let (account, prefetched) = match redeeming {
+                    Some(found) => {
+                        let (account, first, read) = found?;
+                        *redeemed = Some(first);
+                        (account, read)
+                    }
+                    None => (self.reads.account(id).await?, Prefetched::Nothing),
+                };
+                // Another directory's account is no account here, and is answered as one that
+                // does not exist: the URL of one directory's account never works on another.
+                let account = account
+                    .filter(|a| a.directory == self.directory.name)
+                    .ok_or_else(|| {
+                        Problem::account_does_not_exist(format!("account {kid} does not exist"))
+                    })?;
+                jws.verify_with(&*self.account_keys.get(&jws.alg, &account.jwk)?)?;
+                Ok((Some(account), prefetched))
+            }
+        }
     }
 
     async fn dispatch(

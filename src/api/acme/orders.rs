@@ -57,7 +57,12 @@ impl AcmeServer {
             Some(found) => found,
             None => self.reads.order_with_authzs(id).await?,
         };
-        let (order, authzs) = found.ok_or_else(|| Problem::not_found("no such order"))?;
+        // An order is served only through the directory it was placed in (its account is this
+        // directory's already; an order of another directory is one from before accounts
+        // belonged to one).
+        let (order, authzs) = found
+            .filter(|(order, _)| order.directory == self.directory.name)
+            .ok_or_else(|| Problem::not_found("no such order"))?;
         if order.account_id != account.id {
             return Err(Problem::unauthorized(
                 "this order belongs to another account",
@@ -134,7 +139,8 @@ impl AcmeServer {
         Ok(Self::order_reply(&order, &authzs, links, StatusCode::OK))
     }
 
-    /// RFC 9773 §4: the suggested renewal window of a certificate, by ARI certID.
+    /// RFC 9773 §4: the suggested renewal window of a certificate, by ARI certID; only for a
+    /// certificate issued through this directory.
     pub(super) async fn renewal_info(&self, cert_id: &str) -> AcmeResult {
         let (_, serial) = crate::pki::ari::parse_cert_id(cert_id)
             .map_err(|e| Problem::malformed(e.to_string()))?;
@@ -144,6 +150,9 @@ impl AcmeServer {
             .await?
             .filter(|c| c.status == CertificateStatus::Issued)
             .ok_or_else(|| Problem::not_found("no certificate with that serial"))?;
+        if !self.ra.issued_through(&self.directory, &cert).await? {
+            return Err(Problem::not_found("no certificate with that serial"));
+        }
         let der = cert.der.clone().unwrap_or_default();
         let (_, parsed) = x509_parser::parse_x509_certificate(&der)
             .map_err(|_| Problem::server_internal("stored certificate is unreadable"))?;

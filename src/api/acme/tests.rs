@@ -1028,3 +1028,334 @@ async fn recovery_issues_again_only_for_a_valid_account() {
         }
     }
 }
+
+impl Harness {
+    /// Another ACME directory, `/acme/{name}`, over the same RA, store, CA and nonces.
+    fn directory(&self, name: &str, eab_policy: EabPolicy) -> Arc<AcmeServer> {
+        let of_default = &self.acme.directory;
+        Arc::new(AcmeServer::new(
+            self.acme.ra.clone(),
+            Directory {
+                name: name.into(),
+                ca: of_default.ca.clone(),
+                profiles: of_default.profiles.clone(),
+                default_profile: of_default.default_profile.clone(),
+                eab_policy,
+                pre_authorization: true,
+            },
+            NonceService::new(b"k", 60, self.store.clone()),
+            AcmeSettings {
+                challenge_wait: std::time::Duration::ZERO,
+            },
+        ))
+    }
+}
+
+async fn post_at(acme: &AcmeServer, path: &str, body: Vec<u8>) -> Reply {
+    acme.handle(
+        &Method::POST,
+        path,
+        &jose_headers(),
+        Bytes::from(body),
+        ORIGIN,
+    )
+    .await
+}
+
+fn header_of(r: &Reply, name: http::HeaderName) -> String {
+    r.headers
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("no {name} in {:?}", r.headers))
+}
+
+/// Security hardening, item 1: an account belongs to the directory it was made in. A key
+/// known on one directory asks another, which requires a binding, without one: refused, and
+/// neither the account's URL under that directory's prefix nor its own works there. On a
+/// directory that requires none the same key makes an account of its own, whose orders and
+/// authorizations the first directory does not serve.
+#[tokio::test]
+async fn an_account_is_served_only_through_the_directory_it_was_made_in() {
+    let h = harness().await;
+    let restricted = h.directory("restricted", EabPolicy::NewAccountRequired);
+    let open = h.directory("open", EabPolicy::NotRequired);
+    let (k, kid) = h.account().await;
+    let id = kid.rsplit('/').next().unwrap().to_string();
+    let order_payload = br#"{"identifiers":[{"type":"dns","value":"iso.pkid.test"}]}"#;
+    let h = &h;
+    let request = |acme: Arc<AcmeServer>, path: String, key_ref: Value, payload: &'static [u8]| {
+        let k = k.clone();
+        async move {
+            let n = h.nonce().await;
+            let mut header = json!({"alg":"ES256","nonce":n,"url":format!("{ORIGIN}{path}")});
+            header.as_object_mut().unwrap().extend(
+                key_ref
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+            post_at(&acme, &path, sign(&k, header, payload)).await
+        }
+    };
+    let jwk = json!({"jwk": k.jwk});
+
+    let before = h.snapshot().await;
+    let r = request(
+        restricted.clone(),
+        "/acme/restricted/new-account".into(),
+        jwk.clone(),
+        b"{}",
+    )
+    .await;
+    assert_eq!(problem_type(&r), "externalAccountRequired");
+    let r = request(
+        restricted.clone(),
+        "/acme/restricted/new-account".into(),
+        jwk.clone(),
+        br#"{"onlyReturnExisting":true}"#,
+    )
+    .await;
+    assert_eq!(problem_type(&r), "accountDoesNotExist");
+    for kid_there in [format!("{ORIGIN}/acme/restricted/acct/{id}"), kid.clone()] {
+        let r = request(
+            restricted.clone(),
+            "/acme/restricted/new-order".into(),
+            json!({ "kid": kid_there }),
+            order_payload,
+        )
+        .await;
+        assert_eq!(problem_type(&r), "accountDoesNotExist", "{kid_there}");
+    }
+    assert_eq!(h.snapshot().await, before, "nothing was written");
+
+    // The same key on a directory that requires no binding: an account of that directory.
+    let r = request(
+        open.clone(),
+        "/acme/open/new-account".into(),
+        jwk.clone(),
+        b"{}",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let open_kid = header_of(&r, http::header::LOCATION);
+    let open_id = open_kid.rsplit('/').next().unwrap().to_string();
+    assert!(open_kid.starts_with(&format!("{ORIGIN}/acme/open/acct/")));
+    assert_ne!(open_id, id);
+    let again = request(
+        open.clone(),
+        "/acme/open/new-account".into(),
+        jwk.clone(),
+        b"{}",
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(header_of(&again, http::header::LOCATION), open_kid);
+    let directories: Vec<String> =
+        sqlx::query("SELECT directory FROM accounts WHERE id IN ($1, $2) ORDER BY directory")
+            .bind(&id)
+            .bind(&open_id)
+            .fetch_all(h.store.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get("directory"))
+            .collect();
+    assert_eq!(directories, ["default", "open"]);
+
+    let r = request(
+        open.clone(),
+        "/acme/open/new-order".into(),
+        json!({ "kid": open_kid }),
+        order_payload,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let order_url = header_of(&r, http::header::LOCATION);
+    let order: Value = serde_json::from_slice(&r.body).unwrap();
+    let authz_url = order["authorizations"][0].as_str().unwrap().to_string();
+    let path_of = |url: &str| url.trim_start_matches(ORIGIN).to_string();
+    // Through its own directory, its resources answer.
+    for url in [&order_url, &authz_url] {
+        let r = request(open.clone(), path_of(url), json!({ "kid": open_kid }), b"").await;
+        assert_eq!(r.status, StatusCode::OK, "{url}");
+    }
+    // Through the default one, they do not: not for the default account of the same key, and
+    // not for the open account named under the default prefix.
+    for url in [&order_url, &authz_url] {
+        let there = path_of(url).replace("/acme/open/", "/acme/");
+        let r = request(h.acme.clone(), there.clone(), json!({ "kid": kid }), b"").await;
+        assert!(
+            matches!(problem_type(&r).as_str(), "unauthorized" | "malformed")
+                && r.status.is_client_error(),
+            "{there}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let disguised = format!("{ORIGIN}/acme/acct/{open_id}");
+        let r = request(
+            h.acme.clone(),
+            there.clone(),
+            json!({ "kid": disguised }),
+            b"",
+        )
+        .await;
+        assert_eq!(problem_type(&r), "accountDoesNotExist", "{there}");
+    }
+}
+
+/// RFC 8555 §6.5: a nonce that checked is spent by the request that carried it, whatever is
+/// refused: a signature by another key, a `url` of another resource, a `jwk` where a `kid` is
+/// needed, an `alg` the key does not sign with or one refused outright, `crit`, an account that
+/// does not exist.
+#[tokio::test]
+async fn a_refused_request_spends_its_nonce() {
+    let h = harness().await;
+    let (k, kid) = h.account().await;
+    let stranger = key();
+    let url = format!("{ORIGIN}/acme/new-order");
+    let payload: &[u8] = br#"{"identifiers":[{"type":"dns","value":"n.pkid.test"}]}"#;
+    type Build = Box<dyn Fn(&str) -> Vec<u8>>;
+    let refusals: Vec<(&str, Build, &str)> = vec![
+        (
+            "signed by another key",
+            {
+                let (s, kid, url) = (stranger.clone(), kid.clone(), url.clone());
+                Box::new(move |n| {
+                    sign(
+                        &s,
+                        json!({"alg":"ES256","kid":kid,"nonce":n,"url":url}),
+                        payload,
+                    )
+                })
+            },
+            "malformed",
+        ),
+        (
+            "url of another resource",
+            {
+                let (k, kid) = (k.clone(), kid.clone());
+                Box::new(move |n| {
+                    sign(
+                        &k,
+                        json!({"alg":"ES256","kid":kid,"nonce":n,"url":format!("{ORIGIN}/acme/new-authz")}),
+                        payload,
+                    )
+                })
+            },
+            "unauthorized",
+        ),
+        (
+            "a jwk where a kid is needed",
+            {
+                let (k, url) = (k.clone(), url.clone());
+                Box::new(move |n| {
+                    sign(
+                        &k,
+                        json!({"alg":"ES256","jwk":k.jwk,"nonce":n,"url":url}),
+                        payload,
+                    )
+                })
+            },
+            "malformed",
+        ),
+        (
+            "an alg the account key does not sign with",
+            {
+                let (k, kid, url) = (k.clone(), kid.clone(), url.clone());
+                Box::new(move |n| {
+                    sign(
+                        &k,
+                        json!({"alg":"RS256","kid":kid,"nonce":n,"url":url}),
+                        payload,
+                    )
+                })
+            },
+            "badSignatureAlgorithm",
+        ),
+        (
+            "alg none",
+            {
+                let (kid, url) = (kid.clone(), url.clone());
+                Box::new(move |n| {
+                    let p = URL_SAFE_NO_PAD.encode(
+                        serde_json::to_vec(&json!({"alg":"none","kid":kid,"nonce":n,"url":url}))
+                            .unwrap(),
+                    );
+                    serde_json::to_vec(&json!({"protected": p, "payload": "", "signature": "AA"}))
+                        .unwrap()
+                })
+            },
+            "badSignatureAlgorithm",
+        ),
+        (
+            "crit",
+            {
+                let (k, kid, url) = (k.clone(), kid.clone(), url.clone());
+                Box::new(move |n| {
+                    sign(
+                        &k,
+                        json!({"alg":"ES256","kid":kid,"nonce":n,"url":url,"crit":["exp"],"exp":1}),
+                        payload,
+                    )
+                })
+            },
+            "malformed",
+        ),
+        (
+            "an account that does not exist",
+            {
+                let (k, url) = (k.clone(), url.clone());
+                Box::new(move |n| {
+                    sign(
+                        &k,
+                        json!({"alg":"ES256","kid":format!("{ORIGIN}/acme/acct/nobody"),"nonce":n,"url":url}),
+                        payload,
+                    )
+                })
+            },
+            "accountDoesNotExist",
+        ),
+    ];
+    for (name, build, want) in &refusals {
+        let n = h.nonce().await;
+        let refused = h.post("/acme/new-order", build(&n)).await;
+        assert_eq!(problem_type(&refused), *want, "{name}");
+        if *want == "badSignatureAlgorithm" {
+            let body: Value = serde_json::from_slice(&refused.body).unwrap();
+            assert_eq!(
+                body["algorithms"],
+                json!(crate::identity::jws::ALLOWED_ALGS),
+                "{name}"
+            );
+        }
+        let retry = h
+            .post(
+                "/acme/new-order",
+                sign(
+                    &k,
+                    json!({"alg":"ES256","kid":kid,"nonce":n,"url":url}),
+                    payload,
+                ),
+            )
+            .await;
+        assert_eq!(
+            problem_type(&retry),
+            "badNonce",
+            "{name}: the nonce is spent"
+        );
+    }
+    // A fresh nonce serves the account.
+    let n = h.nonce().await;
+    let fine = h
+        .post(
+            "/acme/new-order",
+            sign(
+                &k,
+                json!({"alg":"ES256","kid":kid,"nonce":n,"url":url}),
+                payload,
+            ),
+        )
+        .await;
+    assert_eq!(fine.status, StatusCode::CREATED);
+}

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::api::{Reply, RequestBody, RequestHead};
 use crate::identity::{authorize, Action, AuthError, Authenticated, Denied, Identity, Principal};
-use crate::ra::{BindingPolicy, Ra, RaError};
+use crate::ra::{AuditEvent, BindingPolicy, Ra, RaError};
 use crate::store::Reads;
 
 pub struct AdminApi {
@@ -203,6 +203,12 @@ impl AdminApi {
         let policy = req.policy.unwrap_or_default();
         let (kid, hmac_key) = self.ra.mint_eab_key(&directory, &req.note, &policy).await?;
         tracing::info!(kid = %kid, directory = %directory, by = %who.describe(), "EAB key created");
+        self.ra
+            .audit(
+                AuditEvent::success(who.describe(), "eab_key.created", format!("eab-key:{kid}"))
+                    .with(json!({ "directory": directory })),
+            )
+            .await;
         Ok(ok(
             StatusCode::CREATED,
             json!({"kid": kid, "hmac_key": hmac_key.as_str(), "directory": directory}),
@@ -213,6 +219,13 @@ impl AdminApi {
     async fn delete_eab_key(&self, kid: &str, who: &Principal) -> Result<AdminReply, RaError> {
         self.ra.withdraw_eab_key(kid).await?;
         tracing::info!(kid = %kid, by = %who.describe(), "EAB key deleted");
+        self.ra
+            .audit(AuditEvent::success(
+                who.describe(),
+                "eab_key.deleted",
+                format!("eab-key:{kid}"),
+            ))
+            .await;
         Ok(ok(StatusCode::OK, json!({"kid": kid})))
     }
 }

@@ -9,7 +9,9 @@
 //!   nonce is single-use across every replica on PostgreSQL);
 //! - `url` the URL the request is sent to (§6.4), so that it cannot be replayed elsewhere;
 //! - `kid` the URL of the key's binding, `{origin}/identity/keys/{thumbprint}` ([`binding_url`]),
-//!   where `thumbprint` is the RFC 7638 thumbprint of the bound key. A client computes it from
+//!   under the origin the request is sent to or pkid's base URL (a request to the admin
+//!   listener, which has an origin of its own, may name the binding either way), where
+//!   `thumbprint` is the RFC 7638 thumbprint of the bound key. A client computes it from
 //!   its own key alone, and the URL names no ACME directory: a binding belongs to a user, not
 //!   to a directory. An embedded `jwk` is refused: only a key bound beforehand proves a user.
 //!
@@ -92,7 +94,8 @@ pub enum SignedRequestError {
     /// Not a flattened JWS as RFC 8555 §6.2 allows (no `url`, say).
     #[error("{0}")]
     Malformed(String),
-    /// An `alg` outside [`jws::ALLOWED_ALGS`] (`none`, a MAC, …).
+    /// An `alg` outside [`jws::ALLOWED_ALGS`] (`none`, a MAC, …), or one the bound key does
+    /// not sign with.
     #[error("{0}")]
     BadSignatureAlgorithm(String),
     /// No nonce, or one that is unknown, expired or used already.
@@ -129,8 +132,8 @@ impl SignedRequestError {
 }
 
 /// The verifier's refusals in this protocol's terms. The verifier raises `unauthorized` only
-/// for a `url` that is not the request's, and `badPublicKey` only for a bound key that cannot
-/// make the signature's `alg`.
+/// for a `url` that is not the request's, `badSignatureAlgorithm` for an `alg` refused or not
+/// the bound key's, and `badPublicKey` only for a bound key it cannot use.
 impl From<JwsError> for SignedRequestError {
     fn from(e: JwsError) -> SignedRequestError {
         match e {
@@ -153,6 +156,9 @@ pub struct SignedRequests {
     bindings: Arc<dyn KeyBindings>,
     /// The bound keys, parsed once per key and algorithm.
     keys: AccountKeys,
+    /// pkid's base URL: a binding URL under it names a binding whichever listener the request
+    /// came to (the admin listener has an origin of its own).
+    base: Option<String>,
 }
 
 impl SignedRequests {
@@ -162,13 +168,22 @@ impl SignedRequests {
             nonces,
             bindings,
             keys: AccountKeys::default(),
+            base: None,
         }
     }
 
+    /// The same, taking binding URLs under `base` (pkid's base URL) as well as under the
+    /// origin each request was sent to.
+    pub fn with_base(mut self, base: &str) -> SignedRequests {
+        self.base = Some(base.trim_end_matches('/').to_owned());
+        self
+    }
+
     /// Authenticate a request sent to `{origin}{path}` (`origin`: `https://host[:port]` as the
-    /// client addressed pkid; `path` as the surface matches it). The checks run cheapest first;
-    /// the nonce is redeemed last, once the signature has verified, so that a forged request
-    /// cannot use up a client's nonce.
+    /// client addressed pkid; `path` as the surface matches it). The checks run cheapest first.
+    /// Once the nonce checks, it is redeemed whatever comes of the request, as ACME does (RFC
+    /// 8555 §6.5): a refused request cannot be sent again with it. Only whoever was given the
+    /// nonce (inside TLS) can present it, so a forged request spends only its own sender's.
     pub async fn authenticate(
         &self,
         headers: &HeaderMap,
@@ -179,20 +194,46 @@ impl SignedRequests {
         if !jws::is_jose_json(headers) {
             return Err(SignedRequestError::NotJose);
         }
-        let jws = Jws::parse(body)?;
+        let jws = self.nonces.parse_request(body).await?;
+        let nonce = jws.required_nonce()?;
+        self.nonces.check(nonce)?;
+        let signed = self.signer(&jws, origin, path).await;
+        let spent = self.nonces.redeem(nonce).await;
+        // A refused request reports why it was refused; a good one that replayed its nonce,
+        // the nonce.
+        let (bound, thumbprint) = signed?;
+        spent?;
+        Ok(SignedRequest {
+            user_id: bound.user_id,
+            thumbprint,
+            payload: jws.payload,
+        })
+    }
+
+    /// The binding whose key signed `jws` (its `url` checked first), and the key's thumbprint.
+    async fn signer(
+        &self,
+        jws: &Jws,
+        origin: &str,
+        path: &str,
+    ) -> Result<(BoundKey, String), SignedRequestError> {
         let KeyRef::Kid(kid) = &jws.key else {
             return Err(SignedRequestError::EmbeddedKey);
         };
-        let nonce = jws.required_nonce()?;
-        self.nonces.check(nonce)?;
         let origin = origin.trim_end_matches('/');
         jws.check_url(&format!("{origin}{path}"))?;
-        let thumbprint = thumbprint_of_binding(origin, kid).ok_or_else(|| {
-            SignedRequestError::UnboundKey(format!(
-                "kid {kid:?} is not a key binding URL of this server ({})",
-                binding_url(origin, "{thumbprint}")
-            ))
-        })?;
+        let thumbprint = thumbprint_of_binding(origin, kid)
+            .or_else(|| {
+                self.base
+                    .as_deref()
+                    .and_then(|base| thumbprint_of_binding(base, kid))
+            })
+            .ok_or_else(|| {
+                SignedRequestError::UnboundKey(format!(
+                    "kid {kid:?} is not a key binding URL of this server ({})",
+                    binding_url(origin, "{thumbprint}")
+                ))
+            })?;
         let bound =
             self.bindings.key(thumbprint).await?.ok_or_else(|| {
                 SignedRequestError::UnboundKey(format!("no key is bound at {kid}"))
@@ -201,12 +242,7 @@ impl SignedRequests {
         jws.verify_with(&key).map_err(|_| {
             SignedRequestError::BadSignature("JWS signature verification failed".into())
         })?;
-        self.nonces.redeem(nonce).await?;
-        Ok(SignedRequest {
-            user_id: bound.user_id,
-            thumbprint: thumbprint.to_owned(),
-            payload: jws.payload,
-        })
+        Ok((bound, thumbprint.to_owned()))
     }
 }
 

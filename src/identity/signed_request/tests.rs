@@ -251,36 +251,55 @@ async fn an_unbound_key_is_refused() {
     }
 }
 
+/// RFC 8555 §6.5, as ACME has it: a nonce that checked is spent by the request that carried
+/// it, refused or not, so a refused request cannot be sent again with it.
 #[tokio::test]
-async fn a_signature_that_is_not_the_bound_keys_is_refused_and_spends_no_nonce() {
+async fn a_signature_that_is_not_the_bound_keys_is_refused_and_spends_its_nonce() {
     let (key, other) = (Key::es256(), Key::es256());
     let (requests, nonces) = verifier(&[&key]);
-    let nonce = nonces.issue();
+    let url = format!("{ORIGIN}{PATH}");
+    let spent = |nonce: String| {
+        let (requests, key) = (&requests, &key);
+        async move {
+            let e = authenticate(requests, &key.request(&nonce, b"{}"))
+                .await
+                .unwrap_err();
+            assert!(matches!(e, SignedRequestError::BadNonce(_)), "{e:?}");
+        }
+    };
     // The payload changed after signing.
+    let nonce = nonces.issue();
     let mut tampered: Value = serde_json::from_slice(&key.request(&nonce, b"{}")).unwrap();
     tampered["payload"] = json!(URL_SAFE_NO_PAD.encode(br#"{"csr":"forged"}"#));
     let e = authenticate(&requests, &serde_json::to_vec(&tampered).unwrap())
         .await
         .unwrap_err();
     assert!(matches!(e, SignedRequestError::BadSignature(_)), "{e:?}");
+    spent(nonce).await;
     // Signed by another key under the bound key's kid.
-    let url = format!("{ORIGIN}{PATH}");
+    let nonce = nonces.issue();
     let forged = other.sign(
         json!({"alg": "ES256", "kid": key.kid(), "nonce": nonce, "url": url}),
         b"{}",
     );
     let e = authenticate(&requests, &forged).await.unwrap_err();
     assert!(matches!(e, SignedRequestError::BadSignature(_)), "{e:?}");
-    // An RSA signature claimed of the bound EC key.
+    spent(nonce).await;
+    // An RSA signature claimed of the bound EC key: the key does not sign RS256.
+    let nonce = nonces.issue();
     let rsa = Key::rs256();
     let mismatched = rsa.sign(
         json!({"alg": "RS256", "kid": key.kid(), "nonce": nonce, "url": url}),
         b"{}",
     );
     let e = authenticate(&requests, &mismatched).await.unwrap_err();
-    assert!(matches!(e, SignedRequestError::BadSignature(_)), "{e:?}");
-    // None of them used the nonce up: the client's own request still goes through.
-    authenticate(&requests, &key.request(&nonce, b"{}"))
+    assert!(
+        matches!(e, SignedRequestError::BadSignatureAlgorithm(_)),
+        "{e:?}"
+    );
+    spent(nonce).await;
+    // A fresh nonce still serves the client's own request.
+    authenticate(&requests, &key.request(&nonces.issue(), b"{}"))
         .await
         .unwrap();
 }

@@ -78,6 +78,7 @@ mod tests {
     fn row(id: &str, status: AccountStatus) -> AccountRow {
         AccountRow {
             id: id.into(),
+            directory: "default".into(),
             thumbprint: format!("t-{id}"),
             jwk: "{}".into(),
             status,

@@ -134,7 +134,7 @@ fn compose(read: Option<(&str, &str)>) -> String {
         "WITH redeemed AS (INSERT INTO redeemed_nonces (nonce, expires) VALUES ($1, $2) \
          ON CONFLICT (nonce) DO NOTHING RETURNING 1) \
          SELECT (SELECT COUNT(*) FROM redeemed) AS nonce_first, acct.id AS acct_id, \
-         acct.thumbprint AS acct_thumbprint, acct.jwk AS acct_jwk, acct.status AS acct_status, \
+         acct.directory AS acct_directory, acct.thumbprint AS acct_thumbprint, acct.jwk AS acct_jwk, acct.status AS acct_status, \
          acct.contact AS acct_contact, acct.eab_kid AS acct_eab_kid, \
          acct.created_at AS acct_created_at{} \
          FROM (SELECT 1) AS one LEFT JOIN accounts acct ON acct.id = $3{join}{order_by}",

@@ -2,7 +2,11 @@
 //! (RFC 5280 §5; DER and PEM, complete, sharded and delta) at `/crl/…`, OCSP (RFC 6960; POST,
 //! and GET with base64 in the path) at `/ocsp`, and issuing CA certificates (AIA caIssuers,
 //! RFC 5280 §4.2.2.1) at `/ca/…`. Served on the HTTPS listener and on the plain-HTTP one.
+//! OCSP requests are limited per client address (`limit`).
 
+mod limit;
+
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -14,11 +18,17 @@ use crate::revocation::{CrlScope, Revocation, RevocationError};
 
 pub struct Repository {
     revocation: Arc<Revocation>,
+    ocsp_limit: limit::RateLimit,
 }
 
 impl Repository {
-    pub fn new(revocation: Arc<Revocation>) -> Repository {
-        Repository { revocation }
+    /// The repository over `revocation`, at most `ocsp_per_minute` OCSP requests per client
+    /// address and minute (0: no limit).
+    pub fn new(revocation: Arc<Revocation>, ocsp_per_minute: u32) -> Repository {
+        Repository {
+            revocation,
+            ocsp_limit: limit::RateLimit::per_minute(ocsp_per_minute),
+        }
     }
 
     /// Whether `path` is one of the repository's.
@@ -29,11 +39,32 @@ impl Repository {
             || path.starts_with("/ca/")
     }
 
-    pub async fn handle(&self, method: &http::Method, path: &str, body: &mut RequestBody) -> Reply {
-        match path.strip_prefix("/ca/") {
-            Some(file) => self.issuer_certificate(method, file).await,
-            None => self.revocation_document(method, body, path).await,
+    /// Serve one request from `peer`.
+    pub async fn handle(
+        &self,
+        method: &http::Method,
+        path: &str,
+        body: &mut RequestBody,
+        peer: IpAddr,
+    ) -> Reply {
+        if let Some(file) = path.strip_prefix("/ca/") {
+            return self.issuer_certificate(method, file).await;
         }
+        if path.starts_with("/ocsp") {
+            if let Err(wait) = self.ocsp_limit.check(peer) {
+                tracing::info!(%peer, "OCSP requests past the limit");
+                let retry_after = wait.as_secs().max(1).to_string();
+                let mut reply = Reply::bytes(
+                    "application/ocsp-response",
+                    pkid_backends::ocsp::error_response(pkid_backends::ocsp::OcspError::TryLater),
+                );
+                reply.status = StatusCode::TOO_MANY_REQUESTS;
+                return reply
+                    .header(http::header::RETRY_AFTER, retry_after)
+                    .header(http::header::CACHE_CONTROL, "no-store");
+            }
+        }
+        self.revocation_document(method, body, path).await
     }
 }
 

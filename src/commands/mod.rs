@@ -1,15 +1,39 @@
 //! Operator commands beside `serve`: revocation, CRLs, CA inventory, backend checks, users,
-//! OAuth2 clients and admin tokens. They open the same store and issuers as the server (a
-//! running server sees their effects). A secret (a client secret, an admin token) is printed
-//! once, to standard output, and never logged.
+//! OAuth2 clients and admin tokens, and the audit trail ([`audit`]). They open the same store
+//! and issuers as the server (a running server sees their effects), and record what they change
+//! in the audit trail as the command line's principal. A secret (a client secret, an admin
+//! token) is printed once, to standard output, and never logged.
+
+pub mod audit;
 
 use std::path::PathBuf;
 
 use pkid_backends::RevocationReason;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use crate::audit::{Event, COMMAND_LINE};
 use crate::config::Config;
-use crate::startup::{open_authorities, BoxError};
+use crate::startup::{open_authorities, Authorities, BoxError};
+
+/// A time given on the command line (`flag`: the option's name, for the error).
+fn rfc3339_option(flag: &str, text: &str) -> Result<i64, BoxError> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|e| format!("{flag} {text:?} is not an RFC 3339 time: {e}").into())
+}
+
+/// Records what a command changed: `action` on `resource`, by the command line.
+async fn record(
+    authorities: &Authorities,
+    action: &str,
+    resource: String,
+    detail: serde_json::Value,
+) {
+    authorities
+        .audit
+        .record(Event::success(COMMAND_LINE, action, resource).with(detail))
+        .await;
+}
 
 /// `pkid revoke SERIAL --reason R [--invalidity-date RFC3339]`.
 pub async fn revoke(
@@ -21,11 +45,7 @@ pub async fn revoke(
     let reason = RevocationReason::from_code(reason)
         .ok_or_else(|| format!("reason {reason} is not an RFC 5280 reason code (0-10, not 7)"))?;
     let invalidity_date = invalidity_date
-        .map(|text| {
-            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-                .map(|t| t.unix_timestamp())
-                .map_err(|e| format!("--invalidity-date {text:?} is not an RFC 3339 time: {e}"))
-        })
+        .map(|text| rfc3339_option("--invalidity-date", text))
         .transpose()?;
     let serial = crate::revocation::canonical_serial_hex(serial);
     let authorities = open_authorities(cfg).await?;
@@ -33,6 +53,13 @@ pub async fn revoke(
         .revocation
         .revoke_with_invalidity(&serial, reason, invalidity_date)
         .await?;
+    record(
+        &authorities,
+        "certificate.revoked",
+        format!("certificate:{serial}"),
+        serde_json::json!({ "reason": reason.code(), "invalidity_date": invalidity_date }),
+    )
+    .await;
     // Publish now rather than at the next fetch.
     let issuer = authorities
         .store
@@ -147,22 +174,38 @@ pub async fn backend_check(cfg: &Config, name: &str) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// `pkid eab create [--note N]`: a fresh single-use external account binding key for the
-/// default directory. The HMAC key is printed once (it is freshly generated) and stored sealed.
+/// `pkid eab create [--directory NAME] [--note N]`: a fresh single-use external account binding
+/// key for an ACME directory (`default` unless named); the account it binds belongs to that
+/// directory. The HMAC key is printed once (it is freshly generated) and stored sealed.
 pub async fn eab_create(
     cfg: &Config,
+    directory: &str,
     note: &str,
     policy: &crate::ra::BindingPolicy,
 ) -> Result<(), BoxError> {
+    if !cfg
+        .acme_directories()
+        .iter()
+        .any(|(name, _)| name == directory)
+    {
+        return Err(format!("no ACME directory named {directory:?}").into());
+    }
     let authorities = open_authorities(cfg).await?;
     let (kid, hmac_key) = crate::ra::mint_eab_key(
         &authorities.store,
         &authorities.kek,
-        "default",
+        directory,
         note,
         policy,
     )
     .await?;
+    record(
+        &authorities,
+        "eab_key.created",
+        format!("eab-key:{kid}"),
+        serde_json::json!({ "directory": "default" }),
+    )
+    .await;
     println!("kid: {kid}");
     println!("hmac_key: {}", hmac_key.as_str());
     Ok(())
@@ -233,6 +276,13 @@ pub async fn admin_token_create(
     }
     let (id, token, expires_at) =
         crate::identity::admin_tokens::create(&authorities.store, note, days).await?;
+    record(
+        &authorities,
+        "admin_token.created",
+        format!("admin-token:{id}"),
+        serde_json::json!({ "expires_at": expires_at }),
+    )
+    .await;
     println!("id: {id}");
     println!("token: {}", token.as_str());
     println!("expires: {}", crate::pki::rfc3339(expires_at));
@@ -268,6 +318,13 @@ pub async fn admin_token_revoke(cfg: &Config, id: &str) -> Result<(), BoxError> 
     if !crate::identity::admin_tokens::revoke(&authorities.store, id).await? {
         return Err(format!("no live admin token with id {id:?}").into());
     }
+    record(
+        &authorities,
+        "admin_token.revoked",
+        format!("admin-token:{id}"),
+        serde_json::json!({}),
+    )
+    .await;
     println!("revoked admin token {id}");
     Ok(())
 }
@@ -328,6 +385,13 @@ pub async fn user_create(
         },
     )
     .await?;
+    record(
+        &authorities,
+        "user.created",
+        format!("user:{}", user.username),
+        serde_json::json!({ "id": user.id, "roles": user.roles, "certificate": certificate.is_some() }),
+    )
+    .await;
     println!("id: {}", user.id);
     println!("username: {}", user.username);
     println!("roles: {}", user.roles);
@@ -372,6 +436,13 @@ pub async fn user_list(cfg: &Config) -> Result<(), BoxError> {
 pub async fn user_disable(cfg: &Config, username: &str) -> Result<(), BoxError> {
     let authorities = open_authorities(cfg).await?;
     crate::identity::users::disable_user(&authorities.store, username).await?;
+    record(
+        &authorities,
+        "user.disabled",
+        format!("user:{username}"),
+        serde_json::json!({}),
+    )
+    .await;
     println!("disabled user {username}");
     Ok(())
 }
@@ -410,6 +481,13 @@ pub async fn user_bind_key(cfg: &Config, username: &str, key: KeySource) -> Resu
         }
     };
     let thumbprint = crate::identity::users::bind_key(&authorities.store, username, &text).await?;
+    record(
+        &authorities,
+        "user.key_bound",
+        format!("user:{username}"),
+        serde_json::json!({ "thumbprint": thumbprint }),
+    )
+    .await;
     println!("bound key {thumbprint} to user {username}");
     Ok(())
 }
@@ -430,6 +508,13 @@ pub async fn client_create(
         .collect::<Result<Vec<_>, _>>()?;
     let authorities = open_authorities(cfg).await?;
     let (client, secret) = create_client(&authorities.store, name, scopes, &grant_types).await?;
+    record(
+        &authorities,
+        "client.created",
+        format!("client:{}", client.client_id),
+        serde_json::json!({ "name": client.name, "scopes": client.scopes }),
+    )
+    .await;
     let split =
         |text: &str| -> Vec<String> { text.split_ascii_whitespace().map(str::to_string).collect() };
     if as_json {
@@ -472,6 +557,13 @@ pub async fn client_list(cfg: &Config) -> Result<(), BoxError> {
 pub async fn client_disable(cfg: &Config, name: &str) -> Result<(), BoxError> {
     let authorities = open_authorities(cfg).await?;
     crate::identity::clients::disable_client(&authorities.store, name).await?;
+    record(
+        &authorities,
+        "client.disabled",
+        format!("client-name:{name}"),
+        serde_json::json!({}),
+    )
+    .await;
     println!("disabled client {name}");
     Ok(())
 }
