@@ -11,7 +11,7 @@ use pkid_backends::RevocationReason;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::cas::refused;
-use super::{Ra, RaError};
+use super::{AuditEvent, Ra, RaError};
 use crate::ca::IssuanceProfile;
 use crate::pki::csr::{read_requested_names, CsrError, RequestedNames};
 use crate::pki::pem::{one_request, to_pem, PemError};
@@ -77,6 +77,12 @@ impl Ra {
         match self.store.insert_certificate_request(&new).await {
             Ok(id) => {
                 tracing::info!(id, by, "certificate request recorded");
+                self.audit(AuditEvent::success(
+                    by,
+                    "certificate_request.created",
+                    format!("certificate_request:{id}"),
+                ))
+                .await;
                 Ok(id)
             }
             Err(e) if e.is_unique_violation() => {
@@ -154,6 +160,15 @@ impl Ra {
             ));
         }
         tracing::info!(id, ca_id, serial = %issued.serial, by, "certificate request signed");
+        self.audit(
+            AuditEvent::success(
+                by,
+                "certificate_request.signed",
+                format!("certificate_request:{id}"),
+            )
+            .with(serde_json::json!({"ca": ca_id, "serial": issued.serial})),
+        )
+        .await;
         Ok(())
     }
 
@@ -195,6 +210,12 @@ impl Ra {
             ));
         }
         tracing::info!(id, by, "certificate uploaded for a certificate request");
+        self.audit(AuditEvent::success(
+            by,
+            "certificate_request.certified",
+            format!("certificate_request:{id}"),
+        ))
+        .await;
         Ok(())
     }
 
@@ -226,6 +247,12 @@ impl Ra {
             ));
         }
         tracing::info!(id, by, "certificate request rejected");
+        self.audit(AuditEvent::success(
+            by,
+            "certificate_request.rejected",
+            format!("certificate_request:{id}"),
+        ))
+        .await;
         Ok(())
     }
 
@@ -242,6 +269,12 @@ impl Ra {
             ));
         }
         tracing::info!(id, by, "certificate request deleted");
+        self.audit(AuditEvent::success(
+            by,
+            "certificate_request.deleted",
+            format!("certificate_request:{id}"),
+        ))
+        .await;
         Ok(())
     }
 
@@ -288,6 +321,11 @@ impl Ra {
             ));
         }
         tracing::info!(id, serial = %serial, by, reason = reason.code(), "certificate request's certificate revoked");
+        self.audit(
+            AuditEvent::success(by, "certificate.revoked", format!("certificate:{serial}"))
+                .with(serde_json::json!({"request": id, "reason": reason.code()})),
+        )
+        .await;
         Ok(())
     }
 
@@ -306,6 +344,12 @@ impl Ra {
             ));
         }
         tracing::info!(id, by, "certificate request's certificate deleted");
+        self.audit(AuditEvent::success(
+            by,
+            "certificate_request.certificate_deleted",
+            format!("certificate_request:{id}"),
+        ))
+        .await;
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 //! surface hashes passwords (identity's argon2id) and hands the RA the rows to write; who made
 //! each change is logged with it.
 
-use super::{Ra, RaError};
+use super::{AuditEvent, Ra, RaError};
 use crate::store::{AccountNumbered, UserRow};
 
 impl Ra {
@@ -40,6 +40,11 @@ impl Ra {
             .await?
             .ok_or_else(|| RaError::Internal("the new account has no number".into()))?;
         tracing::info!(account = account.number, roles = %user.roles, by, "account created");
+        self.audit(
+            AuditEvent::success(by, "account.created", format!("account:{}", account.number))
+                .with(serde_json::json!({"roles": user.roles})),
+        )
+        .await;
         Ok(account)
     }
 
@@ -53,6 +58,12 @@ impl Ra {
             return Err(RaError::NotFound("no such account".into()));
         }
         tracing::info!(account = account.number, by, "account deleted");
+        self.audit(AuditEvent::success(
+            by,
+            "account.deleted",
+            format!("account:{}", account.number),
+        ))
+        .await;
         Ok(())
     }
 
@@ -71,6 +82,12 @@ impl Ra {
             return Err(RaError::NotFound("no such account".into()));
         }
         tracing::info!(account = account.number, by, "password changed");
+        self.audit(AuditEvent::success(
+            by,
+            "account.password_changed",
+            format!("account:{}", account.number),
+        ))
+        .await;
         Ok(())
     }
 }

@@ -12,7 +12,7 @@ use pkid_backends::{
 };
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::{Ra, RaError};
+use super::{AuditEvent, Ra, RaError};
 use crate::ca::registry::{Issuers, SignRefusal, StoredCa};
 use crate::pki::pem::to_pem;
 use crate::revocation::RevokeError;
@@ -195,6 +195,7 @@ impl Ra {
             Err(e) => return Err(e.into()),
         };
         tracing::info!(id, custody = custody.as_str(), algorithm = %algorithm, self_signed, by, "certificate authority created");
+        self.audit(AuditEvent::success(by, "ca.created", format!("ca:{id}")).with(serde_json::json!({"custody": custody.as_str(), "algorithm": algorithm.to_string(), "self_signed": self_signed}))).await;
         issuers.refresh().await?;
         Ok(id)
     }
@@ -265,6 +266,11 @@ impl Ra {
             ));
         }
         tracing::info!(id, parent_id, serial = %issued.serial, by, "certificate authority signed");
+        self.audit(
+            AuditEvent::success(by, "ca.signed", format!("ca:{id}"))
+                .with(serde_json::json!({"parent": parent_id, "serial": issued.serial})),
+        )
+        .await;
         self.registry()?.refresh().await?;
         Ok(())
     }
@@ -321,6 +327,8 @@ impl Ra {
             ));
         }
         tracing::info!(id, by, "certificate authority certified by an outside CA");
+        self.audit(AuditEvent::success(by, "ca.certified", format!("ca:{id}")))
+            .await;
         self.registry()?.refresh().await?;
         Ok(())
     }
@@ -344,6 +352,12 @@ impl Ra {
             });
         }
         tracing::info!(id, enabled, by, "certificate authority enabled or disabled");
+        self.audit(AuditEvent::success(
+            by,
+            if enabled { "ca.enabled" } else { "ca.disabled" },
+            format!("ca:{id}"),
+        ))
+        .await;
         self.registry()?.refresh().await?;
         Ok(())
     }
@@ -385,6 +399,11 @@ impl Ra {
             reason = reason.code(),
             "certificate authority revoked"
         );
+        self.audit(
+            AuditEvent::success(by, "ca.revoked", format!("ca:{id}"))
+                .with(serde_json::json!({"reason": reason.code()})),
+        )
+        .await;
         self.registry()?.refresh().await?;
         Ok(())
     }
@@ -399,6 +418,8 @@ impl Ra {
             tracing::info!(id, label = %label, "the deleted CA's key stays on the token");
         }
         tracing::info!(id, by, "certificate authority deleted");
+        self.audit(AuditEvent::success(by, "ca.deleted", format!("ca:{id}")))
+            .await;
         self.registry()?.refresh().await?;
         Ok(())
     }
