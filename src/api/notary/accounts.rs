@@ -142,7 +142,14 @@ impl NotaryApi {
     /// The first account needs no credential (and must be an admin); later ones an admin.
     pub(super) async fn create_account(&self, call: &Call<'_>) -> Reply {
         let first = call.principal == Principal::Anonymous;
-        if !first {
+        if first {
+            // Without a credential only while there is no account at all.
+            match self.reads.any_user().await {
+                Ok(false) => {}
+                Ok(true) => return error(StatusCode::UNAUTHORIZED, "unauthorized"),
+                Err(e) => return read_failed(e),
+            }
+        } else {
             if let Err(denied) = authorize(&call.principal, Action::NotaryAccounts) {
                 return super::refused(denied);
             }

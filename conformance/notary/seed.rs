@@ -1,0 +1,390 @@
+//! The seed document replayed with curl against a real pkid, request by request, with its
+//! sample CSR: status codes, envelopes (`{"result": …}`, `{"error": …}`), field names and
+//! types, the status values (`Outstanding`, `Active`, `Rejected`, `Revoked`); signing copies
+//! the CSR's subject and writes Notary's profile; revocation reaches the CA's CRL (`openssl
+//! crl`, JSON and DER) and OCSP. Then, on the same pkid, the CA lifecycle (`cas`), `/metrics`
+//! (parsed by the Python prometheus-client parser, its counters moved by the issuance and the
+//! revocation), `/readyz` and the audit trail.
+
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use super::{
+    assert_done, cas, created_id, openssl_csr, openssl_ok, Answer, Notary, NEW_P256_KEY, SEED_CSR,
+    TEST_BOUND,
+};
+use crate::harness::certs::{leaf_serial_hex, ocsp_status, openssl_verify, pem_chain, OcspSubject};
+use crate::harness::environment::{within, Environment};
+use crate::harness::process::require_tool;
+use crate::harness::softhsm::SoftHsm;
+
+/// The SoftHSM token CAs made with `"key_custody": "pkcs11"` keep their keys in.
+pub(super) const TOKEN: &str = "notary-cas";
+pub(super) const PIN: &str = "4321";
+const PIN_VAR: &str = "CONFORMANCE_NOTARY_PIN";
+
+/// A request as the seed shows it: exactly its fields, with their types.
+pub(super) fn assert_request_shape(request: &Value) {
+    let object = request
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {request}"));
+    let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["certificate_chain", "csr", "email", "id", "status"],
+        "{request}"
+    );
+    assert!(request["id"].is_i64(), "{request}");
+    assert!(request["csr"]
+        .as_str()
+        .is_some_and(|c| c.contains("BEGIN CERTIFICATE REQUEST")));
+    assert!(request["certificate_chain"].is_string() && request["email"].is_string());
+    assert!(
+        ["Outstanding", "Active", "Rejected", "Revoked"]
+            .contains(&request["status"].as_str().unwrap_or("")),
+        "{request}"
+    );
+}
+
+/// openssl's text of the CRL at `…/certificate_authorities/{ca}/crl`, fetched as Notary's JSON
+/// and as DER (`Accept: application/pkix-crl`), each checked against the CA's certificate.
+pub(super) fn crl_text(n: &Notary, ca: i64, ca_pem: &std::path::Path) -> String {
+    let path = format!("/api/v1/certificate_authorities/{ca}/crl");
+    let json = n.expect(200, "GET", &path, None, None);
+    let pem = json.body["result"]["crl"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(pem.contains("BEGIN X509 CRL"), "{}", json.body);
+    let der = n.curl_with("GET", &path, None, None, &["Accept: application/pkix-crl"]);
+    assert_eq!(der.status, 200);
+    let der_file = n.work.join(format!("ca{ca}.crl"));
+    std::fs::write(&der_file, &der.raw).unwrap();
+    let pem_file = n.work.join(format!("ca{ca}.crl.pem"));
+    std::fs::write(&pem_file, pem).unwrap();
+    let mut texts = Vec::new();
+    for (file, form) in [(&der_file, "DER"), (&pem_file, "PEM")] {
+        let output = Command::new("openssl")
+            .args(["crl", "-inform", form, "-noout", "-text", "-in"])
+            .arg(file)
+            .arg("-CAfile")
+            .arg(ca_pem)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            output.status.success() && text.contains("verify OK"),
+            "openssl crl {form}: {text}"
+        );
+        texts.push(text);
+    }
+    texts.remove(0)
+}
+
+/// Whether openssl's CRL text lists `serial_hex`.
+pub(super) fn crl_lists(text: &str, serial_hex: &str) -> bool {
+    let want = serial_hex.trim_start_matches('0').to_ascii_uppercase();
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("Serial Number: "))
+        .any(|s| s.trim().trim_start_matches('0').to_ascii_uppercase() == want)
+}
+
+/// The CA's certificate (the first of its chain) in a file.
+pub(super) fn ca_file(n: &Notary, token: &str, ca: i64) -> std::path::PathBuf {
+    let shown = n.result(
+        Some(token),
+        &format!("/api/v1/certificate_authorities/{ca}"),
+    );
+    let chain = shown["certificate"].as_str().unwrap_or_default();
+    let der = pem_chain(chain)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("CA {ca}: {shown}"));
+    let file = n.work.join(format!("ca{ca}.pem"));
+    std::fs::write(&file, pem::encode(&pem::Pem::new("CERTIFICATE", der))).unwrap();
+    file
+}
+
+/// `/metrics` as the Python prometheus-client parser reads it: `name{labels}` → value, for
+/// every sample (the parse fails on text that is not Prometheus' format).
+pub(super) fn metrics(n: &Notary) -> Vec<(String, Value, f64)> {
+    require_tool("python3");
+    let answer = n.curl_with("GET", "/metrics", None, None, &[]);
+    assert_eq!(answer.status, 200);
+    let file = n.work.join("metrics.txt");
+    std::fs::write(&file, &answer.raw).unwrap();
+    let script = "import sys, json\n\
+        from prometheus_client.parser import text_string_to_metric_families\n\
+        out = []\n\
+        for family in text_string_to_metric_families(open(sys.argv[1]).read()):\n\
+        \x20   for s in family.samples:\n\
+        \x20       out.append([s.name, s.labels, s.value])\n\
+        print(json.dumps(out))\n";
+    let output = Command::new("python3")
+        .args(["-c", script])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "prometheus-client could not parse /metrics (pip install prometheus-client): {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&answer.raw)
+    );
+    let samples: Vec<(String, Value, f64)> = serde_json::from_slice(&output.stdout).unwrap();
+    samples
+}
+
+/// The sum of `name`'s samples whose `issuer` label is `issuer`.
+pub(super) fn by_issuer(samples: &[(String, Value, f64)], name: &str, issuer: &str) -> f64 {
+    samples
+        .iter()
+        .filter(|(n, labels, _)| n == name && labels["issuer"] == issuer)
+        .map(|(_, _, v)| v)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_replayed_with_curl_then_cas_metrics_and_audit() {
+    for tool in ["curl", "openssl", "softhsm2-util", "pkcs11-tool", "python3"] {
+        require_tool(tool);
+    }
+    let hsm = SoftHsm::new();
+    hsm.init_token(TOKEN, PIN, "12345678");
+    let conf = hsm.conf.display().to_string();
+    let env = Environment::start_with(&[
+        ("SOFTHSM2_CONF", &conf),
+        (PIN_VAR, PIN),
+        ("PKID_CA__REGISTRY__PKCS11__MODULE", SoftHsm::MODULE),
+        ("PKID_CA__REGISTRY__PKCS11__TOKEN_LABEL", TOKEN),
+        ("PKID_CA__REGISTRY__PKCS11__PIN_ENV", PIN_VAR),
+    ])
+    .await;
+    within(TEST_BOUND, async {
+        let n = Notary::new(&env.pkid, &env.subdir("notary"));
+
+        // GET /status: open; not initialized before the first account.
+        let status = n.expect(200, "GET", "/status", None, None);
+        assert_eq!(status.body["result"]["initialized"], false, "{:?}", status.body);
+        assert!(status.body["result"]["version"].is_string());
+        // The first account needs no credential; later ones do.
+        let (_, admin) = n.account(None, "admin@pkid.test", 0);
+        assert_eq!(n.result(None, "/status")["initialized"], true);
+        let again = json!({"email": "x@pkid.test", "password": super::PASSWORD, "role_id": 0});
+        n.expect(401, "POST", "/api/v1/accounts", None, Some(again));
+        let me = n.result(Some(&admin), "/api/v1/accounts/me");
+        assert_eq!(me["email"], "admin@pkid.test");
+        assert_eq!(me["role_id"], 0);
+        assert!(me["id"].is_i64());
+
+        let ca = n.root_ca(&admin, "Notary Seed Root", "software");
+        let ca_pem = ca_file(&n, &admin, ca);
+        let ca_name = n.result(Some(&admin), &format!("/api/v1/certificate_authorities/{ca}"))
+            ["name"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let before = metrics(&n);
+
+        // List (empty), create with the seed's CSR, list, get.
+        let list = n.expect(200, "GET", "/api/v1/certificate_requests", Some(&admin), None);
+        assert_eq!(list.body, json!({"result": []}));
+        let id = n.submit(&admin, SEED_CSR);
+        let list = n.result(Some(&admin), "/api/v1/certificate_requests");
+        let listed = list.as_array().unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_request_shape(&listed[0]);
+        assert_eq!(listed[0]["id"], id);
+        assert_eq!(listed[0]["status"], "Outstanding");
+        assert_eq!(listed[0]["certificate_chain"], "");
+        assert_eq!(listed[0]["email"], "admin@pkid.test");
+        assert_eq!(listed[0]["csr"].as_str().unwrap().trim(), SEED_CSR.trim());
+        let path = format!("/api/v1/certificate_requests/{id}");
+        let got = n.result(Some(&admin), &path);
+        assert_eq!(&got, &listed[0]);
+        // The same CSR twice: 400.
+        n.expect(400, "POST", "/api/v1/certificate_requests", Some(&admin), Some(json!({"csr": SEED_CSR})));
+
+        // Sign with the CA: 202, Active; delete the certificate: 200, the request stays,
+        // Outstanding again, without it; and sign again.
+        let sign = json!({"certificate_authority_id": ca.to_string()});
+        let signed = n.expect(202, "POST", &format!("{path}/sign"), Some(&admin), Some(sign.clone()));
+        assert_done(&signed, "sign");
+        assert_eq!(n.result(Some(&admin), &path)["status"], "Active");
+        let deleted = n.expect(200, "DELETE", &format!("{path}/certificate"), Some(&admin), None);
+        assert_done(&deleted, "delete certificate");
+        let got = n.result(Some(&admin), &path);
+        assert_eq!(got["certificate_chain"], "");
+        assert_eq!(got["status"], "Outstanding");
+        n.expect(202, "POST", &format!("{path}/sign"), Some(&admin), Some(sign));
+        let got = n.result(Some(&admin), &path);
+        assert_request_shape(&got);
+        assert_eq!(got["status"], "Active");
+        let chain = got["certificate_chain"].as_str().unwrap().to_owned();
+        assert!(pem_chain(&chain).len() >= 2, "{chain}");
+        openssl_verify(&ca_pem, &chain, &n.work.join("verify-seed"));
+        let leaf_file = n.work.join("seed-leaf.pem");
+        let leaf_der = pem_chain(&chain).remove(0);
+        std::fs::write(&leaf_file, pem::encode(&pem::Pem::new("CERTIFICATE", leaf_der))).unwrap();
+        let text = openssl_text(&leaf_file);
+        for want in [
+            "Subject: C = TR, ST = Izmir, L = Narlidere, O = Internet Widgits Pty Ltd, CN = banana.com",
+            "Digital Signature, Key Encipherment",
+            "TLS Web Server Authentication, TLS Web Client Authentication",
+            &format!("/api/v1/certificate_authorities/{ca}/crl"),
+        ] {
+            assert!(text.contains(want), "{want:?} not in the leaf:\n{text}");
+        }
+        let serial = leaf_serial_hex(&chain);
+
+        // Revoke: 202, Revoked, on the CA's CRL (JSON and DER) and revoked in OCSP.
+        let revoked = n.expect(202, "POST", &format!("{path}/certificate/revoke"), Some(&admin), None);
+        assert_done(&revoked, "revoke");
+        assert_eq!(n.result(Some(&admin), &path)["status"], "Revoked");
+        let crl = crl_text(&n, ca, &ca_pem);
+        assert!(crl_lists(&crl, &serial), "{serial} not on the CRL:\n{crl}");
+        let ocsp = format!("http://{}/ocsp", env.pkid.http_addr());
+        assert_eq!(ocsp_status(&ca_pem, &ca_pem, &ocsp, OcspSubject::Cert(&leaf_file)), "revoked");
+        // No sign after Revoked (pkid's state guard).
+        let sign = json!({"certificate_authority_id": ca.to_string()});
+        let refused = n.curl("POST", &format!("{path}/sign"), Some(&admin), Some(sign));
+        assert!((400..500).contains(&refused.status), "{refused:?}");
+
+        // The metrics moved with the issuance and the revocation.
+        let after = metrics(&n);
+        // Two signatures (one certificate deleted), one revocation.
+        for (name, moved) in [
+            ("pkid_certificates_issued_total", 2.0),
+            ("pkid_certificates_revoked_total", 1.0),
+        ] {
+            assert_eq!(
+                by_issuer(&after, name, &ca_name),
+                by_issuer(&before, name, &ca_name) + moved,
+                "{name} of {ca_name}"
+            );
+        }
+        assert!(after
+            .iter()
+            .any(|(name, _, _)| name == "pkid_backend_signing_seconds_count"));
+        assert!(after.iter().any(|(name, labels, _)| name == "http_requests_total"
+            && labels["route"] == "/api/v1/certificate_requests/{id}/sign"
+            && labels["code"] == "202"));
+
+        // A revoked certificate stays with its request (pkid's state guard).
+        let kept = n.curl("DELETE", &format!("{path}/certificate"), Some(&admin), None);
+        assert_refused(&kept, "delete a revoked certificate");
+        assert_eq!(n.result(Some(&admin), &path)["status"], "Revoked");
+
+        // Reject another: 202, Rejected; then no sign.
+        let other = n.submit(&admin, &openssl_csr(&n.work, "other", "/CN=other.pkid.test", None));
+        let other_path = format!("/api/v1/certificate_requests/{other}");
+        assert_done(&n.expect(202, "POST", &format!("{other_path}/reject"), Some(&admin), None), "reject");
+        assert_eq!(n.result(Some(&admin), &other_path)["status"], "Rejected");
+
+        // Upload a chain signed outside: 201 {message, id}, Active.
+        let outside = n.submit(&admin, &openssl_csr(&n.work, "outside", "/CN=outside.pkid.test", None));
+        let chain = outside_chain(&n.work, "outside");
+        let uploaded = n.expect(
+            201,
+            "POST",
+            &format!("/api/v1/certificate_requests/{outside}/certificate"),
+            Some(&admin),
+            Some(json!({"certificate": chain})),
+        );
+        assert_eq!(created_id(&uploaded), outside);
+        let got = n.result(Some(&admin), &format!("/api/v1/certificate_requests/{outside}"));
+        assert_eq!(got["status"], "Active");
+        assert_eq!(pem_chain(got["certificate_chain"].as_str().unwrap()).len(), 2);
+        // Revoking a certificate no CA here signed: 422.
+        n.expect(422, "POST", &format!("/api/v1/certificate_requests/{outside}/certificate/revoke"), Some(&admin), None);
+
+        // Delete: 202, then 404.
+        assert_done(&n.expect(202, "DELETE", &other_path, Some(&admin), None), "delete");
+        n.expect(404, "GET", &other_path, Some(&admin), None);
+
+        // /readyz: the database and every backend answer.
+        let ready = n.expect(200, "GET", "/readyz", None, None);
+        assert_eq!(ready.body["ready"], true, "{:?}", ready.body);
+
+        cas::lifecycle(&env, &hsm, &n, &admin).await;
+
+        // The audit trail holds this surface's writes with their principal.
+        let listing = crate::identity::cli_ok(&env.pkid, &["audit", "list"]).await;
+        assert!(
+            listing.lines().any(|line| line.contains("user:")
+                && line.contains("certificate_request.signed")
+                && line.contains(&format!("certificate_request:{id}"))),
+            "the signature of request {id} is not in the audit trail:\n{listing}"
+        );
+        assert!(!listing.contains(super::PASSWORD));
+    })
+    .await;
+}
+
+/// `openssl x509 -text` of a certificate file.
+pub(super) fn openssl_text(file: &std::path::Path) -> String {
+    let name = file.display().to_string();
+    openssl_ok(
+        std::path::Path::new("."),
+        &["x509", "-noout", "-text", "-in", &name],
+    )
+}
+
+/// A chain for `<name>.csr` signed by a CA made with openssl outside pkid: leaf, then CA.
+pub(super) fn outside_chain(work: &std::path::Path, name: &str) -> String {
+    if !work.join("outside-ca.pem").exists() {
+        let mut args = vec!["req", "-x509"];
+        args.extend(NEW_P256_KEY);
+        args.extend([
+            "-keyout",
+            "outside-ca.key",
+            "-out",
+            "outside-ca.pem",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=Outside CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        openssl_ok(work, &args);
+    }
+    let (csr, leaf) = (format!("{name}.csr"), format!("{name}.pem"));
+    openssl_ok(
+        work,
+        &[
+            "x509",
+            "-req",
+            "-days",
+            "10",
+            "-in",
+            &csr,
+            "-CA",
+            "outside-ca.pem",
+            "-CAkey",
+            "outside-ca.key",
+            "-CAcreateserial",
+            "-out",
+            &leaf,
+        ],
+    );
+    format!(
+        "{}{}",
+        std::fs::read_to_string(work.join(&leaf)).unwrap(),
+        std::fs::read_to_string(work.join("outside-ca.pem")).unwrap()
+    )
+}
+
+/// An answer that refused: 4xx, `{"error"}`.
+pub(super) fn assert_refused(answer: &Answer, what: &str) {
+    assert!((400..500).contains(&answer.status), "{what}: {answer:?}");
+    super::assert_error(answer, what);
+}
