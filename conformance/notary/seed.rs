@@ -323,6 +323,29 @@ async fn the_seed_replayed_with_curl_then_cas_metrics_and_audit() {
             "the signature of request {id} is not in the audit trail:\n{listing}"
         );
         assert!(!listing.contains(super::PASSWORD));
+
+        // /readyz probes the HSM CAs' keys too: ready while the token is there, 503 naming
+        // what failed once it is gone.
+        let ready = n.expect(200, "GET", "/readyz", None, None);
+        let checks = ready.body["checks"].as_object().unwrap().clone();
+        assert!(checks.len() >= 4 && checks.values().all(|v| v == "ok"), "{checks:?}");
+        hsm.delete_token(TOKEN);
+        let unready = n.curl("GET", "/readyz", None, None);
+        assert_eq!(unready.status, 503, "{:?}", unready.body);
+        assert_eq!(unready.body["ready"], false);
+        let failed: Vec<&String> = unready.body["checks"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, v)| v.as_str().is_some_and(|v| v.starts_with("failed")))
+            .map(|(k, _)| k)
+            .collect();
+        assert!(
+            !failed.is_empty() && failed.iter().all(|k| k.starts_with("backend:")),
+            "{:?}",
+            unready.body
+        );
+        assert_eq!(unready.body["checks"]["database"], "ok");
     })
     .await;
 }

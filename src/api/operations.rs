@@ -475,4 +475,27 @@ mod tests {
         );
         assert_eq!(labels(&[("a", "x\"y\\z")]), "{a=\"x\\\"y\\\\z\"}");
     }
+
+    /// A histogram in Prometheus' text form: cumulative buckets that never decrease, `+Inf`
+    /// equal to the count, and the sum.
+    #[test]
+    fn histograms_are_cumulative_up_to_their_count() {
+        let mut h = Histogram::default();
+        for seconds in [0.0001, 0.003, 0.2, 0.2, 42.0] {
+            h.observe(seconds);
+        }
+        let mut out = String::new();
+        histogram(&mut out, "t_seconds", &[("route", "/x")], &h);
+        let counts: Vec<u64> = out
+            .lines()
+            .filter(|l| l.starts_with("t_seconds_bucket{"))
+            .map(|l| l.rsplit(' ').next().unwrap_or("").parse().unwrap_or(u64::MAX))
+            .collect();
+        assert_eq!(counts.len(), BUCKETS.len() + 1);
+        assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{out}");
+        assert_eq!(counts.last(), Some(&5));
+        assert!(out.contains("t_seconds_bucket{route=\"/x\",le=\"+Inf\"} 5"), "{out}");
+        assert!(out.contains("t_seconds_count{route=\"/x\"} 5"), "{out}");
+        assert!(out.contains("t_seconds_sum{route=\"/x\"} 42.4031"), "{out}");
+    }
 }
