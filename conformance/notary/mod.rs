@@ -8,12 +8,14 @@
 //! - `seed`: the seed replayed with curl, then the CA lifecycle (`cas`), metrics and the audit
 //!   trail, on one pkid;
 //! - `matrix`: every endpoint × every role, then the bad-input list (`badinput`), on one pkid;
-//! - `openapi`: the document held to the routes, and schemathesis.
+//! - `openapi`: the document held to the routes, and schemathesis;
+//! - `replicas`: a CA made, disabled and used across two replicas on one PostgreSQL.
 
 mod badinput;
 mod cas;
 mod matrix;
 mod openapi;
+mod replicas;
 mod seed;
 
 use std::path::{Path, PathBuf};

@@ -304,6 +304,36 @@ async fn the_seed_replayed_with_curl_then_cas_metrics_and_audit() {
         // Revoking a certificate no CA here signed: 422.
         n.expect(422, "POST", &format!("/api/v1/certificate_requests/{outside}/certificate/revoke"), Some(&admin), None);
 
+        // An Ed25519 key (the original signs RSA only): its chain verifies.
+        openssl_ok(
+            &n.work,
+            &[
+                "req", "-new", "-newkey", "ed25519", "-nodes", "-keyout", "ed.key", "-out",
+                "ed.csr", "-subj", "/O=pkid/CN=ed25519.pkid.test",
+                "-addext", "subjectAltName=DNS:ed25519.pkid.test,email:ops@pkid.test,URI:https://pkid.test/ed",
+            ],
+        );
+        let ed = n.submit(&admin, &std::fs::read_to_string(n.work.join("ed.csr")).unwrap());
+        let ed_path = format!("/api/v1/certificate_requests/{ed}");
+        let sign = json!({"certificate_authority_id": ca.to_string()});
+        n.expect(202, "POST", &format!("{ed_path}/sign"), Some(&admin), Some(sign));
+        let chain = n.result(Some(&admin), &ed_path)["certificate_chain"].as_str().unwrap().to_owned();
+        openssl_verify(&ca_pem, &chain, &n.work.join("verify-ed"));
+        let ed_leaf = n.work.join("ed-leaf.pem");
+        std::fs::write(&ed_leaf, pem::encode(&pem::Pem::new("CERTIFICATE", pem_chain(&chain).remove(0)))).unwrap();
+        let text = openssl_text(&ed_leaf);
+        for want in ["ED25519", "DNS:ed25519.pkid.test", "email:ops@pkid.test", "URI:https://pkid.test/ed"] {
+            assert!(text.contains(want), "{want:?} not in the Ed25519 leaf:\n{text}");
+        }
+
+        // Paging (pkid's): the same shape, a page of it.
+        let all = n.result(Some(&admin), "/api/v1/certificate_requests");
+        let all = all.as_array().unwrap();
+        assert!(all.len() >= 3);
+        let page = n.result(Some(&admin), "/api/v1/certificate_requests?page=2&per_page=1");
+        assert_eq!(page.as_array().unwrap(), &all[1..2]);
+        n.expect(400, "GET", "/api/v1/certificate_requests?page=0", Some(&admin), None);
+
         // Delete: 202, then 404.
         assert_done(&n.expect(202, "DELETE", &other_path, Some(&admin), None), "delete");
         n.expect(404, "GET", &other_path, Some(&admin), None);

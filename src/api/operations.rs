@@ -489,12 +489,21 @@ mod tests {
         let counts: Vec<u64> = out
             .lines()
             .filter(|l| l.starts_with("t_seconds_bucket{"))
-            .map(|l| l.rsplit(' ').next().unwrap_or("").parse().unwrap_or(u64::MAX))
+            .map(|l| {
+                l.rsplit(' ')
+                    .next()
+                    .unwrap_or("")
+                    .parse()
+                    .unwrap_or(u64::MAX)
+            })
             .collect();
         assert_eq!(counts.len(), BUCKETS.len() + 1);
         assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{out}");
         assert_eq!(counts.last(), Some(&5));
-        assert!(out.contains("t_seconds_bucket{route=\"/x\",le=\"+Inf\"} 5"), "{out}");
+        assert!(
+            out.contains("t_seconds_bucket{route=\"/x\",le=\"+Inf\"} 5"),
+            "{out}"
+        );
         assert!(out.contains("t_seconds_count{route=\"/x\"} 5"), "{out}");
         assert!(out.contains("t_seconds_sum{route=\"/x\"} 42.4031"), "{out}");
     }
