@@ -724,8 +724,9 @@ async fn reuse_candidates_are_read_in_one_statement_on_both_databases() {
                 format!("('{id}', 'acct', 'dns', 'x.test', {wildcard}, '{status}', {expires}, 0)")
             };
             let seed = [
-                "INSERT INTO accounts (id, thumbprint, jwk, status, contact, created_at) VALUES \
-                 ('acct', 't1', '{}', 'valid', '[]', 0), ('other', 't2', '{}', 'valid', '[]', 0)"
+                "INSERT INTO accounts (id, thumbprint, jwk, status, contact, directory, created_at) \
+                 VALUES ('acct', 't1', '{}', 'valid', '[]', 'default', 0), \
+                 ('other', 't2', '{}', 'valid', '[]', 'default', 0)"
                     .to_owned(),
                 format!(
                     "INSERT INTO orders (id, account_id, directory, status, expires, \
@@ -824,8 +825,8 @@ fn seed_account_and_orders(postgres: &Postgres, orders: &[(&str, &str)]) {
         .map(|(id, status)| format!("('{id}', 'acct', 'default', '{status}', 9999999999, '[]', 0)"))
         .collect();
     postgres.sql(&format!(
-        "INSERT INTO accounts (id, thumbprint, jwk, status, contact, created_at) \
-         VALUES ('acct', 't', '{{}}', 'valid', '[]', 0); \
+        "INSERT INTO accounts (id, thumbprint, jwk, status, contact, directory, created_at) \
+         VALUES ('acct', 't', '{{}}', 'valid', '[]', 'default', 0); \
          INSERT INTO orders (id, account_id, directory, status, expires, identifiers, created_at) \
          VALUES {}",
         values.join(", ")

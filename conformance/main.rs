@@ -22,6 +22,9 @@
 //! - `identity`: who may do what (the authorization matrix: passwords, OAuth2 tokens, linked
 //!   certificates, JWS-bound keys, admin tokens), the OAuth2 token endpoint, access tokens,
 //!   password guessing slowed, the user, client and admin token commands
+//! - `iam`: IAM's certificate linking requests and proxy certificates: both seed documents
+//!   replayed with curl, the permission matrix and paging, proxies checked with openssl and
+//!   voms-proxy-info, linked certificates and their proxies logging in by TLS
 //! - `admin_listener`: the admin API on its own listener only (404 on the public one); no start
 //!   beyond loopback without `server.base_url`
 //! - `hostile`: hostile bytes on every surface (ACME, admin, CRL/OCSP) get bounded answers
@@ -56,6 +59,7 @@ mod client_certs;
 mod directories;
 mod faults;
 mod hostile;
+mod iam;
 mod identity;
 mod issuance;
 mod jws;

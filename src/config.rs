@@ -23,6 +23,7 @@ pub struct Config {
     pub ca: CaConfig,
     pub acme: AcmeConfig,
     pub identity: IdentityConfig,
+    pub iam: IamConfig,
     pub audit: AuditConfig,
     pub log: LogConfig,
     /// Signing backends by name. `default`, a software CA, always exists: it issues pkid's own
@@ -344,6 +345,28 @@ impl Default for IdentityConfig {
     }
 }
 
+/// IAM's certificate linking and proxy certificates (`docs/iam.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IamConfig {
+    /// A folder of CA certificates (PEM; IAM's `IAM_X509_TRUST_ANCHORS_DIR`, e.g. a grid
+    /// `certificates` folder): certificates they issued may be linked to accounts, and
+    /// authenticate by TLS once linked. pkid's own CAs are anchors too. Empty: pkid's CAs only.
+    pub trust_anchors_dir: PathBuf,
+    /// The longest proxy certificate `POST /iam/proxycert` makes, in seconds (IAM's
+    /// `max-ac-lifetime-in-seconds`); a longer lifetime asked for is cut to it.
+    pub proxy_max_lifetime_secs: u64,
+}
+
+impl Default for IamConfig {
+    fn default() -> Self {
+        IamConfig {
+            trust_anchors_dir: PathBuf::new(),
+            proxy_max_lifetime_secs: 43200,
+        }
+    }
+}
+
 /// The audit trail (`docs/security.md`): every state change, hash-chained, with signed
 /// checkpoints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -384,6 +407,7 @@ impl Default for Config {
             ca: CaConfig::default(),
             acme: AcmeConfig::default(),
             identity: IdentityConfig::default(),
+            iam: IamConfig::default(),
             audit: AuditConfig::default(),
             log: LogConfig::default(),
             backends: BTreeMap::from([(

@@ -38,8 +38,11 @@ impl Fuzz<'_> {
         require_tool("schemathesis");
         let mut checks = vec![NO_SERVER_ERROR];
         checks.extend(self.checks.iter().copied());
+        // Its run leaves a cache folder (`.schemathesis/`) where it runs: a scratch one.
+        let scratch = tempfile::tempdir().unwrap_or_else(|err| panic!("a scratch folder: {err}"));
         let mut command = Command::new("timeout");
         command
+            .current_dir(scratch.path())
             .args(["--kill-after=5", &MAX_SECONDS.to_string(), "schemathesis"])
             .args(["run", &self.schema_url])
             .args(["--checks", &checks.join(",")])

@@ -6,6 +6,8 @@
 //! - [`admin`]: operator resources under `/admin` (EAB keys).
 //! - [`identity`]: `/token` (OAuth2), `/login` (Notary), `/.well-known/jwks.json`, `/identity/me`,
 //!   `/identity/keys/{thumbprint}` (key bindings).
+//! - [`iam`]: INDIGO IAM's certificate linking requests, trust anchors and RFC 3820 proxy
+//!   certificates under `/iam`.
 //! - [`repository`]: CRLs, OCSP and CA certificates for relying parties (`/crl`, `/ocsp`, `/ca`).
 //! - [`notary`]: Notary's certificate requests, CAs and accounts under `/api/v1`, and `/status`.
 //! - [`operations`]: `/metrics` (Prometheus) and `/readyz` for monitoring and load balancers.
@@ -17,6 +19,7 @@
 pub mod acme;
 pub mod admin;
 mod body;
+pub mod iam;
 pub mod identity;
 pub mod notary;
 pub mod operations;
@@ -62,8 +65,8 @@ impl Caller {
 pub struct RequestHead<'a> {
     pub method: &'a http::Method,
     pub path: &'a str,
-    /// The query string, without its `?`.
-    pub query: Option<&'a str>,
+    /// The query string, without its `?` (empty: none).
+    pub query: &'a str,
     pub headers: &'a HeaderMap,
     pub caller: &'a Caller,
     /// `https://host[:port]`, as the client addressed pkid.

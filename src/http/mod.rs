@@ -30,6 +30,7 @@ use tracing::Instrument;
 
 use crate::api::acme::{header_value, AcmeServer};
 use crate::api::admin::AdminApi;
+use crate::api::iam::IamApi;
 use crate::api::identity::IdentityApi;
 use crate::api::notary::NotaryApi;
 use crate::api::operations::Operations;
@@ -57,6 +58,8 @@ pub struct App {
     pub admin: AdminApi,
     /// `/token`, `/login`, `/.well-known/jwks.json`, `/identity/…`.
     pub identity: IdentityApi,
+    /// `/iam/…`.
+    pub iam: IamApi,
     /// `/api/v1/…` (Notary), `/status`.
     pub notary: NotaryApi,
     /// `/metrics`, `/readyz`; and the requests served, counted.
@@ -76,21 +79,34 @@ pub enum Surface {
     RevocationOnly,
 }
 
+/// Every surface one process serves, for [`App::new`].
+pub struct Surfaces {
+    pub acme: Vec<Arc<AcmeServer>>,
+    pub repository: Repository,
+    pub admin: AdminApi,
+    pub identity: IdentityApi,
+    pub iam: IamApi,
+    pub notary: NotaryApi,
+    pub operations: Operations,
+}
+
 impl App {
-    pub fn new(
-        acme: Vec<Arc<AcmeServer>>,
-        repository: Repository,
-        admin: AdminApi,
-        identity: IdentityApi,
-        notary: NotaryApi,
-        operations: Operations,
-        settings: HttpSettings,
-    ) -> App {
+    pub fn new(surfaces: Surfaces, settings: HttpSettings) -> App {
+        let Surfaces {
+            acme,
+            repository,
+            admin,
+            identity,
+            iam,
+            notary,
+            operations,
+        } = surfaces;
         App {
             acme,
             repository,
             admin,
             identity,
+            iam,
             notary,
             operations,
             settings,
@@ -197,13 +213,13 @@ impl App {
         if Operations::serves(path) {
             return self.operations.handle(&parts.method, path).await;
         }
-        if admin || IdentityApi::serves(path) || NotaryApi::serves(path) {
+        if admin || IdentityApi::serves(path) || NotaryApi::serves(path) || IamApi::serves(path) {
             let limit = self.settings.max_body_bytes;
             let origin = self.origin(parts, surface);
             let head = RequestHead {
                 method: &parts.method,
                 path,
-                query: parts.uri.query(),
+                query: parts.uri.query().unwrap_or_default(),
                 headers: &parts.headers,
                 caller,
                 origin: &origin,
@@ -212,6 +228,8 @@ impl App {
                 self.admin.handle(&head, body, limit).await
             } else if NotaryApi::serves(path) {
                 self.notary.handle(&head, body).await
+            } else if IamApi::serves(path) {
+                self.iam.handle(&head, body, limit).await
             } else {
                 self.identity.handle(&head, body, limit).await
             };

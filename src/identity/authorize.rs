@@ -24,6 +24,14 @@
 //! | `NotaryReadCas` | yes | yes | 403 | yes |
 //! | `NotaryManageCas` | yes | yes | 403 | 403 |
 //! | `NotaryAccounts` (others' accounts) | yes | 403 | 403 | 403 |
+//!
+//! The IAM surface (`/iam`) adds two actions; its administrators' rows are `AdminRead` and
+//! `AdminWrite`:
+//!
+//! | action | anonymous | operator | user | OAuth2 client |
+//! |---|---|---|---|---|
+//! | `IamAccount` (own link requests, own proxy) | 401 | 403 | yes | 403 |
+//! | `ProxyGenerate` (`POST /iam/proxycert`) | 401 | 403 | a token carrying scope `proxy:generate` | 403 |
 
 use super::principal::{Principal, Role};
 
@@ -31,6 +39,8 @@ use super::principal::{Principal, Role};
 pub const SCOPE_ADMIN_READ: &str = "iam:admin.read";
 /// OAuth2 scope of IAM's administrative writes.
 pub const SCOPE_ADMIN_WRITE: &str = "iam:admin.write";
+/// OAuth2 scope of IAM's proxy generation.
+pub const SCOPE_PROXY_GENERATE: &str = "proxy:generate";
 
 /// What a request wants to do, for every surface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +64,13 @@ pub enum Action {
     NotaryManageCas,
     /// Read, create and delete accounts, and change others' passwords.
     NotaryAccounts,
+    // The IAM surface (`/iam`).
+    /// Act on one's own account: request certificate links, see and withdraw one's own
+    /// requests, upload one's proxy certificate. Only a user has an account.
+    IamAccount,
+    /// Generate a proxy from one's stored one: a user's token that carries `proxy:generate`
+    /// (not merely one without scope limits: IAM asks for the scope itself).
+    ProxyGenerate,
 }
 
 /// Why a principal may not.
@@ -80,6 +97,15 @@ pub fn authorize(principal: &Principal, action: Action) -> Result<(), Denied> {
         }
         (Principal::Client { scopes, .. }, AdminRead) => has(scopes, SCOPE_ADMIN_READ),
         (Principal::Client { scopes, .. }, AdminWrite) => has(scopes, SCOPE_ADMIN_WRITE),
+        // The IAM surface.
+        (Principal::User(_), IamAccount) => true,
+        (Principal::User(user), ProxyGenerate) => user
+            .scopes
+            .as_deref()
+            .is_some_and(|scopes| has(scopes, SCOPE_PROXY_GENERATE)),
+        (Principal::Operator { .. } | Principal::Client { .. }, IamAccount | ProxyGenerate) => {
+            false
+        }
         // Notary's surface: by role, for users whose credential is not scope-limited.
         (
             Principal::Operator { .. },
@@ -111,7 +137,11 @@ fn notary_roles(action: Action) -> &'static [Role] {
         Action::NotaryManageRequests | Action::NotaryManageCas => &[Admin, CertificateManager],
         Action::NotaryReadCas => &[Admin, CertificateManager, ReadOnly],
         Action::NotaryAccounts => &[Admin],
-        Action::Whoami | Action::AdminRead | Action::AdminWrite => &[],
+        Action::Whoami
+        | Action::AdminRead
+        | Action::AdminWrite
+        | Action::IamAccount
+        | Action::ProxyGenerate => &[],
     }
 }
 
@@ -143,71 +173,6 @@ mod tests {
     }
 
     type Outcome = Result<(), Denied>;
-
-    /// The table of the module's header, row by row.
-    #[test]
-    fn the_table() {
-        const OK: Outcome = Ok(());
-        const E401: Outcome = Err(Denied::Unauthenticated);
-        const E403: Outcome = Err(Denied::Forbidden);
-        let rows: Vec<(&str, Principal, [Outcome; 3])> = vec![
-            ("anonymous", Principal::Anonymous, [E401, E401, E401]),
-            (
-                "operator",
-                Principal::Operator {
-                    token_id: "t".into(),
-                },
-                [OK, OK, OK],
-            ),
-            ("admin", user(Role::Admin, None), [OK, OK, OK]),
-            (
-                "manager",
-                user(Role::CertificateManager, None),
-                [OK, E403, E403],
-            ),
-            (
-                "requestor",
-                user(Role::CertificateRequestor, None),
-                [OK, E403, E403],
-            ),
-            ("read-only", user(Role::ReadOnly, None), [OK, E403, E403]),
-            (
-                "admin, read scope",
-                user(Role::Admin, Some(&[SCOPE_ADMIN_READ])),
-                [OK, OK, E403],
-            ),
-            (
-                "admin, write scope",
-                user(Role::Admin, Some(&[SCOPE_ADMIN_WRITE])),
-                [OK, E403, OK],
-            ),
-            (
-                "admin, other scope",
-                user(Role::Admin, Some(&["proxy:generate"])),
-                [OK, E403, E403],
-            ),
-            (
-                "requestor with admin scopes",
-                user(
-                    Role::CertificateRequestor,
-                    Some(&[SCOPE_ADMIN_READ, SCOPE_ADMIN_WRITE]),
-                ),
-                [OK, E403, E403],
-            ),
-            ("client, read", client(&[SCOPE_ADMIN_READ]), [OK, OK, E403]),
-            (
-                "client, write",
-                client(&[SCOPE_ADMIN_WRITE]),
-                [OK, E403, OK],
-            ),
-            ("client, none", client(&[]), [OK, E403, E403]),
-        ];
-        for (name, principal, expected) in rows {
-            let got = [Action::Whoami, Action::AdminRead, Action::AdminWrite]
-                .map(|action| authorize(&principal, action));
-            assert_eq!(got, expected, "{name}");
-        }
-    }
 
     /// The Notary table of the module's header, row by row.
     #[test]
@@ -258,6 +223,50 @@ mod tests {
         ];
         for (name, principal, expected) in rows {
             let got = actions.map(|action| authorize(&principal, action));
+            assert_eq!(got, expected, "{name}");
+        }
+    }
+
+    /// The IAM surface's rows of the module's header.
+    #[test]
+    fn the_iam_table() {
+        const OK: Outcome = Ok(());
+        const E401: Outcome = Err(Denied::Unauthenticated);
+        const E403: Outcome = Err(Denied::Forbidden);
+        let rows: Vec<(&str, Principal, [Outcome; 2])> = vec![
+            ("anonymous", Principal::Anonymous, [E401, E401]),
+            (
+                "operator",
+                Principal::Operator {
+                    token_id: "t".into(),
+                },
+                [E403, E403],
+            ),
+            (
+                "login token",
+                user(Role::CertificateRequestor, None),
+                [OK, E403],
+            ),
+            ("admin login token", user(Role::Admin, None), [OK, E403]),
+            (
+                "token with proxy:generate",
+                user(Role::ReadOnly, Some(&[SCOPE_PROXY_GENERATE])),
+                [OK, OK],
+            ),
+            (
+                "token without proxy:generate",
+                user(Role::Admin, Some(&[SCOPE_ADMIN_READ])),
+                [OK, E403],
+            ),
+            (
+                "client with proxy:generate",
+                client(&[SCOPE_PROXY_GENERATE]),
+                [E403, E403],
+            ),
+        ];
+        for (name, principal, expected) in rows {
+            let got = [Action::IamAccount, Action::ProxyGenerate]
+                .map(|action| authorize(&principal, action));
             assert_eq!(got, expected, "{name}");
         }
     }

@@ -203,11 +203,22 @@ impl Identity {
         issued
     }
 
-    /// The client whose credentials these are, allowed `grant`.
-    async fn authenticate_client(
+    /// Whether these are an enabled client's credentials, throttled as the token endpoint's
+    /// are: the client's id and scopes. For an endpoint that takes client credentials beside a
+    /// user's token (IAM's `POST /iam/proxycert`).
+    pub async fn check_client(
         &self,
         credentials: &ClientCredentials<'_>,
-        grant: GrantType,
+        peer: IpAddr,
+    ) -> Result<(String, Vec<String>), GrantError> {
+        let client = self.client_of(credentials, peer).await?;
+        Ok((client.client_id, client.scopes))
+    }
+
+    /// The enabled client whose credentials these are; a failure counts towards the throttle.
+    async fn client_of(
+        &self,
+        credentials: &ClientCredentials<'_>,
         peer: IpAddr,
     ) -> Result<Client, GrantError> {
         let key = client_key(credentials.client_id);
@@ -219,6 +230,17 @@ impl Identity {
             return Err(GrantError::InvalidClient);
         };
         self.throttle.succeeded(&key);
+        Ok(client)
+    }
+
+    /// The client whose credentials these are, allowed `grant`.
+    async fn authenticate_client(
+        &self,
+        credentials: &ClientCredentials<'_>,
+        grant: GrantType,
+        peer: IpAddr,
+    ) -> Result<Client, GrantError> {
+        let client = self.client_of(credentials, peer).await?;
         if !client.grant_types.contains(&grant) {
             return Err(GrantError::UnauthorizedClient);
         }

@@ -43,7 +43,9 @@ use serde_json::Value;
 use crate::audit::Audit;
 use crate::store::{now, Reads, Store, StoreError};
 
-pub use authorize::{authorize, Action, Denied, SCOPE_ADMIN_READ, SCOPE_ADMIN_WRITE};
+pub use authorize::{
+    authorize, Action, Denied, SCOPE_ADMIN_READ, SCOPE_ADMIN_WRITE, SCOPE_PROXY_GENERATE,
+};
 use certificates::ClientCertificates;
 pub use grants::{ClientCredentials, GrantError, IssuedToken};
 pub use jwt::{KeyError, TokenKeys};

@@ -69,6 +69,24 @@ pub fn random_secret(bytes: usize) -> zeroize::Zeroizing<String> {
     zeroize::Zeroizing::new(URL_SAFE_NO_PAD.encode(raw.as_slice()))
 }
 
+/// A fresh random UUID (RFC 9562 §5.4, version 4), in its hyphenated lower-case form: the
+/// identifiers IAM's resources carry.
+pub fn uuid_v4() -> String {
+    let mut b = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +121,17 @@ mod tests {
         let (a, b) = (object_id_at(now), object_id_at(now));
         assert_eq!(a[..8], b[..8]);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn uuids_are_version_4() {
+        let id = uuid_v4();
+        let parts: Vec<&str> = id.split('-').collect();
+        let lengths: Vec<usize> = parts.iter().map(|p| p.len()).collect();
+        assert_eq!(lengths, [8, 4, 4, 4, 12], "{id}");
+        assert!(parts[2].starts_with('4'), "{id}");
+        assert!(matches!(&parts[3][..1], "8" | "9" | "a" | "b"), "{id}");
+        assert_ne!(id, uuid_v4());
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //!   users
 //! - [`recovery`]: orders and challenges left behind by a stop
 //! - [`policy`], [`binding`]: the rules; [`ids`]: names of new objects
+//! - [`iam`]: IAM's certificate linking requests, trust anchors and RFC 3820 proxies
 //!
 //! Every change the RA makes is recorded in the audit trail ([`Ra::audit`], which the surfaces
 //! call too for the changes they make through it).
@@ -29,6 +30,7 @@ pub mod binding;
 mod cas;
 mod cert_requests;
 mod error;
+pub mod iam;
 pub mod ids;
 mod orders;
 pub mod policy;

@@ -4,6 +4,7 @@
 //! (including the audit trail's signed checkpoints).
 
 mod authorities;
+mod iam;
 mod tls;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use rand::RngCore;
 
 use crate::api::acme::{AcmeServer, AcmeSettings};
 use crate::api::admin::AdminApi;
+use crate::api::iam::IamApi;
 use crate::api::identity::IdentityApi;
 use crate::api::notary::NotaryApi;
 use crate::api::operations::Operations;
@@ -24,7 +26,7 @@ use crate::api::repository::Repository;
 use crate::audit::{Audit, Event, SYSTEM};
 use crate::ca::{Ca, IssuanceProfile};
 use crate::config::Config;
-use crate::http::{App, HttpSettings, Surface};
+use crate::http::{App, HttpSettings, Surface, Surfaces};
 use crate::identity::nonce::NonceService;
 use crate::identity::throttle::ThrottleSettings;
 use crate::identity::{Identity, IdentitySettings};
@@ -138,10 +140,11 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         );
     }
 
-    // identity: the trust anchors of client certificates, loaded once; users, clients and
-    // tokens (the token signing key made on first start); JWS-signed requests use the nonces
-    // ACME issues
-    let client_certificates = Arc::new(client_certificates(&cfg, &cas)?);
+    // identity: the trust anchors of client certificates (IAM's folder among them), loaded
+    // once; users, clients and tokens (the token signing key made on first start); JWS-signed
+    // requests use the nonces ACME issues
+    let iam_anchors = iam::anchor_folder(&cfg)?;
+    let client_certificates = Arc::new(client_certificates(&cfg, &cas, &iam_anchors)?);
     let nonces = nonce_service(&cfg, &store).await?;
     let identity = Arc::new(
         Identity::open(
@@ -157,7 +160,10 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         .with_audit(audit.clone()),
     );
 
-    // api: ACME directories (with their nonces), admin, identity, repository
+    // the RA's IAM side: link requests, trust anchors, proxies
+    let iam = iam::open(&cfg, &store, &kek, &iam_anchors, iam::own_cas(&cas), &audit);
+
+    // api: ACME directories (with their nonces), admin, identity, IAM, repository
     let directories = acme_directories(&cfg, &cas, &ra, &nonces);
     let identity_api = IdentityApi::new(identity.clone());
     let notary = NotaryApi::new(
@@ -167,6 +173,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         &cfg.base_url(),
     );
     let operations = Operations::new(store.reads(), issuers);
+    let iam_api = IamApi::new(iam, identity.clone());
     let admin = AdminApi::new(
         ra.clone(),
         identity,
@@ -211,15 +218,16 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         header_timeout: Duration::from_secs(cfg.server.header_timeout_secs.max(1)),
         max_connections: cfg.server.max_connections,
     };
-    let app = Arc::new(App::new(
-        directories.clone(),
+    let surfaces = Surfaces {
+        acme: directories.clone(),
         repository,
         admin,
-        identity_api,
+        identity: identity_api,
+        iam: iam_api,
         notary,
         operations,
-        http_settings,
-    ));
+    };
+    let app = Arc::new(App::new(surfaces, http_settings));
 
     // background work
     spawn_audit_checkpoints(&cfg, &cas, &store)?;

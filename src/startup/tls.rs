@@ -34,10 +34,12 @@ use crate::http::server_cert::ServerCertificate;
 use crate::identity::certificates::{certificates_from_pem, ClientCertificates};
 use crate::pki::csr::check_csr;
 
-/// The trust anchors of `server.client_ca_files` and the ranges of `server.trusted_proxies`.
+/// The trust anchors of `server.client_ca_files` and `extra` (IAM's folder: a certificate
+/// linked through IAM authenticates by TLS), and the ranges of `server.trusted_proxies`.
 pub(super) fn client_certificates(
     cfg: &Config,
     cas: &[Arc<Ca>],
+    extra: &[(String, Vec<u8>)],
 ) -> Result<ClientCertificates, BoxError> {
     let mut anchors = Vec::new();
     for entry in &cfg.server.client_ca_files {
@@ -54,6 +56,17 @@ pub(super) fn client_certificates(
             }
         };
         anchors.push((origin, certificates));
+    }
+    for (file, der) in extra {
+        // A grid folder may hold certificates no TLS path can start from (an old v1 root):
+        // still IAM anchors by name, but not for TLS.
+        let cert = CertificateDer::from(der.as_slice());
+        match webpki::anchor_from_trusted_cert(&cert).map(|_| ()) {
+            Ok(_) => anchors.push((format!("iam.trust_anchors_dir: {file}"), vec![der.clone()])),
+            Err(e) => {
+                tracing::warn!(file = %file, error = ?e, "an IAM trust anchor cannot anchor TLS client authentication; skipped for TLS")
+            }
+        }
     }
     Ok(ClientCertificates::new(
         &anchors,

@@ -40,6 +40,8 @@
 //! - `users.rs`: users, the certificates linked to them and the keys bound to them;
 //!   `clients.rs`: OAuth2 clients; `tokens.rs`: admin tokens (each with its rows: they are
 //!   read nowhere else).
+//! - `cert_links.rs`: IAM's certificate linking requests, approved into `user_certificates`;
+//!   `proxies.rs`: users' uploaded RFC 3820 proxies, their keys sealed.
 //! - `orders.rs`: orders (RFC 8555 §7.4): newOrder's reuse lookups and rate-limit counts, a
 //!   finalize's claim, how an order fails, settles or is recovered.
 //! - `authorizations.rs`: authorizations and challenges (RFC 8555 §7.5).
@@ -62,6 +64,7 @@ mod accounts;
 mod audit;
 mod authorities;
 mod authorizations;
+mod cert_links;
 pub mod cert_requests;
 mod certificates;
 mod clients;
@@ -74,6 +77,7 @@ mod inventory;
 mod nonces;
 mod ocsp;
 mod orders;
+mod proxies;
 mod rows;
 mod sql;
 mod status;
@@ -101,6 +105,7 @@ pub use accounts::NewAccountOutcome;
 pub use audit::{AuditCheckpointRow, AuditEntryRow, EntryHasher, GENESIS_HASH};
 pub use authorities::{CaCertified, CaRow, NewCaRow};
 pub use authorizations::NewAuthz;
+pub use cert_links::{Approval, CertLinkFilter, CertLinkRequestRow, CertLinkStatus};
 pub use cert_requests::{CertRequestRow, NewCertRequest, SignedRequest};
 pub use certificates::{IssuedRecord, PendingCertificate};
 pub use clients::ClientRow;
@@ -108,6 +113,7 @@ pub use fast::{Prefetch, Prefetched};
 pub use group_commit::Written;
 pub use inventory::{IssuerInventory, EXPIRY_HORIZON_DAYS};
 pub use orders::{AuthzReuse, Claim, OrderAuthz, OrderReuse};
+pub use proxies::UserProxyRow;
 pub use rows::{
     AccountRow, AuthzRow, CertificateRow, ChallengeRow, CrlMeta, CrlRow, EabKeyRow,
     OcspResponderRow, OrderRow, RevokedRow, SealedEabKey, FULL_CRL,

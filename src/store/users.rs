@@ -65,7 +65,7 @@ pub(super) fn user_row(r: &AnyRow) -> std::result::Result<UserRow, sqlx::Error> 
     })
 }
 
-fn certificate_row(r: &AnyRow) -> std::result::Result<UserCertificateRow, sqlx::Error> {
+pub(super) fn certificate_row(r: &AnyRow) -> std::result::Result<UserCertificateRow, sqlx::Error> {
     Ok(UserCertificateRow {
         id: r.try_get("id")?,
         user_id: r.try_get("user_id")?,

@@ -1,17 +1,17 @@
 //! A tiny DER (X.690 §10) writer: just enough to assemble a signed certificate or CRL around a
 //! to-be-signed structure and to encode the few extensions rcgen does not know; and a small
 //! strict reader ([`read_tlv`], [`expect`]) for what pkid parses by hand (OCSP requests, see
-//! [`super::ocsp_request`]).
+//! [`super::ocsp_request`]). Public: pkid builds RFC 3820 proxy certificates with it too.
 
-pub(crate) const SEQUENCE: u8 = 0x30;
-pub(crate) const INTEGER: u8 = 0x02;
-pub(crate) const BIT_STRING: u8 = 0x03;
-pub(crate) const OID: u8 = 0x06;
+pub const SEQUENCE: u8 = 0x30;
+pub const INTEGER: u8 = 0x02;
+pub const BIT_STRING: u8 = 0x03;
+pub const OID: u8 = 0x06;
 /// `[6] IMPLICIT IA5String`: a GeneralName uniformResourceIdentifier.
-pub(crate) const URI: u8 = 0x86;
+pub const URI: u8 = 0x86;
 
 /// The size of a whole element whose contents are `content_len` bytes (one-byte tag).
-pub(crate) fn encoded_len(content_len: usize) -> usize {
+pub fn encoded_len(content_len: usize) -> usize {
     let length_octets = if content_len < 0x80 {
         1
     } else {
@@ -21,7 +21,7 @@ pub(crate) fn encoded_len(content_len: usize) -> usize {
 }
 
 /// Appends a tag and a definite-form length; the caller appends `len` bytes of contents.
-pub(crate) fn push_header(out: &mut Vec<u8>, tag: u8, len: usize) {
+pub fn push_header(out: &mut Vec<u8>, tag: u8, len: usize) {
     out.push(tag);
     push_len(out, len);
 }
@@ -40,7 +40,7 @@ fn push_len(out: &mut Vec<u8>, len: usize) {
 }
 
 /// One tag-length-value.
-pub(crate) fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+pub fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(content.len() + 6);
     out.push(tag);
     push_len(&mut out, content.len());
@@ -49,13 +49,13 @@ pub(crate) fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
 }
 
 /// A SEQUENCE of already-encoded elements.
-pub(crate) fn sequence(parts: &[&[u8]]) -> Vec<u8> {
+pub fn sequence(parts: &[&[u8]]) -> Vec<u8> {
     tlv(SEQUENCE, &parts.concat())
 }
 
 /// A non-negative INTEGER from big-endian magnitude bytes: leading zeros stripped, one 0x00
 /// prepended when the high bit is set (X.690 §8.3 minimal two's complement).
-pub(crate) fn unsigned_integer(magnitude: &[u8]) -> Vec<u8> {
+pub fn unsigned_integer(magnitude: &[u8]) -> Vec<u8> {
     let start = magnitude
         .iter()
         .position(|b| *b != 0)
@@ -70,7 +70,7 @@ pub(crate) fn unsigned_integer(magnitude: &[u8]) -> Vec<u8> {
 }
 
 /// A BIT STRING with no unused bits.
-pub(crate) fn bit_string(bytes: &[u8]) -> Vec<u8> {
+pub fn bit_string(bytes: &[u8]) -> Vec<u8> {
     let mut content = Vec::with_capacity(bytes.len() + 1);
     content.push(0);
     content.extend_from_slice(bytes);
@@ -78,7 +78,7 @@ pub(crate) fn bit_string(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// An OBJECT IDENTIFIER from its arcs (the first two must be 0..=2 and 0..=39, as all ours are).
-pub(crate) fn oid(arcs: &[u64]) -> Vec<u8> {
+pub fn oid(arcs: &[u64]) -> Vec<u8> {
     let mut content = Vec::new();
     if let [first, second, rest @ ..] = arcs {
         push_base128(&mut content, first * 40 + second);
@@ -91,7 +91,7 @@ pub(crate) fn oid(arcs: &[u64]) -> Vec<u8> {
 
 /// The arcs of a dotted OID ("2.23.140.1.2.1"); `None` unless it has at least two arcs, the first
 /// 0..=2 and, under 0 and 1, the second 0..=39 (X.660).
-pub(crate) fn parse_dotted_oid(dotted: &str) -> Option<Vec<u64>> {
+pub fn parse_dotted_oid(dotted: &str) -> Option<Vec<u64>> {
     let arcs = dotted
         .split('.')
         .map(|arc| {
@@ -123,14 +123,14 @@ fn push_base128(out: &mut Vec<u8>, mut value: u64) {
 // ---- Reading ----
 
 /// One DER element: its tag, its contents, and its whole encoding.
-pub(crate) struct Tlv<'a> {
-    pub(crate) tag: u8,
-    pub(crate) content: &'a [u8],
-    pub(crate) whole: &'a [u8],
+pub struct Tlv<'a> {
+    pub tag: u8,
+    pub content: &'a [u8],
+    pub whole: &'a [u8],
 }
 
 /// Read one element; returns it and the bytes after it.
-pub(crate) fn read_tlv(input: &[u8]) -> Result<(Tlv<'_>, &[u8]), String> {
+pub fn read_tlv(input: &[u8]) -> Result<(Tlv<'_>, &[u8]), String> {
     let (&tag, rest) = input.split_first().ok_or("truncated")?;
     if tag & 0x1f == 0x1f {
         return Err("multi-byte tags are not used in OCSP".into());
@@ -164,7 +164,7 @@ pub(crate) fn read_tlv(input: &[u8]) -> Result<(Tlv<'_>, &[u8]), String> {
 }
 
 /// Read one element that must carry `tag`.
-pub(crate) fn expect(input: &[u8], tag: u8) -> Result<(Tlv<'_>, &[u8]), String> {
+pub fn expect(input: &[u8], tag: u8) -> Result<(Tlv<'_>, &[u8]), String> {
     let (tlv, rest) = read_tlv(input)?;
     if tlv.tag != tag {
         return Err(format!("expected tag {tag:#04x}, found {:#04x}", tlv.tag));

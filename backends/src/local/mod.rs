@@ -5,7 +5,7 @@
 pub mod builder;
 pub mod checkpoint;
 pub mod crl;
-pub(crate) mod der;
+pub mod der;
 pub mod ocsp;
 pub mod ocsp_request;
 pub mod template;

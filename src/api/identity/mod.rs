@@ -20,6 +20,8 @@ mod openapi;
 mod token;
 mod wire;
 
+pub(crate) use token::parse_form;
+
 use std::sync::Arc;
 
 use http::{Method, StatusCode};

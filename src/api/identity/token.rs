@@ -80,8 +80,8 @@ fn form_decode(text: &str) -> Option<String> {
 }
 
 /// The form's parameters; a parameter without a value counts as absent (§3.1), one given twice
-/// is an error (§3.2).
-fn parse_form(body: &[u8]) -> Result<BTreeMap<String, String>, &'static str> {
+/// is an error (§3.2). Also how the IAM surface reads its query strings and forms.
+pub(crate) fn parse_form(body: &[u8]) -> Result<BTreeMap<String, String>, &'static str> {
     let text = std::str::from_utf8(body).map_err(|_| "the form is not UTF-8")?;
     let mut params = BTreeMap::new();
     for pair in text.split('&').filter(|p| !p.is_empty()) {

@@ -402,9 +402,9 @@ fn refused(denied: Denied) -> Reply {
 
 /// `?page=N&per_page=M` (both optional; `page` from 1): the (offset, limit) asked for, `None`
 /// for no paging; 400 for a value that is not a positive number (`per_page` at most 1000).
-pub(super) fn paging(query: Option<&str>) -> Result<Option<(i64, i64)>, Reply> {
+pub(super) fn paging(query: &str) -> Result<Option<(i64, i64)>, Reply> {
     let (mut page, mut per_page) = (None, None);
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let number = || {
             value.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
@@ -449,13 +449,10 @@ mod tests {
         assert!(Route::of("/api/v2/accounts").is_none());
         assert!(parse_id("0").is_err() && parse_id("x").is_err() && parse_id("-1").is_err());
         assert_eq!(parse_id("12").ok(), Some(12));
-        assert_eq!(paging(None).ok(), Some(None));
-        assert_eq!(
-            paging(Some("page=3&per_page=10")).ok(),
-            Some(Some((20, 10)))
-        );
-        assert_eq!(paging(Some("per_page=5000")).ok(), Some(Some((0, 1000))));
-        assert!(paging(Some("page=0")).is_err());
-        assert!(paging(Some("page=x")).is_err());
+        assert_eq!(paging("").ok(), Some(None));
+        assert_eq!(paging("page=3&per_page=10").ok(), Some(Some((20, 10))));
+        assert_eq!(paging("per_page=5000").ok(), Some(Some((0, 1000))));
+        assert!(paging("page=0").is_err());
+        assert!(paging("page=x").is_err());
     }
 }

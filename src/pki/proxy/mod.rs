@@ -17,6 +17,10 @@
 //! - §4.1.3: each certificate is signed by the next one's key; every certificate is within its
 //!   validity; the proxies' path length constraints hold.
 //! - The end-entity certificate that issued the first proxy is not a CA.
+//!
+//! [`issue`] makes a new proxy under a stored one (what IAM's proxy generation answers).
+
+pub mod issue;
 
 use std::fmt;
 
@@ -65,6 +69,10 @@ pub enum ProxyError {
     NoEndEntity,
     #[error("certificate {index} of the chain: {rule}")]
     Rule { index: usize, rule: String },
+    #[error("the proxy's private key cannot sign new proxies: {0}")]
+    UnusableKey(String),
+    #[error("no proxy could be made from the stored one: {0}")]
+    Generation(String),
 }
 
 /// The policy of a proxy, from its proxyCertInfo extension.
@@ -95,6 +103,9 @@ pub struct ChainFacts {
     pub not_after: i64,
     /// The first proxy's policy.
     pub policy: ProxyCertInfo,
+    /// How many more proxies the path length constraints allow below the first proxy;
+    /// `None`: no limit.
+    pub allows_below: Option<u64>,
 }
 
 /// How a private key is encoded, by its PEM label.
@@ -123,7 +134,10 @@ impl PrivateKey {
             KeyFormat::Pkcs8 => "PRIVATE KEY",
         };
         let block = pem::Pem::new(label, self.der.to_vec());
-        let text = Zeroizing::new(pem::encode(&block));
+        let text = Zeroizing::new(pem::encode_config(
+            &block,
+            pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+        ));
         // The block's copy of the key is wiped too.
         drop(Zeroizing::new(block.into_contents()));
         text
@@ -368,6 +382,7 @@ pub fn check_chain(chain: &[Vec<u8>], at: i64) -> Result<ChainFacts, ProxyError>
         end_entity_subject: end_entity.subject().as_raw().to_vec(),
         not_after,
         policy,
+        allows_below: remaining,
     })
 }
 

@@ -432,3 +432,158 @@ fn the_fuzz_seeds_are_a_valid_file_and_a_path_length_violation() {
         "{limited:?}"
     );
 }
+
+/// A stored proxy with an RSA (PKCS#1) key, under `eec`: (the proxy, its key as uploaded).
+fn stored_rsa_proxy(eec: &Made) -> (Made, PrivateKey) {
+    let rsa = KeyPair::generate_for(&PKCS_RSA_SHA256).unwrap();
+    let key = PrivateKey {
+        format: KeyFormat::Pkcs1,
+        der: Zeroizing::new(pkcs1_of(&rsa.serialize_der())),
+    };
+    (proxy(eec, Shape::default(), rsa), key)
+}
+
+#[test]
+fn a_generated_proxy_is_a_grid_proxy_file_under_the_stored_one() {
+    use x509_parser::extensions::ParsedExtension;
+    let ca = ca();
+    let eec = eec(&ca);
+    let (stored, key) = stored_rsa_proxy(&eec);
+    let at = now();
+    let made = issue::generate(&issue::ProxyRequest {
+        chain: &chain(&[&stored, &eec, &ca]),
+        key: &key,
+        not_after: at + 3600,
+        at,
+    })
+    .unwrap();
+
+    // The file: the new proxy, its PKCS#1 key, then the stored chain without its CA.
+    let blocks = pem::parse_many(made.file.as_bytes()).unwrap();
+    let tags: Vec<&str> = blocks.iter().map(|b| b.tag()).collect();
+    assert_eq!(
+        tags,
+        [
+            "CERTIFICATE",
+            "RSA PRIVATE KEY",
+            "CERTIFICATE",
+            "CERTIFICATE"
+        ]
+    );
+    assert_eq!(blocks[2].contents(), stored.der.as_slice());
+    assert_eq!(blocks[3].contents(), eec.der.as_slice());
+    // It is a valid proxy file whose key is the new proxy's (parse_bundle checks both).
+    let bundle = parse_bundle(&made.file, at).unwrap();
+    assert_eq!(bundle.facts.proxies, 2);
+    assert_eq!(bundle.private_key.format, KeyFormat::Pkcs1);
+    assert!(bundle.facts.policy.inherits_all());
+
+    let (_, new) = X509Certificate::from_der(blocks[0].contents()).unwrap();
+    let (_, parent) = X509Certificate::from_der(&stored.der).unwrap();
+    assert_eq!(new.issuer().as_raw(), parent.subject().as_raw());
+    let serial = new.tbs_certificate.serial.to_string();
+    assert_eq!(
+        made.subject,
+        format!("CN={serial},{}", crate::pki::dn::rfc2253(parent.subject()))
+    );
+    assert_eq!(made.issuer, crate::pki::dn::rfc2253(parent.subject()));
+    assert_eq!(made.identity, "OU=Alice,O=pkid tests");
+    assert_eq!(made.not_after, at + 3600);
+    assert_eq!(new.validity().not_after.timestamp(), at + 3600);
+    assert!(new.validity().not_before.timestamp() <= at);
+    assert_eq!(
+        new.public_key().parsed().map(|k| k.key_size()).ok(),
+        Some(2048)
+    );
+    let mut seen = Vec::new();
+    for ext in new.extensions() {
+        match ext.parsed_extension() {
+            ParsedExtension::KeyUsage(ku) => {
+                assert!(ext.critical, "keyUsage is critical");
+                // The AND of the proxy's and the end entity's: both digitalSignature and
+                // keyEncipherment.
+                assert!(ku.digital_signature() && ku.key_encipherment());
+                assert!(!ku.data_encipherment() && !ku.key_cert_sign());
+                seen.push("keyUsage");
+            }
+            _ if ext.oid.to_id_string() == "1.3.6.1.5.5.7.1.14" => {
+                assert!(ext.critical, "proxyCertInfo is critical");
+                seen.push("proxyCertInfo");
+            }
+            other => panic!("unexpected extension {other:?}"),
+        }
+    }
+    assert_eq!(seen, ["keyUsage", "proxyCertInfo"]);
+}
+
+#[test]
+fn uploaded_keys_of_every_format_sign_and_an_expired_proxy_makes_nothing() {
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+    let ca = ca();
+    let eec = eec(&ca);
+    // SEC1 (`EC PRIVATE KEY`) and PKCS#8 (`PRIVATE KEY`) keys.
+    let ec = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let pkcs8 = ec.serialize_der();
+    let sec1 = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &pkcs8)
+        .unwrap()
+        .private_key()
+        .as_der()
+        .unwrap()
+        .as_ref()
+        .to_vec();
+    let stored = proxy(&eec, Shape::default(), ec);
+    for (format, der) in [(KeyFormat::Sec1, sec1), (KeyFormat::Pkcs8, pkcs8)] {
+        let key = PrivateKey {
+            format,
+            der: Zeroizing::new(der),
+        };
+        let made = issue::generate(&issue::ProxyRequest {
+            chain: &chain(&[&stored, &eec]),
+            key: &key,
+            not_after: now() + 600,
+            at: now(),
+        })
+        .unwrap();
+        assert_eq!(parse_bundle(&made.file, now()).unwrap().facts.proxies, 2);
+    }
+    let (stored, key) = stored_rsa_proxy(&eec);
+    let expired = issue::generate(&issue::ProxyRequest {
+        chain: &chain(&[&stored, &eec]),
+        key: &key,
+        not_after: now() - 1,
+        at: now(),
+    });
+    assert!(matches!(expired, Err(ProxyError::Generation(_))));
+    let junk = PrivateKey {
+        format: KeyFormat::Pkcs1,
+        der: Zeroizing::new(vec![0x30, 0x00]),
+    };
+    assert!(matches!(
+        issue::signer(&junk),
+        Err(ProxyError::UnusableKey(_))
+    ));
+}
+
+#[test]
+fn a_path_length_of_zero_allows_no_proxy_below() {
+    let ca = ca();
+    let eec = eec(&ca);
+    let limited = proxy(
+        &eec,
+        Shape {
+            info: Some(info_der(Some(0))),
+            ..Shape::default()
+        },
+        KeyPair::generate().unwrap(),
+    );
+    let facts = check_chain(&chain(&[&limited, &eec]), now()).unwrap();
+    assert_eq!(facts.allows_below, Some(0));
+    let open = proxy(&eec, Shape::default(), KeyPair::generate().unwrap());
+    assert_eq!(
+        check_chain(&chain(&[&open, &eec]), now())
+            .unwrap()
+            .allows_below,
+        None
+    );
+}
