@@ -7,7 +7,7 @@
 
 use serde_json::{json, Value};
 
-use super::seed::outside_chain;
+use super::checks::outside_chain;
 use super::{assert_error, openssl_csr, table_counts, Notary};
 use crate::harness::environment::Environment;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::seed::{assert_refused, ca_file, crl_lists, crl_text, openssl_text, PIN, TOKEN};
+use super::checks::{assert_refused, ca_file, crl_lists, crl_text, openssl_text, PIN, TOKEN};
 use super::{openssl_csr, table_counts, Notary};
 use crate::harness::certs::{leaf_serial_hex, openssl_verify, pem_chain};
 use crate::harness::environment::Environment;

@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 
-use super::seed::outside_chain;
+use super::checks::outside_chain;
 use super::{assert_error, openssl_csr, table_counts, Notary, TEST_BOUND};
 use crate::harness::environment::{within, Environment};
 

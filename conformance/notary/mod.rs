@@ -8,11 +8,13 @@
 //! - `seed`: the seed replayed with curl, then the CA lifecycle (`cas`), metrics and the audit
 //!   trail, on one pkid;
 //! - `matrix`: every endpoint × every role, then the bad-input list (`badinput`), on one pkid;
+//! - `checks`: what they check with (shapes, openssl on CAs and CRLs, `/metrics` parsed);
 //! - `openapi`: the document held to the routes, and schemathesis;
 //! - `replicas`: a CA made, disabled and used across two replicas on one PostgreSQL.
 
 mod badinput;
 mod cas;
+mod checks;
 mod matrix;
 mod openapi;
 mod replicas;

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::seed::{assert_refused, ca_file, crl_lists, crl_text};
+use super::checks::{assert_refused, ca_file, crl_lists, crl_text};
 use super::{openssl_csr, Notary, TEST_BOUND};
 use crate::harness::certs::{leaf_serial_hex, ocsp_status, pem_chain, OcspSubject};
 use crate::harness::environment::{within, Environment};
