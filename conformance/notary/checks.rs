@@ -152,6 +152,21 @@ pub(super) fn openssl_text(file: &std::path::Path) -> String {
 
 /// A chain for `<name>.csr` signed by a CA made with openssl outside pkid: leaf, then CA.
 pub(super) fn outside_chain(work: &std::path::Path, name: &str) -> String {
+    outside_chain_with(work, name, &[])
+}
+
+/// A chain for the CSR of a CA made here (`<name>.csr`) signed by the outside CA, as a CA.
+pub(super) fn outside_ca_chain(work: &std::path::Path, name: &str) -> String {
+    let ext = work.join("ca.ext");
+    std::fs::write(
+        &ext,
+        "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
+    )
+    .unwrap();
+    outside_chain_with(work, name, &["-extfile", "ca.ext"])
+}
+
+fn outside_chain_with(work: &std::path::Path, name: &str, extra: &[&str]) -> String {
     if !work.join("outside-ca.pem").exists() {
         let mut args = vec!["req", "-x509"];
         args.extend(NEW_P256_KEY);
@@ -188,7 +203,10 @@ pub(super) fn outside_chain(work: &std::path::Path, name: &str) -> String {
             "-CAcreateserial",
             "-out",
             &leaf,
-        ],
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect::<Vec<_>>(),
     );
     format!(
         "{}{}",
