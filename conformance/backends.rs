@@ -32,11 +32,11 @@ use crate::third_party::{Challenge, Lego};
 
 const TEST_BOUND: Duration = Duration::from_secs(150);
 
-const TOKEN: &str = "pkid-hsm";
+pub(crate) const TOKEN: &str = "pkid-hsm";
 const KEY_LABEL: &str = "pkid-issuing";
 /// Distinctive, so that a search of pkid's output for it cannot match by chance.
-const USER_PIN: &str = "pin-4Tq9zK";
-const SO_PIN: &str = "73914682";
+pub(crate) const USER_PIN: &str = "pin-4Tq9zK";
+pub(crate) const SO_PIN: &str = "73914682";
 /// pkid reads the token PIN from this variable (`pin_env`); the configuration only names it.
 /// Not `PKID_…`: those are configuration keys.
 const PIN_VAR: &str = "CONFORMANCE_HSM_PIN";
@@ -45,7 +45,7 @@ const SERVER_INTERNAL: &str = "urn:ietf:params:acme:error:serverInternal";
 
 /// pkid's settings for `[backends.hsm]` (`kind = "pkcs11"`, issuing key in the token, certified
 /// by the default root) and the ACME directory `/acme/hsm/directory` issuing through it.
-fn hsm_settings(hsm: &SoftHsm) -> Vec<(String, String)> {
+pub(crate) fn hsm_settings(hsm: &SoftHsm) -> Vec<(String, String)> {
     pkcs11_settings(hsm, "hsm", TOKEN, "default")
 }
 
@@ -73,7 +73,7 @@ fn pkcs11_settings(hsm: &SoftHsm, name: &str, token: &str, issuer: &str) -> Vec<
     ]
 }
 
-fn pairs(settings: &[(String, String)]) -> Vec<(&str, &str)> {
+pub(crate) fn pairs(settings: &[(String, String)]) -> Vec<(&str, &str)> {
     settings
         .iter()
         .map(|(key, value)| (key.as_str(), value.as_str()))
@@ -136,7 +136,7 @@ fn generate_impostor_key(hsm: &SoftHsm) {
 }
 
 /// The private key objects `pkcs11-tool --list-objects` shows on the token.
-fn token_private_keys(hsm: &SoftHsm, token: &str) -> String {
+pub(crate) fn token_private_keys(hsm: &SoftHsm, token: &str) -> String {
     hsm.pkcs11_tool(token, USER_PIN, &["--list-objects", "--type", "privkey"])
 }
 
@@ -181,7 +181,7 @@ fn issuing_ca(chain_pem: &str) -> Vec<u8> {
 }
 
 /// The SubjectPublicKeyInfo DER of a certificate.
-fn spki_of(cert_der: &[u8]) -> Vec<u8> {
+pub(crate) fn spki_of(cert_der: &[u8]) -> Vec<u8> {
     let (_, cert) = X509Certificate::from_der(cert_der).expect("parse a certificate");
     cert.public_key().raw.to_vec()
 }

@@ -28,7 +28,7 @@ fn curl_healthz(env: &Environment, pair: Option<&(PathBuf, PathBuf)>) -> (bool, 
 
 /// `curl -v` GET of `path` from the loopback address `from`, trusting pkid's root, with a client
 /// certificate and an `X-APP-CERTIFICATE` header when given: (success, body and verbose log).
-fn curl(
+pub(crate) fn curl(
     env: &Environment,
     path: &str,
     pair: Option<&(PathBuf, PathBuf)>,

@@ -37,6 +37,8 @@
 //! - `proxy`: pkid's RFC 3820 proxy checks agree with `openssl verify -allow_proxy_certs`
 //! - `client_certs`: TLS client authentication offered, never required (curl, openssl s_client);
 //!   a linked certificate authenticates its user, by TLS or from a trusted proxy
+//! - `czertainly`: the RA client operations (CZERTAINLY-style `/v1`, `/v2`) with a TLS client
+//!   certificate: authorities, RA profiles, issue, renew, rekey, revoke on every authority kind
 //! - `replicas`: several pkid replicas on one PostgreSQL share nonces, orders and CRLs
 //! - `faults`: SIGKILL and PostgreSQL restarts under load, graceful stop, connection limits
 //! - `load`: pkid-loadgen issues every ordered certificate and reports JSON that adds up
@@ -56,6 +58,7 @@ mod backends;
 mod badinput;
 mod caa;
 mod client_certs;
+mod czertainly;
 mod directories;
 mod faults;
 mod hostile;

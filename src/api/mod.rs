@@ -6,6 +6,8 @@
 //! - [`admin`]: operator resources under `/admin` (EAB keys).
 //! - [`identity`]: `/token` (OAuth2), `/login` (Notary), `/.well-known/jwks.json`, `/identity/me`,
 //!   `/identity/keys/{thumbprint}` (key bindings).
+//! - [`czertainly`]: CZERTAINLY-style RA client operations under `/v1` and `/v2`: authorities,
+//!   RA profiles, issue, renew, rekey, revoke (OpenAPI document at `/v2/openapi.json`).
 //! - [`iam`]: INDIGO IAM's certificate linking requests, trust anchors and RFC 3820 proxy
 //!   certificates under `/iam`.
 //! - [`repository`]: CRLs, OCSP and CA certificates for relying parties (`/crl`, `/ocsp`, `/ca`).
@@ -19,6 +21,7 @@
 pub mod acme;
 pub mod admin;
 mod body;
+pub mod czertainly;
 pub mod iam;
 pub mod identity;
 pub mod notary;

@@ -65,6 +65,7 @@ pub fn route_label(path: &str, status: StatusCode) -> (String, String) {
         p if p.starts_with("/admin/") => "admin",
         p if p.starts_with("/api/v1") || p == "/status" => "notary",
         p if p.starts_with("/iam") => "iam",
+        p if p.starts_with("/v1/") || p.starts_with("/v2/") => "czertainly",
         p if p.starts_with("/crl/") || p.starts_with("/ocsp") || p.starts_with("/ca/") => {
             "repository"
         }

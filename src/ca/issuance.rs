@@ -18,6 +18,14 @@ use crate::pki::csr::{CheckedCsr, Ident};
 use crate::pki::ip::canonical;
 use crate::store::{Claim, IssuedRecord, PendingCertificate, Store, StoreError};
 
+/// A leaf to issue, with what its record needs ([`PendingCertificate`]).
+pub(super) struct LeafRequest {
+    pub(super) request: IssueRequest,
+    pub(super) not_before: i64,
+    pub(super) not_after: i64,
+    pub(super) crl_shard: Option<i64>,
+}
+
 pub(super) struct StoreJournal<'a> {
     pub(super) store: &'a Store,
     pub(super) pending: PendingCertificate<'a>,
@@ -100,11 +108,40 @@ impl Ca {
         account_id: Option<&str>,
         claim: Option<Claim<'_>>,
     ) -> Result<IssuedCert, IssueError> {
+        let LeafRequest {
+            request,
+            not_before,
+            not_after,
+            crl_shard,
+        } = self.leaf_request(csr, profile);
+        let serial_hex = request.serial.to_hex();
+        let journal = StoreJournal {
+            store: &self.store,
+            pending: PendingCertificate {
+                issuer: &self.name,
+                order_id,
+                account_id,
+                not_before,
+                not_after,
+                crl_shard,
+            },
+            claim,
+            claim_lost: AtomicBool::new(false),
+        };
+        let chain = self
+            .sign_and_check(request, &journal, |leaf| check_leaf(leaf, csr, profile))
+            .await?;
+        self.store_issued(&serial_hex, &chain, &journal.pending)
+            .await
+    }
+
+    /// The leaf the cycle issues for `csr` under `profile`: a fresh serial, the validity, the
+    /// names and the profile's extensions, and where its revocation is published.
+    pub(super) fn leaf_request(&self, csr: &CheckedCsr, profile: &IssuanceProfile) -> LeafRequest {
         let now = time::OffsetDateTime::now_utc();
         let not_before = now - time::Duration::seconds(self.backdate_secs);
         let not_after = not_before + time::Duration::seconds(profile.validity_secs);
         let serial = Serial::random();
-        let serial_hex = serial.to_hex();
         let crl_shard = self.crl_shard_for(&serial);
 
         let mut dns_names = Vec::new();
@@ -140,24 +177,12 @@ impl Ca {
                 certificate_policies: profile.certificate_policies.clone(),
             },
         };
-        let journal = StoreJournal {
-            store: &self.store,
-            pending: PendingCertificate {
-                issuer: &self.name,
-                order_id,
-                account_id,
-                not_before: not_before.unix_timestamp(),
-                not_after: not_after.unix_timestamp(),
-                crl_shard,
-            },
-            claim,
-            claim_lost: AtomicBool::new(false),
-        };
-        let chain = self
-            .sign_and_check(request, &journal, |leaf| check_leaf(leaf, csr, profile))
-            .await?;
-        self.store_issued(&serial_hex, &chain, &journal.pending)
-            .await
+        LeafRequest {
+            request,
+            not_before: not_before.unix_timestamp(),
+            not_after: not_after.unix_timestamp(),
+            crl_shard,
+        }
     }
 
     /// A delegated OCSP responder certificate (RFC 6960 §4.2.2.2) for `spki_der`, through the
@@ -388,7 +413,11 @@ pub fn certificate_idents(cert: &X509Certificate<'_>) -> BTreeSet<Ident> {
 /// The certificate must carry the CSR's key and exactly the CSR's names, and be what the profile
 /// allows (`check_profile`): a mismatched certificate (a faulty or misconfigured upstream CA,
 /// one that copies a CSR's extensions) is never served.
-fn check_leaf(der: &[u8], csr: &CheckedCsr, profile: &IssuanceProfile) -> Result<(), IssueError> {
+pub(super) fn check_leaf(
+    der: &[u8],
+    csr: &CheckedCsr,
+    profile: &IssuanceProfile,
+) -> Result<(), IssueError> {
     let (_, cert) = X509Certificate::from_der(der)
         .map_err(|e| IssueError::Mismatch(format!("unparseable certificate: {e}")))?;
     if cert.public_key().raw != csr.public_key.as_slice() {

@@ -1,7 +1,8 @@
 //! Certificate authority: issuers ([`issuer`]: serial → CRL shard → URLs, alternate chains), the
 //! live set of them ([`registry`]: configured backends and CAs made at run time), and the
 //! issuance cycle ([`issuance`]; from templates, [`templates`]: leaves that copy a CSR, CA
-//! certificates), driven by the RA, signing through a backend.
+//! certificates; [`deferred`] for a caller that collects a slow upstream's certificate later),
+//! driven by the RA, signing through a backend.
 //!
 //! The cycle (Boulder's `docs/ISSUANCE-CYCLE.md`, each step crash-safe):
 //! 1. pick a random serial (≥ 64 bits of entropy, positive) and build the profile's certificate;
@@ -14,6 +15,7 @@
 //! A crash between 2 and 5 leaves a `tbs` row: the serial is never reused, and start-up
 //! recovery re-runs the order with a fresh serial (see `Ra::recover_stale_orders`).
 
+mod deferred;
 mod issuance;
 mod issuer;
 pub mod registry;
@@ -22,6 +24,7 @@ mod templates;
 use pkid_backends::BackendError;
 use serde::{Deserialize, Serialize};
 
+pub use deferred::Deferred;
 pub use issuance::certificate_idents;
 pub use issuer::{crl_shard_of, Ca};
 

@@ -30,6 +30,7 @@ use tracing::Instrument;
 
 use crate::api::acme::{header_value, AcmeServer};
 use crate::api::admin::AdminApi;
+use crate::api::czertainly::CzertainlyApi;
 use crate::api::iam::IamApi;
 use crate::api::identity::IdentityApi;
 use crate::api::notary::NotaryApi;
@@ -58,6 +59,8 @@ pub struct App {
     pub admin: AdminApi,
     /// `/token`, `/login`, `/.well-known/jwks.json`, `/identity/…`.
     pub identity: IdentityApi,
+    /// `/v1/…`, `/v2/…`: CZERTAINLY-style RA client operations.
+    pub czertainly: Option<CzertainlyApi>,
     /// `/iam/…`.
     pub iam: IamApi,
     /// `/api/v1/…` (Notary), `/status`.
@@ -106,12 +109,19 @@ impl App {
             repository,
             admin,
             identity,
+            czertainly: None,
             iam,
             notary,
             operations,
             settings,
             request_counter: AtomicU64::new(0),
         }
+    }
+
+    /// Serve the CZERTAINLY-style RA client operations under `/v1` and `/v2`.
+    pub fn with_czertainly(mut self, czertainly: CzertainlyApi) -> App {
+        self.czertainly = Some(czertainly);
+        self
     }
 
     /// The origin a request was sent to, as the URLs pkid writes and the `url` a JWS
@@ -212,6 +222,24 @@ impl App {
         }
         if Operations::serves(path) {
             return self.operations.handle(&parts.method, path).await;
+        }
+        if let Some(czertainly) = self
+            .czertainly
+            .as_ref()
+            .filter(|_| CzertainlyApi::serves(path))
+        {
+            let origin = self.origin(parts, surface);
+            let head = RequestHead {
+                method: &parts.method,
+                path,
+                query: parts.uri.query().unwrap_or_default(),
+                headers: &parts.headers,
+                caller,
+                origin: &origin,
+            };
+            return czertainly
+                .handle(&head, body, self.settings.max_body_bytes)
+                .await;
         }
         if admin || IdentityApi::serves(path) || NotaryApi::serves(path) || IamApi::serves(path) {
             let limit = self.settings.max_body_bytes;

@@ -9,6 +9,9 @@
 //! | `Whoami` | 401 | yes | yes | yes |
 //! | `AdminRead` | 401 | yes | role `admin`, and scope `iam:admin.read` if scope-limited | scope `iam:admin.read` |
 //! | `AdminWrite` | 401 | yes | role `admin`, and scope `iam:admin.write` if scope-limited | scope `iam:admin.write` |
+//! | `RaRead` | 401 | yes | any role | scope `iam:admin.read` |
+//! | `RaOperate` | 401 | yes | admin, certificate-manager, certificate-requestor | scope `iam:admin.write` |
+//! | `RaManage` | 401 | yes | admin, certificate-manager | scope `iam:admin.write` |
 //!
 //! `iam:admin.write` does not imply `iam:admin.read`, as in IAM.
 //!
@@ -64,6 +67,13 @@ pub enum Action {
     NotaryManageCas,
     /// Read, create and delete accounts, and change others' passwords.
     NotaryAccounts,
+    // RA client operations (CZERTAINLY-style `/v1`, `/v2`): see the block in `authorize`.
+    /// Read authorities, RA profiles, attribute definitions and certificate records.
+    RaRead,
+    /// Issue, renew, rekey and revoke certificates through an RA profile.
+    RaOperate,
+    /// Create, edit, enable, disable and delete RA profiles and end entities; approve requests.
+    RaManage,
     // The IAM surface (`/iam`).
     /// Act on one's own account: request certificate links, see and withdraw one's own
     /// requests, upload one's proxy certificate. Only a user has an account.
@@ -97,6 +107,22 @@ pub fn authorize(principal: &Principal, action: Action) -> Result<(), Denied> {
         }
         (Principal::Client { scopes, .. }, AdminRead) => has(scopes, SCOPE_ADMIN_READ),
         (Principal::Client { scopes, .. }, AdminWrite) => has(scopes, SCOPE_ADMIN_WRITE),
+        // RA client operations (CZERTAINLY-style): operators and admins do everything;
+        // certificate managers too; requestors read and operate (on their own records: the
+        // surface checks ownership); read-only users read. An OAuth2 client reads with
+        // `iam:admin.read` and operates and manages with `iam:admin.write`.
+        (Principal::Operator { .. }, RaRead | RaOperate | RaManage) => true,
+        (Principal::User(user), RaRead) => !user.roles.is_empty(),
+        (Principal::User(user), RaOperate) => {
+            user.has_role(Role::Admin)
+                || user.has_role(Role::CertificateManager)
+                || user.has_role(Role::CertificateRequestor)
+        }
+        (Principal::User(user), RaManage) => {
+            user.has_role(Role::Admin) || user.has_role(Role::CertificateManager)
+        }
+        (Principal::Client { scopes, .. }, RaRead) => has(scopes, SCOPE_ADMIN_READ),
+        (Principal::Client { scopes, .. }, RaOperate | RaManage) => has(scopes, SCOPE_ADMIN_WRITE),
         // The IAM surface.
         (Principal::User(_), IamAccount) => true,
         (Principal::User(user), ProxyGenerate) => user
@@ -141,7 +167,10 @@ fn notary_roles(action: Action) -> &'static [Role] {
         | Action::AdminRead
         | Action::AdminWrite
         | Action::IamAccount
-        | Action::ProxyGenerate => &[],
+        | Action::ProxyGenerate
+        | Action::RaRead
+        | Action::RaOperate
+        | Action::RaManage => &[],
     }
 }
 
@@ -173,6 +202,163 @@ mod tests {
     }
 
     type Outcome = Result<(), Denied>;
+
+    /// The table of the module's header, row by row.
+    #[test]
+    fn the_table() {
+        const OK: Outcome = Ok(());
+        const E401: Outcome = Err(Denied::Unauthenticated);
+        const E403: Outcome = Err(Denied::Forbidden);
+        let rows: Vec<(&str, Principal, [Outcome; 3])> = vec![
+            ("anonymous", Principal::Anonymous, [E401, E401, E401]),
+            (
+                "operator",
+                Principal::Operator {
+                    token_id: "t".into(),
+                },
+                [OK, OK, OK],
+            ),
+            ("admin", user(Role::Admin, None), [OK, OK, OK]),
+            (
+                "manager",
+                user(Role::CertificateManager, None),
+                [OK, E403, E403],
+            ),
+            (
+                "requestor",
+                user(Role::CertificateRequestor, None),
+                [OK, E403, E403],
+            ),
+            ("read-only", user(Role::ReadOnly, None), [OK, E403, E403]),
+            (
+                "admin, read scope",
+                user(Role::Admin, Some(&[SCOPE_ADMIN_READ])),
+                [OK, OK, E403],
+            ),
+            (
+                "admin, write scope",
+                user(Role::Admin, Some(&[SCOPE_ADMIN_WRITE])),
+                [OK, E403, OK],
+            ),
+            (
+                "admin, other scope",
+                user(Role::Admin, Some(&["proxy:generate"])),
+                [OK, E403, E403],
+            ),
+            (
+                "requestor with admin scopes",
+                user(
+                    Role::CertificateRequestor,
+                    Some(&[SCOPE_ADMIN_READ, SCOPE_ADMIN_WRITE]),
+                ),
+                [OK, E403, E403],
+            ),
+            ("client, read", client(&[SCOPE_ADMIN_READ]), [OK, OK, E403]),
+            (
+                "client, write",
+                client(&[SCOPE_ADMIN_WRITE]),
+                [OK, E403, OK],
+            ),
+            ("client, none", client(&[]), [OK, E403, E403]),
+        ];
+        check_rows(
+            [Action::Whoami, Action::AdminRead, Action::AdminWrite],
+            rows,
+        );
+    }
+
+    /// Each row's principal asked about `actions`, against the row's outcomes.
+    fn check_rows(actions: [Action; 3], rows: Vec<(&str, Principal, [Outcome; 3])>) {
+        for (name, principal, expected) in rows {
+            let got = actions.map(|action| authorize(&principal, action));
+            assert_eq!(got, expected, "{name}");
+        }
+    }
+
+    /// The RA client operations' rows (RaRead, RaOperate, RaManage).
+    #[test]
+    fn the_ra_operations_rows() {
+        const OK: Outcome = Ok(());
+        const E401: Outcome = Err(Denied::Unauthenticated);
+        const E403: Outcome = Err(Denied::Forbidden);
+        let rows: Vec<(&str, Principal, [Outcome; 3])> = vec![
+            ("anonymous", Principal::Anonymous, [E401, E401, E401]),
+            (
+                "operator",
+                Principal::Operator {
+                    token_id: "t".into(),
+                },
+                [OK, OK, OK],
+            ),
+            ("admin", user(Role::Admin, None), [OK, OK, OK]),
+            (
+                "manager",
+                user(Role::CertificateManager, None),
+                [OK, OK, OK],
+            ),
+            (
+                "requestor",
+                user(Role::CertificateRequestor, None),
+                [OK, OK, E403],
+            ),
+            ("read-only", user(Role::ReadOnly, None), [OK, E403, E403]),
+            (
+                "client, read",
+                client(&[SCOPE_ADMIN_READ]),
+                [OK, E403, E403],
+            ),
+            (
+                "client, write",
+                client(&[SCOPE_ADMIN_WRITE]),
+                [E403, OK, OK],
+            ),
+        ];
+        check_rows([Action::RaRead, Action::RaOperate, Action::RaManage], rows);
+    }
+
+    /// The IAM surface's rows of the module's header.
+    #[test]
+    fn the_iam_table() {
+        const OK: Outcome = Ok(());
+        const E401: Outcome = Err(Denied::Unauthenticated);
+        const E403: Outcome = Err(Denied::Forbidden);
+        let rows: Vec<(&str, Principal, [Outcome; 2])> = vec![
+            ("anonymous", Principal::Anonymous, [E401, E401]),
+            (
+                "operator",
+                Principal::Operator {
+                    token_id: "t".into(),
+                },
+                [E403, E403],
+            ),
+            (
+                "login token",
+                user(Role::CertificateRequestor, None),
+                [OK, E403],
+            ),
+            ("admin login token", user(Role::Admin, None), [OK, E403]),
+            (
+                "token with proxy:generate",
+                user(Role::ReadOnly, Some(&[SCOPE_PROXY_GENERATE])),
+                [OK, OK],
+            ),
+            (
+                "token without proxy:generate",
+                user(Role::Admin, Some(&[SCOPE_ADMIN_READ])),
+                [OK, E403],
+            ),
+            (
+                "client with proxy:generate",
+                client(&[SCOPE_PROXY_GENERATE]),
+                [E403, E403],
+            ),
+        ];
+        for (name, principal, expected) in rows {
+            let got = [Action::IamAccount, Action::ProxyGenerate]
+                .map(|action| authorize(&principal, action));
+            assert_eq!(got, expected, "{name}");
+        }
+    }
 
     /// The Notary table of the module's header, row by row.
     #[test]
@@ -223,50 +409,6 @@ mod tests {
         ];
         for (name, principal, expected) in rows {
             let got = actions.map(|action| authorize(&principal, action));
-            assert_eq!(got, expected, "{name}");
-        }
-    }
-
-    /// The IAM surface's rows of the module's header.
-    #[test]
-    fn the_iam_table() {
-        const OK: Outcome = Ok(());
-        const E401: Outcome = Err(Denied::Unauthenticated);
-        const E403: Outcome = Err(Denied::Forbidden);
-        let rows: Vec<(&str, Principal, [Outcome; 2])> = vec![
-            ("anonymous", Principal::Anonymous, [E401, E401]),
-            (
-                "operator",
-                Principal::Operator {
-                    token_id: "t".into(),
-                },
-                [E403, E403],
-            ),
-            (
-                "login token",
-                user(Role::CertificateRequestor, None),
-                [OK, E403],
-            ),
-            ("admin login token", user(Role::Admin, None), [OK, E403]),
-            (
-                "token with proxy:generate",
-                user(Role::ReadOnly, Some(&[SCOPE_PROXY_GENERATE])),
-                [OK, OK],
-            ),
-            (
-                "token without proxy:generate",
-                user(Role::Admin, Some(&[SCOPE_ADMIN_READ])),
-                [OK, E403],
-            ),
-            (
-                "client with proxy:generate",
-                client(&[SCOPE_PROXY_GENERATE]),
-                [E403, E403],
-            ),
-        ];
-        for (name, principal, expected) in rows {
-            let got = [Action::IamAccount, Action::ProxyGenerate]
-                .map(|action| authorize(&principal, action));
             assert_eq!(got, expected, "{name}");
         }
     }

@@ -19,21 +19,32 @@
 //!   users
 //! - [`recovery`]: orders and challenges left behind by a stop
 //! - [`policy`], [`binding`]: the rules; [`ids`]: names of new objects
+//! - client operations (CZERTAINLY-style, `docs/czertainly.md`): [`authorities`] (issuers with
+//!   stable UUIDs), [`profiles`] (RA profiles and their policy), [`attributes`] (their
+//!   definitions and checks), [`ra_certificates`] (certificates as RA records: issue, renew,
+//!   rekey, revoke, approval, background completion), [`end_entities`] (the v1 API's end
+//!   entities)
 //! - [`iam`]: IAM's certificate linking requests, trust anchors and RFC 3820 proxies
 //!
 //! Every change the RA makes is recorded in the audit trail ([`Ra::audit`], which the surfaces
 //! call too for the changes they make through it).
 
 mod accounts;
+pub mod attributes;
+pub mod authorities;
 mod authorizations;
 pub mod binding;
 mod cas;
 mod cert_requests;
+pub mod end_entities;
 mod error;
 pub mod iam;
 pub mod ids;
+pub mod managed_keys;
 mod orders;
 pub mod policy;
+pub mod profiles;
+pub mod ra_certificates;
 mod recovery;
 mod revoke;
 mod users;
@@ -51,6 +62,7 @@ use crate::va::Validator;
 
 pub use crate::audit::{Event as AuditEvent, Outcome as AuditOutcome};
 pub use accounts::{check_contacts, AccountUpdate, NewAccount, Registered};
+pub use authorities::{new_uuid, Authority, OperationError};
 pub use authorizations::{authz_ident, ValidationStarted};
 pub use binding::{mint_eab_key, BindingPolicy, BindingProof, EabPolicy, MintError};
 pub use cas::NewCa;
@@ -96,6 +108,8 @@ pub struct Ra {
     /// Unseals EAB HMAC keys.
     kek: Arc<KeyEncryptionKey>,
     settings: RaSettings,
+    /// Every issuer, for the client operations' authorities ([`Ra::issuers`]).
+    issuers: Vec<Arc<Ca>>,
     audit: Audit,
 }
 
@@ -114,7 +128,14 @@ impl Ra {
             revocation,
             kek,
             settings,
+            issuers: Vec::new(),
         }
+    }
+
+    /// The issuers the client operations offer as authorities ([`Ra::issuers`]).
+    pub fn with_issuers(mut self, issuers: Vec<Arc<Ca>>) -> Ra {
+        self.issuers = issuers;
+        self
     }
 
     /// The RA recording into `audit` (the process's one trail handle) instead of a handle of

@@ -18,6 +18,7 @@ use rand::RngCore;
 
 use crate::api::acme::{AcmeServer, AcmeSettings};
 use crate::api::admin::AdminApi;
+use crate::api::czertainly::CzertainlyApi;
 use crate::api::iam::IamApi;
 use crate::api::identity::IdentityApi;
 use crate::api::notary::NotaryApi;
@@ -124,6 +125,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
             kek.clone(),
             ra_settings(&cfg),
         )
+        .with_issuers(cas.clone())
         .with_audit(audit.clone()),
     );
     // The embedded file has no other writer, so every challenge in flight was this process's
@@ -173,6 +175,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         &cfg.base_url(),
     );
     let operations = Operations::new(store.reads(), issuers);
+    let czertainly = CzertainlyApi::new(ra.clone(), identity.clone());
     let iam_api = IamApi::new(iam, identity.clone());
     let admin = AdminApi::new(
         ra.clone(),
@@ -227,9 +230,10 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         notary,
         operations,
     };
-    let app = Arc::new(App::new(surfaces, http_settings));
+    let app = Arc::new(App::new(surfaces, http_settings).with_czertainly(czertainly));
 
     // background work
+    spawn_ra_operations(ra.clone());
     spawn_audit_checkpoints(&cfg, &cas, &store)?;
     spawn_housekeeping(
         store,
@@ -491,6 +495,20 @@ fn spawn_housekeeping(
                 if let Err(e) = store.prune_nonces(at).await {
                     tracing::warn!(error = %e, "pruning redeemed nonces failed");
                 }
+            }
+        }
+    });
+}
+
+/// The RA client operations' background work (an upstream's pending certificate to collect, an
+/// operation whose process stopped), taken up every two seconds, on every replica.
+fn spawn_ra_operations(ra: Arc<Ra>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            if let Err(e) = ra.run_due_operations().await {
+                tracing::warn!(error = %e, "taking up RA operations failed");
             }
         }
     });

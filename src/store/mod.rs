@@ -50,6 +50,9 @@
 //! - `authorities.rs`: CAs made at run time (the issuer registry's stored part) and the version
 //!   every change of them bumps; `cert_requests.rs`: certificate requests (Notary);
 //!   `account_numbers.rs`: Notary's integer account numbers over the users.
+//! - `ra_profiles.rs`: the RA's client-operation records (CZERTAINLY-style): authorities, RA
+//!   profiles, v1 end entities; `ra_certificates.rs`: certificates as RA records, their events
+//!   and the background work due on them; `ra_keys.rs`: token profiles and managed keys.
 //! - `crls.rs`: revocations, CRLs (RFC 5280 §5), the leases of their generation.
 //! - `ocsp.rs`: delegated OCSP responders (RFC 6960).
 //! - `audit.rs`: the audit trail's hash chain and its signed checkpoints, appended only (how
@@ -78,6 +81,9 @@ mod nonces;
 mod ocsp;
 mod orders;
 mod proxies;
+mod ra_certificates;
+mod ra_keys;
+mod ra_profiles;
 mod rows;
 mod sql;
 mod status;
@@ -114,6 +120,9 @@ pub use group_commit::Written;
 pub use inventory::{IssuerInventory, EXPIRY_HORIZON_DAYS};
 pub use orders::{AuthzReuse, Claim, OrderAuthz, OrderReuse};
 pub use proxies::UserProxyRow;
+pub use ra_certificates::{RaCertificateRow, RaChange, RaEventRow};
+pub use ra_keys::{RaManagedKeyRow, RaTokenProfileRow};
+pub use ra_profiles::{RaAuthorityRow, RaEndEntityRow, RaProfileRow};
 pub use rows::{
     AccountRow, AuthzRow, CertificateRow, ChallengeRow, CrlMeta, CrlRow, EabKeyRow,
     OcspResponderRow, OrderRow, RevokedRow, SealedEabKey, FULL_CRL,

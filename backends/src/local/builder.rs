@@ -187,7 +187,8 @@ impl SigningKey for CapturingKey {
     }
 }
 
-fn rcgen_algorithm(alg: KeyAlgorithm) -> &'static SignatureAlgorithm {
+/// The rcgen signature algorithm of a key of `alg`.
+pub fn rcgen_algorithm(alg: KeyAlgorithm) -> &'static SignatureAlgorithm {
     match alg {
         KeyAlgorithm::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
         KeyAlgorithm::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,

@@ -33,6 +33,19 @@ impl TokenKeyRef {
             .map_err(|e| classify(e, "finding the private key", BackendError::Key))
     }
 
+    /// Destroys the objects labelled `key_label`; how many.
+    fn destroy_labelled(&self, session: &Session) -> Result<usize, Failure> {
+        let objects = session
+            .find_objects(&[Attribute::Label(self.key_label.as_bytes().to_vec())])
+            .map_err(|e| classify(e, "finding the key's objects", BackendError::Key))?;
+        for object in &objects {
+            session
+                .destroy_object(*object)
+                .map_err(|e| classify(e, "destroying a key object", BackendError::Key))?;
+        }
+        Ok(objects.len())
+    }
+
     /// The private key labelled `key_label` and the SPKI DER of its public key.
     pub(super) fn find_key(&self, session: &Session) -> Result<(ObjectHandle, Vec<u8>), Failure> {
         let (token, label) = (&self.token_label, &self.key_label);
@@ -315,6 +328,19 @@ impl Pkcs11Key {
         } else {
             Ok((Self::generate(cfg)?, true))
         }
+    }
+
+    /// Destroys every object labelled `cfg.key_label` on the token (both halves of a key
+    /// pair): a key its holder asked to be rid of. How many objects went (0: none had the
+    /// label). Blocking.
+    pub fn destroy(cfg: &Pkcs11Config) -> Result<usize, BackendError> {
+        let token = TokenKeyRef::new(cfg, cfg.read_pin()?)?;
+        token.with_retry(|state| {
+            let session = token.open_logged_in(state, true)?;
+            let destroyed = token.destroy_labelled(&session);
+            let _ = session.close();
+            destroyed
+        })
     }
 
     pub fn token_label(&self) -> &str {
