@@ -42,6 +42,9 @@
 //! - `replicas`: several pkid replicas on one PostgreSQL share nonces, orders and CRLs
 //! - `faults`: SIGKILL and PostgreSQL restarts under load, graceful stop, connection limits
 //! - `load`: pkid-loadgen issues every ordered certificate and reports JSON that adds up
+//! - `notary`: Notary's `/api/v1` (certificate requests, CAs made at run time in software and on
+//!   SoftHSM, accounts): the seed replayed with curl, the role matrix, bad input, openssl verify,
+//!   CRL and OCSP, schemathesis, `/metrics` and `/readyz`
 //! - `ops`: OCSP signs nothing for nonces, unknown serials or several CertIDs, and is limited
 //!   per client; pkid's TLS certificate renewed while serving, an operator's reloaded; the
 //!   audit trail verifies after real traffic and fails at the first tampered entry
@@ -64,6 +67,7 @@ mod identity;
 mod issuance;
 mod jws;
 mod load;
+mod notary;
 mod ops;
 mod proxy;
 mod replicas;

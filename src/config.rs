@@ -142,6 +142,30 @@ pub struct CaConfig {
     /// backend name: PEM files, each the issuing CA's alternate certificate first. ACME offers
     /// them with `Link: rel="alternate"` (RFC 8555 §7.4.2).
     pub alternate_chains: BTreeMap<String, Vec<PathBuf>>,
+    /// CAs made at run time: where their keys are made.
+    pub registry: RegistryConfig,
+}
+
+/// Keys of CAs made at run time (`ca::registry`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Who holds a new CA's key when the request does not say.
+    pub key_custody: pkid_backends::KeyCustody,
+    /// A new CA's key algorithm when the request does not say.
+    pub key_algorithm: pkid_backends::KeyAlgorithm,
+    /// The token `pkcs11` keys are made in; `None`: only software keys.
+    pub pkcs11: Option<pkid_backends::Pkcs11Token>,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            key_custody: pkid_backends::KeyCustody::Software,
+            key_algorithm: pkid_backends::KeyAlgorithm::EcdsaP256,
+            pkcs11: None,
+        }
+    }
 }
 
 /// Who signs an issuer's OCSP responses (RFC 6960 §4.2.2.2).
@@ -433,6 +457,7 @@ impl Default for CaConfig {
             ocsp_responder_lifetime_secs: 4 * 86400,
             revocation_by_backend: BTreeMap::new(),
             alternate_chains: BTreeMap::new(),
+            registry: RegistryConfig::default(),
         }
     }
 }
@@ -649,6 +674,13 @@ impl Config {
                 "audit.checkpoint_backend: backend {:?} is not configured",
                 self.audit.checkpoint_backend
             ));
+        }
+        let registry = &self.ca.registry;
+        if registry.key_custody == pkid_backends::KeyCustody::Pkcs11 && registry.pkcs11.is_none() {
+            return Err(
+                "ca.registry.key_custody is \"pkcs11\" but ca.registry.pkcs11 names no token"
+                    .into(),
+            );
         }
         for range in &self.acme.validation.denied_ranges {
             if !crate::pki::ip::is_range(range) {

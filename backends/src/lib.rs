@@ -32,6 +32,7 @@ use time::OffsetDateTime;
 
 pub mod keys;
 pub mod local;
+pub mod metrics;
 pub mod sealed;
 pub mod secret;
 #[cfg(test)]
@@ -43,10 +44,12 @@ pub mod upstream;
 pub use keys::{pkcs11, software};
 pub use local::{builder, crl, ocsp};
 
+pub use keys::custody::{CaKeyReference, CaKeys, KeyCustody, Pkcs11Token};
 pub use keys::pkcs11::{Pin, Pkcs11Backend, Pkcs11Config, Pkcs11Key};
 pub use keys::software::SoftwareBackend;
 pub use keys::{KeySigner, SoftwareKey};
 pub use local::builder::IssuerInfo;
+pub use local::template::CaTemplate;
 pub use sealed::KeyEncryptionKey;
 pub use upstream::acme::{UpstreamAcmeBackend, UpstreamAcmeConfig};
 pub use upstream::cfssl::{UpstreamCfsslBackend, UpstreamCfsslConfig};
@@ -258,6 +261,50 @@ pub struct CertProfile {
     pub ocsp_no_check: bool,
 }
 
+/// How an attribute value of a subject is encoded (RFC 5280 §4.1.2.4 `DirectoryString`, and
+/// IA5String for `emailAddress`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StringKind {
+    Printable,
+    Utf8,
+    Ia5,
+}
+
+/// One attribute of a subject name, in the order of its RDNs (RFC 5280 §4.1.2.6), each RDN
+/// single-valued: `C=TR`, `ST=Izmir` … `CN=banana.com`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SubjectAttribute {
+    /// The attribute type's arcs (`[2, 5, 4, 3]`: commonName).
+    pub oid: Vec<u64>,
+    pub value: String,
+    pub kind: StringKind,
+}
+
+impl SubjectAttribute {
+    /// commonName (2.5.4.3).
+    pub const COMMON_NAME: &'static [u64] = &[2, 5, 4, 3];
+    /// countryName (2.5.4.6), always a PrintableString of two letters.
+    pub const COUNTRY_NAME: &'static [u64] = &[2, 5, 4, 6];
+    pub const LOCALITY_NAME: &'static [u64] = &[2, 5, 4, 7];
+    pub const STATE_OR_PROVINCE_NAME: &'static [u64] = &[2, 5, 4, 8];
+    pub const ORGANIZATION_NAME: &'static [u64] = &[2, 5, 4, 10];
+    pub const ORGANIZATIONAL_UNIT_NAME: &'static [u64] = &[2, 5, 4, 11];
+
+    /// A UTF8String attribute (a PrintableString for countryName, as RFC 5280 asks).
+    pub fn text(oid: &[u64], value: &str) -> SubjectAttribute {
+        SubjectAttribute {
+            oid: oid.to_vec(),
+            value: value.to_owned(),
+            kind: if oid == Self::COUNTRY_NAME {
+                StringKind::Printable
+            } else {
+                StringKind::Utf8
+            },
+        }
+    }
+}
+
 /// One certificate to issue. Local backends build it from these fields only; upstream backends
 /// forward `csr_der`.
 #[derive(Clone, Debug)]
@@ -267,8 +314,15 @@ pub struct IssueRequest {
     /// SubjectPublicKeyInfo DER, already verified by the caller.
     pub subject_public_key_der: Vec<u8>,
     pub common_name: Option<String>,
+    /// The whole subject, in order, for a profile that copies one (Notary's copies the CSR's);
+    /// empty: the subject is `CN=common_name`, or empty. Not both.
+    pub subject: Vec<SubjectAttribute>,
     pub dns_names: Vec<String>,
     pub ip_addresses: Vec<IpAddr>,
+    /// rfc822Name SANs.
+    pub email_addresses: Vec<String>,
+    /// uniformResourceIdentifier SANs.
+    pub uris: Vec<String>,
     pub serial: Serial,
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
@@ -354,6 +408,17 @@ pub struct CrlRequest {
     pub freshest_crl: Option<String>,
 }
 
+/// How a key's PKCS#11 sessions are used, at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionUse {
+    /// Logged-in sessions the key keeps.
+    pub sessions: usize,
+    /// Of them, signing now.
+    pub in_use: usize,
+    /// Signatures that found their session, login or token gone and recovered (or tried to).
+    pub recoveries: u64,
+}
+
 /// Where local backends record what they are about to sign.
 #[async_trait::async_trait]
 pub trait IssuanceJournal: Send + Sync {
@@ -394,6 +459,33 @@ pub trait SigningBackend: Send + Sync {
     ) -> Result<(), BackendError>;
     /// A DER CRL over `req.entries`.
     async fn sign_crl(&self, req: CrlRequest) -> Result<Vec<u8>, BackendError>;
+    /// Sign a CA certificate for `subject_spki` from `template` (an intermediate under this
+    /// issuer), handing its to-be-signed bytes to `journal` first, as a leaf's. Local backends;
+    /// an upstream CA certifies no CA for pkid.
+    async fn sign_ca_certificate(
+        &self,
+        template: CaTemplate,
+        subject_spki: &[u8],
+        journal: &dyn IssuanceJournal,
+    ) -> Result<Vec<u8>, BackendError> {
+        let _ = (template, subject_spki, journal);
+        Err(BackendError::Unsupported(
+            "this backend does not certify CA certificates",
+        ))
+    }
+    /// Whether the backend can sign now (readiness): a local key signs a probe and the
+    /// signature is checked; an upstream CA is not probed (it answers when it issues).
+    async fn probe(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
+    /// What kind of backend this is, for metrics: `software`, `pkcs11`, `acme`, `cfssl` …
+    fn kind(&self) -> &'static str {
+        "remote"
+    }
+    /// PKCS#11 session use of the issuing key, for metrics; `None` for other keys.
+    fn session_use(&self) -> Option<SessionUse> {
+        None
+    }
     /// Sign an OCSP response for certificates of this issuer (local backends).
     async fn sign_ocsp(
         &self,

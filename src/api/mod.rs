@@ -11,6 +11,8 @@
 //! - [`iam`]: INDIGO IAM's certificate linking requests, trust anchors and RFC 3820 proxy
 //!   certificates under `/iam`.
 //! - [`repository`]: CRLs, OCSP and CA certificates for relying parties (`/crl`, `/ocsp`, `/ca`).
+//! - [`notary`]: Notary's certificate requests, CAs and accounts under `/api/v1`, and `/status`.
+//! - [`operations`]: `/metrics` (Prometheus) and `/readyz` for monitoring and load balancers.
 //!
 //! What the transport hands a surface and takes back is here: who is on the other end of the
 //! connection ([`Caller`]), the request's [`RequestBody`], read by the surface that wants it, and
@@ -22,6 +24,8 @@ mod body;
 pub mod czertainly;
 pub mod iam;
 pub mod identity;
+pub mod notary;
+pub mod operations;
 pub mod repository;
 
 use std::net::SocketAddr;

@@ -152,24 +152,17 @@ impl Ca {
                 Ident::Ip(ip) => ip_addresses.push(*ip),
             }
         }
-        let mut ext_key_usage = Vec::new();
-        if profile.server_auth {
-            ext_key_usage.push(ExtKeyUsage::ServerAuth);
-        }
-        if profile.client_auth {
-            ext_key_usage.push(ExtKeyUsage::ClientAuth);
-        }
-        let mut key_usage = vec![KeyUsageBit::DigitalSignature];
-        if is_rsa(&csr.public_key) {
-            key_usage.push(KeyUsageBit::KeyEncipherment);
-        }
+        let (key_usage, ext_key_usage) = leaf_usages(&csr.public_key, profile);
         let request = IssueRequest {
             csr_der: csr.der.clone(),
             subject_public_key_der: csr.public_key.clone(),
             // Subject left empty (names live in the SAN), as CA/B Forum BRs recommend.
             common_name: None,
+            subject: Vec::new(),
             dns_names,
             ip_addresses,
+            email_addresses: Vec::new(),
+            uris: Vec::new(),
             serial,
             not_before,
             not_after,
@@ -209,8 +202,11 @@ impl Ca {
             csr_der: Vec::new(),
             subject_public_key_der: spki_der.to_vec(),
             common_name: Some(format!("pkid {} OCSP Responder", self.name)),
+            subject: Vec::new(),
             dns_names: Vec::new(),
             ip_addresses: Vec::new(),
+            email_addresses: Vec::new(),
+            uris: Vec::new(),
             serial,
             not_before,
             not_after,
@@ -221,19 +217,7 @@ impl Ca {
                 ..CertProfile::default()
             },
         };
-        let journal = StoreJournal {
-            store: &self.store,
-            pending: PendingCertificate {
-                issuer: &self.name,
-                order_id: None,
-                account_id: None,
-                not_before: not_before.unix_timestamp(),
-                not_after: not_after.unix_timestamp(),
-                crl_shard: None,
-            },
-            claim: None,
-            claim_lost: AtomicBool::new(false),
-        };
+        let journal = self.journal(not_before, not_after);
         let chain = self
             .sign_and_check(request, &journal, |cert| {
                 let (_, parsed) = X509Certificate::from_der(cert)
@@ -250,9 +234,30 @@ impl Ca {
             .await
     }
 
+    /// The journal of a certificate of no order (no claim, no shard).
+    pub(super) fn journal(
+        &self,
+        not_before: time::OffsetDateTime,
+        not_after: time::OffsetDateTime,
+    ) -> StoreJournal<'_> {
+        StoreJournal {
+            store: &self.store,
+            pending: PendingCertificate {
+                issuer: &self.name,
+                order_id: None,
+                account_id: None,
+                not_before: not_before.unix_timestamp(),
+                not_after: not_after.unix_timestamp(),
+                crl_shard: None,
+            },
+            claim: None,
+            claim_lost: AtomicBool::new(false),
+        }
+    }
+
     /// Steps 2–4 of the cycle: the backend journals, signs and checks; `check` looks at the
     /// leaf. On any failure the journaled serial is marked abandoned.
-    async fn sign_and_check(
+    pub(super) async fn sign_and_check(
         &self,
         request: IssueRequest,
         journal: &StoreJournal<'_>,
@@ -354,6 +359,26 @@ impl Ca {
     }
 }
 
+/// A leaf's keyUsage (digitalSignature; keyEncipherment too for an RSA key, RFC 5480 §3 and
+/// RFC 8410 §5 keep it from EC and Ed25519 keys) and the profile's extended key usages.
+pub(super) fn leaf_usages(
+    spki_der: &[u8],
+    profile: &IssuanceProfile,
+) -> (Vec<KeyUsageBit>, Vec<ExtKeyUsage>) {
+    let mut key_usage = vec![KeyUsageBit::DigitalSignature];
+    if is_rsa(spki_der) {
+        key_usage.push(KeyUsageBit::KeyEncipherment);
+    }
+    let mut ext_key_usage = Vec::new();
+    if profile.server_auth {
+        ext_key_usage.push(ExtKeyUsage::ServerAuth);
+    }
+    if profile.client_auth {
+        ext_key_usage.push(ExtKeyUsage::ClientAuth);
+    }
+    (key_usage, ext_key_usage)
+}
+
 fn is_rsa(spki_der: &[u8]) -> bool {
     x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der)
         .map(|(_, spki)| {
@@ -443,7 +468,7 @@ const VALIDITY_SLACK_SECS: i64 = 3600;
 /// TLS certificate of the profile: not a CA, no key usage a CA has, extended key usages TLS
 /// only and those the profile asks for, no longer-lived than the profile, no extension beyond
 /// [`LEAF_EXTENSIONS`].
-fn check_profile(
+pub(super) fn check_profile(
     cert: &X509Certificate<'_>,
     profile: &IssuanceProfile,
     now: i64,

@@ -1,6 +1,8 @@
-//! Certificate authority: issuers ([`issuer`]: serial → CRL shard → URLs, alternate chains) and
-//! the issuance cycle ([`issuance`]; [`deferred`] for a caller that collects a slow upstream's
-//! certificate later), driven by the RA, signing through a backend.
+//! Certificate authority: issuers ([`issuer`]: serial → CRL shard → URLs, alternate chains), the
+//! live set of them ([`registry`]: configured backends and CAs made at run time), and the
+//! issuance cycle ([`issuance`]; from templates, [`templates`]: leaves that copy a CSR, CA
+//! certificates; [`deferred`] for a caller that collects a slow upstream's certificate later),
+//! driven by the RA, signing through a backend.
 //!
 //! The cycle (Boulder's `docs/ISSUANCE-CYCLE.md`, each step crash-safe):
 //! 1. pick a random serial (≥ 64 bits of entropy, positive) and build the profile's certificate;
@@ -16,6 +18,8 @@
 mod deferred;
 mod issuance;
 mod issuer;
+pub mod registry;
+mod templates;
 
 use pkid_backends::BackendError;
 use serde::{Deserialize, Serialize};
@@ -43,6 +47,20 @@ pub struct IssuanceProfile {
 }
 
 impl IssuanceProfile {
+    /// Notary's profile for a signed certificate request: the CSR's subject and SANs copied,
+    /// valid a year, TLS server and client use.
+    pub fn copied_request(name: &str) -> IssuanceProfile {
+        IssuanceProfile {
+            name: name.into(),
+            validity_secs: 365 * 86400,
+            server_auth: true,
+            client_auth: true,
+            description: "a CSR's subject and SANs, TLS server and client, one year".into(),
+            identifier_types: Vec::new(),
+            certificate_policies: Vec::new(),
+        }
+    }
+
     /// A TLS server profile for any identifier type.
     pub fn tls_server(name: &str, validity_secs: i64) -> IssuanceProfile {
         IssuanceProfile {

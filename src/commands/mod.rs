@@ -67,7 +67,12 @@ pub async fn revoke(
         .await?
         .map(|c| c.issuer);
     if let Some(issuer) = issuer {
-        if authorities.revocation.issuer_names().contains(&issuer) {
+        if authorities
+            .revocation
+            .issuer_names()
+            .await
+            .contains(&issuer)
+        {
             authorities.revocation.refresh_issuer(&issuer).await;
         }
     }

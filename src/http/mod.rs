@@ -33,6 +33,8 @@ use crate::api::admin::AdminApi;
 use crate::api::czertainly::CzertainlyApi;
 use crate::api::iam::IamApi;
 use crate::api::identity::IdentityApi;
+use crate::api::notary::NotaryApi;
+use crate::api::operations::Operations;
 use crate::api::repository::Repository;
 use crate::api::{Caller, Reply, RequestBody, RequestHead};
 
@@ -61,6 +63,10 @@ pub struct App {
     pub czertainly: Option<CzertainlyApi>,
     /// `/iam/…`.
     pub iam: IamApi,
+    /// `/api/v1/…` (Notary), `/status`.
+    pub notary: NotaryApi,
+    /// `/metrics`, `/readyz`; and the requests served, counted.
+    pub operations: Operations,
     pub settings: HttpSettings,
     request_counter: AtomicU64,
 }
@@ -76,15 +82,28 @@ pub enum Surface {
     RevocationOnly,
 }
 
+/// Every surface one process serves, for [`App::new`].
+pub struct Surfaces {
+    pub acme: Vec<Arc<AcmeServer>>,
+    pub repository: Repository,
+    pub admin: AdminApi,
+    pub identity: IdentityApi,
+    pub iam: IamApi,
+    pub notary: NotaryApi,
+    pub operations: Operations,
+}
+
 impl App {
-    pub fn new(
-        acme: Vec<Arc<AcmeServer>>,
-        repository: Repository,
-        admin: AdminApi,
-        identity: IdentityApi,
-        iam: IamApi,
-        settings: HttpSettings,
-    ) -> App {
+    pub fn new(surfaces: Surfaces, settings: HttpSettings) -> App {
+        let Surfaces {
+            acme,
+            repository,
+            admin,
+            identity,
+            iam,
+            notary,
+            operations,
+        } = surfaces;
         App {
             acme,
             repository,
@@ -92,6 +111,8 @@ impl App {
             identity,
             czertainly: None,
             iam,
+            notary,
+            operations,
             settings,
             request_counter: AtomicU64::new(0),
         }
@@ -158,6 +179,9 @@ impl App {
             };
             // Whatever the surface did not read, so that its answer reaches the client.
             body.drain(self.settings.max_body_bytes).await;
+            self.operations
+                .requests
+                .record(&method, &path, reply.status, started.elapsed());
             tracing::debug!(
                 status = reply.status.as_u16(),
                 elapsed_ms = started.elapsed().as_millis() as u64,
@@ -196,6 +220,9 @@ impl App {
                 .handle(&parts.method, path, body, caller.peer.ip())
                 .await;
         }
+        if Operations::serves(path) {
+            return self.operations.handle(&parts.method, path).await;
+        }
         if let Some(czertainly) = self
             .czertainly
             .as_ref()
@@ -214,7 +241,7 @@ impl App {
                 .handle(&head, body, self.settings.max_body_bytes)
                 .await;
         }
-        if admin || IdentityApi::serves(path) || IamApi::serves(path) {
+        if admin || IdentityApi::serves(path) || NotaryApi::serves(path) || IamApi::serves(path) {
             let limit = self.settings.max_body_bytes;
             let origin = self.origin(parts, surface);
             let head = RequestHead {
@@ -227,6 +254,8 @@ impl App {
             };
             return if admin {
                 self.admin.handle(&head, body, limit).await
+            } else if NotaryApi::serves(path) {
+                self.notary.handle(&head, body).await
             } else if IamApi::serves(path) {
                 self.iam.handle(&head, body, limit).await
             } else {

@@ -15,6 +15,19 @@
 //!
 //! `iam:admin.write` does not imply `iam:admin.read`, as in IAM.
 //!
+//! Notary's surface (`/api/v1`), by Notary's roles (0 admin, 1 certificate manager, 2
+//! certificate requestor, 3 read-only); operators may do everything, OAuth2 clients and
+//! scope-limited tokens nothing (Notary knows neither):
+//!
+//! | action | admin | manager | requestor | read-only |
+//! |---|---|---|---|---|
+//! | `NotaryReadRequests` | yes | yes | its own | yes |
+//! | `NotaryCreateRequest` | yes | yes | yes | 403 |
+//! | `NotaryManageRequests` (sign, reject, upload, revoke, delete) | yes | yes | 403 | 403 |
+//! | `NotaryReadCas` | yes | yes | 403 | yes |
+//! | `NotaryManageCas` | yes | yes | 403 | 403 |
+//! | `NotaryAccounts` (others' accounts) | yes | 403 | 403 | 403 |
+//!
 //! The IAM surface (`/iam`) adds two actions; its administrators' rows are `AdminRead` and
 //! `AdminWrite`:
 //!
@@ -41,6 +54,19 @@ pub enum Action {
     AdminRead,
     /// Change operator resources (`POST`/`DELETE /admin/…`).
     AdminWrite,
+    // Notary's surface (`/api/v1`).
+    /// Read certificate requests (a requestor only its own: the surface checks).
+    NotaryReadRequests,
+    /// Submit a certificate request.
+    NotaryCreateRequest,
+    /// Sign, reject, give a chain to, revoke or delete certificate requests.
+    NotaryManageRequests,
+    /// Read certificate authorities.
+    NotaryReadCas,
+    /// Create, sign, enable, disable, revoke and delete certificate authorities.
+    NotaryManageCas,
+    /// Read, create and delete accounts, and change others' passwords.
+    NotaryAccounts,
     // RA client operations (CZERTAINLY-style `/v1`, `/v2`): see the block in `authorize`.
     /// Read authorities, RA profiles, attribute definitions and certificate records.
     RaRead,
@@ -106,11 +132,45 @@ pub fn authorize(principal: &Principal, action: Action) -> Result<(), Denied> {
         (Principal::Operator { .. } | Principal::Client { .. }, IamAccount | ProxyGenerate) => {
             false
         }
+        // Notary's surface: by role, for users whose credential is not scope-limited.
+        (
+            Principal::Operator { .. },
+            NotaryReadRequests | NotaryCreateRequest | NotaryManageRequests | NotaryReadCas
+            | NotaryManageCas | NotaryAccounts,
+        ) => true,
+        (
+            Principal::Client { .. },
+            NotaryReadRequests | NotaryCreateRequest | NotaryManageRequests | NotaryReadCas
+            | NotaryManageCas | NotaryAccounts,
+        ) => false,
+        (Principal::User(user), action) => {
+            user.scopes.is_none() && notary_roles(action).iter().any(|r| user.has_role(*r))
+        }
     };
     if allowed {
         Ok(())
     } else {
         Err(Denied::Forbidden)
+    }
+}
+
+/// The roles allowed each Notary action.
+fn notary_roles(action: Action) -> &'static [Role] {
+    use Role::*;
+    match action {
+        Action::NotaryReadRequests => &[Admin, CertificateManager, CertificateRequestor, ReadOnly],
+        Action::NotaryCreateRequest => &[Admin, CertificateManager, CertificateRequestor],
+        Action::NotaryManageRequests | Action::NotaryManageCas => &[Admin, CertificateManager],
+        Action::NotaryReadCas => &[Admin, CertificateManager, ReadOnly],
+        Action::NotaryAccounts => &[Admin],
+        Action::Whoami
+        | Action::AdminRead
+        | Action::AdminWrite
+        | Action::IamAccount
+        | Action::ProxyGenerate
+        | Action::RaRead
+        | Action::RaOperate
+        | Action::RaManage => &[],
     }
 }
 
@@ -296,6 +356,59 @@ mod tests {
         for (name, principal, expected) in rows {
             let got = [Action::IamAccount, Action::ProxyGenerate]
                 .map(|action| authorize(&principal, action));
+            assert_eq!(got, expected, "{name}");
+        }
+    }
+
+    /// The Notary table of the module's header, row by row.
+    #[test]
+    fn the_notary_table() {
+        const OK: Outcome = Ok(());
+        const E401: Outcome = Err(Denied::Unauthenticated);
+        const E403: Outcome = Err(Denied::Forbidden);
+        use Action::*;
+        let actions = [
+            NotaryReadRequests,
+            NotaryCreateRequest,
+            NotaryManageRequests,
+            NotaryReadCas,
+            NotaryManageCas,
+            NotaryAccounts,
+        ];
+        let rows: Vec<(&str, Principal, [Outcome; 6])> = vec![
+            ("anonymous", Principal::Anonymous, [E401; 6]),
+            (
+                "operator",
+                Principal::Operator {
+                    token_id: "t".into(),
+                },
+                [OK; 6],
+            ),
+            ("admin", user(Role::Admin, None), [OK; 6]),
+            (
+                "manager",
+                user(Role::CertificateManager, None),
+                [OK, OK, OK, OK, OK, E403],
+            ),
+            (
+                "requestor",
+                user(Role::CertificateRequestor, None),
+                [OK, OK, E403, E403, E403, E403],
+            ),
+            (
+                "read-only",
+                user(Role::ReadOnly, None),
+                [OK, E403, E403, OK, E403, E403],
+            ),
+            (
+                "admin, scope-limited token",
+                user(Role::Admin, Some(&[SCOPE_ADMIN_READ])),
+                [E403; 6],
+            ),
+            ("client", client(&[SCOPE_ADMIN_WRITE]), [E403; 6]),
+        ];
+        for (name, principal, expected) in rows {
+            let got = actions.map(|action| authorize(&principal, action));
             assert_eq!(got, expected, "{name}");
         }
     }

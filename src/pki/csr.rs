@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
+use pkid_backends::{StringKind, SubjectAttribute};
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::oid_registry::{
     OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
@@ -146,6 +147,127 @@ pub fn check_csr(der: &[u8]) -> Result<CheckedCsr, CsrError> {
     })
 }
 
+/// What a CSR asks for when a profile copies it whole (Notary's): its subject, RDN by RDN, and
+/// every subject alternative name of the kinds a certificate of pkid's carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestedNames {
+    pub der: Vec<u8>,
+    /// SubjectPublicKeyInfo DER.
+    pub public_key: Vec<u8>,
+    /// In RDN order; each RDN single-valued, each type once.
+    pub subject: Vec<SubjectAttribute>,
+    pub dns_names: Vec<String>,
+    pub ip_addresses: Vec<IpAddr>,
+    pub email_addresses: Vec<String>,
+    pub uris: Vec<String>,
+}
+
+/// Parse and verify a CSR (signature, key as [`check_csr`] checks it) and read its subject and
+/// SANs (DNS, IP, e-mail, URI) for copying: a multi-valued RDN, a repeated attribute type, a
+/// string pkid cannot write back exactly, a non-ASCII name or another SAN kind is refused, as
+/// is a CSR that names nothing at all.
+pub fn read_requested_names(der: &[u8]) -> Result<RequestedNames, CsrError> {
+    use x509_parser::der_parser::asn1_rs::Tag;
+    let (rest, csr) = X509CertificationRequest::from_der(der)
+        .map_err(|e| CsrError::Bad(format!("CSR is not valid DER: {e}")))?;
+    if !rest.is_empty() {
+        return Err(CsrError::Bad("CSR has trailing data".into()));
+    }
+    let info = &csr.certification_request_info;
+    check_key(&info.subject_pki)?;
+    csr.verify_signature()
+        .map_err(|_| CsrError::Bad("CSR signature does not verify".into()))?;
+    let mut subject: Vec<SubjectAttribute> = Vec::new();
+    for rdn in info.subject.iter() {
+        let attributes: Vec<_> = rdn.iter().collect();
+        let [attribute] = attributes.as_slice() else {
+            return Err(CsrError::Bad(
+                "the CSR's subject has a multi-valued RDN".into(),
+            ));
+        };
+        let oid: Vec<u64> = attribute
+            .attr_type()
+            .iter()
+            .map(Iterator::collect)
+            .ok_or_else(|| CsrError::Bad("a subject attribute type is too large".into()))?;
+        if subject.iter().any(|a| a.oid == oid) {
+            return Err(CsrError::Bad(format!(
+                "the CSR's subject repeats the attribute {}",
+                attribute.attr_type()
+            )));
+        }
+        let kind = match attribute.attr_value().tag() {
+            Tag::PrintableString => StringKind::Printable,
+            Tag::Utf8String => StringKind::Utf8,
+            Tag::Ia5String => StringKind::Ia5,
+            _ => {
+                return Err(CsrError::Bad(format!(
+                "the CSR's subject attribute {} is not a PrintableString, UTF8String or IA5String",
+                attribute.attr_type()
+            )))
+            }
+        };
+        let value = attribute
+            .as_str()
+            .map_err(|_| CsrError::Bad("a subject attribute is not text".into()))?;
+        subject.push(SubjectAttribute {
+            oid,
+            value: value.to_owned(),
+            kind,
+        });
+    }
+    let mut names = RequestedNames {
+        der: der.to_vec(),
+        public_key: info.subject_pki.raw.to_vec(),
+        subject,
+        dns_names: Vec::new(),
+        ip_addresses: Vec::new(),
+        email_addresses: Vec::new(),
+        uris: Vec::new(),
+    };
+    let ascii = |what: &str, value: &str| {
+        if !value.is_empty() && value.is_ascii() && !value.chars().any(|c| c.is_ascii_control()) {
+            Ok(value.to_owned())
+        } else {
+            Err(CsrError::Bad(format!("a {what} SAN is empty or not ASCII")))
+        }
+    };
+    for ext in csr.requested_extensions().into_iter().flatten() {
+        let ParsedExtension::SubjectAlternativeName(san) = ext else {
+            continue;
+        };
+        for name in &san.general_names {
+            match name {
+                GeneralName::DNSName(d) => names.dns_names.push(ascii("DNS", d)?),
+                GeneralName::RFC822Name(e) => names.email_addresses.push(ascii("e-mail", e)?),
+                GeneralName::URI(u) => names.uris.push(ascii("URI", u)?),
+                GeneralName::IPAddress(bytes) => {
+                    let ip = match bytes.len() {
+                        4 => <[u8; 4]>::try_from(*bytes).map(IpAddr::from).ok(),
+                        16 => <[u8; 16]>::try_from(*bytes).map(IpAddr::from).ok(),
+                        _ => None,
+                    }
+                    .ok_or_else(|| CsrError::Bad("CSR IP address SAN has a bad length".into()))?;
+                    names.ip_addresses.push(super::ip::canonical(ip));
+                }
+                other => {
+                    return Err(CsrError::Bad(format!(
+                        "CSR asks for an unsupported name type: {other}"
+                    )))
+                }
+            }
+        }
+    }
+    let no_san = names.dns_names.is_empty()
+        && names.ip_addresses.is_empty()
+        && names.email_addresses.is_empty()
+        && names.uris.is_empty();
+    if names.subject.is_empty() && no_san {
+        return Err(CsrError::Bad("CSR names no subject and no SAN".into()));
+    }
+    Ok(names)
+}
+
 fn parse_ident(s: &str) -> Ident {
     match s.parse::<IpAddr>() {
         Ok(ip) => Ident::Ip(super::ip::canonical(ip)),
@@ -201,7 +323,7 @@ fn check_key(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Result<(), C
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
@@ -247,6 +369,50 @@ mod tests {
         der[i] ^= 0x01;
         assert!(matches!(check_csr(&der), Err(CsrError::Bad(_))));
         assert!(matches!(check_csr(b"garbage"), Err(CsrError::Bad(_))));
+    }
+
+    /// A CSR (PEM) for `C=TR, O=Internet Widgits Pty Ltd, CN=banana.com` with a DNS, an
+    /// e-mail, a URI and an IP SAN, as Notary's sample has its subject.
+    pub(crate) fn full_csr_pem() -> String {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["banana.com".to_string()]).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        for (kind, value) in [
+            (rcgen::DnType::CountryName, "TR"),
+            (rcgen::DnType::OrganizationName, "Internet Widgits Pty Ltd"),
+            (rcgen::DnType::CommonName, "banana.com"),
+        ] {
+            params.distinguished_name.push(kind, value);
+        }
+        params.subject_alt_names.extend([
+            rcgen::SanType::Rfc822Name("fruit@banana.com".try_into().unwrap()),
+            rcgen::SanType::URI("https://banana.com/".try_into().unwrap()),
+            rcgen::SanType::IpAddress("192.0.2.9".parse().unwrap()),
+        ]);
+        params.serialize_request(&key).unwrap().pem().unwrap()
+    }
+
+    #[test]
+    fn a_csr_to_copy_gives_its_whole_subject_and_every_san() {
+        let der = crate::pki::pem::one_request(&full_csr_pem()).unwrap();
+        let names = read_requested_names(&der).unwrap();
+        assert_eq!(
+            names
+                .subject
+                .iter()
+                .map(|a| (a.oid.clone(), a.value.as_str()))
+                .collect::<Vec<_>>(),
+            vec![
+                (vec![2, 5, 4, 6], "TR"),
+                (vec![2, 5, 4, 10], "Internet Widgits Pty Ltd"),
+                (vec![2, 5, 4, 3], "banana.com")
+            ]
+        );
+        assert_eq!(names.dns_names, ["banana.com"]);
+        assert_eq!(names.email_addresses, ["fruit@banana.com"]);
+        assert_eq!(names.uris, ["https://banana.com/"]);
+        assert_eq!(names.ip_addresses.len(), 1);
+        assert!(read_requested_names(b"garbage").is_err());
     }
 
     #[test]

@@ -1,9 +1,11 @@
-//! PKI formats every layer reads and writes: PKCS#10 requests ([`csr`]), distinguished names in
+//! PKI formats every layer reads and writes: PKCS#10 requests ([`csr`]), chains from outside
+//! ([`chain`]), distinguished names in
 //! RFC 2253 form ([`dn`]), IP addresses in canonical form ([`ip`]), RFC 3820 proxy certificate
 //! files ([`proxy`]), JWK thumbprints ([`jwk`]), ARI certificate identifiers ([`ari`]), PEM
 //! ([`pem`]), and RFC 3339 times ([`rfc3339`]).
 
 pub mod ari;
+pub mod chain;
 pub mod csr;
 pub mod dn;
 pub mod ip;

@@ -14,6 +14,9 @@
 //! - [`orders`]: newOrder (order and authorization reuse, RFC 9773 replacement), finalize
 //! - [`authorizations`]: pre-authorization, deactivation, challenge validation through `va`
 //! - [`revoke`]: who may revoke, with which reason
+//! - `cas`: CAs made at run time (the issuer registry's stored part); `cert_requests`:
+//!   certificate requests signed by them (Notary); `users`: Notary's accounts over identity's
+//!   users
 //! - [`recovery`]: orders and challenges left behind by a stop
 //! - [`policy`], [`binding`]: the rules; [`ids`]: names of new objects
 //! - client operations (CZERTAINLY-style, `docs/czertainly.md`): [`authorities`] (issuers with
@@ -31,6 +34,8 @@ pub mod attributes;
 pub mod authorities;
 mod authorizations;
 pub mod binding;
+mod cas;
+mod cert_requests;
 pub mod end_entities;
 mod error;
 pub mod iam;
@@ -42,6 +47,7 @@ pub mod profiles;
 pub mod ra_certificates;
 mod recovery;
 mod revoke;
+mod users;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -59,6 +65,8 @@ pub use accounts::{check_contacts, AccountUpdate, NewAccount, Registered};
 pub use authorities::{new_uuid, Authority, OperationError};
 pub use authorizations::{authz_ident, ValidationStarted};
 pub use binding::{mint_eab_key, BindingPolicy, BindingProof, EabPolicy, MintError};
+pub use cas::NewCa;
+pub use cert_requests::{chain_not_after, requested_names};
 pub use error::{problem_document, RaError};
 pub use orders::{identifiers_json, CreatedOrder, NewOrder};
 pub use policy::{IdentifierPolicy, RateLimits, TestMode};
@@ -151,5 +159,54 @@ impl Ra {
     /// The store's read side, for what surfaces show: they write only through the RA.
     pub fn reads(&self) -> Reads {
         self.store.reads()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! What in-process tests build an RA with.
+
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+
+    use super::{Ra, RaSettings};
+    use crate::revocation::Revocation;
+    use crate::store::Store;
+    use crate::va::Validator;
+
+    /// An RA over `store` and `revocation` whose validator reaches nothing.
+    pub(crate) fn ra_for_tests(
+        store: &Store,
+        revocation: Arc<Revocation>,
+        kek: Arc<pkid_backends::KeyEncryptionKey>,
+    ) -> Ra {
+        let validator = Arc::new(
+            Validator::new(crate::va::ValidatorSettings {
+                http01_port: 80,
+                tls_alpn01_port: 443,
+                dns_resolver: "127.0.0.1:9",
+                timeout: std::time::Duration::from_secs(1),
+                addresses: crate::va::AddressPolicy::default(),
+                redirect_names: Arc::new(|_| true),
+            })
+            .unwrap(),
+        );
+        Ra::new(
+            store.clone(),
+            validator,
+            revocation,
+            kek,
+            RaSettings {
+                order_lifetime_secs: 3600,
+                authz_reuse_secs: 3600,
+                terms_of_service: None,
+                identifier_policy: Default::default(),
+                rate_limits: Default::default(),
+                test_mode: Default::default(),
+                caa_identities: vec!["pkid.invalid".into()],
+                caa_recheck_secs: 28800,
+            },
+        )
     }
 }

@@ -43,7 +43,7 @@ impl Revocation {
     /// The CRL shards an issuer publishes: the configured ones, and any shard an unexpired
     /// certificate still points to (after `crl_shards` was lowered).
     pub async fn crl_shards(&self, issuer: &str) -> Result<i64, RevocationError> {
-        let state = self.issuer(issuer)?;
+        let state = self.issuer(issuer).await?;
         if state.ca.crl_url(Some(0)).is_none() {
             return Ok(0);
         }
@@ -59,7 +59,7 @@ impl Revocation {
     /// Every CRL scope of an issuer: its complete CRL, its delta CRL, then each shard.
     async fn scopes(&self, issuer: &str) -> Result<Vec<CrlScope>, RevocationError> {
         let shards = self.crl_shards(issuer).await?;
-        let delta = self.delta_crls && self.issuer(issuer)?.ca.delta_crl_url().is_some();
+        let delta = self.delta_crls && self.issuer(issuer).await?.ca.delta_crl_url().is_some();
         Ok(std::iter::once(CrlScope::Full)
             .chain(delta.then_some(CrlScope::Delta))
             .chain((0..shards).map(CrlScope::Shard))
@@ -255,7 +255,8 @@ impl Revocation {
         scope: CrlScope,
         force: bool,
     ) -> Result<Arc<CrlRow>, RevocationError> {
-        let state = self.issuer(issuer)?;
+        let state = self.issuer(issuer).await?;
+        let state = state.as_ref();
         let _local = state.crl_lock.lock().await;
         let deadline = tokio::time::Instant::now() + CRL_WAIT;
         loop {
@@ -330,7 +331,7 @@ impl Revocation {
         issuer: &str,
         scope: CrlScope,
     ) -> Result<Arc<CrlRow>, RevocationError> {
-        self.issuer(issuer)?;
+        self.issuer(issuer).await?;
         self.check_scope(issuer, scope).await?;
         if let Some(crl) = self.fresh_stored(issuer, scope, now()).await? {
             return Ok(crl);
@@ -340,7 +341,7 @@ impl Revocation {
 
     /// Refresh every CRL of every issuer that needs it (scheduled, and after revocations).
     pub async fn refresh_all(&self) {
-        for name in self.issuer_names() {
+        for name in self.issuer_names().await {
             self.refresh_issuer(&name).await;
         }
     }
@@ -376,10 +377,10 @@ impl Revocation {
             }
             self.refresh_all().await;
             let at = now();
-            for index in 0..self.issuers.len() {
-                if self.issuers[index].delegated.is_some() {
-                    if let Err(e) = self.responder(index, at).await {
-                        tracing::warn!(issuer = %self.issuers[index].ca.name, error = %e, "renewing the OCSP responder failed");
+            for state in self.issuer_states().await {
+                if state.delegated.is_some() {
+                    if let Err(e) = self.responder(&state, at).await {
+                        tracing::warn!(issuer = %state.ca.name, error = %e, "renewing the OCSP responder failed");
                     }
                 }
             }

@@ -39,12 +39,13 @@ mod revoke;
 mod tests;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use pkid_backends::sealed::KeyEncryptionKey;
 use pkid_backends::{BackendError, RevocationReason};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use crate::ca::registry::Issuers;
 use crate::ca::Ca;
 use crate::store::{CrlRow, Store, StoreError};
 
@@ -98,7 +99,7 @@ pub enum RevokeError {
 }
 
 /// What OCSP needs to recognise an issuer in a CertID, and the issuer's revocation state.
-struct IssuerState {
+pub(super) struct IssuerState {
     ca: Arc<Ca>,
     name_sha1: Vec<u8>,
     key_sha1: Vec<u8>,
@@ -113,15 +114,40 @@ struct IssuerState {
     responder_lock: tokio::sync::Mutex<()>,
 }
 
+impl IssuerState {
+    /// The state of a local issuer; `None` when its certificate is not known or unreadable.
+    fn new(ca: Arc<Ca>, delegated: Option<Delegation>) -> Option<IssuerState> {
+        let chain = ca.backend.ca_chain();
+        let (_, cert) = X509Certificate::from_der(chain.first()?).ok()?;
+        let name = cert.subject().as_raw();
+        let key = &cert.public_key().subject_public_key.data;
+        Some(IssuerState {
+            name_sha1: sha1(name),
+            key_sha1: sha1(key),
+            name_sha256: sha256(name),
+            key_sha256: sha256(key),
+            ca,
+            crl_lock: tokio::sync::Mutex::new(()),
+            delegated,
+            responder: Mutex::new(None),
+            responder_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+}
+
 /// How long a replica may hold an issuer's CRL lease before others may take it over.
 const CRL_LEASE_SECS: i64 = 120;
 
 pub struct Revocation {
     store: Store,
-    /// Every issuer by name, local or upstream: revocations go to its backend.
-    cas: HashMap<String, Arc<Ca>>,
-    /// Local issuers, which publish CRLs and OCSP.
-    issuers: Vec<IssuerState>,
+    /// Every issuer, local or upstream, live (`ca::registry`): revocations go to its backend;
+    /// the local ones publish CRLs and OCSP.
+    issuers: Arc<Issuers>,
+    /// The revocation state of each local issuer by name, made when first needed and made
+    /// again when the registry hands out another issuer under that name (a CA that changed).
+    states: Mutex<HashMap<String, Arc<IssuerState>>>,
+    /// Issuers whose OCSP responses a delegated responder signs, by name.
+    delegated: HashMap<String, Delegation>,
     /// Woken by each revocation: a debounced CRL regeneration follows.
     pub revoked: tokio::sync::Notify,
     settings: RevocationSettings,
@@ -162,37 +188,21 @@ fn reason_of(code: Option<i64>) -> Option<RevocationReason> {
 }
 
 impl Revocation {
-    /// `cas`: every issuer; the local ones (backends that sign CRLs) publish CRLs and OCSP.
+    /// Over a fixed set of issuers (`cas`); the local ones (backends that sign CRLs) publish
+    /// CRLs and OCSP.
     pub fn new(store: Store, cas: &[Arc<Ca>], settings: RevocationSettings) -> Revocation {
-        let mut issuers = Vec::new();
-        for ca in cas.iter().filter(|ca| ca.backend.capabilities().crl) {
-            let chain = ca.backend.ca_chain();
-            let Some(issuing) = chain.first() else {
-                continue;
-            };
-            let Ok((_, cert)) = X509Certificate::from_der(issuing) else {
-                continue;
-            };
-            let name = cert.subject().as_raw();
-            let key = &cert.public_key().subject_public_key.data;
-            issuers.push(IssuerState {
-                ca: ca.clone(),
-                name_sha1: sha1(name),
-                key_sha1: sha1(key),
-                name_sha256: sha256(name),
-                key_sha256: sha256(key),
-                crl_lock: tokio::sync::Mutex::new(()),
-                delegated: None,
-                responder: Mutex::new(None),
-                responder_lock: tokio::sync::Mutex::new(()),
-            });
-        }
+        Revocation::over(store, Arc::new(Issuers::fixed(cas.to_vec())), settings)
+    }
+
+    /// Over the issuer registry: a CA made or changed at run time is published at once.
+    pub fn over(store: Store, issuers: Arc<Issuers>, settings: RevocationSettings) -> Revocation {
         let mut holder = [0u8; 12];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut holder);
         Revocation {
             store,
-            cas: cas.iter().map(|ca| (ca.name.clone(), ca.clone())).collect(),
             issuers,
+            states: Mutex::new(HashMap::new()),
+            delegated: HashMap::new(),
             revoked: tokio::sync::Notify::new(),
             settings,
             cache: Mutex::new(HashMap::new()),
@@ -203,6 +213,11 @@ impl Revocation {
             served_crls: Mutex::new(HashMap::new()),
             delta_crls: false,
         }
+    }
+
+    /// The issuer registry this publishes for.
+    pub fn issuers(&self) -> &Arc<Issuers> {
+        &self.issuers
     }
 
     /// Publish a delta CRL (RFC 5280 §5.2.4) of each issuer's complete CRL at
@@ -221,32 +236,65 @@ impl Revocation {
         kek: &Arc<KeyEncryptionKey>,
         lifetime_secs: i64,
     ) -> Revocation {
-        for issuer in &mut self.issuers {
-            if issuers.contains(&issuer.ca.name) {
-                issuer.delegated = Some(Delegation {
+        for name in issuers {
+            self.delegated.insert(
+                name.clone(),
+                Delegation {
                     kek: kek.clone(),
                     lifetime_secs: lifetime_secs.max(120),
-                });
-            }
+                },
+            );
         }
         self
     }
 
     /// The issuing CA certificate (DER) of a local issuer, published for AIA caIssuers.
-    pub fn issuer_certificate(&self, name: &str) -> Option<Vec<u8>> {
-        let issuer = self.issuers.iter().find(|i| i.ca.name == name)?;
+    pub async fn issuer_certificate(&self, name: &str) -> Option<Vec<u8>> {
+        let issuer = self.issuer(name).await.ok()?;
         issuer.ca.backend.ca_chain().into_iter().next()
     }
 
-    pub fn issuer_names(&self) -> Vec<String> {
-        self.issuers.iter().map(|i| i.ca.name.clone()).collect()
+    /// The names of the local issuers, now.
+    pub async fn issuer_names(&self) -> Vec<String> {
+        self.issuer_states()
+            .await
+            .iter()
+            .map(|i| i.ca.name.clone())
+            .collect()
     }
 
-    fn issuer(&self, name: &str) -> Result<&IssuerState, RevocationError> {
+    /// The state of the local issuer `name`.
+    async fn issuer(&self, name: &str) -> Result<Arc<IssuerState>, RevocationError> {
         self.issuers
-            .iter()
-            .find(|i| i.ca.name == name)
+            .get(name)
+            .await
+            .and_then(|ca| self.state_of(ca))
             .ok_or_else(|| RevocationError::UnknownIssuer(name.to_string()))
+    }
+
+    /// Every local issuer's state, now.
+    async fn issuer_states(&self) -> Vec<Arc<IssuerState>> {
+        self.issuers
+            .all()
+            .await
+            .into_iter()
+            .filter_map(|ca| self.state_of(ca))
+            .collect()
+    }
+
+    /// The state kept for `ca` (a local issuer), made now if none is kept for this very issuer.
+    fn state_of(&self, ca: Arc<Ca>) -> Option<Arc<IssuerState>> {
+        if !ca.backend.capabilities().crl {
+            return None;
+        }
+        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(state) = states.get(&ca.name).filter(|s| Arc::ptr_eq(&s.ca, &ca)) {
+            return Some(state.clone());
+        }
+        let delegated = self.delegated.get(&ca.name).cloned();
+        let state = Arc::new(IssuerState::new(ca, delegated)?);
+        states.insert(state.ca.name.clone(), state.clone());
+        Some(state)
     }
 }
 

@@ -27,11 +27,11 @@ use pkid_backends::ocsp::{
 };
 use pkid_backends::BackendError;
 
-use super::{canonical_serial_hex, odt, reason_of, Revocation, RevocationError};
+use super::{canonical_serial_hex, odt, reason_of, IssuerState, Revocation, RevocationError};
 use crate::store::{now, CertificateRow, CertificateStatus, StoreError};
 
-/// Cached OCSP responses by (issuer index, CertID DER).
-pub(super) type OcspCache = HashMap<(usize, Vec<u8>), Arc<CachedResponse>>;
+/// Cached OCSP responses by (issuer name, CertID DER).
+pub(super) type OcspCache = HashMap<(String, Vec<u8>), Arc<CachedResponse>>;
 
 pub(super) struct CachedResponse {
     /// The revocation the response states; a change of it makes the response stale.
@@ -86,9 +86,10 @@ impl Revocation {
             );
             return error_response(OcspError::MalformedRequest);
         };
-        let Some(index) = self.issuer_of(id) else {
+        let Some(issuer) = self.issuer_of(id).await else {
             return error_response(OcspError::Unauthorized);
         };
+        let index = issuer.as_ref();
         let stored = match self.lookup(index, &id.serial).await {
             Ok(Some(stored)) => stored,
             Ok(None) => return error_response(OcspError::Unauthorized),
@@ -116,27 +117,30 @@ impl Revocation {
                 der
             }
             Err(e) => {
-                tracing::error!(issuer = %self.issuers[index].ca.name, error = %e, "OCSP signing failed");
+                tracing::error!(issuer = %index.ca.name, error = %e, "OCSP signing failed");
                 error_response(OcspError::TryLater)
             }
         }
     }
 
     /// The local issuer a CertID names, by its name and key hashes.
-    fn issuer_of(&self, id: &CertId) -> Option<usize> {
-        self.issuers.iter().position(|i| match id.hash {
-            HashAlg::Sha1 => i.name_sha1 == id.name_hash && i.key_sha1 == id.key_hash,
-            HashAlg::Sha256 => i.name_sha256 == id.name_hash && i.key_sha256 == id.key_hash,
-        })
+    async fn issuer_of(&self, id: &CertId) -> Option<Arc<IssuerState>> {
+        self.issuer_states()
+            .await
+            .into_iter()
+            .find(|i| match id.hash {
+                HashAlg::Sha1 => i.name_sha1 == id.name_hash && i.key_sha1 == id.key_hash,
+                HashAlg::Sha256 => i.name_sha256 == id.name_hash && i.key_sha256 == id.key_hash,
+            })
     }
 
     /// The issued certificate of this issuer with this serial (content octets, no sign byte).
     async fn lookup(
         &self,
-        index: usize,
+        index: &IssuerState,
         serial: &[u8],
     ) -> Result<Option<CertificateRow>, StoreError> {
-        let issuer = &self.issuers[index].ca.name;
+        let issuer = &index.ca.name;
         let stored = self
             .store
             .certificate(&canonical_serial_hex(&hex::encode(serial)))
@@ -149,13 +153,12 @@ impl Revocation {
     /// response and when it stops being valid.
     pub(super) async fn sign_response(
         &self,
-        index: usize,
+        state: &IssuerState,
         cert_id: &[u8],
         stored: &CertificateRow,
         at: i64,
     ) -> Result<(Vec<u8>, i64), RevocationError> {
-        let state = &self.issuers[index];
-        let responder = match self.responder(index, at).await {
+        let responder = match self.responder(state, at).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(issuer = %state.ca.name, error = %e, "no delegated OCSP responder: the issuer signs");
@@ -191,20 +194,20 @@ impl Revocation {
 
     fn cached(
         &self,
-        index: usize,
+        index: &IssuerState,
         cert_id: &[u8],
         revocation: RevocationState,
         at: i64,
     ) -> Option<Vec<u8>> {
         let cache = self.cache.lock().ok()?;
-        let hit = cache.get(&(index, cert_id.to_vec()))?;
+        let hit = cache.get(&(index.ca.name.clone(), cert_id.to_vec()))?;
         (hit.revocation == revocation && hit.stale_at > at && hit.expires_at > at)
             .then(|| hit.der.clone())
     }
 
     fn remember(
         &self,
-        index: usize,
+        index: &IssuerState,
         cert_id: &[u8],
         revocation: RevocationState,
         at: i64,
@@ -222,14 +225,14 @@ impl Revocation {
             if cache.len() >= OCSP_CACHE_MAX {
                 cache.clear();
             }
-            cache.insert((index, cert_id.to_vec()), Arc::new(cached));
+            cache.insert((index.ca.name.clone(), cert_id.to_vec()), Arc::new(cached));
         }
     }
 
     /// Re-sign cached responses that go stale before `horizon`, with the current status, so
     /// relying parties keep getting pre-signed answers (bounded per round).
     pub async fn refresh_ocsp_cache(&self, horizon: i64) {
-        let due: Vec<(usize, Vec<u8>)> = match self.cache.lock() {
+        let due: Vec<(String, Vec<u8>)> = match self.cache.lock() {
             Ok(cache) => cache
                 .iter()
                 .filter(|(_, c)| c.stale_at <= horizon)
@@ -238,10 +241,18 @@ impl Revocation {
                 .collect(),
             Err(_) => return,
         };
-        for (index, cert_id) in due {
+        for (issuer, cert_id) in due {
             let Ok(parsed) = parse_cert_id(&cert_id) else {
                 continue;
             };
+            let Ok(issuer_state) = self.issuer(&issuer).await else {
+                // An issuer no longer published (a deleted CA): its answers go.
+                if let Ok(mut cache) = self.cache.lock() {
+                    cache.remove(&(issuer, cert_id));
+                }
+                continue;
+            };
+            let index = issuer_state.as_ref();
             let stored = match self.lookup(index, &parsed.serial).await {
                 Ok(Some(stored)) => stored,
                 Ok(None) => continue,

@@ -21,6 +21,7 @@ pub(super) struct Responder {
 }
 
 /// Delegated responders: which issuers use one, their lifetime, and the key sealing theirs.
+#[derive(Clone)]
 pub(super) struct Delegation {
     pub(super) kek: Arc<KeyEncryptionKey>,
     pub(super) lifetime_secs: i64,
@@ -36,10 +37,9 @@ impl Revocation {
     /// itself (no delegation configured).
     pub(super) async fn responder(
         &self,
-        index: usize,
+        state: &IssuerState,
         at: i64,
     ) -> Result<Option<Arc<Responder>>, RevocationError> {
-        let state = &self.issuers[index];
         let Some(delegation) = &state.delegated else {
             return Ok(None);
         };

@@ -46,8 +46,9 @@ impl Revocation {
             let compromised = i64::from(RevocationReason::KeyCompromise.code());
             // Only a local issuer's CRLs and OCSP carry the new reason; an upstream CA keeps its own.
             let local = self
-                .cas
+                .issuers
                 .get(&cert.issuer)
+                .await
                 .is_some_and(|ca| ca.backend.capabilities().crl);
             if reason != RevocationReason::KeyCompromise
                 || !local
@@ -67,7 +68,7 @@ impl Revocation {
             return Ok(());
         }
         let der = cert.der.clone().unwrap_or_default();
-        if let Some(ca) = self.cas.get(&cert.issuer) {
+        if let Some(ca) = self.issuers.get(&cert.issuer).await {
             let serial = Serial::from_hex(&serial_hex).map_err(RevokeError::Backend)?;
             ca.backend
                 .revoke(&serial, &der, reason)

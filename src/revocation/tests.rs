@@ -179,7 +179,8 @@ async fn union_of_shards_is_the_set_of_revoked_unexpired_serials() {
         } else {
             checks += 1;
             let at = now() + if rng.gen_bool(0.5) { 0 } else { 600 };
-            let state = w.revocation.issuer("test").unwrap();
+            let state = w.revocation.issuer("test").await.unwrap();
+            let state = state.as_ref();
             let expected: BTreeSet<String> = model
                 .iter()
                 .filter(|(_, not_after, revoked, _)| *revoked && *not_after > at)
@@ -273,8 +274,16 @@ async fn a_delegated_responder_signs_and_is_renewed_before_expiry() {
     let kek = Arc::new(KeyEncryptionKey::generate());
     let revocation = delegated(&w, &kek);
     let at = now();
-    let first = revocation.responder(0, at).await.unwrap().unwrap();
-    let again = revocation.responder(0, at + 10).await.unwrap().unwrap();
+    let first = revocation
+        .responder(&revocation.issuer("test").await.unwrap(), at)
+        .await
+        .unwrap()
+        .unwrap();
+    let again = revocation
+        .responder(&revocation.issuer("test").await.unwrap(), at + 10)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         first.cert_der, again.cert_der,
         "a valid responder is reused"
@@ -297,7 +306,12 @@ async fn a_delegated_responder_signs_and_is_renewed_before_expiry() {
     let (serial, _, _) = issue(&w.ca, 86400).await;
     let stored = w.store.certificate(&serial).await.unwrap().unwrap();
     let (response, expires_at) = revocation
-        .sign_response(0, b"\x30\x00", &stored, at)
+        .sign_response(
+            &revocation.issuer("test").await.unwrap(),
+            b"\x30\x00",
+            &stored,
+            at,
+        )
         .await
         .unwrap();
     assert!(expires_at <= first.not_after);
@@ -309,7 +323,10 @@ async fn a_delegated_responder_signs_and_is_renewed_before_expiry() {
     );
     // Past two thirds of its life it is replaced, and the new one is stored sealed.
     let renewed = revocation
-        .responder(0, first.renew_at + 1)
+        .responder(
+            &revocation.issuer("test").await.unwrap(),
+            first.renew_at + 1,
+        )
         .await
         .unwrap()
         .unwrap();
@@ -326,7 +343,11 @@ async fn a_delegated_responder_signs_and_is_renewed_before_expiry() {
     assert!(sealed.contains("PKID ENCRYPTED PRIVATE KEY"), "{sealed}");
     // Another replica (same database and KEK) loads the stored responder instead of issuing.
     let replica = delegated(&w, &kek);
-    let loaded = replica.responder(0, now()).await.unwrap().unwrap();
+    let loaded = replica
+        .responder(&replica.issuer("test").await.unwrap(), now())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(loaded.cert_der == renewed.cert_der || loaded.cert_der == first.cert_der);
     let rows_after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ocsp_responders")
         .fetch_one(w.store.pool())
@@ -347,14 +368,14 @@ fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
 }
 
 /// An OCSPRequest for one serial of the world's issuer, SHA-1 CertID, no nonce.
-fn ocsp_request(w: &World, serial_hex: &str) -> Vec<u8> {
-    ocsp_request_for(w, &[serial_hex], None)
+async fn ocsp_request(w: &World, serial_hex: &str) -> Vec<u8> {
+    ocsp_request_for(w, &[serial_hex], None).await
 }
 
 /// An OCSPRequest for `serials` of the world's issuer (SHA-1 CertIDs), with `nonce` (RFC 8954)
 /// in its requestExtensions when given.
-fn ocsp_request_for(w: &World, serials: &[&str], nonce: Option<&[u8]>) -> Vec<u8> {
-    let state = w.revocation.issuer("test").unwrap();
+async fn ocsp_request_for(w: &World, serials: &[&str], nonce: Option<&[u8]>) -> Vec<u8> {
+    let state = w.revocation.issuer("test").await.unwrap();
     let algorithm = tlv(0x30, &[&tlv(0x06, OID_SHA1)[..], &[0x05, 0x00]].concat());
     let requests: Vec<u8> = serials
         .iter()
@@ -394,14 +415,17 @@ async fn ocsp_is_no_signing_oracle() {
     let w = world(1).await;
     let (serial, _, _) = issue(&w.ca, 86400).await;
     let (other, _, _) = issue(&w.ca, 86400).await;
-    let plain = w.revocation.answer_ocsp(&ocsp_request(&w, &serial)).await;
+    let plain = w
+        .revocation
+        .answer_ocsp(&ocsp_request(&w, &serial).await)
+        .await;
     assert_eq!(plain[6], 0, "successful: {plain:02x?}");
     let signed = signatures(&w);
     // A nonce is ignored: the cached response, without it.
     for nonce in [&[1u8; 16][..], &[2u8; 32][..]] {
         let answer = w
             .revocation
-            .answer_ocsp(&ocsp_request_for(&w, &[&serial], Some(nonce)))
+            .answer_ocsp(&ocsp_request_for(&w, &[&serial], Some(nonce)).await)
             .await;
         assert_eq!(answer, plain, "the nonce changes nothing");
     }
@@ -409,7 +433,7 @@ async fn ocsp_is_no_signing_oracle() {
     for unknown in ["01", "7fffffffffffffff", "00ff"] {
         assert_eq!(
             w.revocation
-                .answer_ocsp(&ocsp_request_for(&w, &[unknown], Some(&[3u8; 16])))
+                .answer_ocsp(&ocsp_request_for(&w, &[unknown], Some(&[3u8; 16])).await)
                 .await,
             [0x30, 0x03, 0x0a, 0x01, 0x06]
         );
@@ -417,12 +441,12 @@ async fn ocsp_is_no_signing_oracle() {
     // Several certificates in one request: malformedRequest, unsigned.
     assert_eq!(
         w.revocation
-            .answer_ocsp(&ocsp_request_for(&w, &[&serial, &other], None))
+            .answer_ocsp(&ocsp_request_for(&w, &[&serial, &other], None).await)
             .await,
         [0x30, 0x03, 0x0a, 0x01, 0x01]
     );
     // Concurrent first requests for a certificate share one signature.
-    let request = ocsp_request(&w, &other);
+    let request = ocsp_request(&w, &other).await;
     let answers =
         futures_util::future::join_all((0..16).map(|_| w.revocation.answer_ocsp(&request))).await;
     assert!(answers.iter().all(|a| *a == answers[0] && a[6] == 0));
@@ -433,7 +457,7 @@ async fn ocsp_is_no_signing_oracle() {
 async fn cached_ocsp_responses_are_re_signed_before_they_go_stale() {
     let w = world(1).await;
     let (serial, _, _) = issue(&w.ca, 86400).await;
-    let request = ocsp_request(&w, &serial);
+    let request = ocsp_request(&w, &serial).await;
     let first = w.revocation.answer_ocsp(&request).await;
     assert_eq!(
         &first[..5],
@@ -545,7 +569,8 @@ async fn a_replica_taking_the_lease_after_another_signed_serves_its_crl() {
     );
     let signed = w.revocation.current_crl("test").await.unwrap();
     assert!(signed.number > before);
-    let state = b.issuer("test").unwrap();
+    let state = b.issuer("test").await.unwrap();
+    let state = state.as_ref();
     let served = b
         .sign_if_lease_free(state, CrlScope::Full, false, at)
         .await

@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use pkid_backends::sealed::KeyEncryptionKey;
 use pkid_backends::software::SoftwareBackend;
-use pkid_backends::SigningBackend;
+use pkid_backends::{CaKeys, SigningBackend};
 
 use super::{write_private, BoxError};
 use crate::audit::{Audit, Event, SYSTEM};
+use crate::ca::registry::{Issuers, RegistrySettings};
 use crate::ca::Ca;
 use crate::config::{BackendSpec, Config, OcspResponderMode};
 use crate::revocation::{Revocation, RevocationSettings};
@@ -74,6 +75,8 @@ pub struct Authorities {
     /// The issuer ACME uses (`acme.backend`).
     pub acme_ca: Arc<Ca>,
     pub revocation: Arc<Revocation>,
+    /// Every issuer, live: the configured ones and the CAs made at run time.
+    pub issuers: Arc<Issuers>,
     /// `root.pem`, written for clients to trust.
     pub root_path: PathBuf,
     /// Seals secrets at rest (CA keys, EAB keys).
@@ -142,10 +145,25 @@ pub async fn open_authorities(cfg: &Config) -> Result<Authorities, BoxError> {
         .filter(|name| cfg.ca.ocsp_responder_of(name) == OcspResponderMode::Delegated)
         .cloned()
         .collect();
-    let revocation = Arc::new(
-        Revocation::new(
+    let issuers = Arc::new(
+        Issuers::open(
             store.clone(),
-            &cas,
+            cas.clone(),
+            Arc::new(CaKeys::new(kek.clone(), cfg.ca.registry.pkcs11.clone())),
+            RegistrySettings {
+                backdate_secs: cfg.ca.backdate_secs,
+                revocation_base: revocation_base.clone(),
+                default_custody: cfg.ca.registry.key_custody,
+                default_algorithm: cfg.ca.registry.key_algorithm,
+            },
+        )
+        .await
+        .map_err(|e| format!("reading the stored CAs: {e}"))?,
+    );
+    let revocation = Arc::new(
+        Revocation::over(
+            store.clone(),
+            issuers.clone(),
             RevocationSettings {
                 crl_lifetime_secs: i64::try_from(cfg.ca.crl_lifetime_secs)
                     .unwrap_or(86400)
@@ -168,6 +186,7 @@ pub async fn open_authorities(cfg: &Config) -> Result<Authorities, BoxError> {
         default_ca: ca,
         acme_ca,
         revocation,
+        issuers,
         root_path,
         kek,
         audit,

@@ -21,11 +21,13 @@ use crate::api::admin::AdminApi;
 use crate::api::czertainly::CzertainlyApi;
 use crate::api::iam::IamApi;
 use crate::api::identity::IdentityApi;
+use crate::api::notary::NotaryApi;
+use crate::api::operations::Operations;
 use crate::api::repository::Repository;
 use crate::audit::{Audit, Event, SYSTEM};
 use crate::ca::{Ca, IssuanceProfile};
 use crate::config::Config;
-use crate::http::{App, HttpSettings, Surface};
+use crate::http::{App, HttpSettings, Surface, Surfaces};
 use crate::identity::nonce::NonceService;
 use crate::identity::throttle::ThrottleSettings;
 use crate::identity::{Identity, IdentitySettings};
@@ -85,6 +87,7 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         cas,
         default_ca,
         revocation,
+        issuers,
         root_path,
         kek,
         audit,
@@ -165,6 +168,13 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
     // api: ACME directories (with their nonces), admin, identity, IAM, repository
     let directories = acme_directories(&cfg, &cas, &ra, &nonces);
     let identity_api = IdentityApi::new(identity.clone());
+    let notary = NotaryApi::new(
+        ra.clone(),
+        identity.clone(),
+        revocation.clone(),
+        &cfg.base_url(),
+    );
+    let operations = Operations::new(store.reads(), issuers);
     let czertainly = CzertainlyApi::new(ra.clone(), identity.clone());
     let iam_api = IamApi::new(iam, identity.clone());
     let admin = AdminApi::new(
@@ -211,17 +221,16 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
         header_timeout: Duration::from_secs(cfg.server.header_timeout_secs.max(1)),
         max_connections: cfg.server.max_connections,
     };
-    let app = Arc::new(
-        App::new(
-            directories.clone(),
-            repository,
-            admin,
-            identity_api,
-            iam_api,
-            http_settings,
-        )
-        .with_czertainly(czertainly),
-    );
+    let surfaces = Surfaces {
+        acme: directories.clone(),
+        repository,
+        admin,
+        identity: identity_api,
+        iam: iam_api,
+        notary,
+        operations,
+    };
+    let app = Arc::new(App::new(surfaces, http_settings).with_czertainly(czertainly));
 
     // background work
     spawn_ra_operations(ra.clone());

@@ -47,6 +47,9 @@
 //! - `authorizations.rs`: authorizations and challenges (RFC 8555 §7.5).
 //! - `certificates.rs`: the issuance cycle's records (to-be-signed, issued, abandoned) and the
 //!   certificates.
+//! - `authorities.rs`: CAs made at run time (the issuer registry's stored part) and the version
+//!   every change of them bumps; `cert_requests.rs`: certificate requests (Notary);
+//!   `account_numbers.rs`: Notary's integer account numbers over the users.
 //! - `ra_profiles.rs`: the RA's client-operation records (CZERTAINLY-style): authorities, RA
 //!   profiles, v1 end entities; `ra_certificates.rs`: certificates as RA records, their events
 //!   and the background work due on them; `ra_keys.rs`: token profiles and managed keys.
@@ -59,10 +62,13 @@
 //! - `connections.rs`: the connections the store holds; `group_commit.rs`: SQLite's writer.
 //! - `tests.rs`: the store against a real SQLite file.
 
+mod account_numbers;
 mod accounts;
 mod audit;
+mod authorities;
 mod authorizations;
 mod cert_links;
+pub mod cert_requests;
 mod certificates;
 mod clients;
 pub mod connections;
@@ -70,6 +76,7 @@ mod crls;
 mod eab;
 mod fast;
 mod group_commit;
+mod inventory;
 mod nonces;
 mod ocsp;
 mod orders;
@@ -99,14 +106,18 @@ use connections::{Conn, Connections, Kind};
 use group_commit::{After, GroupCommit, JobFuture};
 use sql::run_on;
 
+pub use account_numbers::AccountNumbered;
 pub use accounts::NewAccountOutcome;
 pub use audit::{AuditCheckpointRow, AuditEntryRow, EntryHasher, GENESIS_HASH};
+pub use authorities::{CaCertified, CaRow, NewCaRow};
 pub use authorizations::NewAuthz;
 pub use cert_links::{Approval, CertLinkFilter, CertLinkRequestRow, CertLinkStatus};
+pub use cert_requests::{CertRequestRow, NewCertRequest, SignedRequest};
 pub use certificates::{IssuedRecord, PendingCertificate};
 pub use clients::ClientRow;
 pub use fast::{Prefetch, Prefetched};
 pub use group_commit::Written;
+pub use inventory::{IssuerInventory, EXPIRY_HORIZON_DAYS};
 pub use orders::{AuthzReuse, Claim, OrderAuthz, OrderReuse};
 pub use proxies::UserProxyRow;
 pub use ra_certificates::{RaCertificateRow, RaChange, RaEventRow};

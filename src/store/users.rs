@@ -42,10 +42,17 @@ pub struct UserKeyRow {
     pub created_at: i64,
 }
 
-const USER_COLUMNS: &str =
-    "u.id, u.username, u.email, u.roles, u.password_hash, u.enabled, u.created_at, u.updated_at";
+/// A user's columns, from `users u`.
+macro_rules! user_columns {
+    () => {
+        "u.id, u.username, u.email, u.roles, u.password_hash, u.enabled, u.created_at, u.updated_at"
+    };
+}
+pub(super) use user_columns;
 
-fn user_row(r: &AnyRow) -> std::result::Result<UserRow, sqlx::Error> {
+const USER_COLUMNS: &str = user_columns!();
+
+pub(super) fn user_row(r: &AnyRow) -> std::result::Result<UserRow, sqlx::Error> {
     Ok(UserRow {
         id: r.try_get("id")?,
         username: r.try_get("username")?,

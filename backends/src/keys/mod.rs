@@ -5,6 +5,7 @@
 //! ECDSA as DER `SEQUENCE { r INTEGER, s INTEGER }`, RSA PKCS#1 v1.5, Ed25519 raw.
 
 pub mod counted;
+pub mod custody;
 pub mod pkcs11;
 pub mod software;
 

@@ -234,9 +234,14 @@ impl SoftwareBackend {
     pub fn issuer(&self) -> &IssuerInfo {
         &self.issuer
     }
+
+    /// A key in memory has no sessions.
+    fn session_use(&self) -> Option<crate::SessionUse> {
+        None
+    }
 }
 
-crate::local::local_signing_backend!(SoftwareBackend, "software");
+crate::local::local_signing_backend!(SoftwareBackend, "software", "software");
 
 fn cert_pem(der: &[u8]) -> String {
     pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()))

@@ -143,7 +143,7 @@ fn parse_certificate(der: &[u8]) -> Result<(&[u8], X509Certificate<'_>), Backend
 
 /// Stands in for the issuer's key while rcgen lays out a TBS: it has the issuer's public key
 /// and algorithm, and keeps the bytes rcgen asks it to sign.
-struct CapturingKey {
+pub(crate) struct CapturingKey {
     algorithm: &'static SignatureAlgorithm,
     /// The subjectPublicKey BIT STRING contents, as rcgen's `PublicKeyData` wants them.
     public_key: Vec<u8>,
@@ -151,7 +151,7 @@ struct CapturingKey {
 }
 
 impl CapturingKey {
-    fn new(key: &dyn KeySigner) -> Result<Self, BackendError> {
+    pub(crate) fn new(key: &dyn KeySigner) -> Result<Self, BackendError> {
         let (_, spki) = SubjectPublicKeyInfo::from_der(key.public_key_der()).map_err(|e| {
             BackendError::Key(format!("the signing key's public key does not parse: {e}"))
         })?;
@@ -162,7 +162,7 @@ impl CapturingKey {
         })
     }
 
-    fn take(&self) -> Result<Vec<u8>, BackendError> {
+    pub(crate) fn take(&self) -> Result<Vec<u8>, BackendError> {
         self.captured
             .borrow_mut()
             .take()
@@ -302,7 +302,18 @@ pub async fn issue_leaf(
     journal: &dyn IssuanceJournal,
 ) -> Result<Vec<u8>, BackendError> {
     let tbs = build_leaf_tbs(req, issuer)?;
-    journal.record_tbs(&req.serial, &tbs).await?;
+    journal_and_sign(tbs, &req.serial, issuer, journal).await
+}
+
+/// Steps 2–5 of the cycle for any certificate: `tbs` to the journal, then signed (on a blocking
+/// thread unless the key signs inline), assembled and checked.
+pub(crate) async fn journal_and_sign(
+    tbs: Vec<u8>,
+    serial: &Serial,
+    issuer: &IssuerInfo,
+    journal: &dyn IssuanceJournal,
+) -> Result<Vec<u8>, BackendError> {
+    journal.record_tbs(serial, &tbs).await?;
     let key = Arc::clone(&issuer.key);
     let sign = |tbs: &[u8], key: &dyn KeySigner| {
         let cert = sign_tbs(tbs, key)?;
@@ -354,20 +365,30 @@ const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The TBSCertificate of a leaf, from the request and its profile only.
 ///
-/// Subject: empty, or `CN=<common_name>`. SAN: the DNS names and IP addresses, critical when the
-/// subject is empty (RFC 5280 §4.2.1.6). basicConstraints `CA:FALSE` critical, keyUsage critical,
-/// extKeyUsage, AKI, SKI, CRL distribution points, AIA (OCSP, caIssuers), TLS feature.
+/// Subject: the request's `subject` as given, else `CN=<common_name>`, else empty. SAN: the DNS
+/// names, IP addresses, e-mail addresses and URIs, critical when the subject is empty (RFC 5280
+/// §4.2.1.6). basicConstraints `CA:FALSE` critical, keyUsage critical, extKeyUsage, AKI, SKI,
+/// CRL distribution points, AIA (OCSP, caIssuers), TLS feature.
 pub fn build_leaf_tbs(req: &IssueRequest, issuer: &IssuerInfo) -> Result<Vec<u8>, BackendError> {
     check_serial(&req.serial)?;
     check_validity(req.not_before, req.not_after)?;
-    if req.dns_names.is_empty() && req.ip_addresses.is_empty() && req.common_name.is_none() {
+    let no_san = req.dns_names.is_empty()
+        && req.ip_addresses.is_empty()
+        && req.email_addresses.is_empty()
+        && req.uris.is_empty();
+    if no_san && req.common_name.is_none() && req.subject.is_empty() {
         return Err(BackendError::Build(
-            "a certificate needs a common name or a subject alternative name".into(),
+            "a certificate needs a subject or a subject alternative name".into(),
+        ));
+    }
+    if req.common_name.is_some() && !req.subject.is_empty() {
+        return Err(BackendError::Build(
+            "a request gives a common name or a whole subject, not both".into(),
         ));
     }
 
     let mut params = CertificateParams::default();
-    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name = distinguished_name(&req.subject)?;
     if let Some(cn) = &req.common_name {
         if cn.is_empty() {
             return Err(BackendError::Build("the common name is empty".into()));
@@ -377,6 +398,9 @@ pub fn build_leaf_tbs(req: &IssueRequest, issuer: &IssuerInfo) -> Result<Vec<u8>
             .push(DnType::CommonName, cn.as_str());
     }
     params.subject_alt_names = subject_alt_names(&req.dns_names, &req.ip_addresses)?;
+    params
+        .subject_alt_names
+        .extend(other_alt_names(&req.email_addresses, &req.uris)?);
     params.serial_number = Some(SerialNumber::from_slice(req.serial.normalized()));
     params.not_before = req.not_before;
     params.not_after = req.not_after;
@@ -441,10 +465,18 @@ pub fn self_signed_root(
     not_after: OffsetDateTime,
 ) -> Result<Vec<u8>, BackendError> {
     let params = ca_params(common_name, organization, None, not_before, not_after)?;
+    self_sign(&params, key)
+}
+
+/// `params` laid out for `key`'s own public key, signed by `key`, checked. Blocking.
+pub(crate) fn self_sign(
+    params: &CertificateParams,
+    key: &dyn KeySigner,
+) -> Result<Vec<u8>, BackendError> {
     let capture = CapturingKey::new(key)?;
     params
         .self_signed(&capture)
-        .map_err(|e| BackendError::Build(format!("building the root certificate: {e}")))?;
+        .map_err(|e| BackendError::Build(format!("building the self-signed certificate: {e}")))?;
     let tbs = capture.take()?;
     check_tbs_public_key(&tbs, key.public_key_der())?;
     let cert = sign_tbs(&tbs, key)?;
@@ -506,7 +538,16 @@ fn ca_params(
     params.serial_number = Some(SerialNumber::from_slice(&Serial::random().0));
     params.not_before = not_before;
     params.not_after = not_after;
-    params.is_ca = IsCa::Ca(match path_len.flatten() {
+    make_ca(&mut params, path_len.flatten());
+    params.use_authority_key_identifier_extension = true;
+    params.key_identifier_method = KeyIdMethod::Sha256;
+    Ok(params)
+}
+
+/// A CA's basicConstraints (with `path_len` as pathLenConstraint) and keyUsage
+/// (digitalSignature, keyCertSign, cRLSign).
+pub(crate) fn make_ca(params: &mut CertificateParams, path_len: Option<u8>) {
+    params.is_ca = IsCa::Ca(match path_len {
         Some(limit) => BasicConstraints::Constrained(limit),
         None => BasicConstraints::Unconstrained,
     });
@@ -515,13 +556,10 @@ fn ca_params(
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,
     ];
-    params.use_authority_key_identifier_extension = true;
-    params.key_identifier_method = KeyIdMethod::Sha256;
-    Ok(params)
 }
 
 /// Lays out `params` for `subject_key` under `issuer`, returning the TBS rcgen would have signed.
-fn capture_signed_by(
+pub(crate) fn capture_signed_by(
     params: &CertificateParams,
     subject_key: &impl PublicKeyData,
     issuer: &IssuerInfo,
@@ -537,7 +575,7 @@ fn capture_signed_by(
 }
 
 /// rcgen re-encodes the subject key; make sure it wrote the key the caller verified.
-fn check_tbs_public_key(tbs: &[u8], expected_spki: &[u8]) -> Result<(), BackendError> {
+pub(crate) fn check_tbs_public_key(tbs: &[u8], expected_spki: &[u8]) -> Result<(), BackendError> {
     let (_, parsed) = x509_parser::certificate::TbsCertificate::from_der(tbs)
         .map_err(|e| BackendError::Build(format!("the built TBS does not parse: {e}")))?;
     if parsed.subject_pki.raw != expected_spki {
@@ -564,7 +602,7 @@ pub(crate) fn check_serial(serial: &Serial) -> Result<(), BackendError> {
     Ok(())
 }
 
-fn check_validity(
+pub(crate) fn check_validity(
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
 ) -> Result<(), BackendError> {
@@ -574,6 +612,65 @@ fn check_validity(
         ));
     }
     Ok(())
+}
+
+/// rfc822Name and uniformResourceIdentifier SANs (IA5String: ASCII only).
+fn other_alt_names(emails: &[String], uris: &[String]) -> Result<Vec<SanType>, BackendError> {
+    let ia5 = |what: &str, value: &str| {
+        Ia5String::try_from(value)
+            .map_err(|_| BackendError::Build(format!("{what} {value:?} is not ASCII")))
+    };
+    let mut names = Vec::with_capacity(emails.len() + uris.len());
+    for email in emails {
+        names.push(SanType::Rfc822Name(ia5("e-mail address", email)?));
+    }
+    for uri in uris {
+        names.push(SanType::URI(ia5("URI", uri)?));
+    }
+    Ok(names)
+}
+
+/// A subject in the given RDN order. rcgen keeps one value per attribute type, so a subject
+/// that repeats a type is refused rather than silently shortened.
+pub(crate) fn distinguished_name(
+    subject: &[crate::SubjectAttribute],
+) -> Result<DistinguishedName, BackendError> {
+    use crate::StringKind;
+    let mut dn = DistinguishedName::new();
+    for (i, attribute) in subject.iter().enumerate() {
+        if subject[..i].iter().any(|a| a.oid == attribute.oid) {
+            return Err(BackendError::Build(format!(
+                "the subject repeats the attribute {}",
+                dotted(&attribute.oid)
+            )));
+        }
+        let value = &attribute.value;
+        let bad = |kind: &str| {
+            BackendError::Build(format!(
+                "the subject attribute {} is not a valid {kind}",
+                dotted(&attribute.oid)
+            ))
+        };
+        let value = match attribute.kind {
+            StringKind::Printable => rcgen::DnValue::PrintableString(
+                rcgen::string::PrintableString::try_from(value.as_str())
+                    .map_err(|_| bad("PrintableString"))?,
+            ),
+            StringKind::Ia5 => rcgen::DnValue::Ia5String(
+                Ia5String::try_from(value.as_str()).map_err(|_| bad("IA5String"))?,
+            ),
+            StringKind::Utf8 => rcgen::DnValue::Utf8String(value.clone()),
+        };
+        dn.push(DnType::from_oid(&attribute.oid), value);
+    }
+    Ok(dn)
+}
+
+fn dotted(arcs: &[u64]) -> String {
+    arcs.iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 fn subject_alt_names(dns_names: &[String], ips: &[IpAddr]) -> Result<Vec<SanType>, BackendError> {
@@ -637,7 +734,7 @@ fn certificate_policies(dotted: &[String]) -> Result<Option<CustomExtension>, Ba
 
 /// `AuthorityInfoAccessSyntax ::= SEQUENCE OF AccessDescription` (RFC 5280 §4.2.2.1), OCSP
 /// responders first; `None` when there is nothing to say.
-fn authority_info_access(
+pub(crate) fn authority_info_access(
     ocsp_urls: &[String],
     ca_issuers_urls: &[String],
 ) -> Option<CustomExtension> {

@@ -8,6 +8,7 @@ pub mod crl;
 pub mod der;
 pub mod ocsp;
 pub mod ocsp_request;
+pub mod template;
 
 use self::builder::IssuerInfo;
 use crate::{BackendError, Capabilities, CrlRequest, Issuance, IssuanceJournal, IssueRequest};
@@ -38,6 +39,20 @@ pub(crate) async fn issue(
     Ok(Issuance::Issued { chain: issued })
 }
 
+/// A signature over a fixed probe by the issuing key, checked: whether the key signs now.
+pub(crate) async fn probe(issuer: &IssuerInfo) -> Result<(), BackendError> {
+    const PROBE: &[u8] = b"pkid readiness probe";
+    let key = issuer.key.clone();
+    let check = move || {
+        let signature = key.sign(PROBE)?;
+        builder::verify_signature(PROBE, key.algorithm(), &signature, key.public_key_der())
+    };
+    if issuer.key.signs_inline() {
+        return check();
+    }
+    builder::on_signing_thread(issuer.key.as_ref(), "probe", check).await
+}
+
 pub(crate) async fn sign_crl(
     issuer: &IssuerInfo,
     req: CrlRequest,
@@ -60,9 +75,10 @@ pub(crate) async fn sign_ocsp(
     .await
 }
 
-/// `SigningBackend` for a local backend type with `name`, `issuer` and `chain` fields.
+/// `SigningBackend` for a local backend type with `name`, `issuer` and `chain` fields; `$what`
+/// names it in messages, `$kind` in metrics.
 macro_rules! local_signing_backend {
-    ($backend:ty, $what:literal) => {
+    ($backend:ty, $what:literal, $kind:literal) => {
         #[async_trait::async_trait]
         impl $crate::SigningBackend for $backend {
             fn name(&self) -> &str {
@@ -82,7 +98,14 @@ macro_rules! local_signing_backend {
                 req: $crate::IssueRequest,
                 journal: &dyn $crate::IssuanceJournal,
             ) -> Result<$crate::Issuance, $crate::BackendError> {
-                $crate::local::issue(&self.issuer, &self.chain, req, journal).await
+                let work = $crate::local::issue(&self.issuer, &self.chain, req, journal);
+                $crate::metrics::timed(
+                    &self.name,
+                    $kind,
+                    $crate::metrics::Operation::Certificate,
+                    work,
+                )
+                .await
             }
 
             async fn poll(
@@ -111,14 +134,51 @@ macro_rules! local_signing_backend {
                 &self,
                 req: $crate::CrlRequest,
             ) -> Result<Vec<u8>, $crate::BackendError> {
-                $crate::local::sign_crl(&self.issuer, req).await
+                let work = $crate::local::sign_crl(&self.issuer, req);
+                $crate::metrics::timed(&self.name, $kind, $crate::metrics::Operation::Crl, work)
+                    .await
             }
 
             async fn sign_ocsp(
                 &self,
                 req: $crate::local::ocsp::OcspResponseRequest,
             ) -> Result<Vec<u8>, $crate::BackendError> {
-                $crate::local::sign_ocsp(&self.issuer, req).await
+                let work = $crate::local::sign_ocsp(&self.issuer, req);
+                $crate::metrics::timed(&self.name, $kind, $crate::metrics::Operation::Ocsp, work)
+                    .await
+            }
+
+            async fn sign_ca_certificate(
+                &self,
+                template: $crate::CaTemplate,
+                subject_spki: &[u8],
+                journal: &dyn $crate::IssuanceJournal,
+            ) -> Result<Vec<u8>, $crate::BackendError> {
+                let work = $crate::local::template::issue_ca(
+                    &template,
+                    subject_spki,
+                    &self.issuer,
+                    journal,
+                );
+                $crate::metrics::timed(
+                    &self.name,
+                    $kind,
+                    $crate::metrics::Operation::CaCertificate,
+                    work,
+                )
+                .await
+            }
+
+            fn kind(&self) -> &'static str {
+                $kind
+            }
+
+            async fn probe(&self) -> Result<(), $crate::BackendError> {
+                $crate::local::probe(&self.issuer).await
+            }
+
+            fn session_use(&self) -> Option<$crate::SessionUse> {
+                self.session_use()
             }
 
             async fn sign_checkpoint(

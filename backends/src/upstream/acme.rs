@@ -582,6 +582,10 @@ fn acme_reason(reason: RevocationReason) -> Option<instant_acme::RevocationReaso
 
 #[async_trait::async_trait]
 impl SigningBackend for UpstreamAcmeBackend {
+    fn kind(&self) -> &'static str {
+        "acme"
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

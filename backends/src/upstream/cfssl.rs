@@ -504,6 +504,10 @@ fn decimal(bytes: &[u8]) -> String {
 
 #[async_trait::async_trait]
 impl SigningBackend for UpstreamCfsslBackend {
+    fn kind(&self) -> &'static str {
+        "cfssl"
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

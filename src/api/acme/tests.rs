@@ -16,9 +16,8 @@ use sqlx::Row;
 use super::{AcmeServer, AcmeSettings, Reply};
 use crate::ca::{Ca, IssuanceProfile};
 use crate::identity::nonce::NonceService;
-use crate::ra::{Directory, EabPolicy, Ra, RaSettings};
+use crate::ra::{Directory, EabPolicy};
 use crate::store::Store;
-use crate::va::Validator;
 
 const ORIGIN: &str = "https://pkid.test";
 
@@ -43,17 +42,6 @@ async fn harness() -> Harness {
     )
     .unwrap();
     let ca = Arc::new(Ca::new("test".into(), Arc::new(backend), store.clone(), 60));
-    let validator = Arc::new(
-        Validator::new(crate::va::ValidatorSettings {
-            http01_port: 80,
-            tls_alpn01_port: 443,
-            dns_resolver: "127.0.0.1:9",
-            timeout: std::time::Duration::from_secs(1),
-            addresses: crate::va::AddressPolicy::default(),
-            redirect_names: Arc::new(|_| true),
-        })
-        .unwrap(),
-    );
     let revocation = Arc::new(crate::revocation::Revocation::new(
         store.clone(),
         std::slice::from_ref(&ca),
@@ -62,21 +50,10 @@ async fn harness() -> Harness {
             ocsp_lifetime_secs: 3600,
         },
     ));
-    let ra = Arc::new(Ra::new(
-        store.clone(),
-        validator,
+    let ra = Arc::new(crate::ra::tests::ra_for_tests(
+        &store,
         revocation,
         kek.clone(),
-        RaSettings {
-            order_lifetime_secs: 3600,
-            authz_reuse_secs: 3600,
-            terms_of_service: None,
-            identifier_policy: Default::default(),
-            rate_limits: Default::default(),
-            test_mode: Default::default(),
-            caa_identities: vec!["pkid.invalid".into()],
-            caa_recheck_secs: 28800,
-        },
     ));
     let directory = Directory {
         name: "default".into(),

@@ -48,7 +48,7 @@ impl Repository {
         peer: IpAddr,
     ) -> Reply {
         if let Some(file) = path.strip_prefix("/ca/") {
-            return self.issuer_certificate(method, file);
+            return self.issuer_certificate(method, file).await;
         }
         if path.starts_with("/ocsp") {
             if let Err(wait) = self.ocsp_limit.check(peer) {
@@ -71,14 +71,14 @@ impl Repository {
 impl Repository {
     /// The issuing CA certificate a leaf's AIA caIssuers names (RFC 5280 §4.2.2.1): DER as
     /// `application/pkix-cert` at `/ca/NAME.der`, PEM at `/ca/NAME.pem`.
-    fn issuer_certificate(&self, method: &http::Method, file: &str) -> Reply {
+    async fn issuer_certificate(&self, method: &http::Method, file: &str) -> Reply {
         if method != http::Method::GET && method != http::Method::HEAD {
             return Reply::text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
         }
         let Some((name, pem)) = der_or_pem(file, ".der") else {
             return Reply::text(StatusCode::NOT_FOUND, "not found\n");
         };
-        match self.revocation.issuer_certificate(name) {
+        match self.revocation.issuer_certificate(name).await {
             Some(der) if pem => Reply::bytes(
                 "application/x-pem-file",
                 crate::pki::pem::to_pem("CERTIFICATE", &der),

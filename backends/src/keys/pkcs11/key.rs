@@ -250,6 +250,8 @@ pub struct Pkcs11Key {
     slots: Arc<tokio::sync::Semaphore>,
     /// Signatures that needed a fresh session or library.
     recoveries: AtomicU64,
+    /// Sessions of the pool.
+    sessions: usize,
 }
 
 impl fmt::Debug for Pkcs11Key {
@@ -290,6 +292,7 @@ impl Pkcs11Key {
             },
             slots: Arc::new(tokio::sync::Semaphore::new(cfg.sessions)),
             recoveries: AtomicU64::new(0),
+            sessions: cfg.sessions,
         })
     }
 
@@ -352,6 +355,21 @@ impl Pkcs11Key {
     /// tried to): a figure for metrics.
     pub fn recoveries(&self) -> u64 {
         self.recoveries.load(Ordering::Relaxed)
+    }
+
+    /// The pool's sessions, those signing now, and the recoveries so far.
+    pub fn session_use(&self) -> crate::SessionUse {
+        let idle = self
+            .pool
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        crate::SessionUse {
+            sessions: self.sessions,
+            in_use: self.sessions.saturating_sub(idle),
+            recoveries: self.recoveries(),
+        }
     }
 
     /// One signing attempt on the leased session, opening one first when it has none (or one

@@ -143,6 +143,10 @@ impl Pkcs11Backend {
     pub fn root_der(&self) -> &[u8] {
         self.chain.last().map_or(&[], Vec::as_slice)
     }
+
+    fn session_use(&self) -> Option<crate::SessionUse> {
+        Some(self.key.session_use())
+    }
 }
 
-crate::local::local_signing_backend!(Pkcs11Backend, "PKCS#11");
+crate::local::local_signing_backend!(Pkcs11Backend, "PKCS#11", "pkcs11");
