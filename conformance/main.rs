@@ -45,6 +45,8 @@
 //! - `notary`: Notary's `/api/v1` (certificate requests, CAs made at run time in software and on
 //!   SoftHSM, accounts): the seed replayed with curl, the role matrix, bad input, openssl verify,
 //!   CRL and OCSP, schemathesis, `/metrics` and `/readyz`
+//! - `surfaces`: one core under every surface: a CA made through `/api/v1` is a CZERTAINLY-style
+//!   authority that issues and an IAM trust anchor; disabled there, it issues nothing elsewhere
 //! - `ops`: OCSP signs nothing for nonces, unknown serials or several CertIDs, and is limited
 //!   per client; pkid's TLS certificate renewed while serving, an operator's reloaded; the
 //!   audit trail verifies after real traffic and fails at the first tampered entry
@@ -73,5 +75,6 @@ mod proxy;
 mod replicas;
 mod revocation;
 mod rfc_features;
+mod surfaces;
 mod third_party;
 mod validation;

@@ -143,15 +143,30 @@ fn unreachable(why: &str) -> bool {
 
 impl Ra {
     /// Every issuer the RA may send a request to: the one function through which the RA learns
-    /// which issuers exist (today the configured backends).
-    pub fn issuers(&self) -> Vec<Arc<Ca>> {
-        self.issuers.clone()
+    /// which issuers exist. The configured backends, then each CA made at run time (the issuer
+    /// registry, `/api/v1/certificate_authorities`) that may sign now: certified, enabled, not
+    /// revoked, not expired. A CA disabled, revoked or made at run time on another replica is
+    /// seen at the registry's next look.
+    pub async fn issuers(&self) -> Vec<Arc<Ca>> {
+        let registry = self.revocation.issuers();
+        let view = registry.view().await;
+        let now = crate::store::now();
+        registry
+            .configured()
+            .iter()
+            .cloned()
+            .chain(
+                view.cas
+                    .iter()
+                    .filter_map(|ca| ca.may_sign(now).ok().cloned()),
+            )
+            .collect()
     }
 
     /// The issuers pkid holds, each with its authority UUID (given on first sight, kept in the
     /// database); by name.
     pub async fn authorities(&self) -> Result<Vec<Authority>, RaError> {
-        let issuers = self.issuers();
+        let issuers = self.issuers().await;
         let mut rows = self.store.ra_authorities().await?;
         let missing: Vec<(String, String)> = issuers
             .iter()
@@ -200,8 +215,8 @@ impl Ra {
     }
 
     /// The issuer named `name`, if pkid still holds it.
-    pub(super) fn issuer_named(&self, name: &str) -> Option<Arc<Ca>> {
-        self.issuers().into_iter().find(|ca| ca.name == name)
+    pub(super) async fn issuer_named(&self, name: &str) -> Option<Arc<Ca>> {
+        self.issuers().await.into_iter().find(|ca| ca.name == name)
     }
 }
 

@@ -108,8 +108,6 @@ pub struct Ra {
     /// Unseals EAB HMAC keys.
     kek: Arc<KeyEncryptionKey>,
     settings: RaSettings,
-    /// Every issuer, for the client operations' authorities ([`Ra::issuers`]).
-    issuers: Vec<Arc<Ca>>,
     audit: Audit,
 }
 
@@ -128,14 +126,7 @@ impl Ra {
             revocation,
             kek,
             settings,
-            issuers: Vec::new(),
         }
-    }
-
-    /// The issuers the client operations offer as authorities ([`Ra::issuers`]).
-    pub fn with_issuers(mut self, issuers: Vec<Arc<Ca>>) -> Ra {
-        self.issuers = issuers;
-        self
     }
 
     /// The RA recording into `audit` (the process's one trail handle) instead of a handle of

@@ -1,6 +1,6 @@
 //! The RA's IAM side as start-up builds it: the trust anchors of certificate linking (the
 //! folder `iam.trust_anchors_dir`, read once, and pkid's own CAs, read at each use through
-//! [`own_cas`]) and the proxy settings.
+//! [`own_cas`], the configured ones and those made at run time) and the proxy settings.
 
 use std::sync::Arc;
 
@@ -8,7 +8,7 @@ use pkid_backends::KeyEncryptionKey;
 
 use super::BoxError;
 use crate::audit::Audit;
-use crate::ca::Ca;
+use crate::ca::registry::Issuers;
 use crate::config::Config;
 use crate::ra::iam::{load_anchor_folder, CaCertificates, Iam, IamSettings, TrustAnchors};
 use crate::store::Store;
@@ -26,18 +26,31 @@ pub(super) fn anchor_folder(cfg: &Config) -> Result<Vec<(String, Vec<u8>)>, BoxE
     Ok(anchors)
 }
 
-/// pkid's own CAs, as IAM's trust anchors see them: today the configured backends' CA
-/// certificates. The one place IAM learns which CAs pkid runs.
-pub(super) fn own_cas(cas: &[Arc<Ca>]) -> Arc<dyn CaCertificates> {
-    Arc::new(ConfiguredCas(cas.to_vec()))
+/// pkid's own CAs, as IAM's trust anchors see them: the configured backends' CA certificates
+/// and those of the CAs made at run time and certified, unless revoked (the issuer registry,
+/// read at each use, so a CA made or certified through `/api/v1` anchors link requests at once
+/// and a revoked one stops). The one place IAM learns which CAs pkid runs.
+pub(super) fn own_cas(issuers: &Arc<Issuers>) -> Arc<dyn CaCertificates> {
+    Arc::new(RegistryCas(issuers.clone()))
 }
 
-struct ConfiguredCas(Vec<Arc<Ca>>);
+struct RegistryCas(Arc<Issuers>);
 
 #[async_trait::async_trait]
-impl CaCertificates for ConfiguredCas {
+impl CaCertificates for RegistryCas {
     async fn ca_certificates(&self) -> Vec<Vec<u8>> {
-        self.0.iter().flat_map(|ca| ca.backend.ca_chain()).collect()
+        let view = self.0.view().await;
+        let stored = view
+            .cas
+            .iter()
+            .filter(|ca| ca.row.revoked_at.is_none())
+            .filter_map(|ca| ca.chain.first().cloned());
+        self.0
+            .configured()
+            .iter()
+            .flat_map(|ca| ca.backend.ca_chain())
+            .chain(stored)
+            .collect()
     }
 }
 

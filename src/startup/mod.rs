@@ -125,7 +125,6 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
             kek.clone(),
             ra_settings(&cfg),
         )
-        .with_issuers(cas.clone())
         .with_audit(audit.clone()),
     );
     // The embedded file has no other writer, so every challenge in flight was this process's
@@ -163,7 +162,14 @@ pub async fn run(cfg: Config) -> Result<(), BoxError> {
     );
 
     // the RA's IAM side: link requests, trust anchors, proxies
-    let iam = iam::open(&cfg, &store, &kek, &iam_anchors, iam::own_cas(&cas), &audit);
+    let iam = iam::open(
+        &cfg,
+        &store,
+        &kek,
+        &iam_anchors,
+        iam::own_cas(&issuers),
+        &audit,
+    );
 
     // api: ACME directories (with their nonces), admin, identity, IAM, repository
     let directories = acme_directories(&cfg, &cas, &ra, &nonces);

@@ -126,7 +126,7 @@ impl Ra {
         background: bool,
     ) -> Result<Outcome, OperationError> {
         let uuid = record.uuid.clone();
-        let Some(ca) = self.issuer_named(&record.issuer) else {
+        let Some(ca) = self.issuer_named(&record.issuer).await else {
             let failure = OperationError::AuthorityUnreachable(format!(
                 "the authority {} is no longer configured",
                 record.issuer
