@@ -7,12 +7,13 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::czertainly::{pem_of, Clients, Csr, Ra};
 use crate::harness::certs::openssl_verify;
 use crate::harness::environment::{within, Environment};
 use crate::harness::process::require_tool;
+use crate::iam::anchors_listed;
 use crate::identity::cli_ok;
 use crate::notary::Notary;
 
@@ -50,12 +51,7 @@ async fn a_ca_made_through_one_surface_serves_the_others() {
         // IAM: the CA anchors certificate linking.
         let trusts = n.curl("GET", "/iam/api/trusts", Some(&admin), None);
         assert_eq!(trusts.status, 200, "{:?}", trusts.body);
-        let anchors: Vec<&str> = trusts.body["Resources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
+        let anchors = anchors_listed(&trusts.body);
         assert!(
             anchors.iter().any(|a| a.contains("CN=Surfaces Root")),
             "the run-time CA among IAM's anchors: {anchors:?}"

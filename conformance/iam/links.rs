@@ -95,12 +95,7 @@ pub(super) async fn scenario(w: &World<'_>) {
         keys(&trusts.body),
         set(&["totalResults", "itemsPerPage", "startIndex", "Resources"])
     );
-    let anchors: Vec<&str> = trusts.body["Resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let anchors = super::anchors_listed(&trusts.body);
     assert!(
         anchors.contains(&TEST_CA) && anchors.contains(&OTHER_CA),
         "{anchors:?}"

@@ -135,6 +135,16 @@ impl World<'_> {
 }
 
 /// Runs openssl in `dir`; panics with its output when it fails.
+/// The anchors `GET /iam/api/trusts` lists (its `Resources`), as subject DNs.
+pub(crate) fn anchors_listed(trusts: &Value) -> Vec<&str> {
+    trusts["Resources"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no Resources: {trusts}"))
+        .iter()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
 pub(crate) fn openssl(dir: &Path, args: &[&str]) -> String {
     let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
     let (ok, out) = crate::harness::certs::openssl_in(dir, &args);
