@@ -1,6 +1,6 @@
 //! CAs made through the API, on the same pkid as `seed`: a root whose key is made inside
 //! SoftHSM (non-extractable, under a label of its own) signs a request whose chain `openssl
-//! verify` accepts; an intermediate starts disabled with a CSR, signs nothing until a root signs
+//! verify` accepts, and whose revocation is on its CRL and in OCSP; an intermediate starts disabled with a CSR, signs nothing until a root signs
 //! it, then issues a chain that verifies up to the root; a disabled CA refuses to sign (4xx,
 //! nothing issued) and signs again once enabled; a revoked intermediate is disabled and its
 //! certificate is on its root's CRL; a CA past its `not_valid_after` signs nothing.
@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::checks::{assert_refused, ca_file, crl_lists, crl_text, openssl_text, PIN, TOKEN};
 use super::{openssl_csr, table_counts, Notary};
-use crate::harness::certs::{leaf_serial_hex, openssl_verify, pem_chain};
+use crate::harness::certs::{leaf_serial_hex, ocsp_status, openssl_verify, pem_chain, OcspSubject};
 use crate::harness::environment::Environment;
 use crate::harness::softhsm::SoftHsm;
 
@@ -97,6 +97,25 @@ pub(super) async fn lifecycle(env: &Environment, hsm: &SoftHsm, n: &Notary, admi
     assert!(
         text.contains("DNS:hsm.pkid.test") && text.contains("IP Address:127.0.0.1"),
         "{text}"
+    );
+    // Revoked: on the HSM CA's CRL (signed in the token) and revoked in OCSP.
+    let serial = leaf_serial_hex(&chain);
+    n.expect(
+        202,
+        "POST",
+        &format!("/api/v1/certificate_requests/{id}/certificate/revoke"),
+        Some(admin),
+        None,
+    );
+    let crl = crl_text(n, root, &root_pem);
+    assert!(
+        crl_lists(&crl, &serial),
+        "{serial} not on the HSM CA's CRL:\n{crl}"
+    );
+    let ocsp = format!("http://{}/ocsp", env.pkid.http_addr());
+    assert_eq!(
+        ocsp_status(&root_pem, &root_pem, &ocsp, OcspSubject::Cert(&leaf)),
+        "revoked"
     );
 
     // An intermediate waits disabled with a CSR, and signs nothing until signed.
