@@ -346,10 +346,7 @@ pub(crate) fn pem_of(der: &[u8]) -> String {
 
 /// The number of certificates stored as issued by `issuer`, read from pkid's database.
 pub(crate) async fn issued_count(env: &Environment, issuer: &str) -> i64 {
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(env.pkid.database_path())
-        .read_only(true);
-    let db = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    let db = env.pkid.read_database().await;
     let count: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM certificates WHERE status = 'issued' AND issuer = $1",
     )

@@ -128,6 +128,18 @@ impl Pkid {
         self.data_dir.join("pkid.db")
     }
 
+    /// pkid's SQLite database opened read-only (one connection), to check what it stored.
+    pub async fn read_database(&self) -> sqlx::SqlitePool {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(self.database_path())
+            .read_only(true);
+        sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .expect("open pkid's database read-only")
+    }
+
     /// Runs `pkid ARGS` (the CLI: `eab create`, `revoke`, `crl generate` …) in pkid's working
     /// folder with pkid's configuration, so it opens the same database; bounded to 30 s.
     /// Returns (success, stdout, stderr).

@@ -1,9 +1,11 @@
 //! CAs made through the API, on the same pkid as `seed`: a root whose key is made inside
 //! SoftHSM (non-extractable, under a label of its own) signs a request whose chain `openssl
-//! verify` accepts, and whose revocation is on its CRL and in OCSP; an intermediate starts disabled with a CSR, signs nothing until a root signs
-//! it, then issues a chain that verifies up to the root; a disabled CA refuses to sign (4xx,
-//! nothing issued) and signs again once enabled; a revoked intermediate is disabled and its
-//! certificate is on its root's CRL; a CA past its `not_valid_after` signs nothing.
+//! verify` accepts, and whose revocation is on its CRL and in OCSP (and once the token is gone,
+//! signs nothing: 503, nothing stored); an intermediate starts disabled with a CSR, signs
+//! nothing until a root signs it, then issues a chain that verifies up to the root; a disabled
+//! CA refuses to sign (4xx, nothing issued) and signs again once enabled; a revoked
+//! intermediate is disabled and its certificate is on its root's CRL; a CA past its
+//! `not_valid_after` signs nothing.
 
 use std::time::Duration;
 
@@ -37,7 +39,8 @@ fn sign(n: &Notary, token: &str, id: i64, ca: i64) -> super::Answer {
     )
 }
 
-pub(super) async fn lifecycle(env: &Environment, hsm: &SoftHsm, n: &Notary, admin: &str) {
+/// The CA lifecycle; the id of the SoftHSM root, for what the caller does once the token is gone.
+pub(super) async fn lifecycle(env: &Environment, hsm: &SoftHsm, n: &Notary, admin: &str) -> i64 {
     // A root on SoftHSM: its key is in the token, not extractable.
     let keys_before = hsm.pkcs11_tool(TOKEN, PIN, &["--list-objects", "--type", "privkey"]);
     let root = n.root_ca(admin, "Notary HSM Root", "pkcs11");
@@ -262,4 +265,55 @@ pub(super) async fn lifecycle(env: &Environment, hsm: &SoftHsm, n: &Notary, admi
         before,
         "a refused signature wrote something"
     );
+    root
+}
+
+/// Signing with the SoftHSM root once its token is gone: 503 in the surface's shape, and
+/// nothing written but the issuance journal's record of the serial, marked abandoned (a serial
+/// once journaled is never used again); the request still `Outstanding`.
+pub(super) async fn token_gone(env: &Environment, n: &Notary, admin: &str, root: i64) {
+    let id = n.submit(
+        admin,
+        &openssl_csr(&n.work, "token-gone", "/CN=gone.pkid.test", None),
+    );
+    let without_certificates = |counts: Vec<(String, i64)>| -> Vec<(String, i64)> {
+        counts
+            .into_iter()
+            .filter(|(t, _)| t != "certificates")
+            .collect()
+    };
+    let before = table_counts(&env.pkid).await;
+    let statuses_before = certificate_statuses(&env.pkid).await;
+    let answer = sign(n, admin, id, root);
+    assert_eq!(
+        answer.status,
+        503,
+        "sign with a CA whose token is gone: {}",
+        String::from_utf8_lossy(&answer.raw)
+    );
+    super::assert_error(&answer, "sign with a CA whose token is gone");
+    assert_eq!(
+        without_certificates(table_counts(&env.pkid).await),
+        without_certificates(before),
+        "a failed signature changed a request or a CA"
+    );
+    let mut statuses = certificate_statuses(&env.pkid).await;
+    statuses.retain(|(status, _)| status != "abandoned");
+    let mut kept_before = statuses_before;
+    kept_before.retain(|(status, _)| status != "abandoned");
+    assert_eq!(
+        statuses, kept_before,
+        "a failed signature stored a certificate"
+    );
+    let request = n.result(Some(admin), &format!("/api/v1/certificate_requests/{id}"));
+    assert_eq!(request["status"], "Outstanding", "{request}");
+}
+
+/// How many certificates pkid's database holds in each status.
+async fn certificate_statuses(pkid: &crate::harness::pkid::Pkid) -> Vec<(String, i64)> {
+    let pool = pkid.read_database().await;
+    sqlx::query_as("SELECT status, COUNT(*) FROM certificates GROUP BY status ORDER BY status")
+        .fetch_all(&pool)
+        .await
+        .unwrap()
 }

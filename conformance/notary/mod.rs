@@ -298,15 +298,7 @@ pub(crate) fn openssl_ok(work: &Path, args: &[&str]) -> String {
 /// The rows of the tables this surface writes, counted from the SQLite file (a refused request
 /// must leave them as they were).
 pub(crate) async fn table_counts(pkid: &Pkid) -> Vec<(String, i64)> {
-    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-    let options = SqliteConnectOptions::new()
-        .filename(pkid.database_path())
-        .read_only(true);
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(options)
-        .await
-        .unwrap();
+    let pool = pkid.read_database().await;
     let mut counts = Vec::new();
     for table in [
         "certificate_requests",

@@ -212,7 +212,7 @@ async fn the_seed_replayed_with_curl_then_cas_metrics_and_audit() {
         let ready = n.expect(200, "GET", "/readyz", None, None);
         assert_eq!(ready.body["ready"], true, "{:?}", ready.body);
 
-        cas::lifecycle(&env, &hsm, &n, &admin).await;
+        let hsm_root = cas::lifecycle(&env, &hsm, &n, &admin).await;
 
         // The audit trail holds this surface's writes with their principal.
         let listing = crate::identity::cli_ok(&env.pkid, &["audit", "list"]).await;
@@ -246,6 +246,7 @@ async fn the_seed_replayed_with_curl_then_cas_metrics_and_audit() {
             unready.body
         );
         assert_eq!(unready.body["checks"]["database"], "ok");
+        cas::token_gone(&env, &n, &admin, hsm_root).await;
     })
     .await;
 }

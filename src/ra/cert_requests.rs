@@ -131,6 +131,12 @@ impl Ra {
                         RaError::BadCsr(format!("csr: {why}"))
                     }
                     crate::ca::IssueError::Store(e) => RaError::Store(e),
+                    crate::ca::IssueError::Backend(
+                        e @ pkid_backends::BackendError::Mismatch(_),
+                    ) => RaError::Internal(format!("signing: {e}")),
+                    crate::ca::IssueError::Backend(e) => {
+                        RaError::Unavailable(format!("signing: {e}"))
+                    }
                     other => RaError::Internal(format!("signing: {other}")),
                 });
             }

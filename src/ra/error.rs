@@ -74,6 +74,10 @@ pub enum RaError {
     /// Something failed on pkid's side; the detail is safe to show.
     #[error("{0}")]
     Internal(String),
+    /// A signing backend (an HSM, a key store, an upstream CA) cannot do its part now: worth
+    /// retrying later. Nothing was written; the detail is logged, the caller is told to retry.
+    #[error("{0}")]
+    Unavailable(String),
     /// The database failed; logged where it is mapped, never shown.
     #[error("store: {0}")]
     Store(#[from] StoreError),
@@ -104,6 +108,7 @@ impl RaError {
             RaError::BadRevocationReason(_) => "PKID-RA-REVOCATION-REASON",
             RaError::AlreadyRevoked(_) => "PKID-RA-ALREADY-REVOKED",
             RaError::Internal(_) => "PKID-RA-INTERNAL",
+            RaError::Unavailable(_) => "PKID-RA-UNAVAILABLE",
             RaError::Store(_) => "PKID-STORE",
         }
     }

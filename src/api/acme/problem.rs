@@ -289,6 +289,12 @@ impl From<crate::ra::RaError> for Problem {
             RaError::BadRevocationReason(d) => Problem::bad_revocation_reason(d),
             RaError::AlreadyRevoked(d) => Problem::already_revoked(d),
             RaError::Internal(d) => Problem::server_internal(d),
+            RaError::Unavailable(d) => {
+                tracing::error!(code = "PKID-RA-UNAVAILABLE", error = %d, "a signing backend is unavailable");
+                Problem::server_internal("a signing backend is unavailable; it is safe to retry")
+                    .with_status(StatusCode::SERVICE_UNAVAILABLE)
+                    .with_retry_after(5)
+            }
             RaError::Store(e) => Problem::from(e),
         }
     }

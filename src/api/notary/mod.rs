@@ -231,6 +231,13 @@ pub(super) fn ra_error(e: RaError) -> Reply {
             tracing::error!(code = "PKID-STORE", error = %e, "a Notary request failed");
             unavailable()
         }
+        RaError::Unavailable(d) => {
+            tracing::error!(code = "PKID-RA-UNAVAILABLE", error = %d, "a Notary request failed");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "a signing backend is unavailable; retry",
+            )
+        }
         other => error(StatusCode::BAD_REQUEST, other.to_string()),
     }
 }

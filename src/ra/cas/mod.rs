@@ -72,7 +72,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| match e {
             pkid_backends::BackendError::Unsupported(what) => RaError::Malformed(what.into()),
             pkid_backends::BackendError::Build(what) => RaError::Malformed(what),
-            other => RaError::Internal(format!("the CA key: {other}")),
+            other => RaError::Unavailable(format!("the CA key: {other}")),
         })
 }
 
@@ -443,7 +443,7 @@ impl Ra {
 pub(super) fn refused(why: SignRefusal) -> RaError {
     if let SignRefusal::Unusable(detail) = &why {
         tracing::error!(error = %detail, "a certificate authority's key cannot be used");
-        return RaError::Internal(why.to_string());
+        return RaError::Unavailable(why.to_string());
     }
     RaError::Conflict(why.to_string())
 }
