@@ -863,7 +863,7 @@ async fn unrouted_posts_with_bodies_get_their_404_over_http2_and_http11() {
                 std::fs::write(&file, vec![b'x'; size]).unwrap();
                 for path in [
                     "/oauth/token",
-                    "/api/v1/certificate_requests",
+                    "/api/v2/certificate_requests",
                     "/no/such/path",
                 ] {
                     // Three tries each: the reset came on most tries, not on every one.
