@@ -1,11 +1,12 @@
 //! CAs as data on two replicas sharing one PostgreSQL: a CA made through replica A signs at once
 //! on replica B; disabled on A, it signs nothing on B at once (nothing written); a certificate
-//! B revoked is on the CA's CRL and revoked in OCSP as A serves them.
+//! B revoked is on the CA's CRL and revoked in OCSP as A serves them; every other write of the
+//! surface made on one replica reads back on the other.
 
 use serde_json::json;
 
-use super::checks::{assert_refused, ca_file, crl_lists, crl_text};
-use super::{openssl_csr, Notary, TEST_BOUND};
+use super::checks::{assert_refused, ca_file, crl_lists, crl_text, outside_chain};
+use super::{assert_done, created_id, openssl_csr, Notary, TEST_BOUND};
 use crate::harness::certs::{leaf_serial_hex, ocsp_status, pem_chain, OcspSubject};
 use crate::harness::environment::{within, Environment};
 use crate::harness::pkid::Pkid;
@@ -122,6 +123,128 @@ async fn a_ca_made_on_one_replica_signs_and_stops_at_once_on_the_other() {
             ocsp_status(&ca_pem, &ca_pem, &ocsp, OcspSubject::Cert(&leaf)),
             "revoked"
         );
+
+        the_other_writes(&a, &b, &admin, ca, second);
     })
     .await;
+}
+
+/// The surface's other writes on PostgreSQL, each made on one replica and read on the other:
+/// a certificate deleted, a request rejected, a chain uploaded, a request deleted, an
+/// intermediate made and signed by the root, an account made, its password changed and the
+/// account deleted; the list paged.
+fn the_other_writes(a: &Notary, b: &Notary, admin: &str, ca: i64, active: i64) {
+    let active_path = format!("/api/v1/certificate_requests/{active}");
+    assert_done(
+        &a.expect(
+            200,
+            "DELETE",
+            &format!("{active_path}/certificate"),
+            Some(admin),
+            None,
+        ),
+        "delete certificate",
+    );
+    assert_eq!(b.result(Some(admin), &active_path)["status"], "Outstanding");
+
+    let rejected = a.submit(
+        admin,
+        &openssl_csr(&a.work, "rejected", "/CN=rejected.pkid.test", None),
+    );
+    let rejected_path = format!("/api/v1/certificate_requests/{rejected}");
+    b.expect(
+        202,
+        "POST",
+        &format!("{rejected_path}/reject"),
+        Some(admin),
+        None,
+    );
+    assert_eq!(a.result(Some(admin), &rejected_path)["status"], "Rejected");
+
+    let outside = b.submit(
+        admin,
+        &openssl_csr(&b.work, "outside", "/CN=outside.pkid.test", None),
+    );
+    b.expect(
+        201,
+        "POST",
+        &format!("/api/v1/certificate_requests/{outside}/certificate"),
+        Some(admin),
+        Some(json!({"certificate": outside_chain(&b.work, "outside")})),
+    );
+    let shown = a.result(
+        Some(admin),
+        &format!("/api/v1/certificate_requests/{outside}"),
+    );
+    assert_eq!(shown["status"], "Active", "{shown}");
+
+    a.expect(202, "DELETE", &rejected_path, Some(admin), None);
+    b.expect(404, "GET", &rejected_path, Some(admin), None);
+
+    let all = b.result(Some(admin), "/api/v1/certificate_requests");
+    let page = a.result(
+        Some(admin),
+        "/api/v1/certificate_requests?page=2&per_page=1",
+    );
+    assert_eq!(page.as_array().unwrap(), &all.as_array().unwrap()[1..2]);
+
+    let made = a.expect(
+        201,
+        "POST",
+        "/api/v1/certificate_authorities",
+        Some(admin),
+        Some(json!({
+            "self_signed": false, "common_name": "Replicated Intermediate", "sans_dns": "",
+            "country_name": "DE", "state_or_province_name": "", "locality_name": "",
+            "organization_name": "pkid tests", "organizational_unit_name": "",
+            "not_valid_after": "2035-01-01T00:00:00Z",
+        })),
+    );
+    let inter = created_id(&made);
+    b.expect(
+        202,
+        "POST",
+        &format!("/api/v1/certificate_authorities/{inter}/sign"),
+        Some(admin),
+        Some(json!({"certificate_authority_id": ca.to_string()})),
+    );
+    let shown = a.result(
+        Some(admin),
+        &format!("/api/v1/certificate_authorities/{inter}"),
+    );
+    assert_eq!(shown["enabled"], true, "{shown}");
+    assert!(
+        pem_chain(shown["certificate"].as_str().unwrap()).len() >= 2,
+        "{shown}"
+    );
+
+    let (user, _) = b.account(Some(admin), "requestor@pkid.test", 2);
+    a.expect(
+        201,
+        "POST",
+        &format!("/api/v1/accounts/{user}/change_password"),
+        Some(admin),
+        Some(json!({"password": "Another password 2"})),
+    );
+    b.expect(
+        200,
+        "POST",
+        "/login",
+        None,
+        Some(json!({"email": "requestor@pkid.test", "password": "Another password 2"})),
+    );
+    a.expect(
+        202,
+        "DELETE",
+        &format!("/api/v1/accounts/{user}"),
+        Some(admin),
+        None,
+    );
+    b.expect(
+        404,
+        "GET",
+        &format!("/api/v1/accounts/{user}"),
+        Some(admin),
+        None,
+    );
 }
