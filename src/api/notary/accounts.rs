@@ -98,97 +98,80 @@ impl NotaryApi {
             .ok_or_else(|| error(StatusCode::NOT_FOUND, "account not found"))
     }
 
-    pub(super) async fn list_accounts(&self) -> Reply {
-        match self.reads.numbered_accounts().await {
-            Ok(accounts) => Reply::json(
-                StatusCode::OK,
-                &AccountListAnswer {
-                    result: accounts.into_iter().map(shown).collect(),
-                },
-            ),
-            Err(e) => read_failed(e),
-        }
+    pub(super) async fn list_accounts(&self) -> Result<Reply, Reply> {
+        let accounts = self.reads.numbered_accounts().await.map_err(read_failed)?;
+        Ok(Reply::json(
+            StatusCode::OK,
+            &AccountListAnswer {
+                result: accounts.into_iter().map(shown).collect(),
+            },
+        ))
     }
 
-    pub(super) async fn get_account(&self, id: &str) -> Reply {
-        let found = match parse_id(id) {
-            Ok(number) => self.reads.numbered_account(number).await,
-            Err(reply) => return reply,
-        };
-        match found {
-            Ok(Some(account)) => Reply::json(
-                StatusCode::OK,
-                &AccountAnswer {
-                    result: shown(account),
-                },
-            ),
-            Ok(None) => error(StatusCode::NOT_FOUND, "account not found"),
-            Err(e) => read_failed(e),
-        }
+    pub(super) async fn get_account(&self, id: &str) -> Result<Reply, Reply> {
+        let account = self
+            .reads
+            .numbered_account(parse_id(id)?)
+            .await
+            .map_err(read_failed)?
+            .ok_or_else(|| error(StatusCode::NOT_FOUND, "account not found"))?;
+        Ok(Reply::json(
+            StatusCode::OK,
+            &AccountAnswer {
+                result: shown(account),
+            },
+        ))
     }
 
-    pub(super) async fn my_account(&self, call: &Call<'_>) -> Reply {
-        match self.account(call, "me").await {
-            Ok(account) => Reply::json(
-                StatusCode::OK,
-                &AccountAnswer {
-                    result: shown(account),
-                },
-            ),
-            Err(reply) => reply,
-        }
+    pub(super) async fn my_account(&self, call: &Call<'_>) -> Result<Reply, Reply> {
+        let account = self.account(call, "me").await?;
+        Ok(Reply::json(
+            StatusCode::OK,
+            &AccountAnswer {
+                result: shown(account),
+            },
+        ))
     }
 
     /// The first account needs no credential (and must be an admin); later ones an admin.
-    pub(super) async fn create_account(&self, call: &Call<'_>) -> Reply {
+    pub(super) async fn create_account(&self, call: &Call<'_>) -> Result<Reply, Reply> {
         let first = call.principal == Principal::Anonymous;
         if first {
             // Without a credential only while there is no account at all.
             match self.reads.any_user().await {
                 Ok(false) => {}
-                Ok(true) => return error(StatusCode::UNAUTHORIZED, "unauthorized"),
-                Err(e) => return read_failed(e),
+                Ok(true) => return Err(error(StatusCode::UNAUTHORIZED, "unauthorized")),
+                Err(e) => return Err(read_failed(e)),
             }
         } else {
             if let Err(denied) = authorize(&call.principal, Action::NotaryAccounts) {
-                return super::refused(denied);
+                return Err(super::refused(denied));
             }
         }
-        let new: CreateAccount = match parse_body(&call.body) {
-            Ok(new) => new,
-            Err(reply) => return reply,
-        };
-        let email = match normalize_email(&new.email) {
-            Ok(email) => email,
-            Err(_) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid request: invalid email format",
-                )
-            }
-        };
+        let new: CreateAccount = parse_body(&call.body)?;
+        let email = normalize_email(&new.email).map_err(|_| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "invalid request: invalid email format",
+            )
+        })?;
         let Some(role) = Role::ALL
             .into_iter()
             .find(|r| r.notary_number() == new.role_id)
         else {
-            return error(
+            return Err(error(
                 StatusCode::BAD_REQUEST,
                 format!("invalid request: invalid role ID: {}", new.role_id),
-            );
+            ));
         };
         if first && role != Role::Admin {
-            return error(
+            return Err(error(
                 StatusCode::BAD_REQUEST,
                 "invalid request: the first account must be an admin (role_id 0)",
-            );
+            ));
         }
-        if let Err(reply) = check_password(&new.password) {
-            return reply;
-        }
-        let password_hash = match hashed(new.password).await {
-            Ok(hash) => hash,
-            Err(reply) => return reply,
-        };
+        check_password(&new.password)?;
+        let password_hash = hashed(new.password).await?;
         let at = now();
         let user = UserRow {
             id: crate::ra::ids::object_id(),
@@ -200,73 +183,53 @@ impl NotaryApi {
             created_at: at,
             updated_at: at,
         };
-        match self
+        let account = self
             .ra
             .create_account(&user, first, &who(&call.principal))
             .await
-        {
-            Ok(account) => created(account.number),
-            Err(crate::ra::RaError::Unauthorized(_)) => {
-                error(StatusCode::UNAUTHORIZED, "unauthorized")
-            }
-            Err(e) => ra_error(e),
-        }
+            .map_err(|e| match e {
+                crate::ra::RaError::Unauthorized(_) => {
+                    error(StatusCode::UNAUTHORIZED, "unauthorized")
+                }
+                e => ra_error(e),
+            })?;
+        Ok(created(account.number))
     }
 
-    pub(super) async fn delete_account(&self, call: &Call<'_>, id: &str) -> Reply {
-        let account = match self.account(call, id).await {
-            Ok(account) => account,
-            Err(reply) => return reply,
-        };
+    pub(super) async fn delete_account(&self, call: &Call<'_>, id: &str) -> Result<Reply, Reply> {
+        let account = self.account(call, id).await?;
         if Role::parse_list(&account.user.roles).is_ok_and(|roles| roles.contains(&Role::Admin)) {
-            return error(
+            return Err(error(
                 StatusCode::BAD_REQUEST,
                 "deleting an Admin account is not allowed.",
-            );
+            ));
         }
-        match self
-            .ra
+        self.ra
             .delete_account(&account, &who(&call.principal))
             .await
-        {
-            Ok(()) => done(StatusCode::ACCEPTED),
-            Err(e) => ra_error(e),
-        }
+            .map_err(ra_error)?;
+        Ok(done(StatusCode::ACCEPTED))
     }
 
     /// One's own password (`me`, or one's own id), or anyone's by an admin.
-    pub(super) async fn change_password(&self, call: &Call<'_>, id: &str) -> Reply {
+    pub(super) async fn change_password(&self, call: &Call<'_>, id: &str) -> Result<Reply, Reply> {
         if call.principal == Principal::Anonymous {
-            return error(StatusCode::UNAUTHORIZED, "unauthorized");
+            return Err(error(StatusCode::UNAUTHORIZED, "unauthorized"));
         }
-        let account = match self.account(call, id).await {
-            Ok(account) => account,
-            Err(reply) => return reply,
-        };
+        let account = self.account(call, id).await?;
         let own = call.principal.user_id() == Some(account.user.id.as_str());
         if !own {
             if let Err(denied) = authorize(&call.principal, Action::NotaryAccounts) {
-                return super::refused(denied);
+                return Err(super::refused(denied));
             }
         }
-        let change: ChangePassword = match parse_body(&call.body) {
-            Ok(change) => change,
-            Err(reply) => return reply,
-        };
-        if let Err(reply) = check_password(&change.password) {
-            return reply;
-        }
-        let password_hash = match hashed(change.password).await {
-            Ok(hash) => hash,
-            Err(reply) => return reply,
-        };
-        match self
-            .ra
+        let change: ChangePassword = parse_body(&call.body)?;
+        check_password(&change.password)?;
+        let password_hash = hashed(change.password).await?;
+        self.ra
             .change_password(&account, &password_hash, &who(&call.principal))
             .await
-        {
-            Ok(()) => done(StatusCode::CREATED),
-            Err(e) => ra_error(e),
-        }
+            .map_err(ra_error)?;
+        Ok(done(StatusCode::CREATED))
     }
 }

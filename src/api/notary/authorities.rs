@@ -148,155 +148,113 @@ impl NotaryApi {
         }
     }
 
-    pub(super) async fn list_cas(&self, _call: &Call<'_>) -> Reply {
+    pub(super) async fn list_cas(&self, _call: &Call<'_>) -> Result<Reply, Reply> {
         let view = self.revocation.issuers().view().await;
         let mut shown = Vec::with_capacity(view.cas.len());
         for ca in &view.cas {
             shown.push(self.shown(ca).await);
         }
-        Reply::json(StatusCode::OK, &CaListAnswer { result: shown })
+        Ok(Reply::json(StatusCode::OK, &CaListAnswer { result: shown }))
     }
 
-    pub(super) async fn create_ca(&self, call: &Call<'_>) -> Reply {
-        let asked: CreateCa = match parse_body(&call.body) {
-            Ok(asked) => asked,
-            Err(reply) => return reply,
-        };
-        let new = match new_ca(&asked) {
-            Ok(new) => new,
-            Err(reply) => return reply,
-        };
-        match self.ra.create_ca(new, &who(&call.principal)).await {
-            Ok(id) => created(id),
-            Err(e) => ra_error(e),
-        }
-    }
-
-    pub(super) async fn get_ca(&self, id: &str) -> Reply {
-        let id = match parse_id(id) {
-            Ok(id) => id,
-            Err(reply) => return reply,
-        };
-        match self.ra.stored_ca(id).await {
-            Ok(ca) => Reply::json(
-                StatusCode::OK,
-                &CaAnswer {
-                    result: self.shown(&ca).await,
-                },
-            ),
-            Err(e) => ra_error(e),
-        }
-    }
-
-    pub(super) async fn update_ca(&self, call: &Call<'_>, id: &str) -> Reply {
-        let id = match parse_id(id) {
-            Ok(id) => id,
-            Err(reply) => return reply,
-        };
-        let update: UpdateCa = match parse_body(&call.body) {
-            Ok(update) => update,
-            Err(reply) => return reply,
-        };
-        match self
+    pub(super) async fn create_ca(&self, call: &Call<'_>) -> Result<Reply, Reply> {
+        let asked: CreateCa = parse_body(&call.body)?;
+        let new = new_ca(&asked)?;
+        let id = self
             .ra
+            .create_ca(new, &who(&call.principal))
+            .await
+            .map_err(ra_error)?;
+        Ok(created(id))
+    }
+
+    pub(super) async fn get_ca(&self, id: &str) -> Result<Reply, Reply> {
+        let id = parse_id(id)?;
+        let ca = self.ra.stored_ca(id).await.map_err(ra_error)?;
+        Ok(Reply::json(
+            StatusCode::OK,
+            &CaAnswer {
+                result: self.shown(&ca).await,
+            },
+        ))
+    }
+
+    pub(super) async fn update_ca(&self, call: &Call<'_>, id: &str) -> Result<Reply, Reply> {
+        let id = parse_id(id)?;
+        let update: UpdateCa = parse_body(&call.body)?;
+        self.ra
             .set_ca_enabled(id, update.enabled, &who(&call.principal))
             .await
-        {
-            Ok(()) => done(StatusCode::OK),
-            Err(e) => ra_error(e),
-        }
+            .map_err(ra_error)?;
+        Ok(done(StatusCode::OK))
     }
 
-    pub(super) async fn delete_ca(&self, call: &Call<'_>, id: &str) -> Reply {
-        let id = match parse_id(id) {
-            Ok(id) => id,
-            Err(reply) => return reply,
-        };
-        match self.ra.delete_ca(id, &who(&call.principal)).await {
-            Ok(()) => done(StatusCode::OK),
-            Err(e) => ra_error(e),
-        }
+    pub(super) async fn delete_ca(&self, call: &Call<'_>, id: &str) -> Result<Reply, Reply> {
+        let id = parse_id(id)?;
+        self.ra
+            .delete_ca(id, &who(&call.principal))
+            .await
+            .map_err(ra_error)?;
+        Ok(done(StatusCode::OK))
     }
 
-    pub(super) async fn sign_ca(&self, call: &Call<'_>, id: &str) -> Reply {
-        let (id, parent) = match id_and_signer(id, &call.body) {
-            Ok(pair) => pair,
-            Err(reply) => return reply,
-        };
-        match self
-            .ra
+    pub(super) async fn sign_ca(&self, call: &Call<'_>, id: &str) -> Result<Reply, Reply> {
+        let (id, parent) = id_and_signer(id, &call.body)?;
+        self.ra
             .sign_ca(id, parent, &[self.crl_url(parent)], &who(&call.principal))
             .await
-        {
-            Ok(()) => done(StatusCode::ACCEPTED),
-            Err(e) => ra_error(e),
-        }
+            .map_err(ra_error)?;
+        Ok(done(StatusCode::ACCEPTED))
     }
 
-    pub(super) async fn upload_ca_chain(&self, call: &Call<'_>, id: &str) -> Reply {
-        let id = match parse_id(id) {
-            Ok(id) => id,
-            Err(reply) => return reply,
-        };
-        let upload: UploadCaChain = match parse_body(&call.body) {
-            Ok(upload) => upload,
-            Err(reply) => return reply,
-        };
+    pub(super) async fn upload_ca_chain(&self, call: &Call<'_>, id: &str) -> Result<Reply, Reply> {
+        let id = parse_id(id)?;
+        let upload: UploadCaChain = parse_body(&call.body)?;
         if upload.certificate_chain.trim().is_empty() {
-            return error(StatusCode::BAD_REQUEST, "certificate_chain is required");
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "certificate_chain is required",
+            ));
         }
-        match self
-            .ra
+        self.ra
             .upload_ca_chain(id, &upload.certificate_chain, &who(&call.principal))
             .await
-        {
-            Ok(()) => created(id),
-            Err(e) => ra_error(e),
-        }
+            .map_err(ra_error)?;
+        Ok(created(id))
     }
 
-    pub(super) async fn revoke_ca(&self, call: &Call<'_>, id: &str) -> Reply {
-        let id = match parse_id(id) {
-            Ok(id) => id,
-            Err(reply) => return reply,
-        };
-        let reason = match revocation_reason(&call.body) {
-            Ok(reason) => reason,
-            Err(reply) => return reply,
-        };
-        match self.ra.revoke_ca(id, reason, &who(&call.principal)).await {
-            Ok(()) => done(StatusCode::ACCEPTED),
-            Err(e) => ra_error(e),
-        }
+    pub(super) async fn revoke_ca(&self, call: &Call<'_>, id: &str) -> Result<Reply, Reply> {
+        let id = parse_id(id)?;
+        let reason = revocation_reason(&call.body)?;
+        self.ra
+            .revoke_ca(id, reason, &who(&call.principal))
+            .await
+            .map_err(ra_error)?;
+        Ok(done(StatusCode::ACCEPTED))
     }
 
     /// `GET …/{id}/crl`, open: `{"result": {"crl": PEM}}`, or the DER when `Accept` names
     /// `application/pkix-crl` (what a relying party following the distribution point asks).
-    pub(super) async fn ca_crl(&self, call: &Call<'_>, id: &str) -> Reply {
-        let id = match parse_id(id) {
-            Ok(id) => id,
-            Err(reply) => return reply,
-        };
-        let ca = match self.ra.stored_ca(id).await {
-            Ok(ca) => ca,
-            Err(e) => return ra_error(e),
-        };
+    pub(super) async fn ca_crl(&self, call: &Call<'_>, id: &str) -> Result<Reply, Reply> {
+        let id = parse_id(id)?;
+        let ca = self.ra.stored_ca(id).await.map_err(ra_error)?;
         if ca.issuer().is_none() {
-            return error(
+            return Err(error(
                 StatusCode::NOT_FOUND,
                 "the certificate authority has no certificate, so no CRL",
-            );
+            ));
         }
-        let crl = match self.revocation.current_crl(&ca.row.name).await {
-            Ok(crl) => crl,
-            Err(e) => {
+        let crl = self
+            .revocation
+            .current_crl(&ca.row.name)
+            .await
+            .map_err(|e| {
                 tracing::error!(ca = id, error = %e, "the CA's CRL could not be made");
-                return error(
+                error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the CRL is not available; retry",
-                );
-            }
-        };
+                )
+            })?;
         let wants_der = call
             .head
             .headers
@@ -305,15 +263,15 @@ impl NotaryApi {
             .filter_map(|v| v.to_str().ok())
             .any(|v| v.contains("application/pkix-crl"));
         if wants_der {
-            return Reply::bytes("application/pkix-crl", crl.der.clone());
+            return Ok(Reply::bytes("application/pkix-crl", crl.der.clone()));
         }
-        Reply::json(
+        Ok(Reply::json(
             StatusCode::OK,
             &CrlAnswer {
                 result: Crl {
                     crl: crate::pki::pem::to_pem("X509 CRL", &crl.der),
                 },
             },
-        )
+        ))
     }
 }

@@ -345,11 +345,13 @@ impl NotaryApi {
         }
     }
 
+    /// The route's handler. A handler answers `Ok` with what was asked, or `Err` with the
+    /// refusal in this surface's shape, so that each step can end it with `?`.
     async fn dispatch(&self, route: Route<'_>, call: Call<'_>) -> Reply {
         let method = call.head.method.clone();
-        match (route, method) {
+        let answered = match (route, method) {
             (Route::Status, _) => self.status().await,
-            (Route::Document, _) => Reply::bytes("application/json", openapi::document()),
+            (Route::Document, _) => Ok(Reply::bytes("application/json", openapi::document())),
             (Route::Requests, Method::GET) => self.list_requests(&call).await,
             (Route::Requests, _) => self.create_request(&call).await,
             (Route::Request(id), Method::GET) => self.get_request(&call, id).await,
@@ -374,23 +376,22 @@ impl NotaryApi {
             (Route::Account(id), Method::GET) => self.get_account(id).await,
             (Route::Account(id), _) => self.delete_account(&call, id).await,
             (Route::AccountPassword(id), _) => self.change_password(&call, id).await,
-        }
+        };
+        answered.unwrap_or_else(|refused| refused)
     }
 
     /// `GET /status`: whether an account exists, and pkid's version.
-    async fn status(&self) -> Reply {
-        match self.reads.any_user().await {
-            Ok(initialized) => Reply::json(
-                StatusCode::OK,
-                &wire::StatusAnswer {
-                    result: wire::Status {
-                        initialized,
-                        version: env!("CARGO_PKG_VERSION").to_owned(),
-                    },
+    async fn status(&self) -> Result<Reply, Reply> {
+        let initialized = self.reads.any_user().await.map_err(read_failed)?;
+        Ok(Reply::json(
+            StatusCode::OK,
+            &wire::StatusAnswer {
+                result: wire::Status {
+                    initialized,
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
                 },
-            ),
-            Err(e) => read_failed(e),
-        }
+            },
+        ))
     }
 
     /// Where the CRL of CA `id` is published on this surface.

@@ -72,40 +72,34 @@ pub(super) fn revocation_reason(body: &[u8]) -> Result<RevocationReason, Reply> 
 }
 
 impl NotaryApi {
-    pub(super) async fn list_requests(&self, call: &Call<'_>) -> Reply {
-        let page = match paging(call.head.query) {
-            Ok(page) => page,
-            Err(reply) => return reply,
-        };
+    pub(super) async fn list_requests(&self, call: &Call<'_>) -> Result<Reply, Reply> {
+        let page = paging(call.head.query)?;
         let own = (!sees_all_requests(&call.principal)).then(|| owner(&call.principal).0);
-        match self.reads.certificate_requests(own.as_deref(), page).await {
-            Ok(rows) => Reply::json(
-                StatusCode::OK,
-                &RequestListAnswer {
-                    result: rows.into_iter().map(shown).collect(),
-                },
-            ),
-            Err(e) => read_failed(e),
-        }
+        let rows = self
+            .reads
+            .certificate_requests(own.as_deref(), page)
+            .await
+            .map_err(read_failed)?;
+        Ok(Reply::json(
+            StatusCode::OK,
+            &RequestListAnswer {
+                result: rows.into_iter().map(shown).collect(),
+            },
+        ))
     }
 
-    pub(super) async fn create_request(&self, call: &Call<'_>) -> Reply {
-        let new: CreateRequest = match parse_body(&call.body) {
-            Ok(new) => new,
-            Err(reply) => return reply,
-        };
+    pub(super) async fn create_request(&self, call: &Call<'_>) -> Result<Reply, Reply> {
+        let new: CreateRequest = parse_body(&call.body)?;
         if new.csr.trim().is_empty() {
-            return error(StatusCode::BAD_REQUEST, "csr is missing");
+            return Err(error(StatusCode::BAD_REQUEST, "csr is missing"));
         }
         let (owner_id, email) = owner(&call.principal);
-        match self
+        let id = self
             .ra
             .create_certificate_request(&new.csr, &owner_id, &email, &who(&call.principal))
             .await
-        {
-            Ok(id) => created(id),
-            Err(e) => ra_error(e),
-        }
+            .map_err(ra_error)?;
+        Ok(created(id))
     }
 
     /// The request `id`, if the caller may see it.
@@ -123,111 +117,74 @@ impl NotaryApi {
         Ok(row)
     }
 
-    pub(super) async fn get_request(&self, call: &Call<'_>, id: &str) -> Reply {
-        match self.visible(call, id).await {
-            Ok(row) => Reply::json(StatusCode::OK, &RequestAnswer { result: shown(row) }),
-            Err(reply) => reply,
-        }
+    pub(super) async fn get_request(&self, call: &Call<'_>, id: &str) -> Result<Reply, Reply> {
+        let row = self.visible(call, id).await?;
+        Ok(Reply::json(
+            StatusCode::OK,
+            &RequestAnswer { result: shown(row) },
+        ))
     }
 
-    pub(super) async fn delete_request(&self, call: &Call<'_>, id: &str) -> Reply {
-        let id = match parse_id(id) {
-            Ok(id) => id,
-            Err(reply) => return reply,
-        };
-        match self
-            .ra
+    pub(super) async fn delete_request(&self, call: &Call<'_>, id: &str) -> Result<Reply, Reply> {
+        let id = parse_id(id)?;
+        self.ra
             .delete_certificate_request(id, &who(&call.principal))
             .await
-        {
-            Ok(()) => done(StatusCode::ACCEPTED),
-            Err(e) => ra_error(e),
-        }
+            .map_err(ra_error)?;
+        Ok(done(StatusCode::ACCEPTED))
     }
 
-    pub(super) async fn reject_request(&self, call: &Call<'_>, id: &str) -> Reply {
-        let id = match parse_id(id) {
-            Ok(id) => id,
-            Err(reply) => return reply,
-        };
-        match self
-            .ra
+    pub(super) async fn reject_request(&self, call: &Call<'_>, id: &str) -> Result<Reply, Reply> {
+        let id = parse_id(id)?;
+        self.ra
             .reject_certificate_request(id, &who(&call.principal))
             .await
-        {
-            Ok(()) => done(StatusCode::ACCEPTED),
-            Err(e) => ra_error(e),
-        }
+            .map_err(ra_error)?;
+        Ok(done(StatusCode::ACCEPTED))
     }
 
-    pub(super) async fn sign_request(&self, call: &Call<'_>, id: &str) -> Reply {
-        let (id, ca_id) = match id_and_signer(id, &call.body) {
-            Ok(pair) => pair,
-            Err(reply) => return reply,
-        };
-        match self
-            .ra
+    pub(super) async fn sign_request(&self, call: &Call<'_>, id: &str) -> Result<Reply, Reply> {
+        let (id, ca_id) = id_and_signer(id, &call.body)?;
+        self.ra
             .sign_certificate_request(id, ca_id, &[self.crl_url(ca_id)], &who(&call.principal))
             .await
-        {
-            Ok(()) => done(StatusCode::ACCEPTED),
-            Err(e) => ra_error(e),
-        }
+            .map_err(ra_error)?;
+        Ok(done(StatusCode::ACCEPTED))
     }
 
-    pub(super) async fn upload_chain(&self, call: &Call<'_>, id: &str) -> Reply {
-        let id = match parse_id(id) {
-            Ok(id) => id,
-            Err(reply) => return reply,
-        };
-        let upload: UploadCertificate = match parse_body(&call.body) {
-            Ok(upload) => upload,
-            Err(reply) => return reply,
-        };
+    pub(super) async fn upload_chain(&self, call: &Call<'_>, id: &str) -> Result<Reply, Reply> {
+        let id = parse_id(id)?;
+        let upload: UploadCertificate = parse_body(&call.body)?;
         if upload.certificate.trim().is_empty() {
-            return error(StatusCode::BAD_REQUEST, "certificate is missing");
+            return Err(error(StatusCode::BAD_REQUEST, "certificate is missing"));
         }
-        match self
-            .ra
+        self.ra
             .upload_request_chain(id, &upload.certificate, &who(&call.principal))
             .await
-        {
-            Ok(()) => created(id),
-            Err(e) => ra_error(e),
-        }
+            .map_err(ra_error)?;
+        Ok(created(id))
     }
 
-    pub(super) async fn delete_certificate(&self, call: &Call<'_>, id: &str) -> Reply {
-        let id = match parse_id(id) {
-            Ok(id) => id,
-            Err(reply) => return reply,
-        };
-        match self
-            .ra
+    pub(super) async fn delete_certificate(
+        &self,
+        call: &Call<'_>,
+        id: &str,
+    ) -> Result<Reply, Reply> {
+        let id = parse_id(id)?;
+        self.ra
             .detach_request_certificate(id, &who(&call.principal))
             .await
-        {
-            Ok(()) => done(StatusCode::OK),
-            Err(e) => ra_error(e),
-        }
+            .map_err(ra_error)?;
+        Ok(done(StatusCode::OK))
     }
 
-    pub(super) async fn revoke_request(&self, call: &Call<'_>, id: &str) -> Reply {
-        let id = match parse_id(id) {
-            Ok(id) => id,
-            Err(reply) => return reply,
-        };
-        let reason = match revocation_reason(&call.body) {
-            Ok(reason) => reason,
-            Err(reply) => return reply,
-        };
-        match self
-            .ra
+    pub(super) async fn revoke_request(&self, call: &Call<'_>, id: &str) -> Result<Reply, Reply> {
+        let id = parse_id(id)?;
+        let reason = revocation_reason(&call.body)?;
+        self.ra
             .revoke_request_certificate(id, reason, &who(&call.principal))
             .await
-        {
-            Ok(()) => done(StatusCode::ACCEPTED),
-            Err(e) => ra_error(e),
-        }
+            .map_err(ra_error)?;
+        Ok(done(StatusCode::ACCEPTED))
     }
 }
