@@ -28,6 +28,29 @@ pub mod notary;
 pub mod operations;
 pub mod repository;
 
+/// The operations an OpenAPI 3.1 document lists, as (METHOD, path), sorted: what each surface's
+/// document test holds against its router.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn documented_operations(document: &str) -> Vec<(String, String)> {
+    let document: serde_json::Value = serde_json::from_str(document).unwrap();
+    assert!(
+        document["openapi"].as_str().unwrap().starts_with("3.1"),
+        "not OpenAPI 3.1: {}",
+        document["openapi"]
+    );
+    let mut operations = Vec::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            if ["get", "put", "post", "delete", "patch"].contains(&method.as_str()) {
+                operations.push((method.to_ascii_uppercase(), path.clone()));
+            }
+        }
+    }
+    operations.sort();
+    operations
+}
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

@@ -761,22 +761,11 @@ mod tests {
     /// Every route the router serves is in the document, and the document has no other.
     #[test]
     fn the_document_lists_every_route_and_no_other() {
-        let document: serde_json::Value = serde_json::from_str(&document()).unwrap();
-        assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
-        let paths = document["paths"].as_object().unwrap();
-        let mut documented = Vec::new();
-        for (path, item) in paths {
-            for method in item.as_object().unwrap().keys() {
-                if ["get", "put", "post", "delete", "patch"].contains(&method.as_str()) {
-                    documented.push((method.to_ascii_uppercase(), path.clone()));
-                }
-            }
-        }
+        let documented = crate::api::documented_operations(&document());
         let mut served: Vec<(String, String)> = ROUTES
             .iter()
             .map(|(method, path, _)| (method.as_str().to_string(), (*path).to_string()))
             .collect();
-        documented.sort();
         served.sort();
         assert_eq!(documented, served);
     }

@@ -193,14 +193,10 @@ mod tests {
     /// The document lists exactly the operations the router serves.
     #[test]
     fn the_document_lists_every_route_and_no_other() {
+        let listed: BTreeSet<(String, String)> = crate::api::documented_operations(&document())
+            .into_iter()
+            .collect();
         let doc: serde_json::Value = serde_json::from_str(&document()).unwrap();
-        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{doc}");
-        let mut listed = BTreeSet::new();
-        for (path, item) in doc["paths"].as_object().unwrap() {
-            for method in item.as_object().unwrap().keys() {
-                listed.insert((method.to_uppercase(), path.clone()));
-            }
-        }
         let routed: BTreeSet<(String, String)> = ROUTES
             .iter()
             .map(|(m, p)| (m.to_string(), p.to_string()))

@@ -124,16 +124,15 @@ mod tests {
 
     #[test]
     fn the_document_lists_each_route_of_the_surface_once() {
+        let operations: Vec<String> = crate::api::documented_operations(&document())
+            .into_iter()
+            .map(|(method, path)| {
+                assert!(IdentityApi::serves(&path), "{path} is not this surface's");
+                format!("{method} {path}")
+            })
+            .collect();
         let document: Value = serde_json::from_str(&document()).unwrap();
         assert_eq!(document["openapi"], "3.1.0");
-        let mut operations: Vec<String> = Vec::new();
-        for (path, item) in document["paths"].as_object().unwrap() {
-            assert!(IdentityApi::serves(path), "{path} is not this surface's");
-            for method in item.as_object().unwrap().keys() {
-                operations.push(format!("{} {path}", method.to_uppercase()));
-            }
-        }
-        operations.sort();
         assert_eq!(
             operations,
             [
