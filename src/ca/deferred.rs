@@ -4,13 +4,12 @@
 //! is the cycle of `issuance`: the journal before the signature, the leaf checked against the
 //! request and the profile (`check_leaf`, `check_profile`), one write to store it.
 
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use pkid_backends::Issuance;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::issuance::{check_leaf, LeafRequest, StoreJournal};
+use super::issuance::{check_leaf, LeafRequest};
 use super::{Ca, IssuanceProfile, IssueError, IssuedCert};
 use crate::pki::csr::CheckedCsr;
 use crate::store::PendingCertificate;
@@ -40,19 +39,7 @@ impl Ca {
             crl_shard,
         } = self.leaf_request(csr, profile);
         let serial_hex = request.serial.to_hex();
-        let journal = StoreJournal {
-            store: &self.store,
-            pending: PendingCertificate {
-                issuer: &self.name,
-                order_id: None,
-                account_id: None,
-                not_before,
-                not_after,
-                crl_shard,
-            },
-            claim: None,
-            claim_lost: AtomicBool::new(false),
-        };
+        let journal = self.leaf_journal(None, None, (not_before, not_after), crl_shard, None);
         let outcome = match self.backend.issue(request, &journal).await {
             Ok(outcome) => outcome,
             Err(e) => {

@@ -115,19 +115,13 @@ impl Ca {
             crl_shard,
         } = self.leaf_request(csr, profile);
         let serial_hex = request.serial.to_hex();
-        let journal = StoreJournal {
-            store: &self.store,
-            pending: PendingCertificate {
-                issuer: &self.name,
-                order_id,
-                account_id,
-                not_before,
-                not_after,
-                crl_shard,
-            },
+        let journal = self.leaf_journal(
+            order_id,
+            account_id,
+            (not_before, not_after),
+            crl_shard,
             claim,
-            claim_lost: AtomicBool::new(false),
-        };
+        );
         let chain = self
             .sign_and_check(request, &journal, |leaf| check_leaf(leaf, csr, profile))
             .await?;
@@ -240,17 +234,32 @@ impl Ca {
         not_before: time::OffsetDateTime,
         not_after: time::OffsetDateTime,
     ) -> StoreJournal<'_> {
+        let validity = (not_before.unix_timestamp(), not_after.unix_timestamp());
+        self.leaf_journal(None, None, validity, None, None)
+    }
+
+    /// The journal of a certificate of this issuer: of an order and account when it has them,
+    /// its validity (unix seconds) and CRL shard, with the order's claim when a finalize holds
+    /// one.
+    pub(super) fn leaf_journal<'a>(
+        &'a self,
+        order_id: Option<&'a str>,
+        account_id: Option<&'a str>,
+        (not_before, not_after): (i64, i64),
+        crl_shard: Option<i64>,
+        claim: Option<Claim<'a>>,
+    ) -> StoreJournal<'a> {
         StoreJournal {
             store: &self.store,
             pending: PendingCertificate {
                 issuer: &self.name,
-                order_id: None,
-                account_id: None,
-                not_before: not_before.unix_timestamp(),
-                not_after: not_after.unix_timestamp(),
-                crl_shard: None,
+                order_id,
+                account_id,
+                not_before,
+                not_after,
+                crl_shard,
             },
-            claim: None,
+            claim,
             claim_lost: AtomicBool::new(false),
         }
     }

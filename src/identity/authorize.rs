@@ -202,13 +202,13 @@ mod tests {
     }
 
     type Outcome = Result<(), Denied>;
+    const OK: Outcome = Ok(());
+    const E401: Outcome = Err(Denied::Unauthenticated);
+    const E403: Outcome = Err(Denied::Forbidden);
 
     /// The table of the module's header, row by row.
     #[test]
     fn the_table() {
-        const OK: Outcome = Ok(());
-        const E401: Outcome = Err(Denied::Unauthenticated);
-        const E403: Outcome = Err(Denied::Forbidden);
         let rows: Vec<(&str, Principal, [Outcome; 3])> = vec![
             ("anonymous", Principal::Anonymous, [E401, E401, E401]),
             (
@@ -278,9 +278,6 @@ mod tests {
     /// The RA client operations' rows (RaRead, RaOperate, RaManage).
     #[test]
     fn the_ra_operations_rows() {
-        const OK: Outcome = Ok(());
-        const E401: Outcome = Err(Denied::Unauthenticated);
-        const E403: Outcome = Err(Denied::Forbidden);
         let rows: Vec<(&str, Principal, [Outcome; 3])> = vec![
             ("anonymous", Principal::Anonymous, [E401, E401, E401]),
             (
@@ -319,9 +316,6 @@ mod tests {
     /// The IAM surface's rows of the module's header.
     #[test]
     fn the_iam_table() {
-        const OK: Outcome = Ok(());
-        const E401: Outcome = Err(Denied::Unauthenticated);
-        const E403: Outcome = Err(Denied::Forbidden);
         let rows: Vec<(&str, Principal, [Outcome; 2])> = vec![
             ("anonymous", Principal::Anonymous, [E401, E401]),
             (
@@ -363,9 +357,6 @@ mod tests {
     /// The Notary table of the module's header, row by row.
     #[test]
     fn the_notary_table() {
-        const OK: Outcome = Ok(());
-        const E401: Outcome = Err(Denied::Unauthenticated);
-        const E403: Outcome = Err(Denied::Forbidden);
         use Action::*;
         let actions = [
             NotaryReadRequests,
